@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets the machine up (idempotent) and runs every test: unit tests, the pose engine's golden
+# parity tests and the integration tests against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# One test at a time: they start real servers and measure frame rates on a small machine.
+cargo test --workspace -- --test-threads=1 "$@"

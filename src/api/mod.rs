@@ -1,0 +1,78 @@
+//! HTTP and WebSocket routes.
+
+pub mod cameras;
+pub mod stream;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::hub::{HubError, StreamHub};
+use crate::settings::StreamSettings;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub hub: Addr<StreamHub>,
+    pub stream: StreamSettings,
+}
+
+/// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the camera registry is not answering")]
+    Unavailable,
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::UnknownCamera(_) => ApiError::NotFound(e.to_string()),
+            HubError::Duplicate(_) => ApiError::Conflict(e.to_string()),
+            HubError::InvalidCamera(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/cameras", web::get().to(cameras::list))
+            .route("/cameras/{camera_id}", web::get().to(cameras::get))
+            .route("/engine", web::get().to(cameras::engine)),
+    )
+    .route("/ws/stream", web::get().to(stream::legacy))
+    .route("/ws/stream/{camera_id}", web::get().to(stream::camera))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("no such route: {} {}", req.method(), req.path())).error_response()
+}

@@ -1,0 +1,177 @@
+//! WebSocket viewers: one task per socket, each throttled by its own FPS and holding only the
+//! newest packet of its camera.
+//!
+//! Sessions run over `actix-ws` rather than `actix-web-actors`: the actor context's write buffer
+//! has no bound and no way to see how full it is, so a viewer that stops reading would grow the
+//! server's memory. With `actix-ws` a send waits once the socket's small queue is full; the session
+//! then simply holds the newest packet, and one that cannot send for `send_timeout_secs` is closed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message};
+use tokio::time::{sleep_until, Instant};
+
+use super::{ApiError, AppState};
+use crate::camera::{Feed, FramePacket};
+use crate::hub::{CameraLink, Subscribe};
+
+/// `WS /ws/stream/{camera_id}`.
+pub async fn camera(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    open(req, body, state, Some(path.into_inner()), query.into_inner()).await
+}
+
+/// `WS /ws/stream`: the first configured camera, for clients of the single-camera server.
+pub async fn legacy(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    open(req, body, state, None, query.into_inner()).await
+}
+
+async fn open(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    camera_id: Option<String>,
+    query: HashMap<String, String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let fps = viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?;
+    let link = state
+        .hub
+        .send(Subscribe { camera_id: camera_id.clone() })
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| match camera_id {
+            Some(id) => ApiError::NotFound(format!("unknown camera: {id}")),
+            None => ApiError::NotFound("no cameras are configured".into()),
+        })?;
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let limits = Limits {
+        period: Duration::from_secs_f64(1.0 / fps),
+        heartbeat: Duration::from_secs_f64(state.stream.heartbeat_interval_secs),
+        client_timeout: Duration::from_secs_f64(state.stream.client_timeout_secs),
+        send_timeout: Duration::from_secs_f64(state.stream.send_timeout_secs),
+    };
+    log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
+    actix_web::rt::spawn(run_viewer(link, session, messages.max_frame_size(64 * 1024), limits));
+    Ok(response)
+}
+
+/// `?fps=` if given (bounded by `max_fps`), else the server's default.
+fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Result<f64, ApiError> {
+    let Some(raw) = query.get("fps") else {
+        return Ok(default);
+    };
+    match raw.parse::<f64>() {
+        Ok(fps) if fps > 0.0 && fps <= max => Ok(fps),
+        _ => Err(ApiError::BadRequest(format!("fps must be a number above 0 and at most {max}, got {raw:?}"))),
+    }
+}
+
+struct Limits {
+    period: Duration,
+    heartbeat: Duration,
+    client_timeout: Duration,
+    send_timeout: Duration,
+}
+
+fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
+    Some(CloseReason { code, description: Some(description.to_string()) })
+}
+
+async fn run_viewer(
+    mut link: CameraLink,
+    mut session: actix_ws::Session,
+    mut messages: actix_ws::MessageStream,
+    limits: Limits,
+) {
+    let mut latest: Option<Arc<FramePacket>> = None;
+    let mut last_sent_seq = 0u64;
+    let mut next_send = Instant::now();
+    let mut last_heard = Instant::now();
+    let mut heartbeat = tokio::time::interval(limits.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    // A packet published before this viewer came counts as news, so the first frame goes out at once.
+    link.feed.mark_changed();
+
+    let reason = loop {
+        let has_unsent = latest.as_ref().is_some_and(|p| p.seq != last_sent_seq);
+        tokio::select! {
+            changed = link.feed.changed() => {
+                if changed.is_err() {
+                    break close_reason(CloseCode::Away, "camera removed");
+                }
+                let feed = link.feed.borrow_and_update().clone();
+                match feed {
+                    Feed::Frame(packet) => latest = Some(packet),
+                    Feed::Waiting => {}
+                    Feed::Closed(why) => break close_reason(CloseCode::Away, why),
+                }
+            }
+            _ = sleep_until(next_send), if has_unsent => {
+                let packet = latest.take().expect("has_unsent implies a packet");
+                match tokio::time::timeout(limits.send_timeout, session.text(packet.text.clone())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_closed)) => return,
+                    Err(_elapsed) => break close_reason(CloseCode::Policy, "viewer stopped reading"),
+                }
+                last_sent_seq = packet.seq;
+                // Keep the viewer's cadence; after a pause, never send two frames closer than half a period.
+                next_send = (next_send + limits.period).max(Instant::now() + limits.period / 2);
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > limits.client_timeout {
+                    break close_reason(CloseCode::Policy, "heartbeat timeout");
+                }
+                if session.ping(b"haven").await.is_err() {
+                    return;
+                }
+            }
+            msg = messages.recv() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Message::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break close_reason(CloseCode::Protocol, &e.to_string()),
+                }
+            }
+        }
+    };
+    log::debug!("[{}] viewer left: {:?}", link.camera_id, reason);
+    let _ = session.close(reason).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(v: &str) -> HashMap<String, String> {
+        HashMap::from([("fps".to_string(), v.to_string())])
+    }
+
+    #[test]
+    fn fps_defaults_and_bounds() {
+        assert_eq!(viewer_fps(&HashMap::new(), 10.0, 30.0).unwrap(), 10.0);
+        assert_eq!(viewer_fps(&q("2.5"), 10.0, 30.0).unwrap(), 2.5);
+        for bad in ["0", "-1", "31", "abc", "NaN", ""] {
+            assert!(viewer_fps(&q(bad), 10.0, 30.0).is_err(), "{bad} accepted");
+        }
+    }
+}

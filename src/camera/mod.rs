@@ -1,0 +1,11 @@
+//! One camera: its async actor, its blocking worker thread, its source, packets and status.
+
+pub mod actor;
+pub mod packet;
+pub mod source;
+pub mod status;
+pub mod worker;
+
+pub use actor::CameraActor;
+pub use packet::{Feed, FramePacket};
+pub use status::{CameraState, CameraStatus, CameraStatusView};

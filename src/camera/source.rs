@@ -1,0 +1,98 @@
+//! Opening and reading a camera's source with OpenCV.
+
+use std::path::Path;
+
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+
+use crate::redact::redact_in;
+use crate::settings::{CameraConfig, SourceType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source file not found: {0}")]
+    NotFound(String),
+    #[error("cannot open {0}: not a readable video (corrupt file, unsupported codec or unreachable camera)")]
+    Open(String),
+    #[error("{source_name}: no frame could be decoded")]
+    NoFrames { source_name: String },
+    /// A live stream has no end to loop from: reaching it means the camera went away.
+    #[error("{source_name}: stream ended")]
+    StreamEnded { source_name: String },
+    #[error("{0}")]
+    OpenCv(String),
+}
+
+/// How long an RTSP camera may take to answer before the attempt counts as failed.
+const RTSP_TIMEOUT_MS: i32 = 5_000;
+
+pub struct VideoSource {
+    cap: VideoCapture,
+    display: String,
+    raw: String,
+    pub width: i32,
+    pub height: i32,
+    /// The source's own rate; for files the pace at which frames are delivered.
+    pub fps: f64,
+}
+
+impl VideoSource {
+    pub fn open(config: &CameraConfig) -> Result<Self, SourceError> {
+        let display = config.display_source();
+        let err = |e: opencv::Error| SourceError::OpenCv(redact_in(&e.to_string(), &config.source));
+        let cap = match config.source_type {
+            SourceType::VideoFile => {
+                if !Path::new(&config.source).is_file() {
+                    return Err(SourceError::NotFound(display));
+                }
+                VideoCapture::from_file(&config.source, videoio::CAP_FFMPEG).map_err(err)?
+            }
+            SourceType::Rtsp => {
+                let params = Vector::<i32>::from_slice(&[
+                    videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    RTSP_TIMEOUT_MS,
+                    videoio::CAP_PROP_READ_TIMEOUT_MSEC,
+                    RTSP_TIMEOUT_MS,
+                ]);
+                VideoCapture::from_file_with_params(&config.source, videoio::CAP_FFMPEG, &params).map_err(err)?
+            }
+        };
+        if !cap.is_opened().map_err(err)? {
+            return Err(SourceError::Open(display));
+        }
+        let width = cap.get(videoio::CAP_PROP_FRAME_WIDTH).map_err(err)? as i32;
+        let height = cap.get(videoio::CAP_PROP_FRAME_HEIGHT).map_err(err)? as i32;
+        let reported = cap.get(videoio::CAP_PROP_FPS).map_err(err)?;
+        let fps = if reported.is_finite() && (1.0..=240.0).contains(&reported) { reported } else { 25.0 };
+        Ok(Self { cap, display, raw: config.source.clone(), width, height, fps })
+    }
+
+    fn err(&self, e: opencv::Error) -> SourceError {
+        SourceError::OpenCv(format!("{}: {}", self.display, redact_in(&e.to_string(), &self.raw)))
+    }
+
+    /// Decodes the next frame into `frame`; `false` at the end of the stream.
+    pub fn read(&mut self, frame: &mut Mat) -> Result<bool, SourceError> {
+        let ok = self.cap.read(frame).map_err(|e| self.err(e))?;
+        Ok(ok && !frame.empty())
+    }
+
+    /// Advances one frame without converting it (a frame skipped to keep up).
+    pub fn skip(&mut self) -> Result<bool, SourceError> {
+        self.cap.grab().map_err(|e| self.err(e))
+    }
+
+    /// Goes back to the first frame of a file.
+    pub fn rewind(&mut self) -> Result<bool, SourceError> {
+        self.cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0).map_err(|e| self.err(e))
+    }
+
+    pub fn stream_ended(&self) -> SourceError {
+        SourceError::StreamEnded { source_name: self.display.clone() }
+    }
+
+    pub fn no_frames(&self) -> SourceError {
+        SourceError::NoFrames { source_name: self.display.clone() }
+    }
+}

@@ -1,0 +1,287 @@
+//! The blocking half of a camera: capture, inference, annotation and JPEG encoding, on its own thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Handler, Message, SyncContext};
+use opencv::core::{Mat, Size, Vector};
+use opencv::prelude::*;
+use opencv::{imgcodecs, imgproc};
+use tokio::sync::watch;
+
+use super::packet::{Feed, FrameMetadata, FramePacket};
+use super::source::{SourceError, VideoSource};
+use super::status::{CameraState, CameraStatus};
+use crate::inference::SharedEngine;
+use crate::settings::{CameraConfig, SourceType};
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest the worker sleeps before looking at its stop flag again.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Everything a worker thread shares with the rest of the server.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub config: Arc<RwLock<CameraConfig>>,
+    pub status: Arc<CameraStatus>,
+    pub engine: Option<Arc<SharedEngine>>,
+    pub feed: Arc<watch::Sender<Feed>>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs in a `SyncArbiter` thread; one `Run` message keeps it busy until the stop flag is set.
+pub struct CameraWorker {
+    pub ctx: WorkerContext,
+}
+
+impl Actor for CameraWorker {
+    type Context = SyncContext<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Run;
+
+impl Handler<Run> for CameraWorker {
+    type Result = ();
+
+    fn handle(&mut self, _: Run, _: &mut SyncContext<Self>) {
+        run(&self.ctx);
+    }
+}
+
+enum Outcome {
+    Stopped,
+    Ended,
+    Failed(SourceError),
+}
+
+fn camera_id(ctx: &WorkerContext) -> String {
+    ctx.config.read().unwrap().camera_id.clone()
+}
+
+/// Opens the source, streams it, and on failure retries with capped exponential backoff.
+pub fn run(ctx: &WorkerContext) {
+    let config = ctx.config.read().unwrap().clone();
+    let id = config.camera_id.clone();
+    log::info!("[{id}] Worker started: {}", config.display_source());
+    let mut backoff = BACKOFF_START;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let config = ctx.config.read().unwrap().clone();
+        let outcome = match VideoSource::open(&config) {
+            Ok(source) => {
+                log::info!("[{id}] Opened: {}x{} @ {:.1}fps", source.width, source.height, source.fps);
+                ctx.status.opened(source.width, source.height, source.fps);
+                ctx.status.set_error(None);
+                let opened_at = Instant::now();
+                let outcome = stream(ctx, source);
+                if opened_at.elapsed() > BACKOFF_MAX {
+                    backoff = BACKOFF_START;
+                }
+                outcome
+            }
+            Err(e) => Outcome::Failed(e),
+        };
+        match outcome {
+            Outcome::Stopped => break,
+            Outcome::Ended => {
+                log::info!("[{id}] Video ended");
+                ctx.status.set_state(CameraState::Ended);
+                return;
+            }
+            Outcome::Failed(e) => {
+                let wait = with_jitter(backoff);
+                log::warn!("[{id}] {e}; retrying in {:.1}s", wait.as_secs_f64());
+                ctx.status.set_error(Some(e.to_string()));
+                ctx.status.set_state(CameraState::Retrying);
+                if !sleep_unless_stopped(ctx, wait) {
+                    break;
+                }
+                ctx.status.reconnects.fetch_add(1, Ordering::Relaxed);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    ctx.status.set_state(CameraState::Stopped);
+    log::info!("[{id}] Worker stopped");
+}
+
+/// Up to +25% so that cameras that failed together do not retry in lockstep.
+fn with_jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    d.mul_f64(1.0 + (nanos % 1000) as f64 / 4000.0)
+}
+
+/// Sleeps for `d` in short steps; `false` if the worker was asked to stop meanwhile.
+fn sleep_unless_stopped(ctx: &WorkerContext, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(STOP_POLL));
+    }
+}
+
+/// Measures processed frames per second over windows of about a second.
+struct RateMeter {
+    since: Instant,
+    count: u32,
+}
+
+impl RateMeter {
+    fn tick(&mut self, status: &CameraStatus) {
+        self.count += 1;
+        let elapsed = self.since.elapsed().as_secs_f64();
+        if elapsed >= 1.0 {
+            status.set_fps(self.count as f64 / elapsed);
+            self.since = Instant::now();
+            self.count = 0;
+        }
+    }
+}
+
+/// Delivers frames at the source's pace: a file as fast as a live camera would, never faster; when
+/// processing falls behind, the frames it missed are skipped (and counted) rather than queued.
+fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
+    let id = camera_id(ctx);
+    let paced = ctx.config.read().unwrap().source_type == SourceType::VideoFile;
+    let period = 1.0 / source.fps;
+    let mut clock = Instant::now();
+    let mut next_index: u64 = 0;
+    let mut frames_this_pass: u64 = 0;
+    let mut frame = Mat::default();
+    let mut meter = RateMeter { since: Instant::now(), count: 0 };
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Outcome::Stopped;
+        }
+        let mut at_end = false;
+        if paced {
+            let due = clock + Duration::from_secs_f64(next_index as f64 * period);
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep((due - now).min(STOP_POLL));
+                continue;
+            }
+            let due_index = ((now - clock).as_secs_f64() / period).floor() as u64;
+            while next_index < due_index {
+                match source.skip() {
+                    Ok(true) => {
+                        next_index += 1;
+                        frames_this_pass += 1;
+                        ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                        ctx.status.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {
+                        at_end = true;
+                        break;
+                    }
+                    Err(e) => return Outcome::Failed(e),
+                }
+            }
+        }
+        if !at_end {
+            match source.read(&mut frame) {
+                Ok(true) => {}
+                Ok(false) => at_end = true,
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+        if at_end {
+            if frames_this_pass == 0 {
+                return Outcome::Failed(source.no_frames());
+            }
+            if !paced {
+                return Outcome::Failed(source.stream_ended());
+            }
+            if !ctx.config.read().unwrap().loop_video {
+                return Outcome::Ended;
+            }
+            log::info!("[{id}] Video ended, looping...");
+            ctx.status.loops.fetch_add(1, Ordering::Relaxed);
+            match source.rewind() {
+                Ok(true) => {}
+                _ => return Outcome::Failed(source.no_frames()),
+            }
+            clock = Instant::now();
+            next_index = 0;
+            frames_this_pass = 0;
+            continue;
+        }
+        let frame_index = next_index;
+        next_index += 1;
+        frames_this_pass += 1;
+        ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = process(ctx, &id, &mut frame, frame_index) {
+            log::warn!("[{id}] frame {frame_index}: {e}");
+            ctx.status.set_error(Some(e));
+        }
+        ctx.status.frames_processed.fetch_add(1, Ordering::Relaxed);
+        meter.tick(&ctx.status);
+    }
+}
+
+/// One frame's work. Inference and encoding are done only when someone consumes the result,
+/// and then exactly once, whatever the number of viewers.
+fn process(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
+    if ctx.feed.receiver_count() == 0 {
+        return Ok(());
+    }
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let (resize_width, jpeg_quality, ai_enabled) = {
+        let c = ctx.config.read().unwrap();
+        (c.resize_width, c.jpeg_quality, c.ai_enabled)
+    };
+    if let Some(w) = resize_width {
+        let w = w as i32;
+        if frame.cols() > w {
+            let h = ((frame.rows() as f64) * (w as f64) / (frame.cols() as f64)).round() as i32;
+            let mut small = Mat::default();
+            imgproc::resize(&*frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA)
+                .map_err(|e| e.to_string())?;
+            *frame = small;
+        }
+    }
+    let engine = ctx.engine.as_ref().filter(|_| ai_enabled);
+    let (annotated, detections, inference_ms) = match engine {
+        Some(engine) => {
+            let started = Instant::now();
+            let (annotated, detections) = engine.process_frame(frame).map_err(|e| e.to_string())?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            ctx.status.record_inference(ms);
+            (Some(annotated), detections, Some((ms * 100.0).round() / 100.0))
+        }
+        None => (None, Vec::new(), None),
+    };
+    let shown = annotated.as_ref().unwrap_or(frame);
+    ctx.status.set_frame_size(shown.cols(), shown.rows());
+    let mut jpeg = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, jpeg_quality as i32]);
+    imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
+    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    let seq = ctx.status.frames_encoded.load(Ordering::Relaxed);
+    let packet = FramePacket::new(
+        FrameMetadata {
+            camera_id: id,
+            seq,
+            frame_index,
+            timestamp,
+            fps: ((ctx.status.fps() as f64) * 100.0).round() / 100.0,
+            width: shown.cols(),
+            height: shown.rows(),
+            ai_enabled: engine.is_some(),
+            inference_ms,
+            detections: &detections,
+        },
+        jpeg.to_vec(),
+    );
+    ctx.feed.send_replace(Feed::Frame(packet));
+    Ok(())
+}

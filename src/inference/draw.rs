@@ -1,0 +1,61 @@
+//! Draws what the engine found onto the frame that viewers see.
+
+use opencv::core::{Mat, Point, Rect, Scalar};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::Detection;
+
+/// COCO keypoint pairs joined by a limb (0-based keypoint indices).
+pub const SKELETON: [(usize, usize); 19] = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+];
+
+/// Keypoints below this confidence are neither drawn nor joined.
+pub const KEYPOINT_MIN_CONF: f32 = 0.5;
+
+fn bgr(b: f64, g: f64, r: f64) -> Scalar {
+    Scalar::new(b, g, r, 0.0)
+}
+
+fn limb_color(a: usize, b: usize) -> Scalar {
+    match (a.min(b), a.max(b)) {
+        (x, _) if x <= 4 => bgr(255.0, 200.0, 0.0),   // head: light blue
+        (_, y) if y <= 10 => bgr(0.0, 200.0, 255.0),  // arms: orange
+        _ => bgr(255.0, 0.0, 200.0),                  // torso and legs: violet
+    }
+}
+
+/// Draws boxes, scores, the skeleton and confident keypoints in place.
+pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()> {
+    let thickness = ((frame.cols().max(frame.rows()) as f32) / 400.0).ceil().max(1.0) as i32;
+    for det in detections {
+        let [x1, y1, x2, y2] = det.bbox;
+        let rect = Rect::new(x1 as i32, y1 as i32, (x2 - x1).max(1.0) as i32, (y2 - y1).max(1.0) as i32);
+        imgproc::rectangle(frame, rect, bgr(0.0, 255.0, 0.0), thickness, imgproc::LINE_8, 0)?;
+        imgproc::put_text(
+            frame,
+            &format!("person {:.2}", det.score),
+            Point::new(rect.x, (rect.y - 4).max(10)),
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness as f64,
+            bgr(0.0, 255.0, 0.0),
+            thickness.max(1),
+            imgproc::LINE_AA,
+            false,
+        )?;
+        let kp = &det.keypoints;
+        let point = |i: usize| Point::new(kp[i][0].round() as i32, kp[i][1].round() as i32);
+        let visible = |i: usize| i < kp.len() && kp[i][2] >= KEYPOINT_MIN_CONF;
+        for &(a, b) in SKELETON.iter() {
+            if visible(a) && visible(b) {
+                imgproc::line(frame, point(a), point(b), limb_color(a, b), thickness, imgproc::LINE_AA, 0)?;
+            }
+        }
+        for i in (0..kp.len()).filter(|&i| visible(i)) {
+            imgproc::circle(frame, point(i), thickness + 2, bgr(0.0, 0.0, 255.0), -1, imgproc::LINE_AA, 0)?;
+        }
+    }
+    Ok(())
+}

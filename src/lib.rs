@@ -1,0 +1,133 @@
+//! HAVEN: a real-time multi-camera video analytics server.
+//!
+//! `Application::build` loads the engine, registers the cameras and binds the HTTP server;
+//! tests start it in-process on port 0.
+
+pub mod api;
+pub mod camera;
+pub mod hub;
+pub mod inference;
+pub mod redact;
+pub mod settings;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use crate::api::AppState;
+use crate::hub::{Register, StartAll, StopAll, StreamHub};
+use crate::inference::{AiEngine, SharedEngine};
+use crate::settings::Settings;
+
+/// How long shutdown waits for camera threads to let go of their sources.
+const CAMERA_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+    #[error("{0}")]
+    Hub(#[from] hub::HubError),
+    #[error("the camera registry stopped during start-up")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+/// A started HAVEN: cameras running, HTTP server bound (but served only once awaited).
+pub struct Application {
+    server: Server,
+    port: u16,
+    hub: Addr<StreamHub>,
+}
+
+impl Application {
+    /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
+    pub async fn build(settings: Settings, engine: Option<Arc<dyn AiEngine>>) -> Result<Self, AppError> {
+        // Bind first: a taken port should fail before any camera thread starts.
+        let listener = TcpListener::bind(&settings.server.bind).map_err(|source| AppError::Bind {
+            bind: settings.server.bind.clone(),
+            source,
+        })?;
+        let port = listener.local_addr().map_err(|source| AppError::Bind {
+            bind: settings.server.bind.clone(),
+            source,
+        })?.port();
+
+        let hub = StreamHub::new(engine.map(SharedEngine::new)).start();
+        for camera in &settings.cameras {
+            hub.send(Register(camera.clone())).await??;
+        }
+        hub.send(StartAll).await?;
+
+        let state = web::Data::new(AppState { hub: hub.clone(), stream: settings.stream.clone() });
+        let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+            .disable_signals()
+            .shutdown_timeout(2);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| AppError::Bind { bind: settings.server.bind.clone(), source })?
+            .run();
+        log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len());
+        Ok(Self { server, port, hub })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn hub(&self) -> Addr<StreamHub> {
+        self.hub.clone()
+    }
+
+    /// A handle that stops the whole application as SIGTERM would.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { hub: self.hub.clone(), server: self.server.handle() }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops cleanly.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.stopper();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            log::info!("Shutting down...");
+            stopper.stop().await;
+        });
+        self.server.await
+    }
+
+    /// Serves until stopped through a `Stopper` (tests).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+#[derive(Clone)]
+pub struct Stopper {
+    hub: Addr<StreamHub>,
+    server: ServerHandle,
+}
+
+impl Stopper {
+    /// Stops every camera (viewers get a close frame), then the HTTP server.
+    pub async fn stop(&self) {
+        let _ = self.hub.send(StopAll { timeout: CAMERA_STOP_TIMEOUT }).await;
+        // Give sessions a moment to flush their close frames.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.server.stop(true).await;
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,325 @@
+//! Typed settings: loaded once from a TOML file plus `HAVEN__…` environment overrides,
+//! validated before anything starts.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::redact::redact_url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{path}: cannot read settings: {message}")]
+    Load { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub stream: StreamSettings,
+    pub model: ModelSettings,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// The file these settings came from (for messages); not part of the file itself.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `host:port`; port 0 picks a free port (tests).
+    pub bind: String,
+    /// HTTP worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Frames per second a viewer gets unless it asks for another rate with `?fps=`.
+    pub fps_limit: f64,
+    /// Upper bound a viewer may ask for with `?fps=`.
+    pub max_fps: f64,
+    /// How often the server pings each viewer.
+    pub heartbeat_interval_secs: f64,
+    /// A viewer silent (no pong, no message) for this long is closed.
+    pub client_timeout_secs: f64,
+    /// A viewer whose socket has not accepted a frame for this long is closed: it has stopped reading.
+    pub send_timeout_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Turns inference off for every camera, whatever their `ai_enabled`.
+    pub enabled: bool,
+    pub weights: PathBuf,
+    pub input_width: usize,
+    pub input_height: usize,
+    pub conf_threshold: f32,
+    pub iou_threshold: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceType {
+    VideoFile,
+    Rtsp,
+}
+
+impl SourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::VideoFile => "video_file",
+            SourceType::Rtsp => "rtsp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub camera_id: String,
+    pub source: String,
+    pub source_type: SourceType,
+    #[serde(default = "default_true")]
+    pub loop_video: bool,
+    #[serde(default = "default_true")]
+    pub ai_enabled: bool,
+    /// Frames wider than this are scaled down (keeping the aspect ratio) before inference and encoding.
+    #[serde(default)]
+    pub resize_width: Option<u32>,
+    #[serde(default = "default_jpeg_quality")]
+    pub jpeg_quality: u8,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_jpeg_quality() -> u8 {
+    80
+}
+
+impl CameraConfig {
+    /// The source as it may be shown: RTSP credentials masked.
+    pub fn display_source(&self) -> String {
+        redact_url(&self.source)
+    }
+
+    /// Checks one camera; the message names the camera and the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let id = &self.camera_id;
+        if id.trim().is_empty() {
+            return Err("camera with an empty camera_id".into());
+        }
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+            return Err(format!(
+                "camera \"{id}\": camera_id may only hold letters, digits, '_', '-' and '.'"
+            ));
+        }
+        if self.source.trim().is_empty() {
+            return Err(format!("camera \"{id}\": source is empty"));
+        }
+        if !(1..=100).contains(&self.jpeg_quality) {
+            return Err(format!(
+                "camera \"{id}\": jpeg_quality {} is out of range 1-100",
+                self.jpeg_quality
+            ));
+        }
+        if let Some(w) = self.resize_width {
+            if !(16..=7680).contains(&w) {
+                return Err(format!("camera \"{id}\": resize_width {w} is out of range 16-7680"));
+            }
+        }
+        if self.source_type == SourceType::Rtsp
+            && !(self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://"))
+        {
+            return Err(format!(
+                "camera \"{id}\": source_type is rtsp but source {} is not an rtsp:// URL",
+                self.display_source()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Loads `path` (TOML), applies `HAVEN__SECTION__KEY` environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let origin = path.display().to_string();
+        if !path.is_file() {
+            return Err(SettingsError::Load {
+                path: origin,
+                message: "file not found".into(),
+            });
+        }
+        let raw = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("HAVEN")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| SettingsError::Load {
+                path: origin.clone(),
+                message: e.to_string(),
+            })?;
+        let mut settings: Settings = raw.try_deserialize().map_err(|e| SettingsError::Invalid {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
+        settings.origin = origin;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses settings from TOML text (no environment), then validates.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, SettingsError> {
+        let mut settings: Settings = toml::from_str(text).map_err(|e| SettingsError::Invalid {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        settings.origin = origin.to_string();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |message: String| SettingsError::Invalid {
+            path: self.origin.clone(),
+            message,
+        };
+        let s = &self.stream;
+        if !(s.fps_limit > 0.0 && s.fps_limit <= s.max_fps) {
+            return Err(invalid(format!(
+                "stream.fps_limit {} must be above 0 and at most stream.max_fps {}",
+                s.fps_limit, s.max_fps
+            )));
+        }
+        if !(s.max_fps > 0.0 && s.max_fps <= 120.0) {
+            return Err(invalid(format!("stream.max_fps {} is out of range (0, 120]", s.max_fps)));
+        }
+        for (name, v) in [
+            ("stream.heartbeat_interval_secs", s.heartbeat_interval_secs),
+            ("stream.client_timeout_secs", s.client_timeout_secs),
+            ("stream.send_timeout_secs", s.send_timeout_secs),
+        ] {
+            if !(v > 0.0 && v <= 3600.0) {
+                return Err(invalid(format!("{name} {v} is out of range (0, 3600]")));
+            }
+        }
+        if s.client_timeout_secs <= s.heartbeat_interval_secs {
+            return Err(invalid(
+                "stream.client_timeout_secs must be longer than stream.heartbeat_interval_secs".into(),
+            ));
+        }
+        let m = &self.model;
+        for (name, v) in [("model.input_width", m.input_width), ("model.input_height", m.input_height)] {
+            if v == 0 || v % 32 != 0 || v > 2048 {
+                return Err(invalid(format!("{name} {v} must be a multiple of 32 between 32 and 2048")));
+            }
+        }
+        if !(0.0..=1.0).contains(&m.conf_threshold) || !(0.0..=1.0).contains(&m.iou_threshold) {
+            return Err(invalid("model.conf_threshold and model.iou_threshold must lie in 0-1".into()));
+        }
+        let mut seen = HashSet::new();
+        for cam in &self.cameras {
+            cam.validate().map_err(invalid)?;
+            if !seen.insert(cam.camera_id.as_str()) {
+                return Err(invalid(format!("camera \"{}\": duplicate camera_id", cam.camera_id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+bind = "127.0.0.1:0"
+[stream]
+fps_limit = 10
+max_fps = 30
+heartbeat_interval_secs = 5
+client_timeout_secs = 15
+send_timeout_secs = 10
+[model]
+enabled = true
+weights = "weights/yolo11n-pose.safetensors"
+input_width = 640
+input_height = 640
+conf_threshold = 0.25
+iou_threshold = 0.7
+"#;
+
+    fn with_cameras(cams: &str) -> Result<Settings, SettingsError> {
+        Settings::from_toml(&format!("{BASE}{cams}"), "test.toml")
+    }
+
+    #[test]
+    fn shipped_defaults_are_valid() {
+        let text = include_str!("../settings/default.toml");
+        let s = Settings::from_toml(text, "settings/default.toml").unwrap();
+        assert_eq!(s.cameras.len(), 3);
+        assert_eq!(s.cameras[0].camera_id, "cam1");
+        assert_eq!(s.server.bind, "127.0.0.1:8000");
+        assert_eq!(s.stream.fps_limit, 10.0);
+    }
+
+    #[test]
+    fn duplicate_ids_are_named() {
+        let cam = "[[cameras]]\ncamera_id=\"cam1\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n";
+        let err = with_cameras(&format!("{cam}{cam}")).unwrap_err().to_string();
+        assert_eq!(err, "test.toml: camera \"cam1\": duplicate camera_id");
+    }
+
+    #[test]
+    fn quality_out_of_range_is_named() {
+        let err = with_cameras(
+            "[[cameras]]\ncamera_id=\"cam4\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\njpeg_quality=0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "test.toml: camera \"cam4\": jpeg_quality 0 is out of range 1-100");
+    }
+
+    #[test]
+    fn unknown_source_type_is_rejected() {
+        let err = with_cameras("[[cameras]]\ncamera_id=\"c\"\nsource=\"a.mp4\"\nsource_type=\"webcam\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml: "), "{err}");
+        assert!(err.contains("webcam"), "{err}");
+    }
+
+    #[test]
+    fn empty_id_is_rejected() {
+        let err = with_cameras("[[cameras]]\ncamera_id=\"\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "test.toml: camera with an empty camera_id");
+    }
+
+    #[test]
+    fn rtsp_errors_never_show_the_password() {
+        let err = with_cameras(
+            "[[cameras]]\ncamera_id=\"door\"\nsource=\"http://admin:hunter2@10.0.0.5/s\"\nsource_type=\"rtsp\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("admin:***@10.0.0.5"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration binary: the real server on loopback, real clients, real video.
+
+mod core;
+mod process;
+mod support;

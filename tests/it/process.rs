@@ -1,0 +1,132 @@
+//! The server as a user runs it: the real binary on the shipped settings, logs, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Starts `haven` on the shipped settings (port 0) and collects its log lines.
+struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start() -> Self {
+        demo_video("1.mp4");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+            .current_dir(repo())
+            .args(["--settings", "settings/default.toml"])
+            .env("HAVEN__SERVER__BIND", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("haven starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn expect_log(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?} within {timeout:?}; log so far:\n{}", self.seen.join("\n"));
+    }
+
+    fn port(&mut self) -> u16 {
+        let line = self.expect_log("listening on http://127.0.0.1:", Duration::from_secs(30));
+        let after = line.split("127.0.0.1:").nth(1).unwrap();
+        after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[actix_web::test]
+async fn the_shipped_settings_start_three_cameras_and_sigterm_stops_them_cleanly() {
+    let mut haven = Running::start();
+    let port = haven.port();
+    for id in ["cam1", "cam2", "cam3"] {
+        let n = &id[3..];
+        haven.expect_log(&format!("Registered camera: {id} → data/{n}.mp4"), Duration::from_secs(5));
+        haven.expect_log(&format!("[{id}] Worker started: data/{n}.mp4"), Duration::from_secs(5));
+        haven.expect_log(&format!("[{id}] Opened: 768x576 @ 10.0fps"), Duration::from_secs(10));
+    }
+
+    let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras")).send().await.unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["total_cameras"], 3);
+
+    let mut viewer = Viewer::connect(&format!("ws://127.0.0.1:{port}/ws/stream")).await;
+    assert_eq!(viewer.next_frame(Duration::from_secs(60)).await["metadata"]["camera_id"], "cam1");
+
+    let signalled = Instant::now();
+    let pid = haven.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // The viewer gets a close frame, the cameras stop, the process exits: all within 5 s.
+    loop {
+        match viewer.next_event(Duration::from_secs(5)).await {
+            Some(Event::Frame(_)) => continue,
+            Some(Event::Closed(reason)) => {
+                assert_eq!(reason.and_then(|r| r.description).as_deref(), Some("server shutting down"));
+                break;
+            }
+            None => panic!("no close frame within 5 s of SIGTERM"),
+        }
+    }
+    haven.expect_log("All cameras stopped", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = haven.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "haven still running 5 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "haven exited with {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(5), "stopping took {:?}", signalled.elapsed());
+}
+
+#[test]
+fn a_malformed_settings_file_stops_start_up_with_one_clear_message() {
+    let s = Scratch::new("badsettings");
+    let path = s.path("bad.toml");
+    let text = std::fs::read_to_string(repo().join("settings/default.toml"))
+        .unwrap()
+        .replacen("jpeg_quality = 80", "jpeg_quality = 101", 1);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_haven")).arg("--settings").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: camera \"cam1\": jpeg_quality 101 is out of range 1-100", path.display())),
+        "{stderr}"
+    );
+}
