@@ -1,6 +1,7 @@
 //! `StreamHub`: the registry of cameras and owner of the one shared AI engine.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use crate::camera::actor::StopCamera;
 use crate::camera::worker::WorkerContext;
 use crate::camera::{CameraActor, CameraState, CameraStatus, CameraStatusView, Feed};
 use crate::inference::SharedEngine;
-use crate::settings::CameraConfig;
+use crate::settings::{save_cameras, CameraConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -22,6 +23,8 @@ pub enum HubError {
     UnknownCamera(String),
     #[error("{0}")]
     InvalidCamera(String),
+    #[error("{0}")]
+    Persist(String),
 }
 
 struct CameraEntry {
@@ -30,6 +33,53 @@ struct CameraEntry {
 }
 
 impl CameraEntry {
+    fn new(config: CameraConfig, engine: Option<Arc<SharedEngine>>) -> Self {
+        let (feed, _) = watch::channel(Feed::Waiting);
+        CameraEntry {
+            ctx: WorkerContext {
+                config: Arc::new(RwLock::new(config)),
+                status: Arc::new(CameraStatus::default()),
+                engine,
+                feed: Arc::new(feed),
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            actor: None,
+        }
+    }
+
+    fn config(&self) -> CameraConfig {
+        self.ctx.config.read().unwrap().clone()
+    }
+
+    fn start(&mut self) {
+        if self.actor.is_none() {
+            self.actor = Some(CameraActor::new(self.ctx.clone()).start());
+        }
+    }
+
+    /// Stops the worker; with a reason, viewers are closed with it, without one they stay for what comes next.
+    fn stop(&mut self, reason: Option<&'static str>) {
+        self.ctx.stop.store(true, Ordering::Relaxed);
+        if let Some(actor) = self.actor.take() {
+            actor.do_send(StopCamera { reason });
+        } else if let Some(reason) = reason {
+            self.ctx.feed.send_replace(Feed::Closed(reason));
+        }
+    }
+
+    /// A fresh worker with a new configuration, feeding the same viewers.
+    fn restart(&mut self, config: CameraConfig) {
+        self.stop(None);
+        self.ctx = WorkerContext {
+            config: Arc::new(RwLock::new(config)),
+            status: Arc::new(CameraStatus::default()),
+            engine: self.ctx.engine.clone(),
+            feed: self.ctx.feed.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        self.start();
+    }
+
     fn id(&self) -> String {
         self.ctx.config.read().unwrap().camera_id.clone()
     }
@@ -52,21 +102,50 @@ pub struct StreamHub {
     cameras: Vec<CameraEntry>,
     engine: Option<Arc<SharedEngine>>,
     running: bool,
+    /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
+    settings_file: Option<PathBuf>,
 }
 
 impl StreamHub {
-    pub fn new(engine: Option<Arc<SharedEngine>>) -> Self {
-        Self { cameras: Vec::new(), engine, running: false }
+    pub fn new(engine: Option<Arc<SharedEngine>>, settings_file: Option<PathBuf>) -> Self {
+        Self { cameras: Vec::new(), engine, running: false, settings_file }
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        self.cameras.iter().position(|c| c.ctx.config.read().unwrap().camera_id == id)
     }
 
     fn find(&self, id: &str) -> Option<&CameraEntry> {
-        self.cameras.iter().find(|c| c.ctx.config.read().unwrap().camera_id == id)
+        self.position(id).map(|i| &self.cameras[i])
     }
 
-    fn start_camera(entry: &mut CameraEntry) {
-        if entry.actor.is_none() {
-            entry.actor = Some(CameraActor::new(entry.ctx.clone()).start());
+    fn configs(&self) -> Vec<CameraConfig> {
+        self.cameras.iter().map(CameraEntry::config).collect()
+    }
+
+    /// Writes `cameras` to the settings file before the change is applied: a change that cannot be
+    /// saved is not made, so the file and the running server never disagree.
+    fn persist(&self, cameras: &[CameraConfig]) -> Result<(), HubError> {
+        match &self.settings_file {
+            Some(path) => save_cameras(path, cameras).map_err(|e| HubError::Persist(e.to_string())),
+            None => Ok(()),
         }
+    }
+
+    fn add(&mut self, config: CameraConfig) -> CameraStatusView {
+        log::info!(
+            "Registered camera: {} → {} ({})",
+            config.camera_id,
+            config.display_source(),
+            config.source_type.as_str()
+        );
+        let mut entry = CameraEntry::new(config, self.engine.clone());
+        if self.running {
+            entry.start();
+        }
+        let view = entry.view(self.engine.is_some());
+        self.cameras.push(entry);
+        view
     }
 }
 
@@ -77,39 +156,159 @@ impl Actor for StreamHub {
 /// Adds a camera (started at once if the hub is running).
 #[derive(Message)]
 #[rtype(result = "Result<CameraStatusView, HubError>")]
-pub struct Register(pub CameraConfig);
+pub struct Register {
+    pub config: CameraConfig,
+    /// Write the new camera list back to the settings file (cameras added at run time).
+    pub persist: bool,
+}
 
 impl Handler<Register> for StreamHub {
     type Result = Result<CameraStatusView, HubError>;
 
-    fn handle(&mut self, Register(config): Register, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Register { config, persist }: Register, _: &mut Context<Self>) -> Self::Result {
         config.validate().map_err(HubError::InvalidCamera)?;
         if self.find(&config.camera_id).is_some() {
             return Err(HubError::Duplicate(config.camera_id));
         }
-        log::info!(
-            "Registered camera: {} → {} ({})",
-            config.camera_id,
-            config.display_source(),
-            config.source_type.as_str()
-        );
-        let (feed, _) = watch::channel(Feed::Waiting);
-        let mut entry = CameraEntry {
-            ctx: WorkerContext {
-                config: Arc::new(RwLock::new(config)),
-                status: Arc::new(CameraStatus::default()),
-                engine: self.engine.clone(),
-                feed: Arc::new(feed),
-                stop: Arc::new(AtomicBool::new(false)),
-            },
-            actor: None,
-        };
-        if self.running {
-            Self::start_camera(&mut entry);
+        if persist {
+            let mut all = self.configs();
+            all.push(config.clone());
+            self.persist(&all)?;
         }
-        let view = entry.view(self.engine.is_some());
-        self.cameras.push(entry);
-        Ok(view)
+        Ok(self.add(config))
+    }
+}
+
+/// Stops a camera, closes its viewers ("camera removed") and forgets it.
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct Remove(pub String);
+
+impl Handler<Remove> for StreamHub {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, Remove(id): Remove, _: &mut Context<Self>) -> Self::Result {
+        let i = self.position(&id).ok_or_else(|| HubError::UnknownCamera(id.clone()))?;
+        let mut all = self.configs();
+        all.remove(i);
+        self.persist(&all)?;
+        let mut entry = self.cameras.remove(i);
+        entry.stop(Some("camera removed"));
+        log::info!("Removed camera: {id}");
+        Ok(())
+    }
+}
+
+/// Settings that take effect on the next frame, without restarting the camera.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraPatch {
+    pub ai_enabled: Option<bool>,
+    pub jpeg_quality: Option<u8>,
+    /// `null` removes the limit.
+    #[serde(default, with = "double_option")]
+    pub resize_width: Option<Option<u32>>,
+    pub loop_video: Option<bool>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        Option::<u32>::deserialize(d).map(Some)
+    }
+}
+
+impl CameraPatch {
+    pub fn apply(&self, config: &mut CameraConfig) {
+        if let Some(v) = self.ai_enabled {
+            config.ai_enabled = v;
+        }
+        if let Some(v) = self.jpeg_quality {
+            config.jpeg_quality = v;
+        }
+        if let Some(v) = self.resize_width {
+            config.resize_width = v;
+        }
+        if let Some(v) = self.loop_video {
+            config.loop_video = v;
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<CameraStatusView, HubError>")]
+pub struct Update(pub String, pub CameraPatch);
+
+impl Handler<Update> for StreamHub {
+    type Result = Result<CameraStatusView, HubError>;
+
+    fn handle(&mut self, Update(id, patch): Update, _: &mut Context<Self>) -> Self::Result {
+        let i = self.position(&id).ok_or_else(|| HubError::UnknownCamera(id.clone()))?;
+        let mut changed = self.cameras[i].config();
+        patch.apply(&mut changed);
+        changed.validate().map_err(HubError::InvalidCamera)?;
+        let mut all = self.configs();
+        all[i] = changed.clone();
+        self.persist(&all)?;
+        *self.cameras[i].ctx.config.write().unwrap() = changed;
+        log::info!("Updated camera: {id} ({patch:?})");
+        Ok(self.cameras[i].view(self.engine.is_some()))
+    }
+}
+
+/// Applies a new camera list (settings file edited, SIGHUP): added cameras start, removed ones stop,
+/// changed ones restart; unchanged cameras and their viewers are not touched.
+#[derive(Message)]
+#[rtype(result = "ReloadSummary")]
+pub struct Reload(pub Vec<CameraConfig>);
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+impl Handler<Reload> for StreamHub {
+    type Result = MessageResult<Reload>;
+
+    fn handle(&mut self, Reload(wanted): Reload, _: &mut Context<Self>) -> Self::Result {
+        let mut summary = ReloadSummary::default();
+        let mut i = 0;
+        while i < self.cameras.len() {
+            let current = self.cameras[i].config();
+            match wanted.iter().find(|w| w.camera_id == current.camera_id) {
+                None => {
+                    let mut entry = self.cameras.remove(i);
+                    entry.stop(Some("camera removed"));
+                    summary.removed.push(current.camera_id);
+                    continue;
+                }
+                Some(w) if *w != current => {
+                    self.cameras[i].restart(w.clone());
+                    summary.restarted.push(current.camera_id);
+                }
+                Some(_) => {}
+            }
+            i += 1;
+        }
+        for w in wanted {
+            if self.find(&w.camera_id).is_none() {
+                summary.added.push(w.camera_id.clone());
+                self.add(w);
+            }
+        }
+        if summary.added.is_empty() && summary.removed.is_empty() && summary.restarted.is_empty() {
+            return MessageResult(summary);
+        }
+        log::info!(
+            "Reloaded cameras: added [{}], removed [{}], restarted [{}]",
+            summary.added.join(", "),
+            summary.removed.join(", "),
+            summary.restarted.join(", ")
+        );
+        MessageResult(summary)
     }
 }
 
@@ -122,7 +321,7 @@ impl Handler<StartAll> for StreamHub {
 
     fn handle(&mut self, _: StartAll, _: &mut Context<Self>) {
         self.running = true;
-        self.cameras.iter_mut().for_each(Self::start_camera);
+        self.cameras.iter_mut().for_each(CameraEntry::start);
     }
 }
 
@@ -141,11 +340,10 @@ impl Handler<StopAll> for StreamHub {
         self.running = false;
         let mut waiting = Vec::new();
         for entry in &mut self.cameras {
-            if let Some(actor) = entry.actor.take() {
-                actor.do_send(StopCamera { reason: "server shutting down" });
+            if entry.actor.is_some() {
                 waiting.push((entry.id(), entry.ctx.status.clone()));
             }
-            entry.ctx.stop.store(true, Ordering::Relaxed);
+            entry.stop(Some("server shutting down"));
         }
         Box::pin(async move {
             let deadline = Instant::now() + msg.timeout;

@@ -8,9 +8,11 @@ pub mod camera;
 pub mod hub;
 pub mod inference;
 pub mod redact;
+pub mod reload;
 pub mod settings;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +43,7 @@ pub struct Application {
     server: Server,
     port: u16,
     hub: Addr<StreamHub>,
+    settings_file: Option<PathBuf>,
 }
 
 impl Application {
@@ -56,13 +59,17 @@ impl Application {
             source,
         })?.port();
 
-        let hub = StreamHub::new(engine.map(SharedEngine::new)).start();
+        let hub = StreamHub::new(engine.map(SharedEngine::new), settings.file.clone()).start();
         for camera in &settings.cameras {
-            hub.send(Register(camera.clone())).await??;
+            hub.send(Register { config: camera.clone(), persist: false }).await??;
         }
         hub.send(StartAll).await?;
 
-        let state = web::Data::new(AppState { hub: hub.clone(), stream: settings.stream.clone() });
+        let state = web::Data::new(AppState {
+            hub: hub.clone(),
+            stream: settings.stream.clone(),
+            api: settings.api.clone(),
+        });
         let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
             .disable_signals()
             .shutdown_timeout(2);
@@ -74,7 +81,7 @@ impl Application {
             .map_err(|source| AppError::Bind { bind: settings.server.bind.clone(), source })?
             .run();
         log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len());
-        Ok(Self { server, port, hub })
+        Ok(Self { server, port, hub, settings_file: settings.file.clone() })
     }
 
     pub fn port(&self) -> u16 {
@@ -90,7 +97,8 @@ impl Application {
         Stopper { hub: self.hub.clone(), server: self.server.handle() }
     }
 
-    /// Serves until SIGINT or SIGTERM, then stops cleanly.
+    /// Serves until SIGINT or SIGTERM, then stops cleanly. SIGHUP, or a change of the settings file
+    /// on disk, reloads its cameras.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stopper = self.stopper();
         actix_web::rt::spawn(async move {
@@ -98,11 +106,14 @@ impl Application {
             log::info!("Shutting down...");
             stopper.stop().await;
         });
-        self.server.await
+        self.run().await
     }
 
-    /// Serves until stopped through a `Stopper` (tests).
+    /// Serves until stopped through a `Stopper`; watches the settings file it was loaded from.
     pub async fn run(self) -> std::io::Result<()> {
+        if let Some(path) = self.settings_file.clone() {
+            actix_web::rt::spawn(reload::watch(path, self.hub.clone()));
+        }
         self.server.await
     }
 }

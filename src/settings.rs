@@ -22,11 +22,27 @@ pub struct Settings {
     pub server: ServerSettings,
     pub stream: StreamSettings,
     pub model: ModelSettings,
+    pub api: ApiSettings,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
     /// The file these settings came from (for messages); not part of the file itself.
     #[serde(skip)]
     pub origin: String,
+    /// Where camera changes made at run time are written back: the file `load` read.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer token that POST, PATCH and DELETE requests must carry; empty means none is needed.
+    #[serde(default)]
+    pub token: String,
+    /// Directories that file sources added through the API must lie in.
+    pub media_dirs: Vec<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +194,7 @@ impl Settings {
             message: e.to_string(),
         })?;
         settings.origin = origin;
+        settings.file = Some(path.to_path_buf());
         settings.validate()?;
         Ok(settings)
     }
@@ -231,6 +248,9 @@ impl Settings {
         if !(0.0..=1.0).contains(&m.conf_threshold) || !(0.0..=1.0).contains(&m.iou_threshold) {
             return Err(invalid("model.conf_threshold and model.iou_threshold must lie in 0-1".into()));
         }
+        if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
+            return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
+        }
         let mut seen = HashSet::new();
         for cam in &self.cameras {
             cam.validate().map_err(invalid)?;
@@ -240,6 +260,35 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Writes the camera list back into the settings file, keeping everything else in it (comments
+/// included), atomically: a temporary file beside it, fsync, rename, fsync of the directory.
+pub fn save_cameras(path: &Path, cameras: &[CameraConfig]) -> Result<(), SettingsError> {
+    let fail = |message: String| SettingsError::Load { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| fail(e.to_string()))?;
+    let mut tables = toml_edit::ArrayOfTables::new();
+    for cam in cameras {
+        let value = toml_edit::ser::to_document(cam).map_err(|e| fail(e.to_string()))?;
+        tables.push(value.as_table().clone());
+    }
+    doc.insert("cameras", toml_edit::Item::ArrayOfTables(tables));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("settings.toml");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(doc.to_string().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(format!("cannot save cameras: {e}"))
+    })
 }
 
 #[cfg(test)]
@@ -262,6 +311,9 @@ input_width = 640
 input_height = 640
 conf_threshold = 0.25
 iou_threshold = 0.7
+[api]
+media_dirs = ["data"]
+max_body_bytes = 65536
 "#;
 
     fn with_cameras(cams: &str) -> Result<Settings, SettingsError> {
@@ -321,5 +373,28 @@ iou_threshold = 0.7
         .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("admin:***@10.0.0.5"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod save_tests {
+    use super::*;
+
+    #[test]
+    fn saving_cameras_keeps_the_rest_of_the_file() {
+        let dir = std::env::temp_dir().join(format!("haven-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.toml");
+        std::fs::write(&path, include_str!("../settings/default.toml")).unwrap();
+        let mut s = Settings::load(&path).unwrap();
+        s.cameras.remove(1);
+        s.cameras[0].jpeg_quality = 55;
+        save_cameras(&path, &s.cameras).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# Frames per second each viewer gets"), "comments kept");
+        let again = Settings::load(&path).unwrap();
+        assert_eq!(again.cameras, s.cameras);
+        assert_eq!(again.server.bind, "127.0.0.1:8000");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

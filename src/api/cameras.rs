@@ -1,10 +1,14 @@
-//! REST: camera statuses and the engine.
+//! REST: camera statuses, cameras added, changed and removed at run time, the engine.
 
-use actix_web::{web, HttpResponse};
+use std::path::{Component, Path};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::hub::{GetEngineInfo, GetStatus, Statuses};
+use crate::hub::{CameraPatch, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
+use crate::settings::{ApiSettings, CameraConfig, SourceType};
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cameras = state.hub.send(Statuses).await?;
@@ -18,4 +22,109 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 
 pub async fn engine(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.hub.send(GetEngineInfo).await?))
+}
+
+/// `POST /api/cameras`: 201 with the new camera's status.
+pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.api)?;
+    let config: CameraConfig = read_json(body, state.api.max_body_bytes).await?;
+    config.validate().map_err(ApiError::BadRequest)?;
+    check_media_path(&config, &state.api)?;
+    let status = state.hub.send(Register { config, persist: true }).await??;
+    Ok(HttpResponse::Created().json(status))
+}
+
+/// `PATCH /api/cameras/{id}`: live changes, no restart.
+pub async fn update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.api)?;
+    let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
+    let status = state.hub.send(Update(path.into_inner(), patch)).await??;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+/// `DELETE /api/cameras/{id}`: stops it and closes its viewers.
+pub async fn remove(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state.api)?;
+    state.hub.send(Remove(path.into_inner())).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mutating requests need `Authorization: Bearer <token>` when a token is configured.
+fn authorize(req: &HttpRequest, api: &ApiSettings) -> Result<(), ApiError> {
+    if api.token.is_empty() {
+        return Ok(());
+    }
+    let given = req
+        .headers()
+        .get("Authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
+        None => Err(ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into())),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a JSON body of at most `limit` bytes; errors name the offending field.
+async fn read_json<T: DeserializeOwned>(mut body: web::Payload, limit: usize) -> Result<T, ApiError> {
+    use futures_util::StreamExt;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::BadRequest(format!("body larger than {limit} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::BadRequest(format!("invalid body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("invalid {path}: {inner}"))
+        }
+    })
+}
+
+/// File sources added through the API must lie inside a configured media directory: the API must not
+/// become a way to read arbitrary files of the host.
+fn check_media_path(config: &CameraConfig, api: &ApiSettings) -> Result<(), ApiError> {
+    if config.source_type != SourceType::VideoFile {
+        return Ok(());
+    }
+    let source = Path::new(&config.source);
+    if source.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(ApiError::BadRequest("source must not contain '..'".into()));
+    }
+    let absolute = |p: &Path| std::path::absolute(p).ok();
+    let Some(source_abs) = absolute(source) else {
+        return Err(ApiError::BadRequest(format!("source {} is not a valid path", config.source)));
+    };
+    // Resolve symlinks where the file exists, so a link inside a media directory cannot point out of it.
+    let source_real = source_abs.canonicalize().unwrap_or(source_abs);
+    let inside = api.media_dirs.iter().any(|dir| {
+        let dir = absolute(dir).map(|d| d.canonicalize().unwrap_or(d));
+        dir.is_some_and(|d| source_real.starts_with(d))
+    });
+    if inside {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "source {} is outside the media directories ({})",
+            config.source,
+            api.media_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        )))
+    }
 }

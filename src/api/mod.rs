@@ -2,6 +2,7 @@
 
 pub mod cameras;
 pub mod stream;
+pub mod ui;
 
 use actix::Addr;
 use actix_web::http::StatusCode;
@@ -9,12 +10,13 @@ use actix_web::{web, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
-use crate::settings::StreamSettings;
+use crate::settings::{ApiSettings, StreamSettings};
 
 /// Shared by every handler.
 pub struct AppState {
     pub hub: Addr<StreamHub>,
     pub stream: StreamSettings,
+    pub api: ApiSettings,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -26,6 +28,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("the camera registry is not answering")]
     Unavailable,
 }
@@ -36,6 +42,7 @@ impl From<HubError> for ApiError {
             HubError::UnknownCamera(_) => ApiError::NotFound(e.to_string()),
             HubError::Duplicate(_) => ApiError::Conflict(e.to_string()),
             HubError::InvalidCamera(_) => ApiError::BadRequest(e.to_string()),
+            HubError::Persist(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -52,12 +59,18 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(json!({ "error": self.to_string() }))
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(json!({ "error": self.to_string() }))
     }
 }
 
@@ -65,9 +78,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
             .route("/cameras", web::get().to(cameras::list))
+            .route("/cameras", web::post().to(cameras::create))
             .route("/cameras/{camera_id}", web::get().to(cameras::get))
+            .route("/cameras/{camera_id}", web::patch().to(cameras::update))
+            .route("/cameras/{camera_id}", web::delete().to(cameras::remove))
             .route("/engine", web::get().to(cameras::engine)),
     )
+    .route("/", web::get().to(ui::index))
+    .route("/ui/{file}", web::get().to(ui::file))
     .route("/ws/stream", web::get().to(stream::legacy))
     .route("/ws/stream/{camera_id}", web::get().to(stream::camera))
     .default_service(web::to(not_found));

@@ -37,7 +37,8 @@ impl Actor for CameraActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopCamera {
-    pub reason: &'static str,
+    /// Viewers are closed with this reason; `None` keeps them for the camera's next worker.
+    pub reason: Option<&'static str>,
 }
 
 impl Handler<StopCamera> for CameraActor {
@@ -45,7 +46,9 @@ impl Handler<StopCamera> for CameraActor {
 
     fn handle(&mut self, msg: StopCamera, ctx: &mut Context<Self>) {
         self.ctx.stop.store(true, Ordering::Relaxed);
-        self.ctx.feed.send_replace(Feed::Closed(msg.reason));
+        if let Some(reason) = msg.reason {
+            self.ctx.feed.send_replace(Feed::Closed(reason));
+        }
         // Dropping the address lets the SyncArbiter thread exit once `Run` returns.
         self.worker = None;
         ctx.stop();

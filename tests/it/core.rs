@@ -291,3 +291,33 @@ async fn stopping_closes_viewers_with_a_close_frame() {
     stopping.await.unwrap();
     assert!(started.elapsed() < 5 * SECOND);
 }
+
+#[actix_web::test]
+async fn a_viewer_that_never_answers_is_closed_by_the_heartbeat() {
+    let s = Scratch::new("heartbeat");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 3.0, Some(320));
+    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let mut silent = server.viewer("/ws/stream/cam1?fps=1").await;
+    silent.answers_pings = false;
+    let mut polite = server.viewer("/ws/stream/cam1?fps=1").await;
+    let started = std::time::Instant::now();
+    // client_timeout_secs is 5 in the test settings.
+    let silent_closed = async {
+        loop {
+            match silent.next_event(10 * SECOND).await {
+                Some(Event::Frame(_)) => continue,
+                Some(Event::Closed(reason)) => break (reason, started.elapsed()),
+                None => panic!("silent viewer still open after 10 s"),
+            }
+        }
+    };
+    // Meanwhile the viewer that answers pings keeps streaming (count_frames panics on a close).
+    let ((reason, after), (polite_frames, _)) = futures_util::join!(silent_closed, polite.count_frames(9 * SECOND));
+    assert_eq!(reason.and_then(|r| r.description).as_deref(), Some("heartbeat timeout"));
+    assert!(after >= 4 * SECOND, "closed too early: {after:?}");
+    assert!(polite_frames >= 6, "polite viewer got {polite_frames} frames in 9 s at 1 fps");
+    assert_eq!(server.camera_status("cam1").await["viewers"], 1);
+    polite.close().await;
+    server.stop().await;
+}

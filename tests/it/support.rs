@@ -151,6 +151,8 @@ type Framed = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 /// A WebSocket client that answers pings, like a browser.
 pub struct Viewer {
     framed: Framed,
+    /// A browser answers pings; a hung client does not.
+    pub answers_pings: bool,
 }
 
 pub enum Event {
@@ -167,7 +169,7 @@ impl Viewer {
             .await
             .unwrap_or_else(|e| panic!("websocket {url}: {e}"));
         assert_eq!(res.status().as_u16(), 101);
-        Viewer { framed }
+        Viewer { framed, answers_pings: true }
     }
 
     /// The next frame message or close, within `timeout`.
@@ -179,7 +181,7 @@ impl Viewer {
                 Some(Ok(Frame::Text(bytes))) => {
                     return Some(Event::Frame(serde_json::from_slice(&bytes).expect("frame message is JSON")))
                 }
-                Some(Ok(Frame::Ping(p))) => {
+                Some(Ok(Frame::Ping(p))) if self.answers_pings => {
                     let _ = self.framed.send(Message::Pong(p)).await;
                 }
                 Some(Ok(Frame::Close(reason))) => return Some(Event::Closed(reason)),

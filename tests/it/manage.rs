@@ -1,0 +1,225 @@
+//! Cameras managed at run time: added, changed and removed through the API, written back to the
+//! settings file, reloaded on SIGHUP; tokens, bad bodies and paths outside the media directories.
+
+use std::time::Duration;
+
+use haven::settings::Settings;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A settings file on disk (the server writes changes back to it) with one camera on `clip`.
+fn settings_file(s: &Scratch, clip: &std::path::Path, token: &str) -> std::path::PathBuf {
+    let path = s.path("haven.toml");
+    let mut text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    text = text.split("[[cameras]]").next().unwrap().to_string();
+    text = text
+        .replace("bind = \"127.0.0.1:8000\"", "bind = \"127.0.0.1:0\"")
+        .replace("token = \"\"", &format!("token = \"{token}\""))
+        .replace("media_dirs = [\"data\"]", &format!("media_dirs = [\"{}\"]", s.0.display()));
+    text.push_str(&format!(
+        "[[cameras]]\ncamera_id = \"cam1\"\nsource = \"{}\"\nsource_type = \"video_file\"\nai_enabled = false\n",
+        clip.display()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn send(server: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = awc::Client::new();
+    let url = server.url(path);
+    let mut req = match method {
+        "POST" => client.post(url),
+        "PATCH" => client.patch(url),
+        "DELETE" => client.delete(url),
+        _ => client.get(url),
+    };
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    let mut res = match body {
+        Some(b) => req.send_json(&b).await.unwrap(),
+        None => req.send().await.unwrap(),
+    };
+    let code = res.status().as_u16();
+    let bytes = res.body().await.unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn cameras_added_changed_and_removed_through_the_api_survive_a_restart() {
+    let s = Scratch::new("manage");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 3.0, Some(320));
+    let file = settings_file(&s, &clip, "");
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+
+    let new_cam = json!({"camera_id": "door", "source": clip.display().to_string(), "source_type": "video_file",
+        "ai_enabled": false, "jpeg_quality": 70});
+    let (code, body) = send(&server, "POST", "/api/cameras", None, Some(new_cam.clone())).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["camera_id"], "door");
+    let (code, body) = send(&server, "POST", "/api/cameras", None, Some(new_cam)).await;
+    assert_eq!(code, 409, "{body}");
+
+    let mut viewer = server.viewer("/ws/stream/door").await;
+    assert_eq!(viewer.next_frame(10 * SECOND).await["metadata"]["camera_id"], "door");
+
+    // A live change: no restart, the same viewer keeps streaming at the new width.
+    let (code, body) = send(&server, "PATCH", "/api/cameras/door", None, Some(json!({"resize_width": 160, "jpeg_quality": 40}))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["jpeg_quality"], 40);
+    let mut narrowed = false;
+    for _ in 0..30 {
+        if viewer.next_frame(5 * SECOND).await["metadata"]["width"] == 160 {
+            narrowed = true;
+            break;
+        }
+    }
+    assert!(narrowed, "resize_width never took effect");
+
+    // Removing closes its viewers with a reason.
+    let (code, _) = send(&server, "DELETE", "/api/cameras/cam1", None, None).await;
+    assert_eq!(code, 204);
+    let (code, _) = send(&server, "DELETE", "/api/cameras/cam1", None, None).await;
+    assert_eq!(code, 404);
+    let (_, list) = server.get("/api/cameras").await;
+    assert_eq!(list["total_cameras"], 1);
+    server.stop().await;
+
+    // The file now holds exactly what the API left, and a restart brings it back.
+    let reloaded = Settings::load(&file).unwrap();
+    let ids: Vec<_> = reloaded.cameras.iter().map(|c| c.camera_id.as_str()).collect();
+    assert_eq!(ids, ["door"]);
+    assert_eq!(reloaded.cameras[0].jpeg_quality, 40);
+    assert_eq!(reloaded.cameras[0].resize_width, Some(160));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("# Frames per second each viewer gets"));
+    let again = TestServer::start(reloaded, None).await;
+    let mut v = again.viewer("/ws/stream/door").await;
+    assert_eq!(v.next_frame(10 * SECOND).await["metadata"]["width"], 160);
+    again.stop().await;
+}
+
+#[actix_web::test]
+async fn removing_a_camera_closes_its_viewers_with_a_reason() {
+    let s = Scratch::new("remove");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 3.0, Some(320));
+    let server = TestServer::start(settings(vec![camera("cam1", &clip), camera("cam2", &clip)]), None).await;
+    let mut gone = server.viewer("/ws/stream/cam1").await;
+    let mut stays = server.viewer("/ws/stream/cam2").await;
+    gone.next_frame(10 * SECOND).await;
+    stays.next_frame(10 * SECOND).await;
+    let (code, _) = send(&server, "DELETE", "/api/cameras/cam1", None, None).await;
+    assert_eq!(code, 204);
+    loop {
+        match gone.next_event(5 * SECOND).await {
+            Some(Event::Frame(_)) => continue,
+            Some(Event::Closed(r)) => {
+                assert_eq!(r.and_then(|r| r.description).as_deref(), Some("camera removed"));
+                break;
+            }
+            None => panic!("viewer of a removed camera was not closed"),
+        }
+    }
+    assert!(stays.count_frames(2 * SECOND).await.0 >= 10);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn bad_requests_get_their_4xx_and_change_nothing() {
+    let s = Scratch::new("bad");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 2.0, Some(320));
+    let file = settings_file(&s, &clip, "");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    let src = clip.display().to_string();
+    let cases = [
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": src, "source_type": "video_file", "jpeg_quality": 300}), "jpeg_quality"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": src, "source_type": "video_file", "jpeg_quality": 0}), "jpeg_quality"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": src, "source_type": "webcam"}), "source_type"),
+        ("POST", "/api/cameras", json!({"camera_id": "", "source": src, "source_type": "video_file"}), "camera_id"),
+        ("POST", "/api/cameras", json!({"source": src, "source_type": "video_file"}), "camera_id"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": "/etc/passwd", "source_type": "video_file"}), "outside the media directories"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": format!("{}/../../etc/passwd", s.0.display()), "source_type": "video_file"}), ".."),
+        ("PATCH", "/api/cameras/cam1", json!({"jpeg_quality": 101}), "jpeg_quality"),
+        ("PATCH", "/api/cameras/cam1", json!({"ai_enabled": "yes"}), "ai_enabled"),
+        ("PATCH", "/api/cameras/cam1", json!({"colour": "red"}), "colour"),
+    ];
+    for (method, path, body, names) in cases {
+        let (code, answer) = send(&server, method, path, None, Some(body.clone())).await;
+        assert_eq!(code, 400, "{method} {path} {body} → {answer}");
+        let msg = answer["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(names), "{method} {body}: error {msg:?} does not name {names}");
+    }
+    // Not JSON, and too large.
+    let res = awc::Client::new().post(server.url("/api/cameras")).content_type("application/json").send_body("{not json").await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let huge = "x".repeat(200_000);
+    let res = awc::Client::new().post(server.url("/api/cameras")).content_type("application/json").send_body(huge).await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let (code, _) = send(&server, "PATCH", "/api/cameras/nope", None, Some(json!({"ai_enabled": true}))).await;
+    assert_eq!(code, 404);
+
+    let (_, list) = server.get("/api/cameras").await;
+    assert_eq!(list["total_cameras"], 1);
+    assert_eq!(list["cameras"][0]["jpeg_quality"], 80);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "the settings file changed");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_token_guards_every_change_but_not_reading() {
+    let s = Scratch::new("token");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 2.0, Some(320));
+    let file = settings_file(&s, &clip, "s3cr3t-token");
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    let body = json!({"ai_enabled": false});
+    for token in [None, Some("wrong")] {
+        let (code, answer) = send(&server, "PATCH", "/api/cameras/cam1", token, Some(body.clone())).await;
+        assert_eq!(code, 401, "{answer}");
+        let (code, _) = send(&server, "DELETE", "/api/cameras/cam1", token, None).await;
+        assert_eq!(code, 401);
+        let (code, _) = send(&server, "POST", "/api/cameras", token, Some(json!({}))).await;
+        assert_eq!(code, 401);
+    }
+    let (code, _) = server.get("/api/cameras").await;
+    assert_eq!(code, 200);
+    let (code, _) = send(&server, "PATCH", "/api/cameras/cam1", Some("s3cr3t-token"), Some(body)).await;
+    assert_eq!(code, 200);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn editing_the_settings_file_applies_the_difference_without_disturbing_other_viewers() {
+    let s = Scratch::new("reload");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 4.0, Some(320));
+    let file = settings_file(&s, &clip, "");
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    let mut steady = server.viewer("/ws/stream/cam1").await;
+    steady.next_frame(10 * SECOND).await;
+
+    // Add a camera by editing the file (the server notices the change on disk).
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&format!(
+        "\n[[cameras]]\ncamera_id = \"yard\"\nsource = \"{}\"\nsource_type = \"video_file\"\nai_enabled = false\n",
+        clip.display()
+    ));
+    std::fs::write(&file, &text).unwrap();
+    let (counted, _) = steady.count_frames(4 * SECOND).await; // panics if steady were closed
+    assert!(counted >= 20, "cam1's viewer was disturbed: {counted} frames in 4 s");
+    let (code, yard) = server.get("/api/cameras/yard").await;
+    assert_eq!(code, 200, "yard was not added: {yard}");
+
+    // A malformed file changes nothing.
+    std::fs::write(&file, "this is [not toml").unwrap();
+    actix_web::rt::time::sleep(3 * SECOND).await;
+    let (_, list) = server.get("/api/cameras").await;
+    assert_eq!(list["total_cameras"], 2);
+    server.stop().await;
+}
