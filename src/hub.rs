@@ -432,3 +432,29 @@ impl Handler<GetEngineInfo> for StreamHub {
         })
     }
 }
+
+/// One camera's figures for `/metrics`.
+pub struct CameraMetrics {
+    pub view: CameraStatusView,
+    /// `(upper bound ms, cumulative count)`, total count, sum in seconds.
+    pub inference: (Vec<(f64, u64)>, u64, f64),
+}
+
+#[derive(Message)]
+#[rtype(result = "(Vec<CameraMetrics>, EngineInfo)")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for StreamHub {
+    type Result = MessageResult<GetMetrics>;
+
+    fn handle(&mut self, _: GetMetrics, ctx: &mut Context<Self>) -> Self::Result {
+        let loaded = self.engine.is_some();
+        let cameras = self
+            .cameras
+            .iter()
+            .map(|c| CameraMetrics { view: c.view(loaded), inference: c.ctx.status.inference_histogram() })
+            .collect();
+        let MessageResult(engine) = self.handle(GetEngineInfo, ctx);
+        MessageResult((cameras, engine))
+    }
+}

@@ -1,6 +1,8 @@
 //! HTTP and WebSocket routes.
 
 pub mod cameras;
+pub mod media;
+pub mod metrics;
 pub mod stream;
 pub mod ui;
 
@@ -32,8 +34,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Internal(String),
-    #[error("the camera registry is not answering")]
-    Unavailable,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<HubError> for ApiError {
@@ -49,7 +51,7 @@ impl From<HubError> for ApiError {
 
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
-        ApiError::Unavailable
+        ApiError::Unavailable("the camera registry is not answering".into())
     }
 }
 
@@ -61,7 +63,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -82,8 +84,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cameras/{camera_id}", web::get().to(cameras::get))
             .route("/cameras/{camera_id}", web::patch().to(cameras::update))
             .route("/cameras/{camera_id}", web::delete().to(cameras::remove))
-            .route("/engine", web::get().to(cameras::engine)),
+            .route("/cameras/{camera_id}/snapshot.jpg", web::get().to(media::snapshot))
+            .route("/cameras/{camera_id}/mjpeg", web::get().to(media::mjpeg))
+            .route("/engine", web::get().to(cameras::engine))
+            .route("/openapi.json", web::get().to(openapi)),
     )
+    .route("/metrics", web::get().to(metrics::render))
     .route("/", web::get().to(ui::index))
     .route("/ui/{file}", web::get().to(ui::file))
     .route("/ws/stream", web::get().to(stream::legacy))
@@ -93,4 +99,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("no such route: {} {}", req.method(), req.path())).error_response()
+}
+
+/// `GET /api/openapi.json`: the REST API as OpenAPI 3 (kept beside the code it describes).
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(include_str!("openapi.json"))
 }

@@ -68,8 +68,14 @@ async fn open(
     Ok(response)
 }
 
+/// When a viewer may get its next frame: keep its cadence, and after a pause never send two
+/// frames closer than half a period.
+pub fn next_slot(previous: Instant, period: Duration) -> Instant {
+    (previous + period).max(Instant::now() + period / 2)
+}
+
 /// `?fps=` if given (bounded by `max_fps`), else the server's default.
-fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Result<f64, ApiError> {
+pub fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Result<f64, ApiError> {
     let Some(raw) = query.get("fps") else {
         return Ok(default);
     };
@@ -128,8 +134,7 @@ async fn run_viewer(
                     Err(_elapsed) => break close_reason(CloseCode::Policy, "viewer stopped reading"),
                 }
                 last_sent_seq = packet.seq;
-                // Keep the viewer's cadence; after a pause, never send two frames closer than half a period.
-                next_send = (next_send + limits.period).max(Instant::now() + limits.period / 2);
+                next_send = next_slot(next_send, limits.period);
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > limits.client_timeout {

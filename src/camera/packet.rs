@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
+use actix_web::web::Bytes;
 use bytestring::ByteString;
 use serde::Serialize;
 
@@ -17,10 +18,12 @@ pub struct FramePacket {
     pub frame_index: u64,
     /// Capture time, seconds since the Unix epoch.
     pub timestamp: f64,
+    /// When the packet was made, to tell a fresh snapshot from a stale one.
+    pub created: std::time::Instant,
     pub width: i32,
     pub height: i32,
     /// The annotated frame as JPEG (for snapshots and MJPEG without encoding again).
-    pub jpeg: Vec<u8>,
+    pub jpeg: Bytes,
     pub detections: Vec<Detection>,
     /// The WebSocket message `{"type":"frame","data":…,"metadata":…}`, serialised once.
     pub text: ByteString,
@@ -55,9 +58,10 @@ impl FramePacket {
             seq: meta.seq,
             frame_index: meta.frame_index,
             timestamp: meta.timestamp,
+            created: std::time::Instant::now(),
             width: meta.width,
             height: meta.height,
-            jpeg,
+            jpeg: Bytes::from(jpeg),
             detections: meta.detections.to_vec(),
             text: ByteString::from(text),
         })

@@ -29,7 +29,12 @@ pub struct CameraStatus {
     last_error: Mutex<Option<String>>,
     source_fps: AtomicU32,
     fps: AtomicU32,
+    decode_fps: AtomicU32,
+    detection_fps: AtomicU32,
     inference_ms: AtomicU32,
+    /// Inference times: counts per bucket of `INFERENCE_BUCKETS_MS` (cumulative when read), sum in µs.
+    inference_hist: [AtomicU64; INFERENCE_BUCKETS_MS.len()],
+    inference_sum_us: AtomicU64,
     width: AtomicU32,
     height: AtomicU32,
     pub frames_decoded: AtomicU64,
@@ -40,6 +45,9 @@ pub struct CameraStatus {
     pub loops: AtomicU64,
     pub reconnects: AtomicU64,
 }
+
+/// Upper bounds of the inference-time histogram's buckets, in milliseconds (`+Inf` is implied).
+pub const INFERENCE_BUCKETS_MS: [f64; 10] = [10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0, 2000.0];
 
 fn f32_bits(v: f32) -> u32 {
     v.to_bits()
@@ -54,7 +62,11 @@ impl Default for CameraStatus {
             last_error: Mutex::new(None),
             source_fps: AtomicU32::new(0),
             fps: AtomicU32::new(0),
+            decode_fps: AtomicU32::new(0),
+            detection_fps: AtomicU32::new(0),
             inference_ms: AtomicU32::new(0),
+            inference_hist: Default::default(),
+            inference_sum_us: AtomicU64::new(0),
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             frames_decoded: AtomicU64::new(0),
@@ -94,8 +106,34 @@ impl CameraStatus {
         self.height.store(height.max(0) as u32, Ordering::Relaxed);
     }
 
-    pub fn set_fps(&self, fps: f64) {
-        self.fps.store(f32_bits(fps as f32), Ordering::Relaxed);
+    /// Rates measured over the last window: frames processed, decoded and run through the model per second.
+    pub fn set_rates(&self, processed: f64, decoded: f64, detected: f64) {
+        self.fps.store(f32_bits(processed as f32), Ordering::Relaxed);
+        self.decode_fps.store(f32_bits(decoded as f32), Ordering::Relaxed);
+        self.detection_fps.store(f32_bits(detected as f32), Ordering::Relaxed);
+    }
+
+    pub fn decode_fps(&self) -> f32 {
+        f32::from_bits(self.decode_fps.load(Ordering::Relaxed))
+    }
+
+    pub fn detection_fps(&self) -> f32 {
+        f32::from_bits(self.detection_fps.load(Ordering::Relaxed))
+    }
+
+    /// `(upper bound ms, cumulative count)` per bucket, then the total count and the sum in seconds.
+    pub fn inference_histogram(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut cumulative = 0;
+        let buckets = INFERENCE_BUCKETS_MS
+            .iter()
+            .zip(&self.inference_hist)
+            .map(|(le, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        let count = self.inferences.load(Ordering::Relaxed);
+        (buckets, count, self.inference_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
     }
 
     pub fn fps(&self) -> f32 {
@@ -103,6 +141,10 @@ impl CameraStatus {
     }
 
     pub fn record_inference(&self, ms: f64) {
+        if let Some(i) = INFERENCE_BUCKETS_MS.iter().position(|le| ms <= *le) {
+            self.inference_hist[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.inference_sum_us.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
         self.inferences.fetch_add(1, Ordering::Relaxed);
         self.inference_ms.store(f32_bits(ms as f32), Ordering::Relaxed);
     }
@@ -122,6 +164,8 @@ impl CameraStatus {
             state: self.state(),
             connected: self.connected.load(Ordering::Relaxed),
             fps: round2(self.fps()),
+            decode_fps: round2(self.decode_fps()),
+            detection_fps: round2(self.detection_fps()),
             source_fps: round2(f32::from_bits(self.source_fps.load(Ordering::Relaxed))),
             width: self.width.load(Ordering::Relaxed),
             height: self.height.load(Ordering::Relaxed),
@@ -155,6 +199,10 @@ pub struct CameraStatusView {
     pub connected: bool,
     /// Frames processed per second, measured over the last second or so.
     pub fps: f64,
+    /// Frames decoded per second (processed and skipped).
+    pub decode_fps: f64,
+    /// Frames run through the model per second.
+    pub detection_fps: f64,
     /// The rate the source delivers (a file's native FPS).
     pub source_fps: f64,
     pub width: u32,

@@ -96,6 +96,7 @@ pub fn run(ctx: &WorkerContext) {
                 log::warn!("[{id}] {e}; retrying in {:.1}s", wait.as_secs_f64());
                 ctx.status.set_error(Some(e.to_string()));
                 ctx.status.set_state(CameraState::Retrying);
+                ctx.status.set_rates(0.0, 0.0, 0.0);
                 if !sleep_unless_stopped(ctx, wait) {
                     break;
                 }
@@ -129,20 +130,28 @@ fn sleep_unless_stopped(ctx: &WorkerContext, d: Duration) -> bool {
     }
 }
 
-/// Measures processed frames per second over windows of about a second.
+/// Measures processed, decoded and inferred frames per second over windows of about a second.
 struct RateMeter {
     since: Instant,
-    count: u32,
+    start: [u64; 3],
 }
 
 impl RateMeter {
+    fn counters(status: &CameraStatus) -> [u64; 3] {
+        [&status.frames_processed, &status.frames_decoded, &status.inferences].map(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn new(status: &CameraStatus) -> Self {
+        Self { since: Instant::now(), start: Self::counters(status) }
+    }
+
     fn tick(&mut self, status: &CameraStatus) {
-        self.count += 1;
         let elapsed = self.since.elapsed().as_secs_f64();
         if elapsed >= 1.0 {
-            status.set_fps(self.count as f64 / elapsed);
-            self.since = Instant::now();
-            self.count = 0;
+            let now = Self::counters(status);
+            let rate = |i: usize| (now[i] - self.start[i]) as f64 / elapsed;
+            status.set_rates(rate(0), rate(1), rate(2));
+            *self = Self::new(status);
         }
     }
 }
@@ -157,7 +166,7 @@ fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
     let mut next_index: u64 = 0;
     let mut frames_this_pass: u64 = 0;
     let mut frame = Mat::default();
-    let mut meter = RateMeter { since: Instant::now(), count: 0 };
+    let mut meter = RateMeter::new(&ctx.status);
     loop {
         if ctx.stop.load(Ordering::Relaxed) {
             return Outcome::Stopped;

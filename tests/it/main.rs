@@ -2,5 +2,6 @@
 
 mod core;
 mod manage;
+mod media;
 mod process;
 mod support;

@@ -1,0 +1,104 @@
+//! Snapshots and MJPEG: the packet's JPEG as it is, never encoded again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpResponse};
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+use super::stream::{next_slot, viewer_fps};
+use super::{ApiError, AppState};
+use crate::camera::{Feed, FramePacket};
+use crate::hub::{GetStatus, Subscribe};
+
+/// A packet younger than this is served as the snapshot; an older one means nobody was watching,
+/// and the next frame (which this request makes the camera encode) is awaited.
+const FRESH: Duration = Duration::from_millis(1000);
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
+const BOUNDARY: &str = "havenframe";
+
+async fn follow(state: &AppState, id: String) -> Result<watch::Receiver<Feed>, ApiError> {
+    state
+        .hub
+        .send(Subscribe { camera_id: Some(id.clone()) })
+        .await?
+        .map(|link| link.feed)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown camera: {id}")))
+}
+
+/// The next packet newer than `after` (by `seq`), or `None` once the camera is gone.
+async fn next_packet(feed: &mut watch::Receiver<Feed>, after: u64) -> Option<Arc<FramePacket>> {
+    loop {
+        if let Feed::Frame(p) = &*feed.borrow_and_update() {
+            if p.seq > after {
+                return Some(p.clone());
+            }
+        }
+        if matches!(&*feed.borrow(), Feed::Closed(_)) || feed.changed().await.is_err() {
+            return None;
+        }
+    }
+}
+
+/// `GET /api/cameras/{id}/snapshot.jpg`: the latest annotated frame.
+pub async fn snapshot(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut feed = follow(&state, id.clone()).await?;
+    let fresh = match &*feed.borrow() {
+        Feed::Frame(p) if p.created.elapsed() < FRESH => Some(p.clone()),
+        _ => None,
+    };
+    let packet = match fresh {
+        Some(p) => Some(p),
+        None if state.hub.send(GetStatus(id.clone())).await??.connected => {
+            let after = match &*feed.borrow() {
+                Feed::Frame(p) => p.seq,
+                _ => 0,
+            };
+            tokio::time::timeout(SNAPSHOT_WAIT, next_packet(&mut feed, after)).await.ok().flatten()
+        }
+        None => None,
+    };
+    match packet {
+        Some(p) => Ok(HttpResponse::Ok()
+            .content_type("image/jpeg")
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("X-Frame-Index", p.frame_index.to_string()))
+            .body(p.jpeg.clone())),
+        None => {
+            let status = state.hub.send(GetStatus(id.clone())).await??;
+            let why = status.last_error.unwrap_or_else(|| format!("camera is {:?}", status.state).to_lowercase());
+            Err(ApiError::Unavailable(format!("camera {id} has no frame to show: {why}")))
+        }
+    }
+}
+
+/// `GET /api/cameras/{id}/mjpeg?fps=N`: `multipart/x-mixed-replace`, usable in a plain `<img>`.
+/// The stream is produced only as fast as the client takes it, holding one packet at most.
+pub async fn mjpeg(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?);
+    let feed = follow(&state, path.into_inner()).await?;
+    let parts = stream::unfold((feed, 0u64, Instant::now()), move |(mut feed, last, slot)| async move {
+        sleep_until(slot).await;
+        let packet = next_packet(&mut feed, last).await?;
+        let header = format!(
+            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            packet.jpeg.len()
+        );
+        let chunks = [Bytes::from(header), packet.jpeg.clone(), Bytes::from_static(b"\r\n")];
+        Some((stream::iter(chunks.map(Ok::<_, actix_web::Error>)), (feed, packet.seq, next_slot(slot, period))))
+    })
+    .flatten();
+    Ok(HttpResponse::Ok()
+        .content_type(format!("multipart/x-mixed-replace; boundary={BOUNDARY}"))
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(parts))
+}

@@ -1,0 +1,83 @@
+//! `GET /metrics` in the Prometheus text format. Every metric's name, type and help is declared
+//! once, in `METRICS`.
+
+use std::fmt::Write;
+
+use actix_web::{web, HttpResponse};
+
+use super::{ApiError, AppState};
+use crate::camera::CameraStatusView;
+use crate::hub::GetMetrics;
+
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// The per-camera value; `None` for metrics rendered specially below.
+    value: Option<fn(&CameraStatusView) -> f64>,
+}
+
+const METRICS: &[Metric] = &[
+    Metric { name: "haven_camera_connected", kind: "gauge", help: "1 while the camera's source is open and delivering frames.", value: Some(|c| c.connected as u8 as f64) },
+    Metric { name: "haven_camera_viewers", kind: "gauge", help: "WebSocket viewers subscribed to the camera.", value: Some(|c| c.viewers as f64) },
+    Metric { name: "haven_camera_decode_fps", kind: "gauge", help: "Frames decoded per second (processed and skipped), over the last second.", value: Some(|c| c.decode_fps) },
+    Metric { name: "haven_camera_processed_fps", kind: "gauge", help: "Frames processed per second, over the last second.", value: Some(|c| c.fps) },
+    Metric { name: "haven_camera_detection_fps", kind: "gauge", help: "Frames run through the pose model per second, over the last second.", value: Some(|c| c.detection_fps) },
+    Metric { name: "haven_camera_frames_decoded_total", kind: "counter", help: "Frames decoded from the source.", value: Some(|c| c.frames_decoded as f64) },
+    Metric { name: "haven_camera_frames_processed_total", kind: "counter", help: "Frames that went through the pipeline.", value: Some(|c| c.frames_processed as f64) },
+    Metric { name: "haven_camera_frames_encoded_total", kind: "counter", help: "Frames JPEG-encoded (once per frame, whatever the number of viewers).", value: Some(|c| c.frames_encoded as f64) },
+    Metric { name: "haven_camera_dropped_frames_total", kind: "counter", help: "Frames skipped because processing fell behind the source.", value: Some(|c| c.dropped_frames as f64) },
+    Metric { name: "haven_camera_reconnects_total", kind: "counter", help: "Attempts to reopen the source after a failure.", value: Some(|c| c.reconnects as f64) },
+    Metric { name: "haven_camera_loops_total", kind: "counter", help: "Times a looping file source restarted at its end.", value: Some(|c| c.loops as f64) },
+    Metric { name: "haven_camera_inference_seconds", kind: "histogram", help: "Time of one inference, annotation included.", value: None },
+    Metric { name: "haven_engine_inferences_total", kind: "counter", help: "Inference calls of the shared engine, all cameras together.", value: None },
+    Metric { name: "haven_process_resident_memory_bytes", kind: "gauge", help: "Resident memory of the HAVEN process.", value: None },
+];
+
+fn resident_bytes() -> f64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .unwrap_or(0.0);
+    pages * 4096.0
+}
+
+/// Label values escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (cameras, engine) = state.hub.send(GetMetrics).await?;
+    let mut out = String::with_capacity(4096);
+    for m in METRICS {
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", m.name, m.help, m.name, m.kind);
+        match (m.value, m.name) {
+            (Some(value), _) => {
+                for c in &cameras {
+                    let _ = writeln!(out, "{}{{camera=\"{}\"}} {}", m.name, label(&c.view.camera_id), value(&c.view));
+                }
+            }
+            (None, "haven_camera_inference_seconds") => {
+                for c in &cameras {
+                    let id = label(&c.view.camera_id);
+                    let (buckets, count, sum) = &c.inference;
+                    for (le, n) in buckets {
+                        let _ = writeln!(out, "{}_bucket{{camera=\"{id}\",le=\"{}\"}} {n}", m.name, le / 1000.0);
+                    }
+                    let _ = writeln!(out, "{}_bucket{{camera=\"{id}\",le=\"+Inf\"}} {count}", m.name);
+                    let _ = writeln!(out, "{}_sum{{camera=\"{id}\"}} {sum}", m.name);
+                    let _ = writeln!(out, "{}_count{{camera=\"{id}\"}} {count}", m.name);
+                }
+            }
+            (None, "haven_engine_inferences_total") => {
+                let _ = writeln!(out, "{} {}", m.name, engine.calls);
+            }
+            (None, "haven_process_resident_memory_bytes") => {
+                let _ = writeln!(out, "{} {}", m.name, resident_bytes());
+            }
+            (None, other) => unreachable!("metric {other} has no renderer"),
+        }
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
+}
