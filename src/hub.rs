@@ -13,7 +13,7 @@ use crate::camera::actor::StopCamera;
 use crate::camera::worker::WorkerContext;
 use crate::camera::{CameraActor, CameraState, CameraStatus, CameraStatusView, Feed};
 use crate::inference::SharedEngine;
-use crate::settings::{save_cameras, CameraConfig};
+use crate::settings::{save_cameras, CameraConfig, CaptureSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -33,7 +33,7 @@ struct CameraEntry {
 }
 
 impl CameraEntry {
-    fn new(config: CameraConfig, engine: Option<Arc<SharedEngine>>) -> Self {
+    fn new(config: CameraConfig, engine: Option<Arc<SharedEngine>>, capture: Arc<CaptureSettings>) -> Self {
         let (feed, _) = watch::channel(Feed::Waiting);
         CameraEntry {
             ctx: WorkerContext {
@@ -42,6 +42,7 @@ impl CameraEntry {
                 engine,
                 feed: Arc::new(feed),
                 stop: Arc::new(AtomicBool::new(false)),
+                capture,
             },
             actor: None,
         }
@@ -76,6 +77,7 @@ impl CameraEntry {
             engine: self.ctx.engine.clone(),
             feed: self.ctx.feed.clone(),
             stop: Arc::new(AtomicBool::new(false)),
+            capture: self.ctx.capture.clone(),
         };
         self.start();
     }
@@ -101,14 +103,15 @@ pub struct CameraLink {
 pub struct StreamHub {
     cameras: Vec<CameraEntry>,
     engine: Option<Arc<SharedEngine>>,
+    capture: Arc<CaptureSettings>,
     running: bool,
     /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
     settings_file: Option<PathBuf>,
 }
 
 impl StreamHub {
-    pub fn new(engine: Option<Arc<SharedEngine>>, settings_file: Option<PathBuf>) -> Self {
-        Self { cameras: Vec::new(), engine, running: false, settings_file }
+    pub fn new(engine: Option<Arc<SharedEngine>>, capture: CaptureSettings, settings_file: Option<PathBuf>) -> Self {
+        Self { cameras: Vec::new(), engine, capture: Arc::new(capture), running: false, settings_file }
     }
 
     fn position(&self, id: &str) -> Option<usize> {
@@ -139,7 +142,7 @@ impl StreamHub {
             config.display_source(),
             config.source_type.as_str()
         );
-        let mut entry = CameraEntry::new(config, self.engine.clone());
+        let mut entry = CameraEntry::new(config, self.engine.clone(), self.capture.clone());
         if self.running {
             entry.start();
         }

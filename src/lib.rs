@@ -38,6 +38,20 @@ pub enum AppError {
     Mailbox(#[from] actix::MailboxError),
 }
 
+/// Process-wide defaults OpenCV reads from the environment: quiet logs, RTSP over TCP (UDP loses
+/// packets behind NAT and firewalls) with a short probe so the first frame comes fast. Call it before
+/// any thread starts (`main` does); values already set by the user win.
+pub fn configure_process_env() {
+    for (key, value) in [
+        ("OPENCV_LOG_LEVEL", "ERROR"),
+        ("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;500000|probesize;500000"),
+    ] {
+        if std::env::var_os(key).is_none() {
+            std::env::set_var(key, value);
+        }
+    }
+}
+
 /// A started HAVEN: cameras running, HTTP server bound (but served only once awaited).
 pub struct Application {
     server: Server,
@@ -59,7 +73,7 @@ impl Application {
             source,
         })?.port();
 
-        let hub = StreamHub::new(engine.map(SharedEngine::new), settings.file.clone()).start();
+        let hub = StreamHub::new(engine.map(SharedEngine::new), settings.capture.clone(), settings.file.clone()).start();
         for camera in &settings.cameras {
             hub.send(Register { config: camera.clone(), persist: false }).await??;
         }

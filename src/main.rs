@@ -11,12 +11,7 @@ const USAGE: &str = "usage:
 
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    set_default_env("OPENCV_LOG_LEVEL", "ERROR");
-    // TCP for RTSP (UDP loses packets behind NAT and firewalls), and a short probe so the first frame comes fast.
-    set_default_env(
-        "OPENCV_FFMPEG_CAPTURE_OPTIONS",
-        "rtsp_transport;tcp|analyzeduration;1000000|probesize;1000000",
-    );
+    haven::configure_process_env();
 
     let mut args = std::env::args().skip(1).peekable();
     let command = match args.peek().map(String::as_str) {
@@ -43,12 +38,6 @@ fn main() -> anyhow::Result<()> {
             serve(settings_path)
         }
         other => bail!("unknown command {other}\n{USAGE}"),
-    }
-}
-
-fn set_default_env(key: &str, value: &str) {
-    if std::env::var_os(key).is_none() {
-        std::env::set_var(key, value);
     }
 }
 

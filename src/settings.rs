@@ -22,6 +22,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub stream: StreamSettings,
     pub model: ModelSettings,
+    pub capture: CaptureSettings,
     pub api: ApiSettings,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -31,6 +32,20 @@ pub struct Settings {
     /// Where camera changes made at run time are written back: the file `load` read.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSettings {
+    /// RTSP: how long opening a camera may take before the attempt fails.
+    pub open_timeout_secs: f64,
+    /// RTSP: how long one read may block.
+    pub read_timeout_secs: f64,
+    /// A camera that delivers no frame for this long is treated as failed and reconnected.
+    pub watchdog_secs: f64,
+    /// Reconnect backoff: the first wait, doubled after each failure up to `reconnect_max_secs`.
+    pub reconnect_initial_secs: f64,
+    pub reconnect_max_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,6 +263,21 @@ impl Settings {
         if !(0.0..=1.0).contains(&m.conf_threshold) || !(0.0..=1.0).contains(&m.iou_threshold) {
             return Err(invalid("model.conf_threshold and model.iou_threshold must lie in 0-1".into()));
         }
+        let c = &self.capture;
+        for (name, v) in [
+            ("capture.open_timeout_secs", c.open_timeout_secs),
+            ("capture.read_timeout_secs", c.read_timeout_secs),
+            ("capture.watchdog_secs", c.watchdog_secs),
+            ("capture.reconnect_initial_secs", c.reconnect_initial_secs),
+            ("capture.reconnect_max_secs", c.reconnect_max_secs),
+        ] {
+            if !(v > 0.0 && v <= 3600.0) {
+                return Err(invalid(format!("{name} {v} is out of range (0, 3600]")));
+            }
+        }
+        if c.reconnect_initial_secs > c.reconnect_max_secs {
+            return Err(invalid("capture.reconnect_initial_secs is above capture.reconnect_max_secs".into()));
+        }
         if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
             return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
         }
@@ -268,10 +298,21 @@ pub fn save_cameras(path: &Path, cameras: &[CameraConfig]) -> Result<(), Setting
     let fail = |message: String| SettingsError::Load { path: path.display().to_string(), message };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| fail(e.to_string()))?;
+    // The comment above the first camera documents them all: keep it.
+    let leading_comment = doc
+        .get("cameras")
+        .and_then(|c| c.as_array_of_tables())
+        .and_then(|a| a.get(0))
+        .and_then(|t| t.decor().prefix().cloned());
     let mut tables = toml_edit::ArrayOfTables::new();
-    for cam in cameras {
+    for (i, cam) in cameras.iter().enumerate() {
         let value = toml_edit::ser::to_document(cam).map_err(|e| fail(e.to_string()))?;
-        tables.push(value.as_table().clone());
+        let mut table = value.as_table().clone();
+        match (&leading_comment, i) {
+            (Some(prefix), 0) => table.decor_mut().set_prefix(prefix.clone()),
+            _ => table.decor_mut().set_prefix("\n"),
+        }
+        tables.push(table);
     }
     doc.insert("cameras", toml_edit::Item::ArrayOfTables(tables));
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -311,6 +352,12 @@ input_width = 640
 input_height = 640
 conf_threshold = 0.25
 iou_threshold = 0.7
+[capture]
+open_timeout_secs = 5
+read_timeout_secs = 3
+watchdog_secs = 5
+reconnect_initial_secs = 0.5
+reconnect_max_secs = 3
 [api]
 media_dirs = ["data"]
 max_body_bytes = 65536
@@ -392,6 +439,7 @@ mod save_tests {
         save_cameras(&path, &s.cameras).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("# Frames per second each viewer gets"), "comments kept");
+        assert!(text.contains("# jpeg_quality: 1-100.\n"), "the cameras' comment kept:\n{text}");
         let again = Settings::load(&path).unwrap();
         assert_eq!(again.cameras, s.cameras);
         assert_eq!(again.server.bind, "127.0.0.1:8000");

@@ -7,7 +7,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 use crate::redact::redact_in;
-use crate::settings::{CameraConfig, SourceType};
+use crate::settings::{CameraConfig, CaptureSettings, SourceType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -20,12 +20,12 @@ pub enum SourceError {
     /// A live stream has no end to loop from: reaching it means the camera went away.
     #[error("{source_name}: stream ended")]
     StreamEnded { source_name: String },
+    #[error("{source_name}: no frame for {seconds} s")]
+    Stalled { source_name: String, seconds: f64 },
     #[error("{0}")]
     OpenCv(String),
 }
 
-/// How long an RTSP camera may take to answer before the attempt counts as failed.
-const RTSP_TIMEOUT_MS: i32 = 5_000;
 
 pub struct VideoSource {
     cap: VideoCapture,
@@ -38,7 +38,7 @@ pub struct VideoSource {
 }
 
 impl VideoSource {
-    pub fn open(config: &CameraConfig) -> Result<Self, SourceError> {
+    pub fn open(config: &CameraConfig, capture: &CaptureSettings) -> Result<Self, SourceError> {
         let display = config.display_source();
         let err = |e: opencv::Error| SourceError::OpenCv(redact_in(&e.to_string(), &config.source));
         let cap = match config.source_type {
@@ -49,11 +49,12 @@ impl VideoSource {
                 VideoCapture::from_file(&config.source, videoio::CAP_FFMPEG).map_err(err)?
             }
             SourceType::Rtsp => {
+                let ms = |secs: f64| (secs * 1000.0).round() as i32;
                 let params = Vector::<i32>::from_slice(&[
                     videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
-                    RTSP_TIMEOUT_MS,
+                    ms(capture.open_timeout_secs),
                     videoio::CAP_PROP_READ_TIMEOUT_MSEC,
-                    RTSP_TIMEOUT_MS,
+                    ms(capture.read_timeout_secs),
                 ]);
                 VideoCapture::from_file_with_params(&config.source, videoio::CAP_FFMPEG, &params).map_err(err)?
             }
@@ -90,6 +91,10 @@ impl VideoSource {
 
     pub fn stream_ended(&self) -> SourceError {
         SourceError::StreamEnded { source_name: self.display.clone() }
+    }
+
+    pub fn stalled(&self, seconds: f64) -> SourceError {
+        SourceError::Stalled { source_name: self.display.clone(), seconds }
     }
 
     pub fn no_frames(&self) -> SourceError {

@@ -14,8 +14,10 @@ use crate::settings::CameraConfig;
 pub enum CameraState {
     Starting,
     Streaming,
-    /// Opening or reading failed; the worker waits out its backoff and tries again.
+    /// Opening or reading a file failed; the worker waits out its backoff and tries again.
     Retrying,
+    /// A live camera failed or went silent; the worker waits out its backoff and reconnects.
+    Reconnecting,
     /// A file source without `loop_video` reached its end.
     Ended,
     Stopped,

@@ -11,13 +11,12 @@ use opencv::{imgcodecs, imgproc};
 use tokio::sync::watch;
 
 use super::packet::{Feed, FrameMetadata, FramePacket};
+use super::live::LatestFrame;
 use super::source::{SourceError, VideoSource};
 use super::status::{CameraState, CameraStatus};
 use crate::inference::SharedEngine;
-use crate::settings::{CameraConfig, SourceType};
+use crate::settings::{CameraConfig, CaptureSettings, SourceType};
 
-const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// The longest the worker sleeps before looking at its stop flag again.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -29,6 +28,7 @@ pub struct WorkerContext {
     pub engine: Option<Arc<SharedEngine>>,
     pub feed: Arc<watch::Sender<Feed>>,
     pub stop: Arc<AtomicBool>,
+    pub capture: Arc<CaptureSettings>,
 }
 
 /// Runs in a `SyncArbiter` thread; one `Run` message keeps it busy until the stop flag is set.
@@ -67,18 +67,24 @@ pub fn run(ctx: &WorkerContext) {
     let config = ctx.config.read().unwrap().clone();
     let id = config.camera_id.clone();
     log::info!("[{id}] Worker started: {}", config.display_source());
-    let mut backoff = BACKOFF_START;
+    let backoff_start = Duration::from_secs_f64(ctx.capture.reconnect_initial_secs);
+    let backoff_max = Duration::from_secs_f64(ctx.capture.reconnect_max_secs);
+    let mut backoff = backoff_start;
     while !ctx.stop.load(Ordering::Relaxed) {
         let config = ctx.config.read().unwrap().clone();
-        let outcome = match VideoSource::open(&config) {
+        let outcome = match VideoSource::open(&config, &ctx.capture) {
             Ok(source) => {
                 log::info!("[{id}] Opened: {}x{} @ {:.1}fps", source.width, source.height, source.fps);
                 ctx.status.opened(source.width, source.height, source.fps);
                 ctx.status.set_error(None);
                 let opened_at = Instant::now();
-                let outcome = stream(ctx, source);
-                if opened_at.elapsed() > BACKOFF_MAX {
-                    backoff = BACKOFF_START;
+                let outcome = match config.source_type {
+                    SourceType::VideoFile => stream_file(ctx, source),
+                    SourceType::Rtsp => stream_live(ctx, source),
+                };
+                // A source that streamed for a while starts its next backoff afresh.
+                if opened_at.elapsed() > backoff_max {
+                    backoff = backoff_start;
                 }
                 outcome
             }
@@ -95,13 +101,16 @@ pub fn run(ctx: &WorkerContext) {
                 let wait = with_jitter(backoff);
                 log::warn!("[{id}] {e}; retrying in {:.1}s", wait.as_secs_f64());
                 ctx.status.set_error(Some(e.to_string()));
-                ctx.status.set_state(CameraState::Retrying);
+                ctx.status.set_state(match config.source_type {
+                    SourceType::VideoFile => CameraState::Retrying,
+                    SourceType::Rtsp => CameraState::Reconnecting,
+                });
                 ctx.status.set_rates(0.0, 0.0, 0.0);
                 if !sleep_unless_stopped(ctx, wait) {
                     break;
                 }
                 ctx.status.reconnects.fetch_add(1, Ordering::Relaxed);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff = (backoff * 2).min(backoff_max);
             }
         }
     }
@@ -156,11 +165,42 @@ impl RateMeter {
     }
 }
 
+/// A live camera: always the newest frame; no frame within the watchdog time is a failure.
+fn stream_live(ctx: &WorkerContext, source: VideoSource) -> Outcome {
+    let id = camera_id(ctx);
+    let watchdog = Duration::from_secs_f64(ctx.capture.watchdog_secs);
+    let stalled = source.stalled(ctx.capture.watchdog_secs);
+    let latest = LatestFrame::spawn(source, ctx.status.clone(), id.clone());
+    let mut meter = RateMeter::new(&ctx.status);
+    let mut last_frame = Instant::now();
+    while !ctx.stop.load(Ordering::Relaxed) {
+        match latest.next(STOP_POLL) {
+            Ok(Some((mut frame, index))) => {
+                last_frame = Instant::now();
+                finish_frame(ctx, &id, &mut frame, index);
+            }
+            Ok(None) if last_frame.elapsed() > watchdog => return Outcome::Failed(stalled),
+            Ok(None) => {}
+            Err(e) => return Outcome::Failed(e),
+        }
+        meter.tick(&ctx.status);
+    }
+    Outcome::Stopped
+}
+
+/// Processes one frame and counts it, whatever happens to it.
+fn finish_frame(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) {
+    if let Err(e) = process(ctx, id, frame, frame_index) {
+        log::warn!("[{id}] frame {frame_index}: {e}");
+        ctx.status.set_error(Some(e));
+    }
+    ctx.status.frames_processed.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Delivers frames at the source's pace: a file as fast as a live camera would, never faster; when
 /// processing falls behind, the frames it missed are skipped (and counted) rather than queued.
-fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
+fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
     let id = camera_id(ctx);
-    let paced = ctx.config.read().unwrap().source_type == SourceType::VideoFile;
     let period = 1.0 / source.fps;
     let mut clock = Instant::now();
     let mut next_index: u64 = 0;
@@ -171,29 +211,27 @@ fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
         if ctx.stop.load(Ordering::Relaxed) {
             return Outcome::Stopped;
         }
+        let due = clock + Duration::from_secs_f64(next_index as f64 * period);
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep((due - now).min(STOP_POLL));
+            continue;
+        }
         let mut at_end = false;
-        if paced {
-            let due = clock + Duration::from_secs_f64(next_index as f64 * period);
-            let now = Instant::now();
-            if now < due {
-                std::thread::sleep((due - now).min(STOP_POLL));
-                continue;
-            }
-            let due_index = ((now - clock).as_secs_f64() / period).floor() as u64;
-            while next_index < due_index {
-                match source.skip() {
-                    Ok(true) => {
-                        next_index += 1;
-                        frames_this_pass += 1;
-                        ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                        ctx.status.dropped_frames.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(false) => {
-                        at_end = true;
-                        break;
-                    }
-                    Err(e) => return Outcome::Failed(e),
+        let due_index = ((now - clock).as_secs_f64() / period).floor() as u64;
+        while next_index < due_index {
+            match source.skip() {
+                Ok(true) => {
+                    next_index += 1;
+                    frames_this_pass += 1;
+                    ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                    ctx.status.dropped_frames.fetch_add(1, Ordering::Relaxed);
                 }
+                Ok(false) => {
+                    at_end = true;
+                    break;
+                }
+                Err(e) => return Outcome::Failed(e),
             }
         }
         if !at_end {
@@ -206,9 +244,6 @@ fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
         if at_end {
             if frames_this_pass == 0 {
                 return Outcome::Failed(source.no_frames());
-            }
-            if !paced {
-                return Outcome::Failed(source.stream_ended());
             }
             if !ctx.config.read().unwrap().loop_video {
                 return Outcome::Ended;
@@ -228,11 +263,7 @@ fn stream(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
         next_index += 1;
         frames_this_pass += 1;
         ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = process(ctx, &id, &mut frame, frame_index) {
-            log::warn!("[{id}] frame {frame_index}: {e}");
-            ctx.status.set_error(Some(e));
-        }
-        ctx.status.frames_processed.fetch_add(1, Ordering::Relaxed);
+        finish_frame(ctx, &id, &mut frame, frame_index);
         meter.tick(&ctx.status);
     }
 }

@@ -4,4 +4,5 @@ mod core;
 mod manage;
 mod media;
 mod process;
+mod rtsp;
 mod support;

@@ -1,77 +1,13 @@
 //! The server as a user runs it: the real binary on the shipped settings, logs, signals.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Starts `haven` on the shipped settings (port 0) and collects its log lines.
-struct Running {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn start() -> Self {
-        demo_video("1.mp4");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .current_dir(repo())
-            .args(["--settings", "settings/default.toml"])
-            .env("HAVEN__SERVER__BIND", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("haven starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Running { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits for a log line containing `needle`; returns it.
-    fn expect_log(&mut self, needle: &str, timeout: Duration) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {needle:?} within {timeout:?}; log so far:\n{}", self.seen.join("\n"));
-    }
-
-    fn port(&mut self) -> u16 {
-        let line = self.expect_log("listening on http://127.0.0.1:", Duration::from_secs(30));
-        let after = line.split("127.0.0.1:").nth(1).unwrap();
-        after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
 #[actix_web::test]
 async fn the_shipped_settings_start_three_cameras_and_sigterm_stops_them_cleanly() {
-    let mut haven = Running::start();
+    let mut haven = Running::start("settings/default.toml", &[("HAVEN__SERVER__BIND", "127.0.0.1:0")]);
     let port = haven.port();
     for id in ["cam1", "cam2", "cam3"] {
         let n = &id[3..];

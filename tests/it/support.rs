@@ -1,8 +1,10 @@
 //! Test support: the real server in-process on a free loopback port, real HTTP and WebSocket clients,
 //! real video made with ffmpeg from the demo footage.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,7 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(settings: Settings, engine: Option<Arc<dyn AiEngine>>) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
+        haven::configure_process_env();
         let app = Application::build(settings, engine).await.expect("server starts");
         let port = app.port();
         let stopper = app.stopper();
@@ -221,3 +224,76 @@ impl Viewer {
         let _ = self.framed.send(Message::Close(None)).await;
     }
 }
+
+/// The real `haven` binary, started from the repository root, with its log lines collected.
+pub struct Running {
+    pub child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn start(settings: &str, env: &[(&str, &str)]) -> Self {
+        demo_video("1.mp4");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+            .current_dir(repo())
+            .args(["--settings", settings])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("haven starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    pub fn expect_log(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?} within {timeout:?}; log so far:\n{}", self.seen.join("\n"));
+    }
+
+    pub fn port(&mut self) -> u16 {
+        let line = self.expect_log("listening on http://127.0.0.1:", Duration::from_secs(30));
+        let after = line.split("127.0.0.1:").nth(1).unwrap();
+        after.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    }
+}
+
+impl Running {
+    /// Every line logged so far (waiting up to `settle` for more).
+    pub fn log_so_far(&mut self, settle: Duration) -> String {
+        while let Ok(line) = self.lines.recv_timeout(settle) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
