@@ -212,13 +212,17 @@ pub struct CameraPatch {
     #[serde(default, with = "double_option")]
     pub resize_width: Option<Option<u32>>,
     pub loop_video: Option<bool>,
+    /// `null` removes the cap.
+    #[serde(default, with = "double_option")]
+    pub max_fps: Option<Option<f64>>,
 }
 
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
-        Option::<u32>::deserialize(d).map(Some)
+    /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
@@ -235,6 +239,9 @@ impl CameraPatch {
         }
         if let Some(v) = self.loop_video {
             config.loop_video = v;
+        }
+        if let Some(v) = self.max_fps {
+            config.max_fps = v;
         }
     }
 }

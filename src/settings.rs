@@ -128,6 +128,10 @@ pub struct CameraConfig {
     pub resize_width: Option<u32>,
     #[serde(default = "default_jpeg_quality")]
     pub jpeg_quality: u8,
+    /// Process at most this many frames per second (the rest are decoded and passed over); none
+    /// means the source's own rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fps: Option<f64>,
 }
 
 fn default_true() -> bool {
@@ -167,6 +171,11 @@ impl CameraConfig {
         if let Some(w) = self.resize_width {
             if !(16..=7680).contains(&w) {
                 return Err(format!("camera \"{id}\": resize_width {w} is out of range 16-7680"));
+            }
+        }
+        if let Some(fps) = self.max_fps {
+            if !(fps > 0.0 && fps <= 120.0) {
+                return Err(format!("camera \"{id}\": max_fps {fps} is out of range (0, 120]"));
             }
         }
         if self.source_type == SourceType::Rtsp

@@ -185,6 +185,7 @@ impl CameraStatus {
             loop_video: config.loop_video,
             jpeg_quality: config.jpeg_quality,
             resize_width: config.resize_width,
+            max_fps: config.max_fps,
             last_error: self.last_error.lock().unwrap().clone(),
         }
     }
@@ -225,5 +226,6 @@ pub struct CameraStatusView {
     pub loop_video: bool,
     pub jpeg_quality: u8,
     pub resize_width: Option<u32>,
+    pub max_fps: Option<f64>,
     pub last_error: Option<String>,
 }

@@ -172,12 +172,13 @@ fn stream_live(ctx: &WorkerContext, source: VideoSource) -> Outcome {
     let stalled = source.stalled(ctx.capture.watchdog_secs);
     let latest = LatestFrame::spawn(source, ctx.status.clone(), id.clone());
     let mut meter = RateMeter::new(&ctx.status);
+    let mut cap = RateCap::new();
     let mut last_frame = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
         match latest.next(STOP_POLL) {
             Ok(Some((mut frame, index))) => {
                 last_frame = Instant::now();
-                finish_frame(ctx, &id, &mut frame, index);
+                finish_frame(ctx, &mut cap, &id, &mut frame, index);
             }
             Ok(None) if last_frame.elapsed() > watchdog => return Outcome::Failed(stalled),
             Ok(None) => {}
@@ -188,8 +189,42 @@ fn stream_live(ctx: &WorkerContext, source: VideoSource) -> Outcome {
     Outcome::Stopped
 }
 
-/// Processes one frame and counts it, whatever happens to it.
-fn finish_frame(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) {
+/// Holds processing to the camera's `max_fps`, if it has one: a token bucket of one frame, so the
+/// average rate is the cap even when it does not divide the source's rate.
+struct RateCap {
+    allowance: f64,
+    last: Option<Instant>,
+}
+
+impl RateCap {
+    fn new() -> Self {
+        Self { allowance: 1.0, last: None }
+    }
+
+    /// Whether a frame arriving now may be processed; frames over the cap are passed over.
+    fn admit(&mut self, ctx: &WorkerContext) -> bool {
+        let Some(max_fps) = ctx.config.read().unwrap().max_fps else {
+            return true;
+        };
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            self.allowance = (self.allowance + (now - last).as_secs_f64() * max_fps).min(1.0);
+        }
+        self.last = Some(now);
+        if self.allowance >= 0.999 {
+            self.allowance -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Processes one frame (if the rate cap lets it through) and counts it, whatever happens to it.
+fn finish_frame(ctx: &WorkerContext, cap: &mut RateCap, id: &str, frame: &mut Mat, frame_index: u64) {
+    if !cap.admit(ctx) {
+        return;
+    }
     if let Err(e) = process(ctx, id, frame, frame_index) {
         log::warn!("[{id}] frame {frame_index}: {e}");
         ctx.status.set_error(Some(e));
@@ -207,6 +242,7 @@ fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
     let mut frames_this_pass: u64 = 0;
     let mut frame = Mat::default();
     let mut meter = RateMeter::new(&ctx.status);
+    let mut cap = RateCap::new();
     loop {
         if ctx.stop.load(Ordering::Relaxed) {
             return Outcome::Stopped;
@@ -263,7 +299,7 @@ fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
         next_index += 1;
         frames_this_pass += 1;
         ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        finish_frame(ctx, &id, &mut frame, frame_index);
+        finish_frame(ctx, &mut cap, &id, &mut frame, frame_index);
         meter.tick(&ctx.status);
     }
 }

@@ -22,7 +22,12 @@ import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
-const SETTINGS = process.env.HAVEN_SETTINGS ?? 'settings/default.toml';
+// The server writes camera changes back to its settings file: run on a copy, never on the shipped one.
+const SETTINGS = process.env.HAVEN_SETTINGS ?? (() => {
+  const copy = path.join(mkdtempSync(path.join(tmpdir(), 'haven-ui-')), 'settings.toml');
+  copyFileSync(path.join(ROOT, 'settings', 'default.toml'), copy);
+  return copy;
+})();
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'target', 'browser-tests');
 const DOC_SHOT = path.join(ROOT, 'docs', 'ui-grid.png');
@@ -37,7 +42,20 @@ const API_WAIT_MS = 20_000;
 
 const servers = new Set();
 
-function startServer({ settings = SETTINGS, env = {} } = {}) {
+// The server saves cameras added, changed or removed through the API back into its settings file,
+// so every server here runs on a private copy: the repository's settings are never touched.
+const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-'));
+process.on('exit', () => rmSync(scratch, { recursive: true, force: true }));
+
+function settingsCopy(name, { cameras = true } = {}) {
+  const text = readFileSync(path.resolve(ROOT, SETTINGS), 'utf8');
+  const cut = text.search(/^\[\[cameras\]\]/m);
+  const file = path.join(scratch, name);
+  writeFileSync(file, cameras || cut < 0 ? text : text.slice(0, cut));
+  return file;
+}
+
+function startServer({ settings, env = {} }) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build it first (cargo build -p haven)`);
   const child = spawn(BIN, ['--settings', settings], {
     cwd: ROOT,
@@ -201,7 +219,7 @@ const cam1 = { routes: 0, hold: false, current: null };
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  server = await startServer();
+  server = await startServer({ settings: settingsCopy('demo.toml') });
   browser = await launch();
   context = await browser.newContext({ viewport: { width: 1180, height: 940 } });
   page = await context.newPage();
@@ -487,12 +505,8 @@ test('no script errors in the page', () => {
 // With a token configured, the page asks for it once and sends it on changes.
 
 test('with a token, the page asks for it once and sends it as a bearer token', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'haven-ui-'));
   // The same settings without the demo cameras, and no model to load.
-  const text = readFileSync(path.resolve(ROOT, SETTINGS), 'utf8');
-  const cut = text.search(/^\[\[cameras\]\]/m);
-  const settings = path.join(dir, 'settings.toml');
-  writeFileSync(settings, cut >= 0 ? text.slice(0, cut) : text);
+  const settings = settingsCopy('secured.toml', { cameras: false });
   const secured = await startServer({ settings, env: { HAVEN__API__TOKEN: 'open-sesame', HAVEN__MODEL__ENABLED: 'false' } });
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   try {
@@ -539,6 +553,5 @@ test('with a token, the page asks for it once and sends it as a bearer token', a
   } finally {
     await ctx.close().catch(() => {});
     await stopServer(secured);
-    rmSync(dir, { recursive: true, force: true });
   }
 });

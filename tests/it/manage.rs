@@ -71,6 +71,12 @@ async fn cameras_added_changed_and_removed_through_the_api_survive_a_restart() {
     let (code, body) = send(&server, "PATCH", "/api/cameras/door", None, Some(json!({"resize_width": 160, "jpeg_quality": 40}))).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["jpeg_quality"], 40);
+    // Its processing rate can be capped live too.
+    let (code, body) = send(&server, "PATCH", "/api/cameras/door", None, Some(json!({"max_fps": 4}))).await;
+    assert_eq!(code, 200, "{body}");
+    viewer.count_frames(2 * SECOND).await;
+    let (n, _) = viewer.count_frames(3 * SECOND).await;
+    assert!((10..=14).contains(&n), "max_fps 4 gave {n} frames in 3 s");
     let mut narrowed = false;
     for _ in 0..30 {
         if viewer.next_frame(5 * SECOND).await["metadata"]["width"] == 160 {
@@ -148,6 +154,7 @@ async fn bad_requests_get_their_4xx_and_change_nothing() {
         ("PATCH", "/api/cameras/cam1", json!({"jpeg_quality": 101}), "jpeg_quality"),
         ("PATCH", "/api/cameras/cam1", json!({"ai_enabled": "yes"}), "ai_enabled"),
         ("PATCH", "/api/cameras/cam1", json!({"colour": "red"}), "colour"),
+        ("PATCH", "/api/cameras/cam1", json!({"max_fps": 0}), "max_fps"),
     ];
     for (method, path, body, names) in cases {
         let (code, answer) = send(&server, method, path, None, Some(body.clone())).await;
@@ -221,5 +228,28 @@ async fn editing_the_settings_file_applies_the_difference_without_disturbing_oth
     actix_web::rt::time::sleep(3 * SECOND).await;
     let (_, list) = server.get("/api/cameras").await;
     assert_eq!(list["total_cameras"], 2);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn concurrent_changes_are_all_kept_in_the_file() {
+    let s = Scratch::new("concurrent");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 2.0, Some(320));
+    let file = settings_file(&s, &clip, "");
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    let src = clip.display().to_string();
+    let adds = (0..12).map(|i| {
+        let body = json!({"camera_id": format!("c{i}"), "source": src, "source_type": "video_file", "ai_enabled": false});
+        send(&server, "POST", "/api/cameras", None, Some(body))
+    });
+    let patches = (0..12).map(|q| send(&server, "PATCH", "/api/cameras/cam1", None, Some(json!({"jpeg_quality": 30 + q}))));
+    let (added, patched) = futures_util::join!(futures_util::future::join_all(adds), futures_util::future::join_all(patches));
+    assert!(added.iter().all(|(code, _)| *code == 201), "{added:?}");
+    assert!(patched.iter().all(|(code, _)| *code == 200), "{patched:?}");
+    let on_disk = Settings::load(&file).unwrap();
+    assert_eq!(on_disk.cameras.len(), 13);
+    let (_, live) = server.get("/api/cameras/cam1").await;
+    assert_eq!(on_disk.cameras[0].jpeg_quality as u64, live["jpeg_quality"].as_u64().unwrap());
     server.stop().await;
 }

@@ -66,3 +66,24 @@ fn a_malformed_settings_file_stops_start_up_with_one_clear_message() {
         "{stderr}"
     );
 }
+
+#[actix_web::test]
+async fn sighup_reloads_the_cameras_from_the_settings_file() {
+    let s = Scratch::new("sighup");
+    let path = s.path("haven.toml");
+    let shipped = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let one_camera: String = shipped.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
+    std::fs::write(&path, &one_camera).unwrap();
+    let mut haven = Running::start(&path.display().to_string(), &[("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__MODEL__ENABLED", "false")]);
+    let port = haven.port();
+    haven.expect_log("[cam1] Opened", Duration::from_secs(10));
+    // Write the file with its modification time unchanged, so that only the signal can reveal it.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, &shipped).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &haven.child.id().to_string()]).status().unwrap().success());
+    haven.expect_log("Reloaded cameras: added [cam2, cam3]", Duration::from_secs(5));
+    let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras")).send().await.unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["total_cameras"], 3);
+}

@@ -70,6 +70,7 @@ pub fn camera(id: &str, source: &Path) -> CameraConfig {
         ai_enabled: false,
         resize_width: None,
         jpeg_quality: 80,
+        max_fps: None,
     }
 }
 
