@@ -4,13 +4,9 @@ use opencv::core::{Mat, Point, Rect, Scalar};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::Detection;
+use haven_pose::SKELETON;
 
-/// COCO keypoint pairs joined by a limb (0-based keypoint indices).
-pub const SKELETON: [(usize, usize); 19] = [
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-];
+use super::Detection;
 
 /// Keypoints below this confidence are neither drawn nor joined.
 pub const KEYPOINT_MIN_CONF: f32 = 0.5;

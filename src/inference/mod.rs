@@ -1,24 +1,14 @@
 //! The AI engine contract shared by every camera, and its implementations.
 
 pub mod draw;
+pub mod pose;
 
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use haven_pose::Detection;
 use opencv::core::Mat;
-use serde::Serialize;
-
-/// One person found in a frame, in the frame's own pixels.
-#[derive(Clone, Debug, Serialize)]
-pub struct Detection {
-    pub class: &'static str,
-    pub score: f32,
-    /// `[x1, y1, x2, y2]`.
-    pub bbox: [f32; 4],
-    /// 17 COCO keypoints, each `[x, y, confidence]`.
-    pub keypoints: Vec<[f32; 3]>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -3,6 +3,7 @@
 mod core;
 mod manage;
 mod media;
+mod pose;
 mod process;
 mod rtsp;
 mod support;

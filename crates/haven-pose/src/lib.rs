@@ -1,1 +1,244 @@
-pub fn placeholder() {}
+//! HAVEN's pose engine: YOLOv8-pose and YOLO11-pose (Ultralytics layouts) on the CPU.
+//!
+//! * [`PoseModel::load`] reads a `.safetensors` state dict (`model.N.…` names), detects the
+//!   architecture ([`Arch`]) and scale from the tensor names and shapes and folds every BatchNorm
+//!   into its convolution.
+//! * [`PoseModel::forward_raw`] gives the raw `[1, 56, N]` output, row for row the ONNX `output0`
+//!   (cx, cy, w, h, person score, 17 x (x, y, visibility), in input pixels).
+//! * [`PoseModel::detect_letterboxed_bgr`] is the server's path: letterboxed BGR frame in,
+//!   [`Detection`]s in source-frame pixels out (confidence filter, NMS, mapping back).
+//! * [`convert_pt_to_safetensors`] converts an Ultralytics `.pt` checkpoint without PyTorch.
+//!
+//! Tensors go in and out as candle [`Tensor`]s; the convolutions run on our own fused CPU kernels
+//! (im2col + the `gemm` crate candle itself uses, with bias + SiLU fused in the epilogue), see
+//! `docs/pose.md` for why and for the measured speed.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+mod convert;
+mod error;
+#[doc(hidden)]
+pub mod kernel;
+mod net;
+mod ops;
+mod pickle;
+mod post;
+mod store;
+
+pub use convert::{convert_pt_to_safetensors, ConvertSummary};
+pub use error::PoseError;
+pub use post::{iou, postprocess_raw, Detection, Letterbox};
+
+/// The network family, detected from the tensor names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Arch {
+    /// YOLOv8-pose: C2f blocks, SPPF, Pose head at `model.22`.
+    V8,
+    /// YOLO11-pose: C3k2 blocks, SPPF, C2PSA at `model.10`, DWConv class branch, Pose head at `model.23`.
+    V11,
+}
+
+/// Inference settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoseOptions {
+    /// Network input width in pixels, a multiple of 32 (default 640).
+    pub input_width: usize,
+    /// Network input height in pixels, a multiple of 32 (default 640; 384 suits 16:9 sources at 640 wide).
+    pub input_height: usize,
+    /// Keep detections with score > this (default 0.25, as Ultralytics).
+    pub conf_threshold: f32,
+    /// NMS: suppress boxes overlapping a better one with IoU > this (default 0.7, as Ultralytics).
+    pub iou_threshold: f32,
+}
+
+impl Default for PoseOptions {
+    fn default() -> Self {
+        Self { input_width: 640, input_height: 640, conf_threshold: 0.25, iou_threshold: 0.7 }
+    }
+}
+
+impl PoseOptions {
+    pub fn validate(&self) -> Result<(), PoseError> {
+        check_dims(self.input_width, self.input_height)?;
+        if !(0.0..=1.0).contains(&self.conf_threshold) || !(0.0..=1.0).contains(&self.iou_threshold) {
+            return Err(PoseError::BadInput(format!(
+                "conf_threshold {} and iou_threshold {} must lie in [0, 1]",
+                self.conf_threshold, self.iou_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_dims(w: usize, h: usize) -> Result<(), PoseError> {
+    if w == 0 || h == 0 || w % 32 != 0 || h % 32 != 0 {
+        return Err(PoseError::BadInput(format!(
+            "network input {w}x{h}: width and height must be positive multiples of 32"
+        )));
+    }
+    Ok(())
+}
+
+/// COCO keypoint names, in the model's output order.
+pub const KEYPOINT_NAMES: [&str; 17] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+];
+
+/// The COCO skeleton (Ultralytics' `skeleton`, made 0-based): pairs of keypoint indices.
+pub const SKELETON: [(usize, usize); 19] = [
+    (15, 13),
+    (13, 11),
+    (16, 14),
+    (14, 12),
+    (11, 12),
+    (5, 11),
+    (6, 12),
+    (5, 6),
+    (5, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (1, 2),
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
+];
+
+/// A loaded pose network. `Send + Sync`: share one `Arc<PoseModel>` between camera threads;
+/// every method takes `&self`.
+pub struct PoseModel {
+    net: net::Net,
+    opts: PoseOptions,
+}
+
+impl PoseModel {
+    /// Loads a `.safetensors` state dict (as written by `convert-weights`, or any Ultralytics state dict).
+    pub fn load(path: &Path, opts: PoseOptions) -> Result<Self, PoseError> {
+        opts.validate()?;
+        let st = store::Store::load(path)?;
+        let net = net::Net::load(&st)?;
+        Ok(Self { net, opts })
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.net.arch
+    }
+
+    /// "n", "s", "m", "l", "x" (or "custom" for an unrecognised width).
+    pub fn scale_name(&self) -> &str {
+        &self.net.scale
+    }
+
+    pub fn options(&self) -> &PoseOptions {
+        &self.opts
+    }
+
+    /// Number of keypoints per detection (17 for COCO pose models).
+    pub fn num_keypoints(&self) -> usize {
+        self.net.head().nk / 3
+    }
+
+    /// Rows of the raw output: 4 + classes + 3 * keypoints (56).
+    pub fn output_rows(&self) -> usize {
+        self.net.head().rows()
+    }
+
+    /// Raw network output for an NCHW float input (RGB in [0, 1], H and W multiples of 32):
+    /// `[B, 4 + nc + 3K, N]`, exactly the layout of the ONNX export's `output0`.
+    pub fn forward_raw(&self, input_nchw_f32: &Tensor) -> Result<Tensor, PoseError> {
+        let (b, c, h, w) = input_nchw_f32.dims4().map_err(|e| {
+            PoseError::BadInput(format!("expected an NCHW tensor [B, 3, H, W], got {:?}: {e}", input_nchw_f32.shape()))
+        })?;
+        if c != 3 {
+            return Err(PoseError::BadInput(format!("expected 3 input channels, got {c}")));
+        }
+        check_dims(w, h)?;
+        let data = input_nchw_f32.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let per = 3 * h * w;
+        let mut all = Vec::new();
+        let mut n = 0;
+        for i in 0..b {
+            let (out, ni) = self.net.forward(data[i * per..(i + 1) * per].to_vec(), h, w);
+            n = ni;
+            all.extend_from_slice(&out);
+        }
+        Ok(Tensor::from_vec(all, (b, self.output_rows(), n), &Device::Cpu)?)
+    }
+
+    /// Raw output for one CHW f32 image (3 x h x w, RGB in [0, 1]): (values [rows, N] row-major, N).
+    pub fn forward_chw(&self, chw: Vec<f32>, h: usize, w: usize) -> Result<(Vec<f32>, usize), PoseError> {
+        check_dims(w, h)?;
+        if chw.len() != 3 * h * w {
+            return Err(PoseError::BadInput(format!("CHW input has {} values, expected 3 x {h} x {w}", chw.len())));
+        }
+        Ok(self.net.forward(chw, h, w))
+    }
+
+    /// Confidence filter + NMS + mapping back to source pixels for a raw `[1, rows, N]` (or `[rows, N]`) output.
+    pub fn postprocess(&self, raw: &Tensor, lb: &Letterbox) -> Result<Vec<Detection>, PoseError> {
+        let dims = raw.dims().to_vec();
+        let (rows, n) = match dims.as_slice() {
+            [1, r, n] | [r, n] => (*r, *n),
+            _ => return Err(PoseError::BadInput(format!("raw output must be [1, rows, N], got {dims:?}"))),
+        };
+        if rows != self.output_rows() {
+            return Err(PoseError::BadInput(format!("raw output has {rows} rows, the model gives {}", self.output_rows())));
+        }
+        let v = raw.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(postprocess_raw(&v, rows, n, self.net.head().nc, lb, self.opts.conf_threshold, self.opts.iou_threshold))
+    }
+
+    /// The server's path: `bgr` is the letterboxed frame (BGR u8, HWC, contiguous, `lb.dst_w` x `lb.dst_h`,
+    /// pad value 114). BGR->RGB, /255, NCHW, forward, decode, filter, NMS, map back to source pixels.
+    pub fn detect_letterboxed_bgr(&self, bgr: &[u8], lb: &Letterbox) -> Result<Vec<Detection>, PoseError> {
+        let (w, h) = (lb.dst_w, lb.dst_h);
+        check_dims(w, h)?;
+        if bgr.len() != w * h * 3 {
+            return Err(PoseError::BadInput(format!(
+                "letterboxed BGR frame has {} bytes, expected {w} x {h} x 3 = {}",
+                bgr.len(),
+                w * h * 3
+            )));
+        }
+        let chw = hwc_u8_to_chw_f32(bgr, w, h, true);
+        let (raw, n) = self.net.forward(chw, h, w);
+        let head = self.net.head();
+        Ok(postprocess_raw(&raw, head.rows(), n, head.nc, lb, self.opts.conf_threshold, self.opts.iou_threshold))
+    }
+}
+
+/// HWC u8 (RGB, or BGR when `swap_rb`) -> CHW f32 RGB / 255.
+pub fn hwc_u8_to_chw_f32(img: &[u8], w: usize, h: usize, swap_rb: bool) -> Vec<f32> {
+    let n = w * h;
+    let mut out = vec![0f32; 3 * n];
+    let (r, rest) = out.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    let (ri, bi) = if swap_rb { (2, 0) } else { (0, 2) };
+    for (i, px) in img.chunks_exact(3).enumerate() {
+        r[i] = px[ri] as f32 / 255.0;
+        g[i] = px[1] as f32 / 255.0;
+        b[i] = px[bi] as f32 / 255.0;
+    }
+    out
+}

@@ -1,0 +1,82 @@
+//! Engine-only benchmark: milliseconds per frame (median over N runs) at 640x640, 640x384 and 320x320.
+//!
+//!     RAYON_NUM_THREADS=2 cargo run -p haven-pose --example bench -- [WEIGHTS] [RUNS]
+//!
+//! WEIGHTS defaults to weights/yolo11n-pose.safetensors, RUNS to 20. Thread count: RAYON_NUM_THREADS
+//! (default: all cores). "engine" = letterboxed BGR u8 frame -> detections (conversion, network, decode, NMS).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use haven_pose::{Letterbox, PoseModel, PoseOptions};
+
+/// CPU time of all this process's threads in ns (Linux /proc/self/task/*/schedstat), if available.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir("/proc/self/task").ok()? {
+        let s = std::fs::read_to_string(e.ok()?.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let weights = args.first().map(PathBuf::from).unwrap_or_else(|| root.join("weights/yolo11n-pose.safetensors"));
+    let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let sizes: Vec<(usize, usize)> = match std::env::var("BENCH_SIZES") {
+        Ok(s) => s
+            .split(',')
+            .filter_map(|p| p.split_once('x'))
+            .map(|(w, h)| (w.trim().parse().unwrap(), h.trim().parse().unwrap()))
+            .collect(),
+        Err(_) => vec![(640, 640), (640, 384), (320, 320)],
+    };
+    let model = PoseModel::load(&weights, PoseOptions::default()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    println!(
+        "model {} ({:?}-pose {}), threads {}, runs {runs}",
+        weights.display(),
+        model.arch(),
+        model.scale_name(),
+        rayon::current_num_threads()
+    );
+    for (w, h) in sizes {
+        // a deterministic, non-trivial image (gradients + noise) in the letterbox of a 16:9 source
+        let lb = Letterbox::new(1280, 720, w, h);
+        let mut s = 12345u32;
+        let bgr: Vec<u8> = (0..w * h * 3)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                ((i / 3 % w) as u32 + (s & 63)) as u8
+            })
+            .collect();
+        for _ in 0..2 {
+            model.detect_letterboxed_bgr(&bgr, &lb).unwrap();
+        }
+        let mut t = Vec::with_capacity(runs);
+        let c0 = cpu_ns();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let d = model.detect_letterboxed_bgr(&bgr, &lb).unwrap();
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(d);
+        }
+        let cpu = match (c0, cpu_ns()) {
+            (Some(a), Some(b)) => format!(", cpu {:.1} ms/frame", (b - a) as f64 / 1e6 / runs as f64),
+            _ => String::new(),
+        };
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "{w}x{h}: median {:.1} ms/frame (min {:.1}, max {:.1}{cpu})",
+            t[t.len() / 2],
+            t[0],
+            t[t.len() - 1]
+        );
+    }
+}

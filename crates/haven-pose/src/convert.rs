@@ -1,0 +1,266 @@
+//! Ultralytics `.pt` checkpoint -> safetensors (f32), without PyTorch.
+//!
+//! A `.pt` file is a zip archive: `<dir>/data.pkl` pickles the checkpoint dict (`{"model": PoseModel
+//! object, "ema": ..., "train_args": ...}`) and `<dir>/data/<key>` hold the raw storages. We unpickle
+//! with [`crate::pickle`], walk the module tree (`_parameters`, `_buffers`, `_modules`) to produce the
+//! state-dict names (`model.0.conv.weight`, …), convert every float tensor to f32 and write them with
+//! metadata (`bn_eps`, `arch`, `source`, `names`). Plain state dicts (`torch.save(model.state_dict())`)
+//! are accepted too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use crate::pickle::{Machine, Val, V};
+use crate::PoseError;
+
+/// What a conversion produced.
+#[derive(Clone, Debug)]
+pub struct ConvertSummary {
+    /// Tensors written.
+    pub tensors: usize,
+    /// Total number of values written.
+    pub parameters: usize,
+    /// Storage dtype found in the checkpoint (e.g. "HalfStorage").
+    pub source_dtypes: Vec<String>,
+    /// BatchNorm epsilon found on the modules (0.001 for Ultralytics models).
+    pub bn_eps: Option<f64>,
+    /// "yolo11" or "yolov8" (from the module classes), if recognisable.
+    pub arch: Option<String>,
+    /// Integer buffers skipped (BatchNorm's `num_batches_tracked`).
+    pub skipped: usize,
+}
+
+struct Walk {
+    tensors: Vec<(String, V)>,
+    eps: Vec<f64>,
+    classes: Vec<String>,
+}
+
+fn walk(obj: &V, prefix: &str, w: &mut Walk) {
+    let (name, state) = match &**obj {
+        Val::Object { name, .. } => (name.clone(), obj.state()),
+        _ => return,
+    };
+    let Some(state) = state else { return };
+    w.classes.push(name.clone());
+    if name.starts_with("BatchNorm") {
+        if let Some(e) = state.get("eps").and_then(|e| e.as_float()) {
+            w.eps.push(e);
+        }
+    }
+    let non_persistent: Vec<String> = state
+        .get("_non_persistent_buffers_set")
+        .and_then(|s| match &*s {
+            Val::Object { args, .. } => args.items().and_then(|a| a.first().and_then(|l| l.items())),
+            Val::List(l) => Some(l.borrow().clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for key in ["_parameters", "_buffers"] {
+        if let Some(entries) = state.get(key).and_then(|d| d.entries()) {
+            for (k, v) in entries {
+                let Some(k) = k.as_str() else { continue };
+                if key == "_buffers" && non_persistent.iter().any(|n| n == k) {
+                    continue;
+                }
+                if matches!(&*v, Val::Tensor { .. }) {
+                    w.tensors.push((format!("{prefix}{k}"), v.clone()));
+                }
+            }
+        }
+    }
+    if let Some(entries) = state.get("_modules").and_then(|d| d.entries()) {
+        for (k, v) in entries {
+            if let Some(k) = k.as_str() {
+                walk(&v, &format!("{prefix}{k}."), w);
+            }
+        }
+    }
+}
+
+fn elem_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "FloatStorage" | "IntStorage" => 4,
+        "DoubleStorage" | "LongStorage" => 8,
+        "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
+        _ => return None,
+    })
+}
+
+fn to_f32(dtype: &str, b: &[u8]) -> Option<f32> {
+    Some(match dtype {
+        "HalfStorage" => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        "BFloat16Storage" => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+        "FloatStorage" => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        "DoubleStorage" => f64::from_le_bytes(b[..8].try_into().unwrap()) as f32,
+        _ => return None,
+    })
+}
+
+pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary, PoseError> {
+    let err = |msg: String| PoseError::Checkpoint { path: pt.to_path_buf(), msg };
+    let file = std::fs::File::open(pt).map_err(|source| PoseError::Io { path: pt.to_path_buf(), source })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| err(format!("not a PyTorch zip checkpoint ({e}); legacy non-zip .pt files are not supported")))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("bad member name: {e}")))?;
+    let pkl = names
+        .iter()
+        .filter(|n| n.ends_with("data.pkl"))
+        .min_by_key(|n| n.len())
+        .ok_or_else(|| err("no data.pkl in the archive".into()))?
+        .clone();
+    let dir = pkl.strip_suffix("data.pkl").unwrap().to_string();
+    let read_member = |zip: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>, PoseError> {
+        let mut f = zip.by_name(name).map_err(|e| err(format!("member {name}: {e}")))?;
+        let mut v = Vec::with_capacity(f.size() as usize);
+        f.read_to_end(&mut v).map_err(|e| err(format!("member {name}: {e}")))?;
+        Ok(v)
+    };
+    if let Ok(bo) = read_member(&mut zip, &format!("{dir}byteorder")) {
+        if bo.trim_ascii() != b"little" {
+            return Err(err(format!("byte order {:?} is not supported", String::from_utf8_lossy(&bo))));
+        }
+    }
+    let pickle = read_member(&mut zip, &pkl)?;
+    let root = Machine::run(&pickle).map_err(|e| err(format!("{pkl}: {e}")))?;
+
+    let mut w = Walk { tensors: vec![], eps: vec![], classes: vec![] };
+    let mut names_meta = None;
+    match &*root {
+        Val::Dict(_) => {
+            let model = ["ema", "model"]
+                .iter()
+                .filter_map(|k| root.get(k))
+                .find(|v| matches!(&**v, Val::Object { .. }));
+            if let Some(model) = model {
+                if let Some(st) = model.state() {
+                    names_meta = st.get("names");
+                }
+                walk(&model, "", &mut w);
+            } else {
+                // a plain state dict, possibly nested under a key
+                let sd = ["state_dict", "model_state_dict", "model"]
+                    .iter()
+                    .filter_map(|k| root.get(k))
+                    .find(|v| matches!(&**v, Val::Dict(_)))
+                    .unwrap_or_else(|| root.clone());
+                for (k, v) in sd.entries().unwrap_or_default() {
+                    if let (Some(k), Val::Tensor { .. }) = (k.as_str(), &*v) {
+                        w.tensors.push((k.to_string(), v.clone()));
+                    }
+                }
+            }
+        }
+        Val::Object { .. } => walk(&root, "", &mut w),
+        _ => return Err(err("the pickle holds neither a checkpoint dict nor a module".into())),
+    }
+    if w.tensors.is_empty() {
+        return Err(err("no tensors found (expected an Ultralytics checkpoint with a `model` entry)".into()));
+    }
+
+    // Read storages once each.
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut out_tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut dtypes: Vec<String> = vec![];
+    let mut skipped = 0;
+    let mut parameters = 0;
+    for (name, t) in &w.tensors {
+        let Val::Tensor { storage, offset, size, stride } = &**t else { continue };
+        let Val::Storage { dtype, key, .. } = &**storage else {
+            return Err(err(format!("tensor {name}: storage is not a persistent storage")));
+        };
+        let es = elem_size(dtype).ok_or_else(|| err(format!("tensor {name}: unsupported storage type {dtype}")))?;
+        if to_f32(dtype, &[0; 8]).is_none() {
+            skipped += 1; // integer buffers such as num_batches_tracked
+            continue;
+        }
+        if !dtypes.contains(dtype) {
+            dtypes.push(dtype.clone());
+        }
+        if !storages.contains_key(key) {
+            let data = read_member(&mut zip, &format!("{dir}data/{key}"))?;
+            storages.insert(key.clone(), data);
+        }
+        let data = &storages[key];
+        let numel: usize = size.iter().product();
+        let mut vals = Vec::with_capacity(numel * 4);
+        let mut idx = vec![0usize; size.len()];
+        for _ in 0..numel {
+            let off = offset + idx.iter().zip(stride).map(|(i, s)| i * s).sum::<usize>();
+            let b = data
+                .get(off * es..off * es + es)
+                .ok_or_else(|| err(format!("tensor {name}: storage {key} too short")))?;
+            vals.extend_from_slice(&to_f32(dtype, b).unwrap().to_le_bytes());
+            for d in (0..idx.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < size[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        parameters += numel;
+        out_tensors.insert(name.clone(), (size.clone(), vals));
+    }
+
+    let bn_eps = w.eps.first().copied();
+    if let Some(e) = bn_eps {
+        if w.eps.iter().any(|x| (x - e).abs() > 1e-12) {
+            return Err(err(format!("BatchNorm layers use different eps values {:?}; not supported", w.eps)));
+        }
+    }
+    let arch = if w.classes.iter().any(|c| c == "C3k2" || c == "C2PSA") {
+        Some("yolo11".to_string())
+    } else if w.classes.iter().any(|c| c == "C2f") {
+        Some("yolov8".to_string())
+    } else {
+        None
+    };
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "haven-pose f32 state dict".to_string());
+    meta.insert(
+        "source".to_string(),
+        pt.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
+    if let Some(e) = bn_eps {
+        meta.insert("bn_eps".to_string(), format!("{e}"));
+    }
+    if let Some(a) = &arch {
+        meta.insert("arch".to_string(), a.clone());
+    }
+    if let Some(n) = names_meta.and_then(|n| n.entries()) {
+        let list: Vec<String> = n.iter().filter_map(|(_, v)| v.as_str().map(str::to_string)).collect();
+        meta.insert("names".to_string(), serde_json::to_string(&list).unwrap());
+    }
+
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = out_tensors
+        .iter()
+        .map(|(k, (shape, bytes))| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| err(format!("tensor {k}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(parent) = out.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|source| PoseError::Io { path: parent.to_path_buf(), source })?;
+        }
+    }
+    // write to a temporary name, then rename, so an interrupted run leaves no half file behind
+    let tmp = out.with_extension("safetensors.partial");
+    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| PoseError::Io {
+        path: tmp.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    std::fs::rename(&tmp, out).map_err(|source| PoseError::Io { path: out.to_path_buf(), source })?;
+    Ok(ConvertSummary { tensors: out_tensors.len(), parameters, source_dtypes: dtypes, bn_eps, arch, skipped })
+}

@@ -1,0 +1,754 @@
+//! CPU kernels: convolution (BatchNorm folded) as im2col + GEMM with a fused bias + SiLU epilogue,
+//! depthwise convolution, max-pool, nearest upsampling, attention and fast exp/sigmoid/SiLU.
+//!
+//! Feature maps are f32, CHW (batch 1), contiguous. Concatenation along channels is therefore a
+//! matter of writing into consecutive slices of one buffer, which the blocks do instead of copying.
+
+use std::cell::RefCell;
+
+use crate::kernel;
+use rayon::prelude::*;
+
+/// A pooled f32 buffer: feature maps and scratch space are recycled between layers and frames, which
+/// saves the page faults and zeroing of fresh large allocations. Its initial contents are unspecified
+/// (old values, never uninitialised memory): use [`PBuf::zeroed`] where zeros are needed.
+pub(crate) struct PBuf(Vec<f32>);
+
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
+const POOL_MAX_BYTES: usize = 512 << 20;
+
+impl PBuf {
+    pub fn new(len: usize) -> Self {
+        if len >= POOL_MIN {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 4 * len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut v = pool.swap_remove(i);
+                drop(pool);
+                if v.len() >= len {
+                    v.truncate(len);
+                } else {
+                    v.resize(len, 0.0);
+                }
+                return PBuf(v);
+            }
+        }
+        PBuf(vec![0f32; len])
+    }
+
+    pub fn from_vec(v: Vec<f32>) -> Self {
+        PBuf(v)
+    }
+
+}
+
+impl Drop for PBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() >= POOL_MIN {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+            if total + v.capacity() * 4 <= POOL_MAX_BYTES {
+                pool.push(v);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for PBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+/// A raw pointer that may cross rayon tasks; each task writes a disjoint region.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// exp(x) for f32, Cephes polynomial, branch-free and integer-cast-free so that loops over slices
+/// vectorise. Relative error about 2e-7 in the normal range; clamps to [-87.3, 88.3].
+#[inline(always)]
+pub(crate) fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer held in the low bits
+    let x = x.clamp(-87.3, 88.3);
+    let t = x * LOG2E + MAGIC;
+    let fx = t - MAGIC;
+    let n = t.to_bits().wrapping_sub(MAGIC.to_bits()); // = round(x * log2 e) as two's complement
+    let x = x - fx * 0.693_359_4 - fx * -2.121_944_4e-4;
+    let z = x * x;
+    let mut y = 1.987_569_1e-4_f32;
+    y = y * x + 1.398_199_9e-3;
+    y = y * x + 8.333_452e-3;
+    y = y * x + 4.166_579_6e-2;
+    y = y * x + 1.666_666_5e-1;
+    y = y * x + 5.000_000_1e-1;
+    y = y * z + x + 1.0;
+    let pow2n = f32::from_bits(n.wrapping_add(127) << 23);
+    y * pow2n
+}
+
+#[inline(always)]
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp_fast(-x))
+}
+
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + exp_fast(-x))
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    // Loads and stores through packed wrappers: plain unaligned vmovups, free of the debug-build
+    // precondition checks that `_mm256_loadu_ps` (copy_nonoverlapping) and `ptr::add` carry, since the
+    // workspace's dev profile keeps debug assertions on.
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    struct Un(__m256);
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    struct F1(f32);
+
+    /// Unaligned 8 x f32 load.
+    #[inline(always)]
+    pub unsafe fn ld(p: *const f32) -> __m256 {
+        (*(p as *const Un)).0
+    }
+    /// Unaligned 8 x f32 store.
+    #[inline(always)]
+    pub unsafe fn st(p: *mut f32, v: __m256) {
+        (*(p as *mut Un)).0 = v;
+    }
+    /// Broadcast of one f32.
+    #[inline(always)]
+    pub unsafe fn bc(p: *const f32) -> __m256 {
+        _mm256_set1_ps((*(p as *const F1)).0)
+    }
+
+    /// 8-wide exp_fast.
+    #[inline(always)]
+    pub unsafe fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3)), _mm256_set1_ps(88.3));
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
+        let fx = _mm256_sub_ps(t, magic);
+        let n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let z = _mm256_mul_ps(r, r);
+        let mut y = _mm256_set1_ps(1.987_569_1e-4);
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.000_000_1e-1));
+        y = _mm256_add_ps(_mm256_fmadd_ps(y, z, r), _mm256_set1_ps(1.0));
+        let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+        _mm256_mul_ps(y, pow2n)
+    }
+
+    /// 8-wide SiLU: x / (1 + exp(-x)); the division as reciprocal estimate + one Newton step
+    /// (relative error ~1e-7, and much cheaper than vdivps).
+    #[inline(always)]
+    pub unsafe fn silu8(x: __m256) -> __m256 {
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        let d = _mm256_add_ps(_mm256_set1_ps(1.0), e);
+        let r = _mm256_rcp_ps(d);
+        // r' = r * (2 - d * r)
+        let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0)));
+        _mm256_mul_ps(x, r)
+    }
+
+    /// dst_even[j] = src[2j], dst_odd[j] = src[2j + 1] (src.len() a multiple of 16).
+    pub unsafe fn deinterleave2(src: &[f32], dst_even: &mut [f32], dst_odd: &mut [f32]) {
+        let n = src.len() / 16;
+        assert!(dst_even.len() >= n * 8 && dst_odd.len() >= n * 8);
+        let (s, e, o) = (src.as_ptr(), dst_even.as_mut_ptr(), dst_odd.as_mut_ptr());
+        for i in 0..n {
+            let a = ld(s.wrapping_add(16 * i));
+            let b = ld(s.wrapping_add(16 * i + 8));
+            let ev = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0x88>(a, b)));
+            let od = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0xDD>(a, b)));
+            st(e.wrapping_add(8 * i), _mm256_castpd_ps(ev));
+            st(o.wrapping_add(8 * i), _mm256_castpd_ps(od));
+        }
+    }
+
+    /// Depthwise k x k convolution, stride 1, of one zero-padded plane (row stride wp) into o [h, w].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn dw_plane(pp: &[f32], wp: usize, wk: &[f32], k: usize, b: f32, act: bool, h: usize, w: usize, o: &mut [f32]) {
+        assert!(pp.len() >= (h + k - 1) * wp && o.len() >= h * w && wk.len() >= k * k && wp >= w + k - 1);
+        let mut wv = [_mm256_setzero_ps(); 49];
+        for (i, v) in wk.iter().enumerate().take(49) {
+            wv[i] = _mm256_set1_ps(*v);
+        }
+        let bv = _mm256_set1_ps(b);
+        let (src, dst) = (pp.as_ptr(), o.as_mut_ptr());
+        for y in 0..h {
+            let mut x = 0;
+            while x + 8 <= w {
+                let mut acc = bv;
+                for ky in 0..k {
+                    let r = src.wrapping_add((y + ky) * wp + x);
+                    for kx in 0..k {
+                        acc = _mm256_fmadd_ps(wv[ky * k + kx], ld(r.wrapping_add(kx)), acc);
+                    }
+                }
+                if act {
+                    acc = silu8(acc);
+                }
+                st(dst.wrapping_add(y * w + x), acc);
+                x += 8;
+            }
+            while x < w {
+                let mut acc = b;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        acc += wk[ky * k + kx] * pp[(y + ky) * wp + x + kx];
+                    }
+                }
+                o[y * w + x] = if act { super::silu(acc) } else { acc };
+                x += 1;
+            }
+        }
+    }
+
+    /// dst = sigmoid(src) elementwise.
+    pub fn sigmoid_into(dst: &mut [f32], src: &[f32]) {
+        assert!(src.len() >= dst.len());
+        let n = dst.len() / 8;
+        unsafe {
+            let one = _mm256_set1_ps(1.0);
+            for i in 0..n {
+                let v = ld(src.as_ptr().wrapping_add(8 * i));
+                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+                st(dst.as_mut_ptr().wrapping_add(8 * i), _mm256_div_ps(one, _mm256_add_ps(one, e)));
+            }
+        }
+        for i in n * 8..dst.len() {
+            dst[i] = super::sigmoid(src[i]);
+        }
+    }
+
+    /// y = silu(y + b) over a slice.
+    #[inline]
+    pub fn bias_silu(y: &mut [f32], b: f32) {
+        unsafe {
+            let bv = _mm256_set1_ps(b);
+            let mut chunks = y.chunks_exact_mut(8);
+            for c in &mut chunks {
+                let p = c.as_mut_ptr();
+                st(p, silu8(_mm256_add_ps(ld(p), bv)));
+            }
+            for v in chunks.into_remainder() {
+                *v = super::silu(*v + b);
+            }
+        }
+    }
+}
+
+/// x = exp(x) elementwise.
+pub(crate) fn exp_inplace(x: &mut [f32]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    {
+        let n = x.len() / 8;
+        unsafe {
+            for i in 0..n {
+                let p = x.as_mut_ptr().wrapping_add(8 * i);
+                avx2::st(p, avx2::exp8(avx2::ld(p)));
+            }
+        }
+        for v in &mut x[n * 8..] {
+            *v = exp_fast(*v);
+        }
+        return;
+    }
+    #[allow(unreachable_code)]
+    for v in x.iter_mut() {
+        *v = exp_fast(*v);
+    }
+}
+
+/// dst = sigmoid(src) elementwise.
+pub(crate) fn sigmoid_into(dst: &mut [f32], src: &[f32]) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    {
+        avx2::sigmoid_into(dst, src);
+        return;
+    }
+    #[allow(unreachable_code)]
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = sigmoid(*s);
+    }
+}
+
+/// y = act(y + b) over a slice.
+#[inline]
+pub(crate) fn bias_act(y: &mut [f32], b: f32, act: bool) {
+    if act {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        {
+            avx2::bias_silu(y, b);
+            return;
+        }
+        #[allow(unreachable_code)]
+        for v in y.iter_mut() {
+            *v = silu(*v + b);
+        }
+    } else {
+        for v in y.iter_mut() {
+            *v += b;
+        }
+    }
+}
+
+/// A convolution with BatchNorm folded in: weight [cout, cin/groups, k, k], bias [cout], optional SiLU.
+pub(crate) struct Conv {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// 1 (dense) or cin == cout (depthwise)
+    pub groups: usize,
+    /// [cout, cin/groups, k, k]
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub act: bool,
+    /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height
+    pa: Vec<f32>,
+    bpad: Vec<f32>,
+}
+
+thread_local! {
+    static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Conv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, groups: usize, w: Vec<f32>, b: Vec<f32>, act: bool) -> Self {
+        assert!(groups == 1 || (groups == cin && cin == cout), "only dense or depthwise convolutions");
+        assert_eq!(w.len(), cout * cin / groups * k * k);
+        assert_eq!(b.len(), cout);
+        let (pa, bpad) = if groups == 1 {
+            let mut bpad = b.clone();
+            bpad.resize(cout.div_ceil(kernel::MR) * kernel::MR, 0.0);
+            (kernel::pack_a(&w, cout, cin * k * k), bpad)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Self { cin, cout, k, stride, pad: k / 2, groups, w, b, act, pa, bpad }
+    }
+
+    pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+    }
+
+    pub fn forward(&self, x: &[f32], h: usize, w: usize) -> PBuf {
+        let (oh, ow) = self.out_hw(h, w);
+        let mut out = PBuf::new(self.cout * oh * ow);
+        self.forward_into(x, h, w, &mut out);
+        out
+    }
+
+    /// Writes the [cout, oh, ow] result into `out` (which must have exactly that length).
+    pub fn forward_into(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), self.cin * h * w, "conv input buffer");
+        let (oh, ow) = self.out_hw(h, w);
+        assert_eq!(out.len(), self.cout * oh * ow, "conv output buffer");
+        if self.groups == 1 {
+            self.dense(x, h, w, oh, ow, out)
+        } else {
+            self.depthwise(x, h, w, oh, ow, out)
+        }
+    }
+
+    /// Dense convolution as GEMM over a "wide" pixel stream: the input is zero-padded and split into
+    /// stride x stride phase planes, so that for every kernel tap (ci, ky, kx) the values the output
+    /// pixels need form one contiguous run (output rows are computed W2 >= ow wide, the extra columns
+    /// are discarded). Packing B is then a plain vector copy instead of a gather.
+    fn dense(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        use kernel::NR;
+        let (k, s, p) = (self.k, self.stride, self.pad);
+        let kk = self.cin * k * k;
+        let direct = k == 1 && s == 1 && p == 0;
+        // the stream and the per-tap offsets into it
+        let planes;
+        let (src, w2, offs): (&[f32], usize, Vec<usize>) = if direct {
+            (x, w, (0..kk).map(|r| r * h * w).collect())
+        } else {
+            let (buf, hp, wp) = phase_planes(x, self.cin, h, w, s, p, k * (w + 2 * p) + k + NR);
+            let mut offs = Vec::with_capacity(kk);
+            for ci in 0..self.cin {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        offs.push(((ci * s * s + (ky % s) * s + kx % s) * hp + ky / s) * wp + kx / s);
+                    }
+                }
+            }
+            planes = buf;
+            (&planes[..], wp, offs)
+        };
+        let t_prep = std::time::Instant::now();
+        let n = oh * w2; // wide output pixels
+        let mut wide = PBuf::new(if w2 == ow { 0 } else { self.cout * n });
+        let cp = SendPtr(if w2 == ow { out.as_mut_ptr() } else { wide.as_mut_ptr() });
+        let threads = rayon::current_num_threads().max(1);
+        let (tn, ntiles);
+        if direct {
+            // Tile the output pixels so that one tile's packed B (kk x tn floats) stays in L2.
+            let mut t = ((160 * 1024 / 4) / kk / NR).clamp(1, 42) * NR;
+            if n.div_ceil(t) < 2 * threads {
+                t = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
+            }
+            tn = t;
+        } else {
+            // implicit im2col: tiles only split the work
+            tn = n.div_ceil(8 * threads).div_ceil(NR).clamp(4, 16) * NR;
+        }
+        ntiles = n.div_ceil(tn);
+        let run = |t: usize| {
+            let cp = cp;
+            let p0 = t * tn;
+            let p1 = (p0 + tn).min(n);
+            let len = p1 - p0;
+            if !direct {
+                kernel::gemm_tile_offs(self.cout, len, kk, &self.pa, &src[p0..], &offs, &self.bpad, self.act, cp.0.wrapping_add(p0), n);
+                return;
+            }
+            BPACK.with(|bp| {
+                let mut bp = bp.borrow_mut();
+                let need = len.div_ceil(NR) * NR * kk;
+                if bp.len() < need {
+                    bp.resize(need, 0.0);
+                }
+                for (r, &o) in offs.iter().enumerate() {
+                    kernel::pack_b_row(&src[o + p0..o + p1], r, kk, &mut bp);
+                }
+                kernel::gemm_tile(self.cout, len, kk, &self.pa, &bp, &self.bpad, self.act, cp.0.wrapping_add(p0), n);
+            });
+        };
+        if ntiles == 1 {
+            run(0)
+        } else {
+            (0..ntiles).into_par_iter().for_each(run);
+        }
+        if std::env::var_os("HAVEN_CONV_PROFILE").is_some() {
+            let dt = t_prep.elapsed().as_secs_f64();
+            let fl = 2.0 * (self.cout * kk * n) as f64;
+            eprintln!("conv {}->{} k{} s{} {}x{}: prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles})", self.cin, self.cout, k, s, oh, ow, dt * 1e3, fl / 1e6, fl / dt / 1e9);
+        }
+        if w2 != ow {
+            out.par_chunks_mut(oh * ow).zip(wide.par_chunks(n)).for_each(|(o, cw)| {
+                for (orow, crow) in o.chunks_exact_mut(ow).zip(cw.chunks_exact(w2)) {
+                    orow.copy_from_slice(&crow[..ow]);
+                }
+            });
+        }
+    }
+
+    fn depthwise(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        if self.stride == 1 && oh == h && ow == w && self.k <= 7 {
+            let (k, p) = (self.k, self.pad);
+            let (planes, hp, wp) = phase_planes(x, self.cin, h, w, 1, p, 8);
+            let planes = &planes[..];
+            out.par_chunks_mut(h * w).enumerate().for_each(|(c, o)| unsafe {
+                avx2::dw_plane(&planes[c * hp * wp..], wp, &self.w[c * k * k..(c + 1) * k * k], k, self.b[c], self.act, h, w, o)
+            });
+            return;
+        }
+        let k = self.k;
+        let s = self.stride;
+        let pad = self.pad as isize;
+        out.par_chunks_mut(oh * ow).enumerate().for_each(|(c, o)| {
+            let xc = &x[c * h * w..(c + 1) * h * w];
+            let wc = &self.w[c * k * k..(c + 1) * k * k];
+            o.fill(0.0);
+            for oy in 0..oh {
+                let orow = &mut o[oy * ow..(oy + 1) * ow];
+                for ky in 0..k {
+                    let iy = (oy * s + ky) as isize - pad;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let irow = &xc[iy as usize * w..(iy as usize + 1) * w];
+                    for kx in 0..k {
+                        let wv = wc[ky * k + kx];
+                        let off = kx as isize - pad;
+                        if s == 1 {
+                            // ox + off in [0, w)
+                            let lo = (-off).max(0) as usize;
+                            let hi = ((w as isize - off).min(ow as isize)).max(0) as usize;
+                            if lo >= hi {
+                                continue;
+                            }
+                            let src = &irow[(lo as isize + off) as usize..(hi as isize + off) as usize];
+                            for (d, sv) in orow[lo..hi].iter_mut().zip(src) {
+                                *d += wv * sv;
+                            }
+                        } else {
+                            for (ox, d) in orow.iter_mut().enumerate() {
+                                let ix = (ox * s) as isize + off;
+                                if ix >= 0 && ix < w as isize {
+                                    *d += wv * irow[ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            bias_act(o, self.b[c], self.act);
+        });
+    }
+}
+
+/// Zero-pads every channel plane of `x` ([c, h, w]) by `p` and splits it into s x s phase planes:
+/// phase (py, px) of channel ci holds padded pixel (iy * s + py, ix * s + px) at [(ci*s*s + py*s + px), iy, ix].
+/// Returns (buffer, hp, wp); `slack` zeros follow the last plane (wide reads may run past it).
+pub(crate) fn phase_planes(x: &[f32], c: usize, h: usize, w: usize, s: usize, p: usize, slack: usize) -> (PBuf, usize, usize) {
+    let hp = (h + 2 * p).div_ceil(s);
+    let wp = (w + 2 * p).div_ceil(s);
+    let plane = hp * wp;
+    let total = c * s * s * plane;
+    let mut buf = PBuf::new(total + slack);
+    buf[total..].fill(0.0);
+    buf[..total].par_chunks_mut(s * s * plane).zip(x.par_chunks(h * w)).for_each(|(dst, xc)| {
+        if s == 1 {
+            dst[..p * wp].fill(0.0);
+            dst[(p + h) * wp..].fill(0.0);
+            for (y, row) in xc.chunks_exact(w).enumerate() {
+                let d = &mut dst[(y + p) * wp..(y + p + 1) * wp];
+                d[..p].fill(0.0);
+                d[p..p + w].copy_from_slice(row);
+                d[p + w..].fill(0.0);
+            }
+            return;
+        }
+        dst.fill(0.0);
+        for (y, row) in xc.chunks_exact(w).enumerate() {
+            let yy = y + p;
+            let (py, iy) = (yy % s, yy / s);
+            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+            if s == 2 && p == 1 && w % 16 == 0 {
+                // padded column x + 1: source evens go to phase 1 from j = 0, odds to phase 0 from j = 1
+                let (ph0, ph1) = dst.split_at_mut(((py * 2 + 1) * hp) * wp);
+                let d0 = &mut ph0[(py * 2 * hp + iy) * wp + 1..(py * 2 * hp + iy) * wp + 1 + w / 2];
+                let d1 = &mut ph1[iy * wp..iy * wp + w / 2];
+                unsafe { avx2::deinterleave2(row, d1, d0) };
+                continue;
+            }
+            // phase px holds padded columns xq = j * s + px, i.e. source column xq - p
+            for px in 0..s {
+                let j0 = (p.saturating_sub(px)).div_ceil(s); // first j with j*s + px >= p
+                let x0 = j0 * s + px - p;
+                if x0 >= w {
+                    continue;
+                }
+                let base = ((py * s + px) * hp + iy) * wp;
+                let d = &mut dst[base + j0..base + wp];
+                for (dv, sv) in d.iter_mut().zip(row[x0..].iter().step_by(s)) {
+                    *dv = *sv;
+                }
+            }
+        }
+    });
+    (buf, hp, wp)
+}
+
+/// Max-pool, kernel k, stride 1, padding k/2 (same size), channel by channel (separable).
+pub(crate) fn maxpool_same(x: &[f32], h: usize, w: usize, k: usize, out: &mut [f32]) {
+    let r = (k / 2) as isize;
+    out.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).for_each(|(o, xc)| {
+        let mut tmp = vec![0f32; h * w];
+        for y in 0..h {
+            let row = &xc[y * w..(y + 1) * w];
+            for xo in 0..w {
+                let lo = (xo as isize - r).max(0) as usize;
+                let hi = ((xo as isize + r) as usize).min(w - 1);
+                let mut m = f32::NEG_INFINITY;
+                for v in &row[lo..=hi] {
+                    m = m.max(*v);
+                }
+                tmp[y * w + xo] = m;
+            }
+        }
+        for y in 0..h {
+            let lo = (y as isize - r).max(0) as usize;
+            let hi = ((y as isize + r) as usize).min(h - 1);
+            let orow = &mut o[y * w..(y + 1) * w];
+            orow.copy_from_slice(&tmp[lo * w..(lo + 1) * w]);
+            for yy in lo + 1..=hi {
+                for (d, v) in orow.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
+                    *d = d.max(*v);
+                }
+            }
+        }
+    });
+}
+
+/// Nearest-neighbour 2x upsampling into `out` ([c, 2h, 2w]).
+pub(crate) fn upsample2x(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    let (h2, w2) = (2 * h, 2 * w);
+    out.par_chunks_mut(h2 * w2).zip(x.par_chunks(h * w)).for_each(|(o, xc)| {
+        for y in 0..h {
+            let src = &xc[y * w..(y + 1) * w];
+            let (r0, r1) = o[2 * y * w2..(2 * y + 2) * w2].split_at_mut(w2);
+            for (i, v) in src.iter().enumerate() {
+                r0[2 * i] = *v;
+                r0[2 * i + 1] = *v;
+            }
+            r1.copy_from_slice(r0);
+        }
+    });
+}
+
+/// Softmax over each column of a row-major [rows, cols] matrix, of `scale * a`.
+pub(crate) fn softmax_cols(a: &mut [f32], rows: usize, cols: usize, scale: f32) {
+    const CB: usize = 64;
+    let ap = SendPtr(a.as_mut_ptr());
+    assert!(a.len() >= rows * cols);
+    (0..cols.div_ceil(CB)).into_par_iter().for_each(|cb| {
+        let ap = ap;
+        let c0 = cb * CB;
+        let len = CB.min(cols - c0);
+        let row = |j: usize| unsafe { std::slice::from_raw_parts_mut(ap.0.add(j * cols + c0), len) };
+        let mut mx = row(0).to_vec();
+        for j in 1..rows {
+            for (m, v) in mx.iter_mut().zip(row(j).iter()) {
+                *m = m.max(*v);
+            }
+        }
+        let mut sum = vec![0f32; len];
+        for j in 0..rows {
+            let r = row(j);
+            for (v, m) in r.iter_mut().zip(&mx) {
+                *v = (*v - *m) * scale;
+            }
+            exp_inplace(r);
+            for (s, v) in sum.iter_mut().zip(r.iter()) {
+                *s += *v;
+            }
+        }
+        for s in sum.iter_mut() {
+            *s = 1.0 / *s;
+        }
+        for j in 0..rows {
+            for (v, s) in row(j).iter_mut().zip(&sum) {
+                *v *= *s;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silu_simd_matches_scalar() {
+        let mut v: Vec<f32> = (0..1003).map(|i| (i as f32 - 500.0) * 0.05).collect();
+        let w = v.clone();
+        bias_act(&mut v, 0.25, true);
+        for (a, x) in v.iter().zip(&w) {
+            let x = x + 0.25;
+            let r = x / (1.0 + (-x).exp());
+            assert!((a - r).abs() <= 1e-6 * r.abs().max(1.0), "{x}: {a} vs {r}");
+        }
+    }
+
+    #[test]
+    fn exp_fast_is_accurate() {
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let a = exp_fast(x);
+            let b = x.exp();
+            assert!(((a - b) / b).abs() < 1e-6, "x={x} {a} {b}");
+            x += 0.37;
+        }
+    }
+
+    fn conv_ref(c: &Conv, x: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let (oh, ow) = c.out_hw(h, w);
+        let cpg = c.cin / c.groups;
+        let opg = c.cout / c.groups;
+        let mut out = vec![0f32; c.cout * oh * ow];
+        for co in 0..c.cout {
+            let g = co / opg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = c.b[co];
+                    for ci in 0..cpg {
+                        for ky in 0..c.k {
+                            for kx in 0..c.k {
+                                let iy = (oy * c.stride + ky) as isize - c.pad as isize;
+                                let ix = (ox * c.stride + kx) as isize - c.pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    acc += c.w[((co * cpg + ci) * c.k + ky) * c.k + kx]
+                                        * x[((g * cpg + ci) * h + iy as usize) * w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    out[(co * oh + oy) * ow + ox] = if c.act { acc / (1.0 + (-acc).exp()) } else { acc };
+                }
+            }
+        }
+        out
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn conv_matches_reference() {
+        for &(cin, cout, k, stride, groups, h, w) in &[
+            (3, 8, 3, 2, 1, 17, 22),
+            (5, 7, 1, 1, 1, 9, 13),
+            (6, 6, 3, 1, 6, 11, 10),
+            (6, 6, 3, 2, 6, 11, 10),
+            (4, 9, 3, 1, 1, 40, 41),
+            (4, 3, 5, 1, 1, 12, 7),
+            (300, 7, 3, 1, 1, 9, 30),
+            (9, 9, 3, 1, 9, 19, 21),
+            (5, 5, 5, 1, 5, 12, 17),
+            (4, 6, 3, 2, 1, 32, 48),
+            (64, 51, 3, 2, 1, 33, 31),
+        ] {
+            let c = Conv::new(cin, cout, k, stride, groups, pseudo(cout * cin / groups * k * k, 1), pseudo(cout, 2), true);
+            let x = pseudo(cin * h * w, 3);
+            let a = c.forward(&x, h, w);
+            let b = conv_ref(&c, &x, h, w);
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!((p - q).abs() < 1e-4, "{cin} {cout} {k} {stride} {groups} at {i}: {p} vs {q}");
+            }
+        }
+    }
+}

