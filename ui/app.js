@@ -193,6 +193,7 @@ class Player {
 const fmt = {
   num: (v, digits = 1) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '–'),
   int: (v) => (typeof v === 'number' && Number.isFinite(v) ? String(Math.round(v)) : '–'),
+  ms: (v) => (typeof v === 'number' && Number.isFinite(v) ? `${v.toFixed(v >= 100 ? 0 : 1)} ms` : '–'),
 };
 
 class Tile {
@@ -229,6 +230,9 @@ class Tile {
     this.c.ai.setAttribute('aria-label', `AI for ${this.id}`);
     this.c.quality.setAttribute('aria-label', `JPEG quality for ${this.id}`);
     this.c.fps.setAttribute('aria-label', `Frames per second for ${this.id} in this view`);
+    $('.c-remove', el).setAttribute('aria-label', `Remove ${this.id}`);
+    $('.c-snapshot', el).setAttribute('aria-label', `Snapshot of ${this.id}`);
+    $('.fullscreen', el).setAttribute('aria-label', `Fullscreen ${this.id}`);
 
     this.img.addEventListener('load', () => this.decoded(true));
     this.img.addEventListener('error', () => this.decoded(false));
@@ -255,7 +259,7 @@ class Tile {
     $('.c-remove', el).addEventListener('click', () => confirmRemove(this.id));
     $('.fullscreen', el).addEventListener('click', () => toggleFullscreen(this));
     this.media.addEventListener('click', (ev) => {
-      if (ev.target.closest('button')) return;
+      if (ev.target.closest('button, a')) return;
       setFocus(view.focus === this.id ? null : this.id);
     });
     this.media.addEventListener('dblclick', () => toggleFullscreen(this));
@@ -337,7 +341,11 @@ class Tile {
     $('.s-fps', this.el).textContent = fmt.num(s.fps);
     $('.s-dropped', this.el).textContent = fmt.int(s.dropped_frames);
     $('.s-viewers', this.el).textContent = fmt.int(s.viewers);
-    $('.s-inference', this.el).textContent = s.ai_enabled ? `${fmt.num(s.inference_ms)} ms` : 'off';
+    // ai_active (when the server reports it) is whether inference really runs; without a model it
+    // cannot, whatever ai_enabled says.
+    const active = s.ai_active ?? s.ai_enabled;
+    $('.s-inference', this.el).textContent = engine && engine.loaded === false ? 'no model'
+      : !active ? 'off' : s.inferences === 0 ? '–' : fmt.ms(s.inference_ms);
     this.el.title = [
       `${this.id}: ${s.source_type ?? ''} ${s.source ?? ''}`,
       s.width && s.height ? `${s.width}×${s.height}` : '',
@@ -363,6 +371,9 @@ class Tile {
       this.busy.delete(what);
       if (status?.camera_id) this.update(status);
       else refreshSoon();
+      if (body.ai_enabled === true && status && !(status.ai_active ?? status.ai_enabled)) {
+        toast(`${this.id}: AI is on, but no pose model is loaded on the server`, 'error');
+      }
     } catch (e) {
       this.busy.delete(what);
       toast(`${this.id}: ${e.message}`, 'error');
@@ -414,7 +425,7 @@ class Tile {
     if (this.link === 'live' && stale) text = `stale ${Math.round((now - this.lastFrameAt) / 1000)} s`;
     else if (this.link === 'live' && !this.hasFrame) text = 'waiting';
     badge.textContent = text;
-    badge.dataset.value = stale && this.link === 'live' ? 'stale' : this.link;
+    badge.dataset.value = this.link === 'live' && (stale || !this.hasFrame) ? 'stale' : this.link;
   }
 
   destroy() {
@@ -463,6 +474,9 @@ function applyList(list) {
   tiles.clear();
   for (const [id, t] of ordered) tiles.set(id, t);
   if (view.focus && !tiles.has(view.focus)) view.focus = null;
+  // Every tile takes the shape of the first camera that has reported its size.
+  const sized = list.find((st) => st.width > 0 && st.height > 0);
+  if (sized) $('#grid').style.setProperty('--aspect', `${sized.width} / ${sized.height}`);
   layout();
   renderSummary();
 }
@@ -503,8 +517,11 @@ function layout() {
   for (const t of tiles.values()) {
     const on = t.id === view.focus;
     t.el.dataset.focused = String(on);
-    $('.c-focus', t.el).textContent = on ? 'Grid' : 'Focus';
-    $('.c-focus', t.el).setAttribute('aria-pressed', String(on));
+    const b = $('.c-focus', t.el);
+    b.textContent = on ? '▦' : '⤢';
+    b.title = on ? 'Back to the grid (Esc)' : 'Focus (Enter)';
+    b.setAttribute('aria-label', on ? 'Back to the grid' : `Focus ${t.id}`);
+    b.setAttribute('aria-pressed', String(on));
   }
   grid.style.setProperty('--count', String(Math.max(1, tiles.size)));
   $('#empty').hidden = tiles.size > 0;

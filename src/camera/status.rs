@@ -173,7 +173,8 @@ impl CameraStatus {
             height: self.height.load(Ordering::Relaxed),
             dropped_frames: load(&self.dropped_frames),
             uptime_seconds: (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            ai_enabled: ai_active,
+            ai_enabled: config.ai_enabled,
+            ai_active,
             viewers: viewers as u64,
             frames_decoded: load(&self.frames_decoded),
             frames_processed: load(&self.frames_processed),
@@ -212,8 +213,10 @@ pub struct CameraStatusView {
     pub height: u32,
     pub dropped_frames: u64,
     pub uptime_seconds: f64,
-    /// Whether inference runs for this camera (its setting, and a loaded model).
+    /// The camera's setting (what PATCH changes).
     pub ai_enabled: bool,
+    /// Whether inference really runs: the setting, and a loaded model.
+    pub ai_active: bool,
     pub viewers: u64,
     pub frames_decoded: u64,
     pub frames_processed: u64,

@@ -87,3 +87,20 @@ async fn sighup_reloads_the_cameras_from_the_settings_file() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["total_cameras"], 3);
 }
+
+#[actix_web::test]
+async fn without_weights_the_server_starts_with_ai_off_and_says_how_to_fetch_them() {
+    let mut haven = Running::start(
+        "settings/default.toml",
+        &[("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__MODEL__WEIGHTS", "weights/not-there.safetensors")],
+    );
+    let port = haven.port();
+    let warning = haven.expect_log("AI disabled", Duration::from_secs(5));
+    assert!(warning.contains("scripts/fetch-weights.sh"), "{warning}");
+    let mut viewer = Viewer::connect(&format!("ws://127.0.0.1:{port}/ws/stream/cam2")).await;
+    let frame = viewer.next_frame(Duration::from_secs(30)).await;
+    assert_eq!(frame["metadata"]["ai_enabled"], false);
+    let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/engine")).send().await.unwrap();
+    let engine: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(engine["loaded"], false);
+}
