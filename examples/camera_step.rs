@@ -97,6 +97,7 @@ fn main() {
                 ai_enabled: true,
                 inference_ms: None,
                 detections: &dets,
+                events: &[],
             };
             std::hint::black_box(FramePacket::new(meta, jpeg.to_vec()));
             msg.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::camera::actor::StopCamera;
 use crate::camera::worker::WorkerContext;
 use crate::camera::{CameraActor, CameraState, CameraStatus, CameraStatusView, Feed};
+use crate::events::EventHub;
 use crate::inference::SharedEngine;
 use crate::settings::{save_cameras, CameraConfig, CaptureSettings};
 
@@ -33,7 +34,12 @@ struct CameraEntry {
 }
 
 impl CameraEntry {
-    fn new(config: CameraConfig, engine: Option<Arc<SharedEngine>>, capture: Arc<CaptureSettings>) -> Self {
+    fn new(
+        config: CameraConfig,
+        engine: Option<Arc<SharedEngine>>,
+        capture: Arc<CaptureSettings>,
+        events: Option<Arc<EventHub>>,
+    ) -> Self {
         let (feed, _) = watch::channel(Feed::Waiting);
         CameraEntry {
             ctx: WorkerContext {
@@ -43,6 +49,7 @@ impl CameraEntry {
                 feed: Arc::new(feed),
                 stop: Arc::new(AtomicBool::new(false)),
                 capture,
+                events,
             },
             actor: None,
         }
@@ -78,6 +85,7 @@ impl CameraEntry {
             feed: self.ctx.feed.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             capture: self.ctx.capture.clone(),
+            events: self.ctx.events.clone(),
         };
         self.start();
     }
@@ -104,14 +112,21 @@ pub struct StreamHub {
     cameras: Vec<CameraEntry>,
     engine: Option<Arc<SharedEngine>>,
     capture: Arc<CaptureSettings>,
+    /// Where cameras send their events; `None` when events are turned off.
+    events: Option<Arc<EventHub>>,
     running: bool,
     /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
     settings_file: Option<PathBuf>,
 }
 
 impl StreamHub {
-    pub fn new(engine: Option<Arc<SharedEngine>>, capture: CaptureSettings, settings_file: Option<PathBuf>) -> Self {
-        Self { cameras: Vec::new(), engine, capture: Arc::new(capture), running: false, settings_file }
+    pub fn new(
+        engine: Option<Arc<SharedEngine>>,
+        capture: CaptureSettings,
+        events: Option<Arc<EventHub>>,
+        settings_file: Option<PathBuf>,
+    ) -> Self {
+        Self { cameras: Vec::new(), engine, capture: Arc::new(capture), events, running: false, settings_file }
     }
 
     fn position(&self, id: &str) -> Option<usize> {
@@ -142,7 +157,7 @@ impl StreamHub {
             config.display_source(),
             config.source_type.as_str()
         );
-        let mut entry = CameraEntry::new(config, self.engine.clone(), self.capture.clone());
+        let mut entry = CameraEntry::new(config, self.engine.clone(), self.capture.clone(), self.events.clone());
         if self.running {
             entry.start();
         }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod camera;
+pub mod events;
 pub mod hub;
 pub mod inference;
 pub mod redact;
@@ -21,6 +22,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::api::AppState;
+use crate::events::EventHub;
 use crate::hub::{Register, StartAll, StopAll, StreamHub};
 use crate::inference::{AiEngine, SharedEngine};
 use crate::settings::Settings;
@@ -34,6 +36,8 @@ pub enum AppError {
     Bind { bind: String, source: std::io::Error },
     #[error("{0}")]
     Hub(#[from] hub::HubError),
+    #[error("event store: {0}")]
+    Events(String),
     #[error("the camera registry stopped during start-up")]
     Mailbox(#[from] actix::MailboxError),
 }
@@ -73,7 +77,16 @@ impl Application {
             source,
         })?.port();
 
-        let hub = StreamHub::new(engine.map(SharedEngine::new), settings.capture.clone(), settings.file.clone()).start();
+        // The store is always open (past events stay browsable); cameras feed it only when events are on.
+        let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
+        let camera_events = settings.events.enabled.then(|| events.clone());
+        let hub = StreamHub::new(
+            engine.map(SharedEngine::new),
+            settings.capture.clone(),
+            camera_events,
+            settings.file.clone(),
+        )
+        .start();
         for camera in &settings.cameras {
             hub.send(Register { config: camera.clone(), persist: false }).await??;
         }
@@ -84,7 +97,10 @@ impl Application {
             stream: settings.stream.clone(),
             api: settings.api.clone(),
         });
-        let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(api::routes))
+        let events = web::Data::new(events);
+        let mut server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).app_data(events.clone()).configure(api::routes)
+        })
             .disable_signals()
             .shutdown_timeout(2);
         if settings.server.workers > 0 {

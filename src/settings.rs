@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::{EventSettings, FallConfig};
 use crate::redact::redact_url;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,8 @@ pub struct Settings {
     pub model: ModelSettings,
     pub capture: CaptureSettings,
     pub api: ApiSettings,
+    #[serde(default)]
+    pub events: EventSettings,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
     /// The file these settings came from (for messages); not part of the file itself.
@@ -132,6 +135,9 @@ pub struct CameraConfig {
     /// means the source's own rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fps: Option<f64>,
+    /// This camera's fall detection, if it differs from `[events.fall]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<FallConfig>,
 }
 
 fn default_true() -> bool {
@@ -287,6 +293,7 @@ impl Settings {
         if c.reconnect_initial_secs > c.reconnect_max_secs {
             return Err(invalid("capture.reconnect_initial_secs is above capture.reconnect_max_secs".into()));
         }
+        self.events.validate().map_err(|e| invalid(format!("events: {e}")))?;
         if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
             return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
         }

@@ -1,6 +1,7 @@
 //! HTTP and WebSocket routes.
 
 pub mod cameras;
+pub mod events;
 pub mod media;
 pub mod metrics;
 pub mod stream;
@@ -87,11 +88,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cameras/{camera_id}/snapshot.jpg", web::get().to(media::snapshot))
             .route("/cameras/{camera_id}/mjpeg", web::get().to(media::mjpeg))
             .route("/engine", web::get().to(cameras::engine))
+            .route("/events", web::get().to(events::list))
+            .route("/events/{id}", web::get().to(events::get))
+            .route("/events/{id}/snapshot.jpg", web::get().to(events::snapshot))
+            .route("/events/{id}/clip.mp4", web::get().to(events::clip))
             .route("/openapi.json", web::get().to(openapi)),
     )
     .route("/metrics", web::get().to(metrics::render))
     .route("/", web::get().to(ui::index))
     .route("/ui/{file}", web::get().to(ui::file))
+    .route("/ws/alerts", web::get().to(events::alerts))
     .route("/ws/stream", web::get().to(stream::legacy))
     .route("/ws/stream/{camera_id}", web::get().to(stream::camera))
     .default_service(web::to(not_found));

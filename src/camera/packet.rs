@@ -7,6 +7,7 @@ use actix_web::web::Bytes;
 use bytestring::ByteString;
 use serde::Serialize;
 
+use crate::events::Event;
 use crate::inference::Detection;
 
 /// One processed frame, shared by `Arc` between the camera and all of its viewers.
@@ -42,6 +43,8 @@ pub struct FrameMetadata<'a> {
     pub ai_enabled: bool,
     pub inference_ms: Option<f64>,
     pub detections: &'a [Detection],
+    /// The camera's events still in progress (a fall, a person in view).
+    pub events: &'a [Event],
 }
 
 impl FramePacket {
@@ -96,6 +99,7 @@ mod tests {
                 ai_enabled: false,
                 inference_ms: None,
                 detections: &[],
+                events: &[],
             },
             vec![0xff, 0xd8, 0xff, 0xd9],
         );

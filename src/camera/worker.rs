@@ -14,6 +14,7 @@ use super::packet::{Feed, FrameMetadata, FramePacket};
 use super::live::LatestFrame;
 use super::source::{SourceError, VideoSource};
 use super::status::{CameraState, CameraStatus};
+use crate::events::{Event, EventEngine, EventHub};
 use crate::inference::SharedEngine;
 use crate::settings::{CameraConfig, CaptureSettings, SourceType};
 
@@ -29,6 +30,8 @@ pub struct WorkerContext {
     pub feed: Arc<watch::Sender<Feed>>,
     pub stop: Arc<AtomicBool>,
     pub capture: Arc<CaptureSettings>,
+    /// Where events go; `None` when events are turned off.
+    pub events: Option<Arc<EventHub>>,
 }
 
 /// Runs in a `SyncArbiter` thread; one `Run` message keeps it busy until the stop flag is set.
@@ -67,6 +70,16 @@ pub fn run(ctx: &WorkerContext) {
     let config = ctx.config.read().unwrap().clone();
     let id = config.camera_id.clone();
     log::info!("[{id}] Worker started: {}", config.display_source());
+    let mut pipe = Pipeline {
+        cap: RateCap::new(),
+        events: ctx.events.as_ref().map(|hub| {
+            let mut engine = hub.engine(&id);
+            if let Some(fall) = config.fall {
+                engine.set_fall_config(fall);
+            }
+            engine
+        }),
+    };
     let backoff_start = Duration::from_secs_f64(ctx.capture.reconnect_initial_secs);
     let backoff_max = Duration::from_secs_f64(ctx.capture.reconnect_max_secs);
     let mut backoff = backoff_start;
@@ -79,8 +92,8 @@ pub fn run(ctx: &WorkerContext) {
                 ctx.status.set_error(None);
                 let opened_at = Instant::now();
                 let outcome = match config.source_type {
-                    SourceType::VideoFile => stream_file(ctx, source),
-                    SourceType::Rtsp => stream_live(ctx, source),
+                    SourceType::VideoFile => stream_file(ctx, &mut pipe, source),
+                    SourceType::Rtsp => stream_live(ctx, &mut pipe, source),
                 };
                 // A source that streamed for a while starts its next backoff afresh.
                 if opened_at.elapsed() > backoff_max {
@@ -94,6 +107,7 @@ pub fn run(ctx: &WorkerContext) {
             Outcome::Stopped => break,
             Outcome::Ended => {
                 log::info!("[{id}] Video ended");
+                pipe.finish();
                 ctx.status.set_state(CameraState::Ended);
                 return;
             }
@@ -114,6 +128,7 @@ pub fn run(ctx: &WorkerContext) {
             }
         }
     }
+    pipe.finish();
     ctx.status.set_state(CameraState::Stopped);
     log::info!("[{id}] Worker stopped");
 }
@@ -166,19 +181,18 @@ impl RateMeter {
 }
 
 /// A live camera: always the newest frame; no frame within the watchdog time is a failure.
-fn stream_live(ctx: &WorkerContext, source: VideoSource) -> Outcome {
+fn stream_live(ctx: &WorkerContext, pipe: &mut Pipeline, source: VideoSource) -> Outcome {
     let id = camera_id(ctx);
     let watchdog = Duration::from_secs_f64(ctx.capture.watchdog_secs);
     let stalled = source.stalled(ctx.capture.watchdog_secs);
     let latest = LatestFrame::spawn(source, ctx.status.clone(), id.clone());
     let mut meter = RateMeter::new(&ctx.status);
-    let mut cap = RateCap::new();
     let mut last_frame = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
         match latest.next(STOP_POLL) {
             Ok(Some((mut frame, index))) => {
                 last_frame = Instant::now();
-                finish_frame(ctx, &mut cap, &id, &mut frame, index);
+                finish_frame(ctx, pipe, &id, &mut frame, index);
             }
             Ok(None) if last_frame.elapsed() > watchdog => return Outcome::Failed(stalled),
             Ok(None) => {}
@@ -220,12 +234,27 @@ impl RateCap {
     }
 }
 
+/// What a camera's frames go through besides the source: its rate cap and its events.
+struct Pipeline {
+    cap: RateCap,
+    events: Option<EventEngine>,
+}
+
+impl Pipeline {
+    /// Ends active events and completes their clips, so they play.
+    fn finish(&mut self) {
+        if let Some(events) = self.events.as_mut() {
+            events.finish();
+        }
+    }
+}
+
 /// Processes one frame (if the rate cap lets it through) and counts it, whatever happens to it.
-fn finish_frame(ctx: &WorkerContext, cap: &mut RateCap, id: &str, frame: &mut Mat, frame_index: u64) {
-    if !cap.admit(ctx) {
+fn finish_frame(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) {
+    if !pipe.cap.admit(ctx) {
         return;
     }
-    if let Err(e) = process(ctx, id, frame, frame_index) {
+    if let Err(e) = process(ctx, pipe, id, frame, frame_index) {
         log::warn!("[{id}] frame {frame_index}: {e}");
         ctx.status.set_error(Some(e));
     }
@@ -234,7 +263,7 @@ fn finish_frame(ctx: &WorkerContext, cap: &mut RateCap, id: &str, frame: &mut Ma
 
 /// Delivers frames at the source's pace: a file as fast as a live camera would, never faster; when
 /// processing falls behind, the frames it missed are skipped (and counted) rather than queued.
-fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
+fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource) -> Outcome {
     let id = camera_id(ctx);
     let period = 1.0 / source.fps;
     let mut clock = Instant::now();
@@ -242,7 +271,6 @@ fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
     let mut frames_this_pass: u64 = 0;
     let mut frame = Mat::default();
     let mut meter = RateMeter::new(&ctx.status);
-    let mut cap = RateCap::new();
     loop {
         if ctx.stop.load(Ordering::Relaxed) {
             return Outcome::Stopped;
@@ -299,22 +327,24 @@ fn stream_file(ctx: &WorkerContext, mut source: VideoSource) -> Outcome {
         next_index += 1;
         frames_this_pass += 1;
         ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        finish_frame(ctx, &mut cap, &id, &mut frame, frame_index);
+        finish_frame(ctx, pipe, &id, &mut frame, frame_index);
         meter.tick(&ctx.status);
     }
 }
 
-/// One frame's work. Inference and encoding are done only when someone consumes the result,
-/// and then exactly once, whatever the number of viewers.
-fn process(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
-    if ctx.feed.receiver_count() == 0 {
-        return Ok(());
-    }
+/// One frame's work. Inference and encoding are done only when someone consumes the result — a
+/// viewer, or the camera's events — and then exactly once, whatever the number of viewers.
+fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let (resize_width, jpeg_quality, ai_enabled) = {
         let c = ctx.config.read().unwrap();
         (c.resize_width, c.jpeg_quality, c.ai_enabled)
     };
+    let infer = ctx.engine.is_some() && ai_enabled;
+    let events = pipe.events.as_mut().filter(|_| infer);
+    if ctx.feed.receiver_count() == 0 && events.is_none() {
+        return Ok(());
+    }
     if let Some(w) = resize_width {
         let w = w as i32;
         if frame.cols() > w {
@@ -325,7 +355,7 @@ fn process(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) -> 
             *frame = small;
         }
     }
-    let engine = ctx.engine.as_ref().filter(|_| ai_enabled);
+    let engine = ctx.engine.as_ref().filter(|_| infer);
     let (annotated, detections, inference_ms) = match engine {
         Some(engine) => {
             let started = Instant::now();
@@ -343,6 +373,13 @@ fn process(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) -> 
     imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
     ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
     let seq = ctx.status.frames_encoded.load(Ordering::Relaxed);
+    let active_events: Vec<Event> = match events {
+        Some(events) => {
+            events.on_frame(shown, Some(jpeg.as_slice()), &detections, timestamp);
+            events.active()
+        }
+        None => Vec::new(),
+    };
     let packet = FramePacket::new(
         FrameMetadata {
             camera_id: id,
@@ -355,6 +392,7 @@ fn process(ctx: &WorkerContext, id: &str, frame: &mut Mat, frame_index: u64) -> 
             ai_enabled: engine.is_some(),
             inference_ms,
             detections: &detections,
+            events: &active_events,
         },
         jpeg.to_vec(),
     );

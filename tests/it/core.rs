@@ -8,10 +8,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 #[actix_web::test]
 async fn rest_lists_every_camera_with_its_status() {
-    let s = Scratch::new("rest");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip), camera("cam2", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("rest", 3.0, &["cam1", "cam2"]).await;
     server.wait_for("cam1", 10 * SECOND, "connecting", |c| c["connected"] == true).await;
 
     let (code, body) = server.get("/api/cameras").await;
@@ -37,10 +34,7 @@ async fn rest_lists_every_camera_with_its_status() {
 
 #[actix_web::test]
 async fn unknown_camera_is_a_404_with_a_json_error() {
-    let s = Scratch::new("unknown");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 2.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("unknown", 2.0, &["cam1"]).await;
 
     let (code, body) = server.get("/api/cameras/nope").await;
     assert_eq!(code, 404);
@@ -58,10 +52,7 @@ async fn unknown_camera_is_a_404_with_a_json_error() {
 
 #[actix_web::test]
 async fn legacy_socket_streams_the_first_camera() {
-    let s = Scratch::new("legacy");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip), camera("cam2", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("legacy", 3.0, &["cam1", "cam2"]).await;
     let mut viewer = server.viewer("/ws/stream").await;
     let frame = viewer.next_frame(10 * SECOND).await;
     assert_eq!(frame["type"], "frame");
@@ -97,10 +88,7 @@ async fn three_sockets_on_three_cameras_each_get_their_own_camera() {
 
 #[actix_web::test]
 async fn five_viewers_cost_one_encode_per_frame() {
-    let s = Scratch::new("five");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 4.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("five", 4.0, &["cam1"]).await;
     let mut viewers = Vec::new();
     for _ in 0..5 {
         viewers.push(server.viewer("/ws/stream/cam1").await);
@@ -124,10 +112,7 @@ async fn five_viewers_cost_one_encode_per_frame() {
 
 #[actix_web::test]
 async fn a_camera_nobody_watches_encodes_nothing() {
-    let s = Scratch::new("idle");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 2.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("idle", 2.0, &["cam1"]).await;
     let status = server.wait_for("cam1", 10 * SECOND, "decoding", |c| c["frames_processed"].as_u64() > Some(10)).await;
     assert_eq!(status["frames_encoded"], 0, "{status}");
     assert_eq!(status["viewers"], 0);
@@ -197,10 +182,7 @@ async fn a_missing_file_is_reported_while_the_others_stream() {
 
 #[actix_web::test]
 async fn each_viewer_gets_its_own_frame_rate() {
-    let s = Scratch::new("fps");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 8.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("fps", 8.0, &["cam1"]).await;
     let mut slow = server.viewer("/ws/stream/cam1?fps=4").await;
     let mut fast = server.viewer("/ws/stream/cam1").await; // default 10, the clip's own rate
     slow.next_frame(10 * SECOND).await;
@@ -216,10 +198,7 @@ async fn each_viewer_gets_its_own_frame_rate() {
 
 #[actix_web::test]
 async fn a_bad_fps_is_a_400() {
-    let s = Scratch::new("badfps");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 2.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("badfps", 2.0, &["cam1"]).await;
     for bad in ["abc", "0", "1000"] {
         let res = awc::Client::new().ws(server.ws_url(&format!("/ws/stream/cam1?fps={bad}"))).connect().await;
         match res {
@@ -269,10 +248,7 @@ async fn a_viewer_that_never_reads_does_not_slow_the_others() {
 
 #[actix_web::test]
 async fn stopping_closes_viewers_with_a_close_frame() {
-    let s = Scratch::new("stop");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("stop", 3.0, &["cam1"]).await;
     let mut viewer = server.viewer("/ws/stream/cam1").await;
     viewer.next_frame(10 * SECOND).await;
     let stopping = actix_web::rt::spawn(async move { server.stop().await });
@@ -294,10 +270,7 @@ async fn stopping_closes_viewers_with_a_close_frame() {
 
 #[actix_web::test]
 async fn a_viewer_that_never_answers_is_closed_by_the_heartbeat() {
-    let s = Scratch::new("heartbeat");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("heartbeat", 3.0, &["cam1"]).await;
     let mut silent = server.viewer("/ws/stream/cam1?fps=1").await;
     silent.answers_pings = false;
     let mut polite = server.viewer("/ws/stream/cam1?fps=1").await;

@@ -110,10 +110,7 @@ async fn cameras_added_changed_and_removed_through_the_api_survive_a_restart() {
 
 #[actix_web::test]
 async fn removing_a_camera_closes_its_viewers_with_a_reason() {
-    let s = Scratch::new("remove");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip), camera("cam2", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("remove", 3.0, &["cam1", "cam2"]).await;
     let mut gone = server.viewer("/ws/stream/cam1").await;
     let mut stays = server.viewer("/ws/stream/cam2").await;
     gone.next_frame(10 * SECOND).await;

@@ -72,10 +72,7 @@ async fn snapshot_and_mjpeg_reuse_the_frame_every_viewer_gets() {
 
 #[actix_web::test]
 async fn metrics_and_the_api_description_are_served() {
-    let s = Scratch::new("metrics");
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 3.0, Some(320));
-    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let (_s, _clip, server) = server_on_clip("metrics", 3.0, &["cam1"]).await;
     let mut viewer = server.viewer("/ws/stream/cam1").await;
     viewer.next_frame(5 * SECOND).await;
     actix_web::rt::time::sleep(2 * SECOND).await;

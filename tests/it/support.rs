@@ -61,6 +61,16 @@ pub fn make_clip(out: &Path, start: f64, seconds: f64, width: Option<u32>) {
     assert!(status.success(), "ffmpeg failed to make {}", out.display());
 }
 
+/// A scratch directory holding `seconds` of the footage (320 wide) as `a.mp4`, and a server (AI off)
+/// with one camera per id on that clip.
+pub async fn server_on_clip(name: &str, seconds: f64, ids: &[&str]) -> (Scratch, PathBuf, TestServer) {
+    let s = Scratch::new(name);
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, seconds, Some(320));
+    let server = TestServer::start(settings(ids.iter().map(|id| camera(id, &clip)).collect()), None).await;
+    (s, clip, server)
+}
+
 pub fn camera(id: &str, source: &Path) -> CameraConfig {
     CameraConfig {
         camera_id: id.to_string(),
@@ -71,6 +81,7 @@ pub fn camera(id: &str, source: &Path) -> CameraConfig {
         resize_width: None,
         jpeg_quality: 80,
         max_fps: None,
+        fall: None,
     }
 }
 
@@ -84,6 +95,10 @@ pub fn settings(cameras: Vec<CameraConfig>) -> Settings {
     s.stream.client_timeout_secs = 5.0;
     s.stream.send_timeout_secs = 3.0;
     s.cameras = cameras;
+    // Each server keeps its events apart from the others' and from the demo's.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    s.events.data_dir = repo().join("target/test-scratch").join(format!("events-{}-{n}", std::process::id()));
     s.validate().unwrap();
     s
 }

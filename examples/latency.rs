@@ -1,0 +1,133 @@
+//! Capture-to-viewer latency: for every frame a viewer receives, the receive time minus the packet's
+//! capture timestamp (both on this machine's clock, over loopback). Prints p50/p95/p99 per case.
+//!
+//! `cargo build && cargo run --example latency -- [--seconds 15] [--viewers 1,100]`
+//!
+//! Runs the real `haven` binary on one demo camera, with AI off and on, and for each viewer count.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Starts haven with one camera; returns the child and its port.
+fn start(ai: bool) -> (std::process::Child, u16, PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = std::env::temp_dir().join(format!("haven-latency-{}-{ai}.toml", std::process::id()));
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let one = text.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
+    std::fs::write(&settings, one.replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
+    let mut child = Command::new(repo().join("target/debug/haven"))
+        .current_dir(repo())
+        .arg("--settings")
+        .arg(&settings)
+        .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("build first: cargo build");
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
+    }
+    std::thread::spawn(move || for _ in log.lines() {});
+    (child, port, settings)
+}
+
+#[actix_web::main]
+async fn main() {
+    let mut seconds = 15.0;
+    let mut counts = vec![1usize, 100];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => seconds = args.next().unwrap().parse().unwrap(),
+            "--viewers" => counts = args.next().unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    println!("# capture-to-viewer latency, one camera (data/1.mp4, 768x576 @ 10 fps), {seconds} s per case");
+    println!("| AI | viewers | frames | p50 ms | p95 ms | p99 ms | inference ms (median) |");
+    println!("|---|---|---|---|---|---|---|");
+    for ai in [false, true] {
+        let (mut child, port, settings) = start(ai);
+        actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+        for &n in &counts {
+            let samples = Arc::new(Mutex::new(Vec::<f64>::new()));
+            let inference = Arc::new(Mutex::new(Vec::<f64>::new()));
+            let mut tasks = Vec::new();
+            for i in 0..n {
+                let (_, mut ws) = awc::Client::new()
+                    .ws(format!("ws://127.0.0.1:{port}/ws/stream/cam1"))
+                    .max_frame_size(16 << 20)
+                    .connect()
+                    .await
+                    .unwrap();
+                let (samples, inference) = (samples.clone(), inference.clone());
+                tasks.push(actix_web::rt::spawn(async move {
+                    let warm_until = now() + 2.0;
+                    while let Some(Ok(frame)) = ws.next().await {
+                        match frame {
+                            awc::ws::Frame::Text(bytes) => {
+                                let received = now();
+                                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                                if received < warm_until {
+                                    continue;
+                                }
+                                let captured = v["metadata"]["timestamp"].as_f64().unwrap();
+                                samples.lock().unwrap().push((received - captured) * 1000.0);
+                                if i == 0 {
+                                    if let Some(ms) = v["metadata"]["inference_ms"].as_f64() {
+                                        inference.lock().unwrap().push(ms);
+                                    }
+                                }
+                            }
+                            awc::ws::Frame::Ping(p) => {
+                                let _ = ws.send(awc::ws::Message::Pong(p)).await;
+                            }
+                            _ => {}
+                        }
+                    }
+                }));
+            }
+            actix_web::rt::time::sleep(Duration::from_secs_f64(seconds + 2.0)).await;
+            for t in tasks {
+                t.abort();
+            }
+            let mut s = samples.lock().unwrap().clone();
+            s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let mut inf = inference.lock().unwrap().clone();
+            inf.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let inf_med = if inf.is_empty() { "-".to_string() } else { format!("{:.1}", pct(&inf, 0.5)) };
+            println!(
+                "| {} | {n} | {} | {:.1} | {:.1} | {:.1} | {inf_med} |",
+                if ai { "on" } else { "off" },
+                s.len(),
+                pct(&s, 0.5),
+                pct(&s, 0.95),
+                pct(&s, 0.99)
+            );
+            actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+        }
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(settings);
+    }
+}

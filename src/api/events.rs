@@ -1,0 +1,421 @@
+//! Events: the store's list and items, their snapshots and clips (with HTTP range requests so that
+//! a browser can seek), and `WS /ws/alerts`, every event as it happens.
+//!
+//! Handlers take the process's `EventHub` as `web::Data<Arc<EventHub>>`.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::api::ApiError;
+use crate::events::{Event, EventFilter, EventHub, EventKind};
+
+/// `GET /api/events` returns at most this many events.
+pub const MAX_LIMIT: usize = 1000;
+pub const DEFAULT_LIMIT: usize = 100;
+/// `/ws/alerts`: ping period, silence after which the viewer is dropped, and how long one send may wait.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Hub = web::Data<Arc<EventHub>>;
+
+fn unix_time(query: &HashMap<String, String>, name: &str) -> Result<Option<f64>, ApiError> {
+    match query.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Some(v)),
+            _ => Err(ApiError::BadRequest(format!("{name} must be a unix time in seconds, got {raw:?}"))),
+        },
+    }
+}
+
+/// The filter `?camera=&kind=&since=&until=&limit=` stands for.
+pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
+    let kind = match query.get("kind").map(String::as_str).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(k) => Some(EventKind::parse(k).ok_or_else(|| {
+            ApiError::BadRequest(format!("kind must be person_detected or fall, got {k:?}"))
+        })?),
+    };
+    let limit = match query.get("limit").filter(|s| !s.is_empty()) {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"))),
+        },
+    };
+    let filter = EventFilter {
+        camera_id: query.get("camera").filter(|s| !s.is_empty()).cloned(),
+        kind,
+        since: unix_time(query, "since")?,
+        until: unix_time(query, "until")?,
+        limit: Some(limit),
+    };
+    if let (Some(s), Some(u)) = (filter.since, filter.until) {
+        if s > u {
+            return Err(ApiError::BadRequest(format!("since ({s}) is after until ({u})")));
+        }
+    }
+    Ok(filter)
+}
+
+fn event_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().map_err(|_| ApiError::NotFound(format!("no such event: {raw}")))
+}
+
+/// Runs a store query off the async workers.
+async fn with_store<T: Send + 'static>(
+    hub: &Hub,
+    f: impl FnOnce(&crate::events::EventStore) -> Result<T, crate::events::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let hub = hub.get_ref().clone();
+    web::block(move || f(&hub.store()))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn find(hub: &Hub, raw: &str) -> Result<Event, ApiError> {
+    let id = event_id(raw)?;
+    with_store(hub, move |s| s.get(id)).await?.ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
+}
+
+/// `GET /api/events?camera=&kind=&since=&until=&limit=`: newest first.
+pub async fn list(hub: Hub, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
+    let filter = parse_filter(&query)?;
+    let events = with_store(&hub, move |s| s.list(&filter)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "total": events.len(), "events": events })))
+}
+
+/// `GET /api/events/{id}`.
+pub async fn get(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(find(&hub, &path).await?))
+}
+
+/// `GET /api/events/{id}/snapshot.jpg`.
+pub async fn snapshot(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let event = find(&hub, &path).await?;
+    let rel = event.snapshot_path.ok_or_else(|| ApiError::NotFound(format!("event {path} has no snapshot")))?;
+    let file = hub.resolve(&rel);
+    let bytes = web::block(move || std::fs::read(file))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::NotFound(format!("event {path}: snapshot unreadable: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/jpeg")
+        .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
+        .body(bytes))
+}
+
+/// A `Range` header for a file of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No range, or one we do not serve as a range (several ranges, another unit, bad syntax): the whole file.
+    Full,
+    /// Bytes `start..=end`.
+    Partial(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Parses one `bytes=a-b`, `bytes=a-` or `bytes=-n` range (RFC 9110 §14.1.2).
+pub fn parse_range(header: Option<&str>, size: u64) -> RangeRequest {
+    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    match (a.is_empty(), b.is_empty()) {
+        // bytes=-n: the last n bytes.
+        (true, false) => match parse(b) {
+            Some(0) => RangeRequest::Unsatisfiable,
+            Some(n) if size > 0 => RangeRequest::Partial(size.saturating_sub(n), size - 1),
+            Some(_) => RangeRequest::Unsatisfiable,
+            None => RangeRequest::Full,
+        },
+        // bytes=a-
+        (false, true) => match parse(a) {
+            Some(start) if start < size => RangeRequest::Partial(start, size - 1),
+            Some(_) => RangeRequest::Unsatisfiable,
+            None => RangeRequest::Full,
+        },
+        (false, false) => match (parse(a), parse(b)) {
+            (Some(start), Some(end)) if start <= end => {
+                if start < size {
+                    RangeRequest::Partial(start, end.min(size - 1))
+                } else {
+                    RangeRequest::Unsatisfiable
+                }
+            }
+            _ => RangeRequest::Full,
+        },
+        (true, true) => RangeRequest::Full,
+    }
+}
+
+fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(len).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// `GET /api/events/{id}/clip.mp4`, with single-range requests: 206 and `Content-Range`, 416 when
+/// the range starts past the end.
+pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let event = find(&hub, &path).await?;
+    let rel = event.clip_path.ok_or_else(|| {
+        ApiError::NotFound(match event.ended_at {
+            None => format!("event {path}: the clip is still being recorded"),
+            Some(_) => format!("event {path} has no clip"),
+        })
+    })?;
+    let file = hub.resolve(&rel);
+    let size = std::fs::metadata(&file)
+        .map_err(|e| ApiError::NotFound(format!("event {path}: clip unreadable: {e}")))?
+        .len();
+    let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), size);
+    let (status, start, end) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, size.saturating_sub(1)),
+        RangeRequest::Partial(a, b) => (StatusCode::PARTIAL_CONTENT, a, b),
+        RangeRequest::Unsatisfiable => {
+            return Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .json(json!({ "error": format!("range not satisfiable: the clip has {size} bytes") })));
+        }
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let bytes = web::block(move || read_range(&file, start, len))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("event {path}: clip unreadable: {e}")))?;
+    let mut res = HttpResponse::build(status);
+    res.content_type("video/mp4")
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CACHE_CONTROL, "private, max-age=86400"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
+    }
+    Ok(res.body(bytes))
+}
+
+/// `WS /ws/alerts?camera=`: first the events still active (so a viewer joining late knows of a fall
+/// in progress), then every event as it starts and ends, each as one JSON text message (an
+/// [`Event`]). A viewer too slow to keep up skips the alerts it missed (`ALERT_CAPACITY`) rather
+/// than holding them in memory.
+pub async fn alerts(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: Hub,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
+    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let (active, rx) = hub.subscribe(camera.as_deref());
+    actix_web::rt::spawn(run_alerts(session, messages.max_frame_size(64 * 1024), camera, active, rx));
+    Ok(response)
+}
+
+async fn run_alerts(
+    mut session: actix_ws::Session,
+    mut messages: actix_ws::MessageStream,
+    camera: Option<String>,
+    active: Vec<Event>,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+) {
+    async fn send(session: &mut actix_ws::Session, event: &Event) -> Result<(), Option<CloseReason>> {
+        let text = serde_json::to_string(event).unwrap_or_default();
+        match tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(None),
+            Err(_) => Err(Some(CloseReason { code: CloseCode::Policy, description: Some("viewer stopped reading".into()) })),
+        }
+    }
+    for event in &active {
+        if let Err(reason) = send(&mut session, event).await {
+            let _ = session.close(reason).await;
+            return;
+        }
+    }
+    let mut last_heard = Instant::now();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let reason = loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(event) => {
+                    if camera.as_ref().is_some_and(|c| *c != event.camera_id) {
+                        continue;
+                    }
+                    if let Err(reason) = send(&mut session, &event).await {
+                        break reason;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => log::warn!("alerts viewer fell behind: {n} alerts skipped"),
+                Err(RecvError::Closed) => break Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }),
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > CLIENT_TIMEOUT {
+                    break Some(CloseReason { code: CloseCode::Policy, description: Some("heartbeat timeout".into()) });
+                }
+                if session.ping(b"haven").await.is_err() {
+                    return;
+                }
+            }
+            msg = messages.recv() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Message::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
+                }
+            }
+        }
+    };
+    let _ = session.close(reason).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeRequest::*;
+        let r = |h: &str| parse_range(Some(h), 1000);
+        assert_eq!(parse_range(None, 1000), Full);
+        assert_eq!(r("bytes=0-99"), Partial(0, 99));
+        assert_eq!(r("bytes=500-"), Partial(500, 999));
+        assert_eq!(r("bytes=-100"), Partial(900, 999));
+        assert_eq!(r("bytes=-5000"), Partial(0, 999));
+        assert_eq!(r("bytes=900-5000"), Partial(900, 999));
+        assert_eq!(r("bytes=999-999"), Partial(999, 999));
+        assert_eq!(r("bytes=1000-"), Unsatisfiable);
+        assert_eq!(r("bytes=1000-1001"), Unsatisfiable);
+        assert_eq!(r("bytes=-0"), Unsatisfiable);
+        assert_eq!(r("bytes=5-1"), Full);
+        assert_eq!(r("bytes=0-1,5-6"), Full);
+        assert_eq!(r("items=0-1"), Full);
+        assert_eq!(r("bytes=x-y"), Full);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn filters() {
+        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let f = parse_filter(&q(&[("camera", "cam1"), ("kind", "fall"), ("since", "10"), ("until", "20.5"), ("limit", "5")])).unwrap();
+        assert_eq!(f.camera_id.as_deref(), Some("cam1"));
+        assert_eq!((f.kind, f.since, f.until, f.limit), (Some(EventKind::Fall), Some(10.0), Some(20.5), Some(5)));
+        assert_eq!(parse_filter(&q(&[])).unwrap().limit, Some(DEFAULT_LIMIT));
+        for bad in [&[("kind", "dance")][..], &[("since", "yesterday")], &[("limit", "0")], &[("limit", "5000")], &[("since", "5"), ("until", "1")]] {
+            assert!(matches!(parse_filter(&q(bad)), Err(ApiError::BadRequest(_))), "{bad:?}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn list_get_snapshot_and_clip_with_ranges() {
+        use actix_web::{test, App};
+
+        use crate::events::store::tests::{event, TempDir};
+        use crate::events::{now, ClipInfo, EventSettings};
+
+        let dir = TempDir::new("api-events");
+        let hub = EventHub::open(&EventSettings { data_dir: dir.0.clone(), ..EventSettings::default() }).unwrap();
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let t = now();
+        let (fall, person) = {
+            let store = hub.store();
+            let fall = store.insert(&event("cam1", EventKind::Fall, t - 10.0), false).unwrap();
+            store.set_ended(fall, t - 5.0).unwrap();
+            std::fs::create_dir_all(dir.0.join("clips/cam1")).unwrap();
+            std::fs::create_dir_all(dir.0.join("snapshots/cam1")).unwrap();
+            std::fs::write(dir.0.join("clips/cam1/1-fall.mp4"), &bytes).unwrap();
+            std::fs::write(dir.0.join("snapshots/cam1/1-fall.jpg"), b"\xff\xd8jpeg").unwrap();
+            let info = ClipInfo { path: "clips/cam1/1-fall.mp4".into(), frames: 10, fps: 10.0, started_at: t - 13.0, bytes: 1000 };
+            store.set_clip(fall, &info).unwrap();
+            store.set_snapshot(fall, "snapshots/cam1/1-fall.jpg", 6).unwrap();
+            let person = store.insert(&event("cam2", EventKind::PersonDetected, t - 1.0), false).unwrap();
+            (fall, person)
+        };
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(hub.clone()))
+                .route("/api/events", web::get().to(list))
+                .route("/api/events/{id}", web::get().to(get))
+                .route("/api/events/{id}/snapshot.jpg", web::get().to(snapshot))
+                .route("/api/events/{id}/clip.mp4", web::get().to(clip)),
+        )
+        .await;
+        let get_json = |uri: String| {
+            let req = test::TestRequest::get().uri(&uri).to_request();
+            test::call_service(&app, req)
+        };
+        let res = get_json("/api/events".into()).await;
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["total"], 2);
+        assert_eq!(body["events"][0]["id"], person);
+        assert_eq!(body["events"][1]["kind"], "fall");
+        assert_eq!(body["events"][1]["phase"], "end");
+        let body: serde_json::Value = test::read_body_json(get_json("/api/events?kind=fall&camera=cam1".into()).await).await;
+        assert_eq!(body["total"], 1);
+        let res = get_json("/api/events?kind=nope".into()).await;
+        assert_eq!(res.status(), 400);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert!(body["error"].as_str().unwrap().contains("kind"));
+
+        let body: serde_json::Value = test::read_body_json(get_json(format!("/api/events/{fall}")).await).await;
+        assert_eq!(body["clip_frames"], 10);
+        assert_eq!(get_json("/api/events/9999".into()).await.status(), 404);
+        assert_eq!(get_json("/api/events/abc".into()).await.status(), 404);
+
+        let res = get_json(format!("/api/events/{fall}/snapshot.jpg")).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("content-type").unwrap(), "image/jpeg");
+        assert_eq!(get_json(format!("/api/events/{person}/snapshot.jpg")).await.status(), 404);
+        assert_eq!(get_json(format!("/api/events/{person}/clip.mp4")).await.status(), 404);
+
+        let uri = format!("/api/events/{fall}/clip.mp4");
+        let res = get_json(uri.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("accept-ranges").unwrap(), "bytes");
+        assert_eq!(res.headers().get("content-type").unwrap(), "video/mp4");
+        assert_eq!(test::read_body(res).await.to_vec(), bytes);
+
+        let ranged = |range: &'static str| test::TestRequest::get().uri(&uri).insert_header(("Range", range)).to_request();
+        let res = test::call_service(&app, ranged("bytes=100-199")).await;
+        assert_eq!(res.status(), 206);
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 100-199/1000");
+        assert_eq!(test::read_body(res).await.to_vec(), bytes[100..200].to_vec());
+        let res = test::call_service(&app, ranged("bytes=-10")).await;
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 990-999/1000");
+        assert_eq!(test::read_body(res).await.len(), 10);
+        let res = test::call_service(&app, ranged("bytes=1000-")).await;
+        assert_eq!(res.status(), 416);
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes */1000");
+    }
+}

@@ -1,0 +1,726 @@
+//! Events: people tracked across frames, falls detected from their poses, clips and an event store.
+//!
+//! * [`EventHub`]: one per process: the [`EventStore`], the alert broadcast and the events still active.
+//! * [`EventEngine`]: one per camera, fed by the camera thread once per processed frame: tracker,
+//!   fall detector, `person_detected` / `fall` events, snapshots and clips (through a [`Recorder`]
+//!   whose writer thread does the slow work).
+//!
+//! See `docs/events.md`.
+
+pub mod fall;
+pub mod recorder;
+pub mod store;
+pub mod tracker;
+
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use opencv::core::Mat;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use fall::{FallConfig, FallDetector, FallUpdate};
+pub use recorder::{ClipDone, Recorder, RecorderConfig};
+pub use store::{ClipInfo, EventFilter, EventStore, RetentionReport, StoreError};
+pub use tracker::{TrackedPerson, Tracker, TrackerConfig};
+
+use crate::inference::Detection;
+
+/// Alerts a slow `/ws/alerts` viewer may fall behind by before it misses some.
+const ALERT_CAPACITY: usize = 256;
+/// Sub-directories of `data_dir`.
+pub const CLIPS_DIR: &str = "clips";
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+pub const DB_FILE: &str = "events.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    PersonDetected,
+    Fall,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PersonDetected => "person_detected",
+            EventKind::Fall => "fall",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "person_detected" => Some(EventKind::PersonDetected),
+            "fall" => Some(EventKind::Fall),
+            _ => None,
+        }
+    }
+}
+
+/// What an alert says happened: the event started, or it ended (`ended_at` set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventPhase {
+    Start,
+    End,
+}
+
+/// One event, as stored, listed and pushed on `/ws/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The store's id (`None` only if the store could not take the event).
+    pub id: Option<i64>,
+    pub camera_id: String,
+    pub kind: EventKind,
+    pub phase: EventPhase,
+    pub track_id: u64,
+    /// Unix seconds: the person first seen (person_detected) or gone down (fall).
+    pub started_at: f64,
+    /// Unix seconds: the person last seen, or up again; `None` while the event goes on.
+    pub ended_at: Option<f64>,
+    /// Detection score (person_detected) or fall confidence (fall), 0..1.
+    pub score: f32,
+    /// The person's box (x1, y1, x2, y2, frame pixels) when the event was raised.
+    pub bbox: [f32; 4],
+    /// The 17 COCO keypoints [x, y, conf] that raised the event.
+    pub keypoints: Vec<[f32; 3]>,
+    /// Relative to `events.data_dir`; set once the clip is complete (serve it by `/api/events/{id}/clip.mp4`).
+    pub clip_path: Option<String>,
+    pub snapshot_path: Option<String>,
+    pub clip_frames: Option<u32>,
+    pub clip_fps: Option<f32>,
+    /// Unix time of the clip's first frame: `started_at - clip_started_at` is the event's offset in it.
+    pub clip_started_at: Option<f64>,
+}
+
+impl Event {
+    pub fn is_active(&self) -> bool {
+        self.ended_at.is_none()
+    }
+}
+
+/// `[events]` in the settings file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    pub enabled: bool,
+    /// Holds `events.db`, `clips/` and `snapshots/`.
+    pub data_dir: PathBuf,
+    /// Seconds of video kept before an event starts...
+    pub pre_roll_secs: f64,
+    /// ...and after it ends.
+    pub post_roll_secs: f64,
+    /// A clip stops at most this long after its event started, even if the event goes on.
+    pub max_clip_secs: f64,
+    /// Also record clips for `person_detected` (falls always get one).
+    pub person_clips: bool,
+    /// At most this many clips are written at once per camera; a `person_detected` event beyond it
+    /// gets a snapshot but no clip.
+    pub max_concurrent_clips: usize,
+    /// A track must be seen this long before `person_detected` starts (debounce).
+    pub person_min_secs: f64,
+    /// Events (and their files) older than this are deleted; 0 keeps them forever.
+    pub retention_days: f64,
+    /// The clips' and snapshots' total size is kept under this, oldest deleted first; 0: no limit.
+    pub retention_max_bytes: u64,
+    pub fall: FallConfig,
+    pub tracker: TrackerConfig,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            data_dir: PathBuf::from("data/events"),
+            pre_roll_secs: 3.0,
+            post_roll_secs: 3.0,
+            max_clip_secs: 60.0,
+            person_clips: true,
+            max_concurrent_clips: 4,
+            person_min_secs: 0.5,
+            retention_days: 7.0,
+            retention_max_bytes: 2 << 30,
+            fall: FallConfig::default(),
+            tracker: TrackerConfig::default(),
+        }
+    }
+}
+
+impl EventSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        let secs = [
+            ("pre_roll_secs", self.pre_roll_secs, 0.0, 60.0),
+            ("post_roll_secs", self.post_roll_secs, 0.0, 60.0),
+            ("max_clip_secs", self.max_clip_secs, 1.0, 3600.0),
+            ("person_min_secs", self.person_min_secs, 0.0, 60.0),
+            ("retention_days", self.retention_days, 0.0, 36500.0),
+            ("tracker.max_unseen_secs", self.tracker.max_unseen_secs, 0.0, 60.0),
+        ];
+        for (name, v, lo, hi) in secs {
+            if !(v >= lo && v <= hi) {
+                return Err(format!("events.{name} must lie in [{lo}, {hi}], got {v}"));
+            }
+        }
+        if self.max_concurrent_clips == 0 {
+            return Err("events.max_concurrent_clips must be at least 1".into());
+        }
+        self.fall.validate()
+    }
+
+    fn recorder_config(&self) -> RecorderConfig {
+        RecorderConfig {
+            pre_roll_secs: self.pre_roll_secs,
+            post_roll_secs: self.post_roll_secs,
+            // A fall is known min_duration after it started, a person person_min_secs after first seen.
+            // A track ends max_unseen_secs after it was last seen, a fall 1 s after the person got up.
+            end_delay_secs: self.tracker.max_unseen_secs.max(1.0) + 0.5,
+            ring_secs: self.pre_roll_secs
+                + (self.fall.min_duration_secs as f64).max(self.person_min_secs)
+                + self.tracker.max_unseen_secs.max(1.0)
+                + 3.0,
+            max_clip_secs: self.max_clip_secs,
+            ..RecorderConfig::default()
+        }
+    }
+}
+
+/// Shared by every camera and every HTTP handler.
+pub struct EventHub {
+    settings: EventSettings,
+    store: Mutex<EventStore>,
+    alerts: broadcast::Sender<Event>,
+    /// Events started and not yet ended, by id (or by a negative key for events the store refused).
+    active: Mutex<BTreeMap<i64, Event>>,
+    unstored: Mutex<i64>,
+}
+
+impl EventHub {
+    /// Opens (creating) `data_dir/events.db`, removes files no event refers to and applies retention.
+    /// Call before any camera starts.
+    pub fn open(settings: &EventSettings) -> Result<Arc<Self>, StoreError> {
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let store = EventStore::open(&settings.data_dir.join(DB_FILE))?;
+        store.sweep_orphans(&[CLIPS_DIR, SNAPSHOTS_DIR])?;
+        let (alerts, _) = broadcast::channel(ALERT_CAPACITY);
+        let hub = Arc::new(Self {
+            settings: settings.clone(),
+            store: Mutex::new(store),
+            alerts,
+            active: Mutex::new(BTreeMap::new()),
+            unstored: Mutex::new(0),
+        });
+        hub.enforce_retention();
+        Ok(hub)
+    }
+
+    pub fn settings(&self) -> &EventSettings {
+        &self.settings
+    }
+
+    /// The store, locked. Keep the guard briefly (one query).
+    pub fn store(&self) -> MutexGuard<'_, EventStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A file of the store, from its relative path.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        self.settings.data_dir.join(relative)
+    }
+
+    /// The events of `camera` (or every camera) still active, oldest first, and a receiver of every
+    /// event from now on: nothing is lost or repeated between the two.
+    pub fn subscribe(&self, camera: Option<&str>) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.alerts.subscribe();
+        let mut events: Vec<Event> =
+            active.values().filter(|e| camera.is_none_or(|c| e.camera_id == c)).cloned().collect();
+        events.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
+        (events, rx)
+    }
+
+    /// The events of `camera` (or every camera) still active.
+    pub fn active(&self, camera: Option<&str>) -> Vec<Event> {
+        self.subscribe(camera).0
+    }
+
+    /// Records a start or end in the active set and pushes it to every alert viewer.
+    pub fn publish(&self, event: &Event) -> i64 {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let key = match event.id {
+            Some(id) => id,
+            None => {
+                // Not stored: key it by camera, kind and track among the active ones.
+                let found = active.iter().find(|(k, e)| {
+                    **k < 0 && e.camera_id == event.camera_id && e.kind == event.kind && e.track_id == event.track_id
+                });
+                match found {
+                    Some((k, _)) => *k,
+                    None => {
+                        let mut n = self.unstored.lock().unwrap_or_else(|p| p.into_inner());
+                        *n -= 1;
+                        *n
+                    }
+                }
+            }
+        };
+        if event.is_active() {
+            active.insert(key, event.clone());
+        } else {
+            active.remove(&key);
+        }
+        let _ = self.alerts.send(event.clone());
+        key
+    }
+
+    /// Deletes events (and their files) past `retention_days` or beyond `retention_max_bytes`.
+    pub fn enforce_retention(&self) -> RetentionReport {
+        let now = now();
+        let max_age = (self.settings.retention_days > 0.0).then_some(self.settings.retention_days * 86400.0);
+        let max_bytes = (self.settings.retention_max_bytes > 0).then_some(self.settings.retention_max_bytes);
+        match self.store().apply_retention(now, max_age, max_bytes) {
+            Ok(report) => {
+                if report.events > 0 {
+                    log::info!("events retention: deleted {} events, {} files, {} bytes", report.events, report.files, report.bytes);
+                }
+                report
+            }
+            Err(e) => {
+                log::warn!("events retention failed: {e}");
+                RetentionReport::default()
+            }
+        }
+    }
+
+    /// The engine for one camera.
+    pub fn engine(self: &Arc<Self>, camera_id: &str) -> EventEngine {
+        EventEngine::new(camera_id, self.clone())
+    }
+}
+
+/// Unix time in seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// A camera id as a path component.
+fn path_safe(id: &str) -> String {
+    let s: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+#[derive(Default)]
+struct PersonState {
+    fall: Option<FallDetector>,
+    /// The person_detected event, once started.
+    person: Option<Event>,
+    /// The fall in progress.
+    fall_event: Option<Event>,
+}
+
+/// One camera's events. The camera thread calls `on_frame` once per processed frame; the work it
+/// does there is the tracker, the fall rule, a JPEG copy into the clip queue and, rarely (when an
+/// event starts or ends), one SQLite row. Clips and snapshots are written by the recorder's thread.
+pub struct EventEngine {
+    camera_id: String,
+    hub: Arc<EventHub>,
+    settings: EventSettings,
+    tracker: Tracker,
+    people: HashMap<u64, PersonState>,
+    recorder: Option<Recorder>,
+    last_t: f64,
+}
+
+impl EventEngine {
+    pub fn new(camera_id: &str, hub: Arc<EventHub>) -> Self {
+        let settings = hub.settings().clone();
+        let recorder = settings.enabled.then(|| Recorder::new(camera_id, settings.recorder_config()));
+        Self {
+            camera_id: camera_id.to_string(),
+            tracker: Tracker::new(settings.tracker),
+            settings,
+            hub,
+            people: HashMap::new(),
+            recorder,
+            last_t: f64::NEG_INFINITY,
+        }
+    }
+
+    pub fn camera_id(&self) -> &str {
+        &self.camera_id
+    }
+
+    /// A camera's own fall settings (from its `[[cameras]]` entry, say); applies to people from now on
+    /// and to those already tracked.
+    pub fn set_fall_config(&mut self, config: FallConfig) {
+        self.settings.fall = config;
+        for p in self.people.values_mut() {
+            if let Some(d) = &mut p.fall {
+                d.set_config(config);
+            }
+        }
+    }
+
+    /// This camera's active events (for frame metadata).
+    pub fn active(&self) -> Vec<Event> {
+        let mut v: Vec<Event> = self
+            .people
+            .values()
+            .flat_map(|p| [p.person.clone(), p.fall_event.clone()])
+            .flatten()
+            .collect();
+        v.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
+        v
+    }
+
+    /// The people tracked now.
+    pub fn tracks(&self) -> &[TrackedPerson] {
+        self.tracker.tracks()
+    }
+
+    /// One processed frame: `frame` is what clips show (the annotated BGR frame), `jpeg` its JPEG if
+    /// the caller has one (else it is encoded here at quality 80), `t` its unix time. Returns the
+    /// events that started or ended with this frame (already stored and broadcast).
+    pub fn on_frame(&mut self, frame: &Mat, jpeg: Option<&[u8]>, detections: &[Detection], t: f64) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_t {
+            return Vec::new();
+        }
+        self.last_t = t;
+        let encoded;
+        let jpeg = match jpeg {
+            Some(j) => Some(j),
+            None => match recorder::encode_jpeg(frame) {
+                Ok(j) => {
+                    encoded = j;
+                    Some(&encoded[..])
+                }
+                Err(e) => {
+                    log::warn!("[{}] events: cannot encode the frame: {e}", self.camera_id);
+                    None
+                }
+            },
+        };
+        if let (Some(rec), Some(j)) = (&mut self.recorder, jpeg) {
+            rec.push_frame(t, j);
+        }
+
+        let mut out = Vec::new();
+        let tracks = self.tracker.update(detections, t);
+        for track in tracks.iter().filter(|tr| tr.seen_now()) {
+            let fall_config = self.settings.fall;
+            let state = self.people.entry(track.track_id).or_default();
+            let update = state
+                .fall
+                .get_or_insert_with(|| FallDetector::new(fall_config))
+                .update(&track.keypoints, track.bbox, t);
+            let start_person = state.person.is_none()
+                && track.age_secs + 1e-9 >= self.settings.person_min_secs
+                && track.hits >= 2;
+            if start_person {
+                let ev = self.new_event(EventKind::PersonDetected, track, track.first_seen, track.score, &track.keypoints, track.bbox);
+                let ev = self.start(ev, jpeg);
+                self.people.entry(track.track_id).or_default().person = Some(ev.clone());
+                out.push(ev);
+            }
+            match update {
+                FallUpdate::Fell { started_at, score, keypoints, bbox } => {
+                    let ev = self.new_event(EventKind::Fall, track, started_at, score, &keypoints, bbox);
+                    let ev = self.start(ev, jpeg);
+                    self.people.entry(track.track_id).or_default().fall_event = Some(ev.clone());
+                    out.push(ev);
+                }
+                FallUpdate::Recovered { ended_at } => {
+                    if let Some(ev) = self.people.get_mut(&track.track_id).and_then(|p| p.fall_event.take()) {
+                        out.push(self.end(ev, ended_at));
+                    }
+                }
+                FallUpdate::None => {}
+            }
+        }
+        for gone in self.tracker.take_expired() {
+            out.extend(self.end_person(gone.track_id, gone.last_seen));
+        }
+        out
+    }
+
+    /// Ends every active event now (at the last frame's time) and completes every clip so it plays;
+    /// waits for the clip writer. Call when the camera stops (SIGTERM, camera removed). Returns the
+    /// events it ended. The engine can be fed again afterwards (clips then resume).
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        let at = if self.last_t.is_finite() { self.last_t } else { now() };
+        for track in self.tracker.clear() {
+            out.extend(self.end_person(track.track_id, track.last_seen.min(at)));
+        }
+        let ids: Vec<u64> = self.people.keys().copied().collect();
+        for id in ids {
+            out.extend(self.end_person(id, at));
+        }
+        if let Some(rec) = &mut self.recorder {
+            rec.finish();
+        }
+        if self.settings.enabled {
+            self.recorder = Some(Recorder::new(&self.camera_id, self.settings.recorder_config()));
+        }
+        out
+    }
+
+    fn end_person(&mut self, track_id: u64, at: f64) -> Vec<Event> {
+        let mut out = Vec::new();
+        if let Some(p) = self.people.remove(&track_id) {
+            for ev in [p.fall_event, p.person].into_iter().flatten() {
+                out.push(self.end(ev, at));
+            }
+        }
+        out
+    }
+
+    fn new_event(&self, kind: EventKind, track: &TrackedPerson, started_at: f64, score: f32, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> Event {
+        Event {
+            id: None,
+            camera_id: self.camera_id.clone(),
+            kind,
+            phase: EventPhase::Start,
+            track_id: track.track_id,
+            started_at,
+            ended_at: None,
+            score,
+            bbox,
+            keypoints: keypoints.to_vec(),
+            clip_path: None,
+            snapshot_path: None,
+            clip_frames: None,
+            clip_fps: None,
+            clip_started_at: None,
+        }
+    }
+
+    fn file_name(&self, id: i64, kind: EventKind, ext: &str) -> String {
+        format!("{}/{}-{}.{ext}", path_safe(&self.camera_id), id, kind.as_str())
+    }
+
+    /// Stores, records and broadcasts a new event.
+    fn start(&mut self, mut ev: Event, jpeg: Option<&[u8]>) -> Event {
+        let record = self.recorder.as_ref().is_some_and(|r| {
+            ev.kind == EventKind::Fall || (self.settings.person_clips && r.open_clips() < self.settings.max_concurrent_clips)
+        });
+        match self.hub.store().insert(&ev, record) {
+            Ok(id) => ev.id = Some(id),
+            Err(e) => log::warn!("[{}] cannot store a {} event: {e}", self.camera_id, ev.kind.as_str()),
+        }
+        if let (Some(id), true) = (ev.id, self.recorder.is_some()) {
+            let snapshot_rel = format!("{SNAPSHOTS_DIR}/{}", self.file_name(id, ev.kind, "jpg"));
+            let clip_rel = format!("{CLIPS_DIR}/{}", self.file_name(id, ev.kind, "mp4"));
+            let rec = self.recorder.as_mut().expect("checked");
+            if let Some(jpeg) = jpeg {
+                let rel = snapshot_rel;
+                let hub = self.hub.clone();
+                let path = hub.resolve(&rel);
+                rec.snapshot(
+                    path.clone(),
+                    jpeg,
+                    Box::new(move |r| match r {
+                        Ok(bytes) => {
+                            if !matches!(hub.store().set_snapshot(id, &rel, bytes), Ok(true)) {
+                                let _ = std::fs::remove_file(&path);
+                            }
+                        }
+                        Err(e) => log::warn!("event {id}: snapshot not written: {e}"),
+                    }),
+                );
+            }
+            if record {
+                let rel = clip_rel;
+                let hub = self.hub.clone();
+                let path = hub.resolve(&rel);
+                rec.start_clip(
+                    id,
+                    path.clone(),
+                    ev.started_at,
+                    Box::new(move |r| clip_done(&hub, id, rel, &path, r)),
+                );
+            }
+        }
+        self.hub.publish(&ev);
+        ev
+    }
+
+    /// Ends an event: stored, its clip given its post-roll, broadcast.
+    fn end(&mut self, mut ev: Event, at: f64) -> Event {
+        let at = at.max(ev.started_at);
+        ev.ended_at = Some(at);
+        ev.phase = EventPhase::End;
+        if let Some(id) = ev.id {
+            if let Err(e) = self.hub.store().set_ended(id, at) {
+                log::warn!("[{}] cannot store the end of event {id}: {e}", self.camera_id);
+            }
+            if let Some(rec) = &mut self.recorder {
+                rec.end_clip(id, at);
+            }
+        }
+        self.hub.publish(&ev);
+        ev
+    }
+}
+
+impl Drop for EventEngine {
+    fn drop(&mut self) {
+        if self.people.values().any(|p| p.person.is_some() || p.fall_event.is_some()) {
+            self.finish();
+        }
+    }
+}
+
+/// On the writer thread: a clip is complete (or failed); record it, then apply retention.
+fn clip_done(hub: &EventHub, id: i64, rel: String, path: &Path, result: Result<ClipDone, String>) {
+    match result {
+        Ok(done) => {
+            let info = ClipInfo { path: rel, frames: done.frames, fps: done.fps, started_at: done.started_at, bytes: done.bytes };
+            let stored = hub.store().set_clip(id, &info);
+            if !matches!(stored, Ok(true)) {
+                // The event is gone (retention, or the store failed): the file must go too.
+                log::warn!("event {id}: clip not recorded ({stored:?}); deleting it");
+                let _ = std::fs::remove_file(path);
+            }
+            hub.enforce_retention();
+        }
+        Err(e) => {
+            log::warn!("event {id}: no clip: {e}");
+            let _ = hub.store().set_recording(id, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod real_model_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::fall::tests::{bbox_of, fall, pivoted, FPS};
+    use super::recorder::tests::{count_frames, synthetic_frame};
+    use super::store::tests::TempDir;
+    use super::*;
+
+    fn hub(dir: &Path, person_clips: bool) -> Arc<EventHub> {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let settings = EventSettings {
+            data_dir: dir.to_path_buf(),
+            pre_roll_secs: 2.0,
+            post_roll_secs: 1.0,
+            person_clips,
+            ..EventSettings::default()
+        };
+        settings.validate().unwrap();
+        EventHub::open(&settings).unwrap()
+    }
+
+    fn det(k: Vec<[f32; 3]>) -> Detection {
+        Detection { class: "person", score: 0.9, bbox: bbox_of(&k), keypoints: k }
+    }
+
+    #[test]
+    fn a_fall_gives_one_fall_event_with_a_snapshot_and_a_playable_clip() {
+        let dir = TempDir::new("engine-fall");
+        let hub = hub(&dir.0, false);
+        let (late, mut alerts) = hub.subscribe(None);
+        assert!(late.is_empty());
+        let mut engine = hub.engine("cam 1");
+        let poses: Vec<Vec<[f32; 3]>> = std::iter::repeat(pivoted(300.0, 0.0))
+            .take(30)
+            .chain(fall(0.8))
+            .chain(std::iter::repeat(pivoted(300.0, 90.0)).take(50))
+            .collect();
+        let t0 = now().floor();
+        let mut events = Vec::new();
+        let mut n = 0;
+        for (i, k) in poses.iter().enumerate() {
+            let t = t0 + i as f64 / FPS;
+            events.extend(engine.on_frame(&synthetic_frame(i), None, &[det(k.clone())], t));
+            n += 1;
+        }
+        // Then the person leaves: 3 s without detections.
+        for i in n..n + 30 {
+            events.extend(engine.on_frame(&synthetic_frame(i), None, &[], t0 + i as f64 / FPS));
+        }
+        let summary: Vec<(EventKind, EventPhase)> = events.iter().map(|e| (e.kind, e.phase)).collect();
+        assert_eq!(
+            summary,
+            [
+                (EventKind::PersonDetected, EventPhase::Start),
+                (EventKind::Fall, EventPhase::Start),
+                (EventKind::Fall, EventPhase::End),
+                (EventKind::PersonDetected, EventPhase::End)
+            ]
+        );
+        let fall_ev = &events[1];
+        assert!(hub.active(Some("cam 1")).is_empty());
+        let mut pushed = Vec::new();
+        while let Ok(e) = alerts.try_recv() {
+            pushed.push((e.kind, e.phase));
+        }
+        assert_eq!(pushed, summary);
+
+        engine.finish();
+        let id = fall_ev.id.unwrap();
+        let stored = hub.store().get(id).unwrap().unwrap();
+        assert_eq!(stored.kind, EventKind::Fall);
+        let ended = stored.ended_at.unwrap();
+        // Frames from started_at - 2 s to ended_at + 1 s.
+        let (from, until) = (fall_ev.started_at - 2.0, ended + 1.0);
+        let expected = (0..n + 30).map(|i| t0 + i as f64 / FPS).filter(|t| *t >= from && *t <= until).count() as u32;
+        assert!(expected > 60, "{expected}");
+        assert_eq!(stored.clip_frames, Some(expected), "{stored:?}");
+        let clip = hub.resolve(stored.clip_path.as_ref().unwrap());
+        assert_eq!(count_frames(&clip).0, expected);
+        assert!((stored.clip_started_at.unwrap() - (fall_ev.started_at - 2.0)).abs() < 0.06);
+        let snap = hub.resolve(stored.snapshot_path.as_ref().unwrap());
+        assert!(std::fs::read(snap).unwrap().starts_with(&[0xff, 0xd8]));
+        assert!(stored.clip_path.unwrap().starts_with("clips/cam_1/"));
+
+        // person_detected: a snapshot, no clip (person_clips = false).
+        let person = hub.store().list(&EventFilter { kind: Some(EventKind::PersonDetected), ..Default::default() }).unwrap();
+        assert_eq!(person.len(), 1);
+        assert!(person[0].clip_path.is_none() && person[0].snapshot_path.is_some());
+    }
+
+    #[test]
+    fn late_viewers_get_the_active_events_and_finish_ends_them() {
+        let dir = TempDir::new("engine-late");
+        let hub = hub(&dir.0, true);
+        let mut engine = hub.engine("cam1");
+        let t0 = now().floor();
+        for i in 0..20 {
+            engine.on_frame(&synthetic_frame(i), None, &[det(pivoted(300.0, 0.0))], t0 + i as f64 / FPS);
+        }
+        let (active, mut rx) = hub.subscribe(Some("cam1"));
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].kind, active[0].ended_at), (EventKind::PersonDetected, None));
+        assert_eq!(active[0].started_at, t0);
+        assert!(hub.subscribe(Some("other")).0.is_empty());
+        assert_eq!(engine.active().len(), 1);
+        let ended = engine.finish();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(rx.try_recv().unwrap().phase, EventPhase::End);
+        assert!(hub.active(None).is_empty());
+        // The clip in progress was completed: 20 frames (all since the start, pre-roll included).
+        let ev = hub.store().get(active[0].id.unwrap()).unwrap().unwrap();
+        assert_eq!(ev.clip_frames, Some(20));
+        assert_eq!(count_frames(&hub.resolve(&ev.clip_path.unwrap())).0, 20);
+    }
+
+    #[test]
+    fn settings_parse_with_defaults_and_reject_unknown_fields() {
+        let s: EventSettings = toml::from_str("data_dir = \"x\"\n[fall]\nsensitivity = 0.7\n").unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("x"));
+        assert_eq!(s.fall.sensitivity, 0.7);
+        assert_eq!(s.fall.min_duration_secs, FallConfig::default().min_duration_secs);
+        assert!(toml::from_str::<EventSettings>("bogus = 1\n").is_err());
+        assert!(toml::from_str::<EventSettings>("[fall]\nbogus = 1\n").is_err());
+        assert!(EventSettings { pre_roll_secs: -1.0, ..EventSettings::default() }.validate().is_err());
+    }
+}
