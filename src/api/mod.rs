@@ -96,6 +96,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/metrics", web::get().to(metrics::render))
     .route("/", web::get().to(ui::index))
+    .route("/events", web::get().to(ui::events))
     .route("/ui/{file}", web::get().to(ui::file))
     .route("/ws/alerts", web::get().to(events::alerts))
     .route("/ws/stream", web::get().to(stream::legacy))

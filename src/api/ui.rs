@@ -10,6 +10,8 @@ const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
+    ("events.html", "text/html; charset=utf-8", include_str!("../../ui/events.html")),
+    ("events.js", "text/javascript; charset=utf-8", include_str!("../../ui/events.js")),
 ];
 
 fn serve(name: &str) -> Result<HttpResponse, ApiError> {
@@ -25,6 +27,10 @@ fn serve(name: &str) -> Result<HttpResponse, ApiError> {
 
 pub async fn index() -> Result<HttpResponse, ApiError> {
     serve("index.html")
+}
+
+pub async fn events() -> Result<HttpResponse, ApiError> {
+    serve("events.html")
 }
 
 pub async fn file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {

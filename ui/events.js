@@ -1,0 +1,1 @@
+// HAVEN events page
