@@ -380,6 +380,9 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         }
         None => Vec::new(),
     };
+    if ctx.feed.receiver_count() == 0 {
+        return Ok(()); // encoded for the events' clips only: no message to build
+    }
     let packet = FramePacket::new(
         FrameMetadata {
             camera_id: id,
