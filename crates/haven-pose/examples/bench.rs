@@ -23,7 +23,10 @@ fn cpu_ns() -> Option<u64> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let weights = args.first().map(PathBuf::from).unwrap_or_else(|| root.join("weights/yolo11n-pose.safetensors"));
+    let weights = args
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("weights/yolo11n-pose.safetensors"));
     let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let sizes: Vec<(usize, usize)> = match std::env::var("BENCH_SIZES") {
         Ok(s) => s
@@ -68,7 +71,9 @@ fn main() {
             std::hint::black_box(d);
         }
         let cpu = match (c0, cpu_ns()) {
-            (Some(a), Some(b)) => format!(", cpu {:.1} ms/frame", (b - a) as f64 / 1e6 / runs as f64),
+            (Some(a), Some(b)) => {
+                format!(", cpu {:.1} ms/frame", (b - a) as f64 / 1e6 / runs as f64)
+            }
             _ => String::new(),
         };
         t.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -52,7 +52,9 @@ fn walk(obj: &V, prefix: &str, w: &mut Walk) {
     let non_persistent: Vec<String> = state
         .get("_non_persistent_buffers_set")
         .and_then(|s| match &*s {
-            Val::Object { args, .. } => args.items().and_then(|a| a.first().and_then(|l| l.items())),
+            Val::Object { args, .. } => {
+                args.items().and_then(|a| a.first().and_then(|l| l.items()))
+            }
             Val::List(l) => Some(l.borrow().clone()),
             _ => None,
         })
@@ -103,10 +105,19 @@ fn to_f32(dtype: &str, b: &[u8]) -> Option<f32> {
 }
 
 pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary, PoseError> {
-    let err = |msg: String| PoseError::Checkpoint { path: pt.to_path_buf(), msg };
-    let file = std::fs::File::open(pt).map_err(|source| PoseError::Io { path: pt.to_path_buf(), source })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| err(format!("not a PyTorch zip checkpoint ({e}); legacy non-zip .pt files are not supported")))?;
+    let err = |msg: String| PoseError::Checkpoint {
+        path: pt.to_path_buf(),
+        msg,
+    };
+    let file = std::fs::File::open(pt).map_err(|source| PoseError::Io {
+        path: pt.to_path_buf(),
+        source,
+    })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        err(format!(
+            "not a PyTorch zip checkpoint ({e}); legacy non-zip .pt files are not supported"
+        ))
+    })?;
     let names: Vec<String> = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()))
@@ -120,20 +131,30 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         .clone();
     let dir = pkl.strip_suffix("data.pkl").unwrap().to_string();
     let read_member = |zip: &mut zip::ZipArchive<_>, name: &str| -> Result<Vec<u8>, PoseError> {
-        let mut f = zip.by_name(name).map_err(|e| err(format!("member {name}: {e}")))?;
+        let mut f = zip
+            .by_name(name)
+            .map_err(|e| err(format!("member {name}: {e}")))?;
         let mut v = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut v).map_err(|e| err(format!("member {name}: {e}")))?;
+        f.read_to_end(&mut v)
+            .map_err(|e| err(format!("member {name}: {e}")))?;
         Ok(v)
     };
     if let Ok(bo) = read_member(&mut zip, &format!("{dir}byteorder")) {
         if bo.trim_ascii() != b"little" {
-            return Err(err(format!("byte order {:?} is not supported", String::from_utf8_lossy(&bo))));
+            return Err(err(format!(
+                "byte order {:?} is not supported",
+                String::from_utf8_lossy(&bo)
+            )));
         }
     }
     let pickle = read_member(&mut zip, &pkl)?;
     let root = Machine::run(&pickle).map_err(|e| err(format!("{pkl}: {e}")))?;
 
-    let mut w = Walk { tensors: vec![], eps: vec![], classes: vec![] };
+    let mut w = Walk {
+        tensors: vec![],
+        eps: vec![],
+        classes: vec![],
+    };
     let mut names_meta = None;
     match &*root {
         Val::Dict(_) => {
@@ -161,10 +182,16 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
             }
         }
         Val::Object { .. } => walk(&root, "", &mut w),
-        _ => return Err(err("the pickle holds neither a checkpoint dict nor a module".into())),
+        _ => {
+            return Err(err(
+                "the pickle holds neither a checkpoint dict nor a module".into(),
+            ))
+        }
     }
     if w.tensors.is_empty() {
-        return Err(err("no tensors found (expected an Ultralytics checkpoint with a `model` entry)".into()));
+        return Err(err(
+            "no tensors found (expected an Ultralytics checkpoint with a `model` entry)".into(),
+        ));
     }
 
     // Read storages once each.
@@ -174,11 +201,22 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
     let mut skipped = 0;
     let mut parameters = 0;
     for (name, t) in &w.tensors {
-        let Val::Tensor { storage, offset, size, stride } = &**t else { continue };
-        let Val::Storage { dtype, key, .. } = &**storage else {
-            return Err(err(format!("tensor {name}: storage is not a persistent storage")));
+        let Val::Tensor {
+            storage,
+            offset,
+            size,
+            stride,
+        } = &**t
+        else {
+            continue;
         };
-        let es = elem_size(dtype).ok_or_else(|| err(format!("tensor {name}: unsupported storage type {dtype}")))?;
+        let Val::Storage { dtype, key, .. } = &**storage else {
+            return Err(err(format!(
+                "tensor {name}: storage is not a persistent storage"
+            )));
+        };
+        let es = elem_size(dtype)
+            .ok_or_else(|| err(format!("tensor {name}: unsupported storage type {dtype}")))?;
         if to_f32(dtype, &[0; 8]).is_none() {
             skipped += 1; // integer buffers such as num_batches_tracked
             continue;
@@ -215,7 +253,10 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
     let bn_eps = w.eps.first().copied();
     if let Some(e) = bn_eps {
         if w.eps.iter().any(|x| (x - e).abs() > 1e-12) {
-            return Err(err(format!("BatchNorm layers use different eps values {:?}; not supported", w.eps)));
+            return Err(err(format!(
+                "BatchNorm layers use different eps values {:?}; not supported",
+                w.eps
+            )));
         }
     }
     let arch = if w.classes.iter().any(|c| c == "C3k2" || c == "C2PSA") {
@@ -226,10 +267,15 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         None
     };
     let mut meta = HashMap::new();
-    meta.insert("format".to_string(), "haven-pose f32 state dict".to_string());
+    meta.insert(
+        "format".to_string(),
+        "haven-pose f32 state dict".to_string(),
+    );
     meta.insert(
         "source".to_string(),
-        pt.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        pt.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     );
     if let Some(e) = bn_eps {
         meta.insert("bn_eps".to_string(), format!("{e}"));
@@ -238,7 +284,10 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         meta.insert("arch".to_string(), a.clone());
     }
     if let Some(n) = names_meta.and_then(|n| n.entries()) {
-        let list: Vec<String> = n.iter().filter_map(|(_, v)| v.as_str().map(str::to_string)).collect();
+        let list: Vec<String> = n
+            .iter()
+            .filter_map(|(_, v)| v.as_str().map(str::to_string))
+            .collect();
         meta.insert("names".to_string(), serde_json::to_string(&list).unwrap());
     }
 
@@ -252,7 +301,10 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         .collect::<Result<_, _>>()?;
     if let Some(parent) = out.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|source| PoseError::Io { path: parent.to_path_buf(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| PoseError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
         }
     }
     // write to a temporary name, then rename, so an interrupted run leaves no half file behind
@@ -261,6 +313,22 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         path: tmp.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    std::fs::rename(&tmp, out).map_err(|source| PoseError::Io { path: out.to_path_buf(), source })?;
-    Ok(ConvertSummary { tensors: out_tensors.len(), parameters, source_dtypes: dtypes, bn_eps, arch, skipped })
+    #[cfg(unix)]
+    {
+        // the serializer creates the file owner-only; weights are not secret
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644));
+    }
+    std::fs::rename(&tmp, out).map_err(|source| PoseError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(ConvertSummary {
+        tensors: out_tensors.len(),
+        parameters,
+        source_dtypes: dtypes,
+        bn_eps,
+        arch,
+        skipped,
+    })
 }

@@ -30,11 +30,20 @@ pub enum PoseError {
          YOLOv8-pose / YOLO11-pose state dict",
         path.display()
     )]
-    MissingTensor { path: PathBuf, name: String, what: String },
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        what: String,
+    },
 
     /// A tensor has a shape the architecture cannot use.
     #[error("{}: tensor `{name}` has shape {got:?}, expected {expected}", path.display())]
-    BadShape { path: PathBuf, name: String, got: Vec<usize>, expected: String },
+    BadShape {
+        path: PathBuf,
+        name: String,
+        got: Vec<usize>,
+        expected: String,
+    },
 
     /// Neither the YOLOv8-pose nor the YOLO11-pose layout was recognised.
     #[error("{}: unknown model layout: {msg}", path.display())]

@@ -6,18 +6,18 @@
 //! panels of NR columns. The AVX2/FMA micro-kernel keeps a 4 x 24 block of C in 12 ymm registers and
 //! applies bias and SiLU before its single store, so every output value is written exactly once.
 
-pub const MR: usize = 4;
-pub const NR: usize = 24;
+pub(crate) const MR: usize = 4;
+pub(crate) const NR: usize = 24;
 /// K block: a B sub-panel (KC x NR floats, 18 KiB) stays in L1 while every A panel passes over it.
-pub const KC: usize = 192;
+pub(crate) const KC: usize = 192;
 
 /// Packs A [m, k] (row-major) into panels [m/MR][k][MR], zero-padded rows.
-pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+pub(crate) fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
     pack_a_strided(a, m, k, k)
 }
 
 /// Packs A [m, k] (row stride lda) into panels [m/MR][k][MR], zero-padded rows.
-pub fn pack_a_strided(a: &[f32], m: usize, k: usize, lda: usize) -> Vec<f32> {
+pub(crate) fn pack_a_strided(a: &[f32], m: usize, k: usize, lda: usize) -> Vec<f32> {
     let panels = m.div_ceil(MR);
     let mut out = vec![0f32; panels * k * MR];
     for p in 0..panels {
@@ -36,7 +36,7 @@ pub fn pack_a_strided(a: &[f32], m: usize, k: usize, lda: usize) -> Vec<f32> {
 
 /// Scatters one row (index `r` of K) of a tile's B values into the packed layout [n/NR][k][NR].
 #[inline]
-pub fn pack_b_row(row: &[f32], r: usize, k: usize, bp: &mut [f32]) {
+pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, bp: &mut [f32]) {
     let len = row.len();
     let full = len / NR;
     assert!(bp.len() >= len.div_ceil(NR) * k * NR && r < k);
@@ -77,21 +77,161 @@ enum BSrc {
 /// C[m, ncols] (row stride ldc) = act(A·B + bias) for one packed tile: `ap` packed A ([m/MR][k][MR]),
 /// `bp` packed B ([ncols/NR][k][NR]), `bias` of length >= m rounded up to MR.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_tile(m: usize, ncols: usize, k: usize, ap: &[f32], bp: &[f32], bias: &[f32], act: bool, c: *mut f32, ldc: usize) {
+pub(crate) fn gemm_tile(
+    m: usize,
+    ncols: usize,
+    k: usize,
+    ap: &[f32],
+    bp: &[f32],
+    bias: &[f32],
+    act: bool,
+    c: *mut f32,
+    ldc: usize,
+) {
     let npanels = ncols.div_ceil(NR);
     assert!(bp.len() >= npanels * k * NR);
-    gemm_generic(m, ncols, k, ap, |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr()), bias, act, c, ldc)
+    let dst = Dst {
+        c,
+        ldc,
+        q: 0,
+        w2: usize::MAX,
+        ow: usize::MAX,
+    };
+    gemm_generic(
+        m,
+        ncols,
+        k,
+        ap,
+        |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr()),
+        bias,
+        act,
+        dst,
+    )
+}
+
+/// Where a micro-tile's results go: column q of the (possibly wide) C maps to column
+/// q - (q / w2) * (w2 - ow) of the compact output, and columns with q % w2 >= ow are dropped.
+#[derive(Clone, Copy)]
+pub(crate) struct Dst {
+    /// row 0, column 0 of the compact output
+    pub c: *mut f32,
+    /// row stride of the compact output
+    pub ldc: usize,
+    /// wide column of the first column of this (tile / panel)
+    pub q: usize,
+    /// wide row width (usize::MAX: no mapping)
+    pub w2: usize,
+    /// compact row width
+    pub ow: usize,
+}
+
+impl Dst {
+    #[inline(always)]
+    fn at(self, rows: usize, cols: usize) -> Dst {
+        Dst {
+            c: self.c.wrapping_add(rows * self.ldc),
+            q: self.q + cols,
+            ..self
+        }
+    }
+    /// The compact column of wide column `q + j`, or None for a dropped column.
+    #[inline(always)]
+    fn col(self, j: usize) -> Option<usize> {
+        let q = self.q + j;
+        if self.w2 == usize::MAX {
+            return Some(q);
+        }
+        let (row, x) = (q / self.w2, q % self.w2);
+        (x < self.ow).then_some(row * self.ow + x)
+    }
+}
+
+/// How one 8-column vector of a micro-tile is stored.
+#[derive(Clone, Copy)]
+pub(crate) struct VPlan {
+    /// 0: whole vector at `col`; 1: masked stores, lanes `m1` at `col` and lanes `m2` at `col2`;
+    /// 2: element by element; 3: nothing to store
+    kind: u8,
+    col: usize,
+    col2: isize,
+    m1: [i32; 8],
+    m2: [i32; 8],
+}
+
+impl VPlan {
+    /// Plan for columns j0 .. j0 + 8 of the panel at `pd` (which has `nr` valid columns).
+    fn new(pd: Dst, j0: usize, nr: usize) -> Self {
+        let cols = nr.saturating_sub(j0).min(8);
+        let mut p = VPlan {
+            kind: 3,
+            col: 0,
+            col2: 0,
+            m1: [0; 8],
+            m2: [0; 8],
+        };
+        if cols == 0 {
+            return p;
+        }
+        let q0 = pd.q + j0;
+        if pd.w2 == usize::MAX {
+            p.col = q0;
+            p.kind = if cols == 8 { 0 } else { 1 };
+            for l in 0..cols {
+                p.m1[l] = -1;
+            }
+            return p;
+        }
+        let (row0, x0) = (q0 / pd.w2, q0 % pd.w2);
+        p.col = row0 * pd.ow + x0;
+        p.col2 = p.col as isize + pd.ow as isize - pd.w2 as isize;
+        let mut n1 = 0;
+        let (mut row, mut x) = (row0, x0);
+        for l in 0..cols {
+            if x < pd.ow {
+                if row == row0 {
+                    p.m1[l] = -1;
+                    n1 += 1;
+                } else if row == row0 + 1 {
+                    p.m2[l] = -1;
+                } else {
+                    p.kind = 2;
+                    return p;
+                }
+            }
+            x += 1;
+            if x == pd.w2 {
+                x = 0;
+                row += 1;
+            }
+        }
+        p.kind = if n1 == 8 { 0 } else { 1 };
+        p
+    }
 }
 
 /// Like [`gemm_tile`] but without packing B: row r of B (for the tile's columns) is the contiguous run
 /// `base[offs[r] ..]`, as produced by the padded phase planes of a convolution input.
 /// Reads up to NR - 1 floats past the last column (junk columns, discarded by the caller).
+/// `dst.q` is the wide column of the tile's first column.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_tile_offs(m: usize, ncols: usize, k: usize, ap: &[f32], base: &[f32], offs: &[usize], bias: &[f32], act: bool, c: *mut f32, ldc: usize) {
+pub(crate) fn gemm_tile_offs(
+    m: usize,
+    ncols: usize,
+    k: usize,
+    ap: &[f32],
+    base: &[f32],
+    offs: &[usize],
+    bias: &[f32],
+    act: bool,
+    dst: Dst,
+) {
     assert!(offs.len() == k);
     let npanels = ncols.div_ceil(NR);
     let maxo = offs.iter().copied().max().unwrap_or(0);
-    assert!(maxo + npanels * NR <= base.len(), "implicit im2col reads past the input planes");
+    assert!(
+        maxo + npanels * NR <= base.len(),
+        "implicit im2col reads past the input planes"
+    );
     gemm_generic(
         m,
         ncols,
@@ -100,8 +240,7 @@ pub fn gemm_tile_offs(m: usize, ncols: usize, k: usize, ap: &[f32], base: &[f32]
         |np, kb| BSrc::Offs(base.as_ptr().wrapping_add(np * NR), offs[kb..].as_ptr()),
         bias,
         act,
-        c,
-        ldc,
+        dst,
     )
 }
 
@@ -115,8 +254,7 @@ fn gemm_generic(
     bsrc: impl Fn(usize, usize) -> BSrc,
     bias: &[f32],
     act: bool,
-    c: *mut f32,
-    ldc: usize,
+    dst: Dst,
 ) {
     let mpanels = m.div_ceil(MR);
     let npanels = ncols.div_ceil(NR);
@@ -126,14 +264,34 @@ fn gemm_generic(
         let kc = KC.min(k - kb);
         let first = kb == 0;
         let last = kb + kc == k;
+        // each pixel panel (B, in L1) meets every weight panel (A, streamed from L2)
         for np in 0..npanels {
             let nr = NR.min(ncols - np * NR);
             let b = bsrc(np, kb);
+            // how each 8-column vector of this panel is stored
+            let pd = dst.at(0, np * NR);
+            let plans = [
+                VPlan::new(pd, 0, nr),
+                VPlan::new(pd, 8, nr),
+                VPlan::new(pd, 16, nr),
+            ];
             for mp in 0..mpanels {
                 let mr = MR.min(m - mp * MR);
                 let a = ap[(mp * k + kb) * MR..].as_ptr();
                 unsafe {
-                    micro(kc, a, b, c.wrapping_add(mp * MR * ldc + np * NR), ldc, first, last, bias[mp * MR..].as_ptr(), act, mr, nr);
+                    micro(
+                        kc,
+                        a,
+                        b,
+                        pd.at(mp * MR, 0),
+                        &plans,
+                        first,
+                        last,
+                        bias[mp * MR..].as_ptr(),
+                        act,
+                        mr,
+                        nr,
+                    );
                 }
             }
         }
@@ -141,15 +299,19 @@ fn gemm_generic(
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro(
     kc: usize,
     a: *const f32,
     b: BSrc,
-    c: *mut f32,
-    ldc: usize,
+    dst: Dst,
+    plans: &[VPlan; 3],
     first: bool,
     last: bool,
     bias: *const f32,
@@ -164,143 +326,226 @@ unsafe fn micro(
     if kc > 0 {
         // The k loop in assembly: 12 accumulators + 3 B vectors + 1 broadcast = all 16 ymm registers,
         // and no debug-build pointer checks inside the loop.
-        let [mut c00, mut c01, mut c02, mut c10, mut c11, mut c12, mut c20, mut c21, mut c22, mut c30, mut c31, mut c32] = acc;
+        let [mut c00, mut c01, mut c02, mut c10, mut c11, mut c12, mut c20, mut c21, mut c22, mut c30, mut c31, mut c32] =
+            acc;
         match b {
-        BSrc::Packed(b) => std::arch::asm!(
-            "2:",
-            "vmovups {b0}, ymmword ptr [{b}]",
-            "vmovups {b1}, ymmword ptr [{b} + 32]",
-            "vmovups {b2}, ymmword ptr [{b} + 64]",
-            "vbroadcastss {t}, dword ptr [{a}]",
-            "vfmadd231ps {c00}, {t}, {b0}",
-            "vfmadd231ps {c01}, {t}, {b1}",
-            "vfmadd231ps {c02}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 4]",
-            "vfmadd231ps {c10}, {t}, {b0}",
-            "vfmadd231ps {c11}, {t}, {b1}",
-            "vfmadd231ps {c12}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 8]",
-            "vfmadd231ps {c20}, {t}, {b0}",
-            "vfmadd231ps {c21}, {t}, {b1}",
-            "vfmadd231ps {c22}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 12]",
-            "vfmadd231ps {c30}, {t}, {b0}",
-            "vfmadd231ps {c31}, {t}, {b1}",
-            "vfmadd231ps {c32}, {t}, {b2}",
-            "add {a}, 16",
-            "add {b}, 96",
-            "dec {k}",
-            "jnz 2b",
-            a = inout(reg) a => _,
-            b = inout(reg) b => _,
-            k = inout(reg) kc => _,
-            b0 = out(ymm_reg) _,
-            b1 = out(ymm_reg) _,
-            b2 = out(ymm_reg) _,
-            t = out(ymm_reg) _,
-            c00 = inout(ymm_reg) c00,
-            c01 = inout(ymm_reg) c01,
-            c02 = inout(ymm_reg) c02,
-            c10 = inout(ymm_reg) c10,
-            c11 = inout(ymm_reg) c11,
-            c12 = inout(ymm_reg) c12,
-            c20 = inout(ymm_reg) c20,
-            c21 = inout(ymm_reg) c21,
-            c22 = inout(ymm_reg) c22,
-            c30 = inout(ymm_reg) c30,
-            c31 = inout(ymm_reg) c31,
-            c32 = inout(ymm_reg) c32,
-            options(nostack, readonly),
-        ),
-        BSrc::Offs(base, offs) => std::arch::asm!(
-            "2:",
-            "mov {p}, qword ptr [{o}]",
-            "lea {p}, [{base} + 4 * {p}]",
-            "vmovups {b0}, ymmword ptr [{p}]",
-            "vmovups {b1}, ymmword ptr [{p} + 32]",
-            "vmovups {b2}, ymmword ptr [{p} + 64]",
-            "vbroadcastss {t}, dword ptr [{a}]",
-            "vfmadd231ps {c00}, {t}, {b0}",
-            "vfmadd231ps {c01}, {t}, {b1}",
-            "vfmadd231ps {c02}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 4]",
-            "vfmadd231ps {c10}, {t}, {b0}",
-            "vfmadd231ps {c11}, {t}, {b1}",
-            "vfmadd231ps {c12}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 8]",
-            "vfmadd231ps {c20}, {t}, {b0}",
-            "vfmadd231ps {c21}, {t}, {b1}",
-            "vfmadd231ps {c22}, {t}, {b2}",
-            "vbroadcastss {t}, dword ptr [{a} + 12]",
-            "vfmadd231ps {c30}, {t}, {b0}",
-            "vfmadd231ps {c31}, {t}, {b1}",
-            "vfmadd231ps {c32}, {t}, {b2}",
-            "add {a}, 16",
-            "add {o}, 8",
-            "dec {k}",
-            "jnz 2b",
-            a = inout(reg) a => _,
-            base = in(reg) base,
-            o = inout(reg) offs => _,
-            p = out(reg) _,
-            k = inout(reg) kc => _,
-            b0 = out(ymm_reg) _,
-            b1 = out(ymm_reg) _,
-            b2 = out(ymm_reg) _,
-            t = out(ymm_reg) _,
-            c00 = inout(ymm_reg) c00,
-            c01 = inout(ymm_reg) c01,
-            c02 = inout(ymm_reg) c02,
-            c10 = inout(ymm_reg) c10,
-            c11 = inout(ymm_reg) c11,
-            c12 = inout(ymm_reg) c12,
-            c20 = inout(ymm_reg) c20,
-            c21 = inout(ymm_reg) c21,
-            c22 = inout(ymm_reg) c22,
-            c30 = inout(ymm_reg) c30,
-            c31 = inout(ymm_reg) c31,
-            c32 = inout(ymm_reg) c32,
-            options(nostack, readonly),
-        ),
+            BSrc::Packed(b) => std::arch::asm!(
+                "2:",
+                "vmovups {b0}, ymmword ptr [{b}]",
+                "vmovups {b1}, ymmword ptr [{b} + 32]",
+                "vmovups {b2}, ymmword ptr [{b} + 64]",
+                "vbroadcastss {t}, dword ptr [{a}]",
+                "vfmadd231ps {c00}, {t}, {b0}",
+                "vfmadd231ps {c01}, {t}, {b1}",
+                "vfmadd231ps {c02}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 4]",
+                "vfmadd231ps {c10}, {t}, {b0}",
+                "vfmadd231ps {c11}, {t}, {b1}",
+                "vfmadd231ps {c12}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 8]",
+                "vfmadd231ps {c20}, {t}, {b0}",
+                "vfmadd231ps {c21}, {t}, {b1}",
+                "vfmadd231ps {c22}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 12]",
+                "vfmadd231ps {c30}, {t}, {b0}",
+                "vfmadd231ps {c31}, {t}, {b1}",
+                "vfmadd231ps {c32}, {t}, {b2}",
+                "add {a}, 16",
+                "add {b}, 96",
+                "dec {k}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                b = inout(reg) b => _,
+                k = inout(reg) kc => _,
+                b0 = out(ymm_reg) _,
+                b1 = out(ymm_reg) _,
+                b2 = out(ymm_reg) _,
+                t = out(ymm_reg) _,
+                c00 = inout(ymm_reg) c00,
+                c01 = inout(ymm_reg) c01,
+                c02 = inout(ymm_reg) c02,
+                c10 = inout(ymm_reg) c10,
+                c11 = inout(ymm_reg) c11,
+                c12 = inout(ymm_reg) c12,
+                c20 = inout(ymm_reg) c20,
+                c21 = inout(ymm_reg) c21,
+                c22 = inout(ymm_reg) c22,
+                c30 = inout(ymm_reg) c30,
+                c31 = inout(ymm_reg) c31,
+                c32 = inout(ymm_reg) c32,
+                options(nostack, readonly),
+            ),
+            BSrc::Offs(base, offs) => std::arch::asm!(
+                "2:",
+                "mov {p}, qword ptr [{o}]",
+                "lea {p}, [{base} + 4 * {p}]",
+                "vmovups {b0}, ymmword ptr [{p}]",
+                "vmovups {b1}, ymmword ptr [{p} + 32]",
+                "vmovups {b2}, ymmword ptr [{p} + 64]",
+                "vbroadcastss {t}, dword ptr [{a}]",
+                "vfmadd231ps {c00}, {t}, {b0}",
+                "vfmadd231ps {c01}, {t}, {b1}",
+                "vfmadd231ps {c02}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 4]",
+                "vfmadd231ps {c10}, {t}, {b0}",
+                "vfmadd231ps {c11}, {t}, {b1}",
+                "vfmadd231ps {c12}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 8]",
+                "vfmadd231ps {c20}, {t}, {b0}",
+                "vfmadd231ps {c21}, {t}, {b1}",
+                "vfmadd231ps {c22}, {t}, {b2}",
+                "vbroadcastss {t}, dword ptr [{a} + 12]",
+                "vfmadd231ps {c30}, {t}, {b0}",
+                "vfmadd231ps {c31}, {t}, {b1}",
+                "vfmadd231ps {c32}, {t}, {b2}",
+                "add {a}, 16",
+                "add {o}, 8",
+                "dec {k}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                base = in(reg) base,
+                o = inout(reg) offs => _,
+                p = out(reg) _,
+                k = inout(reg) kc => _,
+                b0 = out(ymm_reg) _,
+                b1 = out(ymm_reg) _,
+                b2 = out(ymm_reg) _,
+                t = out(ymm_reg) _,
+                c00 = inout(ymm_reg) c00,
+                c01 = inout(ymm_reg) c01,
+                c02 = inout(ymm_reg) c02,
+                c10 = inout(ymm_reg) c10,
+                c11 = inout(ymm_reg) c11,
+                c12 = inout(ymm_reg) c12,
+                c20 = inout(ymm_reg) c20,
+                c21 = inout(ymm_reg) c21,
+                c22 = inout(ymm_reg) c22,
+                c30 = inout(ymm_reg) c30,
+                c31 = inout(ymm_reg) c31,
+                c32 = inout(ymm_reg) c32,
+                options(nostack, readonly),
+            ),
         }
         acc = [c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32];
     }
-    if mr == MR && nr == NR {
+    // Common case: a full 4 x 24 tile stored as whole vectors; SiLU on all 12 vectors at once.
+    if mr == MR && plans.iter().all(|p| p.kind == 0) {
+        let mut v = acc;
         for r in 0..4 {
             let bv = bc(bias.wrapping_add(r));
             for j in 0..3 {
-                let p = c.wrapping_add(r * ldc + j * 8);
-                let mut v = acc[r * 3 + j];
+                let p = dst.c.wrapping_add(r * dst.ldc + plans[j].col);
                 if !first {
-                    v = _mm256_add_ps(v, ld(p));
+                    v[r * 3 + j] = _mm256_add_ps(v[r * 3 + j], ld(p));
                 }
                 if last {
-                    v = _mm256_add_ps(v, bv);
-                    if act {
-                        v = crate::ops::avx2::silu8(v);
-                    }
+                    v[r * 3 + j] = _mm256_add_ps(v[r * 3 + j], bv);
                 }
-                st(p, v);
             }
         }
-    } else {
-        let mut tmp = [0f32; MR * NR];
-        for (i, v) in acc.iter().enumerate() {
-            st(tmp.as_mut_ptr().wrapping_add(i * 8), *v);
+        if last && act {
+            let (a, b) = v.split_at_mut(6);
+            crate::ops::avx2::silu8x6(a.try_into().unwrap());
+            crate::ops::avx2::silu8x6(b.try_into().unwrap());
         }
-        finish_scalar(&tmp, c, ldc, first, last, bias, act, mr, nr);
+        for r in 0..4 {
+            for j in 0..3 {
+                st(dst.c.wrapping_add(r * dst.ldc + plans[j].col), v[r * 3 + j]);
+            }
+        }
+        return;
+    }
+    // Epilogue, one 8-column vector at a time: whole-vector stores where the 8 columns are contiguous
+    // in the output, masked stores where a vector straddles dropped (wide junk) columns or a tile edge.
+    for (j, plan) in plans.iter().enumerate() {
+        if plan.kind == 3 {
+            break;
+        }
+        let (m1, m2): (__m256i, __m256i) =
+            (std::mem::transmute(plan.m1), std::mem::transmute(plan.m2));
+        let any2 = plan.m2.iter().any(|&v| v != 0);
+        for r in 0..mr {
+            let bv = bc(bias.wrapping_add(r));
+            let mut v = acc[r * 3 + j];
+            let row = dst.c.wrapping_add(r * dst.ldc);
+            match plan.kind {
+                0 => {
+                    let p = row.wrapping_add(plan.col);
+                    if !first {
+                        v = _mm256_add_ps(v, ld(p));
+                    }
+                    if last {
+                        v = _mm256_add_ps(v, bv);
+                        if act {
+                            v = crate::ops::avx2::silu8(v);
+                        }
+                    }
+                    st(p, v);
+                }
+                1 => {
+                    let p1 = row.wrapping_add(plan.col);
+                    let p2 = row.wrapping_offset(plan.col2);
+                    if !first {
+                        let mut old = _mm256_maskload_ps(p1, m1);
+                        if any2 {
+                            old = _mm256_or_ps(old, _mm256_maskload_ps(p2, m2));
+                        }
+                        v = _mm256_add_ps(v, old);
+                    }
+                    if last {
+                        v = _mm256_add_ps(v, bv);
+                        if act {
+                            v = crate::ops::avx2::silu8(v);
+                        }
+                    }
+                    _mm256_maskstore_ps(p1, m1, v);
+                    if any2 {
+                        _mm256_maskstore_ps(p2, m2, v);
+                    }
+                }
+                _ => {
+                    let mut lanes = [0f32; 8];
+                    st(lanes.as_mut_ptr(), v);
+                    let cols = 8.min(NR - 8 * j);
+                    for (l, lv) in lanes.iter().enumerate().take(cols) {
+                        if 8 * j + l >= nr {
+                            break;
+                        }
+                        let Some(col) = dst.col(8 * j + l) else {
+                            continue;
+                        };
+                        let p = row.add(col);
+                        let mut x = *lv;
+                        if !first {
+                            x += *p;
+                        }
+                        if last {
+                            x += *bias.add(r);
+                            if act {
+                                x = crate::ops::silu(x);
+                            }
+                        }
+                        *p = x;
+                    }
+                }
+            }
+        }
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn micro(
     kc: usize,
     a: *const f32,
     b: BSrc,
-    c: *mut f32,
-    ldc: usize,
+    dst: Dst,
+    _plans: &[VPlan; 3],
     first: bool,
     last: bool,
     bias: *const f32,
@@ -310,22 +555,30 @@ unsafe fn micro(
 ) {
     let mut tmp = [0f32; MR * NR];
     for kk in 0..kc {
+        let brow = match b {
+            BSrc::Packed(p) => p.add(kk * NR),
+            BSrc::Offs(base, offs) => base.add(*offs.add(kk)),
+        };
         for r in 0..MR {
             let av = *a.add(kk * MR + r);
             for j in 0..NR {
-                tmp[r * NR + j] += av * *b.add(kk * NR + j);
+                tmp[r * NR + j] += av * *brow.add(j);
             }
         }
     }
-    finish_scalar(&tmp, c, ldc, first, last, bias, act, mr, nr);
+    finish_scalar(&tmp, dst, first, last, bias, act, mr, nr);
 }
 
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn finish_scalar(
     tmp: &[f32; MR * NR],
-    c: *mut f32,
-    ldc: usize,
+    dst: Dst,
     first: bool,
     last: bool,
     bias: *const f32,
@@ -333,9 +586,10 @@ unsafe fn finish_scalar(
     mr: usize,
     nr: usize,
 ) {
-    for r in 0..mr {
-        for j in 0..nr {
-            let p = c.add(r * ldc + j);
+    for j in 0..nr {
+        let Some(col) = dst.col(j) else { continue };
+        for r in 0..mr {
+            let p = dst.c.add(r * dst.ldc + col);
             let mut v = tmp[r * NR + j];
             if !first {
                 v += *p;
@@ -354,10 +608,24 @@ unsafe fn finish_scalar(
 /// C[m, n] = A[m, k] · B[k, n], all row-major with row strides lda, ldb, ldc (C overwritten),
 /// parallel over column tiles.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+pub(crate) fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     use rayon::prelude::*;
     assert!(m > 0 && n > 0 && k > 0);
-    assert!(a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n);
+    assert!(
+        a.len() >= (m - 1) * lda + k
+            && b.len() >= (k - 1) * ldb + n
+            && c.len() >= (m - 1) * ldc + n
+    );
     let pa = pack_a_strided(a, m, k, lda);
     let bias = vec![0f32; m.div_ceil(MR) * MR];
     let threads = rayon::current_num_threads().max(1);
@@ -371,10 +639,20 @@ pub fn matmul(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ld
         let p0 = t * tn;
         let p1 = (p0 + tn).min(n);
         let len = p1 - p0;
-        let mut bp = vec![0f32; len.div_ceil(NR) * NR * k];
+        let mut bp = crate::ops::PBuf::new(len.div_ceil(NR) * NR * k);
         for r in 0..k {
             pack_b_row(&b[r * ldb + p0..r * ldb + p1], r, k, &mut bp);
         }
-        gemm_tile(m, len, k, &pa, &bp, &bias, false, cp.0.wrapping_add(p0), ldc);
+        gemm_tile(
+            m,
+            len,
+            k,
+            &pa,
+            &bp,
+            &bias,
+            false,
+            cp.0.wrapping_add(p0),
+            ldc,
+        );
     });
 }

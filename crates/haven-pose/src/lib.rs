@@ -9,9 +9,16 @@
 //!   [`Detection`]s in source-frame pixels out (confidence filter, NMS, mapping back).
 //! * [`convert_pt_to_safetensors`] converts an Ultralytics `.pt` checkpoint without PyTorch.
 //!
-//! Tensors go in and out as candle [`Tensor`]s; the convolutions run on our own fused CPU kernels
-//! (im2col + the `gemm` crate candle itself uses, with bias + SiLU fused in the epilogue), see
-//! `docs/pose.md` for why and for the measured speed.
+//! Tensors go in and out as candle [`Tensor`]s. The network itself runs on this crate's own CPU
+//! kernels (see `docs/pose.md`): BatchNorm folded into the convolutions at load time; every dense
+//! convolution is one GEMM over an implicit im2col (zero-padded, stride-phase-split input planes, so
+//! that no im2col matrix is materialised) with a hand-written AVX2/FMA 4x24 micro-kernel whose epilogue
+//! adds the bias and applies SiLU in registers; depthwise convolutions, DFL, sigmoid and softmax are
+//! vectorised; feature maps are recycled through a buffer pool; work is split over the rayon pool
+//! (`RAYON_NUM_THREADS`). Builds without AVX2/FMA fall back to portable scalar code.
+//!
+//! Environment: `HAVEN_POSE_PROFILE=1` prints each layer's time, `HAVEN_CONV_PROFILE=1` each
+//! convolution's time and GFLOP/s (stderr).
 
 use std::path::Path;
 
@@ -19,8 +26,7 @@ use candle_core::{DType, Device, Tensor};
 
 mod convert;
 mod error;
-#[doc(hidden)]
-pub mod kernel;
+mod kernel;
 mod net;
 mod ops;
 mod pickle;
@@ -55,14 +61,20 @@ pub struct PoseOptions {
 
 impl Default for PoseOptions {
     fn default() -> Self {
-        Self { input_width: 640, input_height: 640, conf_threshold: 0.25, iou_threshold: 0.7 }
+        Self {
+            input_width: 640,
+            input_height: 640,
+            conf_threshold: 0.25,
+            iou_threshold: 0.7,
+        }
     }
 }
 
 impl PoseOptions {
     pub fn validate(&self) -> Result<(), PoseError> {
         check_dims(self.input_width, self.input_height)?;
-        if !(0.0..=1.0).contains(&self.conf_threshold) || !(0.0..=1.0).contains(&self.iou_threshold) {
+        if !(0.0..=1.0).contains(&self.conf_threshold) || !(0.0..=1.0).contains(&self.iou_threshold)
+        {
             return Err(PoseError::BadInput(format!(
                 "conf_threshold {} and iou_threshold {} must lie in [0, 1]",
                 self.conf_threshold, self.iou_threshold
@@ -154,6 +166,11 @@ impl PoseModel {
         &self.opts
     }
 
+    /// The letterbox from a `src_w` x `src_h` frame to this model's configured input size.
+    pub fn letterbox_for(&self, src_w: usize, src_h: usize) -> Letterbox {
+        Letterbox::new(src_w, src_h, self.opts.input_width, self.opts.input_height)
+    }
+
     /// Number of keypoints per detection (17 for COCO pose models).
     pub fn num_keypoints(&self) -> usize {
         self.net.head().nk / 3
@@ -168,31 +185,54 @@ impl PoseModel {
     /// `[B, 4 + nc + 3K, N]`, exactly the layout of the ONNX export's `output0`.
     pub fn forward_raw(&self, input_nchw_f32: &Tensor) -> Result<Tensor, PoseError> {
         let (b, c, h, w) = input_nchw_f32.dims4().map_err(|e| {
-            PoseError::BadInput(format!("expected an NCHW tensor [B, 3, H, W], got {:?}: {e}", input_nchw_f32.shape()))
+            PoseError::BadInput(format!(
+                "expected an NCHW tensor [B, 3, H, W], got {:?}: {e}",
+                input_nchw_f32.shape()
+            ))
         })?;
         if c != 3 {
-            return Err(PoseError::BadInput(format!("expected 3 input channels, got {c}")));
+            return Err(PoseError::BadInput(format!(
+                "expected 3 input channels, got {c}"
+            )));
         }
         check_dims(w, h)?;
-        let data = input_nchw_f32.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let data = input_nchw_f32
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let per = 3 * h * w;
         let mut all = Vec::new();
         let mut n = 0;
         for i in 0..b {
-            let (out, ni) = self.net.forward(data[i * per..(i + 1) * per].to_vec(), h, w);
+            let mut img = ops::PBuf::new(per);
+            img.copy_from_slice(&data[i * per..(i + 1) * per]);
+            let (out, ni) = self.net.forward(img, h, w);
             n = ni;
             all.extend_from_slice(&out);
         }
-        Ok(Tensor::from_vec(all, (b, self.output_rows(), n), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            all,
+            (b, self.output_rows(), n),
+            &Device::Cpu,
+        )?)
     }
 
     /// Raw output for one CHW f32 image (3 x h x w, RGB in [0, 1]): (values [rows, N] row-major, N).
-    pub fn forward_chw(&self, chw: Vec<f32>, h: usize, w: usize) -> Result<(Vec<f32>, usize), PoseError> {
+    pub fn forward_chw(
+        &self,
+        chw: Vec<f32>,
+        h: usize,
+        w: usize,
+    ) -> Result<(Vec<f32>, usize), PoseError> {
         check_dims(w, h)?;
         if chw.len() != 3 * h * w {
-            return Err(PoseError::BadInput(format!("CHW input has {} values, expected 3 x {h} x {w}", chw.len())));
+            return Err(PoseError::BadInput(format!(
+                "CHW input has {} values, expected 3 x {h} x {w}",
+                chw.len()
+            )));
         }
-        Ok(self.net.forward(chw, h, w))
+        let (out, n) = self.net.forward(ops::PBuf::from_vec(chw), h, w);
+        Ok((out.to_vec(), n))
     }
 
     /// Confidence filter + NMS + mapping back to source pixels for a raw `[1, rows, N]` (or `[rows, N]`) output.
@@ -200,18 +240,37 @@ impl PoseModel {
         let dims = raw.dims().to_vec();
         let (rows, n) = match dims.as_slice() {
             [1, r, n] | [r, n] => (*r, *n),
-            _ => return Err(PoseError::BadInput(format!("raw output must be [1, rows, N], got {dims:?}"))),
+            _ => {
+                return Err(PoseError::BadInput(format!(
+                    "raw output must be [1, rows, N], got {dims:?}"
+                )))
+            }
         };
         if rows != self.output_rows() {
-            return Err(PoseError::BadInput(format!("raw output has {rows} rows, the model gives {}", self.output_rows())));
+            return Err(PoseError::BadInput(format!(
+                "raw output has {rows} rows, the model gives {}",
+                self.output_rows()
+            )));
         }
         let v = raw.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(postprocess_raw(&v, rows, n, self.net.head().nc, lb, self.opts.conf_threshold, self.opts.iou_threshold))
+        Ok(postprocess_raw(
+            &v,
+            rows,
+            n,
+            self.net.head().nc,
+            lb,
+            self.opts.conf_threshold,
+            self.opts.iou_threshold,
+        ))
     }
 
     /// The server's path: `bgr` is the letterboxed frame (BGR u8, HWC, contiguous, `lb.dst_w` x `lb.dst_h`,
     /// pad value 114). BGR->RGB, /255, NCHW, forward, decode, filter, NMS, map back to source pixels.
-    pub fn detect_letterboxed_bgr(&self, bgr: &[u8], lb: &Letterbox) -> Result<Vec<Detection>, PoseError> {
+    pub fn detect_letterboxed_bgr(
+        &self,
+        bgr: &[u8],
+        lb: &Letterbox,
+    ) -> Result<Vec<Detection>, PoseError> {
         let (w, h) = (lb.dst_w, lb.dst_h);
         check_dims(w, h)?;
         if bgr.len() != w * h * 3 {
@@ -221,24 +280,55 @@ impl PoseModel {
                 w * h * 3
             )));
         }
-        let chw = hwc_u8_to_chw_f32(bgr, w, h, true);
+        let mut chw = ops::PBuf::new(3 * w * h);
+        hwc_u8_to_chw_into(bgr, w, h, true, &mut chw);
         let (raw, n) = self.net.forward(chw, h, w);
         let head = self.net.head();
-        Ok(postprocess_raw(&raw, head.rows(), n, head.nc, lb, self.opts.conf_threshold, self.opts.iou_threshold))
+        Ok(postprocess_raw(
+            &raw,
+            head.rows(),
+            n,
+            head.nc,
+            lb,
+            self.opts.conf_threshold,
+            self.opts.iou_threshold,
+        ))
     }
 }
 
 /// HWC u8 (RGB, or BGR when `swap_rb`) -> CHW f32 RGB / 255.
 pub fn hwc_u8_to_chw_f32(img: &[u8], w: usize, h: usize, swap_rb: bool) -> Vec<f32> {
+    let mut out = vec![0f32; 3 * w * h];
+    hwc_u8_to_chw_into(img, w, h, swap_rb, &mut out);
+    out
+}
+
+fn hwc_u8_to_chw_into(img: &[u8], w: usize, h: usize, swap_rb: bool, out: &mut [f32]) {
+    use rayon::prelude::*;
     let n = w * h;
-    let mut out = vec![0f32; 3 * n];
+    assert!(
+        img.len() >= 3 * n && out.len() == 3 * n,
+        "image has {} bytes, expected {w} x {h} x 3",
+        img.len()
+    );
     let (r, rest) = out.split_at_mut(n);
     let (g, b) = rest.split_at_mut(n);
     let (ri, bi) = if swap_rb { (2, 0) } else { (0, 2) };
-    for (i, px) in img.chunks_exact(3).enumerate() {
-        r[i] = px[ri] as f32 / 255.0;
-        g[i] = px[1] as f32 / 255.0;
-        b[i] = px[bi] as f32 / 255.0;
-    }
-    out
+    let rows = 16 * w.max(1);
+    r.par_chunks_mut(rows)
+        .zip(g.par_chunks_mut(rows))
+        .zip(b.par_chunks_mut(rows))
+        .zip(img[..3 * n].par_chunks(3 * rows))
+        .for_each(|(((r, g), b), src)| {
+            for (((rv, gv), bv), px) in r
+                .iter_mut()
+                .zip(g.iter_mut())
+                .zip(b.iter_mut())
+                .zip(src.chunks_exact(3))
+            {
+                *rv = px[ri] as f32 / 255.0;
+                *gv = px[1] as f32 / 255.0;
+                *bv = px[bi] as f32 / 255.0;
+            }
+        });
 }

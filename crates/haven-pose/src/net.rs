@@ -31,25 +31,50 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// An Ultralytics `Conv` (Conv2d without bias + BatchNorm2d + SiLU) at `p`, BN folded.
-    fn conv(&self, p: &str, cin: usize, stride: usize, act: bool, what: &str) -> Result<Conv, PoseError> {
+    fn conv(
+        &self,
+        p: &str,
+        cin: usize,
+        stride: usize,
+        act: bool,
+        what: &str,
+    ) -> Result<Conv, PoseError> {
         let wname = format!("{p}.conv.weight");
-        let wt = self.st.get_shaped(&wname, what, &[None, None, None, None])?;
+        let wt = self
+            .st
+            .get_shaped(&wname, what, &[None, None, None, None])?;
         let (cout, cpg, k, k2) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]);
         let groups = if cpg == cin {
             1
         } else if cpg == 1 && cout == cin {
             cin
         } else {
-            return Err(self.bad_shape(&wname, &wt.shape, &format!("[_, {cin}, k, k] or depthwise [{cin}, 1, k, k]")));
+            return Err(self.bad_shape(
+                &wname,
+                &wt.shape,
+                &format!("[_, {cin}, k, k] or depthwise [{cin}, 1, k, k]"),
+            ));
         };
         if k != k2 || k % 2 == 0 {
             return Err(self.bad_shape(&wname, &wt.shape, "a square odd kernel"));
         }
         let shape1 = [Some(cout)];
-        let g = &self.st.get_shaped(&format!("{p}.bn.weight"), what, &shape1)?.data;
-        let b = &self.st.get_shaped(&format!("{p}.bn.bias"), what, &shape1)?.data;
-        let m = &self.st.get_shaped(&format!("{p}.bn.running_mean"), what, &shape1)?.data;
-        let v = &self.st.get_shaped(&format!("{p}.bn.running_var"), what, &shape1)?.data;
+        let g = &self
+            .st
+            .get_shaped(&format!("{p}.bn.weight"), what, &shape1)?
+            .data;
+        let b = &self
+            .st
+            .get_shaped(&format!("{p}.bn.bias"), what, &shape1)?
+            .data;
+        let m = &self
+            .st
+            .get_shaped(&format!("{p}.bn.running_mean"), what, &shape1)?
+            .data;
+        let v = &self
+            .st
+            .get_shaped(&format!("{p}.bn.running_var"), what, &shape1)?
+            .data;
         let per = cpg * k * k;
         let mut w = wt.data.clone();
         let mut bias = vec![0f32; cout];
@@ -66,10 +91,16 @@ impl Ctx<'_> {
     /// A plain `nn.Conv2d` with bias at `p` (the head's last 1x1 convolutions).
     fn conv2d(&self, p: &str, cin: usize, what: &str) -> Result<Conv, PoseError> {
         let wname = format!("{p}.weight");
-        let wt = self.st.get_shaped(&wname, what, &[None, Some(cin), None, None])?;
+        let wt = self
+            .st
+            .get_shaped(&wname, what, &[None, Some(cin), None, None])?;
         let (cout, k) = (wt.shape[0], wt.shape[2]);
         let b = match self.st.tensors.get(&format!("{p}.bias")) {
-            Some(_) => self.st.get_shaped(&format!("{p}.bias"), what, &[Some(cout)])?.data.clone(),
+            Some(_) => self
+                .st
+                .get_shaped(&format!("{p}.bias"), what, &[Some(cout)])?
+                .data
+                .clone(),
             None => vec![0.0; cout],
         };
         Ok(Conv::new(cin, cout, k, 1, 1, wt.data.clone(), b, false))
@@ -106,9 +137,7 @@ impl Bottleneck {
         let t = self.cv1.forward(x, h, w);
         self.cv2.forward_into(&t, h, w, out);
         if self.add {
-            for (o, i) in out.iter_mut().zip(x) {
-                *o += *i;
-            }
+            ops::add_assign(out, x);
         }
     }
 }
@@ -178,7 +207,11 @@ impl C2f {
     fn load(cx: &Ctx, p: &str, c1: usize, shortcut: bool, what: &str) -> Result<Self, PoseError> {
         let cv1 = cx.conv(&format!("{p}.cv1"), c1, 1, true, what)?;
         if cv1.cout % 2 != 0 {
-            return Err(cx.bad_shape(&format!("{p}.cv1.conv.weight"), &[cv1.cout], "an even number of output channels"));
+            return Err(cx.bad_shape(
+                &format!("{p}.cv1.conv.weight"),
+                &[cv1.cout],
+                "an even number of output channels",
+            ));
         }
         let c = cv1.cout / 2;
         let n = cx.st.count_children(&format!("{p}.m"));
@@ -191,13 +224,21 @@ impl C2f {
             if cx.st.has_prefix(&format!("{q}.cv3.")) || cx.st.has_prefix(&format!("{q}.m.")) {
                 let b = C3k::load(cx, &q, c, what)?;
                 if b.cv3.cout != c {
-                    return Err(cx.bad_shape(&format!("{q}.cv3.conv.weight"), &[b.cv3.cout], &format!("{c} outputs")));
+                    return Err(cx.bad_shape(
+                        &format!("{q}.cv3.conv.weight"),
+                        &[b.cv3.cout],
+                        &format!("{c} outputs"),
+                    ));
                 }
                 m.push(Inner::C3k(b));
             } else {
                 let b = Bottleneck::load(cx, &q, c, shortcut, what)?;
                 if b.cv2.cout != c {
-                    return Err(cx.bad_shape(&format!("{q}.cv2.conv.weight"), &[b.cv2.cout], &format!("{c} outputs")));
+                    return Err(cx.bad_shape(
+                        &format!("{q}.cv2.conv.weight"),
+                        &[b.cv2.cout],
+                        &format!("{c} outputs"),
+                    ));
                 }
                 m.push(Inner::Bottleneck(b));
             }
@@ -221,7 +262,12 @@ impl C2f {
             }
         }
         let d = self.cv2.forward(&y, h, w);
-        Fm { c: self.cv2.cout, h, w, d }
+        Fm {
+            c: self.cv2.cout,
+            h,
+            w,
+            d,
+        }
     }
 }
 
@@ -246,7 +292,12 @@ impl Sppf {
             let (a, b) = z.split_at_mut((i + 1) * n);
             ops::maxpool_same(&a[i * n..], h, w, self.k, &mut b[..n]);
         }
-        Fm { c: self.cv2.cout, h, w, d: self.cv2.forward(&z, h, w) }
+        Fm {
+            c: self.cv2.cout,
+            h,
+            w,
+            d: self.cv2.forward(&z, h, w),
+        }
     }
 }
 
@@ -271,12 +322,22 @@ impl Attention {
             return Err(cx.bad_shape(
                 &format!("{p}.qkv.conv.weight"),
                 &[qkv.cout, dim],
-                &format!("[{}, {dim}, 1, 1] ({nh} heads, key dim {kd}, head dim {hd})", nh * (2 * kd + hd)),
+                &format!(
+                    "[{}, {dim}, 1, 1] ({nh} heads, key dim {kd}, head dim {hd})",
+                    nh * (2 * kd + hd)
+                ),
             ));
         }
         let proj = cx.conv(&format!("{p}.proj"), dim, 1, false, what)?;
         let pe = cx.conv(&format!("{p}.pe"), dim, 1, false, what)?;
-        Ok(Self { qkv, proj, pe, nh, kd, hd })
+        Ok(Self {
+            qkv,
+            proj,
+            pe,
+            nh,
+            kd,
+            hd,
+        })
     }
 
     fn forward(&self, x: &[f32], h: usize, w: usize) -> PBuf {
@@ -326,14 +387,10 @@ struct PsaBlock {
 impl PsaBlock {
     fn forward_inplace(&self, x: &mut [f32], h: usize, w: usize) {
         let a = self.attn.forward(x, h, w);
-        for (d, s) in x.iter_mut().zip(a.iter()) {
-            *d += *s;
-        }
+        ops::add_assign(x, &a);
         let t = self.ffn0.forward(x, h, w);
         let f = self.ffn1.forward(&t, h, w);
-        for (d, s) in x.iter_mut().zip(f.iter()) {
-            *d += *s;
-        }
+        ops::add_assign(x, &f);
     }
 }
 
@@ -370,12 +427,19 @@ impl C2psa {
         for blk in &self.m {
             blk.forward_inplace(b, h, w);
         }
-        Fm { c: self.cv2.cout, h, w, d: self.cv2.forward(&y, h, w) }
+        Fm {
+            c: self.cv2.cout,
+            h,
+            w,
+            d: self.cv2.forward(&y, h, w),
+        }
     }
 }
 
 /// The `Pose` head (Detect + keypoints): DFL box regression, class scores, 17x3 keypoints.
 pub(crate) struct PoseHead {
+    /// per level: box and keypoint branches' first convolutions merged (if compatible)
+    first: Vec<Option<Conv>>,
     boxes: Vec<Vec<Conv>>,
     cls: Vec<Vec<Conv>>,
     kpt: Vec<Vec<Conv>>,
@@ -383,15 +447,39 @@ pub(crate) struct PoseHead {
     pub nk: usize,
     reg_max: usize,
     dfl: Vec<f32>,
+    profile: bool,
 }
 
-fn chain(convs: &[Conv], x: &Fm) -> PBuf {
+fn chain(convs: &[Conv], x: &[f32], h: usize, w: usize) -> PBuf {
     let mut cur: Option<PBuf> = None;
     for c in convs {
-        let inp = cur.as_deref().unwrap_or(&x.d);
-        cur = Some(c.forward(inp, x.h, x.w));
+        let inp = cur.as_deref().unwrap_or(x);
+        cur = Some(c.forward(inp, h, w));
     }
     cur.unwrap()
+}
+
+/// One convolution computing the output channels of `a` then of `b` (same input, kernel, stride and
+/// activation): the box and keypoint branches' first 3x3 convolutions share their input planes and
+/// make one larger GEMM.
+fn merge_convs(a: &Conv, b: &Conv) -> Option<Conv> {
+    if (a.cin, a.k, a.stride, a.groups, a.act) != (b.cin, b.k, b.stride, b.groups, b.act)
+        || a.groups != 1
+    {
+        return None;
+    }
+    let w = [a.w.as_slice(), b.w.as_slice()].concat();
+    let bias = [a.b.as_slice(), b.b.as_slice()].concat();
+    Some(Conv::new(
+        a.cin,
+        a.cout + b.cout,
+        a.k,
+        a.stride,
+        1,
+        w,
+        bias,
+        a.act,
+    ))
 }
 
 impl PoseHead {
@@ -427,11 +515,20 @@ impl PoseHead {
         let nc = cls[0].last().unwrap().cout;
         let nk = kpt[0][2].cout;
         if nbox % 4 != 0 || nk % 3 != 0 {
-            return Err(cx.bad_shape(&format!("{p}.cv2.0.2.weight"), &[nbox], "4*reg_max outputs and 3*K keypoint outputs"));
+            return Err(cx.bad_shape(
+                &format!("{p}.cv2.0.2.weight"),
+                &[nbox],
+                "4*reg_max outputs and 3*K keypoint outputs",
+            ));
         }
         for i in 1..chs.len() {
-            if boxes[i][2].cout != nbox || cls[i].last().unwrap().cout != nc || kpt[i][2].cout != nk {
-                return Err(cx.bad_shape(&format!("{p}.cv2.{i}.2.weight"), &[boxes[i][2].cout], "the same outputs as level 0"));
+            if boxes[i][2].cout != nbox || cls[i].last().unwrap().cout != nc || kpt[i][2].cout != nk
+            {
+                return Err(cx.bad_shape(
+                    &format!("{p}.cv2.{i}.2.weight"),
+                    &[boxes[i][2].cout],
+                    "the same outputs as level 0",
+                ));
             }
         }
         let reg_max = nbox / 4;
@@ -439,7 +536,23 @@ impl PoseHead {
             Some(t) if t.data.len() == reg_max => t.data.clone(),
             _ => (0..reg_max).map(|i| i as f32).collect(),
         };
-        Ok(Self { boxes, cls, kpt, nc, nk, reg_max, dfl })
+        let profile = std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0");
+        let first = boxes
+            .iter()
+            .zip(&kpt)
+            .map(|(b, k)| merge_convs(&b[0], &k[0]))
+            .collect();
+        Ok(Self {
+            first,
+            boxes,
+            cls,
+            kpt,
+            nc,
+            nk,
+            reg_max,
+            dfl,
+            profile,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -447,44 +560,62 @@ impl PoseHead {
     }
 
     /// Raw output [4 + nc + nk, N] like ONNX `output0`.
-    fn forward(&self, xs: &[&Fm], strides: &[f32]) -> (Vec<f32>, usize) {
+    fn forward(&self, xs: &[&Fm], strides: &[f32]) -> (PBuf, usize) {
         let ntot: usize = xs.iter().map(|x| x.hw()).sum();
         let rows = self.rows();
-        let mut out = vec![0f32; rows * ntot];
+        let mut out = PBuf::new(rows * ntot);
         let mut off = 0;
         for (lvl, x) in xs.iter().enumerate() {
             let hw = x.hw();
             let stride = strides[lvl];
-            let (bx, cl, kp) = (chain(&self.boxes[lvl], x), chain(&self.cls[lvl], x), chain(&self.kpt[lvl], x));
+            let t0 = std::time::Instant::now();
+            let (bx, kp) = match &self.first[lvl] {
+                Some(f) => {
+                    let y = f.forward(&x.d, x.h, x.w);
+                    let nb = self.boxes[lvl][0].cout * hw;
+                    (
+                        chain(&self.boxes[lvl][1..], &y[..nb], x.h, x.w),
+                        chain(&self.kpt[lvl][1..], &y[nb..], x.h, x.w),
+                    )
+                }
+                None => (
+                    chain(&self.boxes[lvl], &x.d, x.h, x.w),
+                    chain(&self.kpt[lvl], &x.d, x.h, x.w),
+                ),
+            };
+            let cl = chain(&self.cls[lvl], &x.d, x.h, x.w);
+            let t1 = std::time::Instant::now();
             let rm = self.reg_max;
             // DFL: softmax over the reg_max bins of each side, expectation with the bin values.
             let mut dist = PBuf::new(4 * hw);
-            dist.par_chunks_mut(hw).enumerate().for_each(|(side, drow)| {
-                let bins = &bx[side * rm * hw..(side + 1) * rm * hw];
-                let mut m = bins[..hw].to_vec();
-                for b in 1..rm {
-                    for (mv, v) in m.iter_mut().zip(&bins[b * hw..(b + 1) * hw]) {
-                        *mv = mv.max(*v);
+            dist.par_chunks_mut(hw)
+                .enumerate()
+                .for_each(|(side, drow)| {
+                    let bins = &bx[side * rm * hw..(side + 1) * rm * hw];
+                    let mut m = bins[..hw].to_vec();
+                    for b in 1..rm {
+                        for (mv, v) in m.iter_mut().zip(&bins[b * hw..(b + 1) * hw]) {
+                            *mv = mv.max(*v);
+                        }
                     }
-                }
-                let mut s = vec![0f32; hw];
-                drow.fill(0.0);
-                let mut e = vec![0f32; hw];
-                for b in 0..rm {
-                    for ((ev, v), mv) in e.iter_mut().zip(&bins[b * hw..(b + 1) * hw]).zip(&m) {
-                        *ev = *v - *mv;
+                    let mut s = vec![0f32; hw];
+                    drow.fill(0.0);
+                    let mut e = vec![0f32; hw];
+                    for b in 0..rm {
+                        for ((ev, v), mv) in e.iter_mut().zip(&bins[b * hw..(b + 1) * hw]).zip(&m) {
+                            *ev = *v - *mv;
+                        }
+                        ops::exp_inplace(&mut e);
+                        let wb = self.dfl[b];
+                        for ((sv, dv), ev) in s.iter_mut().zip(drow.iter_mut()).zip(&e) {
+                            *sv += *ev;
+                            *dv += *ev * wb;
+                        }
                     }
-                    ops::exp_inplace(&mut e);
-                    let wb = self.dfl[b];
-                    for ((sv, dv), ev) in s.iter_mut().zip(drow.iter_mut()).zip(&e) {
-                        *sv += *ev;
-                        *dv += *ev * wb;
+                    for (dv, sv) in drow.iter_mut().zip(&s) {
+                        *dv /= *sv;
                     }
-                }
-                for (dv, sv) in drow.iter_mut().zip(&s) {
-                    *dv /= *sv;
-                }
-            });
+                });
             // anchor centres (x + 0.5, y + 0.5) in grid units
             let ax: Vec<f32> = (0..hw).map(|a| (a % x.w) as f32).collect();
             let ay: Vec<f32> = (0..hw).map(|a| (a / x.w) as f32).collect();
@@ -526,6 +657,13 @@ impl PoseHead {
                     }
                     _ => ops::sigmoid_into(dst, src),
                 }
+            }
+            if self.profile {
+                eprintln!(
+                    "  head level {lvl}: convs {:.2} ms, decode {:.2} ms",
+                    (t1 - t0).as_secs_f64() * 1e3,
+                    t1.elapsed().as_secs_f64() * 1e3
+                );
             }
             off += hw;
         }
@@ -652,7 +790,10 @@ pub(crate) fn detect_arch(st: &Store) -> Result<Arch, PoseError> {
                     if heads.is_empty() { String::new() } else { format!("; head-like tensors: {heads:?}") }
                 )
             };
-            Err(PoseError::UnknownLayout { path: st.path.clone(), msg })
+            Err(PoseError::UnknownLayout {
+                path: st.path.clone(),
+                msg,
+            })
         }
     }
 }
@@ -680,7 +821,11 @@ fn scale_name(arch: Arch, st: &Store, c0: usize) -> String {
 impl Net {
     pub fn load(st: &Store) -> Result<Self, PoseError> {
         let arch = detect_arch(st)?;
-        let eps = st.metadata.get("bn_eps").and_then(|s| s.parse::<f32>().ok()).unwrap_or(1e-3);
+        let eps = st
+            .metadata
+            .get("bn_eps")
+            .and_then(|s| s.parse::<f32>().ok())
+            .unwrap_or(1e-3);
         let cx = Ctx { st, eps };
         let spec = match arch {
             Arch::V8 => V8,
@@ -690,8 +835,13 @@ impl Net {
         let mut chans: Vec<usize> = Vec::with_capacity(spec.len());
         for (i, (from, kind)) in spec.iter().enumerate() {
             // node 0 reads the image (no producing node)
-            let from: Vec<usize> =
-                if i == 0 { vec![] } else { from.iter().map(|&f| if f < 0 { i - 1 } else { f as usize }).collect() };
+            let from: Vec<usize> = if i == 0 {
+                vec![]
+            } else {
+                from.iter()
+                    .map(|&f| if f < 0 { i - 1 } else { f as usize })
+                    .collect()
+            };
             let cin = if i == 0 { 3 } else { chans[from[0]] };
             let p = format!("model.{i}");
             let what = |name: &str| format!("layer {i} ({name}) of the {arch:?} pose model");
@@ -741,7 +891,13 @@ impl Net {
         };
         let scale = scale_name(arch, st, c0);
         let profile = std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0");
-        Ok(Self { nodes, last_use, arch, scale, profile })
+        Ok(Self {
+            nodes,
+            last_use,
+            arch,
+            scale,
+            profile,
+        })
     }
 
     pub fn head(&self) -> &PoseHead {
@@ -752,16 +908,25 @@ impl Net {
     }
 
     /// Runs the network on one CHW image (3 x h x w, RGB in [0,1]); returns ([rows, N], N).
-    pub fn forward(&self, img: Vec<f32>, h: usize, w: usize) -> (Vec<f32>, usize) {
+    pub fn forward(&self, img: PBuf, h: usize, w: usize) -> (PBuf, usize) {
         let mut outs: Vec<Option<Fm>> = Vec::with_capacity(self.nodes.len());
-        let input = Fm { c: 3, h, w, d: PBuf::from_vec(img) };
+        let input = Fm { c: 3, h, w, d: img };
         for (i, node) in self.nodes.iter().enumerate() {
             let t0 = std::time::Instant::now();
-            let x0 = if i == 0 { &input } else { outs[node.from[0]].as_ref().expect("freed too early") };
+            let x0 = if i == 0 {
+                &input
+            } else {
+                outs[node.from[0]].as_ref().expect("freed too early")
+            };
             let y = match &node.layer {
                 Layer::Conv(c) => {
                     let (oh, ow) = c.out_hw(x0.h, x0.w);
-                    Fm { c: c.cout, h: oh, w: ow, d: c.forward(&x0.d, x0.h, x0.w) }
+                    Fm {
+                        c: c.cout,
+                        h: oh,
+                        w: ow,
+                        d: c.forward(&x0.d, x0.h, x0.w),
+                    }
                 }
                 Layer::C2f(b) => b.forward(x0),
                 Layer::Sppf(b) => b.forward(x0),
@@ -769,26 +934,52 @@ impl Net {
                 Layer::Upsample => {
                     let mut d = PBuf::new(x0.c * 4 * x0.hw());
                     ops::upsample2x(&x0.d, x0.h, x0.w, &mut d);
-                    Fm { c: x0.c, h: 2 * x0.h, w: 2 * x0.w, d }
+                    Fm {
+                        c: x0.c,
+                        h: 2 * x0.h,
+                        w: 2 * x0.w,
+                        d,
+                    }
                 }
                 Layer::Concat => {
-                    let parts: Vec<&Fm> = node.from.iter().map(|&f| outs[f].as_ref().unwrap()).collect();
+                    let parts: Vec<&Fm> = node
+                        .from
+                        .iter()
+                        .map(|&f| outs[f].as_ref().unwrap())
+                        .collect();
                     let c = parts.iter().map(|p| p.c).sum();
                     let mut d = PBuf::new(c * x0.hw());
-                    let mut off = 0;
+                    let mut rest: &mut [f32] = &mut d;
+                    let mut pieces = Vec::new();
                     for p in &parts {
                         assert_eq!((p.h, p.w), (x0.h, x0.w), "concat of mismatched maps");
-                        d[off..off + p.d.len()].copy_from_slice(&p.d);
-                        off += p.d.len();
+                        let (head, tail) = rest.split_at_mut(p.d.len());
+                        pieces.push((head, &p.d[..]));
+                        rest = tail;
                     }
-                    Fm { c, h: x0.h, w: x0.w, d }
+                    pieces
+                        .into_par_iter()
+                        .for_each(|(dst, src)| ops::copy_par(dst, src));
+                    Fm {
+                        c,
+                        h: x0.h,
+                        w: x0.w,
+                        d,
+                    }
                 }
                 Layer::Pose(hd) => {
-                    let xs: Vec<&Fm> = node.from.iter().map(|&f| outs[f].as_ref().unwrap()).collect();
+                    let xs: Vec<&Fm> = node
+                        .from
+                        .iter()
+                        .map(|&f| outs[f].as_ref().unwrap())
+                        .collect();
                     let strides: Vec<f32> = xs.iter().map(|x| (h / x.h) as f32).collect();
                     let r = hd.forward(&xs, &strides);
                     if self.profile {
-                        eprintln!("layer {i:2} Pose      {:7.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+                        eprintln!(
+                            "layer {i:2} Pose      {:7.2} ms",
+                            t0.elapsed().as_secs_f64() * 1e3
+                        );
                     }
                     return r;
                 }
@@ -803,7 +994,13 @@ impl Net {
                     Layer::Concat => "Concat",
                     Layer::Pose(_) => "Pose",
                 };
-                eprintln!("layer {i:2} {name:9} {:7.2} ms  -> {}x{}x{}", t0.elapsed().as_secs_f64() * 1e3, y.c, y.h, y.w);
+                eprintln!(
+                    "layer {i:2} {name:9} {:7.2} ms  -> {}x{}x{}",
+                    t0.elapsed().as_secs_f64() * 1e3,
+                    y.c,
+                    y.h,
+                    y.w
+                );
             }
             outs.push(Some(y));
             // free what no later node reads

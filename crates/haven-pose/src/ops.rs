@@ -12,11 +12,12 @@ use rayon::prelude::*;
 /// A pooled f32 buffer: feature maps and scratch space are recycled between layers and frames, which
 /// saves the page faults and zeroing of fresh large allocations. Its initial contents are unspecified
 /// (old values, never uninitialised memory): use [`PBuf::zeroed`] where zeros are needed.
-pub(crate) struct PBuf(Vec<f32>);
+pub(crate) struct PBuf(Vec<f32>, bool);
 
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
-const POOL_MAX_BYTES: usize = 512 << 20;
+/// Upper bound of the recycled memory (the working set at 640x640 is ~60 MB per concurrent frame).
+const POOL_MAX_BYTES: usize = 256 << 20;
 
 impl PBuf {
     pub fn new(len: usize) -> Self {
@@ -36,22 +37,27 @@ impl PBuf {
                 } else {
                     v.resize(len, 0.0);
                 }
-                return PBuf(v);
+                return PBuf(v, true);
             }
         }
-        PBuf(vec![0f32; len])
+        PBuf(vec![0f32; len], true)
     }
 
+    /// Wraps a caller's vector; it is freed normally, not kept in the pool.
     pub fn from_vec(v: Vec<f32>) -> Self {
-        PBuf(v)
+        PBuf(v, false)
     }
 
+    /// The contents as a plain vector (copied out of pooled memory).
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.0.clone()
+    }
 }
 
 impl Drop for PBuf {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        if v.capacity() >= POOL_MIN {
+        if self.1 && v.capacity() >= POOL_MIN {
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
             let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
             if total + v.capacity() * 4 <= POOL_MAX_BYTES {
@@ -72,6 +78,12 @@ impl std::ops::DerefMut for PBuf {
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut self.0
     }
+}
+
+/// HAVEN_CONV_PROFILE=1: print every dense convolution's time and GFLOP/s to stderr.
+fn profile_convs() -> bool {
+    static P: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *P.get_or_init(|| std::env::var_os("HAVEN_CONV_PROFILE").is_some_and(|v| v != "0"))
 }
 
 /// A raw pointer that may cross rayon tasks; each task writes a disjoint region.
@@ -113,7 +125,11 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp_fast(-x))
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
@@ -146,7 +162,10 @@ pub(crate) mod avx2 {
     /// 8-wide exp_fast.
     #[inline(always)]
     pub unsafe fn exp8(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3)), _mm256_set1_ps(88.3));
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(88.3),
+        );
         let magic = _mm256_set1_ps(12_582_912.0);
         let t = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
         let fx = _mm256_sub_ps(t, magic);
@@ -161,8 +180,67 @@ pub(crate) mod avx2 {
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.000_000_1e-1));
         y = _mm256_add_ps(_mm256_fmadd_ps(y, z, r), _mm256_set1_ps(1.0));
-        let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+        let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(n, _mm256_set1_epi32(127)),
+            23,
+        ));
         _mm256_mul_ps(y, pow2n)
+    }
+
+    /// SiLU of 6 vectors in place, computed stage by stage so that the six dependency chains
+    /// interleave (one `silu8` after another is latency-bound). Same arithmetic as [`silu8`].
+    #[inline(always)]
+    pub unsafe fn silu8x6(v: &mut [__m256; 6]) {
+        let zero = _mm256_setzero_ps();
+        let (lo, hi) = (_mm256_set1_ps(-87.3), _mm256_set1_ps(88.3));
+        let magic = _mm256_set1_ps(12_582_912.0);
+        let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
+        let mut x = [zero; 6];
+        let mut fx = [zero; 6];
+        let mut n = [_mm256_setzero_si256(); 6];
+        for i in 0..6 {
+            x[i] = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(zero, v[i]), lo), hi);
+        }
+        for i in 0..6 {
+            let t = _mm256_fmadd_ps(x[i], log2e, magic);
+            fx[i] = _mm256_sub_ps(t, magic);
+            n[i] = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+        }
+        for i in 0..6 {
+            x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(0.693_359_4), x[i]);
+        }
+        for i in 0..6 {
+            x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(-2.121_944_4e-4), x[i]);
+        }
+        let mut y = [_mm256_set1_ps(1.987_569_1e-4); 6];
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.000_000_1e-1,
+        ] {
+            let cv = _mm256_set1_ps(c);
+            for i in 0..6 {
+                y[i] = _mm256_fmadd_ps(y[i], x[i], cv);
+            }
+        }
+        let one = _mm256_set1_ps(1.0);
+        let two = _mm256_set1_ps(2.0);
+        for i in 0..6 {
+            let z = _mm256_mul_ps(x[i], x[i]);
+            let e = _mm256_add_ps(_mm256_fmadd_ps(y[i], z, x[i]), one);
+            let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_add_epi32(n[i], _mm256_set1_epi32(127)),
+                23,
+            ));
+            y[i] = _mm256_add_ps(one, _mm256_mul_ps(e, pow2n));
+        }
+        for i in 0..6 {
+            let r = _mm256_rcp_ps(y[i]);
+            let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(y[i], r, two));
+            v[i] = _mm256_mul_ps(v[i], r);
+        }
     }
 
     /// 8-wide SiLU: x / (1 + exp(-x)); the division as reciprocal estimate + one Newton step
@@ -185,8 +263,10 @@ pub(crate) mod avx2 {
         for i in 0..n {
             let a = ld(s.wrapping_add(16 * i));
             let b = ld(s.wrapping_add(16 * i + 8));
-            let ev = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0x88>(a, b)));
-            let od = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0xDD>(a, b)));
+            let ev =
+                _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0x88>(a, b)));
+            let od =
+                _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0xDD>(a, b)));
             st(e.wrapping_add(8 * i), _mm256_castpd_ps(ev));
             st(o.wrapping_add(8 * i), _mm256_castpd_ps(od));
         }
@@ -194,8 +274,23 @@ pub(crate) mod avx2 {
 
     /// Depthwise k x k convolution, stride 1, of one zero-padded plane (row stride wp) into o [h, w].
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn dw_plane(pp: &[f32], wp: usize, wk: &[f32], k: usize, b: f32, act: bool, h: usize, w: usize, o: &mut [f32]) {
-        assert!(pp.len() >= (h + k - 1) * wp && o.len() >= h * w && wk.len() >= k * k && wp >= w + k - 1);
+    pub unsafe fn dw_plane(
+        pp: &[f32],
+        wp: usize,
+        wk: &[f32],
+        k: usize,
+        b: f32,
+        act: bool,
+        h: usize,
+        w: usize,
+        o: &mut [f32],
+    ) {
+        assert!(
+            pp.len() >= (h + k - 1) * wp
+                && o.len() >= h * w
+                && wk.len() >= k * k
+                && wp >= w + k - 1
+        );
         let mut wv = [_mm256_setzero_ps(); 49];
         for (i, v) in wk.iter().enumerate().take(49) {
             wv[i] = _mm256_set1_ps(*v);
@@ -240,7 +335,10 @@ pub(crate) mod avx2 {
             for i in 0..n {
                 let v = ld(src.as_ptr().wrapping_add(8 * i));
                 let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
-                st(dst.as_mut_ptr().wrapping_add(8 * i), _mm256_div_ps(one, _mm256_add_ps(one, e)));
+                st(
+                    dst.as_mut_ptr().wrapping_add(8 * i),
+                    _mm256_div_ps(one, _mm256_add_ps(one, e)),
+                );
             }
         }
         for i in n * 8..dst.len() {
@@ -265,9 +363,32 @@ pub(crate) mod avx2 {
     }
 }
 
+/// a += b elementwise (parallel in chunks).
+pub(crate) fn add_assign(a: &mut [f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    a.par_chunks_mut(16 * 1024)
+        .zip(b.par_chunks(16 * 1024))
+        .for_each(|(x, y)| {
+            for (p, q) in x.iter_mut().zip(y) {
+                *p += *q;
+            }
+        });
+}
+
+/// dst = src (parallel in chunks).
+pub(crate) fn copy_par(dst: &mut [f32], src: &[f32]) {
+    dst.par_chunks_mut(64 * 1024)
+        .zip(src.par_chunks(64 * 1024))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
 /// x = exp(x) elementwise.
 pub(crate) fn exp_inplace(x: &mut [f32]) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     {
         let n = x.len() / 8;
         unsafe {
@@ -289,7 +410,11 @@ pub(crate) fn exp_inplace(x: &mut [f32]) {
 
 /// dst = sigmoid(src) elementwise.
 pub(crate) fn sigmoid_into(dst: &mut [f32], src: &[f32]) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     {
         avx2::sigmoid_into(dst, src);
         return;
@@ -304,7 +429,11 @@ pub(crate) fn sigmoid_into(dst: &mut [f32], src: &[f32]) {
 #[inline]
 pub(crate) fn bias_act(y: &mut [f32], b: f32, act: bool) {
     if act {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         {
             avx2::bias_silu(y, b);
             return;
@@ -344,8 +473,20 @@ thread_local! {
 
 impl Conv {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, groups: usize, w: Vec<f32>, b: Vec<f32>, act: bool) -> Self {
-        assert!(groups == 1 || (groups == cin && cin == cout), "only dense or depthwise convolutions");
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        act: bool,
+    ) -> Self {
+        assert!(
+            groups == 1 || (groups == cin && cin == cout),
+            "only dense or depthwise convolutions"
+        );
         assert_eq!(w.len(), cout * cin / groups * k * k);
         assert_eq!(b.len(), cout);
         let (pa, bpad) = if groups == 1 {
@@ -355,11 +496,26 @@ impl Conv {
         } else {
             (Vec::new(), Vec::new())
         };
-        Self { cin, cout, k, stride, pad: k / 2, groups, w, b, act, pa, bpad }
+        Self {
+            cin,
+            cout,
+            k,
+            stride,
+            pad: k / 2,
+            groups,
+            w,
+            b,
+            act,
+            pa,
+            bpad,
+        }
     }
 
     pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
-        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+        (
+            (h + 2 * self.pad - self.k) / self.stride + 1,
+            (w + 2 * self.pad - self.k) / self.stride + 1,
+        )
     }
 
     pub fn forward(&self, x: &[f32], h: usize, w: usize) -> PBuf {
@@ -400,17 +556,18 @@ impl Conv {
             for ci in 0..self.cin {
                 for ky in 0..k {
                     for kx in 0..k {
-                        offs.push(((ci * s * s + (ky % s) * s + kx % s) * hp + ky / s) * wp + kx / s);
+                        offs.push(
+                            ((ci * s * s + (ky % s) * s + kx % s) * hp + ky / s) * wp + kx / s,
+                        );
                     }
                 }
             }
             planes = buf;
             (&planes[..], wp, offs)
         };
-        let t_prep = std::time::Instant::now();
+        let t_prep = profile_convs().then(std::time::Instant::now);
         let n = oh * w2; // wide output pixels
-        let mut wide = PBuf::new(if w2 == ow { 0 } else { self.cout * n });
-        let cp = SendPtr(if w2 == ow { out.as_mut_ptr() } else { wide.as_mut_ptr() });
+        let cp = SendPtr(out.as_mut_ptr());
         let threads = rayon::current_num_threads().max(1);
         let (tn, ntiles);
         if direct {
@@ -425,15 +582,38 @@ impl Conv {
             tn = n.div_ceil(8 * threads).div_ceil(NR).clamp(4, 16) * NR;
         }
         ntiles = n.div_ceil(tn);
-        let run = |t: usize| {
+        // Small maps give few pixel tiles: split the output channels too, so that both threads get work.
+        let mpanels = self.cout.div_ceil(kernel::MR);
+        let mchunks = if threads == 1 || ntiles >= 4 * threads {
+            1
+        } else {
+            (4 * threads).div_ceil(ntiles).min(mpanels)
+        };
+        let mcp = mpanels.div_ceil(mchunks);
+        let mchunks = mpanels.div_ceil(mcp);
+        let ldc = oh * ow;
+        let run = |task: usize| {
             let cp = cp;
+            let (t, mi) = (task / mchunks, task % mchunks);
             let p0 = t * tn;
             let p1 = (p0 + tn).min(n);
             let len = p1 - p0;
+            let m0 = mi * mcp * kernel::MR;
+            let mlen = (mcp * kernel::MR).min(self.cout - m0);
+            let (ap, bias) = (&self.pa[m0 * kk..], &self.bpad[m0..]);
             if !direct {
-                kernel::gemm_tile_offs(self.cout, len, kk, &self.pa, &src[p0..], &offs, &self.bpad, self.act, cp.0.wrapping_add(p0), n);
+                // results go straight to the compact output (the wide junk columns are dropped)
+                let dst = kernel::Dst {
+                    c: cp.0.wrapping_add(m0 * ldc),
+                    ldc,
+                    q: p0,
+                    w2,
+                    ow,
+                };
+                kernel::gemm_tile_offs(mlen, len, kk, ap, &src[p0..], &offs, bias, self.act, dst);
                 return;
             }
+
             BPACK.with(|bp| {
                 let mut bp = bp.borrow_mut();
                 let need = len.div_ceil(NR) * NR * kk;
@@ -443,37 +623,57 @@ impl Conv {
                 for (r, &o) in offs.iter().enumerate() {
                     kernel::pack_b_row(&src[o + p0..o + p1], r, kk, &mut bp);
                 }
-                kernel::gemm_tile(self.cout, len, kk, &self.pa, &bp, &self.bpad, self.act, cp.0.wrapping_add(p0), n);
+                kernel::gemm_tile(
+                    mlen,
+                    len,
+                    kk,
+                    ap,
+                    &bp,
+                    bias,
+                    self.act,
+                    cp.0.wrapping_add(m0 * n + p0),
+                    n,
+                );
             });
         };
-        if ntiles == 1 {
+        let tasks = ntiles * mchunks;
+        if tasks == 1 {
             run(0)
         } else {
-            (0..ntiles).into_par_iter().for_each(run);
+            (0..tasks).into_par_iter().for_each(run);
         }
-        if std::env::var_os("HAVEN_CONV_PROFILE").is_some() {
-            let dt = t_prep.elapsed().as_secs_f64();
+        if profile_convs() {
+            let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
             let fl = 2.0 * (self.cout * kk * n) as f64;
-            eprintln!("conv {}->{} k{} s{} {}x{}: prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles})", self.cin, self.cout, k, s, oh, ow, dt * 1e3, fl / 1e6, fl / dt / 1e9);
-        }
-        if w2 != ow {
-            out.par_chunks_mut(oh * ow).zip(wide.par_chunks(n)).for_each(|(o, cw)| {
-                for (orow, crow) in o.chunks_exact_mut(ow).zip(cw.chunks_exact(w2)) {
-                    orow.copy_from_slice(&crow[..ow]);
-                }
-            });
+            eprintln!("conv {}->{} k{} s{} {}x{}: prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles}x{mchunks})", self.cin, self.cout, k, s, oh, ow, dt * 1e3, fl / 1e6, fl / dt / 1e9);
         }
     }
 
     fn depthwise(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         if self.stride == 1 && oh == h && ow == w && self.k <= 7 {
             let (k, p) = (self.k, self.pad);
             let (planes, hp, wp) = phase_planes(x, self.cin, h, w, 1, p, 8);
             let planes = &planes[..];
-            out.par_chunks_mut(h * w).enumerate().for_each(|(c, o)| unsafe {
-                avx2::dw_plane(&planes[c * hp * wp..], wp, &self.w[c * k * k..(c + 1) * k * k], k, self.b[c], self.act, h, w, o)
-            });
+            out.par_chunks_mut(h * w)
+                .enumerate()
+                .for_each(|(c, o)| unsafe {
+                    avx2::dw_plane(
+                        &planes[c * hp * wp..],
+                        wp,
+                        &self.w[c * k * k..(c + 1) * k * k],
+                        k,
+                        self.b[c],
+                        self.act,
+                        h,
+                        w,
+                        o,
+                    )
+                });
             return;
         }
         let k = self.k;
@@ -501,7 +701,8 @@ impl Conv {
                             if lo >= hi {
                                 continue;
                             }
-                            let src = &irow[(lo as isize + off) as usize..(hi as isize + off) as usize];
+                            let src =
+                                &irow[(lo as isize + off) as usize..(hi as isize + off) as usize];
                             for (d, sv) in orow[lo..hi].iter_mut().zip(src) {
                                 *d += wv * sv;
                             }
@@ -524,101 +725,117 @@ impl Conv {
 /// Zero-pads every channel plane of `x` ([c, h, w]) by `p` and splits it into s x s phase planes:
 /// phase (py, px) of channel ci holds padded pixel (iy * s + py, ix * s + px) at [(ci*s*s + py*s + px), iy, ix].
 /// Returns (buffer, hp, wp); `slack` zeros follow the last plane (wide reads may run past it).
-pub(crate) fn phase_planes(x: &[f32], c: usize, h: usize, w: usize, s: usize, p: usize, slack: usize) -> (PBuf, usize, usize) {
+pub(crate) fn phase_planes(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    s: usize,
+    p: usize,
+    slack: usize,
+) -> (PBuf, usize, usize) {
     let hp = (h + 2 * p).div_ceil(s);
     let wp = (w + 2 * p).div_ceil(s);
     let plane = hp * wp;
     let total = c * s * s * plane;
     let mut buf = PBuf::new(total + slack);
     buf[total..].fill(0.0);
-    buf[..total].par_chunks_mut(s * s * plane).zip(x.par_chunks(h * w)).for_each(|(dst, xc)| {
-        if s == 1 {
-            dst[..p * wp].fill(0.0);
-            dst[(p + h) * wp..].fill(0.0);
+    buf[..total]
+        .par_chunks_mut(s * s * plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, xc)| {
+            if s == 1 {
+                dst[..p * wp].fill(0.0);
+                dst[(p + h) * wp..].fill(0.0);
+                for (y, row) in xc.chunks_exact(w).enumerate() {
+                    let d = &mut dst[(y + p) * wp..(y + p + 1) * wp];
+                    d[..p].fill(0.0);
+                    d[p..p + w].copy_from_slice(row);
+                    d[p + w..].fill(0.0);
+                }
+                return;
+            }
+            dst.fill(0.0);
             for (y, row) in xc.chunks_exact(w).enumerate() {
-                let d = &mut dst[(y + p) * wp..(y + p + 1) * wp];
-                d[..p].fill(0.0);
-                d[p..p + w].copy_from_slice(row);
-                d[p + w..].fill(0.0);
-            }
-            return;
-        }
-        dst.fill(0.0);
-        for (y, row) in xc.chunks_exact(w).enumerate() {
-            let yy = y + p;
-            let (py, iy) = (yy % s, yy / s);
-            #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-            if s == 2 && p == 1 && w % 16 == 0 {
-                // padded column x + 1: source evens go to phase 1 from j = 0, odds to phase 0 from j = 1
-                let (ph0, ph1) = dst.split_at_mut(((py * 2 + 1) * hp) * wp);
-                let d0 = &mut ph0[(py * 2 * hp + iy) * wp + 1..(py * 2 * hp + iy) * wp + 1 + w / 2];
-                let d1 = &mut ph1[iy * wp..iy * wp + w / 2];
-                unsafe { avx2::deinterleave2(row, d1, d0) };
-                continue;
-            }
-            // phase px holds padded columns xq = j * s + px, i.e. source column xq - p
-            for px in 0..s {
-                let j0 = (p.saturating_sub(px)).div_ceil(s); // first j with j*s + px >= p
-                let x0 = j0 * s + px - p;
-                if x0 >= w {
+                let yy = y + p;
+                let (py, iy) = (yy % s, yy / s);
+                #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+                if s == 2 && p == 1 && w % 16 == 0 {
+                    // padded column x + 1: source evens go to phase 1 from j = 0, odds to phase 0 from j = 1
+                    let (ph0, ph1) = dst.split_at_mut(((py * 2 + 1) * hp) * wp);
+                    let d0 =
+                        &mut ph0[(py * 2 * hp + iy) * wp + 1..(py * 2 * hp + iy) * wp + 1 + w / 2];
+                    let d1 = &mut ph1[iy * wp..iy * wp + w / 2];
+                    unsafe { avx2::deinterleave2(row, d1, d0) };
                     continue;
                 }
-                let base = ((py * s + px) * hp + iy) * wp;
-                let d = &mut dst[base + j0..base + wp];
-                for (dv, sv) in d.iter_mut().zip(row[x0..].iter().step_by(s)) {
-                    *dv = *sv;
+                // phase px holds padded columns xq = j * s + px, i.e. source column xq - p
+                for px in 0..s {
+                    let j0 = (p.saturating_sub(px)).div_ceil(s); // first j with j*s + px >= p
+                    let x0 = j0 * s + px - p;
+                    if x0 >= w {
+                        continue;
+                    }
+                    let base = ((py * s + px) * hp + iy) * wp;
+                    let d = &mut dst[base + j0..base + wp];
+                    for (dv, sv) in d.iter_mut().zip(row[x0..].iter().step_by(s)) {
+                        *dv = *sv;
+                    }
                 }
             }
-        }
-    });
+        });
     (buf, hp, wp)
 }
 
 /// Max-pool, kernel k, stride 1, padding k/2 (same size), channel by channel (separable).
 pub(crate) fn maxpool_same(x: &[f32], h: usize, w: usize, k: usize, out: &mut [f32]) {
     let r = (k / 2) as isize;
-    out.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).for_each(|(o, xc)| {
-        let mut tmp = vec![0f32; h * w];
-        for y in 0..h {
-            let row = &xc[y * w..(y + 1) * w];
-            for xo in 0..w {
-                let lo = (xo as isize - r).max(0) as usize;
-                let hi = ((xo as isize + r) as usize).min(w - 1);
-                let mut m = f32::NEG_INFINITY;
-                for v in &row[lo..=hi] {
-                    m = m.max(*v);
-                }
-                tmp[y * w + xo] = m;
-            }
-        }
-        for y in 0..h {
-            let lo = (y as isize - r).max(0) as usize;
-            let hi = ((y as isize + r) as usize).min(h - 1);
-            let orow = &mut o[y * w..(y + 1) * w];
-            orow.copy_from_slice(&tmp[lo * w..(lo + 1) * w]);
-            for yy in lo + 1..=hi {
-                for (d, v) in orow.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
-                    *d = d.max(*v);
+    out.par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, xc)| {
+            let mut tmp = vec![0f32; h * w];
+            for y in 0..h {
+                let row = &xc[y * w..(y + 1) * w];
+                for xo in 0..w {
+                    let lo = (xo as isize - r).max(0) as usize;
+                    let hi = ((xo as isize + r) as usize).min(w - 1);
+                    let mut m = f32::NEG_INFINITY;
+                    for v in &row[lo..=hi] {
+                        m = m.max(*v);
+                    }
+                    tmp[y * w + xo] = m;
                 }
             }
-        }
-    });
+            for y in 0..h {
+                let lo = (y as isize - r).max(0) as usize;
+                let hi = ((y as isize + r) as usize).min(h - 1);
+                let orow = &mut o[y * w..(y + 1) * w];
+                orow.copy_from_slice(&tmp[lo * w..(lo + 1) * w]);
+                for yy in lo + 1..=hi {
+                    for (d, v) in orow.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
+                        *d = d.max(*v);
+                    }
+                }
+            }
+        });
 }
 
 /// Nearest-neighbour 2x upsampling into `out` ([c, 2h, 2w]).
 pub(crate) fn upsample2x(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
     let (h2, w2) = (2 * h, 2 * w);
-    out.par_chunks_mut(h2 * w2).zip(x.par_chunks(h * w)).for_each(|(o, xc)| {
-        for y in 0..h {
-            let src = &xc[y * w..(y + 1) * w];
-            let (r0, r1) = o[2 * y * w2..(2 * y + 2) * w2].split_at_mut(w2);
-            for (i, v) in src.iter().enumerate() {
-                r0[2 * i] = *v;
-                r0[2 * i + 1] = *v;
+    out.par_chunks_mut(h2 * w2)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, xc)| {
+            for y in 0..h {
+                let src = &xc[y * w..(y + 1) * w];
+                let (r0, r1) = o[2 * y * w2..(2 * y + 2) * w2].split_at_mut(w2);
+                for (i, v) in src.iter().enumerate() {
+                    r0[2 * i] = *v;
+                    r0[2 * i + 1] = *v;
+                }
+                r1.copy_from_slice(r0);
             }
-            r1.copy_from_slice(r0);
-        }
-    });
+        });
 }
 
 /// Softmax over each column of a row-major [rows, cols] matrix, of `scale * a`.
@@ -630,7 +847,8 @@ pub(crate) fn softmax_cols(a: &mut [f32], rows: usize, cols: usize, scale: f32) 
         let ap = ap;
         let c0 = cb * CB;
         let len = CB.min(cols - c0);
-        let row = |j: usize| unsafe { std::slice::from_raw_parts_mut(ap.0.add(j * cols + c0), len) };
+        let row =
+            |j: usize| unsafe { std::slice::from_raw_parts_mut(ap.0.add(j * cols + c0), len) };
         let mut mx = row(0).to_vec();
         for j in 1..rows {
             for (m, v) in mx.iter_mut().zip(row(j).iter()) {
@@ -708,7 +926,11 @@ mod tests {
                             }
                         }
                     }
-                    out[(co * oh + oy) * ow + ox] = if c.act { acc / (1.0 + (-acc).exp()) } else { acc };
+                    out[(co * oh + oy) * ow + ox] = if c.act {
+                        acc / (1.0 + (-acc).exp())
+                    } else {
+                        acc
+                    };
                 }
             }
         }
@@ -742,12 +964,24 @@ mod tests {
             (4, 6, 3, 2, 1, 32, 48),
             (64, 51, 3, 2, 1, 33, 31),
         ] {
-            let c = Conv::new(cin, cout, k, stride, groups, pseudo(cout * cin / groups * k * k, 1), pseudo(cout, 2), true);
+            let c = Conv::new(
+                cin,
+                cout,
+                k,
+                stride,
+                groups,
+                pseudo(cout * cin / groups * k * k, 1),
+                pseudo(cout, 2),
+                true,
+            );
             let x = pseudo(cin * h * w, 3);
             let a = c.forward(&x, h, w);
             let b = conv_ref(&c, &x, h, w);
             for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert!((p - q).abs() < 1e-4, "{cin} {cout} {k} {stride} {groups} at {i}: {p} vs {q}");
+                assert!(
+                    (p - q).abs() < 1e-4,
+                    "{cin} {cout} {k} {stride} {groups} at {i}: {p} vs {q}"
+                );
             }
         }
     }

@@ -21,11 +21,28 @@ pub(crate) enum Val {
     Tuple(Vec<V>),
     List(RefCell<Vec<V>>),
     Dict(RefCell<Vec<(V, V)>>),
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// An instance of a class (NEWOBJ, or REDUCE of an unknown callable) and its BUILD state.
-    Object { module: String, name: String, args: V, state: RefCell<Option<V>> },
-    Storage { dtype: String, key: String, numel: usize },
-    Tensor { storage: V, offset: usize, size: Vec<usize>, stride: Vec<usize> },
+    Object {
+        module: String,
+        name: String,
+        args: V,
+        state: RefCell<Option<V>>,
+    },
+    Storage {
+        dtype: String,
+        key: String,
+        numel: usize,
+    },
+    Tensor {
+        storage: V,
+        offset: usize,
+        size: Vec<usize>,
+        stride: Vec<usize>,
+    },
 }
 
 impl Val {
@@ -67,7 +84,12 @@ impl Val {
     /// `d[key]` for a dict with string keys.
     pub fn get(&self, key: &str) -> Option<V> {
         match self {
-            Val::Dict(d) => d.borrow().iter().rev().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone()),
+            Val::Dict(d) => d
+                .borrow()
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v.clone()),
             _ => None,
         }
     }
@@ -128,15 +150,23 @@ impl<'a> Reader<'a> {
 
 impl Machine {
     fn new() -> Self {
-        Self { stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
+        Self {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+        }
     }
 
     fn pop(&mut self) -> Result<V, String> {
-        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+        self.stack
+            .pop()
+            .ok_or_else(|| "pickle stack underflow".to_string())
     }
 
     fn top(&self) -> Result<&V, String> {
-        self.stack.last().ok_or_else(|| "pickle stack empty".to_string())
+        self.stack
+            .last()
+            .ok_or_else(|| "pickle stack empty".to_string())
     }
 
     fn pop_mark(&mut self) -> Result<Vec<V>, String> {
@@ -154,9 +184,10 @@ impl Machine {
         };
         let a = args.items().unwrap_or_default();
         Ok(match (module, name) {
-            ("collections", "OrderedDict") | ("collections", "defaultdict") | ("builtins", "dict") | ("__builtin__", "dict") => {
-                rc(Val::Dict(RefCell::new(Vec::new())))
-            }
+            ("collections", "OrderedDict")
+            | ("collections", "defaultdict")
+            | ("builtins", "dict")
+            | ("__builtin__", "dict") => rc(Val::Dict(RefCell::new(Vec::new()))),
             ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
                 if a.len() < 4 {
                     return Err("_rebuild_tensor_v2 with too few arguments".into());
@@ -165,7 +196,11 @@ impl Machine {
                     v.items()
                         .ok_or("tensor size/stride is not a tuple")?
                         .iter()
-                        .map(|x| x.as_int().map(|i| i as usize).ok_or_else(|| "non-integer size".to_string()))
+                        .map(|x| {
+                            x.as_int()
+                                .map(|i| i as usize)
+                                .ok_or_else(|| "non-integer size".to_string())
+                        })
                         .collect()
                 };
                 rc(Val::Tensor {
@@ -175,11 +210,18 @@ impl Machine {
                     stride: ints(&a[3])?,
                 })
             }
-            ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-                a.first().cloned().ok_or("_rebuild_parameter without data")?
-            }
+            ("torch._utils", "_rebuild_parameter")
+            | ("torch._utils", "_rebuild_parameter_with_state") => a
+                .first()
+                .cloned()
+                .ok_or("_rebuild_parameter without data")?,
             ("torch", "Size") => a.first().cloned().unwrap_or_else(|| rc(Val::Tuple(vec![]))),
-            _ => rc(Val::Object { module: module.to_string(), name: name.to_string(), args, state: RefCell::new(None) }),
+            _ => rc(Val::Object {
+                module: module.to_string(),
+                name: name.to_string(),
+                args,
+                state: RefCell::new(None),
+            }),
         })
     }
 
@@ -246,7 +288,8 @@ impl Machine {
                 }
                 b'G' => {
                     let s = r.take(8)?;
-                    m.stack.push(rc(Val::Float(f64::from_be_bytes(s.try_into().unwrap()))))
+                    m.stack
+                        .push(rc(Val::Float(f64::from_be_bytes(s.try_into().unwrap()))))
                 }
                 b'X' => {
                     let n = r.u32()? as usize;
@@ -318,7 +361,11 @@ impl Machine {
                 b'}' => m.stack.push(rc(Val::Dict(RefCell::new(vec![])))),
                 b'd' => {
                     let items = m.pop_mark()?;
-                    let pairs = items.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
+                    let pairs = items
+                        .chunks(2)
+                        .filter(|c| c.len() == 2)
+                        .map(|c| (c[0].clone(), c[1].clone()))
+                        .collect();
                     m.stack.push(rc(Val::Dict(RefCell::new(pairs))))
                 }
                 0x8f => m.stack.push(rc(Val::List(RefCell::new(vec![])))), // EMPTY_SET (as a list)
@@ -387,12 +434,20 @@ impl Machine {
                 }
                 b'h' => {
                     let i = r.u8()? as u32;
-                    let v = m.memo.get(&i).cloned().ok_or_else(|| format!("memo {i} missing"))?;
+                    let v = m
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or_else(|| format!("memo {i} missing"))?;
                     m.stack.push(v)
                 }
                 b'j' => {
                     let i = r.u32()?;
-                    let v = m.memo.get(&i).cloned().ok_or_else(|| format!("memo {i} missing"))?;
+                    let v = m
+                        .memo
+                        .get(&i)
+                        .cloned()
+                        .ok_or_else(|| format!("memo {i} missing"))?;
                     m.stack.push(v)
                 }
                 b'0' => {
@@ -418,7 +473,9 @@ impl Machine {
                     let args = m.pop()?;
                     let cls = m.pop()?;
                     let v = match &*cls {
-                        Val::Global { module, name } if module == "collections" && name == "OrderedDict" => {
+                        Val::Global { module, name }
+                            if module == "collections" && name == "OrderedDict" =>
+                        {
                             rc(Val::Dict(RefCell::new(vec![])))
                         }
                         Val::Global { module, name } => rc(Val::Object {
@@ -440,7 +497,12 @@ impl Machine {
                         Val::Global { module, name } => (module.clone(), name.clone()),
                         other => return Err(format!("NEWOBJ_EX of {other:?}")),
                     };
-                    m.stack.push(rc(Val::Object { module, name, args, state: RefCell::new(None) }))
+                    m.stack.push(rc(Val::Object {
+                        module,
+                        name,
+                        args,
+                        state: RefCell::new(None),
+                    }))
                 }
                 b'b' => {
                     let st = m.pop()?;
@@ -455,7 +517,10 @@ impl Machine {
                     }
                 }
                 other => {
-                    return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", r.pos - 1));
+                    return Err(format!(
+                        "unsupported pickle opcode 0x{other:02x} at byte {}",
+                        r.pos - 1
+                    ));
                 }
             }
         }

@@ -48,13 +48,24 @@ impl Letterbox {
         let dh = (dst_h as f64 - new_h) / 2.0;
         let left = py_round(dw - 0.1).max(0.0);
         let top = py_round(dh - 0.1).max(0.0);
-        Self { scale: r as f32, pad_x: left as f32, pad_y: top as f32, src_w, src_h, dst_w, dst_h }
+        Self {
+            scale: r as f32,
+            pad_x: left as f32,
+            pad_y: top as f32,
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+        }
     }
 
     /// (width, height) of the resized image inside the letterbox (before padding).
     pub fn resized_size(&self) -> (usize, usize) {
         let r = (self.dst_h as f64 / self.src_h as f64).min(self.dst_w as f64 / self.src_w as f64);
-        (py_round(self.src_w as f64 * r) as usize, py_round(self.src_h as f64 * r) as usize)
+        (
+            py_round(self.src_w as f64 * r) as usize,
+            py_round(self.src_h as f64 * r) as usize,
+        )
     }
 
     /// Destination (letterboxed) x -> source x.
@@ -100,7 +111,12 @@ pub fn postprocess_raw(
     conf: f32,
     iou_thres: f32,
 ) -> Vec<Detection> {
-    assert_eq!(raw.len(), rows * n, "raw output has {} values, expected {rows} x {n}", raw.len());
+    assert_eq!(
+        raw.len(),
+        rows * n,
+        "raw output has {} values, expected {rows} x {n}",
+        raw.len()
+    );
     let nk = (rows - 4 - nc) / 3;
     // candidates
     let mut cand: Vec<(f32, usize, usize)> = Vec::new(); // (score, class, anchor)
@@ -117,7 +133,11 @@ pub fn postprocess_raw(
             cand.push((best, cls, a));
         }
     }
-    cand.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap_or(std::cmp::Ordering::Equal).then(x.2.cmp(&y.2)));
+    cand.sort_by(|x, y| {
+        y.0.partial_cmp(&x.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(x.2.cmp(&y.2))
+    });
     cand.truncate(MAX_NMS);
     let boxes: Vec<[f32; 4]> = cand
         .iter()
@@ -163,7 +183,12 @@ pub fn postprocess_raw(
                     ]
                 })
                 .collect();
-            Detection { class: class_name(cls), score, bbox, keypoints }
+            Detection {
+                class: class_name(cls),
+                score,
+                bbox,
+                keypoints,
+            }
         })
         .collect()
 }

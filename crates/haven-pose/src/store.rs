@@ -19,24 +19,34 @@ pub(crate) struct Store {
 impl Store {
     pub fn load(path: &Path) -> Result<Self, PoseError> {
         if !path.exists() {
-            return Err(PoseError::WeightsNotFound { path: path.to_path_buf() });
+            return Err(PoseError::WeightsNotFound {
+                path: path.to_path_buf(),
+            });
         }
-        let bytes = std::fs::read(path).map_err(|source| PoseError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| PoseError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(path, &bytes)
     }
 
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, PoseError> {
-        let bad = |msg: String| PoseError::BadWeightsFile { path: path.to_path_buf(), msg };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+        let bad = |msg: String| PoseError::BadWeightsFile {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => {
-                    raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-                }
+                safetensors::Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
                 safetensors::Dtype::F16 => raw
                     .chunks_exact(2)
                     .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -52,27 +62,49 @@ impl Store {
                 // Integer buffers (BatchNorm's num_batches_tracked) are not used by inference.
                 _ => continue,
             };
-            tensors.insert(name.to_string(), Tensor32 { shape: view.shape().to_vec(), data });
+            tensors.insert(
+                name.to_string(),
+                Tensor32 {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
         }
-        Ok(Self { path: path.to_path_buf(), tensors, metadata })
-    }
-
-    pub fn get(&self, name: &str, what: &str) -> Result<&Tensor32, PoseError> {
-        self.tensors.get(name).ok_or_else(|| PoseError::MissingTensor {
-            path: self.path.clone(),
-            name: name.to_string(),
-            what: what.to_string(),
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
         })
     }
 
+    pub fn get(&self, name: &str, what: &str) -> Result<&Tensor32, PoseError> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| PoseError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+                what: what.to_string(),
+            })
+    }
+
     /// A tensor that must have exactly `rank` dimensions, optionally with some fixed.
-    pub fn get_shaped(&self, name: &str, what: &str, expected: &[Option<usize>]) -> Result<&Tensor32, PoseError> {
+    pub fn get_shaped(
+        &self,
+        name: &str,
+        what: &str,
+        expected: &[Option<usize>],
+    ) -> Result<&Tensor32, PoseError> {
         let t = self.get(name, what)?;
         let ok = t.shape.len() == expected.len()
-            && t.shape.iter().zip(expected).all(|(g, e)| e.map_or(true, |e| e == *g));
+            && t.shape
+                .iter()
+                .zip(expected)
+                .all(|(g, e)| e.map_or(true, |e| e == *g));
         if !ok {
-            let exp: Vec<String> =
-                expected.iter().map(|e| e.map_or_else(|| "_".to_string(), |v| v.to_string())).collect();
+            let exp: Vec<String> = expected
+                .iter()
+                .map(|e| e.map_or_else(|| "_".to_string(), |v| v.to_string()))
+                .collect();
             return Err(PoseError::BadShape {
                 path: self.path.clone(),
                 name: name.to_string(),

@@ -14,7 +14,12 @@ fn main() -> ExitCode {
     if check_only && paths.len() == 1 {
         return match PoseModel::load(&PathBuf::from(paths[0]), PoseOptions::default()) {
             Ok(m) => {
-                println!("{}: {:?}-pose, scale {}", paths[0], m.arch(), m.scale_name());
+                println!(
+                    "{}: {:?}-pose, scale {}",
+                    paths[0],
+                    m.arch(),
+                    m.scale_name()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -50,7 +55,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: converted {} but it does not load as a pose model: {e}", output.display());
+            eprintln!(
+                "error: converted {} but it does not load as a pose model: {e}",
+                output.display()
+            );
             ExitCode::FAILURE
         }
     }
