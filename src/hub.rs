@@ -1,8 +1,8 @@
 //! `StreamHub`: the registry of cameras and owner of the one shared AI engine.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFuture};
@@ -41,18 +41,7 @@ impl CameraEntry {
         events: Option<Arc<EventHub>>,
     ) -> Self {
         let (feed, _) = watch::channel(Feed::Waiting);
-        CameraEntry {
-            ctx: WorkerContext {
-                config: Arc::new(RwLock::new(config)),
-                status: Arc::new(CameraStatus::default()),
-                engine,
-                feed: Arc::new(feed),
-                stop: Arc::new(AtomicBool::new(false)),
-                capture,
-                events,
-            },
-            actor: None,
-        }
+        CameraEntry { ctx: WorkerContext::new(config, engine, Arc::new(feed), capture, events), actor: None }
     }
 
     fn config(&self) -> CameraConfig {
@@ -78,15 +67,8 @@ impl CameraEntry {
     /// A fresh worker with a new configuration, feeding the same viewers.
     fn restart(&mut self, config: CameraConfig) {
         self.stop(None);
-        self.ctx = WorkerContext {
-            config: Arc::new(RwLock::new(config)),
-            status: Arc::new(CameraStatus::default()),
-            engine: self.ctx.engine.clone(),
-            feed: self.ctx.feed.clone(),
-            stop: Arc::new(AtomicBool::new(false)),
-            capture: self.ctx.capture.clone(),
-            events: self.ctx.events.clone(),
-        };
+        let old = &self.ctx;
+        self.ctx = WorkerContext::new(config, old.engine.clone(), old.feed.clone(), old.capture.clone(), old.events.clone());
         self.start();
     }
 

@@ -34,6 +34,27 @@ pub struct WorkerContext {
     pub events: Option<Arc<EventHub>>,
 }
 
+impl WorkerContext {
+    /// A context for a camera's (next) worker: fresh status and stop flag, the given feed.
+    pub fn new(
+        config: CameraConfig,
+        engine: Option<Arc<SharedEngine>>,
+        feed: Arc<watch::Sender<Feed>>,
+        capture: Arc<CaptureSettings>,
+        events: Option<Arc<EventHub>>,
+    ) -> Self {
+        Self {
+            config: Arc::new(RwLock::new(config)),
+            status: Arc::new(CameraStatus::default()),
+            engine,
+            feed,
+            stop: Arc::new(AtomicBool::new(false)),
+            capture,
+            events,
+        }
+    }
+}
+
 /// Runs in a `SyncArbiter` thread; one `Run` message keeps it busy until the stop flag is set.
 pub struct CameraWorker {
     pub ctx: WorkerContext,
