@@ -4,6 +4,9 @@
 // Frames arrive over one WebSocket per camera as JSON {"type":"frame","data":"<base64 JPEG>",
 // "metadata":{…}}. Each is shown by pointing the tile's <img> at a data: URL, so nothing has to be
 // revoked and no memory piles up; while a frame is still decoding, only the newest one is kept.
+// Falls raise a banner from /ws/alerts (startAlerts, shared with the events page).
+
+import { startAlerts } from './events.js';
 
 const POLL_MS = 2000; // how often /api/cameras is read for the stats
 const STALE_MIN_MS = 3000; // a stream with no frame for this long (or 3 frame periods) is stale
@@ -281,6 +284,9 @@ class Tile {
     const m = msg.metadata || {};
     this.el.dataset.frames = String(this.frames);
     if (m.seq !== undefined) this.el.dataset.seq = String(m.seq);
+    // The camera's active events ride along with its frames: mark a fall in progress.
+    const alarm = String(Array.isArray(m.events) && m.events.some((e) => e?.kind === 'fall'));
+    if (this.el.dataset.alarm !== alarm) this.el.dataset.alarm = alarm;
     if (this.decoding) {
       this.pending = msg.data; // drop the older undisplayed frame
       return;
@@ -805,6 +811,15 @@ function init() {
     for (const t of tiles.values()) t.tick(now);
   }, 500);
   updateTokenButton();
+  // Falls, from every camera: a banner until dismissed (kept open in hidden tabs too; it is tiny).
+  startAlerts({
+    banner: $('#alert-banner'),
+    onEvent: (ev) => {
+      // Mark the tile at once; its frames' metadata keeps the mark while the fall lasts.
+      const t = ev.kind === 'fall' && tiles.get(ev.camera_id);
+      if (t) t.el.dataset.alarm = String(ev.phase === 'start');
+    },
+  });
 
   refresh().then(() => {
     const want = focusFromHash();

@@ -6,13 +6,14 @@
 //   node tests/browser/run.mjs         # from anywhere; exits non-zero on failure
 //
 // Environment: HAVEN_BIN (default target/debug/haven), HAVEN_SETTINGS (default
-// settings/default.toml), CHROMIUM (default /usr/bin/chromium), UPDATE_SCREENSHOT=1 to rewrite
-// docs/ui-grid.png (it is written anyway when missing; every run leaves a copy in
+// settings/default.toml), CHROMIUM (default /usr/bin/chromium), FFMPEG (default ffmpeg, makes the
+// fall video of the events tests), UPDATE_SCREENSHOT=1 to rewrite docs/ui-grid.png and
+// docs/ui-events.png (they are written anyway when missing; every run leaves a copy in
 // target/browser-tests/), HEADED=1 to watch.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,7 +56,14 @@ function startServer({ settings, env = {} }) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build it first (cargo build -p haven)`);
   const child = spawn(BIN, ['--settings', settings], {
     cwd: ROOT,
-    env: { ...process.env, HAVEN__SERVER__BIND: '127.0.0.1:0', ...env },
+    env: {
+      ...process.env,
+      HAVEN__SERVER__BIND: '127.0.0.1:0',
+      // Events (clips, snapshots, their database) go to the scratch directory, one store per
+      // settings file (a restarted server finds its events again), never into the repository's data/.
+      HAVEN__EVENTS__DATA_DIR: path.join(scratch, `events-${path.basename(settings, '.toml')}`),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   servers.add(child);
@@ -585,4 +593,419 @@ test('with a token, the page asks for it once and sends it as a bearer token', a
     await ctx.close().catch(() => {});
     await stopServer(secured);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Events: a server of its own watches a generated video in which a real person falls. The live
+// page and the events page are open before the camera is added; the fall must reach both, be
+// listed with its snapshot, and its clip must play and step frame by frame.
+
+const FFMPEG = process.env.FFMPEG ?? 'ffmpeg';
+const FALL_VIDEO = 'data/test-fall.mp4'; // files added through the API must lie under data/
+const FALL_VIDEO_PATH = path.join(ROOT, FALL_VIDEO);
+const EVENTS_SHOT = path.join(ROOT, 'docs', 'ui-events.png');
+let fallVideoMade = false;
+process.on('exit', () => { if (fallVideoMade) rmSync(FALL_VIDEO_PATH, { force: true }); });
+
+/**
+ * The left player of tests/fixtures/pose/basketball1.png alone on a grey 640x480 scene, as in
+ * tests/it/events.rs: 2 s upright, a 0.8 s fall (rotated about the feet, angle growing with the
+ * square of time), 4 s lying, 2 s of empty scene, at 10 fps. The feet stand at (150, 420): the
+ * scene is built in the middle of a 1280x960 canvas so that `rotate`, which turns about the
+ * centre, turns about them.
+ */
+function makeFallVideo() {
+  const angle = 'if(lt(n,20),0,if(lt(n,28),PI/2*pow((n-19)/8,2),PI/2))';
+  const filter = [
+    'crop=175:420:14:60',
+    'scale=140:336:flags=area',
+    'pad=1280:960:570:147:color=0x727272',
+    `rotate='${angle}':c=0x727272`,
+    'crop=640:480:490:60',
+    "drawbox=enable='gte(n,68)':x=0:y=0:w=iw:h=ih:c=0x727272:t=fill",
+    'format=yuv420p',
+  ].join(',');
+  mkdirSync(path.dirname(FALL_VIDEO_PATH), { recursive: true });
+  fallVideoMade = true;
+  const r = spawnSync(FFMPEG, [
+    '-hide_banner', '-loglevel', 'error', '-y',
+    '-loop', '1', '-framerate', '10', '-i', path.join(ROOT, 'tests/fixtures/pose/basketball1.png'),
+    '-vf', filter, '-frames:v', '88', '-r', '10', '-c:v', 'mpeg4', '-q:v', '2', FALL_VIDEO_PATH,
+  ], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new Error(`${FFMPEG} could not make ${FALL_VIDEO}: ${r.error?.message ?? r.stderr}`);
+}
+
+const ev = {
+  server: null,
+  ctx: null,
+  live: null, // the live page (/)
+  events: null, // the events page (/events)
+  errors: [], // one list per page (watchErrors)
+  alertSockets: [], // { page, at } for every /ws/alerts the pages opened
+  fallId: null,
+  fall: null, // the stored fall, once its clip is complete
+};
+
+async function postCamera(base, body) {
+  const res = await fetch(base + '/api/cameras', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ source_type: 'video_file', ...body }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+}
+
+const alertsState = (p) => p.evaluate(() => document.documentElement.dataset.alerts ?? null);
+const listedIds = (p) => p.locator('#event-list .event').evaluateAll((els) => els.map((e) => Number(e.dataset.eventId)));
+const storeIds = async (base, q = '') => (await getJson(base, `/api/events${q}`)).body.events.map((e) => e.id);
+const sameIds = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** The player's state, and a hash of the picture it shows. */
+function playerState(p) {
+  return p.evaluate(() => {
+    const v = document.querySelector('#video');
+    let picture = null;
+    if (v.readyState >= 2 && v.videoWidth) {
+      const c = document.createElement('canvas');
+      c.width = 160;
+      c.height = 120;
+      const g = c.getContext('2d', { willReadFrequently: true });
+      g.drawImage(v, 0, 0, c.width, c.height);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      let h = 0;
+      for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + d[i + 1] * 7 + d[i + 2] * 13) >>> 0;
+      picture = h;
+    }
+    return {
+      t: v.currentTime,
+      paused: v.paused,
+      seeking: v.seeking,
+      ready: v.readyState,
+      duration: v.duration,
+      width: v.videoWidth,
+      frame: Number(document.querySelector('#viewer').dataset.frame),
+      label: document.querySelector('#p-frame').textContent,
+      picture,
+    };
+  });
+}
+
+after(async () => {
+  if (process.exitCode && ev.events) {
+    await ev.events.screenshot({ path: path.join(ARTIFACTS, 'failure-events.png'), fullPage: true }).catch(() => {});
+    await ev.live?.screenshot({ path: path.join(ARTIFACTS, 'failure-live.png'), fullPage: true }).catch(() => {});
+  }
+  await ev.ctx?.close().catch(() => {});
+  if (ev.server && process.exitCode) {
+    console.error(`--- events server log (last lines) ---\n${ev.server.log.slice(-60).join('\n')}`);
+  }
+  await stopServer(ev.server);
+  if (fallVideoMade) rmSync(FALL_VIDEO_PATH, { force: true });
+});
+
+test('events: a person falling raises the alert banner on the live page and on the events page', async () => {
+  // The demo cameras' inference would compete with the fall camera's on a small machine.
+  await page.goto('about:blank').catch(() => {});
+  await stopServer(server);
+  makeFallVideo();
+
+  ev.server = await startServer({
+    settings: settingsCopy('events.toml', { cameras: false }),
+    env: { HAVEN__EVENTS__PRE_ROLL_SECS: '2', HAVEN__EVENTS__POST_ROLL_SECS: '1' },
+  });
+  const base = ev.server.base;
+  // A second camera, for the camera filter: it never delivers, so it has no events.
+  await postCamera(base, { camera_id: 'hall', source: 'data/missing-hall.mp4', ai_enabled: false });
+
+  ev.ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  ev.live = await ev.ctx.newPage();
+  ev.events = await ev.ctx.newPage();
+  for (const p of [ev.live, ev.events]) {
+    ev.errors.push(watchErrors(p));
+    p.on('websocket', (ws) => {
+      if (ws.url().includes('/ws/alerts')) ev.alertSockets.push({ page: p, at: Date.now() });
+    });
+  }
+  await ev.live.goto(base + '/');
+  await ev.events.goto(base + '/events');
+  assert.match(await ev.events.title(), /HAVEN/);
+  for (const p of [ev.live, ev.events]) {
+    await until('the alerts socket to be live', async () => (await alertsState(p)) === 'live');
+    assert.equal(await p.locator('#alert-banner').isVisible(), false);
+  }
+  await ev.events.locator('#no-events').waitFor();
+  assert.equal(await ev.events.locator('#alerts-state').textContent(), 'live');
+  // The pages link to each other.
+  assert.equal(await ev.live.locator('.nav a[href="/events"]').count(), 1);
+  assert.equal(await ev.events.locator('.nav a[href="/"]').count(), 1);
+
+  await postCamera(base, { camera_id: 'ward', source: FALL_VIDEO, ai_enabled: true, loop_video: false });
+
+  // The live page: a banner for the fall, as it happens.
+  const item = ev.live.locator('#alert-banner .alert-item[data-kind="fall"]');
+  await item.waitFor({ timeout: FRAME_WAIT_MS });
+  assert.match(await item.textContent(), /Fall detected on ward at .+ongoing/);
+  assert.equal(await item.getAttribute('data-phase'), 'start');
+  assert.match(await ev.live.title(), /^⚠ Fall — HAVEN/);
+  ev.fallId = Number(await item.getAttribute('data-event-id'));
+  assert.ok(ev.fallId > 0, 'the alert carries the stored event id');
+  assert.equal(await item.locator('.alert-view').getAttribute('href'), `/events#event=${ev.fallId}`);
+  // Its tile is marked while the fall lasts (the frames' metadata lists the camera's active events).
+  await until('the ward tile marked', async () => (await tile(ev.live, 'ward').getAttribute('data-alarm')) === 'true', 15_000);
+
+  // The events page: the same banner, and the fall in its list without a reload.
+  await ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`).waitFor({ timeout: API_WAIT_MS });
+  await ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"][data-kind="fall"]`).waitFor({ timeout: API_WAIT_MS });
+
+  // Dismissed on the live page: gone, the title is back, and the tab remembers it.
+  await item.locator('.alert-dismiss').click();
+  await item.waitFor({ state: 'detached' });
+  assert.equal(await ev.live.locator('#alert-banner').isVisible(), false);
+  assert.doesNotMatch(await ev.live.title(), /⚠/);
+  assert.deepEqual(JSON.parse(await ev.live.evaluate(() => sessionStorage.getItem('haven.dismissed-alerts'))), [String(ev.fallId)]);
+
+  // The events page's banner (not dismissed there) says when the fall is over.
+  const ended = ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"][data-phase="end"]`);
+  await ended.waitFor({ timeout: FRAME_WAIT_MS });
+  assert.match(await ended.textContent(), /over after \d/);
+  await until('the tile unmarked', async () => (await tile(ev.live, 'ward').getAttribute('data-alarm')) !== 'true', 15_000);
+
+  const falls = (await getJson(base, '/api/events?kind=fall')).body;
+  assert.equal(falls.total, 1, JSON.stringify(falls.events.map((e) => [e.id, e.kind, e.phase])));
+  assert.equal(falls.events[0].id, ev.fallId);
+});
+
+test('events: the page lists the fall with its snapshot, and filters by kind and camera', async () => {
+  const p = ev.events;
+  const base = ev.server.base;
+  // The clip is complete some seconds after the end (post-roll, and the writer runs behind the
+  // camera): the page notices by itself.
+  ev.fall = await until('the fall\'s clip in the store', async () => {
+    const { body } = await getJson(base, `/api/events/${ev.fallId}`);
+    return body?.clip_path && body?.snapshot_path ? body : null;
+  }, FRAME_WAIT_MS);
+  const row = p.locator(`#event-list .event[data-event-id="${ev.fallId}"]`);
+  await until('the row to say its clip is ready', async () => (await row.getAttribute('data-clip')) === 'ready', API_WAIT_MS);
+  assert.match(await row.textContent(), /Fall\s*ward/);
+  const thumb = row.locator('img.thumb');
+  assert.match(await thumb.getAttribute('src'), new RegExp(`/api/events/${ev.fallId}/snapshot\\.jpg$`));
+  const size = await until('the snapshot to load', () => thumb.evaluate((img) => (img.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null)));
+  assert.deepEqual(size, [640, 480]);
+
+  // The banner's "View clip" opens the fall in the player, in place; dismissed, the banner goes.
+  const alert = p.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`);
+  await alert.locator('.alert-view').click();
+  await p.locator('#viewer').waitFor();
+  assert.equal(await p.locator('#viewer').getAttribute('data-event-id'), String(ev.fallId));
+  assert.equal(new URL(p.url()).pathname, '/events');
+  await p.locator('#v-close').click();
+  await alert.locator('.alert-dismiss').click();
+  assert.equal(await p.locator('#alert-banner').isVisible(), false);
+
+  // Everything in the store, newest first; the person who fell was detected too.
+  await until('the list to match the store', async () => sameIds(await listedIds(p), await storeIds(base)));
+  const kinds = await p.locator('#event-list .event').evaluateAll((els) => els.map((e) => e.dataset.kind));
+  assert.ok(kinds.includes('person_detected') && kinds.includes('fall'), kinds.join(', '));
+  assert.match(await p.locator('#summary').textContent(), new RegExp(`^${kinds.length} events`));
+
+  // By kind.
+  await p.locator('#f-kind').selectOption('fall');
+  await until('only the fall', async () => sameIds(await listedIds(p), [ev.fallId]));
+  assert.deepEqual(await storeIds(base, '?kind=fall'), [ev.fallId]);
+  assert.match(p.url(), /[?&]kind=fall/);
+  await p.locator('#f-kind').selectOption('person_detected');
+  const people = await storeIds(base, '?kind=person_detected');
+  assert.ok(people.length >= 1);
+  await until('only people', async () => sameIds(await listedIds(p), people));
+  assert.ok((await p.locator('#event-list .event').evaluateAll((els) => els.map((e) => e.dataset.kind))).every((k) => k === 'person_detected'));
+  await p.locator('#f-kind').selectOption('');
+
+  // By camera: both cameras are offered; hall has nothing, ward has it all.
+  const options = await p.locator('#f-camera option').evaluateAll((els) => els.map((o) => o.value));
+  assert.deepEqual(options, ['', 'hall', 'ward']);
+  await p.locator('#f-camera').selectOption('hall');
+  await until('no events on hall', async () => (await listedIds(p)).length === 0 && (await p.locator('#no-events').isVisible()));
+  assert.match(p.url(), /[?&]camera=hall/);
+  await p.locator('#f-camera').selectOption('ward');
+  await until('ward\'s events', async () => sameIds(await listedIds(p), await storeIds(base, '?camera=ward')));
+  assert.ok((await listedIds(p)).length >= 2);
+
+  // The filters are in the URL: a reload keeps them.
+  await p.locator('#f-kind').selectOption('fall');
+  await until('only the fall on ward', async () => sameIds(await listedIds(p), [ev.fallId]));
+  await p.reload();
+  await until('the same list after a reload', async () => sameIds(await listedIds(p), [ev.fallId]));
+  assert.equal(await p.locator('#f-camera').inputValue(), 'ward');
+  assert.equal(await p.locator('#f-kind').inputValue(), 'fall');
+  await until('the alerts socket live again', async () => (await alertsState(p)) === 'live');
+});
+
+test('events: the clip plays, steps exactly one frame at a time, and marks the fall on its timeline', async (t) => {
+  const p = ev.events;
+  const fall = ev.fall;
+  const fps = fall.clip_fps;
+  const dt = 1 / fps;
+  const fallAt = fall.started_at - fall.clip_started_at;
+  const fallFrame = Math.floor(fallAt * fps);
+  assert.ok(fps > 0 && fall.clip_frames > 0 && fallAt > 0, JSON.stringify(fall));
+  t.diagnostic(`clip: ${fall.clip_frames} frames at ${fps.toFixed(2)} fps, the fall ${fallAt.toFixed(2)} s in (frame ${fallFrame + 1})`);
+
+  await p.locator(`#event-list .event[data-event-id="${fall.id}"]`).click();
+  await p.locator('#viewer').waitFor();
+  assert.match(p.url(), new RegExp(`#event=${fall.id}$`));
+  assert.match(await p.locator('#video').getAttribute('src'), new RegExp(`/api/events/${fall.id}/clip\\.mp4$`));
+  assert.match(await p.locator('#v-title').textContent(), /Fall\s*ward/);
+
+  // Opening it plays it.
+  const playing = await until('the clip to play', async () => {
+    const s = await playerState(p);
+    return s.ready >= 2 && !s.paused && s.t > 0.3 ? s : null;
+  }, FRAME_WAIT_MS);
+  assert.equal(playing.width, 640);
+  assert.ok(Math.abs(playing.duration - fall.clip_frames / fps) < 1.5 * dt, `duration ${playing.duration} for ${fall.clip_frames} frames at ${fps}`);
+
+  // The fall is marked where it happened.
+  const marker = p.locator('#fall-marker');
+  assert.ok(await marker.isVisible(), 'the fall marker is shown');
+  assert.ok(Math.abs(Number(await marker.getAttribute('data-time')) - fallAt) < 1e-3);
+  const line = await p.locator('#timeline').boundingBox();
+  const mark = await marker.boundingBox();
+  const expectX = (fallAt / playing.duration) * line.width;
+  assert.ok(Math.abs(mark.x + mark.width / 2 - line.x - expectX) < 2, `marker at ${mark.x + mark.width / 2 - line.x} px, expected ${expectX}`);
+
+  const settled = (what) => until(what, async () => {
+    const s = await playerState(p);
+    return s.paused && !s.seeking && s.ready >= 2 ? s : null;
+  });
+
+  // "Go to fall" pauses on the frame on which the fall was raised.
+  await p.locator('#p-event').click();
+  let s = await settled('the player on the fall');
+  assert.equal(s.frame, fallFrame);
+  assert.equal(Math.floor(s.t * fps), fallFrame);
+  assert.equal(s.label, `frame ${fallFrame + 1} / ${fall.clip_frames}`);
+
+  // Every step moves exactly one frame: currentTime by 1 / clip_fps, and the picture changes.
+  const step = async (how, frames) => {
+    const before = await settled('the player to settle');
+    await how();
+    const now = await until('the step', async () => {
+      const x = await playerState(p);
+      return x.paused && !x.seeking && x.ready >= 2 && x.frame === before.frame + frames ? x : null;
+    });
+    assert.ok(Math.abs(now.t - before.t - frames * dt) < 1e-4, `${before.t} → ${now.t}: not ${frames} frame(s) of ${dt} s`);
+    return [before, now];
+  };
+  const pictures = new Set([s.picture]);
+  for (let i = 0; i < 4; i++) pictures.add((await step(() => p.locator('#p-prev').click(), -1))[1].picture);
+  assert.ok(pictures.size >= 2, 'stepping back from the fall shows other pictures');
+  await step(() => p.locator('#p-next').click(), 1);
+  await step(() => p.locator('#p-next').click(), 1);
+  // The keyboard: , and . or the arrows; with Shift, ten frames.
+  await step(() => p.keyboard.press('.'), 1);
+  await step(() => p.keyboard.press(','), -1);
+  await step(() => p.keyboard.press('ArrowRight'), 1);
+  await step(() => p.keyboard.press('ArrowLeft'), -1);
+  await step(() => p.keyboard.press('Shift+ArrowRight'), 10);
+  await step(() => p.keyboard.press('Shift+ArrowLeft'), -10);
+
+  // The ends of the clip: stepping stops there.
+  await p.keyboard.press('End');
+  s = await until('the last frame', async () => {
+    const x = await playerState(p);
+    return !x.seeking && x.frame === fall.clip_frames - 1 ? x : null;
+  });
+  await p.locator('#p-next').click();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await settled('the player at the end')).frame, fall.clip_frames - 1);
+  await p.keyboard.press('Home');
+  s = await until('the first frame', async () => {
+    const x = await playerState(p);
+    return !x.seeking && x.frame === 0 ? x : null;
+  });
+  await p.locator('#p-prev').click();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await settled('the player at the start')).frame, 0);
+
+  // Play and pause.
+  await p.locator('#p-play').click();
+  await until('playing again', async () => {
+    const x = await playerState(p);
+    return !x.paused && x.t > s.t + 0.2;
+  });
+  await p.locator('#p-play').click();
+  await settled('paused');
+
+  // The screenshot for the docs: every event listed, the fall on its frame in the player.
+  await p.locator('#f-camera').selectOption('');
+  await p.locator('#f-kind').selectOption('');
+  await until('every event listed', async () => sameIds(await listedIds(p), await storeIds(ev.server.base)));
+  assert.equal(await p.locator('#viewer').getAttribute('data-event-id'), String(fall.id), 'the player stays on the fall');
+  await p.locator('#p-event').click();
+  await settled('the player on the fall');
+  await p.mouse.move(0, 0);
+  await p.evaluate(() => document.querySelector('#toasts').replaceChildren());
+  const shot = path.join(ARTIFACTS, 'ui-events.png');
+  await p.screenshot({ path: shot });
+  if (process.env.UPDATE_SCREENSHOT || !existsSync(EVENTS_SHOT)) copyFileSync(shot, EVENTS_SHOT);
+});
+
+test('events: a link to an event opens it in the player', async () => {
+  const base = ev.server.base;
+  const p = await ev.ctx.newPage();
+  const errs = watchErrors(p);
+  try {
+    await p.goto(`${base}/events#event=${ev.fallId}`);
+    await p.locator('#viewer').waitFor();
+    assert.equal(await p.locator('#viewer').getAttribute('data-event-id'), String(ev.fallId));
+    await until('the clip loaded', async () => (await playerState(p)).ready >= 2);
+    await p.locator('#v-close').click();
+    assert.equal(await p.locator('#viewer').isVisible(), false);
+    assert.doesNotMatch(p.url(), /#event=/);
+    assert.deepEqual(errs, []);
+  } finally {
+    await p.close();
+  }
+});
+
+test('events: the alerts socket reconnects with backoff when the server goes away', async (t) => {
+  const base = ev.server.base;
+  const port = new URL(base).port;
+  const settings = ev.server.settings;
+  // Nothing to watch after the restart: the fall camera would fall again.
+  for (const id of ['ward', 'hall']) assert.equal((await fetch(`${base}/api/cameras/${id}`, { method: 'DELETE' })).status, 204);
+  const stopped = Date.now();
+  await stopServer(ev.server);
+  for (const p of [ev.live, ev.events]) await until('the pages to notice', async () => (await alertsState(p)) === 'reconnecting', 15_000);
+  assert.equal(await ev.events.locator('#alerts-state').textContent(), 'reconnecting');
+  // Attempts come ever further apart: 0.5 s doubling (±25 %).
+  const attempts = () => ev.alertSockets.filter((a) => a.page === ev.events && a.at > stopped).map((a) => a.at);
+  await until('four attempts', async () => attempts().length >= 4, 20_000);
+  const times = attempts();
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  t.diagnostic(`alerts socket retries ${gaps.join(', ')} ms apart`);
+  for (let i = 1; i < gaps.length; i++) assert.ok(gaps[i] > gaps[i - 1], `retry gaps grow: ${gaps.join(', ')} ms`);
+  assert.ok(gaps[0] < 2000, `the first retries are quick (${gaps.join(', ')} ms)`);
+
+  // Back: live again, and the list (read again on reconnect) still has the fall.
+  const reads = [];
+  const onRequest = (r) => { if (r.url().includes('/api/events?')) reads.push(r.url()); };
+  ev.events.on('request', onRequest);
+  ev.server = await startServer({ settings, env: { HAVEN__SERVER__BIND: `127.0.0.1:${port}` } });
+  for (const p of [ev.live, ev.events]) await until('live again', async () => (await alertsState(p)) === 'live', 30_000);
+  await until('the list read again', async () => reads.length > 0);
+  ev.events.off('request', onRequest);
+  await until('the list to match the store', async () => sameIds(await listedIds(ev.events), await storeIds(ev.server.base)));
+  assert.ok((await listedIds(ev.events)).includes(ev.fallId));
+  // A fall dismissed in this tab stays dismissed.
+  assert.equal(await ev.live.locator('#alert-banner').isVisible(), false);
+});
+
+test('events: no script errors on the events and live pages', async () => {
+  assert.deepEqual(ev.errors.flat(), []);
+  await ev.ctx.close();
+  ev.ctx = null;
+  await stopServer(ev.server);
+  rmSync(FALL_VIDEO_PATH, { force: true });
+  assert.equal(existsSync(FALL_VIDEO_PATH), false);
 });
