@@ -12,7 +12,9 @@ use rayon::prelude::*;
 /// A pooled f32 buffer: feature maps and scratch space are recycled between layers and frames, which
 /// saves the page faults and zeroing of fresh large allocations. Its initial contents are unspecified
 /// (old values, never uninitialised memory): use [`PBuf::zeroed`] where zeros are needed.
-pub(crate) struct PBuf(Vec<f32>, bool);
+/// (vector, pooled, length in use: the vector keeps its longest initialised length so that reuse
+/// does not zero-fill it again)
+pub(crate) struct PBuf(Vec<f32>, bool, usize);
 
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
@@ -32,25 +34,24 @@ impl PBuf {
             if let Some(i) = best {
                 let mut v = pool.swap_remove(i);
                 drop(pool);
-                if v.len() >= len {
-                    v.truncate(len);
-                } else {
+                if v.len() < len {
                     v.resize(len, 0.0);
                 }
-                return PBuf(v, true);
+                return PBuf(v, true, len);
             }
         }
-        PBuf(vec![0f32; len], true)
+        PBuf(vec![0f32; len], true, len)
     }
 
     /// Wraps a caller's vector; it is freed normally, not kept in the pool.
     pub fn from_vec(v: Vec<f32>) -> Self {
-        PBuf(v, false)
+        let n = v.len();
+        PBuf(v, false, n)
     }
 
     /// The contents as a plain vector (copied out of pooled memory).
     pub fn to_vec(&self) -> Vec<f32> {
-        self.0.clone()
+        self.0[..self.2].to_vec()
     }
 }
 
@@ -70,13 +71,13 @@ impl Drop for PBuf {
 impl std::ops::Deref for PBuf {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.0
+        &self.0[..self.2]
     }
 }
 
 impl std::ops::DerefMut for PBuf {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0
+        &mut self.0[..self.2]
     }
 }
 
@@ -755,7 +756,29 @@ pub(crate) fn phase_planes(
                 }
                 return;
             }
-            dst.fill(0.0);
+            let fast2 = cfg!(all(target_arch = "x86_64", target_feature = "avx2"))
+                && s == 2
+                && p == 1
+                && w.is_multiple_of(16)
+                && h.is_multiple_of(2);
+            if fast2 {
+                // the row loop below writes every value except, in each phase plane, one row (the top
+                // one of row phase 0, the bottom one of row phase 1) and one column (the left one of
+                // column phase 0, the right one of column phase 1): zero only those
+                for py in 0..2 {
+                    for px in 0..2 {
+                        let pl = &mut dst[(py * 2 + px) * plane..(py * 2 + px + 1) * plane];
+                        let r = if py == 0 { 0 } else { hp - 1 };
+                        pl[r * wp..(r + 1) * wp].fill(0.0);
+                        let col = if px == 0 { 0 } else { wp - 1 };
+                        for v in pl.iter_mut().skip(col).step_by(wp) {
+                            *v = 0.0;
+                        }
+                    }
+                }
+            } else {
+                dst.fill(0.0);
+            }
             for (y, row) in xc.chunks_exact(w).enumerate() {
                 let yy = y + p;
                 let (py, iy) = (yy % s, yy / s);
@@ -880,6 +903,57 @@ pub(crate) fn softmax_cols(a: &mut [f32], rows: usize, cols: usize, scale: f32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Phase planes are exact (zero padding included) even in recycled buffers full of old values.
+    #[test]
+    fn phase_planes_in_dirty_pool_buffers() {
+        for (c, h, w, s, p) in [
+            (3usize, 32usize, 32usize, 2usize, 1usize),
+            (2, 16, 48, 2, 1),
+            (2, 9, 16, 2, 1),
+            (3, 10, 12, 1, 1),
+            (2, 12, 20, 2, 2),
+        ] {
+            let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+            let hp = (h + 2 * p).div_ceil(s);
+            let wp = (w + 2 * p).div_ceil(s);
+            let slack = POOL_MIN; // makes the planes a pooled buffer
+            let len = c * s * s * hp * wp + slack;
+            // leave NaN-filled buffers of about this size in the pool
+            let dirty: Vec<PBuf> = (0..4)
+                .map(|_| {
+                    let mut b = PBuf::new(len);
+                    b.fill(f32::NAN);
+                    b
+                })
+                .collect();
+            drop(dirty);
+            let (buf, hp2, wp2) = phase_planes(&x, c, h, w, s, p, slack);
+            assert_eq!((hp2, wp2), (hp, wp));
+            for ci in 0..c {
+                for py in 0..s {
+                    for px in 0..s {
+                        for iy in 0..hp {
+                            for jx in 0..wp {
+                                let (yy, xx) = (iy * s + py, jx * s + px);
+                                let want = if yy >= p && yy < h + p && xx >= p && xx < w + p {
+                                    x[(ci * h + yy - p) * w + xx - p]
+                                } else {
+                                    0.0
+                                };
+                                let got = buf[(((ci * s + py) * s + px) * hp + iy) * wp + jx];
+                                assert_eq!(
+                                    got, want,
+                                    "c{c} h{h} w{w} s{s} p{p} at {ci} {py} {px} {iy} {jx}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(buf[len - slack..len].iter().all(|&v| v == 0.0));
+        }
+    }
 
     #[test]
     fn silu_simd_matches_scalar() {
