@@ -319,6 +319,21 @@ impl Handler<Reload> for StreamHub {
     }
 }
 
+/// Reloads the settings file from inside the hub, so that the read is ordered with `persist`: the
+/// cameras applied are never older than a change the API has already made and written.
+#[derive(Message)]
+#[rtype(result = "Result<ReloadSummary, crate::settings::SettingsError>")]
+pub struct ReloadFile(pub PathBuf);
+
+impl Handler<ReloadFile> for StreamHub {
+    type Result = Result<ReloadSummary, crate::settings::SettingsError>;
+
+    fn handle(&mut self, ReloadFile(path): ReloadFile, ctx: &mut Context<Self>) -> Self::Result {
+        let settings = crate::settings::Settings::load(&path)?;
+        Ok(<Self as Handler<Reload>>::handle(self, Reload(settings.cameras), ctx).0)
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StartAll;

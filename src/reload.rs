@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 use actix::Addr;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::hub::{Reload, StreamHub};
-use crate::settings::Settings;
+use crate::hub::{ReloadFile, StreamHub};
 
 /// How often the file's modification time is checked.
 const POLL: Duration = Duration::from_secs(2);
@@ -16,13 +15,15 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Loads the file and hands its cameras to the hub. A broken file changes nothing and says why.
+/// Has the hub load the file and apply its cameras. The hub reads it itself, in order with the API's
+/// write-backs to the same file: a copy read here and applied later could be older than a change the
+/// API made meanwhile, and would undo it (a deleted camera would come back). A broken file changes
+/// nothing and says why.
 pub async fn reload(path: &Path, hub: &Addr<StreamHub>) {
-    match Settings::load(path) {
-        Ok(settings) => {
-            let _ = hub.send(Reload(settings.cameras)).await;
-        }
-        Err(e) => log::error!("Settings not reloaded, cameras unchanged: {e}"),
+    match hub.send(ReloadFile(path.to_path_buf())).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => log::error!("Settings not reloaded, cameras unchanged: {e}"),
+        Err(e) => log::error!("Settings not reloaded: the camera registry is not answering ({e})"),
     }
 }
 

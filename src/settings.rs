@@ -246,7 +246,7 @@ impl Settings {
             message,
         };
         let s = &self.stream;
-        if !(s.fps_limit > 0.0 && s.fps_limit <= s.max_fps) {
+        if !(s.fps_limit > 0.0 && s.fps_limit <= s.max_fps && std::time::Duration::try_from_secs_f64(1.0 / s.fps_limit).is_ok()) {
             return Err(invalid(format!(
                 "stream.fps_limit {} must be above 0 and at most stream.max_fps {}",
                 s.fps_limit, s.max_fps

@@ -7,10 +7,16 @@
 //! then simply holds the newest packet, and one that cannot send for `send_timeout_secs` is closed.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::Stream;
 use actix_ws::{CloseCode, CloseReason, Message};
 use tokio::time::{sleep_until, Instant};
 
@@ -56,6 +62,7 @@ async fn open(
             Some(id) => ApiError::NotFound(format!("unknown camera: {id}")),
             None => ApiError::NotFound("no cameras are configured".into()),
         })?;
+    let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let limits = Limits {
         period: Duration::from_secs_f64(1.0 / fps),
@@ -64,8 +71,49 @@ async fn open(
         send_timeout: Duration::from_secs_f64(state.stream.send_timeout_secs),
     };
     log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
-    actix_web::rt::spawn(run_viewer(link, session, messages.max_frame_size(64 * 1024), limits));
+    actix_web::rt::spawn(run_viewer(link, session, messages.max_frame_size(MAX_FRAME_BYTES), limits, pending));
     Ok(response)
+}
+
+/// The largest frame a viewer may send (it only ever needs pongs and a close).
+const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The most a viewer may send without completing a message.
+const MAX_PENDING_BYTES: usize = 4 * MAX_FRAME_BYTES;
+
+/// The socket's incoming bytes, cut off with an error once more than `limit` of them have arrived
+/// without making a complete message. actix-http compares a frame's declared length with the limit
+/// only once the whole frame has arrived, so without this a client that declares a huge frame grows
+/// the server's memory as fast as it can send (1 GiB/s on loopback) until the heartbeat closes it.
+struct Bounded {
+    inner: web::Payload,
+    pending: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Stream for Bounded {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                let pending = self.pending.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+                if pending > self.limit {
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// `body` wrapped in `Bounded`; the session resets the counter each time a message comes out.
+async fn bounded(req: &HttpRequest, body: web::Payload, limit: usize) -> Result<(web::Payload, Arc<AtomicUsize>), actix_web::Error> {
+    let pending = Arc::new(AtomicUsize::new(0));
+    let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(Bounded { inner: body, pending: pending.clone(), limit });
+    let mut payload = actix_web::dev::Payload::Stream { payload: stream };
+    Ok((web::Payload::from_request(req, &mut payload).await?, pending))
 }
 
 /// When a viewer may get its next frame: keep its cadence, and after a pause never send two
@@ -80,7 +128,9 @@ pub fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Re
         return Ok(default);
     };
     match raw.parse::<f64>() {
-        Ok(fps) if fps > 0.0 && fps <= max => Ok(fps),
+        // The period 1/fps must be a Duration too: a rate so small that its period overflows one
+        // (below about 5.4e-20) would panic the request.
+        Ok(fps) if fps > 0.0 && fps <= max && Duration::try_from_secs_f64(1.0 / fps).is_ok() => Ok(fps),
         _ => Err(ApiError::BadRequest(format!("fps must be a number above 0 and at most {max}, got {raw:?}"))),
     }
 }
@@ -101,6 +151,7 @@ async fn run_viewer(
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
     limits: Limits,
+    pending: Arc<AtomicUsize>,
 ) {
     let mut latest: Option<Arc<FramePacket>> = None;
     let mut last_sent_seq = 0u64;
@@ -146,6 +197,7 @@ async fn run_viewer(
             }
             msg = messages.recv() => {
                 last_heard = Instant::now();
+                pending.store(0, Ordering::Relaxed);
                 match msg {
                     Some(Ok(Message::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() {
@@ -175,7 +227,7 @@ mod tests {
     fn fps_defaults_and_bounds() {
         assert_eq!(viewer_fps(&HashMap::new(), 10.0, 30.0).unwrap(), 10.0);
         assert_eq!(viewer_fps(&q("2.5"), 10.0, 30.0).unwrap(), 2.5);
-        for bad in ["0", "-1", "31", "abc", "NaN", ""] {
+        for bad in ["0", "-1", "31", "abc", "NaN", "", "1e-20", "5e-324"] {
             assert!(viewer_fps(&q(bad), 10.0, 30.0).is_err(), "{bad} accepted");
         }
     }

@@ -22,6 +22,8 @@ pub enum SourceError {
     StreamEnded { source_name: String },
     #[error("{source_name}: no frame for {seconds} s")]
     Stalled { source_name: String, seconds: f64 },
+    #[error("{0} changed on disk while open (truncated, replaced or rewritten): reopening it")]
+    Changed(String),
     #[error("{0}")]
     OpenCv(String),
 }
@@ -35,6 +37,8 @@ pub struct VideoSource {
     pub height: i32,
     /// The source's own rate; for files the pace at which frames are delivered.
     pub fps: f64,
+    /// A file's length and modification time when it was opened.
+    stamp: Option<(u64, Option<std::time::SystemTime>)>,
 }
 
 impl VideoSource {
@@ -66,7 +70,11 @@ impl VideoSource {
         let height = cap.get(videoio::CAP_PROP_FRAME_HEIGHT).map_err(err)? as i32;
         let reported = cap.get(videoio::CAP_PROP_FPS).map_err(err)?;
         let fps = if reported.is_finite() && (1.0..=240.0).contains(&reported) { reported } else { 25.0 };
-        Ok(Self { cap, display, raw: config.source.clone(), width, height, fps })
+        let stamp = match config.source_type {
+            SourceType::VideoFile => std::fs::metadata(&config.source).ok().map(|m| (m.len(), m.modified().ok())),
+            SourceType::Rtsp => None,
+        };
+        Ok(Self { cap, display, raw: config.source.clone(), width, height, fps, stamp })
     }
 
     fn err(&self, e: opencv::Error) -> SourceError {
@@ -87,6 +95,19 @@ impl VideoSource {
     /// Goes back to the first frame of a file.
     pub fn rewind(&mut self) -> Result<bool, SourceError> {
         self.cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0).map_err(|e| self.err(e))
+    }
+
+    /// For a file: why it must be reopened rather than rewound, if it is no longer the file that was
+    /// opened. FFmpeg keeps the index and a buffer of the file it opened, so a file truncated under it
+    /// "plays" the few frames still buffered, pass after pass, as if it were whole; a deleted one plays
+    /// on from the open descriptor.
+    pub fn changed_on_disk(&self) -> Option<SourceError> {
+        let (len, modified) = self.stamp?;
+        match std::fs::metadata(&self.raw) {
+            Err(_) => Some(SourceError::NotFound(self.display.clone())),
+            Ok(m) if m.len() != len || m.modified().ok() != modified => Some(SourceError::Changed(self.display.clone())),
+            Ok(_) => None,
+        }
     }
 
     pub fn stream_ended(&self) -> SourceError {

@@ -327,6 +327,9 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
             }
         }
         if at_end {
+            if let Some(changed) = source.changed_on_disk() {
+                return Outcome::Failed(changed);
+            }
             if frames_this_pass == 0 {
                 return Outcome::Failed(source.no_frames());
             }

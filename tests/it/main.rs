@@ -2,6 +2,7 @@
 
 mod core;
 mod events;
+mod faults;
 mod manage;
 mod media;
 mod pose;
