@@ -137,7 +137,7 @@ impl Default for EventSettings {
             pre_roll_secs: 3.0,
             post_roll_secs: 3.0,
             max_clip_secs: 60.0,
-            person_clips: true,
+            person_clips: false,
             max_concurrent_clips: 4,
             person_min_secs: 0.5,
             retention_days: 7.0,
