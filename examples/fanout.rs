@@ -7,14 +7,15 @@
 //! the server process's CPU seconds (utime + stime from /proc) and RSS over a fixed window. Prints
 //! medians over the rounds and ratios to the smallest viewer count, all measured in one run.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{shipped_settings_with_cameras, Haven};
 
 struct Args {
     viewers: Vec<usize>,
@@ -36,10 +37,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// CPU seconds (user + system) the process has used so far.
@@ -99,32 +96,11 @@ async fn connect_viewers(port: u16, n: usize, frames: Arc<AtomicU64>) -> Vec<act
 #[actix_web::main]
 async fn main() {
     let args = parse_args();
-    let exe = repo().join("target/debug/haven");
-    assert!(exe.is_file(), "build the server first: cargo build");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let settings = std::env::temp_dir().join(format!("haven-fanout-{}.toml", std::process::id()));
-    let default = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let one_camera = default.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
-    let one_camera = one_camera.replace("ai_enabled = true", &format!("ai_enabled = {}", args.ai));
+    let one_camera = shipped_settings_with_cameras(1).replace("ai_enabled = true", &format!("ai_enabled = {}", args.ai));
     std::fs::write(&settings, one_camera).unwrap();
-    let mut child = Command::new(&exe)
-        .current_dir(repo())
-        .arg("--settings")
-        .arg(&settings)
-        .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("HAVEN__STREAM__MAX_FPS", "30")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
-    }
-    std::thread::spawn(move || for _ in log.lines() {});
+    let haven = Haven::start(&settings, &[("HAVEN__STREAM__MAX_FPS", "30")], None);
+    let (pid, port) = (haven.pid(), haven.port);
     actix_web::rt::time::sleep(Duration::from_secs(2)).await;
 
     println!("# fan-out: one camera (data/1.mp4, 768x576 @ 10 fps), AI {}, window {} s, {} rounds",
@@ -182,7 +158,6 @@ async fn main() {
             median(per.clone())
         );
     }
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let _ = child.wait();
+    haven.stop();
     let _ = std::fs::remove_file(settings);
 }

@@ -19,17 +19,15 @@
 //! camera still streams, and its log holds no panic. Failures are listed with a reproducer.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use haven::settings::Settings;
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{repo, Haven};
+
 
 struct Rng(u64);
 
@@ -321,9 +319,6 @@ async fn main() {
         t0.elapsed().as_secs_f64(), total / 10);
 
     // Part 2: the real server.
-    let exe = repo().join("target/debug/haven");
-    assert!(exe.is_file(), "build the server first: cargo build");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("haven-fuzz-api-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("haven.toml");
@@ -331,30 +326,8 @@ async fn main() {
     let one = shipped.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
     std::fs::write(&settings, one.replace("data_dir = \"data/events\"", &format!("data_dir = \"{}\"", dir.join("events").display()))).unwrap();
     let log_path = dir.join("server.log");
-    let mut child = Command::new(&exe)
-        .current_dir(repo())
-        .arg("--settings")
-        .arg(&settings)
-        .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("HAVEN__MODEL__ENABLED", "false")
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
-    }
-    let mut log_file = std::fs::File::create(&log_path).unwrap();
-    std::thread::spawn(move || {
-        for l in log.lines().map_while(Result::ok) {
-            let _ = writeln!(log_file, "{l}");
-        }
-    });
+    let mut haven = Haven::start(&settings, &[("HAVEN__MODEL__ENABLED", "false"), ("RUST_BACKTRACE", "0")], Some(&log_path));
+    let port = haven.port;
 
     let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
     let mut codes: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
@@ -428,7 +401,7 @@ async fn main() {
     let elapsed = t1.elapsed().as_secs_f64();
 
     // The server is up, its camera streams, its log holds no panic.
-    let alive = child.try_wait().unwrap().is_none();
+    let alive = haven.child.try_wait().unwrap().is_none();
     let status: Value = match client.get(format!("http://127.0.0.1:{port}/api/cameras/cam1")).send().await {
         Ok(mut r) => r.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
@@ -439,8 +412,7 @@ async fn main() {
         Ok(mut r) => r.json::<Value>().await.unwrap_or(Value::Null)["frames_decoded"].as_u64().unwrap_or(0),
         Err(_) => 0,
     };
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let exit = child.wait().unwrap();
+    let exit = haven.stop();
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let mut panics: BTreeMap<String, u64> = BTreeMap::new();
     let lines: Vec<&str> = log.lines().collect();

@@ -5,17 +5,15 @@
 //!
 //! Runs the real `haven` binary on one demo camera, with AI off and on, and for each viewer count.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{shipped_settings_with_cameras, Haven};
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
@@ -25,30 +23,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Starts haven with one camera; returns the child and its port.
-fn start(ai: bool) -> (std::process::Child, u16, PathBuf) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+/// haven on the first demo camera, AI on or off.
+fn start(ai: bool) -> (Haven, PathBuf) {
     let settings = std::env::temp_dir().join(format!("haven-latency-{}-{ai}.toml", std::process::id()));
-    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let one = text.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
-    std::fs::write(&settings, one.replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
-    let mut child = Command::new(repo().join("target/debug/haven"))
-        .current_dir(repo())
-        .arg("--settings")
-        .arg(&settings)
-        .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("build first: cargo build");
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
-    }
-    std::thread::spawn(move || for _ in log.lines() {});
-    (child, port, settings)
+    std::fs::write(&settings, shipped_settings_with_cameras(1).replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
+    (Haven::start(&settings, &[], None), settings)
 }
 
 #[actix_web::main]
@@ -67,7 +46,8 @@ async fn main() {
     println!("| AI | viewers | frames | p50 ms | p95 ms | p99 ms | inference ms (median) |");
     println!("|---|---|---|---|---|---|---|");
     for ai in [false, true] {
-        let (mut child, port, settings) = start(ai);
+        let (haven, settings) = start(ai);
+        let port = haven.port;
         actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         for &n in &counts {
             let samples = Arc::new(Mutex::new(Vec::<f64>::new()));
@@ -126,8 +106,7 @@ async fn main() {
             );
             actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         }
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
+        haven.stop();
         let _ = std::fs::remove_file(settings);
     }
 }

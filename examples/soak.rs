@@ -19,14 +19,17 @@
 //! drift after warm-up, thread and descriptor growth (quiet start vs quiet end), the slow viewer's
 //! effect, and connection totals. Plot with `python3 scripts/plot_soak.py CSV docs/plots/soak.png`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{repo, Haven};
 
 struct Args {
     seconds: f64,
@@ -71,9 +74,6 @@ fn parse_args() -> Args {
     a
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Process figures from /proc.
 struct Proc {
@@ -204,9 +204,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[actix_web::main]
 async fn main() {
     let args = parse_args();
-    let exe = repo().join("target/debug/haven");
-    assert!(exe.is_file(), "build the server first: cargo build");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let scratch = std::env::temp_dir().join(format!("haven-soak-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let settings = scratch.join("haven.toml");
@@ -220,29 +217,9 @@ async fn main() {
         text = text.replace("ai_enabled = true", "ai_enabled = false");
     }
     std::fs::write(&settings, text).unwrap();
-    let mut child = Command::new(&exe)
-        .current_dir(repo())
-        .arg("--settings")
-        .arg(&settings)
-        .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut log = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on") {
-        line.clear();
-        assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
-    }
     let log_path = scratch.join("server.log");
-    let mut log_file = std::fs::File::create(&log_path).unwrap();
-    std::thread::spawn(move || {
-        for l in log.lines().map_while(Result::ok) {
-            let _ = writeln!(log_file, "{l}");
-        }
-    });
+    let haven = Haven::start(&settings, &[], Some(&log_path));
+    let (pid, port) = (haven.pid(), haven.port);
 
     // A quiet baseline: cameras and the model warmed up (AI and events run unwatched), no client yet.
     actix_web::rt::time::sleep(Duration::from_secs(20)).await;
@@ -434,8 +411,7 @@ async fn main() {
     actix_web::rt::time::sleep(Duration::from_secs(6)).await; // half-open requests time out (5 s)
     let quiet_end = sample_proc(pid);
     let viewers_end = viewers_counted(port).await;
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    let exit = child.wait().unwrap();
+    let exit = haven.stop();
 
     // Summary.
     let after: Vec<&(f64, String, Proc, u64, [f64; 3])> = rows.iter().filter(|r| r.1 != "warmup").collect();

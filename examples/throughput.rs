@@ -3,16 +3,13 @@
 //!
 //! `cargo build && cargo run --example throughput -- [--cameras 1,3,6] [--window 20]`
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{shipped_settings_with_cameras, Haven};
 
 async fn cameras(port: u16) -> Vec<serde_json::Value> {
     let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras")).send().await.unwrap();
@@ -32,13 +29,11 @@ async fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let head = text.split("[[cameras]]").next().unwrap().to_string();
+    let head = shipped_settings_with_cameras(0);
     println!("# throughput, AI on (yolo11n-pose 640x640), one viewer per camera, {window} s window");
     println!("| cameras | camera | decode fps | processed fps | detection fps | dropped/s | inference ms |");
     println!("|---|---|---|---|---|---|---|");
     for &n in &counts {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let settings = std::env::temp_dir().join(format!("haven-throughput-{}-{n}.toml", std::process::id()));
         let mut s = head.clone();
         for i in 0..n {
@@ -49,22 +44,8 @@ async fn main() {
             ));
         }
         std::fs::write(&settings, s).unwrap();
-        let mut child = Command::new(repo().join("target/debug/haven"))
-            .current_dir(repo())
-            .arg("--settings")
-            .arg(&settings)
-            .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("build first: cargo build");
-        let mut log = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(log.read_line(&mut line).unwrap() > 0, "server exited");
-        }
-        std::thread::spawn(move || for _ in log.lines() {});
+        let haven = Haven::start(&settings, &[], None);
+        let port = haven.port;
         let mut tasks = Vec::new();
         for i in 0..n {
             let (_, mut ws) = awc::Client::new()
@@ -100,8 +81,7 @@ async fn main() {
         for t in tasks {
             t.abort();
         }
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
+        haven.stop();
         let _ = std::fs::remove_file(settings);
     }
 }

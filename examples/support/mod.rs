@@ -1,0 +1,73 @@
+//! Shared by the benchmark examples: the real `haven` binary, started the way a user runs it.
+
+#![allow(dead_code)] // each example uses its own part
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port (bound and released; good enough for a benchmark).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `target/debug/haven` on `settings`, from the repository root, listening on its own port.
+pub struct Haven {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Haven {
+    /// Starts it with `env` added and returns once it listens. Its log goes to `log`, or nowhere.
+    pub fn start(settings: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Haven {
+        let exe = repo().join("target/debug/haven");
+        assert!(exe.is_file(), "build the server first: cargo build");
+        let port = free_port();
+        let mut child = Command::new(&exe)
+            .current_dir(repo())
+            .arg("--settings")
+            .arg(settings)
+            .env("HAVEN__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("haven starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok);
+        for line in lines.by_ref() {
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        let mut file = log.map(|p| std::fs::File::create(p).unwrap());
+        std::thread::spawn(move || {
+            for line in lines {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
+        assert!(child.try_wait().unwrap().is_none(), "haven exited during start-up");
+        Haven { child, port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+/// The shipped settings with only the first `n` of its cameras.
+pub fn shipped_settings_with_cameras(n: usize) -> String {
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    text.split("[[cameras]]").take(n + 1).collect::<Vec<_>>().join("[[cameras]]")
+}
