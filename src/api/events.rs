@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
+use crate::api::stream::{bounded, MAX_FRAME_BYTES, MAX_PENDING_BYTES};
 use crate::api::ApiError;
 use crate::events::{Event, EventFilter, EventHub, EventKind};
 
@@ -228,9 +230,10 @@ pub async fn alerts(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
+    let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
     let (active, rx) = hub.subscribe(camera.as_deref());
-    actix_web::rt::spawn(run_alerts(session, messages.max_frame_size(64 * 1024), camera, active, rx));
+    actix_web::rt::spawn(run_alerts(session, messages.max_frame_size(MAX_FRAME_BYTES), camera, active, rx, pending));
     Ok(response)
 }
 
@@ -240,6 +243,7 @@ async fn run_alerts(
     camera: Option<String>,
     active: Vec<Event>,
     mut rx: tokio::sync::broadcast::Receiver<Event>,
+    pending: Arc<AtomicUsize>,
 ) {
     async fn send(session: &mut actix_ws::Session, event: &Event) -> Result<(), Option<CloseReason>> {
         let text = serde_json::to_string(event).unwrap_or_default();
@@ -283,6 +287,7 @@ async fn run_alerts(
             }
             msg = messages.recv() => {
                 last_heard = Instant::now();
+                pending.store(0, Ordering::Relaxed);
                 match msg {
                     Some(Ok(Message::Ping(bytes))) => {
                         if session.pong(&bytes).await.is_err() {

@@ -75,10 +75,10 @@ async fn open(
     Ok(response)
 }
 
-/// The largest frame a viewer may send (it only ever needs pongs and a close).
-const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// The most a viewer may send without completing a message.
-const MAX_PENDING_BYTES: usize = 4 * MAX_FRAME_BYTES;
+/// The largest frame a WebSocket client may send (it only ever needs pongs and a close).
+pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The most a WebSocket client may send without completing a message.
+pub(crate) const MAX_PENDING_BYTES: usize = 4 * MAX_FRAME_BYTES;
 
 /// The socket's incoming bytes, cut off with an error once more than `limit` of them have arrived
 /// without making a complete message. actix-http compares a frame's declared length with the limit
@@ -108,7 +108,8 @@ impl Stream for Bounded {
 }
 
 /// `body` wrapped in `Bounded`; the session resets the counter each time a message comes out.
-async fn bounded(req: &HttpRequest, body: web::Payload, limit: usize) -> Result<(web::Payload, Arc<AtomicUsize>), actix_web::Error> {
+/// Every WebSocket route (`/ws/stream`, `/ws/alerts`) takes its body through this.
+pub(crate) async fn bounded(req: &HttpRequest, body: web::Payload, limit: usize) -> Result<(web::Payload, Arc<AtomicUsize>), actix_web::Error> {
     let pending = Arc::new(AtomicUsize::new(0));
     let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
         Box::pin(Bounded { inner: body, pending: pending.clone(), limit });

@@ -697,33 +697,36 @@ async fn a_frame_declaring_a_huge_length_is_refused_before_its_payload_is_buffer
     let port = server.port;
     let mut steady = server.viewer("/ws/stream/cam1").await;
     steady.next_frame(10 * SECOND).await;
-    let attacker = actix_web::rt::task::spawn_blocking(move || {
-        let mut s = raw::upgrade(port, "/ws/stream/cam1?fps=1");
-        let started = Instant::now();
-        s.write_all(&raw::frame(0x82, b"", 1 << 40, true)).unwrap();
-        // Up to 64 MiB of payload, 1 MiB at a time, while the server has not closed the socket.
-        let reader = s.try_clone().unwrap();
-        let closed = std::thread::spawn(move || {
-            let mut reader = reader;
-            raw::read_close(&mut reader)
+    // The same attack on both WebSocket routes.
+    for path in ["/ws/stream/cam1?fps=1", "/ws/alerts"] {
+        let attacker = actix_web::rt::task::spawn_blocking(move || {
+            let mut s = raw::upgrade(port, path);
+            let started = Instant::now();
+            s.write_all(&raw::frame(0x82, b"", 1 << 40, true)).unwrap();
+            // Up to 64 MiB of payload, 1 MiB at a time, while the server has not closed the socket.
+            let reader = s.try_clone().unwrap();
+            let closed = std::thread::spawn(move || {
+                let mut reader = reader;
+                raw::read_close(&mut reader)
+            });
+            let chunk = vec![0u8; 1 << 20];
+            let mut sent = 0usize;
+            while sent < 64 << 20 && !closed.is_finished() && s.write_all(&chunk).is_ok() {
+                sent += chunk.len();
+            }
+            (closed.join().unwrap(), sent, started.elapsed())
         });
-        let chunk = vec![0u8; 1 << 20];
-        let mut sent = 0usize;
-        while sent < 64 << 20 && !closed.is_finished() && s.write_all(&chunk).is_ok() {
-            sent += chunk.len();
-        }
-        (closed.join().unwrap(), sent, started.elapsed())
-    });
-    let ((steady_n, steady_closed), attacked) = futures_util::join!(drain(&mut steady, 3 * SECOND), attacker);
-    assert!(steady_closed.is_none());
-    assert!(steady_n >= 24, "the steady viewer got {steady_n} frames in 3 s");
-    let (close, sent, took) = attacked.unwrap();
-    let (code, reason) = close.expect("a close frame");
-    assert!(
-        matches!(code, 1002 | 1009) && took < 2 * SECOND,
-        "closed with {code} {reason:?} after {took:?}, having taken {} MiB of payload",
-        sent >> 20
-    );
+        let ((steady_n, steady_closed), attacked) = futures_util::join!(drain(&mut steady, 3 * SECOND), attacker);
+        assert!(steady_closed.is_none());
+        assert!(steady_n >= 24, "the steady viewer got {steady_n} frames in 3 s");
+        let (close, sent, took) = attacked.unwrap();
+        let (code, reason) = close.expect("a close frame");
+        assert!(
+            matches!(code, 1002 | 1009) && took < 2 * SECOND,
+            "{path}: closed with {code} {reason:?} after {took:?}, having taken {} MiB of payload",
+            sent >> 20
+        );
+    }
     assert_healthy(port).await;
     server.stop().await;
 }
