@@ -99,7 +99,11 @@ impl Application {
         });
         let events = web::Data::new(events);
         let mut server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).app_data(events.clone()).configure(api::routes)
+            App::new()
+                .app_data(state.clone())
+                .app_data(events.clone())
+                .wrap(actix_web::middleware::from_fn(api::guard_reads))
+                .configure(api::routes)
         })
             .disable_signals()
             .shutdown_timeout(2);

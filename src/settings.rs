@@ -57,6 +57,11 @@ pub struct ApiSettings {
     /// Bearer token that POST, PATCH and DELETE requests must carry; empty means none is needed.
     #[serde(default)]
     pub token: String,
+    /// Reads need the token too (REST, WebSockets, snapshots, MJPEG, metrics, events); clients that
+    /// cannot set a header (a browser's WebSocket or `<img>`) pass it as `?token=`. The UI's own files
+    /// stay open.
+    #[serde(default)]
+    pub protect_reads: bool,
     /// Directories that file sources added through the API must lie in.
     pub media_dirs: Vec<PathBuf>,
     /// Largest request body accepted, in bytes.
@@ -294,6 +299,9 @@ impl Settings {
             return Err(invalid("capture.reconnect_initial_secs is above capture.reconnect_max_secs".into()));
         }
         self.events.validate().map_err(|e| invalid(format!("events: {e}")))?;
+        if self.api.protect_reads && self.api.token.is_empty() {
+            return Err(invalid("api.protect_reads needs api.token".into()));
+        }
         if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
             return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
         }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{authorize, ApiError, AppState};
 use crate::hub::{CameraPatch, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
 use crate::settings::{ApiSettings, CameraConfig, SourceType};
 
@@ -26,7 +26,7 @@ pub async fn engine(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 
 /// `POST /api/cameras`: 201 with the new camera's status.
 pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api)?;
+    authorize(&req, &state.api, false)?;
     let config: CameraConfig = read_json(body, state.api.max_body_bytes).await?;
     config.validate().map_err(ApiError::BadRequest)?;
     check_media_path(&config, &state.api)?;
@@ -41,7 +41,7 @@ pub async fn update(
     path: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api)?;
+    authorize(&req, &state.api, false)?;
     let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
     let status = state.hub.send(Update(path.into_inner(), patch)).await??;
     Ok(HttpResponse::Ok().json(status))
@@ -49,30 +49,9 @@ pub async fn update(
 
 /// `DELETE /api/cameras/{id}`: stops it and closes its viewers.
 pub async fn remove(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api)?;
+    authorize(&req, &state.api, false)?;
     state.hub.send(Remove(path.into_inner())).await??;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Mutating requests need `Authorization: Bearer <token>` when a token is configured.
-fn authorize(req: &HttpRequest, api: &ApiSettings) -> Result<(), ApiError> {
-    if api.token.is_empty() {
-        return Ok(());
-    }
-    let given = req
-        .headers()
-        .get("Authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
-        None => Err(ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into())),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads a JSON body of at most `limit` bytes; errors name the offending field.

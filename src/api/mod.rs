@@ -8,8 +8,11 @@ pub mod stream;
 pub mod ui;
 
 use actix::Addr;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
@@ -75,6 +78,48 @@ impl ResponseError for ApiError {
         }
         res.json(json!({ "error": self.to_string() }))
     }
+}
+
+/// Requests need `Authorization: Bearer <token>` when a token is configured (or `?token=` where
+/// `query_allowed`, for clients that cannot set a header).
+pub fn authorize(req: &HttpRequest, api: &ApiSettings, query_allowed: bool) -> Result<(), ApiError> {
+    if api.token.is_empty() {
+        return Ok(());
+    }
+    let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let query = || {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.get("token").cloned())
+    };
+    let given = header.map(str::to_string).or_else(|| query_allowed.then(query).flatten());
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
+        None => Err(ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into())),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// With `api.protect_reads`, every read (GET) but the UI's own files needs the token.
+pub async fn guard_reads(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let path = req.path();
+    let ui_file = path == "/" || path == "/events" || path.starts_with("/ui/");
+    let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
+    if let Some(state) = req.app_data::<web::Data<AppState>>() {
+        if state.api.protect_reads && is_read && !ui_file {
+            if let Err(e) = authorize(req.request(), &state.api, true) {
+                return Ok(req.into_response(e.error_response()).map_into_right_body());
+            }
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

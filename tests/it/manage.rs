@@ -250,3 +250,34 @@ async fn concurrent_changes_are_all_kept_in_the_file() {
     assert_eq!(on_disk.cameras[0].jpeg_quality as u64, live["jpeg_quality"].as_u64().unwrap());
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn with_protected_reads_every_read_needs_the_token_but_the_page_loads() {
+    let s = Scratch::new("protect");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 2.0, Some(320));
+    let file = settings_file(&s, &clip, "r34d-token");
+    let text = std::fs::read_to_string(&file).unwrap().replace("protect_reads = false", "protect_reads = true");
+    std::fs::write(&file, text).unwrap();
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    for path in ["/api/cameras", "/api/cameras/cam1", "/metrics", "/api/events", "/api/cameras/cam1/snapshot.jpg"] {
+        let (code, body) = send(&server, "GET", path, None, None).await;
+        assert_eq!(code, 401, "{path} without a token: {body}");
+        let (code, _) = send(&server, "GET", path, Some("wrong"), None).await;
+        assert_eq!(code, 401, "{path} with a wrong token");
+    }
+    let (code, _) = send(&server, "GET", "/api/cameras", Some("r34d-token"), None).await;
+    assert_eq!(code, 200);
+    let (code, _) = send(&server, "GET", "/api/cameras?token=r34d-token", None, None).await;
+    assert_eq!(code, 200);
+    let (code, _) = send(&server, "GET", "/", None, None).await;
+    assert_eq!(code, 200, "the page itself stays open");
+    match awc::Client::new().ws(server.ws_url("/ws/stream/cam1")).connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(code)) => assert_eq!(code.as_u16(), 401),
+        Err(e) => panic!("expected a 401, got {e}"),
+        Ok(_) => panic!("a socket was opened without the token"),
+    }
+    let mut viewer = server.viewer("/ws/stream/cam1?token=r34d-token").await;
+    assert_eq!(viewer.next_frame(10 * SECOND).await["metadata"]["camera_id"], "cam1");
+    server.stop().await;
+}
