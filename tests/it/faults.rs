@@ -650,7 +650,8 @@ async fn sigterm_under_load_stops_cleanly_within_five_seconds() {
     actix_web::rt::time::sleep(2 * SECOND).await;
     let (_, list) = get_json(port, "/api/cameras").await;
     let viewers_seen: u64 = list["cameras"].as_array().unwrap().iter().map(|c| c["viewers"].as_u64().unwrap()).sum();
-    assert_eq!(viewers_seen, 65, "{list}");
+    // 65 sockets; a snapshot request of the hammer in flight holds a subscription of its own and counts too.
+    assert!((65..=66).contains(&viewers_seen), "{viewers_seen} viewers: {list}");
 
     let signalled = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &haven.child.id().to_string()]).status().unwrap().success());
