@@ -5,19 +5,18 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message};
+use actix_ws::{CloseCode, CloseReason};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::time::Instant;
 
-use crate::api::stream::{bounded, MAX_FRAME_BYTES, MAX_PENDING_BYTES};
+use crate::api::stream::{bounded, send_text, Liveness, Step, MAX_FRAME_BYTES, MAX_PENDING_BYTES};
 use crate::api::ApiError;
 use crate::events::{Event, EventFilter, EventHub, EventKind};
 
@@ -245,62 +244,33 @@ async fn run_alerts(
     mut rx: tokio::sync::broadcast::Receiver<Event>,
     pending: Arc<AtomicUsize>,
 ) {
-    async fn send(session: &mut actix_ws::Session, event: &Event) -> Result<(), Option<CloseReason>> {
-        let text = serde_json::to_string(event).unwrap_or_default();
-        match tokio::time::timeout(SEND_TIMEOUT, session.text(text)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_closed)) => Err(None),
-            Err(_) => Err(Some(CloseReason { code: CloseCode::Policy, description: Some("viewer stopped reading".into()) })),
-        }
-    }
+    let text = |event: &Event| serde_json::to_string(event).unwrap_or_default();
+    let mut live = Liveness::new(HEARTBEAT, CLIENT_TIMEOUT, pending).await;
+    let mut step = Step::Continue;
     for event in &active {
-        if let Err(reason) = send(&mut session, event).await {
-            let _ = session.close(reason).await;
-            return;
+        step = send_text(&mut session, text(event), SEND_TIMEOUT).await;
+        if !matches!(step, Step::Continue) {
+            break;
         }
     }
-    let mut last_heard = Instant::now();
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    let reason = loop {
-        tokio::select! {
+    while matches!(step, Step::Continue) {
+        step = tokio::select! {
             event = rx.recv() => match event {
-                Ok(event) => {
-                    if camera.as_ref().is_some_and(|c| *c != event.camera_id) {
-                        continue;
-                    }
-                    if let Err(reason) = send(&mut session, &event).await {
-                        break reason;
-                    }
+                Ok(event) if camera.as_ref().is_some_and(|c| *c != event.camera_id) => Step::Continue,
+                Ok(event) => send_text(&mut session, text(&event), SEND_TIMEOUT).await,
+                Err(RecvError::Lagged(n)) => {
+                    log::warn!("alerts viewer fell behind: {n} alerts skipped");
+                    Step::Continue
                 }
-                Err(RecvError::Lagged(n)) => log::warn!("alerts viewer fell behind: {n} alerts skipped"),
-                Err(RecvError::Closed) => break Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }),
+                Err(RecvError::Closed) => {
+                    Step::Close(Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }))
+                }
             },
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > CLIENT_TIMEOUT {
-                    break Some(CloseReason { code: CloseCode::Policy, description: Some("heartbeat timeout".into()) });
-                }
-                if session.ping(b"haven").await.is_err() {
-                    return;
-                }
-            }
-            msg = messages.recv() => {
-                last_heard = Instant::now();
-                pending.store(0, Ordering::Relaxed);
-                match msg {
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) }),
-                }
-            }
-        }
-    };
+            _ = live.heartbeat.tick() => live.on_tick(&mut session).await,
+            msg = messages.recv() => live.on_message(&mut session, msg).await,
+        };
+    }
+    let Step::Close(reason) = step else { return };
     let _ = session.close(reason).await;
 }
 

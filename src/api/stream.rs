@@ -17,7 +17,8 @@ use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::Stream;
-use actix_ws::{CloseCode, CloseReason, Message};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use bytestring::ByteString;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ApiError, AppState};
@@ -147,6 +148,73 @@ fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
     Some(CloseReason { code, description: Some(description.to_string()) })
 }
 
+/// What every WebSocket session does besides its own traffic: ping the client, answer its pings, hear
+/// its close, and close it when it has been silent too long. Shared by viewers and `/ws/alerts`.
+pub(crate) struct Liveness {
+    last_heard: Instant,
+    pub(crate) heartbeat: tokio::time::Interval,
+    client_timeout: Duration,
+    /// Bytes received towards an unfinished message (see `bounded`); reset by every whole message.
+    pending: Arc<AtomicUsize>,
+}
+
+/// What a session loop does after `Liveness` has looked at an event.
+pub(crate) enum Step {
+    Continue,
+    /// Close with this reason (none: the client closed).
+    Close(Option<CloseReason>),
+    /// The socket is gone; nothing to close.
+    Gone,
+}
+
+impl Liveness {
+    pub(crate) async fn new(every: Duration, client_timeout: Duration, pending: Arc<AtomicUsize>) -> Self {
+        let mut heartbeat = tokio::time::interval(every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        Self { last_heard: Instant::now(), heartbeat, client_timeout, pending }
+    }
+
+    /// A heartbeat tick: close a silent client, ping the others.
+    pub(crate) async fn on_tick(&mut self, session: &mut actix_ws::Session) -> Step {
+        if self.last_heard.elapsed() > self.client_timeout {
+            return Step::Close(close_reason(CloseCode::Policy, "heartbeat timeout"));
+        }
+        match session.ping(b"haven").await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Gone,
+        }
+    }
+
+    /// A message from the client (or the end of its stream).
+    pub(crate) async fn on_message(
+        &mut self,
+        session: &mut actix_ws::Session,
+        msg: Option<Result<Message, ProtocolError>>,
+    ) -> Step {
+        self.last_heard = Instant::now();
+        self.pending.store(0, Ordering::Relaxed);
+        match msg {
+            Some(Ok(Message::Ping(bytes))) => match session.pong(&bytes).await {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Gone,
+            },
+            Some(Ok(Message::Close(_))) | None => Step::Close(None),
+            Some(Ok(_)) => Step::Continue,
+            Some(Err(e)) => Step::Close(close_reason(CloseCode::Protocol, &e.to_string())),
+        }
+    }
+}
+
+/// Sends one text message, waiting at most `timeout` for the socket to take it.
+pub(crate) async fn send_text(session: &mut actix_ws::Session, text: impl Into<ByteString>, timeout: Duration) -> Step {
+    match tokio::time::timeout(timeout, session.text(text)).await {
+        Ok(Ok(())) => Step::Continue,
+        Ok(Err(_closed)) => Step::Gone,
+        Err(_elapsed) => Step::Close(close_reason(CloseCode::Policy, "viewer stopped reading")),
+    }
+}
+
 async fn run_viewer(
     mut link: CameraLink,
     mut session: actix_ws::Session,
@@ -157,61 +225,39 @@ async fn run_viewer(
     let mut latest: Option<Arc<FramePacket>> = None;
     let mut last_sent_seq = 0u64;
     let mut next_send = Instant::now();
-    let mut last_heard = Instant::now();
-    let mut heartbeat = tokio::time::interval(limits.heartbeat);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
+    let mut live = Liveness::new(limits.heartbeat, limits.client_timeout, pending).await;
     // A packet published before this viewer came counts as news, so the first frame goes out at once.
     link.feed.mark_changed();
 
-    let reason = loop {
+    let step = loop {
         let has_unsent = latest.as_ref().is_some_and(|p| p.seq != last_sent_seq);
-        tokio::select! {
+        let step = tokio::select! {
             changed = link.feed.changed() => {
                 if changed.is_err() {
-                    break close_reason(CloseCode::Away, "camera removed");
+                    break Step::Close(close_reason(CloseCode::Away, "camera removed"));
                 }
                 let feed = link.feed.borrow_and_update().clone();
                 match feed {
                     Feed::Frame(packet) => latest = Some(packet),
                     Feed::Waiting => {}
-                    Feed::Closed(why) => break close_reason(CloseCode::Away, why),
+                    Feed::Closed(why) => break Step::Close(close_reason(CloseCode::Away, why)),
                 }
+                Step::Continue
             }
             _ = sleep_until(next_send), if has_unsent => {
                 let packet = latest.take().expect("has_unsent implies a packet");
-                match tokio::time::timeout(limits.send_timeout, session.text(packet.text.clone())).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_closed)) => return,
-                    Err(_elapsed) => break close_reason(CloseCode::Policy, "viewer stopped reading"),
-                }
                 last_sent_seq = packet.seq;
                 next_send = next_slot(next_send, limits.period);
+                send_text(&mut session, packet.text.clone(), limits.send_timeout).await
             }
-            _ = heartbeat.tick() => {
-                if last_heard.elapsed() > limits.client_timeout {
-                    break close_reason(CloseCode::Policy, "heartbeat timeout");
-                }
-                if session.ping(b"haven").await.is_err() {
-                    return;
-                }
-            }
-            msg = messages.recv() => {
-                last_heard = Instant::now();
-                pending.store(0, Ordering::Relaxed);
-                match msg {
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break close_reason(CloseCode::Protocol, &e.to_string()),
-                }
-            }
+            _ = live.heartbeat.tick() => live.on_tick(&mut session).await,
+            msg = messages.recv() => live.on_message(&mut session, msg).await,
+        };
+        if !matches!(step, Step::Continue) {
+            break step;
         }
     };
+    let Step::Close(reason) = step else { return };
     log::debug!("[{}] viewer left: {:?}", link.camera_id, reason);
     let _ = session.close(reason).await;
 }
