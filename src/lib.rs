@@ -27,6 +27,21 @@ use crate::hub::{Register, StartAll, StopAll, StreamHub};
 use crate::inference::{AiEngine, SharedEngine};
 use crate::settings::Settings;
 
+/// The most a connection's kernel send buffer holds before the socket counts as full.
+const UNSENT_BYTES_LIMIT: u32 = 32 * 1024;
+
+/// Caps what the kernel queues for a client that reads slowly. Linux grows a socket's send buffer
+/// to megabytes, on loopback dozens of frames: a slow viewer would see seconds-old video and a
+/// close frame would wait behind it. With the cap, the socket takes a frame only when the previous
+/// one has almost gone, and the viewer's session keeps the newest packet instead.
+fn limit_unsent_bytes(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_BYTES_LIMIT) {
+            log::warn!("cannot cap a connection's send buffer: {e}");
+        }
+    }
+}
+
 /// How long shutdown waits for camera threads to let go of their sources.
 const CAMERA_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -105,6 +120,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(api::guard_reads))
                 .configure(api::routes)
         })
+            .on_connect(limit_unsent_bytes)
             .disable_signals()
             .shutdown_timeout(2);
         if settings.server.workers > 0 {

@@ -207,6 +207,7 @@ class Tile {
     this.lastFrameAt = 0;
     this.decoding = false;
     this.pending = null; // newest frame that arrived while the previous one was decoding
+    this.endedFalls = new Set(); // ids of falls the alerts socket said are over
     this.frames = 0;
     this.rxFrames = 0;
     this.rxSince = performance.now();
@@ -284,8 +285,10 @@ class Tile {
     const m = msg.metadata || {};
     this.el.dataset.frames = String(this.frames);
     if (m.seq !== undefined) this.el.dataset.seq = String(m.seq);
-    // The camera's active events ride along with its frames: mark a fall in progress.
-    const alarm = String(Array.isArray(m.events) && m.events.some((e) => e?.kind === 'fall'));
+    // The camera's active events ride along with its frames: mark a fall in progress. A frame made
+    // before the fall's end may arrive after its end alert (and be the camera's last, if its video
+    // ended): a fall known to be over does not mark the tile again.
+    const alarm = String(Array.isArray(m.events) && m.events.some((e) => e?.kind === 'fall' && !this.endedFalls.has(e.id)));
     if (this.el.dataset.alarm !== alarm) this.el.dataset.alarm = alarm;
     if (this.decoding) {
       this.pending = msg.data; // drop the older undisplayed frame
@@ -817,7 +820,12 @@ function init() {
     onEvent: (ev) => {
       // Mark the tile at once; its frames' metadata keeps the mark while the fall lasts.
       const t = ev.kind === 'fall' && tiles.get(ev.camera_id);
-      if (t) t.el.dataset.alarm = String(ev.phase === 'start');
+      if (!t) return;
+      if (ev.phase === 'end' && ev.id != null) {
+        t.endedFalls.add(ev.id);
+        if (t.endedFalls.size > 100) t.endedFalls.delete(t.endedFalls.values().next().value);
+      }
+      t.el.dataset.alarm = String(ev.phase === 'start');
     },
   });
 

@@ -398,11 +398,12 @@ function renderCameraOptions() {
 
 function clipState(ev) {
   if (ev.clip_path) return 'ready';
+  if (ev.clip_error) return 'failed';
   return ev.phase === 'start' ? 'recording' : 'pending';
 }
 
 function rowSignature(ev) {
-  return [ev.phase, ev.ended_at, ev.clip_path, ev.snapshot_path, ev.score].join('|');
+  return [ev.phase, ev.ended_at, ev.clip_path, ev.clip_error, ev.snapshot_path, ev.score].join('|');
 }
 
 function makeRow(ev) {
@@ -430,7 +431,7 @@ function fillRow(li, ev) {
     ? el('img', { class: 'thumb', src: `/api/events/${ev.id}/snapshot.jpg`, alt: `Snapshot of event ${ev.id}`, loading: 'lazy', decoding: 'async' })
     : el('div', { class: 'thumb thumb-empty', text: ev.phase === 'start' ? '●' : '–', 'aria-hidden': 'true' });
   const duration = Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : 'ongoing';
-  const clip = { ready: 'clip', recording: 'recording…', pending: ev.clip_path === null && ev.phase === 'end' ? 'clip pending' : '' }[clipState(ev)];
+  const clip = { ready: 'clip', recording: 'recording…', failed: 'no clip', pending: ev.clip_path === null && ev.phase === 'end' ? 'clip pending' : '' }[clipState(ev)];
   li.setAttribute('aria-label', `${KIND_LABEL[ev.kind] ?? ev.kind} on ${ev.camera_id} at ${fmt.dateTime(ev.started_at)}`);
   li.replaceChildren(
     thumb,
@@ -650,7 +651,8 @@ function showEvent(ev) {
     ['Ended', Number.isFinite(ev.ended_at) ? fmt.dateTime(ev.ended_at) : 'ongoing'],
     ['Duration', Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : '–'],
     ['Score', Number.isFinite(ev.score) ? ev.score.toFixed(2) : '–'],
-    ['Clip', ev.clip_path ? `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps` : clipState(ev) === 'recording' ? 'recording…' : 'not available yet'],
+    ['Clip', ev.clip_path ? `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps`
+      : { recording: 'recording…', failed: 'not recorded' }[clipState(ev)] ?? 'not available yet'],
   ];
   if (ev.kind === 'fall' && Number.isFinite(ev.clip_started_at)) details.push(['Fall at', `${fmt.clock(ev.started_at - ev.clip_started_at)} into the clip`]);
   $('#v-details').replaceChildren(...details.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) }))));
@@ -668,6 +670,7 @@ function showEvent(ev) {
     noClip.hidden = false;
     $('#v-noclip-text').textContent = clipState(ev) === 'recording'
       ? 'The event is still going on: its clip is recorded when it ends.'
+      : ev.clip_error ? `The clip could not be recorded: ${ev.clip_error}`
       : ev.phase === 'end' && !ev.clip_path ? 'The clip is being written… (or none was recorded for this event)' : 'No clip.';
     viewer.dataset.clip = 'none';
     for (const c of controls) c.disabled = true;

@@ -3,22 +3,26 @@
 //!
 //! Sessions run over `actix-ws` rather than `actix-web-actors`: the actor context's write buffer
 //! has no bound and no way to see how full it is, so a viewer that stops reading would grow the
-//! server's memory. With `actix-ws` a send waits once the socket's small queue is full; the session
-//! then simply holds the newest packet, and one that cannot send for `send_timeout_secs` is closed.
+//! server's memory. `actix-ws` bounds its queue, but at 32 messages, seconds of video on a slow
+//! link; so a viewer sends its next frame only once the connection has taken the previous one
+//! (`Outgoing`), holds just the newest packet meanwhile, and is closed if the connection takes
+//! nothing for `send_timeout_secs`.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::Stream;
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use bytestring::ByteString;
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ApiError, AppState};
@@ -65,6 +69,10 @@ async fn open(
         })?;
     let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
     let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let taken = Arc::new(Taken { all: AtomicBool::new(true), changed: Notify::new() });
+    let response = response
+        .map_body(|_, inner| Outgoing { inner, taken: taken.clone() })
+        .map_into_boxed_body();
     let limits = Limits {
         period: Duration::from_secs_f64(1.0 / fps),
         heartbeat: Duration::from_secs_f64(state.stream.heartbeat_interval_secs),
@@ -72,7 +80,8 @@ async fn open(
         send_timeout: Duration::from_secs_f64(state.stream.send_timeout_secs),
     };
     log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
-    actix_web::rt::spawn(run_viewer(link, session, messages.max_frame_size(MAX_FRAME_BYTES), limits, pending));
+    let messages = messages.max_frame_size(MAX_FRAME_BYTES);
+    actix_web::rt::spawn(run_viewer(link, session, messages, taken, limits, pending));
     Ok(response)
 }
 
@@ -116,6 +125,58 @@ pub(crate) async fn bounded(req: &HttpRequest, body: web::Payload, limit: usize)
         Box::pin(Bounded { inner: body, pending: pending.clone(), limit });
     let mut payload = actix_web::dev::Payload::Stream { payload: stream };
     Ok((web::Payload::from_request(req, &mut payload).await?, pending))
+}
+
+/// Whether the connection has taken everything the session queued (it writes a socket's response
+/// only as fast as the socket drains, asking the body for more once its own buffer has room).
+struct Taken {
+    /// `false` from a frame's send until the connection has taken it.
+    all: AtomicBool,
+    changed: Notify,
+}
+
+impl Taken {
+    fn all(&self) -> bool {
+        self.all.load(Ordering::Acquire)
+    }
+
+    fn expect_more(&self) {
+        self.all.store(false, Ordering::Release);
+    }
+
+    async fn wait(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.all() {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The WebSocket's response body, reporting through `Taken` each time it has nothing more to give.
+struct Outgoing {
+    inner: BoxBody,
+    taken: Arc<Taken>,
+}
+
+impl MessageBody for Outgoing {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        if polled.is_pending() {
+            this.taken.all.store(true, Ordering::Release);
+            this.taken.changed.notify_one();
+        }
+        polled
+    }
 }
 
 /// When a viewer may get its next frame: keep its cadence, and after a pause never send two
@@ -219,18 +280,22 @@ async fn run_viewer(
     mut link: CameraLink,
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
+    taken: Arc<Taken>,
     limits: Limits,
     pending: Arc<AtomicUsize>,
 ) {
     let mut latest: Option<Arc<FramePacket>> = None;
     let mut last_sent_seq = 0u64;
     let mut next_send = Instant::now();
+    // When the frame the connection has not yet taken was sent.
+    let mut sent_at = Instant::now();
     let mut live = Liveness::new(limits.heartbeat, limits.client_timeout, pending).await;
     // A packet published before this viewer came counts as news, so the first frame goes out at once.
     link.feed.mark_changed();
 
     let step = loop {
         let has_unsent = latest.as_ref().is_some_and(|p| p.seq != last_sent_seq);
+        let can_send = taken.all();
         let step = tokio::select! {
             changed = link.feed.changed() => {
                 if changed.is_err() {
@@ -244,12 +309,18 @@ async fn run_viewer(
                 }
                 Step::Continue
             }
-            _ = sleep_until(next_send), if has_unsent => {
+            _ = sleep_until(next_send), if has_unsent && can_send => {
                 let packet = latest.take().expect("has_unsent implies a packet");
                 last_sent_seq = packet.seq;
                 next_send = next_slot(next_send, limits.period);
+                taken.expect_more();
+                sent_at = Instant::now();
                 send_text(&mut session, packet.text.clone(), limits.send_timeout).await
             }
+            took = tokio::time::timeout_at(sent_at + limits.send_timeout, taken.wait()), if !can_send => match took {
+                Ok(()) => Step::Continue,
+                Err(_elapsed) => Step::Close(close_reason(CloseCode::Policy, "viewer stopped reading")),
+            },
             _ = live.heartbeat.tick() => live.on_tick(&mut session).await,
             msg = messages.recv() => live.on_message(&mut session, msg).await,
         };

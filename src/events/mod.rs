@@ -93,6 +93,8 @@ pub struct Event {
     pub clip_fps: Option<f32>,
     /// Unix time of the clip's first frame: `started_at - clip_started_at` is the event's offset in it.
     pub clip_started_at: Option<f64>,
+    /// Why the event has no clip, if its recording failed (a full disk, say).
+    pub clip_error: Option<String>,
 }
 
 impl Event {
@@ -497,6 +499,7 @@ impl EventEngine {
             clip_frames: None,
             clip_fps: None,
             clip_started_at: None,
+            clip_error: None,
         }
     }
 
@@ -591,7 +594,9 @@ fn clip_done(hub: &EventHub, id: i64, rel: String, path: &Path, result: Result<C
         }
         Err(e) => {
             log::warn!("event {id}: no clip: {e}");
-            let _ = hub.store().set_recording(id, false);
+            if let Err(stored) = hub.store().set_clip_failed(id, &e) {
+                log::warn!("event {id}: {stored}");
+            }
         }
     }
 }

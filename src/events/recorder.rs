@@ -5,7 +5,9 @@
 //!
 //! A clip covers `[event start - pre_roll, event end + post_roll]`, one video frame per processed
 //! camera frame, at the camera's measured rate. It is written to `NAME.part.mp4` and renamed to
-//! `NAME.mp4` once complete, so a complete name always means a playable file.
+//! `NAME.mp4` once complete, so a complete name always means a playable file: before the rename the
+//! file is opened and its first frame decoded, since OpenCV's writer does not report failed writes
+//! (a full disk leaves an MP4 without its index, which nothing can play).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -263,7 +265,38 @@ fn open_writer(part: &Path, fps: f64, size: Size) -> Result<(videoio::VideoWrite
             _ => log::debug!("{name}: no {codec} writer"),
         }
     }
-    Err(format!("{name}: OpenCV can write neither H.264 nor MPEG-4 video"))
+    Err(format!("{name}: OpenCV can write neither H.264 nor MPEG-4 video{}", disk_note(part)))
+}
+
+/// Opens a written clip and decodes its first frame.
+fn check_plays(part: &Path) -> Result<(), String> {
+    let name = part.to_string_lossy();
+    let mut cap = videoio::VideoCapture::from_file(part, videoio::CAP_FFMPEG).map_err(|e| e.to_string())?;
+    let mut frame = Mat::default();
+    if cap.is_opened().unwrap_or(false) && cap.read(&mut frame).unwrap_or(false) && !frame.empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}: the written file does not play{}", disk_note(part)))
+    }
+}
+
+/// Below this much free space a failed write is put down to a full disk.
+const NEARLY_FULL_BYTES: u64 = 4 << 20;
+
+/// `" (no space left on its disk: N bytes free)"` if the disk holding `path` is (nearly) full.
+pub fn disk_note(path: &Path) -> String {
+    match free_bytes(path.parent().unwrap_or(path)) {
+        Some(free) if free < NEARLY_FULL_BYTES => format!(" (no space left on its disk: {free} bytes free)"),
+        _ => String::new(),
+    }
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a properly sized out-parameter.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 impl Writer {
@@ -387,8 +420,8 @@ impl Writer {
             }
         }
         let result = match (&clip.error, clip.frames, clip.first_t) {
-            (None, n, Some(first)) if n > 0 => std::fs::rename(&clip.part, &clip.path)
-                .map_err(|e| format!("{}: {e}", clip.path.display()))
+            (None, n, Some(first)) if n > 0 => check_plays(&clip.part)
+                .and_then(|()| std::fs::rename(&clip.part, &clip.path).map_err(|e| format!("{}: {e}", clip.path.display())))
                 .and_then(|()| std::fs::metadata(&clip.path).map_err(|e| e.to_string()))
                 .map(|m| ClipDone {
                     path: clip.path.clone(),
@@ -458,7 +491,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<u64, String> {
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", path.display())
+            format!("{}: {e}{}", path.display(), disk_note(path))
         })?;
     Ok(bytes.len() as u64)
 }

@@ -79,14 +79,15 @@ CREATE TABLE IF NOT EXISTS events (
     clip_started_at REAL,
     snapshot_path TEXT,
     bytes INTEGER NOT NULL DEFAULT 0,
-    recording INTEGER NOT NULL DEFAULT 0
+    recording INTEGER NOT NULL DEFAULT 0,
+    clip_error TEXT
 );
 CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error";
 
 fn from_row(row: &Row) -> rusqlite::Result<Event> {
     let kind: String = row.get(2)?;
@@ -109,6 +110,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         clip_fps: row.get::<_, Option<f64>>(11)?.map(|f| f as f32),
         clip_started_at: row.get(12)?,
         snapshot_path: row.get(13)?,
+        clip_error: row.get(14)?,
     })
 }
 
@@ -124,6 +126,15 @@ impl EventStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before clips' errors were kept.
+        let has_clip_error: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'clip_error'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_clip_error {
+            conn.execute("ALTER TABLE events ADD COLUMN clip_error TEXT", [])?;
+        }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
         conn.execute("UPDATE events SET recording = 0 WHERE recording != 0", [])?;
         if interrupted > 0 {
@@ -143,7 +154,7 @@ impl EventStore {
     }
 
     /// Stores a new event and returns its id. `recording` marks it as having a clip in progress
-    /// (retention leaves it alone until `set_clip` or `set_recording(false)`).
+    /// (retention leaves it alone until `set_clip` or `set_clip_failed`).
     pub fn insert(&self, ev: &Event, recording: bool) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording)
@@ -178,8 +189,9 @@ impl EventStore {
         Ok(n == 1)
     }
 
-    pub fn set_recording(&self, id: i64, recording: bool) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE events SET recording = ?2 WHERE id = ?1", params![id, recording as i64])?;
+    /// Ends the recording without a clip, keeping why.
+    pub fn set_clip_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE events SET clip_error = ?2, recording = 0 WHERE id = ?1", params![id, error])?;
         Ok(())
     }
 
@@ -352,6 +364,7 @@ pub(crate) mod tests {
             clip_frames: None,
             clip_fps: None,
             clip_started_at: None,
+            clip_error: None,
         }
     }
 
@@ -392,6 +405,27 @@ pub(crate) mod tests {
             ids(EventFilter { camera_id: Some("cam1".into()), kind: Some(EventKind::Fall), since: Some(200.0), ..Default::default() }),
             [b]
         );
+    }
+
+    #[test]
+    fn a_store_from_before_clip_errors_opens_and_keeps_why_a_clip_failed() {
+        let dir = TempDir::new("store-migrate");
+        let path = dir.0.join("events.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(&SCHEMA.replace(",\n    clip_error TEXT", "")).unwrap();
+            old.execute(
+                "INSERT INTO events (camera_id, kind, track_id, started_at, score, bbox, keypoints)
+                 VALUES ('cam1', 'fall', 1, 10.0, 0.9, '[0,0,1,1]', '[]')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = EventStore::open(&path).unwrap();
+        let old = store.get(1).unwrap().unwrap();
+        assert_eq!(old.clip_error, None);
+        store.set_clip_failed(1, "disk full").unwrap();
+        assert_eq!(store.get(1).unwrap().unwrap().clip_error.as_deref(), Some("disk full"));
     }
 
     #[test]

@@ -247,6 +247,27 @@ async fn a_viewer_that_never_reads_does_not_slow_the_others() {
 }
 
 #[actix_web::test]
+async fn a_viewer_that_pauses_resumes_with_the_newest_frame_not_a_backlog() {
+    let s = Scratch::new("pause");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 20.0, None);
+    let server = TestServer::start(settings(vec![camera("cam1", &clip)]), None).await;
+    let mut paused = server.viewer("/ws/stream/cam1?fps=10").await;
+    paused.next_frame(10 * SECOND).await;
+    // 2 s without reading: 20 frames go by (within send_timeout_secs, so it stays connected).
+    actix_web::rt::time::sleep(2 * SECOND).await;
+    let newest = server.viewer("/ws/stream/cam1").await.next_frame(10 * SECOND).await;
+    let newest = newest["metadata"]["seq"].as_u64().unwrap();
+    // What was already on its way (a frame or two in the socket) arrives, then the newest.
+    let mut stale = 0;
+    while paused.next_frame(10 * SECOND).await["metadata"]["seq"].as_u64().unwrap() < newest {
+        stale += 1;
+    }
+    assert!(stale <= 3, "after its pause the viewer got {stale} stale frames before the newest");
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn stopping_closes_viewers_with_a_close_frame() {
     let (_s, _clip, server) = server_on_clip("stop", 3.0, &["cam1"]).await;
     let mut viewer = server.viewer("/ws/stream/cam1").await;

@@ -619,7 +619,16 @@ async fn sigterm_under_load_stops_cleanly_within_five_seconds() {
     for i in 0..60 {
         let mut v = Viewer::connect(&format!("ws://127.0.0.1:{port}/ws/stream/cam{}", i % 3 + 1)).await;
         v.next_frame(10 * SECOND).await;
-        viewers.push(v);
+        // Each keeps reading, as a browser does, until its socket closes; it ends with the close reason.
+        viewers.push(actix_web::rt::spawn(async move {
+            loop {
+                match v.next_event(10 * SECOND).await {
+                    Some(Event::Frame(_)) => continue,
+                    Some(Event::Closed(r)) => break r.and_then(|r| r.description),
+                    None => break None,
+                }
+            }
+        }));
     }
     let stalled = actix_web::rt::task::spawn_blocking(move || {
         (0..5)
@@ -656,16 +665,7 @@ async fn sigterm_under_load_stops_cleanly_within_five_seconds() {
     let signalled = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &haven.child.id().to_string()]).status().unwrap().success());
     // Every reading viewer gets its close frame with the reason.
-    let closes = futures_util::future::join_all(viewers.iter_mut().map(|v| async move {
-        loop {
-            match v.next_event(5 * SECOND).await {
-                Some(Event::Frame(_)) => continue,
-                Some(Event::Closed(r)) => break r.and_then(|r| r.description),
-                None => break None,
-            }
-        }
-    }))
-    .await;
+    let closes: Vec<_> = futures_util::future::join_all(viewers).await.into_iter().map(Result::unwrap).collect();
     let clean = closes.iter().filter(|r| r.as_deref() == Some("server shutting down")).count();
     assert_eq!(clean, 60, "close reasons: {closes:?}");
     let deadline = signalled + 5 * SECOND;
