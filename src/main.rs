@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(settings_path: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&settings_path)?;
+    haven::memory::keep_tidy();
     let engine = PoseEngine::for_server(&settings.model);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings, engine).await?;

@@ -40,7 +40,7 @@ fn unix_time(query: &HashMap<String, String>, name: &str) -> Result<Option<f64>,
     }
 }
 
-/// The filter `?camera=&kind=&since=&until=&limit=` stands for.
+/// The filter `?camera=&kind=&since=&until=&limit=&offset=` stands for.
 pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
     let kind = match query.get("kind").map(String::as_str).filter(|s| !s.is_empty()) {
         None => None,
@@ -55,12 +55,21 @@ pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiE
             _ => return Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"))),
         },
     };
+    let offset = match query.get("offset").filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= i64::MAX as usize)
+            .ok_or_else(|| ApiError::BadRequest(format!("offset must be a whole number from 0, got {raw:?}")))?,
+    };
     let filter = EventFilter {
         camera_id: query.get("camera").filter(|s| !s.is_empty()).cloned(),
         kind,
         since: unix_time(query, "since")?,
         until: unix_time(query, "until")?,
         limit: Some(limit),
+        offset: Some(offset),
     };
     if let (Some(s), Some(u)) = (filter.since, filter.until) {
         if s > u {
@@ -91,11 +100,13 @@ async fn find(hub: &Hub, raw: &str) -> Result<Event, ApiError> {
     with_store(hub, move |s| s.get(id)).await?.ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
 }
 
-/// `GET /api/events?camera=&kind=&since=&until=&limit=`: newest first.
+/// `GET /api/events?camera=&kind=&since=&until=&limit=&offset=`: newest first; `total` counts every
+/// event the filter selects, so a client pages with `offset` until it has them all.
 pub async fn list(hub: Hub, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;
-    let events = with_store(&hub, move |s| s.list(&filter)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "total": events.len(), "events": events })))
+    let offset = filter.offset.unwrap_or(0);
+    let (total, events) = with_store(&hub, move |s| Ok((s.count(&filter)?, s.list(&filter)?))).await?;
+    Ok(HttpResponse::Ok().json(json!({ "total": total, "offset": offset, "events": events })))
 }
 
 /// `GET /api/events/{id}`.
@@ -302,11 +313,20 @@ mod tests {
     #[test]
     fn filters() {
         let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
-        let f = parse_filter(&q(&[("camera", "cam1"), ("kind", "fall"), ("since", "10"), ("until", "20.5"), ("limit", "5")])).unwrap();
+        let f = parse_filter(&q(&[("camera", "cam1"), ("kind", "fall"), ("since", "10"), ("until", "20.5"), ("limit", "5"), ("offset", "10")])).unwrap();
         assert_eq!(f.camera_id.as_deref(), Some("cam1"));
-        assert_eq!((f.kind, f.since, f.until, f.limit), (Some(EventKind::Fall), Some(10.0), Some(20.5), Some(5)));
+        assert_eq!((f.kind, f.since, f.until, f.limit, f.offset), (Some(EventKind::Fall), Some(10.0), Some(20.5), Some(5), Some(10)));
         assert_eq!(parse_filter(&q(&[])).unwrap().limit, Some(DEFAULT_LIMIT));
-        for bad in [&[("kind", "dance")][..], &[("since", "yesterday")], &[("limit", "0")], &[("limit", "5000")], &[("since", "5"), ("until", "1")]] {
+        assert_eq!(parse_filter(&q(&[])).unwrap().offset, Some(0));
+        for bad in [
+            &[("kind", "dance")][..],
+            &[("since", "yesterday")],
+            &[("limit", "0")],
+            &[("limit", "5000")],
+            &[("since", "5"), ("until", "1")],
+            &[("offset", "-1")],
+            &[("offset", "99999999999999999999")],
+        ] {
             assert!(matches!(parse_filter(&q(bad)), Err(ApiError::BadRequest(_))), "{bad:?}");
         }
     }
@@ -358,6 +378,11 @@ mod tests {
         assert_eq!(body["events"][1]["phase"], "end");
         let body: serde_json::Value = test::read_body_json(get_json("/api/events?kind=fall&camera=cam1".into()).await).await;
         assert_eq!(body["total"], 1);
+        // A page of one: the total still counts both, the second page holds the older one.
+        let body: serde_json::Value = test::read_body_json(get_json("/api/events?limit=1&offset=1".into()).await).await;
+        assert_eq!((body["total"].as_u64(), body["offset"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+        assert_eq!(body["events"][0]["kind"], "fall");
         let res = get_json("/api/events?kind=nope".into()).await;
         assert_eq!(res.status(), 400);
         let body: serde_json::Value = test::read_body_json(res).await;

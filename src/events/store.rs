@@ -33,8 +33,10 @@ pub struct EventFilter {
     pub since: Option<f64>,
     /// ...and at or before this.
     pub until: Option<f64>,
-    /// At most this many, newest first (default 100).
+    /// At most this many, newest first (default 100)...
     pub limit: Option<usize>,
+    /// ...after skipping this many (paging; default 0).
+    pub offset: Option<usize>,
 }
 
 /// A finished clip.
@@ -112,6 +114,29 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         snapshot_path: row.get(13)?,
         clip_error: row.get(14)?,
     })
+}
+
+/// The SQL condition (with numbered parameters) for `filter`'s camera, kind and time range.
+fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(c) = &filter.camera_id {
+        args.push(c.clone().into());
+        sql += &format!(" AND camera_id = ?{}", args.len());
+    }
+    if let Some(k) = filter.kind {
+        args.push(k.as_str().to_string().into());
+        sql += &format!(" AND kind = ?{}", args.len());
+    }
+    if let Some(s) = filter.since {
+        args.push(s.into());
+        sql += &format!(" AND started_at >= ?{}", args.len());
+    }
+    if let Some(u) = filter.until {
+        args.push(u.into());
+        sql += &format!(" AND started_at <= ?{}", args.len());
+    }
+    (sql, args)
 }
 
 impl EventStore {
@@ -212,30 +237,26 @@ impl EventStore {
     }
 
     /// Newest first.
+    /// The events `filter` selects, newest first, `filter.limit` of them from `filter.offset` on.
     pub fn list(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(c) = &filter.camera_id {
-            args.push(c.clone().into());
-            sql += &format!(" AND camera_id = ?{}", args.len());
-        }
-        if let Some(k) = filter.kind {
-            args.push(k.as_str().to_string().into());
-            sql += &format!(" AND kind = ?{}", args.len());
-        }
-        if let Some(s) = filter.since {
-            args.push(s.into());
-            sql += &format!(" AND started_at >= ?{}", args.len());
-        }
-        if let Some(u) = filter.until {
-            args.push(u.into());
-            sql += &format!(" AND started_at <= ?{}", args.len());
-        }
+        let (conditions, mut args) = where_clause(filter);
         args.push((filter.limit.unwrap_or(100) as i64).into());
-        sql += &format!(" ORDER BY started_at DESC, id DESC LIMIT ?{}", args.len());
+        args.push((filter.offset.unwrap_or(0) as i64).into());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE {conditions} ORDER BY started_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many events `filter` selects in all (its limit and offset aside).
+    pub fn count(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let (conditions, args) = where_clause(filter);
+        let sql = format!("SELECT COUNT(*) FROM events WHERE {conditions}");
+        Ok(self.conn.query_row(&sql, rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// Total bytes of the clip and snapshot files the store refers to.
@@ -401,6 +422,13 @@ pub(crate) mod tests {
         assert_eq!(ids(EventFilter { kind: Some(EventKind::Fall), ..Default::default() }), [c, b]);
         assert_eq!(ids(EventFilter { since: Some(150.0), until: Some(250.0), ..Default::default() }), [b]);
         assert_eq!(ids(EventFilter { limit: Some(1), ..Default::default() }), [c]);
+        // Paging: the next page starts where the last ended; the count ignores limit and offset.
+        assert_eq!(ids(EventFilter { limit: Some(2), offset: Some(2), ..Default::default() }), [a]);
+        assert_eq!(ids(EventFilter { offset: Some(3), ..Default::default() }), Vec::<i64>::new());
+        let fall_page = EventFilter { kind: Some(EventKind::Fall), limit: Some(1), offset: Some(1), ..Default::default() };
+        assert_eq!(ids(fall_page.clone()), [b]);
+        assert_eq!(store.count(&fall_page).unwrap(), 2);
+        assert_eq!(store.count(&EventFilter::default()).unwrap(), 3);
         assert_eq!(
             ids(EventFilter { camera_id: Some("cam1".into()), kind: Some(EventKind::Fall), since: Some(200.0), ..Default::default() }),
             [b]

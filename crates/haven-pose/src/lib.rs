@@ -35,6 +35,7 @@ mod store;
 
 pub use convert::{convert_pt_to_safetensors, ConvertSummary};
 pub use error::PoseError;
+pub use ops::pooled_bytes;
 pub use post::{iou, postprocess_raw, Detection, Letterbox};
 
 /// The network family, detected from the tensor names.

@@ -21,6 +21,11 @@ const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
 /// Upper bound of the recycled memory (the working set at 640x640 is ~60 MB per concurrent frame).
 const POOL_MAX_BYTES: usize = 256 << 20;
 
+/// Bytes the feature-map pool holds for reuse (not counting buffers in use).
+pub fn pooled_bytes() -> usize {
+    POOL.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|b| b.capacity() * 4).sum()
+}
+
 impl PBuf {
     pub fn new(len: usize) -> Self {
         if len >= POOL_MIN {

@@ -1,0 +1,45 @@
+//! Keeping the process's memory from creeping up over days.
+//!
+//! HAVEN's threads pass large buffers to one another: a JPEG and its JSON message are made on a
+//! camera thread and freed on whichever HTTP worker sent them last; clip frames are freed on the
+//! writer thread. glibc's allocator gives every thread an arena of its own and keeps what is freed
+//! there for reuse rather than returning it to the system, so with buffers that change size from
+//! frame to frame the arenas fragment and the resident size drifts up although the live data does
+//! not grow (`docs/soak.md`). Fewer arenas and a periodic `malloc_trim` give it back.
+
+use std::time::Duration;
+
+/// Arenas glibc may create (its default is 8 per core).
+const MAX_ARENAS: i32 = 4;
+/// How often freed memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Limits the allocator's arenas and starts a thread that returns freed memory every `TRIM_EVERY`.
+/// Call once, early in `main`, before other threads start.
+pub fn keep_tidy() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt and malloc_trim are thread-safe glibc calls with plain integer arguments.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS) };
+        let spawned = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
+            for round in 1u64.. {
+                std::thread::sleep(TRIM_EVERY);
+                unsafe { libc::malloc_trim(0) };
+                if round % 6 == 0 && log::log_enabled!(log::Level::Debug) {
+                    // SAFETY: mallinfo2 only reads the allocator's counters.
+                    let m = unsafe { libc::mallinfo2() };
+                    log::debug!(
+                        "heap: {:.1} MiB allocated in arenas + {:.1} MiB mmapped (the pose engine's idle pool: {:.1} MiB), {:.1} MiB free in arenas",
+                        m.uordblks as f64 / 1048576.0,
+                        m.hblkhd as f64 / 1048576.0,
+                        haven_pose::pooled_bytes() as f64 / 1048576.0,
+                        m.fordblks as f64 / 1048576.0
+                    );
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::warn!("cannot start the memory trimmer: {e}");
+        }
+    }
+}
