@@ -78,6 +78,9 @@ fn parse_args() -> Args {
 /// Process figures from /proc.
 struct Proc {
     rss_mib: f64,
+    /// The anonymous part of the RSS (heap, stacks): what a leak would grow. The rest is file-backed,
+    /// mostly code pages of the libraries (FFmpeg, x264, OpenCV) paged in as new paths first run.
+    anon_mib: f64,
     cpu_s: f64,
     threads: u64,
     fds: u64,
@@ -94,6 +97,7 @@ fn sample_proc(pid: u32) -> Proc {
     let ticks = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     Proc {
         rss_mib: field("VmRSS:") / 1024.0,
+        anon_mib: field("RssAnon:") / 1024.0,
         cpu_s: ticks / 100.0,
         threads: field("Threads:") as u64,
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64,
@@ -342,7 +346,7 @@ async fn main() {
     let mut csv = std::fs::File::create(&args.csv).expect("CSV path writable");
     writeln!(
         csv,
-        "t_s,phase,rss_mib,cpu_s,cpu_pct,threads,fds,viewers,opened_total,steady_fps_cam1,steady_fps_cam2,steady_fps_cam3,processed_fps_cam1,processed_fps_cam2,processed_fps_cam3"
+        "t_s,phase,rss_mib,rss_anon_mib,cpu_s,cpu_pct,threads,fds,viewers,opened_total,steady_fps_cam1,steady_fps_cam2,steady_fps_cam3,processed_fps_cam1,processed_fps_cam2,processed_fps_cam3"
     )
     .unwrap();
     let period = Duration::from_secs_f64(args.sample);
@@ -375,14 +379,14 @@ async fn main() {
         let opened = counters.opened.load(Ordering::Relaxed) + counters.never_read_opened.load(Ordering::Relaxed);
         writeln!(
             csv,
-            "{t:.1},{phase},{:.1},{:.2},{cpu_pct:.1},{},{},{viewers},{opened},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2}",
-            p.rss_mib, p.cpu_s, p.threads, p.fds, steady_fps[0], steady_fps[1], steady_fps[2], proc_fps[0], proc_fps[1], proc_fps[2]
+            "{t:.1},{phase},{:.1},{:.1},{:.2},{cpu_pct:.1},{},{},{viewers},{opened},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2}",
+            p.rss_mib, p.anon_mib, p.cpu_s, p.threads, p.fds, steady_fps[0], steady_fps[1], steady_fps[2], proc_fps[0], proc_fps[1], proc_fps[2]
         )
         .unwrap();
         csv.flush().unwrap();
         eprintln!(
-            "t {t:>6.1} {phase:<6} rss {:>7.1} MiB  cpu {cpu_pct:>5.1}%  threads {:>3}  fds {:>4}  viewers {viewers:>3}  opened {opened:>5}  steady fps {:.1}/{:.1}/{:.1}",
-            p.rss_mib, p.threads, p.fds, steady_fps[0], steady_fps[1], steady_fps[2]
+            "t {t:>6.1} {phase:<6} rss {:>7.1} MiB (anon {:>7.1})  cpu {cpu_pct:>5.1}%  threads {:>3}  fds {:>4}  viewers {viewers:>3}  opened {opened:>5}  steady fps {:.1}/{:.1}/{:.1}",
+            p.rss_mib, p.anon_mib, p.threads, p.fds, steady_fps[0], steady_fps[1], steady_fps[2]
         );
         last = (now, p.cpu_s, [steady_now[0], steady_now[1], steady_now[2]], proc_now);
         rows.push((t, phase.to_string(), p, viewers, [steady_fps[0], steady_fps[1], steady_fps[2]]));
@@ -419,6 +423,9 @@ async fn main() {
     let head: Vec<f64> = after.iter().take((n / 10).max(1)).map(|r| r.2.rss_mib).collect();
     let tail: Vec<f64> = after.iter().rev().take((n / 10).max(1)).map(|r| r.2.rss_mib).collect();
     let (rss_start, rss_end) = (median(head), median(tail));
+    let anon_head: Vec<f64> = after.iter().take((n / 10).max(1)).map(|r| r.2.anon_mib).collect();
+    let anon_tail: Vec<f64> = after.iter().rev().take((n / 10).max(1)).map(|r| r.2.anon_mib).collect();
+    let (anon_start, anon_end) = (median(anon_head), median(anon_tail));
     // Least-squares slope of RSS over time after warm-up.
     let (mx, my) = (
         after.iter().map(|r| r.0).sum::<f64>() / n as f64,
@@ -452,6 +459,7 @@ async fn main() {
     println!("| frames received by churn viewers | {} |", churn_frames.load(Ordering::Relaxed));
     println!("| peak viewers counted by the server | {peak_viewers} |");
     println!("| RSS after warm-up → end (medians of first/last 10%) | {rss_start:.1} → {rss_end:.1} MiB ({:+.2}%) |", (rss_end - rss_start) / rss_start * 100.0);
+    println!("| of which anonymous (heap, stacks), same medians | {anon_start:.1} → {anon_end:.1} MiB ({:+.2}%) |", (anon_end - anon_start) / anon_start * 100.0);
     println!("| RSS trend after warm-up (least squares) | {slope_per_hour:+.1} MiB/hour |");
     println!("| RSS min / max after warm-up | {:.1} / {:.1} MiB |",
         after.iter().map(|r| r.2.rss_mib).fold(f64::INFINITY, f64::min), after.iter().map(|r| r.2.rss_mib).fold(0.0, f64::max));

@@ -39,6 +39,8 @@ def main():
     ax = axes[0]
     shade(ax)
     ax.plot(t, col("rss_mib"), color="tab:blue", label="RSS")
+    if "rss_anon_mib" in rows[0]:
+        ax.plot(t, col("rss_anon_mib"), color="tab:cyan", label="of which anonymous (heap, stacks)")
     ax.set_ylabel("RSS (MiB)")
     ax.set_ylim(0, max(col("rss_mib")) * 1.15)
     ax.legend(loc="lower right")

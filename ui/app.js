@@ -6,20 +6,19 @@
 // revoked and no memory piles up; while a frame is still decoding, only the newest one is kept.
 // Falls raise a banner from /ws/alerts (startAlerts, shared with the events page).
 
-import { startAlerts } from './events.js';
+import { startAlerts, fetchWithToken, storedToken, withToken, TOKEN_KEY } from './events.js';
 
 const POLL_MS = 2000; // how often /api/cameras is read for the stats
 const STALE_MIN_MS = 3000; // a stream with no frame for this long (or 3 frame periods) is stale
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
-const TOKEN_KEY = 'haven.token';
 const FPS_KEY = 'haven.fps.';
 const DOWN_STATES = new Set(['retrying', 'ended', 'stopped']);
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
 // ---------------------------------------------------------------------------------------------
-// REST, with the bearer token (asked for once, on the first 401) on changes.
+// REST, with the bearer token (asked for once, on the first 401).
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -28,76 +27,31 @@ class ApiError extends Error {
   }
 }
 
-let tokenAsk = null; // the pending prompt, shared by every request that needs it
-
 async function api(method, path, body) {
   const mutating = method !== 'GET';
-  for (let attempt = 0; ; attempt++) {
-    const headers = { Accept: 'application/json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (mutating && token) headers.Authorization = `Bearer ${token}`;
-    let res;
-    try {
-      res = await fetch(path, {
-        method,
-        headers,
-        cache: 'no-store',
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch {
-      throw new ApiError(0, 'the server is not reachable');
-    }
-    const text = await res.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-    if (res.status === 401 && mutating) {
-      if (token) sessionStorage.removeItem(TOKEN_KEY);
-      updateTokenButton();
-      if (attempt === 0) {
-        const got = await askToken(token ? 'The stored token was refused. Enter the right one.'
-          : 'This server needs a token to make changes.');
-        if (got) continue;
-      }
-      throw new ApiError(401, data?.error ?? 'a valid token is needed to make changes');
-    }
-    if (!res.ok) throw new ApiError(res.status, data?.error ?? `${res.status} ${res.statusText}`);
-    return data;
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetchWithToken(path, {
+      method,
+      headers,
+      cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }, mutating ? 'This server needs a token to make changes.' : 'This server needs a token to show its cameras.');
+  } catch {
+    throw new ApiError(0, 'the server is not reachable');
   }
-}
-
-function askToken(reason) {
-  if (tokenAsk) return tokenAsk;
-  const dialog = $('#token-dialog');
-  const form = $('#token-form');
-  $('#token-reason').textContent = reason;
-  form.reset();
-  tokenAsk = new Promise((resolve) => {
-    const done = (value) => {
-      form.removeEventListener('submit', onSubmit);
-      dialog.removeEventListener('close', onClose);
-      tokenAsk = null;
-      resolve(value);
-    };
-    const onSubmit = (ev) => {
-      ev.preventDefault();
-      const value = form.elements.token.value.trim();
-      if (!value) return;
-      sessionStorage.setItem(TOKEN_KEY, value);
-      updateTokenButton();
-      done(value);
-      dialog.close();
-    };
-    const onClose = () => done(null);
-    form.addEventListener('submit', onSubmit);
-    dialog.addEventListener('close', onClose);
-    dialog.showModal();
-  });
-  return tokenAsk;
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (res.status === 401) throw new ApiError(401, data?.error ?? 'a valid token is needed');
+  if (!res.ok) throw new ApiError(res.status, data?.error ?? `${res.status} ${res.statusText}`);
+  return data;
 }
 
 function updateTokenButton() {
-  $('#token-btn').hidden = !sessionStorage.getItem(TOKEN_KEY);
+  $('#token-btn').hidden = !storedToken();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,6 +103,7 @@ class Player {
     const url = new URL(`/ws/stream/${encodeURIComponent(this.tile.id)}`, location.href);
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.fps) url.searchParams.set('fps', this.fps);
+    if (storedToken()) url.searchParams.set('token', storedToken());
     const ws = new WebSocket(url);
     this.ws = ws;
     this.tile.setLink('connecting');
@@ -230,7 +185,7 @@ class Tile {
       quality: $('.c-quality', el),
       fps: $('.c-fps', el),
     };
-    $('.c-snapshot', el).href = `/api/cameras/${encodeURIComponent(this.id)}/snapshot.jpg`;
+    $('.c-snapshot', el).href = withToken(`/api/cameras/${encodeURIComponent(this.id)}/snapshot.jpg`);
     this.c.ai.setAttribute('aria-label', `AI for ${this.id}`);
     this.c.quality.setAttribute('aria-label', `JPEG quality for ${this.id}`);
     this.c.fps.setAttribute('aria-label', `Frames per second for ${this.id} in this view`);
@@ -814,6 +769,7 @@ function init() {
     for (const t of tiles.values()) t.tick(now);
   }, 500);
   updateTokenButton();
+  window.addEventListener('haven-token', updateTokenButton);
   // Falls, from every camera: a banner until dismissed (kept open in hidden tabs too; it is tiny).
   startAlerts({
     banner: $('#alert-banner'),

@@ -19,6 +19,86 @@ const RETRY_MS = 3000;
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
+// ---------------------------------------------------------------------------------------------
+// The access token (api.token), kept for the tab: sent as a bearer header where a request can carry
+// one, and as ?token= on sockets, images and videos, which cannot. Asked for on the first 401.
+
+export const TOKEN_KEY = 'haven.token';
+export const storedToken = () => sessionStorage.getItem(TOKEN_KEY);
+
+/** `path` with `?token=` added when a token is stored. */
+export function withToken(path) {
+  const token = storedToken();
+  if (!token) return path;
+  const url = new URL(path, location.href);
+  url.searchParams.set('token', token);
+  return url.protocol.startsWith('ws') ? url.href : url.pathname + url.search;
+}
+
+let tokenAsk = null; // the pending prompt, shared by every request that needs it
+let readsDeclined = false; // the user cancelled the prompt for reads: do not ask on every poll
+
+/** Asks for the token in `#token-dialog`; resolves to it (stored), or to null if cancelled. */
+export function askToken(reason) {
+  if (tokenAsk) return tokenAsk;
+  const dialog = $('#token-dialog');
+  const form = $('#token-form');
+  $('#token-reason').textContent = reason;
+  form.reset();
+  const cancel = dialog.querySelector('[data-close]');
+  tokenAsk = new Promise((resolve) => {
+    const done = (value) => {
+      form.removeEventListener('submit', onSubmit);
+      dialog.removeEventListener('close', onClose);
+      cancel?.removeEventListener('click', onCancel);
+      tokenAsk = null;
+      window.dispatchEvent(new Event('haven-token'));
+      resolve(value);
+    };
+    const onSubmit = (ev) => {
+      ev.preventDefault();
+      const value = form.elements.token.value.trim();
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      done(value);
+      dialog.close();
+    };
+    const onClose = () => done(null);
+    const onCancel = () => dialog.close();
+    form.addEventListener('submit', onSubmit);
+    dialog.addEventListener('close', onClose);
+    cancel?.addEventListener('click', onCancel);
+    dialog.showModal();
+  });
+  return tokenAsk;
+}
+
+/**
+ * `fetch` with the stored token; on a 401 the token is forgotten, asked for once (`reason` says
+ * why) and the request made again. A read whose prompt was cancelled is not asked for again.
+ */
+export async function fetchWithToken(path, init = {}, reason = 'This server needs a token.') {
+  const mutating = (init.method ?? 'GET') !== 'GET';
+  for (let attempt = 0; ; attempt++) {
+    const token = storedToken();
+    const headers = { ...(init.headers ?? {}) };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const res = await fetch(path, { ...init, headers });
+    if (res.status !== 401) return res;
+    if (token) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.dispatchEvent(new Event('haven-token'));
+    }
+    if (attempt > 0 || (!mutating && readsDeclined)) return res;
+    const got = await askToken(token ? 'The stored token was refused. Enter the right one.' : reason);
+    if (!got) {
+      if (!mutating) readsDeclined = true;
+      return res;
+    }
+    readsDeclined = false;
+  }
+}
+
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
@@ -100,6 +180,7 @@ export class AlertSocket {
     const url = new URL('/ws/alerts', location.href);
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.camera) url.searchParams.set('camera', this.camera);
+    if (storedToken()) url.searchParams.set('token', storedToken());
     const ws = new WebSocket(url);
     this.ws = ws;
     this.setState(this.state === 'reconnecting' ? 'reconnecting' : 'connecting');
@@ -271,7 +352,7 @@ export function startAlerts({ banner, camera = '', onEvent, onOpen, onState, onV
 async function getJson(path) {
   let res;
   try {
-    res = await fetch(path, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    res = await fetchWithToken(path, { cache: 'no-store', headers: { Accept: 'application/json' } }, 'This server needs a token to show its events.');
   } catch {
     const e = new Error('the server is not reachable');
     e.status = 0;
@@ -428,7 +509,7 @@ function fillRow(li, ev) {
   if (li.dataset.sig === sig) return;
   li.dataset.sig = sig;
   const thumb = ev.snapshot_path
-    ? el('img', { class: 'thumb', src: `/api/events/${ev.id}/snapshot.jpg`, alt: `Snapshot of event ${ev.id}`, loading: 'lazy', decoding: 'async' })
+    ? el('img', { class: 'thumb', src: withToken(`/api/events/${ev.id}/snapshot.jpg`), alt: `Snapshot of event ${ev.id}`, loading: 'lazy', decoding: 'async' })
     : el('div', { class: 'thumb thumb-empty', text: ev.phase === 'start' ? '●' : '–', 'aria-hidden': 'true' });
   const duration = Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : 'ongoing';
   const clip = { ready: 'clip', recording: 'recording…', failed: 'no clip', pending: ev.clip_path === null && ev.phase === 'end' ? 'clip pending' : '' }[clipState(ev)];
@@ -658,7 +739,7 @@ function showEvent(ev) {
   $('#v-details').replaceChildren(...details.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) }))));
 
   const v = video();
-  const url = ev.clip_path ? `/api/events/${ev.id}/clip.mp4` : null;
+  const url = ev.clip_path ? withToken(`/api/events/${ev.id}/clip.mp4`) : null;
   const noClip = $('#v-noclip');
   const controls = [...document.querySelectorAll('#player-controls button, #player-controls select')];
   if (!url) {

@@ -595,6 +595,50 @@ test('with a token, the page asks for it once and sends it as a bearer token', a
   }
 });
 
+test('with protected reads, the pages ask for the token once, then stream and list with it', async () => {
+  const settings = settingsCopy('protected.toml', { cameras: false });
+  const secured = await startServer({
+    settings,
+    env: { HAVEN__API__TOKEN: 'open-sesame', HAVEN__API__PROTECT_READS: 'true', HAVEN__MODEL__ENABLED: 'false' },
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  try {
+    const added = await fetch(secured.base + '/api/cameras', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer open-sesame' },
+      body: JSON.stringify({ camera_id: 'p1', source: 'data/1.mp4', source_type: 'video_file' }),
+    });
+    assert.equal(added.status, 201, await added.text());
+    const p = await ctx.newPage();
+    const errs = watchErrors(p);
+    const sockets = [];
+    p.on('websocket', (ws) => sockets.push(ws.url()));
+
+    // The live page cannot even list the cameras without the token: it asks, once.
+    await p.goto(secured.base + '/');
+    const tokenDialog = p.locator('#token-dialog');
+    await tokenDialog.waitFor();
+    await tokenDialog.locator('[name=token]').fill('open-sesame');
+    await tokenDialog.locator('button[type=submit]').click();
+    // Then the tile streams (its socket carries the token, a browser socket cannot send a header)
+    // and the alerts socket is live.
+    await until('p1 showing frames', async () => ((await frameOf(p, 'p1'))?.frames ?? 0) > 2, FRAME_WAIT_MS);
+    assert.ok(sockets.some((u) => u.includes('/ws/stream/p1') && u.includes('token=open-sesame')), sockets.join(' '));
+    await until('the alerts socket to be live', async () => (await alertsState(p)) === 'live');
+    assert.equal(await tokenDialog.isVisible(), false, 'asked only once');
+
+    // The events page, in the same tab: the token is kept, the list loads, alerts are live.
+    await p.goto(secured.base + '/events');
+    await p.locator('#no-events').waitFor();
+    await until('the events page alerts socket to be live', async () => (await alertsState(p)) === 'live');
+    assert.equal(await p.locator('#token-dialog').isVisible(), false, 'not asked again');
+    assert.deepEqual(errs, []);
+  } finally {
+    await ctx.close().catch(() => {});
+    await stopServer(secured);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Events: a server of its own watches a generated video in which a real person falls. The live
 // page and the events page are open before the camera is added; the fall must reach both, be
