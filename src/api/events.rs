@@ -31,7 +31,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 type Hub = web::Data<Arc<EventHub>>;
 
 fn unix_time(query: &HashMap<String, String>, name: &str) -> Result<Option<f64>, ApiError> {
-    match query.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    match query.get(name).map(|s| s.trim()) {
         None => Ok(None),
         Some(raw) => match raw.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Some(v)),
@@ -48,14 +48,14 @@ pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiE
             ApiError::BadRequest(format!("kind must be person_detected or fall, got {k:?}"))
         })?),
     };
-    let limit = match query.get("limit").filter(|s| !s.is_empty()) {
+    let limit = match query.get("limit") {
         None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => return Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"))),
         },
     };
-    let offset = match query.get("offset").filter(|s| !s.is_empty()) {
+    let offset = match query.get("offset") {
         None => 0,
         Some(raw) => raw
             .parse::<usize>()
@@ -241,7 +241,7 @@ pub async fn alerts(
 ) -> Result<HttpResponse, actix_web::Error> {
     let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
     let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
-    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let (response, session, messages) = actix_ws::handle(&req, body).map_err(super::not_an_upgrade)?;
     let (active, rx) = hub.subscribe(camera.as_deref());
     actix_web::rt::spawn(run_alerts(session, messages.max_frame_size(MAX_FRAME_BYTES), camera, active, rx, pending));
     Ok(response)
@@ -326,6 +326,9 @@ mod tests {
             &[("since", "5"), ("until", "1")],
             &[("offset", "-1")],
             &[("offset", "99999999999999999999")],
+            &[("offset", "")],
+            &[("limit", "")],
+            &[("since", "")],
         ] {
             assert!(matches!(parse_filter(&q(bad)), Err(ApiError::BadRequest(_))), "{bad:?}");
         }

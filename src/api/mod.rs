@@ -123,34 +123,52 @@ pub async fn guard_reads(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post, resource};
     cfg.service(
         web::scope("/api")
-            .route("/cameras", web::get().to(cameras::list))
-            .route("/cameras", web::post().to(cameras::create))
-            .route("/cameras/{camera_id}", web::get().to(cameras::get))
-            .route("/cameras/{camera_id}", web::patch().to(cameras::update))
-            .route("/cameras/{camera_id}", web::delete().to(cameras::remove))
-            .route("/cameras/{camera_id}/snapshot.jpg", web::get().to(media::snapshot))
-            .route("/cameras/{camera_id}/mjpeg", web::get().to(media::mjpeg))
-            .route("/engine", web::get().to(cameras::engine))
-            .route("/events", web::get().to(events::list))
-            .route("/events/{id}", web::get().to(events::get))
-            .route("/events/{id}/snapshot.jpg", web::get().to(events::snapshot))
-            .route("/events/{id}/clip.mp4", web::get().to(events::clip))
-            .route("/openapi.json", web::get().to(openapi)),
+            .service(resource("/cameras").route(get().to(cameras::list)).route(post().to(cameras::create)).default_service(allow("GET, POST")))
+            .service(
+                resource("/cameras/{camera_id}")
+                    .route(get().to(cameras::get))
+                    .route(patch().to(cameras::update))
+                    .route(delete().to(cameras::remove))
+                    .default_service(allow("GET, PATCH, DELETE")),
+            )
+            .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
+            .service(resource("/cameras/{camera_id}/mjpeg").route(get().to(media::mjpeg)).default_service(allow("GET")))
+            .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))
+            .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
+            .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
+            .service(resource("/events/{id}/snapshot.jpg").route(get().to(events::snapshot)).default_service(allow("GET")))
+            .service(resource("/events/{id}/clip.mp4").route(get().to(events::clip)).default_service(allow("GET")))
+            .service(resource("/openapi.json").route(get().to(openapi)).default_service(allow("GET"))),
     )
-    .route("/metrics", web::get().to(metrics::render))
-    .route("/", web::get().to(ui::index))
-    .route("/events", web::get().to(ui::events))
-    .route("/ui/{file}", web::get().to(ui::file))
-    .route("/ws/alerts", web::get().to(events::alerts))
-    .route("/ws/stream", web::get().to(stream::legacy))
-    .route("/ws/stream/{camera_id}", web::get().to(stream::camera))
+    .service(resource("/metrics").route(get().to(metrics::render)).default_service(allow("GET")))
+    .service(resource("/").route(get().to(ui::index)).default_service(allow("GET")))
+    .service(resource("/events").route(get().to(ui::events)).default_service(allow("GET")))
+    .service(resource("/ui/{file}").route(get().to(ui::file)).default_service(allow("GET")))
+    .service(resource("/ws/alerts").route(get().to(events::alerts)).default_service(allow("GET")))
+    .service(resource("/ws/stream").route(get().to(stream::legacy)).default_service(allow("GET")))
+    .service(resource("/ws/stream/{camera_id}").route(get().to(stream::camera)).default_service(allow("GET")))
     .default_service(web::to(not_found));
+}
+
+/// A WebSocket route asked without a valid upgrade: a 400 with a JSON body like every other error.
+pub(crate) fn not_an_upgrade(e: actix_web::Error) -> ApiError {
+    ApiError::BadRequest(format!("not a WebSocket upgrade request: {e}"))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("no such route: {} {}", req.method(), req.path())).error_response()
+}
+
+/// A known route asked with a method it does not take: 405 with the methods it does take.
+fn allow(methods: &'static str) -> actix_web::Route {
+    web::to(move |req: actix_web::HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, methods))
+            .json(json!({ "error": format!("{} {} is not allowed; allowed: {methods}", req.method(), req.path()) }))
+    })
 }
 
 /// `GET /api/openapi.json`: the REST API as OpenAPI 3 (kept beside the code it describes).

@@ -68,7 +68,7 @@ async fn open(
             None => ApiError::NotFound("no cameras are configured".into()),
         })?;
     let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
-    let (response, session, messages) = actix_ws::handle(&req, body)?;
+    let (response, session, messages) = actix_ws::handle(&req, body).map_err(super::not_an_upgrade)?;
     let taken = Arc::new(Taken { all: AtomicBool::new(true), changed: Notify::new() });
     let response = response
         .map_body(|_, inner| Outgoing { inner, taken: taken.clone() })

@@ -167,6 +167,27 @@ async fn bad_requests_get_their_4xx_and_change_nothing() {
     assert_eq!(res.status().as_u16(), 400);
     let (code, _) = send(&server, "PATCH", "/api/cameras/nope", None, Some(json!({"ai_enabled": true}))).await;
     assert_eq!(code, 404);
+    // A known route with a method it does not take: 405 naming the ones it does; an unknown route: 404.
+    for (method, path, allowed) in [
+        ("PUT", "/api/cameras", "GET, POST"),
+        ("POST", "/api/cameras/cam1", "GET, PATCH, DELETE"),
+        ("DELETE", "/api/events", "GET"),
+        ("TRACE", "/ws/stream/cam1", "GET"),
+    ] {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut res = awc::Client::new().request(method.clone(), server.url(path)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allowed), "{method} {path}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains(allowed), "{body}");
+    }
+    let (code, _) = send(&server, "GET", "/api/nothing-here", None, None).await;
+    assert_eq!(code, 404);
+    // A WebSocket route asked without an upgrade: a 400 with a JSON error, like every other one.
+    let mut res = awc::Client::new().get(server.url("/ws/stream/cam1")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("not a WebSocket upgrade"), "{body}");
 
     let (_, list) = server.get("/api/cameras").await;
     assert_eq!(list["total_cameras"], 1);

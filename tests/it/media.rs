@@ -103,7 +103,7 @@ async fn metrics_and_the_api_description_are_served() {
 
     let (code, doc) = server.get("/api/openapi.json").await;
     assert_eq!(code, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/cameras", "/api/cameras/{camera_id}", "/api/cameras/{camera_id}/snapshot.jpg", "/api/cameras/{camera_id}/mjpeg",
         "/metrics", "/api/events", "/api/events/{id}", "/api/events/{id}/clip.mp4", "/ws/alerts", "/ws/stream/{camera_id}",
