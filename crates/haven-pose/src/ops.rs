@@ -192,28 +192,34 @@ pub(crate) mod avx2 {
     /// interleave (one `silu8` after another is latency-bound). Same arithmetic as [`silu8`].
     #[inline(always)]
     pub unsafe fn silu8x6(v: &mut [__m256; 6]) {
+        silu8xn(v)
+    }
+
+    /// SiLU of N vectors in place, stage by stage (see [`silu8x6`]).
+    #[inline(always)]
+    pub unsafe fn silu8xn<const N: usize>(v: &mut [__m256; N]) {
         let zero = _mm256_setzero_ps();
         let (lo, hi) = (_mm256_set1_ps(-87.3), _mm256_set1_ps(88.3));
         let magic = _mm256_set1_ps(12_582_912.0);
         let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
-        let mut x = [zero; 6];
-        let mut fx = [zero; 6];
-        let mut n = [_mm256_setzero_si256(); 6];
-        for i in 0..6 {
+        let mut x = [zero; N];
+        let mut fx = [zero; N];
+        let mut n = [_mm256_setzero_si256(); N];
+        for i in 0..N {
             x[i] = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(zero, v[i]), lo), hi);
         }
-        for i in 0..6 {
+        for i in 0..N {
             let t = _mm256_fmadd_ps(x[i], log2e, magic);
             fx[i] = _mm256_sub_ps(t, magic);
             n[i] = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
         }
-        for i in 0..6 {
+        for i in 0..N {
             x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(0.693_359_4), x[i]);
         }
-        for i in 0..6 {
+        for i in 0..N {
             x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(-2.121_944_4e-4), x[i]);
         }
-        let mut y = [_mm256_set1_ps(1.987_569_1e-4); 6];
+        let mut y = [_mm256_set1_ps(1.987_569_1e-4); N];
         for c in [
             1.398_199_9e-3,
             8.333_452e-3,
@@ -222,13 +228,13 @@ pub(crate) mod avx2 {
             5.000_000_1e-1,
         ] {
             let cv = _mm256_set1_ps(c);
-            for i in 0..6 {
+            for i in 0..N {
                 y[i] = _mm256_fmadd_ps(y[i], x[i], cv);
             }
         }
         let one = _mm256_set1_ps(1.0);
         let two = _mm256_set1_ps(2.0);
-        for i in 0..6 {
+        for i in 0..N {
             let z = _mm256_mul_ps(x[i], x[i]);
             let e = _mm256_add_ps(_mm256_fmadd_ps(y[i], z, x[i]), one);
             let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(
@@ -237,7 +243,7 @@ pub(crate) mod avx2 {
             ));
             y[i] = _mm256_add_ps(one, _mm256_mul_ps(e, pow2n));
         }
-        for i in 0..6 {
+        for i in 0..N {
             let r = _mm256_rcp_ps(y[i]);
             let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(y[i], r, two));
             v[i] = _mm256_mul_ps(v[i], r);
@@ -466,10 +472,179 @@ pub(crate) struct Conv {
     /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height
     pa: Vec<f32>,
     bpad: Vec<f32>,
+    /// dense 3x3 stride 1: Winograd F(2x2, 3x3) weights
+    wino: Option<Wino>,
+}
+
+/// Winograd F(2x2, 3x3) weights U = G g Gᵀ: 16 matrices [cout, cin] (index 4 * row + column of the
+/// 4 x 4 transformed tile), each packed for the micro-kernel; the bias is applied after the output
+/// transform, so the GEMMs get a zero bias.
+struct Wino {
+    u: Vec<Vec<f32>>,
+    zero: Vec<f32>,
+}
+
+/// HAVEN_WINOGRAD=0 turns the Winograd path off (for A/B comparisons); on by default.
+fn winograd_enabled() -> bool {
+    static P: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *P.get_or_init(|| std::env::var_os("HAVEN_WINOGRAD").is_none_or(|v| v != "0"))
+}
+
+/// Floats of transformed input (16 x cin x tiles) per tile chunk: ~512 KiB, half the L2.
+const WINO_V_FLOATS: usize = 128 * 1024;
+/// Floats of GEMM results (16 x cout x tiles) per output-transform pass.
+const WINO_M_FLOATS: usize = 64 * 1024;
+
+impl Wino {
+    fn new(w: &[f32], cin: usize, cout: usize) -> Self {
+        let mut u = vec![vec![0f32; cout * cin]; 16];
+        for co in 0..cout {
+            for ci in 0..cin {
+                let g = &w[(co * cin + ci) * 9..(co * cin + ci + 1) * 9];
+                // G g: 4 x 3
+                let mut gg = [[0f32; 3]; 4];
+                for j in 0..3 {
+                    let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
+                    gg[0][j] = a;
+                    gg[1][j] = 0.5 * (a + b + c);
+                    gg[2][j] = 0.5 * (a - b + c);
+                    gg[3][j] = c;
+                }
+                // (G g) Gᵀ: 4 x 4
+                for (i, r) in gg.iter().enumerate() {
+                    let (a, b, c) = (r[0], r[1], r[2]);
+                    let row = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+                    for (j, v) in row.iter().enumerate() {
+                        u[i * 4 + j][co * cin + ci] = *v;
+                    }
+                }
+            }
+        }
+        Wino {
+            u: u.iter().map(|m| kernel::pack_a(m, cout, cin)).collect(),
+            zero: vec![0f32; cout.div_ceil(kernel::MR) * kernel::MR],
+        }
+    }
 }
 
 thread_local! {
     static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Winograd scratch: transformed input rows, packed transformed input, GEMM results
+    #[allow(clippy::type_complexity)]
+    static WSCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Calls f(ty, tx_begin, tx_end, t_local) for each tile row segment of the tiles t0 .. t1 (row-major
+/// tiles, tw per row); t_local is the index of (ty, tx_begin) relative to t0.
+#[inline(always)]
+fn for_tile_rows(t0: usize, t1: usize, tw: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let mut t = t0;
+    while t < t1 {
+        let (ty, txa) = (t / tw, t % tw);
+        let txb = tw.min(txa + (t1 - t));
+        f(ty, txa, txb, t - t0);
+        t += txb - txa;
+    }
+}
+
+/// Winograd input transform V = Bᵀ d B of 8 horizontally adjacent 4 x 4 tiles (step 2) whose top-left
+/// corner is at p (row stride wp); reads 4 rows of 18 floats. V[4 i + j] lane l = tile l's V[i][j].
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn wino_in8(p: *const f32, wp: usize) -> [std::arch::x86_64::__m256; 16] {
+    use avx2::ld;
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn deint(a: __m256, b: __m256) -> (__m256, __m256) {
+        let ev = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0x88>(a, b)));
+        let od = _mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(_mm256_shuffle_ps::<0xDD>(a, b)));
+        (_mm256_castpd_ps(ev), _mm256_castpd_ps(od))
+    }
+    let mut wr = [[_mm256_setzero_ps(); 4]; 4];
+    for (r, wrr) in wr.iter_mut().enumerate() {
+        let row = p.wrapping_add(r * wp);
+        let (e0, o0) = deint(ld(row), ld(row.wrapping_add(8)));
+        let (e1, o1) = deint(ld(row.wrapping_add(2)), ld(row.wrapping_add(10)));
+        // columns 2l, 2l + 1, 2l + 2, 2l + 3 of tile l: e0, o0, e1, o1; d B
+        wrr[0] = _mm256_sub_ps(e0, e1);
+        wrr[1] = _mm256_add_ps(o0, e1);
+        wrr[2] = _mm256_sub_ps(e1, o0);
+        wrr[3] = _mm256_sub_ps(o0, o1);
+    }
+    let mut v = [_mm256_setzero_ps(); 16];
+    for j in 0..4 {
+        v[j] = _mm256_sub_ps(wr[0][j], wr[2][j]);
+        v[4 + j] = _mm256_add_ps(wr[1][j], wr[2][j]);
+        v[8 + j] = _mm256_sub_ps(wr[2][j], wr[1][j]);
+        v[12 + j] = _mm256_sub_ps(wr[1][j], wr[3][j]);
+    }
+    v
+}
+
+/// Winograd output transform Y = Aᵀ M A (+ bias, SiLU) of 8 horizontally adjacent tiles: M[xi] lane l
+/// at m + xi * mstride + l. Stores the first `cols` (<= 16) columns of the 2 x 16 output block at o
+/// (row stride ow); the second row only if `row2`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn wino_out8(
+    m: *const f32,
+    mstride: usize,
+    bias: f32,
+    act: bool,
+    o: *mut f32,
+    ow: usize,
+    cols: usize,
+    row2: bool,
+) {
+    use avx2::{ld, st};
+    use std::arch::x86_64::*;
+    let mv = |xi: usize| ld(m.wrapping_add(xi * mstride));
+    // Aᵀ M: s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (rows)
+    let mut s = [[_mm256_setzero_ps(); 4]; 2];
+    for j in 0..4 {
+        let (a, b, c, d) = (mv(j), mv(4 + j), mv(8 + j), mv(12 + j));
+        s[0][j] = _mm256_add_ps(_mm256_add_ps(a, b), c);
+        s[1][j] = _mm256_sub_ps(_mm256_sub_ps(b, c), d);
+    }
+    let bv = _mm256_set1_ps(bias);
+    let mut y = [_mm256_setzero_ps(); 4];
+    for i in 0..2 {
+        y[2 * i] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]), bv);
+        y[2 * i + 1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]), bv);
+    }
+    if act {
+        avx2::silu8xn(&mut y);
+    }
+    static MASK: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mk = |n: usize| _mm256_loadu_si256(MASK.as_ptr().add(8 - n.min(8)) as *const __m256i);
+    for i in 0..if row2 { 2 } else { 1 } {
+        let (a, b) = (y[2 * i], y[2 * i + 1]);
+        let lo = _mm256_unpacklo_ps(a, b);
+        let hi = _mm256_unpackhi_ps(a, b);
+        let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+        let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+        let r = o.wrapping_add(i * ow);
+        if cols == 16 {
+            st(r, first);
+            st(r.wrapping_add(8), second);
+        } else {
+            _mm256_maskstore_ps(r, mk(cols), first);
+            if cols > 8 {
+                _mm256_maskstore_ps(r.wrapping_add(8), mk(cols - 8), second);
+            }
+        }
+    }
 }
 
 impl Conv {
@@ -497,6 +672,7 @@ impl Conv {
         } else {
             (Vec::new(), Vec::new())
         };
+        let wino = (groups == 1 && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
         Self {
             cin,
             cout,
@@ -509,6 +685,7 @@ impl Conv {
             act,
             pa,
             bpad,
+            wino,
         }
     }
 
@@ -543,6 +720,171 @@ impl Conv {
     /// pixels need form one contiguous run (output rows are computed W2 >= ow wide, the extra columns
     /// are discarded). Packing B is then a plain vector copy instead of a gather.
     fn dense(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        if self.wino.is_some() && winograd_enabled() && self.winograd_pays(h, w) {
+            return self.winograd(x, h, w, out);
+        }
+        self.dense_gemm(x, h, w, oh, ow, out)
+    }
+
+    /// Whether the Winograd path is expected to beat the direct GEMM for this layer: with fewer than 16
+    /// input or output channels the transforms (which scale with cin and cout, not cin x cout) outweigh
+    /// the saved multiplications (measured at 160x160 with 8 -> 16 and 16 -> 8 channels: 10-40 % slower;
+    /// 16 -> 32 and 32 -> 16 at 80x80: 20 % faster).
+    fn winograd_pays(&self, _h: usize, _w: usize) -> bool {
+        self.cin.min(self.cout) >= 16
+    }
+
+    /// Dense 3x3 stride-1 convolution by Winograd F(2x2, 3x3): every 2 x 2 output tile is computed from
+    /// the 4 x 4 input tile around it with 16 multiplications per (cin, cout) pair instead of 36.
+    /// Per chunk of tiles: input transform V = Bᵀ d B into 16 packed [cin, tiles] GEMM operands, 16
+    /// GEMMs M = U V with the packed micro-kernel, output transform Y = Aᵀ M A + bias (+ SiLU) into
+    /// the compact [cout, h, w] output. Vectorised over 8 tiles of a tile row.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    fn winograd(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        use kernel::{MR, NR};
+        let wino = self.wino.as_ref().expect("winograd weights");
+        let (cin, cout) = (self.cin, self.cout);
+        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let nt = th * tw;
+        let (planes, hp, wp) = phase_planes(x, cin, h, w, 1, 1, 2 * (w + 2) + 64);
+        let t_prep = profile_convs().then(std::time::Instant::now);
+        let plane = hp * wp;
+        // the furthest input read: 8-tile groups of the last tile row read 18 columns from 2 tx
+        assert!((cin - 1) * plane + (2 * th + 1) * wp + 2 * tw + 16 <= planes.len());
+        let threads = rayon::current_num_threads().max(1);
+        let mut tc = (WINO_V_FLOATS / 16 / cin / NR).clamp(1, 10) * NR;
+        if nt.div_ceil(tc) < 2 * threads {
+            tc = nt.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
+        }
+        let nchunks = nt.div_ceil(tc);
+        let mpanels = cout.div_ceil(MR);
+        let mchunks = if threads == 1 || nchunks >= 4 * threads {
+            1
+        } else {
+            (4 * threads).div_ceil(nchunks).min(mpanels)
+        };
+        let mcp = mpanels.div_ceil(mchunks);
+        let mchunks = mpanels.div_ceil(mcp);
+        let cp = SendPtr(out.as_mut_ptr());
+        let src = &planes[..];
+        let run = |task: usize| {
+            let cp = cp;
+            let (chunk, mi) = (task / mchunks, task % mchunks);
+            let t0 = chunk * tc;
+            let t1 = (t0 + tc).min(nt);
+            let n = t1 - t0;
+            let m0 = mi * mcp * MR;
+            let mend = (m0 + mcp * MR).min(cout);
+            let msub = ((WINO_M_FLOATS / 16 / n) / MR * MR).max(MR);
+            WSCRATCH.with(|sc| {
+                let mut sc = sc.borrow_mut();
+                let (vrow, vp, mb) = &mut *sc;
+                let rs = n + 8;
+                let vsz = n.div_ceil(NR) * NR * cin;
+                let mstride = msub.min(mend - m0) * n;
+                for (b, len) in [
+                    (&mut *vrow, 16 * rs),
+                    (&mut *vp, 16 * vsz),
+                    (&mut *mb, 16 * mstride + 8),
+                ] {
+                    if b.len() < len {
+                        b.resize(len, 0.0);
+                    }
+                }
+                // input transform, channel by channel
+                for c in 0..cin {
+                    let pc = src[c * plane..].as_ptr();
+                    let vr = vrow.as_mut_ptr();
+                    for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
+                        let mut tx = txa;
+                        while tx < txb {
+                            unsafe {
+                                let v = wino_in8(pc.wrapping_add(2 * ty * wp + 2 * tx), wp);
+                                let o = vr.wrapping_add(tl + tx - txa);
+                                for (xi, vv) in v.iter().enumerate() {
+                                    avx2::st(o.wrapping_add(xi * rs), *vv);
+                                }
+                            }
+                            tx += 8;
+                        }
+                    });
+                    for xi in 0..16 {
+                        kernel::pack_b_row(
+                            &vrow[xi * rs..xi * rs + n],
+                            c,
+                            cin,
+                            &mut vp[xi * vsz..(xi + 1) * vsz],
+                        );
+                    }
+                }
+                let mut ms = m0;
+                while ms < mend {
+                    let ml = msub.min(mend - ms);
+                    for xi in 0..16 {
+                        kernel::gemm_tile(
+                            ml,
+                            n,
+                            cin,
+                            &wino.u[xi][ms * cin..],
+                            &vp[xi * vsz..(xi + 1) * vsz],
+                            &wino.zero,
+                            false,
+                            mb[xi * mstride..].as_mut_ptr(),
+                            n,
+                        );
+                    }
+                    // output transform
+                    for co in 0..ml {
+                        let bias = self.b[ms + co];
+                        let oc = cp.0.wrapping_add((ms + co) * h * w);
+                        let mrow = mb[co * n..].as_ptr();
+                        for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
+                            let mut tx = txa;
+                            while tx < txb {
+                                let cnt = (txb - tx).min(8);
+                                unsafe {
+                                    wino_out8(
+                                        mrow.wrapping_add(tl + tx - txa),
+                                        mstride,
+                                        bias,
+                                        self.act,
+                                        oc.wrapping_add(2 * ty * w + 2 * tx),
+                                        w,
+                                        (2 * cnt).min(w - 2 * tx),
+                                        2 * ty + 1 < h,
+                                    );
+                                }
+                                tx += 8;
+                            }
+                        });
+                    }
+                    ms += ml;
+                }
+            });
+        };
+        let tasks = nchunks * mchunks;
+        if tasks == 1 {
+            run(0)
+        } else {
+            (0..tasks).into_par_iter().for_each(run);
+        }
+        if profile_convs() {
+            let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let fl = 2.0 * (self.cout * self.cin * 9 * h * w) as f64;
+            eprintln!("conv {}->{} k3 s1 {}x{}: winograd {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (direct-equivalent; tiles {tc}, chunks {nchunks}x{mchunks})", self.cin, self.cout, h, w, dt * 1e3, fl / 1e6, fl / dt / 1e9);
+        }
+    }
+
+    fn dense_gemm(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
         use kernel::NR;
         let (k, s, p) = (self.k, self.stride, self.pad);
         let kk = self.cin * k * k;
@@ -1021,6 +1363,56 @@ mod tests {
                 (s % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    /// The Winograd path agrees with the direct GEMM path (odd sizes, channel counts that are not
+    /// multiples of the panel height, with and without SiLU, maps smaller than a tile chunk or many).
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    fn winograd_matches_direct() {
+        for &(cin, cout, h, w, act) in &[
+            (3, 5, 7, 9, true),
+            (5, 7, 1, 1, true),
+            (5, 7, 2, 3, false),
+            (16, 13, 17, 33, true),
+            (64, 51, 20, 20, true),
+            (37, 70, 41, 39, false),
+            (130, 115, 11, 12, true),
+            (300, 9, 6, 5, false),
+            (8, 16, 160, 37, true),
+        ] {
+            let c = Conv::new(
+                cin,
+                cout,
+                3,
+                1,
+                1,
+                pseudo(cout * cin * 9, 1),
+                pseudo(cout, 2),
+                act,
+            );
+            let x = pseudo(cin * h * w, 3);
+            let mut a = vec![f32::NAN; cout * h * w];
+            let mut b = vec![f32::NAN; cout * h * w];
+            c.winograd(&x, h, w, &mut a);
+            c.dense_gemm(&x, h, w, h, w, &mut b);
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
+            let md = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            eprintln!("winograd {cin}->{cout} {h}x{w}: max diff {md:e} (max {scale})");
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-4 * scale.max(q.abs()),
+                    "{cin} {cout} {h}x{w} act {act} at {i}: winograd {p} vs direct {q}"
+                );
+            }
+        }
     }
 
     #[test]
