@@ -490,6 +490,21 @@ fn winograd_enabled() -> bool {
     *P.get_or_init(|| std::env::var_os("HAVEN_WINOGRAD").is_none_or(|v| v != "0"))
 }
 
+/// HAVEN_CONV_PROFILE: nanoseconds in the Winograd input transform, GEMMs and output transform.
+static WINO_NS: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
+
+/// Adds the time since `t` (if profiling) to phase `i` of [`WINO_NS`] and restarts it.
+fn wino_lap(t: &mut Option<std::time::Instant>, i: usize) {
+    if let Some(t) = t {
+        WINO_NS[i].fetch_add(
+            t.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        *t = std::time::Instant::now();
+    }
+}
+
 /// Floats of transformed input (16 x cin x tiles) per tile chunk: ~512 KiB, half the L2.
 const WINO_V_FLOATS: usize = 128 * 1024;
 /// Floats of GEMM results (16 x cout x tiles) per output-transform pass.
@@ -529,10 +544,8 @@ impl Wino {
 
 thread_local! {
     static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Winograd scratch: transformed input rows, packed transformed input, GEMM results
-    #[allow(clippy::type_complexity)]
-    static WSCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// Winograd scratch: packed transformed input, GEMM results
+    static WSCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Calls f(ty, tx_begin, tx_end, t_local) for each tile row segment of the tiles t0 .. t1 (row-major
@@ -787,45 +800,61 @@ impl Conv {
             let msub = ((WINO_M_FLOATS / 16 / n) / MR * MR).max(MR);
             WSCRATCH.with(|sc| {
                 let mut sc = sc.borrow_mut();
-                let (vrow, vp, mb) = &mut *sc;
-                let rs = n + 8;
+                let (vp, mb) = &mut *sc;
                 let vsz = n.div_ceil(NR) * NR * cin;
-                let mstride = msub.min(mend - m0) * n;
-                for (b, len) in [
-                    (&mut *vrow, 16 * rs),
-                    (&mut *vp, 16 * vsz),
-                    (&mut *mb, 16 * mstride + 8),
-                ] {
+                // distance between the 16 operands: not a multiple of 4 KiB, so that the 16 streams
+                // of the transforms do not all map to the same L1 sets
+                let vst = vsz + 32;
+                let mstride = msub.min(mend - m0) * n + 32;
+                for (b, len) in [(&mut *vp, 16 * vst), (&mut *mb, 16 * mstride + 8)] {
                     if b.len() < len {
                         b.resize(len, 0.0);
                     }
                 }
-                // input transform, channel by channel
+                let mut lap = profile_convs().then(std::time::Instant::now);
+                // input transform, channel by channel, straight into the packed GEMM operands
+                // ([n/NR][cin][NR] per xi); tiles are processed in increasing order, so the junk lanes
+                // past a tile row's end land on tiles that are written afterwards (or on padding)
+                static HEAD: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+                let vpp = vp.as_mut_ptr();
                 for c in 0..cin {
                     let pc = src[c * plane..].as_ptr();
-                    let vr = vrow.as_mut_ptr();
                     for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
                         let mut tx = txa;
                         while tx < txb {
+                            let t = tl + tx - txa;
+                            let (panel, off) = (t / NR, t % NR);
+                            let d = vpp.wrapping_add((panel * cin + c) * NR + off);
                             unsafe {
+                                use std::arch::x86_64::*;
                                 let v = wino_in8(pc.wrapping_add(2 * ty * wp + 2 * tx), wp);
-                                let o = vr.wrapping_add(tl + tx - txa);
-                                for (xi, vv) in v.iter().enumerate() {
-                                    avx2::st(o.wrapping_add(xi * rs), *vv);
+                                if off + 8 <= NR {
+                                    for (xi, vv) in v.iter().enumerate() {
+                                        avx2::st(d.wrapping_add(xi * vst), *vv);
+                                    }
+                                } else {
+                                    // lanes 0 .. NR - off end this panel's row, the rest start the next
+                                    let k = NR - off;
+                                    let m1 = _mm256_loadu_si256(
+                                        HEAD.as_ptr().add(8 - k) as *const __m256i
+                                    );
+                                    let second = off + (txb - tx).min(8) > NR;
+                                    let m2 = _mm256_xor_si256(m1, _mm256_set1_epi32(-1));
+                                    // lane l of the second part goes to (panel + 1, c, l - k)
+                                    let d2 = d.wrapping_add(cin * NR - NR);
+                                    for (xi, vv) in v.iter().enumerate() {
+                                        _mm256_maskstore_ps(d.wrapping_add(xi * vst), m1, *vv);
+                                        if second {
+                                            _mm256_maskstore_ps(d2.wrapping_add(xi * vst), m2, *vv);
+                                        }
+                                    }
                                 }
                             }
                             tx += 8;
                         }
                     });
-                    for xi in 0..16 {
-                        kernel::pack_b_row(
-                            &vrow[xi * rs..xi * rs + n],
-                            c,
-                            cin,
-                            &mut vp[xi * vsz..(xi + 1) * vsz],
-                        );
-                    }
                 }
+                wino_lap(&mut lap, 0);
                 let mut ms = m0;
                 while ms < mend {
                     let ml = msub.min(mend - ms);
@@ -835,13 +864,14 @@ impl Conv {
                             n,
                             cin,
                             &wino.u[xi][ms * cin..],
-                            &vp[xi * vsz..(xi + 1) * vsz],
+                            &vp[xi * vst..xi * vst + vsz],
                             &wino.zero,
                             false,
                             mb[xi * mstride..].as_mut_ptr(),
                             n,
                         );
                     }
+                    wino_lap(&mut lap, 1);
                     // output transform
                     for co in 0..ml {
                         let bias = self.b[ms + co];
@@ -867,6 +897,7 @@ impl Conv {
                             }
                         });
                     }
+                    wino_lap(&mut lap, 2);
                     ms += ml;
                 }
             });
@@ -880,7 +911,12 @@ impl Conv {
         if profile_convs() {
             let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
             let fl = 2.0 * (self.cout * self.cin * 9 * h * w) as f64;
-            eprintln!("conv {}->{} k3 s1 {}x{}: winograd {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (direct-equivalent; tiles {tc}, chunks {nchunks}x{mchunks})", self.cin, self.cout, h, w, dt * 1e3, fl / 1e6, fl / dt / 1e9);
+            // summed over the threads
+            let wt: Vec<f64> = WINO_NS
+                .iter()
+                .map(|a| a.swap(0, std::sync::atomic::Ordering::Relaxed) as f64 / 1e6)
+                .collect();
+            eprintln!("conv {}->{} k3 s1 {}x{}: winograd {:.2} ms (thread-ms: input transform {:.2}, gemm {:.2}, output transform {:.2}) {:.0} MFLOP {:.1} GFLOP/s (direct-equivalent; tiles {tc}, chunks {nchunks}x{mchunks})", self.cin, self.cout, h, w, dt * 1e3, wt[0], wt[1], wt[2], fl / 1e6, fl / dt / 1e9);
         }
     }
 
@@ -1412,6 +1448,65 @@ mod tests {
                     "{cin} {cout} {h}x{w} act {act} at {i}: winograd {p} vs direct {q}"
                 );
             }
+        }
+    }
+
+    /// Per-layer timing of the Winograd and direct paths (best of WINO_REPS, default 50), on
+    /// RAYON_NUM_THREADS threads: `cargo test -p haven-pose --lib winograd_speed -- --ignored --nocapture`.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    #[ignore]
+    fn winograd_speed() {
+        let reps: usize = std::env::var("WINO_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(50);
+        for &(cin, cout, h, w) in &[
+            (64, 115, 80, 80),
+            (64, 64, 80, 80),
+            (51, 51, 80, 80),
+            (128, 115, 40, 40),
+            (64, 64, 40, 40),
+            (32, 64, 40, 40),
+            (64, 32, 40, 40),
+            (256, 115, 20, 20),
+            (64, 64, 20, 20),
+            (16, 32, 80, 80),
+            (16, 8, 160, 160),
+        ] {
+            let c = Conv::new(
+                cin,
+                cout,
+                3,
+                1,
+                1,
+                pseudo(cout * cin * 9, 1),
+                pseudo(cout, 2),
+                true,
+            );
+            let x = pseudo(cin * h * w, 3);
+            let mut o = vec![0f32; cout * h * w];
+            let time = |f: &dyn Fn(&mut [f32])| {
+                let mut o = o.clone();
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let t0 = std::time::Instant::now();
+                    f(&mut o);
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                best * 1e3
+            };
+            let tw = time(&|o| c.winograd(&x, h, w, o));
+            let td = time(&|o| c.dense_gemm(&x, h, w, h, w, o));
+            o[0] = tw as f32;
+            eprintln!(
+                "{cin:>3}->{cout:<3} {h:>3}x{w:<3}: winograd {tw:.3} ms, direct {td:.3} ms, ratio {:.2}",
+                td / tw
+            );
         }
     }
 
