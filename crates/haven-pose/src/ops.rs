@@ -474,6 +474,8 @@ pub(crate) struct Conv {
     bpad: Vec<f32>,
     /// dense 3x3 stride 1: Winograd F(2x2, 3x3) weights
     wino: Option<Wino>,
+    /// Winograd F(4x4, 3x3) weights, made on first use
+    wino4: std::sync::OnceLock<Wino>,
 }
 
 /// Winograd F(2x2, 3x3) weights U = G g Gᵀ: 16 matrices [cout, cin] (index 4 * row + column of the
@@ -505,12 +507,56 @@ fn wino_lap(t: &mut Option<std::time::Instant>, i: usize) {
     }
 }
 
+/// HAVEN_WINOGRAD4=0 / 1: F(4x4, 3x3) off / for every Winograd layer (default: by size).
+fn winograd4_mode() -> Option<bool> {
+    static P: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    *P.get_or_init(|| std::env::var("HAVEN_WINOGRAD4").ok().map(|v| v != "0"))
+}
+
+fn winograd4_enabled() -> bool {
+    winograd4_mode() != Some(false)
+}
+
 /// Floats of transformed input (16 x cin x tiles) per tile chunk: ~512 KiB, half the L2.
 const WINO_V_FLOATS: usize = 128 * 1024;
 /// Floats of GEMM results (16 x cout x tiles) per output-transform pass.
 const WINO_M_FLOATS: usize = 64 * 1024;
 
 impl Wino {
+    /// F(4x4, 3x3): U = G g Gᵀ with G 6 x 3, 36 matrices.
+    fn new4(w: &[f32], cin: usize, cout: usize) -> Self {
+        const G: [[f64; 3]; 6] = [
+            [0.25, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let mut u = vec![vec![0f32; cout * cin]; 36];
+        for co in 0..cout {
+            for ci in 0..cin {
+                let g = &w[(co * cin + ci) * 9..(co * cin + ci + 1) * 9];
+                let mut gg = [[0f64; 3]; 6];
+                for i in 0..6 {
+                    for j in 0..3 {
+                        gg[i][j] = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
+                    }
+                }
+                for i in 0..6 {
+                    for j in 0..6 {
+                        let v: f64 = (0..3).map(|k| gg[i][k] * G[j][k]).sum();
+                        u[i * 6 + j][co * cin + ci] = v as f32;
+                    }
+                }
+            }
+        }
+        Wino {
+            u: u.iter().map(|m| kernel::pack_a(m, cout, cin)).collect(),
+            zero: vec![0f32; cout.div_ceil(kernel::MR) * kernel::MR],
+        }
+    }
+
     fn new(w: &[f32], cin: usize, cout: usize) -> Self {
         let mut u = vec![vec![0f32; cout * cin]; 16];
         for co in 0..cout {
@@ -598,6 +644,177 @@ unsafe fn wino_in8(p: *const f32, wp: usize) -> [std::arch::x86_64::__m256; 16] 
         v[12 + j] = _mm256_sub_ps(wr[1][j], wr[3][j]);
     }
     v
+}
+
+/// F(4x4, 3x3) input transform V = Bᵀ d B of 8 horizontally adjacent 6 x 6 tiles (step 4) whose
+/// top-left corner is at p (row stride wp); reads 6 rows of 36 floats. The lanes hold the tiles in
+/// the order 0, 2, 4, 6, 1, 3, 5, 7 (what a 4-way de-interleave gives, and what the output transform's
+/// 4 x 8 transpose wants), or 0 .. 7 if `natural` (partial groups at tile row ends).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn wino4_in8(p: *const f32, wp: usize, natural: bool) -> [std::arch::x86_64::__m256; 36] {
+    use avx2::ld;
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    unsafe fn deint4(q: *const f32) -> [__m256; 4] {
+        let (a0, a1, a2, a3) = (
+            ld(q),
+            ld(q.wrapping_add(8)),
+            ld(q.wrapping_add(16)),
+            ld(q.wrapping_add(24)),
+        );
+        let t0 = _mm256_shuffle_ps::<0x88>(a0, a1);
+        let t1 = _mm256_shuffle_ps::<0x88>(a2, a3);
+        let t2 = _mm256_shuffle_ps::<0xDD>(a0, a1);
+        let t3 = _mm256_shuffle_ps::<0xDD>(a2, a3);
+        [
+            _mm256_shuffle_ps::<0x88>(t0, t1),
+            _mm256_shuffle_ps::<0x88>(t2, t3),
+            _mm256_shuffle_ps::<0xDD>(t0, t1),
+            _mm256_shuffle_ps::<0xDD>(t2, t3),
+        ]
+    }
+    // Bᵀ applied to 6 values
+    #[inline(always)]
+    unsafe fn bt(c: [__m256; 6]) -> [__m256; 6] {
+        let four = _mm256_set1_ps(4.0);
+        let five = _mm256_set1_ps(5.0);
+        let two = _mm256_set1_ps(2.0);
+        let a = _mm256_add_ps(c[3], c[4]);
+        let b = _mm256_add_ps(c[1], c[2]);
+        let e = _mm256_sub_ps(c[4], c[3]);
+        let f = _mm256_sub_ps(c[1], c[2]);
+        let g = _mm256_sub_ps(c[4], c[2]);
+        let k = _mm256_sub_ps(c[3], c[1]);
+        [
+            _mm256_fnmadd_ps(five, c[2], _mm256_fmadd_ps(four, c[0], c[4])),
+            _mm256_fnmadd_ps(four, b, a),
+            _mm256_fmadd_ps(four, f, e),
+            _mm256_fmadd_ps(two, k, g),
+            _mm256_fnmadd_ps(two, k, g),
+            _mm256_fnmadd_ps(five, c[3], _mm256_fmadd_ps(four, c[1], c[5])),
+        ]
+    }
+    let mut wr = [[_mm256_setzero_ps(); 6]; 6];
+    for r in 0..6 {
+        let row = p.wrapping_add(r * wp);
+        let c = deint4(row);
+        let d = deint4(row.wrapping_add(4));
+        wr[r] = bt([c[0], c[1], c[2], c[3], d[0], d[1]]);
+    }
+    let mut v = [_mm256_setzero_ps(); 36];
+    for j in 0..6 {
+        let col = bt([wr[0][j], wr[1][j], wr[2][j], wr[3][j], wr[4][j], wr[5][j]]);
+        for i in 0..6 {
+            v[i * 6 + j] = col[i];
+        }
+    }
+    if natural {
+        let idx = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for x in v.iter_mut() {
+            *x = _mm256_permutevar8x32_ps(*x, idx);
+        }
+    }
+    v
+}
+
+/// F(4x4, 3x3) output transform Y = Aᵀ M A (+ bias, SiLU) of 8 horizontally adjacent tiles, M[xi] lane
+/// l at m + xi * mstride + l (tile order as in [`wino4_in8`]). Stores the first `cols` (<= 32) columns
+/// of the first `rows` rows of the 4 x 32 output block at o (row stride ow).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn wino4_out8(
+    m: *const f32,
+    mstride: usize,
+    bias: f32,
+    act: bool,
+    o: *mut f32,
+    ow: usize,
+    cols: usize,
+    rows: usize,
+    natural: bool,
+) {
+    use avx2::{ld, st};
+    use std::arch::x86_64::*;
+    // Aᵀ applied to 6 values
+    #[inline(always)]
+    unsafe fn at(c: [__m256; 6]) -> [__m256; 4] {
+        let a = _mm256_add_ps(c[1], c[2]);
+        let b = _mm256_sub_ps(c[1], c[2]);
+        let e = _mm256_add_ps(c[3], c[4]);
+        let f = _mm256_sub_ps(c[3], c[4]);
+        [
+            _mm256_add_ps(_mm256_add_ps(c[0], a), e),
+            _mm256_fmadd_ps(_mm256_set1_ps(2.0), f, b),
+            _mm256_fmadd_ps(_mm256_set1_ps(4.0), e, a),
+            _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0), f, b), c[5]),
+        ]
+    }
+    let mv = |xi: usize| ld(m.wrapping_add(xi * mstride));
+    let mut s = [[_mm256_setzero_ps(); 4]; 6];
+    for r in 0..6 {
+        s[r] = at([
+            mv(r * 6),
+            mv(r * 6 + 1),
+            mv(r * 6 + 2),
+            mv(r * 6 + 3),
+            mv(r * 6 + 4),
+            mv(r * 6 + 5),
+        ]);
+    }
+    let bv = _mm256_set1_ps(bias);
+    let mut y = [_mm256_setzero_ps(); 16];
+    for j in 0..4 {
+        let col = at([s[0][j], s[1][j], s[2][j], s[3][j], s[4][j], s[5][j]]);
+        for i in 0..4 {
+            y[i * 4 + j] = _mm256_add_ps(col[i], bv);
+        }
+    }
+    if act {
+        let (a, b) = y.split_at_mut(8);
+        avx2::silu8xn::<8>(a.try_into().unwrap());
+        avx2::silu8xn::<8>(b.try_into().unwrap());
+    }
+    if natural {
+        let idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        for x in y.iter_mut() {
+            *x = _mm256_permutevar8x32_ps(*x, idx);
+        }
+    }
+    static MASK: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mk = |n: usize| _mm256_loadu_si256(MASK.as_ptr().add(8 - n) as *const __m256i);
+    for i in 0..rows {
+        let (y0, y1, y2, y3) = (y[i * 4], y[i * 4 + 1], y[i * 4 + 2], y[i * 4 + 3]);
+        let lo01 = _mm256_unpacklo_ps(y0, y1);
+        let hi01 = _mm256_unpackhi_ps(y0, y1);
+        let lo23 = _mm256_unpacklo_ps(y2, y3);
+        let hi23 = _mm256_unpackhi_ps(y2, y3);
+        let v = [
+            _mm256_shuffle_ps::<0x44>(lo01, lo23),
+            _mm256_shuffle_ps::<0xEE>(lo01, lo23),
+            _mm256_shuffle_ps::<0x44>(hi01, hi23),
+            _mm256_shuffle_ps::<0xEE>(hi01, hi23),
+        ];
+        let r = o.wrapping_add(i * ow);
+        for (q, vq) in v.iter().enumerate() {
+            let n = cols.saturating_sub(8 * q).min(8);
+            if n == 8 {
+                st(r.wrapping_add(8 * q), *vq);
+            } else if n > 0 {
+                _mm256_maskstore_ps(r.wrapping_add(8 * q), mk(n), *vq);
+            }
+        }
+    }
 }
 
 /// Winograd output transform Y = Aᵀ M A (+ bias, SiLU) of 8 horizontally adjacent tiles: M[xi] lane l
@@ -699,6 +916,7 @@ impl Conv {
             pa,
             bpad,
             wino,
+            wino4: std::sync::OnceLock::new(),
         }
     }
 
@@ -752,29 +970,63 @@ impl Conv {
         self.cin.min(self.cout) >= 16
     }
 
+    /// Whether F(4x4, 3x3) is expected to beat F(2x2, 3x3) for this layer: on 40x40 and larger maps
+    /// it is 15-35 % faster; at 20x20 (25 tiles, GEMMs 24 or 48 columns wide) the two are level.
+    fn winograd4_pays(&self, h: usize, w: usize) -> bool {
+        winograd4_mode() == Some(true) || h.div_ceil(4) * w.div_ceil(4) >= 100
+    }
+
     /// Dense 3x3 stride-1 convolution by Winograd F(2x2, 3x3): every 2 x 2 output tile is computed from
-    /// the 4 x 4 input tile around it with 16 multiplications per (cin, cout) pair instead of 36.
-    /// Per chunk of tiles: input transform V = Bᵀ d B into 16 packed [cin, tiles] GEMM operands, 16
-    /// GEMMs M = U V with the packed micro-kernel, output transform Y = Aᵀ M A + bias (+ SiLU) into
-    /// the compact [cout, h, w] output. Vectorised over 8 tiles of a tile row.
+    /// the 4 x 4 input tile around it with 16 multiplications per (cin, cout) pair instead of 36; or,
+    /// on maps of at least 100 4 x 4 tiles, F(4x4, 3x3): 4 x 4 output tiles from 6 x 6 input tiles,
+    /// 36 multiplications instead of 144.
+    /// Per chunk of tiles: input transform V = Bᵀ d B into 16 (36) packed [cin, tiles] GEMM operands,
+    /// 16 (36) GEMMs M = U V with the packed micro-kernel, output transform Y = Aᵀ M A + bias (+ SiLU)
+    /// into the compact [cout, h, w] output. Vectorised over 8 tiles of a tile row.
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
     fn winograd(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        if winograd4_enabled() && self.winograd4_pays(h, w) {
+            let u = self
+                .wino4
+                .get_or_init(|| Wino::new4(&self.w, self.cin, self.cout));
+            self.winograd_r::<4>(u, x, h, w, out)
+        } else {
+            self.winograd_r::<2>(self.wino.as_ref().expect("winograd weights"), x, h, w, out)
+        }
+    }
+
+    /// Winograd F(R x R, 3x3), R = 2 or 4 (see [`Conv::winograd`]).
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    fn winograd_r<const R: usize>(
+        &self,
+        wino: &Wino,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        out: &mut [f32],
+    ) {
         use kernel::{MR, NR};
-        let wino = self.wino.as_ref().expect("winograd weights");
+        let nx = (R + 2) * (R + 2);
         let (cin, cout) = (self.cin, self.cout);
-        let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+        let (th, tw) = (h.div_ceil(R), w.div_ceil(R));
         let nt = th * tw;
-        let (planes, hp, wp) = phase_planes(x, cin, h, w, 1, 1, 2 * (w + 2) + 64);
+        let slack = (R + 1) * (w + 2) + R * tw + 8 * R + 64;
+        let (planes, hp, wp) = phase_planes(x, cin, h, w, 1, 1, slack);
         let t_prep = profile_convs().then(std::time::Instant::now);
         let plane = hp * wp;
-        // the furthest input read: 8-tile groups of the last tile row read 18 columns from 2 tx
-        assert!((cin - 1) * plane + (2 * th + 1) * wp + 2 * tw + 16 <= planes.len());
+        // the furthest input read: 8-tile groups of the last tile row read R + 2 rows and
+        // 8 R + 2 columns (rounded up to whole vectors) from R tx
+        assert!((cin - 1) * plane + (R * th + 1) * wp + R * tw + 8 * R + 4 <= planes.len());
         let threads = rayon::current_num_threads().max(1);
-        let mut tc = (WINO_V_FLOATS / 16 / cin / NR).clamp(1, 10) * NR;
+        let mut tc = (WINO_V_FLOATS / nx / cin / NR).clamp(1, 10) * NR;
         if nt.div_ceil(tc) < 2 * threads {
             tc = nt.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
         }
@@ -797,7 +1049,7 @@ impl Conv {
             let n = t1 - t0;
             let m0 = mi * mcp * MR;
             let mend = (m0 + mcp * MR).min(cout);
-            let msub = ((WINO_M_FLOATS / 16 / n) / MR * MR).max(MR);
+            let msub = ((WINO_M_FLOATS / nx / n) / MR * MR).max(MR);
             WSCRATCH.with(|sc| {
                 let mut sc = sc.borrow_mut();
                 let (vp, mb) = &mut *sc;
@@ -806,7 +1058,7 @@ impl Conv {
                 // of the transforms do not all map to the same L1 sets
                 let vst = vsz + 32;
                 let mstride = msub.min(mend - m0) * n + 32;
-                for (b, len) in [(&mut *vp, 16 * vst), (&mut *mb, 16 * mstride + 8)] {
+                for (b, len) in [(&mut *vp, nx * vst), (&mut *mb, nx * mstride + 8)] {
                     if b.len() < len {
                         b.resize(len, 0.0);
                     }
@@ -827,9 +1079,15 @@ impl Conv {
                             let d = vpp.wrapping_add((panel * cin + c) * NR + off);
                             unsafe {
                                 use std::arch::x86_64::*;
-                                let v = wino_in8(pc.wrapping_add(2 * ty * wp + 2 * tx), wp);
+                                let pt = pc.wrapping_add(R * ty * wp + R * tx);
+                                let mut v = [_mm256_setzero_ps(); 36];
+                                if R == 2 {
+                                    v[..16].copy_from_slice(&wino_in8(pt, wp));
+                                } else {
+                                    v = wino4_in8(pt, wp, txb - tx < 8);
+                                }
                                 if off + 8 <= NR {
-                                    for (xi, vv) in v.iter().enumerate() {
+                                    for (xi, vv) in v.iter().enumerate().take(nx) {
                                         avx2::st(d.wrapping_add(xi * vst), *vv);
                                     }
                                 } else {
@@ -842,7 +1100,7 @@ impl Conv {
                                     let m2 = _mm256_xor_si256(m1, _mm256_set1_epi32(-1));
                                     // lane l of the second part goes to (panel + 1, c, l - k)
                                     let d2 = d.wrapping_add(cin * NR - NR);
-                                    for (xi, vv) in v.iter().enumerate() {
+                                    for (xi, vv) in v.iter().enumerate().take(nx) {
                                         _mm256_maskstore_ps(d.wrapping_add(xi * vst), m1, *vv);
                                         if second {
                                             _mm256_maskstore_ps(d2.wrapping_add(xi * vst), m2, *vv);
@@ -858,7 +1116,7 @@ impl Conv {
                 let mut ms = m0;
                 while ms < mend {
                     let ml = msub.min(mend - ms);
-                    for xi in 0..16 {
+                    for xi in 0..nx {
                         kernel::gemm_tile(
                             ml,
                             n,
@@ -881,17 +1139,34 @@ impl Conv {
                             let mut tx = txa;
                             while tx < txb {
                                 let cnt = (txb - tx).min(8);
+                                let mt = mrow.wrapping_add(tl + tx - txa);
+                                let o = oc.wrapping_add(R * ty * w + R * tx);
+                                let cols = (R * cnt).min(w - R * tx);
                                 unsafe {
-                                    wino_out8(
-                                        mrow.wrapping_add(tl + tx - txa),
-                                        mstride,
-                                        bias,
-                                        self.act,
-                                        oc.wrapping_add(2 * ty * w + 2 * tx),
-                                        w,
-                                        (2 * cnt).min(w - 2 * tx),
-                                        2 * ty + 1 < h,
-                                    );
+                                    if R == 2 {
+                                        wino_out8(
+                                            mt,
+                                            mstride,
+                                            bias,
+                                            self.act,
+                                            o,
+                                            w,
+                                            cols,
+                                            2 * ty + 1 < h,
+                                        );
+                                    } else {
+                                        wino4_out8(
+                                            mt,
+                                            mstride,
+                                            bias,
+                                            self.act,
+                                            o,
+                                            w,
+                                            cols,
+                                            (h - R * ty).min(R),
+                                            cnt < 8,
+                                        );
+                                    }
                                 }
                                 tx += 8;
                             }
@@ -916,7 +1191,7 @@ impl Conv {
                 .iter()
                 .map(|a| a.swap(0, std::sync::atomic::Ordering::Relaxed) as f64 / 1e6)
                 .collect();
-            eprintln!("conv {}->{} k3 s1 {}x{}: winograd {:.2} ms (thread-ms: input transform {:.2}, gemm {:.2}, output transform {:.2}) {:.0} MFLOP {:.1} GFLOP/s (direct-equivalent; tiles {tc}, chunks {nchunks}x{mchunks})", self.cin, self.cout, h, w, dt * 1e3, wt[0], wt[1], wt[2], fl / 1e6, fl / dt / 1e9);
+            eprintln!("conv {}->{} k3 s1 {}x{}: winograd F({R},3) {:.2} ms (thread-ms: input transform {:.2}, gemm {:.2}, output transform {:.2}) {:.0} MFLOP {:.1} GFLOP/s (direct-equivalent; tiles {tc}, chunks {nchunks}x{mchunks})", self.cin, self.cout, h, w, dt * 1e3, wt[0], wt[1], wt[2], fl / 1e6, fl / dt / 1e9);
         }
     }
 
@@ -1432,21 +1707,28 @@ mod tests {
                 act,
             );
             let x = pseudo(cin * h * w, 3);
-            let mut a = vec![f32::NAN; cout * h * w];
             let mut b = vec![f32::NAN; cout * h * w];
-            c.winograd(&x, h, w, &mut a);
             c.dense_gemm(&x, h, w, h, w, &mut b);
             let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-            let md = a
-                .iter()
-                .zip(&b)
-                .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            eprintln!("winograd {cin}->{cout} {h}x{w}: max diff {md:e} (max {scale})");
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    (p - q).abs() <= 1e-4 * scale.max(q.abs()),
-                    "{cin} {cout} {h}x{w} act {act} at {i}: winograd {p} vs direct {q}"
-                );
+            let u4 = Wino::new4(&c.w, cin, cout);
+            for r in [2, 4] {
+                let mut a = vec![f32::NAN; cout * h * w];
+                if r == 2 {
+                    c.winograd_r::<2>(c.wino.as_ref().unwrap(), &x, h, w, &mut a);
+                } else {
+                    c.winograd_r::<4>(&u4, &x, h, w, &mut a);
+                }
+                let md = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                eprintln!("winograd F({r},3) {cin}->{cout} {h}x{w}: max diff {md:e} (max {scale})");
+                for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-4 * scale.max(q.abs()),
+                        "F({r},3) {cin} {cout} {h}x{w} act {act} at {i}: winograd {p} vs direct {q}"
+                    );
+                }
             }
         }
     }
@@ -1477,6 +1759,8 @@ mod tests {
             (64, 64, 20, 20),
             (16, 32, 80, 80),
             (16, 8, 160, 160),
+            (8, 16, 160, 160),
+            (32, 32, 40, 40),
         ] {
             let c = Conv::new(
                 cin,
