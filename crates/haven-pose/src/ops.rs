@@ -971,14 +971,15 @@ impl Conv {
     }
 
     /// Whether F(4x4, 3x3) is expected to beat F(2x2, 3x3) for this layer: on 40x40 and larger maps
-    /// it is 15-35 % faster; at 20x20 (25 tiles, GEMMs 24 or 48 columns wide) the two are level.
+    /// it is 15-35 % faster, at 20x20 (25 tiles) ~5 %; smaller maps (e.g. 10x10 at 320x320 input, where
+    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured).
     fn winograd4_pays(&self, h: usize, w: usize) -> bool {
-        winograd4_mode() == Some(true) || h.div_ceil(4) * w.div_ceil(4) >= 100
+        winograd4_mode() == Some(true) || h.div_ceil(4) * w.div_ceil(4) >= 25
     }
 
     /// Dense 3x3 stride-1 convolution by Winograd F(2x2, 3x3): every 2 x 2 output tile is computed from
     /// the 4 x 4 input tile around it with 16 multiplications per (cin, cout) pair instead of 36; or,
-    /// on maps of at least 100 4 x 4 tiles, F(4x4, 3x3): 4 x 4 output tiles from 6 x 6 input tiles,
+    /// on maps of at least 25 4 x 4 tiles, F(4x4, 3x3): 4 x 4 output tiles from 6 x 6 input tiles,
     /// 36 multiplications instead of 144.
     /// Per chunk of tiles: input transform V = Bᵀ d B into 16 (36) packed [cin, tiles] GEMM operands,
     /// 16 (36) GEMMs M = U V with the packed micro-kernel, output transform Y = Aᵀ M A + bias (+ SiLU)
