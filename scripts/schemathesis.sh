@@ -23,8 +23,10 @@ trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$scr
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/api/cameras" >/dev/null && break; sleep 0.2; done
 
 status=0
+# MJPEG is an endless response: a client that waits for its end never gets one.
 "$venv/bin/st" run "http://127.0.0.1:$port/api/openapi.json" --max-time "$secs" --workers 1 --checks all \
-  --continue-on-failure -H "Authorization: Bearer fuzz-token" || status=$?
+  --continue-on-failure --request-timeout 10 --exclude-path-regex '/mjpeg$' \
+  -H "Authorization: Bearer fuzz-token" || status=$?
 
 echo
 if kill -0 $pid 2>/dev/null && curl -sf "http://127.0.0.1:$port/api/cameras" >/dev/null; then

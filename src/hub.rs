@@ -203,15 +203,27 @@ impl Handler<Remove> for StreamHub {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraPatch {
+    #[serde(default, deserialize_with = "present::deserialize")]
     pub ai_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present::deserialize")]
     pub jpeg_quality: Option<u8>,
     /// `null` removes the limit.
     #[serde(default, with = "double_option")]
     pub resize_width: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present::deserialize")]
     pub loop_video: Option<bool>,
     /// `null` removes the cap.
     #[serde(default, with = "double_option")]
     pub max_fps: Option<Option<f64>>,
+}
+
+mod present {
+    use serde::{Deserialize, Deserializer};
+
+    /// A field that may be left out but not set to `null` (it has no "unset" meaning).
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
 }
 
 mod double_option {

@@ -65,6 +65,10 @@ async fn read_json<T: DeserializeOwned>(mut body: web::Payload, limit: usize) ->
         }
         bytes.extend_from_slice(&chunk);
     }
+    // Every body here is a JSON object (serde would also build a struct from an array).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest("invalid body: expected a JSON object".into()));
+    }
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

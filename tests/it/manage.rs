@@ -152,6 +152,10 @@ async fn bad_requests_get_their_4xx_and_change_nothing() {
         ("PATCH", "/api/cameras/cam1", json!({"ai_enabled": "yes"}), "ai_enabled"),
         ("PATCH", "/api/cameras/cam1", json!({"colour": "red"}), "colour"),
         ("PATCH", "/api/cameras/cam1", json!({"max_fps": 0}), "max_fps"),
+        ("PATCH", "/api/cameras/cam1", json!({"loop_video": null}), "loop_video"),
+        ("PATCH", "/api/cameras/cam1", json!([]), "JSON object"),
+        ("POST", "/api/cameras", json!([{"camera_id": "x"}]), "JSON object"),
+        ("PATCH", "/api/cameras/cam1", json!({"jpeg_quality": null}), "jpeg_quality"),
     ];
     for (method, path, body, names) in cases {
         let (code, answer) = send(&server, method, path, None, Some(body.clone())).await;
