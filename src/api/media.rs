@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use super::stream::{next_slot, viewer_fps};
+use super::stream::{viewer_fps, Throttle};
 use super::{ApiError, AppState};
 use crate::camera::{Feed, FramePacket};
 use crate::hub::{GetStatus, Subscribe};
@@ -86,15 +86,16 @@ pub async fn mjpeg(
 ) -> Result<HttpResponse, ApiError> {
     let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?);
     let feed = follow(&state, path.into_inner()).await?;
-    let parts = stream::unfold((feed, 0u64, Instant::now()), move |(mut feed, last, slot)| async move {
-        sleep_until(slot).await;
+    let parts = stream::unfold((feed, 0u64, Throttle::new(period)), move |(mut feed, last, mut throttle)| async move {
+        sleep_until(throttle.ready_at()).await;
         let packet = next_packet(&mut feed, last).await?;
+        throttle.take(Instant::now());
         let header = format!(
             "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
             packet.jpeg.len()
         );
         let chunks = [Bytes::from(header), packet.jpeg.clone(), Bytes::from_static(b"\r\n")];
-        Some((stream::iter(chunks.map(Ok::<_, actix_web::Error>)), (feed, packet.seq, next_slot(slot, period))))
+        Some((stream::iter(chunks.map(Ok::<_, actix_web::Error>)), (feed, packet.seq, throttle)))
     })
     .flatten();
     Ok(HttpResponse::Ok()

@@ -179,10 +179,42 @@ impl MessageBody for Outgoing {
     }
 }
 
-/// When a viewer may get its next frame: keep its cadence, and after a pause never send two
-/// frames closer than half a period.
-pub fn next_slot(previous: Instant, period: Duration) -> Instant {
-    (previous + period).max(Instant::now() + period / 2)
+/// How many frames a viewer's throttle may save up (see `Throttle`).
+const BURST: f64 = 1.5;
+
+/// A viewer's frame-rate cap: a token bucket that fills by one frame per period and holds at most
+/// `BURST`. A frame goes out the moment it arrives if a whole token is there. A fixed grid of send
+/// times would hold every frame until the viewer's next slot: with the viewer's limit equal to the
+/// camera's rate, each frame would wait the grid's phase, anything up to a whole period. With the
+/// bucket such a viewer gets every frame at once; the average rate never exceeds the limit, and two
+/// frames never go out closer than half a period.
+pub struct Throttle {
+    period: Duration,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Throttle {
+    pub fn new(period: Duration) -> Self {
+        Self { period, tokens: 1.0, at: Instant::now() }
+    }
+
+    /// When the next frame may go out (a time already past: at once).
+    pub fn ready_at(&self) -> Instant {
+        if self.tokens >= 1.0 {
+            return self.at;
+        }
+        let wait = self.period.mul_f64(1.0 - self.tokens);
+        // A rate small enough for its period to pass the clock's range means "not in our lifetime".
+        self.at.checked_add(wait).unwrap_or_else(|| self.at + Duration::from_secs(1 << 32))
+    }
+
+    /// A frame went out at `now`.
+    pub fn take(&mut self, now: Instant) {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() / self.period.as_secs_f64();
+        self.tokens = (self.tokens + gained).min(BURST) - 1.0;
+        self.at = now;
+    }
 }
 
 /// `?fps=` if given (bounded by `max_fps`), else the server's default.
@@ -286,7 +318,7 @@ async fn run_viewer(
 ) {
     let mut latest: Option<Arc<FramePacket>> = None;
     let mut last_sent_seq = 0u64;
-    let mut next_send = Instant::now();
+    let mut throttle = Throttle::new(limits.period);
     // When the frame the connection has not yet taken was sent.
     let mut sent_at = Instant::now();
     let mut live = Liveness::new(limits.heartbeat, limits.client_timeout, pending).await;
@@ -309,10 +341,10 @@ async fn run_viewer(
                 }
                 Step::Continue
             }
-            _ = sleep_until(next_send), if has_unsent && can_send => {
+            _ = sleep_until(throttle.ready_at()), if has_unsent && can_send => {
                 let packet = latest.take().expect("has_unsent implies a packet");
                 last_sent_seq = packet.seq;
-                next_send = next_slot(next_send, limits.period);
+                throttle.take(Instant::now());
                 taken.expect_more();
                 sent_at = Instant::now();
                 send_text(&mut session, packet.text.clone(), limits.send_timeout).await
@@ -339,6 +371,60 @@ mod tests {
 
     fn q(v: &str) -> HashMap<String, String> {
         HashMap::from([("fps".to_string(), v.to_string())])
+    }
+
+    /// Sends the newest frame whenever the throttle allows; returns (arrival, sent) per frame sent.
+    fn simulate(period_ms: u64, arrivals_ms: &[u64]) -> Vec<(u64, u64)> {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut throttle = Throttle { period: Duration::from_millis(period_ms), tokens: 1.0, at: t0 };
+        let mut sent = Vec::new();
+        let mut pending: Option<u64> = None;
+        let mut next = arrivals_ms.iter().peekable();
+        let mut now = 0u64;
+        while next.peek().is_some() || pending.is_some() {
+            let ready = throttle.ready_at().saturating_duration_since(t0).as_millis() as u64;
+            match (pending, next.peek()) {
+                (Some(p), Some(&&a)) if a <= ready.max(now) => {
+                    pending = Some(a.max(p));
+                    now = a;
+                    next.next();
+                }
+                (Some(p), _) => {
+                    now = now.max(ready);
+                    throttle.take(at(now));
+                    sent.push((p, now));
+                    pending = None;
+                }
+                (None, Some(&&a)) => {
+                    pending = Some(a);
+                    now = a;
+                    next.next();
+                }
+                (None, None) => unreachable!(),
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn a_viewer_as_fast_as_its_camera_gets_every_frame_without_waiting() {
+        // 10 fps camera with up to 15 ms of jitter, viewer limited to 10 fps.
+        let arrivals: Vec<u64> = (0..100).map(|i| 1000 + i * 100 + (i * 37 % 31) / 2).collect();
+        let sent = simulate(100, &arrivals);
+        assert_eq!(sent.len(), arrivals.len());
+        let worst = sent.iter().map(|(a, s)| s - a).max().unwrap();
+        assert!(worst <= 15, "a frame waited {worst} ms");
+    }
+
+    #[test]
+    fn a_faster_camera_is_capped_at_the_viewers_rate_never_closer_than_half_a_period() {
+        // 30 fps camera, viewer at 10 fps, for 10 s.
+        let arrivals: Vec<u64> = (0..300).map(|i| i * 100 / 3).collect();
+        let sent = simulate(100, &arrivals);
+        assert!((99..=102).contains(&sent.len()), "{} frames in 10 s", sent.len());
+        let closest = sent.windows(2).map(|w| w[1].1 - w[0].1).min().unwrap();
+        assert!(closest >= 50, "two frames {closest} ms apart");
     }
 
     #[test]
