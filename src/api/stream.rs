@@ -144,6 +144,11 @@ impl Taken {
         self.all.store(false, Ordering::Release);
     }
 
+    fn took_all(&self) {
+        self.all.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+
     async fn wait(&self) {
         loop {
             let changed = self.changed.notified();
@@ -172,8 +177,7 @@ impl MessageBody for Outgoing {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         if polled.is_pending() {
-            this.taken.all.store(true, Ordering::Release);
-            this.taken.changed.notify_one();
+            this.taken.took_all();
         }
         polled
     }
@@ -344,9 +348,9 @@ async fn run_viewer(
             _ = sleep_until(throttle.ready_at()), if has_unsent && can_send => {
                 let packet = latest.take().expect("has_unsent implies a packet");
                 last_sent_seq = packet.seq;
-                throttle.take(Instant::now());
-                taken.expect_more();
                 sent_at = Instant::now();
+                throttle.take(sent_at);
+                taken.expect_more();
                 send_text(&mut session, packet.text.clone(), limits.send_timeout).await
             }
             took = tokio::time::timeout_at(sent_at + limits.send_timeout, taken.wait()), if !can_send => match took {
