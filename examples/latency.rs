@@ -1,7 +1,7 @@
 //! Capture-to-viewer latency: for every frame a viewer receives, the receive time minus the packet's
 //! capture timestamp (both on this machine's clock, over loopback). Prints p50/p95/p99 per case.
 //!
-//! `cargo build && cargo run --example latency -- [--seconds 15] [--viewers 1,100]`
+//! `cargo build && cargo run --example latency -- [--seconds 15] [--viewers 1,100] [--ai on|off|both] [--log FILE]`
 //!
 //! Runs the real `haven` binary on one demo camera, with AI off and on, and for each viewer count.
 
@@ -23,6 +23,7 @@ struct FrameMessage {
 
 #[derive(serde::Deserialize)]
 struct FrameMeta {
+    seq: u64,
     timestamp: f64,
     inference_ms: Option<f64>,
 }
@@ -36,33 +37,47 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// haven on the first demo camera, AI on or off.
-fn start(ai: bool) -> (Haven, PathBuf) {
+/// `log`: where the server's log goes, with its per-frame timings (`haven::latency` at trace level).
+fn start(ai: bool, log: Option<&std::path::Path>) -> (Haven, PathBuf) {
     let settings = std::env::temp_dir().join(format!("haven-latency-{}-{ai}.toml", std::process::id()));
     std::fs::write(&settings, shipped_settings_with_cameras(1).replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
-    (Haven::start(&settings, &[], None), settings)
+    let env: &[(&str, &str)] = if log.is_some() { &[("RUST_LOG", "info,haven::latency=trace")] } else { &[] };
+    (Haven::start(&settings, env, log), settings)
 }
 
 #[actix_web::main]
 async fn main() {
     let mut seconds = 15.0;
     let mut counts = vec![1usize, 100];
+    let mut modes = vec![false, true];
+    let mut log: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = args.next().unwrap().parse().unwrap(),
+            "--ai" => {
+                modes = match args.next().as_deref() {
+                    Some("on") => vec![true],
+                    Some("off") => vec![false],
+                    _ => vec![false, true],
+                }
+            }
+            "--log" => log = Some(args.next().unwrap().into()),
             "--viewers" => counts = args.next().unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
         }
     }
     println!("# capture-to-viewer latency, one camera (data/1.mp4, 768x576 @ 10 fps), {seconds} s per case");
-    println!("| AI | viewers | frames | p50 ms | p95 ms | p99 ms | inference ms (median) |");
-    println!("|---|---|---|---|---|---|---|");
-    for ai in [false, true] {
-        let (haven, settings) = start(ai);
+    println!("| AI | viewers | frames | p50 ms | first viewer p50 ms | p95 ms | p99 ms | inference ms (median) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &ai in &modes {
+        let (haven, settings) = start(ai, log.as_deref());
         let port = haven.port;
         actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         for &n in &counts {
             let samples = Arc::new(Mutex::new(Vec::<f64>::new()));
+            // Per frame, the first viewer's latency: what is left of the median is the fan-out's spread.
+            let first = Arc::new(Mutex::new(std::collections::HashMap::<u64, f64>::new()));
             let inference = Arc::new(Mutex::new(Vec::<f64>::new()));
             let mut tasks = Vec::new();
             for i in 0..n {
@@ -72,7 +87,7 @@ async fn main() {
                     .connect()
                     .await
                     .unwrap();
-                let (samples, inference) = (samples.clone(), inference.clone());
+                let (samples, inference, first) = (samples.clone(), inference.clone(), first.clone());
                 tasks.push(actix_web::rt::spawn(async move {
                     let warm_until = now() + 2.0;
                     while let Some(Ok(frame)) = ws.next().await {
@@ -85,7 +100,11 @@ async fn main() {
                                 if received < warm_until {
                                     continue;
                                 }
-                                samples.lock().unwrap().push((received - m.metadata.timestamp) * 1000.0);
+                                let ms = (received - m.metadata.timestamp) * 1000.0;
+                                samples.lock().unwrap().push(ms);
+                                let mut first = first.lock().unwrap();
+                                let f = first.entry(m.metadata.seq).or_insert(ms);
+                                *f = f.min(ms);
                                 if i == 0 {
                                     if let Some(ms) = m.metadata.inference_ms {
                                         inference.lock().unwrap().push(ms);
@@ -108,12 +127,15 @@ async fn main() {
             s.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let mut inf = inference.lock().unwrap().clone();
             inf.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let mut f: Vec<f64> = first.lock().unwrap().values().copied().collect();
+            f.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let inf_med = if inf.is_empty() { "-".to_string() } else { format!("{:.1}", pct(&inf, 0.5)) };
             println!(
-                "| {} | {n} | {} | {:.1} | {:.1} | {:.1} | {inf_med} |",
+                "| {} | {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {inf_med} |",
                 if ai { "on" } else { "off" },
                 s.len(),
                 pct(&s, 0.5),
+                pct(&f, 0.5),
                 pct(&s, 0.95),
                 pct(&s, 0.99)
             );

@@ -391,10 +391,12 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         None => (None, Vec::new(), None),
     };
     let shown = annotated.as_ref().unwrap_or(frame);
+    let encode_started = Instant::now();
     ctx.status.set_frame_size(shown.cols(), shown.rows());
     let mut jpeg = Vector::<u8>::new();
     let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, jpeg_quality as i32]);
     imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
+    let encode_ms = encode_started.elapsed().as_secs_f64() * 1000.0;
     ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
     let seq = ctx.status.frames_encoded.load(Ordering::Relaxed);
     let active_events: Vec<Event> = match events {
@@ -424,5 +426,11 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         jpeg.to_vec(),
     );
     ctx.feed.send_replace(Feed::Frame(packet));
+    log::trace!(
+        target: "haven::latency",
+        "[{id}] frame {seq}: published {:.1} ms after capture (inference {:.1} ms, encode {encode_ms:.1} ms)",
+        (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() - timestamp) * 1000.0,
+        inference_ms.unwrap_or(0.0)
+    );
     Ok(())
 }

@@ -88,8 +88,6 @@ pub(crate) fn gemm_tile(
     c: *mut f32,
     ldc: usize,
 ) {
-    let npanels = ncols.div_ceil(NR);
-    assert!(bp.len() >= npanels * k * NR);
     let dst = Dst {
         c,
         ldc,
@@ -97,16 +95,24 @@ pub(crate) fn gemm_tile(
         w2: usize::MAX,
         ow: usize::MAX,
     };
-    gemm_generic(
-        m,
-        ncols,
-        k,
-        ap,
-        |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr()),
-        bias,
-        act,
-        dst,
-    )
+    gemm_tile_to(m, ncols, k, ap, bp, bias, act, dst)
+}
+
+/// [`gemm_tile`] into a (possibly wide) destination: packed B, results mapped like [`gemm_tile_offs`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_tile_to(
+    m: usize,
+    ncols: usize,
+    k: usize,
+    ap: &[f32],
+    bp: &[f32],
+    bias: &[f32],
+    act: bool,
+    dst: Dst,
+) {
+    let npanels = ncols.div_ceil(NR);
+    assert!(bp.len() >= npanels * k * NR);
+    gemm_generic(m, ncols, k, ap, |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr()), bias, act, dst)
 }
 
 /// Where a micro-tile's results go: column q of the (possibly wide) C maps to column
