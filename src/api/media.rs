@@ -87,9 +87,15 @@ pub async fn mjpeg(
     let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?);
     let feed = follow(&state, path.into_inner()).await?;
     let parts = stream::unfold((feed, 0u64, Throttle::new(period)), move |(mut feed, last, mut throttle)| async move {
-        sleep_until(throttle.ready_at()).await;
-        let packet = next_packet(&mut feed, last).await?;
-        throttle.take(Instant::now());
+        let mut packet = next_packet(&mut feed, last).await?;
+        while !throttle.admits(packet.timestamp) {
+            let fallback = throttle.fallback_at();
+            tokio::select! {
+                newer = next_packet(&mut feed, packet.seq) => packet = newer?,
+                _ = sleep_until(fallback) => break,
+            }
+        }
+        throttle.take(packet.timestamp, Instant::now());
         let header = format!(
             "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
             packet.jpeg.len()

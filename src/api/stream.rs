@@ -185,39 +185,62 @@ impl MessageBody for Outgoing {
 
 /// How many frames a viewer's throttle may save up (see `Throttle`).
 const BURST: f64 = 1.5;
+/// How early (in periods of the viewer's rate) a frame may be captured and still go out.
+const SLACK: f64 = 0.25;
 
-/// A viewer's frame-rate cap: a token bucket that fills by one frame per period and holds at most
-/// `BURST`. A frame goes out the moment it arrives if a whole token is there. A fixed grid of send
-/// times would hold every frame until the viewer's next slot: with the viewer's limit equal to the
-/// camera's rate, each frame would wait the grid's phase, anything up to a whole period. With the
-/// bucket such a viewer gets every frame at once; the average rate never exceeds the limit, and two
-/// frames never go out closer than half a period.
+/// A viewer's frame-rate cap: a token bucket that fills by one frame per period of the frames'
+/// *capture* times and holds at most `BURST`; a frame goes out the moment it arrives if its capture
+/// time earns (nearly) a whole token, and otherwise waits for a newer one.
+///
+/// Counted in send times, as it first was, a viewer whose limit equals its camera's rate (the
+/// default: 10 and 10) locked on to the slowest frame it had seen: a frame published late (a slow
+/// inference) was sent late, the next one, on time, found less than a token and waited a period
+/// after it, and so on for good, since at equal rates nothing refills the bucket. The first 100
+/// viewers of a server that had already served one got every frame ~40 ms late that way. Capture
+/// times do not carry the processing jitter, so at equal rates every frame earns its token.
+/// A frame refused by the bucket still goes out two periods after the last one if nothing newer has
+/// come (a camera that stalls or ends shows its newest frame; one period would let the publishing
+/// jitter of a faster camera send frames early).
 pub struct Throttle {
-    period: Duration,
+    period: f64,
     tokens: f64,
-    at: Instant,
+    /// The capture time and send time of the last frame sent.
+    last: Option<(f64, Instant)>,
 }
 
 impl Throttle {
     pub fn new(period: Duration) -> Self {
-        Self { period, tokens: 1.0, at: Instant::now() }
+        Self { period: period.as_secs_f64(), tokens: 0.0, last: None }
     }
 
-    /// When the next frame may go out (a time already past: at once).
-    pub fn ready_at(&self) -> Instant {
-        if self.tokens >= 1.0 {
-            return self.at;
+    fn earned(&self, captured: f64) -> f64 {
+        match self.last {
+            Some((last, _)) => (self.tokens + (captured - last) / self.period).min(BURST),
+            None => 1.0,
         }
-        let wait = self.period.mul_f64(1.0 - self.tokens);
-        // A rate small enough for its period to pass the clock's range means "not in our lifetime".
-        self.at.checked_add(wait).unwrap_or_else(|| self.at + Duration::from_secs(1 << 32))
     }
 
-    /// A frame went out at `now`.
-    pub fn take(&mut self, now: Instant) {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() / self.period.as_secs_f64();
-        self.tokens = (self.tokens + gained).min(BURST) - 1.0;
-        self.at = now;
+    /// Whether a frame captured at `captured` (seconds, the packet's timestamp) may go out at once.
+    pub fn admits(&self, captured: f64) -> bool {
+        self.earned(captured) >= 1.0 - SLACK
+    }
+
+    /// When a frame that [`Throttle::admits`] refuses goes out anyway.
+    pub fn fallback_at(&self) -> Instant {
+        match self.last {
+            // A rate small enough for its period to pass the clock's range means "not in our lifetime".
+            Some((_, at)) => Duration::try_from_secs_f64(2.0 * self.period)
+                .ok()
+                .and_then(|p| at.checked_add(p))
+                .unwrap_or_else(|| at + Duration::from_secs(1 << 32)),
+            None => Instant::now(),
+        }
+    }
+
+    /// The frame captured at `captured` went out at `now`.
+    pub fn take(&mut self, captured: f64, now: Instant) {
+        self.tokens = (self.earned(captured) - 1.0).max(-1.0);
+        self.last = Some((captured, now));
     }
 }
 
@@ -332,6 +355,10 @@ async fn run_viewer(
     let step = loop {
         let has_unsent = latest.as_ref().is_some_and(|p| p.seq != last_sent_seq);
         let can_send = taken.all();
+        let due = match &latest {
+            Some(p) if throttle.admits(p.timestamp) => sent_at,
+            _ => throttle.fallback_at(),
+        };
         let step = tokio::select! {
             changed = link.feed.changed() => {
                 if changed.is_err() {
@@ -345,11 +372,11 @@ async fn run_viewer(
                 }
                 Step::Continue
             }
-            _ = sleep_until(throttle.ready_at()), if has_unsent && can_send => {
+            _ = sleep_until(due), if has_unsent && can_send => {
                 let packet = latest.take().expect("has_unsent implies a packet");
                 last_sent_seq = packet.seq;
                 sent_at = Instant::now();
-                throttle.take(sent_at);
+                throttle.take(packet.timestamp, sent_at);
                 taken.expect_more();
                 send_text(&mut session, packet.text.clone(), limits.send_timeout).await
             }
@@ -377,58 +404,67 @@ mod tests {
         HashMap::from([("fps".to_string(), v.to_string())])
     }
 
-    /// Sends the newest frame whenever the throttle allows; returns (arrival, sent) per frame sent.
-    fn simulate(period_ms: u64, arrivals_ms: &[u64]) -> Vec<(u64, u64)> {
+    /// Frames as (capture, arrival) in ms; the viewer sends the newest whenever the throttle allows.
+    /// Returns (capture, arrival, sent) per frame sent.
+    fn simulate(period_ms: u64, frames: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
         let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut throttle = Throttle { period: Duration::from_millis(period_ms), tokens: 1.0, at: t0 };
+        let ms = |at: Instant| at.saturating_duration_since(t0).as_millis() as u64;
+        let mut throttle = Throttle::new(Duration::from_millis(period_ms));
         let mut sent = Vec::new();
-        let mut pending: Option<u64> = None;
-        let mut next = arrivals_ms.iter().peekable();
-        let mut now = 0u64;
+        let mut pending: Option<(u64, u64)> = None;
+        let mut next = frames.iter().copied().peekable();
         while next.peek().is_some() || pending.is_some() {
-            let ready = throttle.ready_at().saturating_duration_since(t0).as_millis() as u64;
-            match (pending, next.peek()) {
-                (Some(p), Some(&&a)) if a <= ready.max(now) => {
-                    pending = Some(a.max(p));
-                    now = a;
-                    next.next();
+            let send_at = match pending {
+                Some((captured, arrived)) if throttle.admits(captured as f64 / 1000.0) => Some(arrived),
+                Some((_, arrived)) => Some(ms(throttle.fallback_at()).max(arrived)),
+                None => None,
+            };
+            match (send_at, next.peek()) {
+                (Some(at), Some(&(_, a))) if a < at => pending = next.next(),
+                (Some(at), _) => {
+                    let (captured, arrived) = pending.take().unwrap();
+                    throttle.take(captured as f64 / 1000.0, t0 + Duration::from_millis(at));
+                    sent.push((captured, arrived, at));
                 }
-                (Some(p), _) => {
-                    now = now.max(ready);
-                    throttle.take(at(now));
-                    sent.push((p, now));
-                    pending = None;
-                }
-                (None, Some(&&a)) => {
-                    pending = Some(a);
-                    now = a;
-                    next.next();
-                }
-                (None, None) => unreachable!(),
+                (None, _) => pending = next.next(),
             }
         }
         sent
     }
 
+    /// A camera whose frames are published `delay` ms after capture, plus a jitter of up to `jitter`
+    /// ms (inference time varies; frames stay in order).
+    fn camera(period_ms: u64, count: u64, delay: u64, jitter: u64) -> Vec<(u64, u64)> {
+        (0..count).map(|i| (1000 + i * period_ms, 1000 + i * period_ms + delay + (i * 37 % (jitter + 1)))).collect()
+    }
+
     #[test]
     fn a_viewer_as_fast_as_its_camera_gets_every_frame_without_waiting() {
-        // 10 fps camera with up to 15 ms of jitter, viewer limited to 10 fps.
-        let arrivals: Vec<u64> = (0..100).map(|i| 1000 + i * 100 + (i * 37 % 31) / 2).collect();
-        let sent = simulate(100, &arrivals);
-        assert_eq!(sent.len(), arrivals.len());
-        let worst = sent.iter().map(|(a, s)| s - a).max().unwrap();
-        assert!(worst <= 15, "a frame waited {worst} ms");
+        // 10 fps, published 55-100 ms after capture.
+        let frames = camera(100, 300, 55, 45);
+        let sent = simulate(100, &frames);
+        assert_eq!(sent.len(), frames.len());
+        let worst = sent.iter().map(|(_, a, s)| s - a).max().unwrap();
+        assert_eq!(worst, 0, "a frame waited {worst} ms");
     }
 
     #[test]
     fn a_faster_camera_is_capped_at_the_viewers_rate_never_closer_than_half_a_period() {
         // 30 fps camera, viewer at 10 fps, for 10 s.
-        let arrivals: Vec<u64> = (0..300).map(|i| i * 100 / 3).collect();
-        let sent = simulate(100, &arrivals);
+        let sent = simulate(100, &camera(100 / 3, 300, 10, 20));
         assert!((99..=102).contains(&sent.len()), "{} frames in 10 s", sent.len());
-        let closest = sent.windows(2).map(|w| w[1].1 - w[0].1).min().unwrap();
-        assert!(closest >= 50, "two frames {closest} ms apart");
+        let closest = sent.windows(2).map(|w| w[1].0 - w[0].0).min().unwrap();
+        assert!(closest >= 50, "two frames captured {closest} ms apart");
+        // (the last frame has nothing newer after it: it goes out by the stall rule, later)
+        let waited = sent[..sent.len() - 1].iter().map(|(_, a, s)| s - a).max().unwrap();
+        assert_eq!(waited, 0, "a frame waited {waited} ms");
+    }
+
+    #[test]
+    fn a_camera_that_stops_still_shows_its_newest_frame() {
+        // Two frames 20 ms apart, then nothing: the second goes out two periods after the first.
+        let sent = simulate(100, &[(0, 60), (20, 80)]);
+        assert_eq!(sent, vec![(0, 60, 60), (20, 80, 260)]);
     }
 
     #[test]
