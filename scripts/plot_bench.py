@@ -65,7 +65,8 @@ def latency(path, out):
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, (name, color) in enumerate([("p50", "#4c8bf5"), ("p95", "#fbbc04"), ("p99", "#ea4335")]):
-        ax.bar([j + (i - 1) * 0.27 for j in x], [num(r[3 + i]) for r in rows], width=0.27, label=name, color=color)
+        col = header.index(f"{name} ms")
+        ax.bar([j + (i - 1) * 0.27 for j in x], [num(r[col]) for r in rows], width=0.27, label=name, color=color)
     ax.set_xticks(list(x), labels)
     ax.set_ylabel("capture to viewer, ms")
     ax.legend()
