@@ -59,7 +59,8 @@ async fn main() {
                 modes = match args.next().as_deref() {
                     Some("on") => vec![true],
                     Some("off") => vec![false],
-                    _ => vec![false, true],
+                    Some("both") => vec![false, true],
+                    other => panic!("--ai takes on, off or both, not {other:?}"),
                 }
             }
             "--log" => log = Some(args.next().unwrap().into()),
