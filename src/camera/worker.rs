@@ -425,7 +425,15 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         },
         jpeg.to_vec(),
     );
-    ctx.feed.send_replace(Feed::Frame(packet));
+    // A frame finished after the camera was closed (SIGTERM, removed) must not replace the close: its
+    // viewers would keep waiting for frames and end without the reason.
+    ctx.feed.send_if_modified(|feed| {
+        if matches!(feed, Feed::Closed(_)) {
+            return false;
+        }
+        *feed = Feed::Frame(packet);
+        true
+    });
     log::trace!(
         target: "haven::latency",
         "[{id}] frame {seq}: published {:.1} ms after capture (inference {:.1} ms, encode {encode_ms:.1} ms)",
