@@ -88,14 +88,7 @@ pub(crate) fn gemm_tile(
     c: *mut f32,
     ldc: usize,
 ) {
-    let dst = Dst {
-        c,
-        ldc,
-        q: 0,
-        w2: usize::MAX,
-        ow: usize::MAX,
-    };
-    gemm_tile_to(m, ncols, k, ap, bp, bias, act, dst)
+    gemm_tile_to(m, ncols, k, ap, bp, bias, act, Dst::plain(c, ldc))
 }
 
 /// [`gemm_tile`] into a (possibly wide) destination: packed B, results mapped like [`gemm_tile_offs`].
@@ -132,6 +125,17 @@ pub(crate) struct Dst {
 }
 
 impl Dst {
+    /// A plain row-major destination: no wide-row mapping.
+    pub(crate) fn plain(c: *mut f32, ldc: usize) -> Dst {
+        Dst {
+            c,
+            ldc,
+            q: 0,
+            w2: usize::MAX,
+            ow: usize::MAX,
+        }
+    }
+
     #[inline(always)]
     fn at(self, rows: usize, cols: usize) -> Dst {
         Dst {

@@ -1274,13 +1274,7 @@ impl Conv {
             let mlen = (mcp * kernel::MR).min(self.cout - m0);
             let (ap, bias) = (&self.pa[m0 * kk..], &self.bpad[m0..]);
             let dst = if direct {
-                kernel::Dst {
-                    c: cp.0.wrapping_add(m0 * n + p0),
-                    ldc: n,
-                    q: 0,
-                    w2: usize::MAX,
-                    ow: usize::MAX,
-                }
+                kernel::Dst::plain(cp.0.wrapping_add(m0 * n + p0), n)
             } else {
                 // results go straight to the compact output (the wide junk columns are dropped)
                 kernel::Dst {
