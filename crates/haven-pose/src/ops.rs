@@ -1206,6 +1206,7 @@ impl Conv {
         let (k, s, p) = (self.k, self.stride, self.pad);
         let kk = self.cin * k * k;
         let direct = k == 1 && s == 1 && p == 0;
+        let t_planes = profile_convs().then(std::time::Instant::now);
         // the stream and the per-tap offsets into it
         let planes;
         let (src, w2, offs): (&[f32], usize, Vec<usize>) = if direct {
@@ -1309,8 +1310,9 @@ impl Conv {
         }
         if profile_convs() {
             let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let dpl = t_planes.map_or(0.0, |t| t.elapsed().as_secs_f64()) - dt;
             let fl = 2.0 * (self.cout * kk * n) as f64;
-            eprintln!("conv {}->{} k{} s{} {}x{}: prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles}x{mchunks})", self.cin, self.cout, k, s, oh, ow, dt * 1e3, fl / 1e6, fl / dt / 1e9);
+            eprintln!("conv {}->{} k{} s{} {}x{}: planes {:.2} ms, prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles}x{mchunks})", self.cin, self.cout, k, s, oh, ow, dpl * 1e3, dt * 1e3, fl / 1e6, fl / dt / 1e9);
         }
     }
 
