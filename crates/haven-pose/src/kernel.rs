@@ -273,6 +273,7 @@ fn gemm_generic(
     let mpanels = m.div_ceil(MR);
     let npanels = ncols.div_ceil(NR);
     assert!(ap.len() >= mpanels * k * MR && bias.len() >= mpanels * MR);
+    let wide = wide_kernel();
     let mut kb = 0;
     while kb < k {
         let kc = kblock.min(k - kb);
@@ -289,7 +290,36 @@ fn gemm_generic(
                 VPlan::new(pd, 8, nr),
                 VPlan::new(pd, 16, nr),
             ];
-            for mp in 0..mpanels {
+            let mut mp = 0;
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            if wide && matches!(b, BSrc::Offs(..)) {
+                while mp + 1 < mpanels {
+                    let mr = (2 * MR).min(m - mp * MR);
+                    let a = ap[(mp * k + kb) * MR..].as_ptr();
+                    unsafe {
+                        micro8(
+                            kc,
+                            a,
+                            k * MR,
+                            b,
+                            pd.at(mp * MR, 0),
+                            &plans,
+                            first,
+                            last,
+                            bias[mp * MR..].as_ptr(),
+                            act,
+                            mr,
+                            nr,
+                        );
+                    }
+                    mp += 2;
+                }
+            }
+            for mp in mp..mpanels {
                 let mr = MR.min(m - mp * MR);
                 let a = ap[(mp * k + kb) * MR..].as_ptr();
                 unsafe {
@@ -333,7 +363,6 @@ unsafe fn micro(
     mr: usize,
     nr: usize,
 ) {
-    use crate::ops::avx2::{bc, ld, st};
     use std::arch::x86_64::*;
     debug_assert!(MR == 4 && NR == 24);
     let mut acc = [_mm256_setzero_ps(); 12];
@@ -442,6 +471,31 @@ unsafe fn micro(
         }
         acc = [c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32];
     }
+    finish(acc, dst, plans, first, last, bias, act, mr, nr)
+}
+
+/// Stores a 4 x 24 tile of accumulators: adds the partial sums already in C (unless `first`), and
+/// bias + SiLU on the last K block; `mr` rows and `nr` columns are valid.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish(
+    acc: [std::arch::x86_64::__m256; 12],
+    dst: Dst,
+    plans: &[VPlan; 3],
+    first: bool,
+    last: bool,
+    bias: *const f32,
+    act: bool,
+    mr: usize,
+    nr: usize,
+) {
+    use crate::ops::avx2::{bc, ld, st};
+    use std::arch::x86_64::*;
     // Common case: a full 4 x 24 tile stored as whole vectors; SiLU on all 12 vectors at once.
     if mr == MR && plans.iter().all(|p| p.kind == 0) {
         let mut v = acc;
@@ -551,6 +605,218 @@ unsafe fn micro(
                 }
             }
         }
+    }
+}
+
+/// Whether this CPU has AVX-512VL, whose 32 vector registers let the micro-kernel hold an 8 x 24 tile
+/// (two A panels over one B panel: half the B loads per multiply-add of the 4 x 24 kernel).
+pub(crate) fn wide_kernel() -> bool {
+    static W: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *W.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::env::var_os("HAVEN_WIDE_KERNEL").is_none_or(|v| v != "0")
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// [`micro`] for two A panels at once (rows 0-3 at `a`, rows 4-7 at `a` + `panel` floats): 24
+/// accumulators in the registers AVX-512VL adds (ymm16-31), still 256-bit arithmetic.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[target_feature(enable = "avx512f,avx512vl")]
+#[allow(clippy::too_many_arguments, unused_assignments)]
+unsafe fn micro8(
+    kc: usize,
+    a: *const f32,
+    panel: usize,
+    b: BSrc,
+    dst: Dst,
+    plans: &[VPlan; 3],
+    first: bool,
+    last: bool,
+    bias: *const f32,
+    act: bool,
+    mr: usize,
+    nr: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm256_setzero_ps(); 24];
+    let dbytes = panel * 4;
+    // typed scratch outputs: with `_` the `:y` modifier printed some of them as zmm registers
+    let mut scratch = [_mm256_setzero_ps(); 5];
+    if kc > 0 {
+        match b {
+            BSrc::Packed(b) => std::arch::asm!(
+                "2:",
+                "vmovups {b0:y}, ymmword ptr [{b}]",
+                "vmovups {b1:y}, ymmword ptr [{b} + 32]",
+                "vmovups {b2:y}, ymmword ptr [{b} + 64]",
+                "vbroadcastss {t:y}, dword ptr [{a}]",
+                "vfmadd231ps {c00:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c01:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c02:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + 4]",
+                "vfmadd231ps {c10:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c11:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c12:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + 8]",
+                "vfmadd231ps {c20:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c21:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c22:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + 12]",
+                "vfmadd231ps {c30:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c31:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c32:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + {d}]",
+                "vfmadd231ps {c40:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c41:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c42:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + {d} + 4]",
+                "vfmadd231ps {c50:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c51:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c52:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + {d} + 8]",
+                "vfmadd231ps {c60:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c61:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c62:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + {d} + 12]",
+                "vfmadd231ps {c70:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c71:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c72:y}, {s:y}, {b2:y}",
+                "add {a}, 16",
+                "add {b}, 96",
+                "dec {k}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                d = in(reg) dbytes,
+                b = inout(reg) b => _,
+                k = inout(reg) kc => _,
+                b0 = out(zmm_reg) scratch[0],
+                b1 = out(zmm_reg) scratch[1],
+                b2 = out(zmm_reg) scratch[2],
+                t = out(zmm_reg) scratch[3],
+                s = out(zmm_reg) scratch[4],
+                c00 = inout(zmm_reg) c[0],
+                c01 = inout(zmm_reg) c[1],
+                c02 = inout(zmm_reg) c[2],
+                c10 = inout(zmm_reg) c[3],
+                c11 = inout(zmm_reg) c[4],
+                c12 = inout(zmm_reg) c[5],
+                c20 = inout(zmm_reg) c[6],
+                c21 = inout(zmm_reg) c[7],
+                c22 = inout(zmm_reg) c[8],
+                c30 = inout(zmm_reg) c[9],
+                c31 = inout(zmm_reg) c[10],
+                c32 = inout(zmm_reg) c[11],
+                c40 = inout(zmm_reg) c[12],
+                c41 = inout(zmm_reg) c[13],
+                c42 = inout(zmm_reg) c[14],
+                c50 = inout(zmm_reg) c[15],
+                c51 = inout(zmm_reg) c[16],
+                c52 = inout(zmm_reg) c[17],
+                c60 = inout(zmm_reg) c[18],
+                c61 = inout(zmm_reg) c[19],
+                c62 = inout(zmm_reg) c[20],
+                c70 = inout(zmm_reg) c[21],
+                c71 = inout(zmm_reg) c[22],
+                c72 = inout(zmm_reg) c[23],
+                options(nostack, readonly),
+            ),
+            BSrc::Offs(base, offs) => std::arch::asm!(
+                "2:",
+                "mov {p}, qword ptr [{o}]",
+                "lea {p}, [{base} + 4 * {p}]",
+                "vmovups {b0:y}, ymmword ptr [{p}]",
+                "vmovups {b1:y}, ymmword ptr [{p} + 32]",
+                "vmovups {b2:y}, ymmword ptr [{p} + 64]",
+                "vbroadcastss {t:y}, dword ptr [{a}]",
+                "vfmadd231ps {c00:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c01:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c02:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + 4]",
+                "vfmadd231ps {c10:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c11:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c12:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + 8]",
+                "vfmadd231ps {c20:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c21:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c22:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + 12]",
+                "vfmadd231ps {c30:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c31:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c32:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + {d}]",
+                "vfmadd231ps {c40:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c41:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c42:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + {d} + 4]",
+                "vfmadd231ps {c50:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c51:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c52:y}, {s:y}, {b2:y}",
+                "vbroadcastss {t:y}, dword ptr [{a} + {d} + 8]",
+                "vfmadd231ps {c60:y}, {t:y}, {b0:y}",
+                "vfmadd231ps {c61:y}, {t:y}, {b1:y}",
+                "vfmadd231ps {c62:y}, {t:y}, {b2:y}",
+                "vbroadcastss {s:y}, dword ptr [{a} + {d} + 12]",
+                "vfmadd231ps {c70:y}, {s:y}, {b0:y}",
+                "vfmadd231ps {c71:y}, {s:y}, {b1:y}",
+                "vfmadd231ps {c72:y}, {s:y}, {b2:y}",
+                "add {a}, 16",
+                "add {o}, 8",
+                "dec {k}",
+                "jnz 2b",
+                a = inout(reg) a => _,
+                d = in(reg) dbytes,
+                base = in(reg) base,
+                o = inout(reg) offs => _,
+                p = out(reg) _,
+                k = inout(reg) kc => _,
+                b0 = out(zmm_reg) scratch[0],
+                b1 = out(zmm_reg) scratch[1],
+                b2 = out(zmm_reg) scratch[2],
+                t = out(zmm_reg) scratch[3],
+                s = out(zmm_reg) scratch[4],
+                c00 = inout(zmm_reg) c[0],
+                c01 = inout(zmm_reg) c[1],
+                c02 = inout(zmm_reg) c[2],
+                c10 = inout(zmm_reg) c[3],
+                c11 = inout(zmm_reg) c[4],
+                c12 = inout(zmm_reg) c[5],
+                c20 = inout(zmm_reg) c[6],
+                c21 = inout(zmm_reg) c[7],
+                c22 = inout(zmm_reg) c[8],
+                c30 = inout(zmm_reg) c[9],
+                c31 = inout(zmm_reg) c[10],
+                c32 = inout(zmm_reg) c[11],
+                c40 = inout(zmm_reg) c[12],
+                c41 = inout(zmm_reg) c[13],
+                c42 = inout(zmm_reg) c[14],
+                c50 = inout(zmm_reg) c[15],
+                c51 = inout(zmm_reg) c[16],
+                c52 = inout(zmm_reg) c[17],
+                c60 = inout(zmm_reg) c[18],
+                c61 = inout(zmm_reg) c[19],
+                c62 = inout(zmm_reg) c[20],
+                c70 = inout(zmm_reg) c[21],
+                c71 = inout(zmm_reg) c[22],
+                c72 = inout(zmm_reg) c[23],
+                options(nostack, readonly),
+            ),
+        }
+    }
+    let lo: [__m256; 12] = c[..12].try_into().unwrap();
+    let hi: [__m256; 12] = c[12..].try_into().unwrap();
+    finish(lo, dst, plans, first, last, bias, act, mr.min(MR), nr);
+    if mr > MR {
+        finish(hi, dst.at(MR, 0), plans, first, last, bias.wrapping_add(MR), act, mr - MR, nr);
     }
 }
 
