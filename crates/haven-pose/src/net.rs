@@ -908,7 +908,19 @@ impl Net {
     }
 
     /// Runs the network on one CHW image (3 x h x w, RGB in [0,1]); returns ([rows, N], N).
+    ///
+    /// The pass runs on a rayon worker (the caller, e.g. a camera thread, waits): its ~200 parallel
+    /// sections then start where they are, instead of each being handed from the caller to the pool
+    /// and back (1 thread, 640x640: 88 -> 82 ms per frame).
     pub fn forward(&self, img: PBuf, h: usize, w: usize) -> (PBuf, usize) {
+        if rayon::current_thread_index().is_some() {
+            self.forward_here(img, h, w)
+        } else {
+            rayon::scope(|_| self.forward_here(img, h, w))
+        }
+    }
+
+    fn forward_here(&self, img: PBuf, h: usize, w: usize) -> (PBuf, usize) {
         let mut outs: Vec<Option<Fm>> = Vec::with_capacity(self.nodes.len());
         let input = Fm { c: 3, h, w, d: img };
         for (i, node) in self.nodes.iter().enumerate() {
