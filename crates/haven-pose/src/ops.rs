@@ -1038,7 +1038,10 @@ impl Conv {
         }
         let nchunks = nt.div_ceil(tc);
         let mpanels = cout.div_ceil(MR);
-        let mchunks = if threads == 1 || nchunks >= 4 * threads {
+        let shared = threads > 1 && nchunks < 4 * threads;
+        let mchunks = if shared {
+            (4 * threads).min(mpanels)
+        } else if threads == 1 || nchunks >= 4 * threads {
             1
         } else {
             (4 * threads).div_ceil(nchunks).min(mpanels)
@@ -1047,147 +1050,191 @@ impl Conv {
         let mchunks = mpanels.div_ceil(mcp);
         let cp = SendPtr(out.as_mut_ptr());
         let src = &planes[..];
-        let run = |task: usize| {
-            let cp = cp;
-            let (chunk, mi) = (task / mchunks, task % mchunks);
-            let t0 = chunk * tc;
-            let t1 = (t0 + tc).min(nt);
-            let n = t1 - t0;
-            let m0 = mi * mcp * MR;
-            let mend = (m0 + mcp * MR).min(cout);
-            let msub = ((WINO_M_FLOATS / nx / n) / MR * MR).max(MR);
-            WSCRATCH.with(|sc| {
-                let mut sc = sc.borrow_mut();
-                let (vp, mb) = &mut *sc;
-                let vsz = n.div_ceil(NR) * NR * cin;
-                // distance between the 16 operands: not a multiple of 4 KiB, so that the 16 streams
-                // of the transforms do not all map to the same L1 sets
-                let vst = vsz + 32;
-                let mstride = msub.min(mend - m0) * n + 32;
-                for (b, len) in [(&mut *vp, nx * vst), (&mut *mb, nx * mstride + 8)] {
-                    if b.len() < len {
-                        b.resize(len, 0.0);
+        // Input transform of tiles t0 .. t1, channels c0 .. c1, channel by channel, straight into the
+        // packed GEMM operands ([n/NR][cin][NR] per xi, `vst` apart)
+        let transform_in = |vpp: SendPtr, vst: usize, t0: usize, t1: usize, c0: usize, c1: usize| {
+            // tiles are processed in increasing order, so the junk lanes past a tile row's end land
+            // on tiles that are written afterwards (or on padding)
+            static HEAD: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+            let vpp = vpp.0;
+            for c in c0..c1 {
+                let pc = src[c * plane..].as_ptr();
+                for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
+                    let mut tx = txa;
+                    while tx < txb {
+                        let t = tl + tx - txa;
+                        let (panel, off) = (t / NR, t % NR);
+                        let d = vpp.wrapping_add((panel * cin + c) * NR + off);
+                        unsafe {
+                            use std::arch::x86_64::*;
+                            let pt = pc.wrapping_add(R * ty * wp + R * tx);
+                            let mut v = [_mm256_setzero_ps(); 36];
+                            if R == 2 {
+                                v[..16].copy_from_slice(&wino_in8(pt, wp));
+                            } else {
+                                v = wino4_in8(pt, wp, txb - tx < 8);
+                            }
+                            if off + 8 <= NR {
+                                for (xi, vv) in v.iter().enumerate().take(nx) {
+                                    avx2::st(d.wrapping_add(xi * vst), *vv);
+                                }
+                            } else {
+                                // lanes 0 .. NR - off end this panel's row, the rest start the next
+                                let k = NR - off;
+                                let m1 = _mm256_loadu_si256(
+                                    HEAD.as_ptr().add(8 - k) as *const __m256i
+                                );
+                                let second = off + (txb - tx).min(8) > NR;
+                                let m2 = _mm256_xor_si256(m1, _mm256_set1_epi32(-1));
+                                // lane l of the second part goes to (panel + 1, c, l - k)
+                                let d2 = d.wrapping_add(cin * NR - NR);
+                                for (xi, vv) in v.iter().enumerate().take(nx) {
+                                    _mm256_maskstore_ps(d.wrapping_add(xi * vst), m1, *vv);
+                                    if second {
+                                        _mm256_maskstore_ps(d2.wrapping_add(xi * vst), m2, *vv);
+                                    }
+                                }
+                            }
+                        }
+                        tx += 8;
                     }
+                });
+            }
+        };
+        // GEMMs M = U V for output channels m0 .. mend and the output transform into `out`
+        #[allow(clippy::too_many_arguments)]
+        let gemm_out = |vp: &[f32],
+                        vst: usize,
+                        mb: &mut Vec<f32>,
+                        t0: usize,
+                        t1: usize,
+                        m0: usize,
+                        mend: usize,
+                        lap: &mut Option<std::time::Instant>| {
+            let cp = cp;
+            let n = t1 - t0;
+            let vsz = n.div_ceil(NR) * NR * cin;
+            let msub = ((WINO_M_FLOATS / nx / n) / MR * MR).max(MR);
+            let mstride = msub.min(mend - m0) * n + 32;
+            if mb.len() < nx * mstride + 8 {
+                mb.resize(nx * mstride + 8, 0.0);
+            }
+            let mut ms = m0;
+            while ms < mend {
+                let ml = msub.min(mend - ms);
+                for xi in 0..nx {
+                    kernel::gemm_tile(
+                        ml,
+                        n,
+                        cin,
+                        &wino.u[xi][ms * cin..],
+                        &vp[xi * vst..xi * vst + vsz],
+                        &wino.zero,
+                        false,
+                        mb[xi * mstride..].as_mut_ptr(),
+                        n,
+                    );
                 }
-                let mut lap = profile_convs().then(std::time::Instant::now);
-                // input transform, channel by channel, straight into the packed GEMM operands
-                // ([n/NR][cin][NR] per xi); tiles are processed in increasing order, so the junk lanes
-                // past a tile row's end land on tiles that are written afterwards (or on padding)
-                static HEAD: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
-                let vpp = vp.as_mut_ptr();
-                for c in 0..cin {
-                    let pc = src[c * plane..].as_ptr();
+                wino_lap(lap, 1);
+                // output transform
+                for co in 0..ml {
+                    let bias = self.b[ms + co];
+                    let oc = cp.0.wrapping_add((ms + co) * h * w);
+                    let mrow = mb[co * n..].as_ptr();
                     for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
                         let mut tx = txa;
                         while tx < txb {
-                            let t = tl + tx - txa;
-                            let (panel, off) = (t / NR, t % NR);
-                            let d = vpp.wrapping_add((panel * cin + c) * NR + off);
+                            let cnt = (txb - tx).min(8);
+                            let mt = mrow.wrapping_add(tl + tx - txa);
+                            let o = oc.wrapping_add(R * ty * w + R * tx);
+                            let cols = (R * cnt).min(w - R * tx);
                             unsafe {
-                                use std::arch::x86_64::*;
-                                let pt = pc.wrapping_add(R * ty * wp + R * tx);
-                                let mut v = [_mm256_setzero_ps(); 36];
                                 if R == 2 {
-                                    v[..16].copy_from_slice(&wino_in8(pt, wp));
-                                } else {
-                                    v = wino4_in8(pt, wp, txb - tx < 8);
-                                }
-                                if off + 8 <= NR {
-                                    for (xi, vv) in v.iter().enumerate().take(nx) {
-                                        avx2::st(d.wrapping_add(xi * vst), *vv);
-                                    }
-                                } else {
-                                    // lanes 0 .. NR - off end this panel's row, the rest start the next
-                                    let k = NR - off;
-                                    let m1 = _mm256_loadu_si256(
-                                        HEAD.as_ptr().add(8 - k) as *const __m256i
+                                    wino_out8(
+                                        mt,
+                                        mstride,
+                                        bias,
+                                        self.act,
+                                        o,
+                                        w,
+                                        cols,
+                                        2 * ty + 1 < h,
                                     );
-                                    let second = off + (txb - tx).min(8) > NR;
-                                    let m2 = _mm256_xor_si256(m1, _mm256_set1_epi32(-1));
-                                    // lane l of the second part goes to (panel + 1, c, l - k)
-                                    let d2 = d.wrapping_add(cin * NR - NR);
-                                    for (xi, vv) in v.iter().enumerate().take(nx) {
-                                        _mm256_maskstore_ps(d.wrapping_add(xi * vst), m1, *vv);
-                                        if second {
-                                            _mm256_maskstore_ps(d2.wrapping_add(xi * vst), m2, *vv);
-                                        }
-                                    }
+                                } else {
+                                    wino4_out8(
+                                        mt,
+                                        mstride,
+                                        bias,
+                                        self.act,
+                                        o,
+                                        w,
+                                        cols,
+                                        (h - R * ty).min(R),
+                                        cnt < 8,
+                                    );
                                 }
                             }
                             tx += 8;
                         }
                     });
                 }
-                wino_lap(&mut lap, 0);
-                let mut ms = m0;
-                while ms < mend {
-                    let ml = msub.min(mend - ms);
-                    for xi in 0..nx {
-                        kernel::gemm_tile(
-                            ml,
-                            n,
-                            cin,
-                            &wino.u[xi][ms * cin..],
-                            &vp[xi * vst..xi * vst + vsz],
-                            &wino.zero,
-                            false,
-                            mb[xi * mstride..].as_mut_ptr(),
-                            n,
-                        );
-                    }
-                    wino_lap(&mut lap, 1);
-                    // output transform
-                    for co in 0..ml {
-                        let bias = self.b[ms + co];
-                        let oc = cp.0.wrapping_add((ms + co) * h * w);
-                        let mrow = mb[co * n..].as_ptr();
-                        for_tile_rows(t0, t1, tw, |ty, txa, txb, tl| {
-                            let mut tx = txa;
-                            while tx < txb {
-                                let cnt = (txb - tx).min(8);
-                                let mt = mrow.wrapping_add(tl + tx - txa);
-                                let o = oc.wrapping_add(R * ty * w + R * tx);
-                                let cols = (R * cnt).min(w - R * tx);
-                                unsafe {
-                                    if R == 2 {
-                                        wino_out8(
-                                            mt,
-                                            mstride,
-                                            bias,
-                                            self.act,
-                                            o,
-                                            w,
-                                            cols,
-                                            2 * ty + 1 < h,
-                                        );
-                                    } else {
-                                        wino4_out8(
-                                            mt,
-                                            mstride,
-                                            bias,
-                                            self.act,
-                                            o,
-                                            w,
-                                            cols,
-                                            (h - R * ty).min(R),
-                                            cnt < 8,
-                                        );
-                                    }
-                                }
-                                tx += 8;
-                            }
-                        });
-                    }
-                    wino_lap(&mut lap, 2);
-                    ms += ml;
-                }
-            });
+                wino_lap(lap, 2);
+                ms += ml;
+            }
         };
-        let tasks = nchunks * mchunks;
-        if tasks == 1 {
-            run(0)
+        // distance between the 16 (36) operands: not a multiple of 4 KiB, so that the streams of the
+        // transforms do not all map to the same L1 sets
+        let vstride = |n: usize| n.div_ceil(NR) * NR * cin + 32;
+        if shared {
+            // Few tiles for the threads: transform the whole input once (split by channels), then
+            // split the GEMMs and output transform by output channels. Splitting tiles and output
+            // channels together, as below, would transform each tile once per output chunk (32 -> 32
+            // at 40x40: no faster on 2 threads than on 1).
+            let vst = vstride(nt);
+            let mut v = PBuf::new(nx * vst);
+            let vpp = SendPtr(v.as_mut_ptr());
+            let cgroups = cin.min(4 * threads);
+            let mut lap = profile_convs().then(std::time::Instant::now);
+            (0..cgroups).into_par_iter().for_each(|g| {
+                transform_in(vpp, vst, 0, nt, g * cin / cgroups, (g + 1) * cin / cgroups)
+            });
+            wino_lap(&mut lap, 0);
+            let v = &v[..];
+            (0..mchunks).into_par_iter().for_each(|mi| {
+                WSCRATCH.with(|sc| {
+                    let mb = &mut sc.borrow_mut().1;
+                    let m0 = mi * mcp * MR;
+                    let mend = (m0 + mcp * MR).min(cout);
+                    let mut lap = profile_convs().then(std::time::Instant::now);
+                    gemm_out(v, vst, mb, 0, nt, m0, mend, &mut lap);
+                })
+            });
         } else {
-            (0..tasks).into_par_iter().for_each(run);
+            let run = |task: usize| {
+                let (chunk, mi) = (task / mchunks, task % mchunks);
+                let t0 = chunk * tc;
+                let t1 = (t0 + tc).min(nt);
+                let m0 = mi * mcp * MR;
+                let mend = (m0 + mcp * MR).min(cout);
+                WSCRATCH.with(|sc| {
+                    let mut sc = sc.borrow_mut();
+                    let (vp, mb) = &mut *sc;
+                    let vst = vstride(t1 - t0);
+                    if vp.len() < nx * vst {
+                        vp.resize(nx * vst, 0.0);
+                    }
+                    let mut lap = profile_convs().then(std::time::Instant::now);
+                    transform_in(SendPtr(vp.as_mut_ptr()), vst, t0, t1, 0, cin);
+                    wino_lap(&mut lap, 0);
+                    gemm_out(vp, vst, mb, t0, t1, m0, mend, &mut lap);
+                });
+            };
+            let tasks = nchunks * mchunks;
+            if tasks == 1 {
+                run(0)
+            } else {
+                (0..tasks).into_par_iter().for_each(run);
+            }
         }
         if profile_convs() {
             let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
