@@ -201,70 +201,71 @@ pub(crate) mod avx2 {
     }
 
     /// SiLU of N vectors in place, stage by stage (see [`silu8x6`]).
+    ///
+    /// x / (1 + 2^t) with t = -x log2(e) clamped to [-126, 125]: 2^t = 2^round(t) (exponent bits) times
+    /// a degree-5 polynomial of the remainder in [-0.5, 0.5] (relative error 2e-7, like `exp_fast`),
+    /// and the division as a reciprocal estimate + one Newton step. 19 operations per vector: a
+    /// quarter fewer than through `exp_fast` with its two-constant range reduction.
     #[inline(always)]
     pub unsafe fn silu8xn<const N: usize>(v: &mut [__m256; N]) {
         let zero = _mm256_setzero_ps();
-        let (lo, hi) = (_mm256_set1_ps(-87.3), _mm256_set1_ps(88.3));
-        let magic = _mm256_set1_ps(12_582_912.0);
-        let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
-        let mut x = [zero; N];
-        let mut fx = [zero; N];
-        let mut n = [_mm256_setzero_si256(); N];
+        let (lo, hi) = (_mm256_set1_ps(-126.0), _mm256_set1_ps(125.0));
+        let magic = _mm256_set1_ps(12_582_912.0); // 1.5 * 2^23: adding it rounds to an integer
+        let neg_log2e = _mm256_set1_ps(-std::f32::consts::LOG2_E);
+        let mut t = [zero; N];
+        let mut r = [zero; N];
         for i in 0..N {
-            x[i] = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(zero, v[i]), lo), hi);
+            t[i] = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[i], neg_log2e), lo), hi);
         }
         for i in 0..N {
-            let t = _mm256_fmadd_ps(x[i], log2e, magic);
-            fx[i] = _mm256_sub_ps(t, magic);
-            n[i] = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+            r[i] = _mm256_add_ps(t[i], magic);
         }
+        let mut f = [zero; N];
         for i in 0..N {
-            x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(0.693_359_4), x[i]);
+            f[i] = _mm256_sub_ps(t[i], _mm256_sub_ps(r[i], magic));
         }
-        for i in 0..N {
-            x[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(-2.121_944_4e-4), x[i]);
-        }
-        let mut y = [_mm256_set1_ps(1.987_569_1e-4); N];
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            5.000_000_1e-1,
-        ] {
+        let mut y = [_mm256_set1_ps(POW2_POLY[5]); N];
+        for c in [POW2_POLY[4], POW2_POLY[3], POW2_POLY[2], POW2_POLY[1], POW2_POLY[0]] {
             let cv = _mm256_set1_ps(c);
             for i in 0..N {
-                y[i] = _mm256_fmadd_ps(y[i], x[i], cv);
+                y[i] = _mm256_fmadd_ps(y[i], f[i], cv);
             }
         }
+        // 2^round(t): the integer sits in the low mantissa bits of r; shifted into the exponent
+        // field (magic's own bits shift out: 0x4B400000 << 23 = 0) and biased by 127
+        let bias = _mm256_set1_epi32(127 << 23);
         let one = _mm256_set1_ps(1.0);
         let two = _mm256_set1_ps(2.0);
         for i in 0..N {
-            let z = _mm256_mul_ps(x[i], x[i]);
-            let e = _mm256_add_ps(_mm256_fmadd_ps(y[i], z, x[i]), one);
-            let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(
-                _mm256_add_epi32(n[i], _mm256_set1_epi32(127)),
-                23,
+            let pow2n = _mm256_castsi256_ps(_mm256_add_epi32(
+                _mm256_slli_epi32(_mm256_castps_si256(r[i]), 23),
+                bias,
             ));
-            y[i] = _mm256_add_ps(one, _mm256_mul_ps(e, pow2n));
+            y[i] = _mm256_fmadd_ps(y[i], pow2n, one);
         }
         for i in 0..N {
-            let r = _mm256_rcp_ps(y[i]);
-            let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(y[i], r, two));
-            v[i] = _mm256_mul_ps(v[i], r);
+            let q = _mm256_rcp_ps(y[i]);
+            let q = _mm256_mul_ps(q, _mm256_fnmadd_ps(y[i], q, two));
+            v[i] = _mm256_mul_ps(v[i], q);
         }
     }
 
-    /// 8-wide SiLU: x / (1 + exp(-x)); the division as reciprocal estimate + one Newton step
-    /// (relative error ~1e-7, and much cheaper than vdivps).
+    /// 2^f on [-0.5, 0.5], c0 + c1 f + ... + c5 f^5 (fitted to relative error; max 2.0e-7 in f32).
+    const POW2_POLY: [f32; 6] = [
+        1.000_000_1,
+        0.693_147_06,
+        0.240_221_11,
+        0.055_505_998,
+        0.009_675_888,
+        0.001_331_336_1,
+    ];
+
+    /// 8-wide SiLU, the arithmetic of [`silu8xn`].
     #[inline(always)]
     pub unsafe fn silu8(x: __m256) -> __m256 {
-        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        let d = _mm256_add_ps(_mm256_set1_ps(1.0), e);
-        let r = _mm256_rcp_ps(d);
-        // r' = r * (2 - d * r)
-        let r = _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0)));
-        _mm256_mul_ps(x, r)
+        let mut v = [x];
+        silu8xn(&mut v);
+        v[0]
     }
 
     /// dst_even[j] = src[2j], dst_odd[j] = src[2j + 1] (src.len() a multiple of 16).
@@ -1671,11 +1672,13 @@ mod tests {
     #[test]
     fn silu_simd_matches_scalar() {
         let mut v: Vec<f32> = (0..1003).map(|i| (i as f32 - 500.0) * 0.05).collect();
+        // beyond the clamps: exactly x, or 0
+        v.extend([-1e30, -1000.0, -100.0, -88.0, 87.0, 100.0, 1000.0, 1e30]);
         let w = v.clone();
         bias_act(&mut v, 0.25, true);
         for (a, x) in v.iter().zip(&w) {
             let x = x + 0.25;
-            let r = x / (1.0 + (-x).exp());
+            let r = (x as f64 / (1.0 + (-x as f64).exp())) as f32;
             assert!((a - r).abs() <= 1e-6 * r.abs().max(1.0), "{x}: {a} vs {r}");
         }
     }
