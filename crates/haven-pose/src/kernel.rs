@@ -274,73 +274,100 @@ fn gemm_generic(
     let npanels = ncols.div_ceil(NR);
     assert!(ap.len() >= mpanels * k * MR && bias.len() >= mpanels * MR);
     let wide = wide_kernel();
+    if dst.ldc >= 4096 && matches!(bsrc(0, 0), BSrc::Packed(..)) {
+        // Packed B into output rows far apart (feature maps of 64 x 64 and more): weight panel by
+        // weight panel over the whole K, so that each writes its 4 output rows left to right; pixel
+        // panel by pixel panel (below) writes to all M rows in turn, more streams than the
+        // prefetchers follow. The tile's packed B then comes from L2 for each weight panel.
+        // 1 thread, 640x640: 1x1 convolutions at 160x160 and 80x80 4-20 % faster (48 -> 64 at
+        // 160x160: 2.9 -> 2.4 ms); the implicit-im2col path (scattered B rows) and the Winograd
+        // GEMMs (into small scratch) are faster in the other order.
+        let panels: Vec<_> = (0..npanels).map(|np| Panel::new(&bsrc, dst, ncols, np, 0)).collect();
+        let mut mp = 0;
+        while mp < mpanels {
+            let mut step = 1;
+            for p in &panels {
+                step = tile(m, k, ap, bias, act, wide, mp, 0, k, p);
+            }
+            mp += step;
+        }
+        return;
+    }
     let mut kb = 0;
     while kb < k {
         let kc = kblock.min(k - kb);
-        let first = kb == 0;
-        let last = kb + kc == k;
         // each pixel panel (B, in L1) meets every weight panel (A, streamed from L2)
         for np in 0..npanels {
-            let nr = NR.min(ncols - np * NR);
-            let b = bsrc(np, kb);
-            // how each 8-column vector of this panel is stored
-            let pd = dst.at(0, np * NR);
-            let plans = [
-                VPlan::new(pd, 0, nr),
-                VPlan::new(pd, 8, nr),
-                VPlan::new(pd, 16, nr),
-            ];
+            let p = Panel::new(&bsrc, dst, ncols, np, kb);
             let mut mp = 0;
-            #[cfg(all(
-                target_arch = "x86_64",
-                target_feature = "avx2",
-                target_feature = "fma"
-            ))]
-            if wide && matches!(b, BSrc::Offs(..)) {
-                while mp + 1 < mpanels {
-                    let mr = (2 * MR).min(m - mp * MR);
-                    let a = ap[(mp * k + kb) * MR..].as_ptr();
-                    unsafe {
-                        micro8(
-                            kc,
-                            a,
-                            k * MR,
-                            b,
-                            pd.at(mp * MR, 0),
-                            &plans,
-                            first,
-                            last,
-                            bias[mp * MR..].as_ptr(),
-                            act,
-                            mr,
-                            nr,
-                        );
-                    }
-                    mp += 2;
-                }
-            }
-            for mp in mp..mpanels {
-                let mr = MR.min(m - mp * MR);
-                let a = ap[(mp * k + kb) * MR..].as_ptr();
-                unsafe {
-                    micro(
-                        kc,
-                        a,
-                        b,
-                        pd.at(mp * MR, 0),
-                        &plans,
-                        first,
-                        last,
-                        bias[mp * MR..].as_ptr(),
-                        act,
-                        mr,
-                        nr,
-                    );
-                }
+            while mp < mpanels {
+                mp += tile(m, k, ap, bias, act, wide, mp, kb, kc, &p);
             }
         }
         kb += kc;
     }
+}
+
+/// A pixel panel: where its B rows come from, where its columns go, how its vectors are stored.
+struct Panel {
+    b: BSrc,
+    dst: Dst,
+    plans: [VPlan; 3],
+    nr: usize,
+}
+
+impl Panel {
+    #[inline(always)]
+    fn new(bsrc: &impl Fn(usize, usize) -> BSrc, dst: Dst, ncols: usize, np: usize, kb: usize) -> Self {
+        let nr = NR.min(ncols - np * NR);
+        let dst = dst.at(0, np * NR);
+        let plans = [
+            VPlan::new(dst, 0, nr),
+            VPlan::new(dst, 8, nr),
+            VPlan::new(dst, 16, nr),
+        ];
+        Panel {
+            b: bsrc(np, kb),
+            dst,
+            plans,
+            nr,
+        }
+    }
+}
+
+/// The micro-tile of weight panel `mp` (and `mp + 1` with the 8-row kernel) over one pixel panel for
+/// the k block kb .. kb + kc; returns how many weight panels it covered.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    m: usize,
+    k: usize,
+    ap: &[f32],
+    bias: &[f32],
+    act: bool,
+    wide: bool,
+    mp: usize,
+    kb: usize,
+    kc: usize,
+    p: &Panel,
+) -> usize {
+    let (first, last) = (kb == 0, kb + kc == k);
+    let a = ap[(mp * k + kb) * MR..].as_ptr();
+    let bias = bias[mp * MR..].as_ptr();
+    let dst = p.dst.at(mp * MR, 0);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if wide && matches!(p.b, BSrc::Offs(..)) && (mp + 1) * MR < m {
+        let mr = (2 * MR).min(m - mp * MR);
+        unsafe { micro8(kc, a, k * MR, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr) };
+        return 2;
+    }
+    let mr = MR.min(m - mp * MR);
+    unsafe { micro(kc, a, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr) };
+    1
 }
 
 #[cfg(all(

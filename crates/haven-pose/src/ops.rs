@@ -1871,6 +1871,9 @@ mod tests {
             (5, 5, 5, 1, 5, 12, 17),
             (4, 6, 3, 2, 1, 32, 48),
             (64, 51, 3, 2, 1, 33, 31),
+            // maps of 4096 pixels and more: packed GEMMs weight panel by weight panel
+            (5, 9, 1, 1, 1, 64, 70),
+            (3, 8, 3, 2, 1, 130, 140),
         ] {
             let c = Conv::new(
                 cin,
