@@ -312,10 +312,33 @@ pub(crate) mod avx2 {
         let (src, dst) = (pp.as_ptr(), o.as_mut_ptr());
         for y in 0..h {
             let mut x = 0;
-            while x + 8 <= w {
-                let mut acc = bv;
+            // four vectors at a time: four independent FMA chains, and SiLU over all four at once
+            while x + 32 <= w {
+                let mut acc = [bv; 4];
                 for ky in 0..k {
                     let r = src.wrapping_add((y + ky) * wp + x);
+                    for kx in 0..k {
+                        let wkv = wv[ky * k + kx];
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(wkv, ld(r.wrapping_add(kx + 8 * j)), *a);
+                        }
+                    }
+                }
+                if act {
+                    silu8xn(&mut acc);
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    st(dst.wrapping_add(y * w + x + 8 * j), *a);
+                }
+                x += 32;
+            }
+            // then single vectors, the last one ending at the row's end (it may overlap the one
+            // before it: those outputs are computed twice, to the same values)
+            while x < w && w >= 8 {
+                let xv = x.min(w - 8);
+                let mut acc = bv;
+                for ky in 0..k {
+                    let r = src.wrapping_add((y + ky) * wp + xv);
                     for kx in 0..k {
                         acc = _mm256_fmadd_ps(wv[ky * k + kx], ld(r.wrapping_add(kx)), acc);
                     }
@@ -323,8 +346,8 @@ pub(crate) mod avx2 {
                 if act {
                     acc = silu8(acc);
                 }
-                st(dst.wrapping_add(y * w + x), acc);
-                x += 8;
+                st(dst.wrapping_add(y * w + xv), acc);
+                x = xv + 8;
             }
             while x < w {
                 let mut acc = b;
@@ -1371,8 +1394,10 @@ impl Conv {
             target_feature = "fma"
         ))]
         if self.stride == 1 && oh == h && ow == w && self.k <= 7 {
+            let t0 = profile_convs().then(std::time::Instant::now);
             let (k, p) = (self.k, self.pad);
             let (planes, hp, wp) = phase_planes(x, self.cin, h, w, 1, p, 8);
+            let t1 = profile_convs().then(std::time::Instant::now);
             let planes = &planes[..];
             out.par_chunks_mut(h * w)
                 .enumerate()
@@ -1389,6 +1414,12 @@ impl Conv {
                         o,
                     )
                 });
+            if let (Some(t0), Some(t1)) = (t0, t1) {
+                eprintln!(
+                    "depthwise {}x{} {h}x{w}: planes {:.2} ms, conv {:.2} ms",
+                    self.cin, k, (t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3
+                );
+            }
             return;
         }
         let k = self.k;
@@ -1871,6 +1902,8 @@ mod tests {
             (5, 5, 5, 1, 5, 12, 17),
             (4, 6, 3, 2, 1, 32, 48),
             (64, 51, 3, 2, 1, 33, 31),
+            // depthwise rows of 32 + 8 + an overlapping last vector
+            (4, 4, 3, 1, 4, 9, 45),
             // maps of 4096 pixels and more: packed GEMMs weight panel by weight panel
             (5, 9, 1, 1, 1, 64, 70),
             (3, 8, 3, 2, 1, 130, 140),
