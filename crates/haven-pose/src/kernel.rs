@@ -88,10 +88,11 @@ pub(crate) fn gemm_tile(
     c: *mut f32,
     ldc: usize,
 ) {
-    gemm_tile_to(m, ncols, k, ap, bp, bias, act, Dst::plain(c, ldc))
+    gemm_packed(m, ncols, k, ap, bp, bias, act, Dst::plain(c, ldc), false)
 }
 
-/// [`gemm_tile`] into a (possibly wide) destination: packed B, results mapped like [`gemm_tile_offs`].
+/// [`gemm_tile`] into a feature map (its rows `dst.ldc` apart, possibly through the wide-row mapping
+/// of [`gemm_tile_offs`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_tile_to(
     m: usize,
@@ -103,9 +104,25 @@ pub(crate) fn gemm_tile_to(
     act: bool,
     dst: Dst,
 ) {
+    gemm_packed(m, ncols, k, ap, bp, bias, act, dst, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_packed(
+    m: usize,
+    ncols: usize,
+    k: usize,
+    ap: &[f32],
+    bp: &[f32],
+    bias: &[f32],
+    act: bool,
+    dst: Dst,
+    rows_first: bool,
+) {
     let npanels = ncols.div_ceil(NR);
     assert!(bp.len() >= npanels * k * NR);
-    gemm_generic(m, ncols, k, KC, ap, |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr()), bias, act, dst)
+    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr());
+    gemm_generic(m, ncols, k, KC, ap, bsrc, bias, act, dst, rows_first)
 }
 
 /// Where a micro-tile's results go: column q of the (possibly wide) C maps to column
@@ -254,6 +271,7 @@ pub(crate) fn gemm_tile_offs(
         bias,
         act,
         dst,
+        false,
     )
 }
 
@@ -269,20 +287,21 @@ fn gemm_generic(
     bias: &[f32],
     act: bool,
     dst: Dst,
+    rows_first: bool,
 ) {
     let mpanels = m.div_ceil(MR);
     let npanels = ncols.div_ceil(NR);
     assert!(ap.len() >= mpanels * k * MR && bias.len() >= mpanels * MR);
     let wide = wide_kernel();
-    if dst.ldc >= 4096 && matches!(bsrc(0, 0), BSrc::Packed(..)) {
-        // Packed B into output rows far apart (feature maps of 64 x 64 and more): weight panel by
-        // weight panel over the whole K, so that each writes its 4 output rows left to right; pixel
-        // panel by pixel panel (below) writes to all M rows in turn, more streams than the
-        // prefetchers follow. The tile's packed B then comes from L2 for each weight panel.
-        // 1 thread, 640x640: 1x1 convolutions at 160x160 and 80x80 4-20 % faster (48 -> 64 at
-        // 160x160: 2.9 -> 2.4 ms); the implicit-im2col path (scattered B rows) and the Winograd
-        // GEMMs (into small scratch) are faster in the other order. With AVX-512VL, pairs of weight
-        // panels share each B load from L2 (the 8-row kernel: these layers another 5-14 % faster).
+    if rows_first {
+        // Packed B into a feature map: weight panel by weight panel over the whole K, so that each
+        // writes its 4 (8) output rows left to right; pixel panel by pixel panel (below) writes to
+        // all M rows in turn, more streams than the prefetchers follow. The tile's packed B then
+        // comes from L2 for each weight panel, and with AVX-512VL pairs of weight panels share each
+        // B load (the 8-row kernel). 1 thread, 640x640: 1x1 convolutions 5-25 % faster (48 -> 64 at
+        // 160x160: 2.9 -> 2.1 ms; 512 -> 256 at 20x20: 1.09 -> 1.02), all dense convolutions 3-5 %;
+        // the implicit-im2col path (scattered B rows) and the Winograd GEMMs (into small scratch)
+        // are faster in the other order.
         let panels: Vec<_> = (0..npanels).map(|np| Panel::new(&bsrc, dst, ncols, np, 0)).collect();
         let mut mp = 0;
         while mp < mpanels {
