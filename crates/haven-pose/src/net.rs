@@ -353,10 +353,11 @@ impl Attention {
         let mut xo = self.pe.forward(&v, h, w);
         let scale = (self.kd as f32).powf(-0.5);
         let (kd, hd) = (self.kd, self.hd);
-        let mut attn_t = PBuf::new(n * n); // attn_t[j][i] = attention of query i to key j
-        let mut kt = PBuf::new(n * kd);
-        let mut o = PBuf::new(hd * n);
-        for hh in 0..self.nh {
+        // the heads side by side (each one's GEMMs are small enough to leave threads idle)
+        xo.par_chunks_mut(hd * n).enumerate().for_each(|(hh, xo_h)| {
+            let mut attn_t = PBuf::new(n * n); // attn_t[j][i] = attention of query i to key j
+            let mut kt = PBuf::new(n * kd);
+            let mut o = PBuf::new(hd * n);
             let q = &qkv[hh * per * n..(hh * per + kd) * n];
             let k = &qkv[(hh * per + kd) * n..(hh * per + 2 * kd) * n];
             for d in 0..kd {
@@ -370,10 +371,10 @@ impl Attention {
             // o = v attn_t  [hd x n]
             let vh = &v[hh * hd * n..(hh + 1) * hd * n];
             crate::kernel::matmul(hd, n, n, vh, n, &attn_t, n, &mut o, n);
-            for (d, s) in xo[hh * hd * n..(hh + 1) * hd * n].iter_mut().zip(o.iter()) {
+            for (d, s) in xo_h.iter_mut().zip(o.iter()) {
                 *d += *s;
             }
-        }
+        });
         self.proj.forward(&xo, h, w)
     }
 }
