@@ -704,6 +704,8 @@ pub(crate) struct Net {
     nodes: Vec<Node>,
     /// index of the last node that reads each node's output
     last_use: Vec<usize>,
+    /// upsamplings done by the concatenation that reads them
+    up_in_concat: Vec<bool>,
     pub arch: Arch,
     pub scale: String,
     /// HAVEN_POSE_PROFILE=1: print each layer's time to stderr
@@ -894,9 +896,26 @@ impl Net {
             nodes.push(Node { from, layer });
         }
         let mut last_use: Vec<usize> = (0..nodes.len()).collect();
+        let mut readers = vec![0usize; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for &f in &n.from {
                 last_use[f] = last_use[f].max(i);
+                readers[f] += 1;
+            }
+        }
+        // An upsampling whose only reader is a concatenation is done by the concatenation, straight
+        // into its buffer (no upsampled map of its own, no copy of it): its input lives until then.
+        let up_in_concat: Vec<bool> = (0..nodes.len())
+            .map(|i| {
+                matches!(nodes[i].layer, Layer::Upsample)
+                    && readers[i] == 1
+                    && matches!(nodes[last_use[i]].layer, Layer::Concat)
+            })
+            .collect();
+        for i in 0..nodes.len() {
+            if up_in_concat[i] {
+                let src = nodes[i].from[0];
+                last_use[src] = last_use[src].max(last_use[i]);
             }
         }
         let c0 = match &nodes[0].layer {
@@ -908,6 +927,7 @@ impl Net {
         Ok(Self {
             nodes,
             last_use,
+            up_in_concat,
             arch,
             scale,
             profile,
@@ -973,6 +993,12 @@ impl Net {
                 Layer::C2f(b) => b.forward(x0),
                 Layer::Sppf(b) => b.forward(x0),
                 Layer::C2psa(b) => b.forward(x0),
+                Layer::Upsample if self.up_in_concat[i] => Fm {
+                    c: x0.c,
+                    h: 2 * x0.h,
+                    w: 2 * x0.w,
+                    d: PBuf::new(0),
+                },
                 Layer::Upsample => {
                     let mut d = PBuf::new(x0.c * 4 * x0.hw());
                     ops::upsample2x(&x0.d, x0.h, x0.w, &mut d);
@@ -993,15 +1019,19 @@ impl Net {
                     let mut d = PBuf::new(c * x0.hw());
                     let mut rest: &mut [f32] = &mut d;
                     let mut pieces = Vec::new();
-                    for p in &parts {
+                    for (&f, p) in node.from.iter().zip(&parts) {
                         assert_eq!((p.h, p.w), (x0.h, x0.w), "concat of mismatched maps");
-                        let (head, tail) = rest.split_at_mut(p.d.len());
-                        pieces.push((head, &p.d[..]));
+                        let (head, tail) = rest.split_at_mut(p.c * p.hw());
+                        // an upsampling left to this concatenation: its input, at half size
+                        let up = self.up_in_concat[f]
+                            .then(|| outs[self.nodes[f].from[0]].as_ref().unwrap());
+                        pieces.push((head, &p.d[..], up));
                         rest = tail;
                     }
-                    pieces
-                        .into_par_iter()
-                        .for_each(|(dst, src)| ops::copy_par(dst, src));
+                    pieces.into_par_iter().for_each(|(dst, src, up)| match up {
+                        Some(u) => ops::upsample2x(&u.d, u.h, u.w, dst),
+                        None => ops::copy_par(dst, src),
+                    });
                     Fm {
                         c,
                         h: x0.h,
