@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use haven::camera::packet::{FrameMetadata, FramePacket};
 use haven::inference::pose::PoseEngine;
-use haven::inference::draw;
+use haven::inference::{draw, AiEngine};
 use haven::settings::Settings;
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
@@ -67,8 +67,8 @@ fn main() {
     for (w, h) in sizes {
         let mut model = settings.model.clone();
         model.weights = repo.join("weights/yolo11n-pose.safetensors");
-        model.input_width = w;
-        model.input_height = h;
+        model.input_width = Some(w);
+        model.input_height = Some(h);
         let engine = PoseEngine::load(&model).expect("weights: run scripts/fetch-weights.sh");
         engine.detect(&frames[0]).unwrap(); // warm-up
         let (mut inf, mut ann, mut enc, mut msg) = (vec![], vec![], vec![], vec![]);
@@ -97,6 +97,8 @@ fn main() {
                 ai_enabled: true,
                 inference_ms: None,
                 detections: &dets,
+                poses: None,
+                motion: None,
                 events: &[],
             };
             std::hint::black_box(FramePacket::new(meta, jpeg.to_vec()));

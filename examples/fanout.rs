@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{shipped_settings_with_cameras, Haven};
+use support::{cpu_seconds, median, rss_mib, shipped_settings_with_cameras, Haven};
 
 struct Args {
     viewers: Vec<usize>,
@@ -37,26 +37,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-/// CPU seconds (user + system) the process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0 // USER_HZ
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 async fn camera_counter(port: u16, key: &str) -> u64 {

@@ -2,6 +2,7 @@
 # Prepares a fresh Debian machine for HAVEN; safe to run again (every step is skipped when done).
 #  1. system packages the opencv crate and the demo need
 #  2. the demo videos data/1.mp4 data/2.mp4 data/3.mp4 (OpenCV's pedestrian clip from Debian's opencv-doc)
+#     and data/still.mp4 (one frame of it held for 20 s: a scene where nothing moves)
 #  3. the pose weights (scripts/fetch-weights.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,18 @@ make_segment() { # name start duration
 make_segment 1.mp4 0 26
 make_segment 2.mp4 26 26
 make_segment 3.mp4 52 27
+
+# A still scene for the capacity benchmark and the motion gate's tests: one frame of the same footage
+# (an empty stretch of the plaza's edge would do, but any frame shows a scene where nothing moves)
+# held for 20 s, encoded like the demo videos.
+if [ ! -s data/still.mp4 ]; then
+  echo "setup: making data/still.mp4"
+  ffmpeg -loglevel error -y -ss 30 -i data/vtest.avi -frames:v 1 -f image2 data/still.tmp.png
+  ffmpeg -loglevel error -y -loop 1 -framerate 10 -t 20 -i data/still.tmp.png -an -c:v libx264 -preset veryfast \
+    -pix_fmt yuv420p -bf 0 -g 10 data/still.tmp.mp4
+  mv data/still.tmp.mp4 data/still.mp4
+  rm -f data/still.tmp.png
+fi
 
 if [ -x scripts/fetch-weights.sh ] || [ -f scripts/fetch-weights.sh ]; then
   bash scripts/fetch-weights.sh

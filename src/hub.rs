@@ -11,10 +11,11 @@ use tokio::sync::watch;
 
 use crate::camera::actor::StopCamera;
 use crate::camera::worker::WorkerContext;
+use crate::camera::status::HistogramView;
 use crate::camera::{CameraActor, CameraState, CameraStatus, CameraStatusView, Feed};
 use crate::events::EventHub;
-use crate::inference::SharedEngine;
-use crate::settings::{save_cameras, CameraConfig, CaptureSettings};
+use crate::inference::scheduler::Scheduler;
+use crate::settings::{save_cameras, CameraConfig, CaptureSettings, DetectionSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -36,12 +37,13 @@ struct CameraEntry {
 impl CameraEntry {
     fn new(
         config: CameraConfig,
-        engine: Option<Arc<SharedEngine>>,
+        inference: Option<Arc<Scheduler>>,
         capture: Arc<CaptureSettings>,
+        detection: Arc<DetectionSettings>,
         events: Option<Arc<EventHub>>,
     ) -> Self {
         let (feed, _) = watch::channel(Feed::Waiting);
-        CameraEntry { ctx: WorkerContext::new(config, engine, Arc::new(feed), capture, events), actor: None }
+        CameraEntry { ctx: WorkerContext::new(config, inference, Arc::new(feed), capture, detection, events), actor: None }
     }
 
     fn config(&self) -> CameraConfig {
@@ -67,8 +69,7 @@ impl CameraEntry {
     /// A fresh worker with a new configuration, feeding the same viewers.
     fn restart(&mut self, config: CameraConfig) {
         self.stop(None);
-        let old = &self.ctx;
-        self.ctx = WorkerContext::new(config, old.engine.clone(), old.feed.clone(), old.capture.clone(), old.events.clone());
+        self.ctx = self.ctx.renewed(config);
         self.start();
     }
 
@@ -79,7 +80,7 @@ impl CameraEntry {
     fn view(&self, engine_loaded: bool) -> CameraStatusView {
         let config = self.ctx.config.read().unwrap();
         let ai = config.ai_enabled && engine_loaded;
-        self.ctx.status.snapshot(&config, ai, self.ctx.feed.receiver_count())
+        self.ctx.status.snapshot(&config, &self.ctx.detection, ai, self.ctx.feed.receiver_count())
     }
 }
 
@@ -92,8 +93,10 @@ pub struct CameraLink {
 
 pub struct StreamHub {
     cameras: Vec<CameraEntry>,
-    engine: Option<Arc<SharedEngine>>,
+    /// The shared model's queue; `None` when no model is loaded.
+    inference: Option<Arc<Scheduler>>,
     capture: Arc<CaptureSettings>,
+    detection: Arc<DetectionSettings>,
     /// Where cameras send their events; `None` when events are turned off.
     events: Option<Arc<EventHub>>,
     running: bool,
@@ -103,12 +106,21 @@ pub struct StreamHub {
 
 impl StreamHub {
     pub fn new(
-        engine: Option<Arc<SharedEngine>>,
+        inference: Option<Arc<Scheduler>>,
         capture: CaptureSettings,
+        detection: DetectionSettings,
         events: Option<Arc<EventHub>>,
         settings_file: Option<PathBuf>,
     ) -> Self {
-        Self { cameras: Vec::new(), engine, capture: Arc::new(capture), events, running: false, settings_file }
+        Self {
+            cameras: Vec::new(),
+            inference,
+            capture: Arc::new(capture),
+            detection: Arc::new(detection),
+            events,
+            running: false,
+            settings_file,
+        }
     }
 
     fn position(&self, id: &str) -> Option<usize> {
@@ -139,11 +151,17 @@ impl StreamHub {
             config.display_source(),
             config.source_type.as_str()
         );
-        let mut entry = CameraEntry::new(config, self.engine.clone(), self.capture.clone(), self.events.clone());
+        let mut entry = CameraEntry::new(
+            config,
+            self.inference.clone(),
+            self.capture.clone(),
+            self.detection.clone(),
+            self.events.clone(),
+        );
         if self.running {
             entry.start();
         }
-        let view = entry.view(self.engine.is_some());
+        let view = entry.view(self.inference.is_some());
         self.cameras.push(entry);
         view
     }
@@ -215,6 +233,9 @@ pub struct CameraPatch {
     /// `null` removes the cap.
     #[serde(default, with = "double_option")]
     pub max_fps: Option<Option<f64>>,
+    /// `null` returns to `[detection]`'s rate.
+    #[serde(default, with = "double_option")]
+    pub detect_fps: Option<Option<f64>>,
 }
 
 mod present {
@@ -252,6 +273,9 @@ impl CameraPatch {
         if let Some(v) = self.max_fps {
             config.max_fps = v;
         }
+        if let Some(v) = self.detect_fps {
+            config.detect_fps = v;
+        }
     }
 }
 
@@ -272,7 +296,7 @@ impl Handler<Update> for StreamHub {
         self.persist(&all)?;
         *self.cameras[i].ctx.config.write().unwrap() = changed;
         log::info!("Updated camera: {id} ({patch:?})");
-        Ok(self.cameras[i].view(self.engine.is_some()))
+        Ok(self.cameras[i].view(self.inference.is_some()))
     }
 }
 
@@ -425,7 +449,7 @@ impl Handler<Statuses> for StreamHub {
     type Result = MessageResult<Statuses>;
 
     fn handle(&mut self, _: Statuses, _: &mut Context<Self>) -> Self::Result {
-        let loaded = self.engine.is_some();
+        let loaded = self.inference.is_some();
         MessageResult(self.cameras.iter().map(|c| c.view(loaded)).collect())
     }
 }
@@ -438,7 +462,7 @@ impl Handler<GetStatus> for StreamHub {
     type Result = Result<CameraStatusView, HubError>;
 
     fn handle(&mut self, GetStatus(id): GetStatus, _: &mut Context<Self>) -> Self::Result {
-        self.find(&id).map(|c| c.view(self.engine.is_some())).ok_or(HubError::UnknownCamera(id))
+        self.find(&id).map(|c| c.view(self.inference.is_some())).ok_or(HubError::UnknownCamera(id))
     }
 }
 
@@ -447,8 +471,12 @@ impl Handler<GetStatus> for StreamHub {
 pub struct EngineInfo {
     pub loaded: bool,
     pub name: Option<String>,
-    /// Inference calls since start, all cameras together.
+    /// Frames the model looked at since start, all cameras together.
     pub calls: u64,
+    /// Threads running the model, shared by every camera.
+    pub workers: usize,
+    /// Cameras whose frame waits for a worker now.
+    pub waiting: usize,
 }
 
 #[derive(Message)]
@@ -459,10 +487,13 @@ impl Handler<GetEngineInfo> for StreamHub {
     type Result = MessageResult<GetEngineInfo>;
 
     fn handle(&mut self, _: GetEngineInfo, _: &mut Context<Self>) -> Self::Result {
+        let engine = self.inference.as_ref().map(|s| s.engine());
         MessageResult(EngineInfo {
-            loaded: self.engine.is_some(),
-            name: self.engine.as_ref().map(|e| e.name()),
-            calls: self.engine.as_ref().map_or(0, |e| e.calls()),
+            loaded: engine.is_some(),
+            name: engine.map(|e| e.name()),
+            calls: engine.map_or(0, |e| e.calls()),
+            workers: self.inference.as_ref().map_or(0, |s| s.workers()),
+            waiting: self.inference.as_ref().map_or(0, |s| s.waiting()),
         })
     }
 }
@@ -470,8 +501,8 @@ impl Handler<GetEngineInfo> for StreamHub {
 /// One camera's figures for `/metrics`.
 pub struct CameraMetrics {
     pub view: CameraStatusView,
-    /// `(upper bound ms, cumulative count)`, total count, sum in seconds.
-    pub inference: (Vec<(f64, u64)>, u64, f64),
+    pub inference: HistogramView,
+    pub queue: HistogramView,
 }
 
 #[derive(Message)]
@@ -482,11 +513,15 @@ impl Handler<GetMetrics> for StreamHub {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _: GetMetrics, ctx: &mut Context<Self>) -> Self::Result {
-        let loaded = self.engine.is_some();
+        let loaded = self.inference.is_some();
         let cameras = self
             .cameras
             .iter()
-            .map(|c| CameraMetrics { view: c.view(loaded), inference: c.ctx.status.inference_histogram() })
+            .map(|c| CameraMetrics {
+                view: c.view(loaded),
+                inference: c.ctx.status.inference_histogram(),
+                queue: c.ctx.status.queue_histogram(),
+            })
             .collect();
         let MessageResult(engine) = self.handle(GetEngineInfo, ctx);
         MessageResult((cameras, engine))

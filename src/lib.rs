@@ -25,6 +25,7 @@ use actix_web::{web, App, HttpServer};
 use crate::api::AppState;
 use crate::events::EventHub;
 use crate::hub::{Register, StartAll, StopAll, StreamHub};
+use crate::inference::scheduler::Scheduler;
 use crate::inference::{AiEngine, SharedEngine};
 use crate::settings::Settings;
 
@@ -99,9 +100,11 @@ impl Application {
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
         let camera_events = settings.events.enabled.then(|| events.clone());
+        let inference = engine.map(|e| Scheduler::new(SharedEngine::new(e), settings.detection.worker_count()));
         let hub = StreamHub::new(
-            engine.map(SharedEngine::new),
+            inference,
             settings.capture.clone(),
+            settings.detection.clone(),
             camera_events,
             settings.file.clone(),
         )

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::camera::motion::MotionSettings;
 use crate::events::{EventSettings, FallConfig};
 use crate::redact::redact_url;
 
@@ -25,6 +26,8 @@ pub struct Settings {
     pub model: ModelSettings,
     pub capture: CaptureSettings,
     pub api: ApiSettings,
+    #[serde(default)]
+    pub detection: DetectionSettings,
     #[serde(default)]
     pub events: EventSettings,
     #[serde(default)]
@@ -99,10 +102,85 @@ pub struct ModelSettings {
     /// Turns inference off for every camera, whatever their `ai_enabled`.
     pub enabled: bool,
     pub weights: PathBuf,
-    pub input_width: usize,
-    pub input_height: usize,
+    /// The network input's longer side; the shorter one follows the frame's aspect ratio (rounded up
+    /// to a multiple of 32), unless `input_width` and `input_height` force a size.
+    #[serde(default = "default_input_size")]
+    pub input_size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_height: Option<usize>,
     pub conf_threshold: f32,
     pub iou_threshold: f32,
+}
+
+/// When cameras run the model: the defaults every camera takes unless it sets its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionSettings {
+    /// Inference workers shared by every camera; 0: one per two cores.
+    pub workers: usize,
+    /// Passes of the model per second while something moves; 0: every frame.
+    pub detect_fps: f64,
+    /// People tracked but nothing moving are looked at again this often.
+    pub idle_detect_interval_secs: f64,
+    /// Look only where something moves or people are tracked, in regions cut from the full frame
+    /// (small, far people are found there); false: always the whole frame.
+    pub regions: bool,
+    /// Regions are looked at this many times the frame's own resolution.
+    pub region_scale: f32,
+    pub motion: MotionSettings,
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            detect_fps: 5.0,
+            idle_detect_interval_secs: 1.0,
+            regions: true,
+            region_scale: 1.4,
+            motion: MotionSettings::default(),
+        }
+    }
+}
+
+impl DetectionSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers > 64 {
+            return Err(format!("detection.workers {} is out of range 0-64", self.workers));
+        }
+        validate_detect_fps("detection.detect_fps", self.detect_fps)?;
+        validate_idle_interval("detection.idle_detect_interval_secs", self.idle_detect_interval_secs)?;
+        if !(0.25..=4.0).contains(&self.region_scale) {
+            return Err(format!("detection.region_scale {} is out of range 0.25-4", self.region_scale));
+        }
+        self.motion.validate().map_err(|e| format!("detection.{e}"))
+    }
+
+    /// Worker threads to start on this machine.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => crate::inference::scheduler::default_workers(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            n => n,
+        }
+    }
+}
+
+fn validate_detect_fps(name: &str, v: f64) -> Result<(), String> {
+    if (0.0..=120.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{name} {v} is out of range 0-120 (0: every frame)"))
+    }
+}
+
+fn validate_idle_interval(name: &str, v: f64) -> Result<(), String> {
+    if v > 0.0 && v <= 60.0 {
+        Ok(())
+    } else {
+        Err(format!("{name} {v} is out of range (0, 60]"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +221,19 @@ pub struct CameraConfig {
     /// This camera's fall detection, if it differs from `[events.fall]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fall: Option<FallConfig>,
+    /// This camera's detect rate, if it differs from `[detection]`'s (0: every frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_fps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_detect_interval_secs: Option<f64>,
+    /// This camera's motion detection, if it differs from `[detection.motion]` (fields left out take
+    /// the built-in defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<MotionSettings>,
+}
+
+fn default_input_size() -> usize {
+    640
 }
 
 fn default_true() -> bool {
@@ -188,6 +279,15 @@ impl CameraConfig {
             if !(fps > 0.0 && fps <= 120.0) {
                 return Err(format!("camera \"{id}\": max_fps {fps} is out of range (0, 120]"));
             }
+        }
+        if let Some(v) = self.detect_fps {
+            validate_detect_fps(&format!("camera \"{id}\": detect_fps"), v)?;
+        }
+        if let Some(v) = self.idle_detect_interval_secs {
+            validate_idle_interval(&format!("camera \"{id}\": idle_detect_interval_secs"), v)?;
+        }
+        if let Some(m) = &self.motion {
+            m.validate().map_err(|e| format!("camera \"{id}\": {e}"))?;
         }
         if self.source_type == SourceType::Rtsp
             && !(self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://"))
@@ -275,7 +375,12 @@ impl Settings {
             ));
         }
         let m = &self.model;
-        for (name, v) in [("model.input_width", m.input_width), ("model.input_height", m.input_height)] {
+        for (name, v) in [
+            ("model.input_size", Some(m.input_size)),
+            ("model.input_width", m.input_width),
+            ("model.input_height", m.input_height),
+        ] {
+            let Some(v) = v else { continue };
             if v == 0 || v % 32 != 0 || v > 2048 {
                 return Err(invalid(format!("{name} {v} must be a multiple of 32 between 32 and 2048")));
             }
@@ -299,6 +404,7 @@ impl Settings {
             return Err(invalid("capture.reconnect_initial_secs is above capture.reconnect_max_secs".into()));
         }
         self.events.validate().map_err(|e| invalid(format!("events: {e}")))?;
+        self.detection.validate().map_err(invalid)?;
         if self.api.protect_reads && self.api.token.is_empty() {
             return Err(invalid("api.protect_reads needs api.token".into()));
         }
@@ -399,6 +505,9 @@ max_body_bytes = 65536
         assert_eq!(s.cameras[0].camera_id, "cam1");
         assert_eq!(s.server.bind, "127.0.0.1:8000");
         assert_eq!(s.stream.fps_limit, 10.0);
+        // The file writes every default down: they must be the code's.
+        assert_eq!(s.detection, DetectionSettings::default());
+        assert_eq!(s.model.input_size, default_input_size());
     }
 
     #[test]

@@ -13,6 +13,8 @@ const STALE_MIN_MS = 3000; // a stream with no frame for this long (or 3 frame p
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const FPS_KEY = 'haven.fps.';
+const MOTION_KEY = 'haven.motion.';
+const SVG_NS = 'http://www.w3.org/2000/svg';
 const DOWN_STATES = new Set(['retrying', 'ended', 'stopped']);
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -184,7 +186,15 @@ class Tile {
       ai: $('.c-ai', el),
       quality: $('.c-quality', el),
       fps: $('.c-fps', el),
+      motion: $('.c-motion', el),
     };
+    this.motionSvg = $('.motion-boxes', el);
+    this.c.motion.checked = localStorage.getItem(MOTION_KEY + this.id) === '1';
+    this.c.motion.setAttribute('aria-label', `Show what moves in ${this.id}`);
+    this.c.motion.addEventListener('change', () => {
+      localStorage.setItem(MOTION_KEY + this.id, this.c.motion.checked ? '1' : '0');
+      if (!this.c.motion.checked) this.drawMotion(null);
+    });
     $('.c-snapshot', el).href = withToken(`/api/cameras/${encodeURIComponent(this.id)}/snapshot.jpg`);
     this.c.ai.setAttribute('aria-label', `AI for ${this.id}`);
     this.c.quality.setAttribute('aria-label', `JPEG quality for ${this.id}`);
@@ -245,11 +255,32 @@ class Tile {
     // ended): a fall known to be over does not mark the tile again.
     const alarm = String(Array.isArray(m.events) && m.events.some((e) => e?.kind === 'fall' && !this.endedFalls.has(e.id)));
     if (this.el.dataset.alarm !== alarm) this.el.dataset.alarm = alarm;
+    const moving = String(!!m.motion?.moving);
+    if (this.el.dataset.moving !== moving) this.el.dataset.moving = moving;
+    if (this.c.motion.checked) this.drawMotion(m);
     if (this.decoding) {
       this.pending = msg.data; // drop the older undisplayed frame
       return;
     }
     this.show(msg.data);
+  }
+
+  /** The frame's motion boxes over the picture (frame pixels; the SVG letterboxes like the image). */
+  drawMotion(m) {
+    const svg = this.motionSvg;
+    const boxes = Array.isArray(m?.motion?.boxes) ? m.motion.boxes : [];
+    svg.toggleAttribute('hidden', !m); // an SVG element has no .hidden property
+    if (!m) return;
+    if (m.width > 0 && m.height > 0) svg.setAttribute('viewBox', `0 0 ${m.width} ${m.height}`);
+    while (svg.childElementCount > boxes.length) svg.lastElementChild.remove();
+    while (svg.childElementCount < boxes.length) svg.appendChild(document.createElementNS(SVG_NS, 'rect'));
+    boxes.forEach(([x1, y1, x2, y2], i) => {
+      const r = svg.children[i];
+      r.setAttribute('x', x1);
+      r.setAttribute('y', y1);
+      r.setAttribute('width', Math.max(1, x2 - x1));
+      r.setAttribute('height', Math.max(1, y2 - y1));
+    });
   }
 
   show(data) {
@@ -303,6 +334,10 @@ class Tile {
     state.textContent = s.state ?? '?';
     state.dataset.value = s.state ?? '';
     $('.s-fps', this.el).textContent = fmt.num(s.fps);
+    // How often the model looks at this camera now (it does while something moves or people are tracked).
+    const detect = $('.s-detect', this.el);
+    detect.textContent = !(s.ai_active ?? s.ai_enabled) ? 'off' : `${fmt.num(s.detection_fps)} fps`;
+    detect.title = s.motion ? `motion on ${fmt.num((s.motion_area ?? 0) * 100)} % of the frame` : 'nothing moves';
     $('.s-dropped', this.el).textContent = fmt.int(s.dropped_frames);
     $('.s-viewers', this.el).textContent = fmt.int(s.viewers);
     // ai_active (when the server reports it) is whether inference really runs; without a model it

@@ -24,10 +24,14 @@ pub struct Haven {
 impl Haven {
     /// Starts it with `env` added and returns once it listens. Its log goes to `log`, or nowhere.
     pub fn start(settings: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Haven {
-        let exe = repo().join("target/debug/haven");
-        assert!(exe.is_file(), "build the server first: cargo build");
+        Self::start_exe(&repo().join("target/debug/haven"), settings, env, log)
+    }
+
+    /// Like `start`, with another build of the server (an older commit's, to compare side by side).
+    pub fn start_exe(exe: &Path, settings: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Haven {
+        assert!(exe.is_file(), "{} is missing: build the server first (cargo build)", exe.display());
         let port = free_port();
-        let mut child = Command::new(&exe)
+        let mut child = Command::new(exe)
             .current_dir(repo())
             .arg("--settings")
             .arg(settings)
@@ -70,4 +74,27 @@ impl Haven {
 pub fn shipped_settings_with_cameras(n: usize) -> String {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
     text.split("[[cameras]]").take(n + 1).collect::<Vec<_>>().join("[[cameras]]")
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ
+}
+
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }

@@ -29,7 +29,15 @@ const METRICS: &[Metric] = &[
     Metric { name: "haven_camera_dropped_frames_total", kind: "counter", help: "Frames skipped because processing fell behind the source.", value: Some(|c| c.dropped_frames as f64) },
     Metric { name: "haven_camera_reconnects_total", kind: "counter", help: "Attempts to reopen the source after a failure.", value: Some(|c| c.reconnects as f64) },
     Metric { name: "haven_camera_loops_total", kind: "counter", help: "Times a looping file source restarted at its end.", value: Some(|c| c.loops as f64) },
-    Metric { name: "haven_camera_inference_seconds", kind: "histogram", help: "Time of one inference, annotation included.", value: None },
+    Metric { name: "haven_camera_cpu_percent", kind: "gauge", help: "CPU of the camera's own thread (decode, motion, drawing, encoding) over the last second, percent of one core.", value: Some(|c| c.cpu_percent) },
+    Metric { name: "haven_camera_motion", kind: "gauge", help: "1 while something moves in the camera's newest frame.", value: Some(|c| c.motion as u8 as f64) },
+    Metric { name: "haven_camera_motion_area", kind: "gauge", help: "Fraction of the newest frame that moved.", value: Some(|c| c.motion_area) },
+    Metric { name: "haven_camera_detect_fps_setting", kind: "gauge", help: "Passes of the model per second while something moves (0: every frame).", value: Some(|c| c.detect_fps) },
+    Metric { name: "haven_camera_inferences_total", kind: "counter", help: "Frames of the camera the model looked at.", value: Some(|c| c.inferences as f64) },
+    Metric { name: "haven_camera_inferences_skipped_total", kind: "counter", help: "Frames not looked at because nothing moved and nobody was tracked.", value: Some(|c| c.inferences_skipped as f64) },
+    Metric { name: "haven_camera_inferences_replaced_total", kind: "counter", help: "Frames replaced by a newer one while waiting for the shared model.", value: Some(|c| c.inferences_replaced as f64) },
+    Metric { name: "haven_camera_inference_seconds", kind: "histogram", help: "Time of one pass of the model over the camera's frame.", value: None },
+    Metric { name: "haven_camera_inference_queue_seconds", kind: "histogram", help: "Time a frame waited for the shared model.", value: None },
     Metric { name: "haven_engine_inferences_total", kind: "counter", help: "Inference calls of the shared engine, all cameras together.", value: None },
     Metric { name: "haven_process_resident_memory_bytes", kind: "gauge", help: "Resident memory of the HAVEN process.", value: None },
 ];
@@ -58,10 +66,10 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
                     let _ = writeln!(out, "{}{{camera=\"{}\"}} {}", m.name, label(&c.view.camera_id), value(&c.view));
                 }
             }
-            (None, "haven_camera_inference_seconds") => {
+            (None, name @ ("haven_camera_inference_seconds" | "haven_camera_inference_queue_seconds")) => {
                 for c in &cameras {
                     let id = label(&c.view.camera_id);
-                    let (buckets, count, sum) = &c.inference;
+                    let (buckets, count, sum) = if name == "haven_camera_inference_seconds" { &c.inference } else { &c.queue };
                     for (le, n) in buckets {
                         let _ = writeln!(out, "{}_bucket{{camera=\"{id}\",le=\"{}\"}} {n}", m.name, le / 1000.0);
                     }

@@ -1,7 +1,9 @@
 //! One camera: its async actor, its blocking worker thread, its source, packets and status.
 
 pub mod actor;
+pub mod gate;
 pub mod live;
+pub mod motion;
 pub mod packet;
 pub mod source;
 pub mod status;

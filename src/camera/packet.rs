@@ -7,6 +7,7 @@ use actix_web::web::Bytes;
 use bytestring::ByteString;
 use serde::Serialize;
 
+use super::motion::Motion;
 use crate::events::Event;
 use crate::inference::Detection;
 
@@ -41,10 +42,29 @@ pub struct FrameMetadata<'a> {
     pub width: i32,
     pub height: i32,
     pub ai_enabled: bool,
+    /// How long the model took for the poses shown.
     pub inference_ms: Option<f64>,
+    /// The newest poses, drawn on this frame; the model may have seen them in an earlier frame (`poses`).
     pub detections: &'a [Detection],
+    /// Which frame the detections come from and how much older than this frame it is.
+    pub poses: Option<PosesMeta>,
+    /// What moved in this frame (boxes in its pixels); absent when the camera runs no model.
+    pub motion: Option<&'a Motion>,
     /// The camera's events still in progress (a fall, a person in view).
     pub events: &'a [Event],
+}
+
+/// Where a frame's poses come from: the model looks at a camera at its detect rate, and every
+/// frame in between shows the newest poses it has.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PosesMeta {
+    /// The source frame the model looked at, and its capture time (seconds since the Unix epoch).
+    pub frame_index: u64,
+    pub timestamp: f64,
+    /// This frame's capture time minus theirs.
+    pub age_ms: f64,
+    /// Regions of that frame the model looked at (0: the whole frame).
+    pub regions: usize,
 }
 
 impl FramePacket {
@@ -99,6 +119,8 @@ mod tests {
                 ai_enabled: false,
                 inference_ms: None,
                 detections: &[],
+                poses: None,
+                motion: None,
                 events: &[],
             },
             vec![0xff, 0xd8, 0xff, 0xd9],

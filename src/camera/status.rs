@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::settings::CameraConfig;
+use crate::settings::{CameraConfig, DetectionSettings};
 
 /// Where a camera is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,9 +34,17 @@ pub struct CameraStatus {
     decode_fps: AtomicU32,
     detection_fps: AtomicU32,
     inference_ms: AtomicU32,
-    /// Inference times: counts per bucket of `INFERENCE_BUCKETS_MS` (cumulative when read), sum in µs.
-    inference_hist: [AtomicU64; INFERENCE_BUCKETS_MS.len()],
-    inference_sum_us: AtomicU64,
+    queue_ms: AtomicU32,
+    cpu_percent: AtomicU32,
+    /// How long the model took, and how long frames waited for it.
+    inference_hist: Histogram,
+    queue_hist: Histogram,
+    motion: AtomicBool,
+    motion_area: AtomicU32,
+    /// Frames not looked at because nothing moved and nobody was tracked.
+    pub inferences_skipped: AtomicU64,
+    /// Frames handed to the model that a newer frame replaced before a worker was free.
+    pub inferences_replaced: AtomicU64,
     width: AtomicU32,
     height: AtomicU32,
     pub frames_decoded: AtomicU64,
@@ -48,8 +56,43 @@ pub struct CameraStatus {
     pub reconnects: AtomicU64,
 }
 
-/// Upper bounds of the inference-time histogram's buckets, in milliseconds (`+Inf` is implied).
+/// Upper bounds of the time histograms' buckets, in milliseconds (`+Inf` is implied).
 pub const INFERENCE_BUCKETS_MS: [f64; 10] = [10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 300.0, 500.0, 1000.0, 2000.0];
+
+/// Times in milliseconds: counts per bucket of `INFERENCE_BUCKETS_MS`, their sum and count.
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; INFERENCE_BUCKETS_MS.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A histogram as Prometheus shows it: `(upper bound ms, cumulative count)` per bucket, the total
+/// count and the sum in seconds.
+pub type HistogramView = (Vec<(f64, u64)>, u64, f64);
+
+impl Histogram {
+    fn record(&self, ms: f64) {
+        if let Some(i) = INFERENCE_BUCKETS_MS.iter().position(|le| ms <= *le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn view(&self) -> HistogramView {
+        let mut cumulative = 0;
+        let buckets = INFERENCE_BUCKETS_MS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        (buckets, self.count.load(Ordering::Relaxed), self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
 
 fn f32_bits(v: f32) -> u32 {
     v.to_bits()
@@ -67,8 +110,14 @@ impl Default for CameraStatus {
             decode_fps: AtomicU32::new(0),
             detection_fps: AtomicU32::new(0),
             inference_ms: AtomicU32::new(0),
-            inference_hist: Default::default(),
-            inference_sum_us: AtomicU64::new(0),
+            queue_ms: AtomicU32::new(0),
+            cpu_percent: AtomicU32::new(0),
+            inference_hist: Histogram::default(),
+            queue_hist: Histogram::default(),
+            motion: AtomicBool::new(false),
+            motion_area: AtomicU32::new(0),
+            inferences_skipped: AtomicU64::new(0),
+            inferences_replaced: AtomicU64::new(0),
             width: AtomicU32::new(0),
             height: AtomicU32::new(0),
             frames_decoded: AtomicU64::new(0),
@@ -123,32 +172,35 @@ impl CameraStatus {
         f32::from_bits(self.detection_fps.load(Ordering::Relaxed))
     }
 
-    /// `(upper bound ms, cumulative count)` per bucket, then the total count and the sum in seconds.
-    pub fn inference_histogram(&self) -> (Vec<(f64, u64)>, u64, f64) {
-        let mut cumulative = 0;
-        let buckets = INFERENCE_BUCKETS_MS
-            .iter()
-            .zip(&self.inference_hist)
-            .map(|(le, n)| {
-                cumulative += n.load(Ordering::Relaxed);
-                (*le, cumulative)
-            })
-            .collect();
-        let count = self.inferences.load(Ordering::Relaxed);
-        (buckets, count, self.inference_sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    pub fn inference_histogram(&self) -> HistogramView {
+        self.inference_hist.view()
+    }
+
+    pub fn queue_histogram(&self) -> HistogramView {
+        self.queue_hist.view()
+    }
+
+    /// The camera thread's CPU over the last window, in percent of one core.
+    pub fn set_cpu_percent(&self, v: f64) {
+        self.cpu_percent.store(f32_bits(v as f32), Ordering::Relaxed);
+    }
+
+    pub fn set_motion(&self, moving: bool, area: f32) {
+        self.motion.store(moving, Ordering::Relaxed);
+        self.motion_area.store(f32_bits(area), Ordering::Relaxed);
     }
 
     pub fn fps(&self) -> f32 {
         f32::from_bits(self.fps.load(Ordering::Relaxed))
     }
 
-    pub fn record_inference(&self, ms: f64) {
-        if let Some(i) = INFERENCE_BUCKETS_MS.iter().position(|le| ms <= *le) {
-            self.inference_hist[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.inference_sum_us.fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
+    /// One pass of the model over this camera's frame: how long it took and how long the frame waited.
+    pub fn record_inference(&self, ms: f64, queue_ms: f64) {
+        self.inference_hist.record(ms);
+        self.queue_hist.record(queue_ms);
         self.inferences.fetch_add(1, Ordering::Relaxed);
         self.inference_ms.store(f32_bits(ms as f32), Ordering::Relaxed);
+        self.queue_ms.store(f32_bits(queue_ms as f32), Ordering::Relaxed);
     }
 
     pub fn inference_ms(&self) -> f32 {
@@ -156,7 +208,7 @@ impl CameraStatus {
     }
 
     /// A point-in-time copy for the API.
-    pub fn snapshot(&self, config: &CameraConfig, ai_active: bool, viewers: usize) -> CameraStatusView {
+    pub fn snapshot(&self, config: &CameraConfig, detection: &DetectionSettings, ai_active: bool, viewers: usize) -> CameraStatusView {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let round2 = |v: f32| ((v as f64) * 100.0).round() / 100.0;
         CameraStatusView {
@@ -181,6 +233,13 @@ impl CameraStatus {
             frames_encoded: load(&self.frames_encoded),
             inferences: load(&self.inferences),
             inference_ms: round2(self.inference_ms()),
+            queue_ms: round2(f32::from_bits(self.queue_ms.load(Ordering::Relaxed))),
+            cpu_percent: round2(f32::from_bits(self.cpu_percent.load(Ordering::Relaxed))),
+            motion: self.motion.load(Ordering::Relaxed),
+            motion_area: (f32::from_bits(self.motion_area.load(Ordering::Relaxed)) as f64 * 1e4).round() / 1e4,
+            inferences_skipped: load(&self.inferences_skipped),
+            inferences_replaced: load(&self.inferences_replaced),
+            detect_fps: config.detect_fps.unwrap_or(detection.detect_fps),
             loops: load(&self.loops),
             reconnects: load(&self.reconnects),
             loop_video: config.loop_video,
@@ -224,6 +283,20 @@ pub struct CameraStatusView {
     pub inferences: u64,
     /// Time of the last inference.
     pub inference_ms: f64,
+    /// How long the last inferred frame waited for the shared model.
+    pub queue_ms: f64,
+    /// The camera's own thread over the last second, in percent of one core: decoding (files),
+    /// motion, drawing, encoding; the shared model's work is in `inference_ms`.
+    pub cpu_percent: f64,
+    /// Whether something moved in the newest frame, and the fraction of the frame that did.
+    pub motion: bool,
+    pub motion_area: f64,
+    /// Frames not looked at because nothing moved and nobody was tracked.
+    pub inferences_skipped: u64,
+    /// Frames a newer frame of this camera replaced while they waited for the model.
+    pub inferences_replaced: u64,
+    /// The detect rate in force (passes per second while something moves; 0: every frame).
+    pub detect_fps: f64,
     pub loops: u64,
     pub reconnects: u64,
     pub loop_video: bool,

@@ -5,18 +5,22 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Handler, Message, SyncContext};
-use opencv::core::{Mat, Size, Vector};
+use opencv::core::{Mat, Rect, Size, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use tokio::sync::watch;
 
-use super::packet::{Feed, FrameMetadata, FramePacket};
+use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
+use super::motion::{Motion, MotionDetector, MotionSettings};
+use super::packet::{Feed, FrameMetadata, FramePacket, PosesMeta};
 use super::source::{SourceError, VideoSource};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub};
-use crate::inference::SharedEngine;
-use crate::settings::{CameraConfig, CaptureSettings, SourceType};
+use crate::inference::regions::{self, Plan, RegionPlan};
+use crate::inference::scheduler::{Job, Lane, Priority, Scheduler};
+use crate::inference::{draw, Detection};
+use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
 
 /// The longest the worker sleeps before looking at its stop flag again.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -26,10 +30,13 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 pub struct WorkerContext {
     pub config: Arc<RwLock<CameraConfig>>,
     pub status: Arc<CameraStatus>,
-    pub engine: Option<Arc<SharedEngine>>,
+    /// The model, shared by every camera; `None` when no model is loaded.
+    pub inference: Option<Arc<Scheduler>>,
     pub feed: Arc<watch::Sender<Feed>>,
     pub stop: Arc<AtomicBool>,
     pub capture: Arc<CaptureSettings>,
+    /// Detect rate and motion defaults for cameras that set none of their own.
+    pub detection: Arc<DetectionSettings>,
     /// Where events go; `None` when events are turned off.
     pub events: Option<Arc<EventHub>>,
 }
@@ -38,20 +45,27 @@ impl WorkerContext {
     /// A context for a camera's (next) worker: fresh status and stop flag, the given feed.
     pub fn new(
         config: CameraConfig,
-        engine: Option<Arc<SharedEngine>>,
+        inference: Option<Arc<Scheduler>>,
         feed: Arc<watch::Sender<Feed>>,
         capture: Arc<CaptureSettings>,
+        detection: Arc<DetectionSettings>,
         events: Option<Arc<EventHub>>,
     ) -> Self {
         Self {
             config: Arc::new(RwLock::new(config)),
             status: Arc::new(CameraStatus::default()),
-            engine,
+            inference,
             feed,
             stop: Arc::new(AtomicBool::new(false)),
             capture,
+            detection,
             events,
         }
+    }
+
+    /// The same camera's next worker: fresh status and stop flag, a new configuration.
+    pub fn renewed(&self, config: CameraConfig) -> Self {
+        Self::new(config, self.inference.clone(), self.feed.clone(), self.capture.clone(), self.detection.clone(), self.events.clone())
     }
 }
 
@@ -91,16 +105,7 @@ pub fn run(ctx: &WorkerContext) {
     let config = ctx.config.read().unwrap().clone();
     let id = config.camera_id.clone();
     log::info!("[{id}] Worker started: {}", config.display_source());
-    let mut pipe = Pipeline {
-        cap: RateCap::new(),
-        events: ctx.events.as_ref().map(|hub| {
-            let mut engine = hub.engine(&id);
-            if let Some(fall) = config.fall {
-                engine.set_fall_config(fall);
-            }
-            engine
-        }),
-    };
+    let mut pipe = Pipeline::new(ctx, &config);
     let backoff_start = Duration::from_secs_f64(ctx.capture.reconnect_initial_secs);
     let backoff_max = Duration::from_secs_f64(ctx.capture.reconnect_max_secs);
     let mut backoff = backoff_start;
@@ -175,10 +180,12 @@ fn sleep_unless_stopped(ctx: &WorkerContext, d: Duration) -> bool {
     }
 }
 
-/// Measures processed, decoded and inferred frames per second over windows of about a second.
+/// Measures processed, decoded and inferred frames per second, and the camera thread's CPU, over
+/// windows of about a second.
 struct RateMeter {
     since: Instant,
     start: [u64; 3],
+    cpu_start: f64,
 }
 
 impl RateMeter {
@@ -187,7 +194,7 @@ impl RateMeter {
     }
 
     fn new(status: &CameraStatus) -> Self {
-        Self { since: Instant::now(), start: Self::counters(status) }
+        Self { since: Instant::now(), start: Self::counters(status), cpu_start: thread_cpu_secs() }
     }
 
     fn tick(&mut self, status: &CameraStatus) {
@@ -196,8 +203,22 @@ impl RateMeter {
             let now = Self::counters(status);
             let rate = |i: usize| (now[i] - self.start[i]) as f64 / elapsed;
             status.set_rates(rate(0), rate(1), rate(2));
+            status.set_cpu_percent((thread_cpu_secs() - self.cpu_start) / elapsed * 100.0);
             *self = Self::new(status);
         }
+    }
+}
+
+/// CPU time the calling thread has used, in seconds (0 where the clock is not available).
+fn thread_cpu_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes one timespec through the pointer, which points to a live,
+    // properly aligned local; CLOCK_THREAD_CPUTIME_ID is a valid clock id on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        0.0
     }
 }
 
@@ -255,19 +276,178 @@ impl RateCap {
     }
 }
 
-/// What a camera's frames go through besides the source: its rate cap and its events.
+/// The newest poses the model gave for this camera, drawn on every frame until newer ones come.
+struct Poses {
+    detections: Vec<Detection>,
+    frame_index: u64,
+    timestamp: f64,
+    inference_ms: f64,
+    /// Regions the model looked at (0: the whole frame).
+    regions: usize,
+}
+
+/// The newest JPEG, kept so that a still scene is not encoded again frame after frame.
+struct Encoded {
+    jpeg: Vec<u8>,
+    quality: u8,
+    size: (i32, i32),
+    /// The capture time of the poses drawn on it (`None`: none drawn).
+    poses_at: Option<f64>,
+    at: Instant,
+}
+
+/// A still frame's JPEG is reused for at most this long, so that a slow change the motion gate
+/// ignores (daylight) still reaches viewers.
+const MAX_JPEG_REUSE: Duration = Duration::from_secs(1);
+
+/// What a camera's frames go through besides the source: its rate cap, its motion gate, its lane
+/// into the shared model, and its events.
 struct Pipeline {
     cap: RateCap,
     events: Option<EventEngine>,
+    lane: Option<Lane>,
+    motion: MotionDetector,
+    gate: DetectGate,
+    poses: Option<Poses>,
+    encoded: Option<Encoded>,
+    /// When this worker started: the gate's clock.
+    epoch: Instant,
+    /// Packets published (each packet's `seq`).
+    packets: u64,
 }
 
 impl Pipeline {
+    fn new(ctx: &WorkerContext, config: &CameraConfig) -> Self {
+        let (detect_fps, idle, motion) = detection_settings(config, &ctx.detection);
+        Self {
+            cap: RateCap::new(),
+            events: ctx.events.as_ref().map(|hub| {
+                let mut engine = hub.engine(&config.camera_id);
+                if let Some(fall) = config.fall {
+                    engine.set_fall_config(fall);
+                }
+                engine
+            }),
+            lane: ctx.inference.as_ref().map(|s| s.lane()),
+            motion: MotionDetector::new(motion),
+            gate: DetectGate::new(detect_fps, idle),
+            poses: None,
+            encoded: None,
+            epoch: Instant::now(),
+            packets: 0,
+        }
+    }
+
     /// Ends active events and completes their clips, so they play.
     fn finish(&mut self) {
         if let Some(events) = self.events.as_mut() {
             events.finish();
         }
     }
+
+    /// Whether anyone is tracked (events on) or was seen in the newest poses (events off).
+    fn tracking(&self) -> bool {
+        match &self.events {
+            Some(events) => !events.tracks().is_empty(),
+            None => self.poses.as_ref().is_some_and(|p| !p.detections.is_empty()),
+        }
+    }
+
+    /// Takes the model's newest answer for this camera, if one came, and hands it to the events.
+    fn collect(&mut self, ctx: &WorkerContext, id: &str) {
+        let Some(result) = self.lane.as_ref().and_then(Lane::take) else { return };
+        ctx.status.record_inference(result.inference_ms, result.queue_ms);
+        match result.detections {
+            Ok(detections) => {
+                log::debug!(
+                    target: "haven::detect",
+                    "[{id}] frame {}: {} people in {} ({:.1} ms, waited {:.1} ms): {:?}",
+                    result.frame_index,
+                    detections.len(),
+                    match result.regions {
+                        0 => "the whole frame".to_string(),
+                        n => format!("{n} regions"),
+                    },
+                    result.inference_ms,
+                    result.queue_ms,
+                    detections.iter().map(|d| (d.bbox.map(|v| v.round() as i32), (d.score * 100.0).round() / 100.0)).collect::<Vec<_>>()
+                );
+                self.poses = Some(Poses {
+                    detections,
+                    frame_index: result.frame_index,
+                    timestamp: result.timestamp,
+                    inference_ms: result.inference_ms,
+                    regions: result.regions,
+                });
+            }
+            Err(e) => {
+                log::warn!("[{id}] frame {}: {e}", result.frame_index);
+                ctx.status.set_error(Some(e));
+            }
+        }
+    }
+
+    /// Hands the frame to the model if the gate says it is worth it.
+    fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool) -> Result<(), String> {
+        let tracking = self.tracking();
+        let Some(lane) = &self.lane else { return Ok(()) };
+        let now = self.epoch.elapsed().as_secs_f64();
+        let decision = self.gate.decide(now, motion.moving, tracking);
+        match decision {
+            Decision::NoMotion => {
+                ctx.status.inferences_skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Decision::RateLimited => return Ok(()),
+            Decision::FirstCheck | Decision::Motion | Decision::IdleCheck => {}
+        }
+        let event_active = self.events.as_ref().is_some_and(|e| !e.active().is_empty());
+        lane.set_priority(match (event_active, watched) {
+            (true, _) => Priority::Event,
+            (false, true) => Priority::Watched,
+            (false, false) => Priority::Background,
+        });
+        let (regions, region_scale) = match decision {
+            // Who is there? Only a look at everything can say.
+            Decision::FirstCheck => (Vec::new(), 1.0),
+            _ if !ctx.detection.regions => (Vec::new(), 1.0),
+            _ => self.regions(lane, frame, motion, ctx.detection.region_scale),
+        };
+        let replaced = lane.replaced();
+        lane.submit(Job {
+            frame: frame.try_clone().map_err(|e| e.to_string())?,
+            frame_index,
+            timestamp,
+            regions,
+            region_scale,
+        });
+        ctx.status.inferences_replaced.fetch_add(lane.replaced() - replaced, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Where to look: around what moves and the people tracked, in regions of the full frame; none
+    /// (the whole frame) where they would cost more than a pass over it.
+    fn regions(&self, lane: &Lane, frame: &Mat, motion: &Motion, scale: f32) -> (Vec<Rect>, f32) {
+        let (w, h) = (frame.cols(), frame.rows());
+        let whole = lane.whole_frame_input(w as usize, h as usize);
+        let tracked: Vec<[f32; 4]> = self.poses.iter().flat_map(|p| p.detections.iter().map(|d| d.bbox)).collect();
+        let opts = RegionPlan { scale, ..RegionPlan::default() };
+        let plan = regions::plan(w, h, &motion.boxes, &tracked, &opts, whole);
+        log::trace!(target: "haven::detect", "motion {:?}, tracked {:?}: {plan:?}", motion.boxes, tracked);
+        match plan {
+            Plan::Regions(r, scale) => (r, scale),
+            Plan::WholeFrame | Plan::Nothing => (Vec::new(), 1.0),
+        }
+    }
+}
+
+/// A camera's detect rate, idle re-check interval and motion settings: its own, else `[detection]`'s.
+fn detection_settings(config: &CameraConfig, defaults: &DetectionSettings) -> (f64, f64, MotionSettings) {
+    (
+        config.detect_fps.unwrap_or(defaults.detect_fps),
+        config.idle_detect_interval_secs.unwrap_or(defaults.idle_detect_interval_secs),
+        config.motion.unwrap_or(defaults.motion),
+    )
 }
 
 /// Processes one frame (if the rate cap lets it through) and counts it, whatever happens to it.
@@ -356,20 +536,22 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
     }
 }
 
-/// One frame's work. Inference and encoding are done only when someone consumes the result — a
-/// viewer, or the camera's events — and then exactly once, whatever the number of viewers.
+/// One frame's work: motion, a pass of the shared model when the gate lets it, the newest poses
+/// drawn, one JPEG, the events, one packet for every viewer. Nothing is done when nobody consumes
+/// the result (no viewer, no events).
 fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let (resize_width, jpeg_quality, ai_enabled) = {
-        let c = ctx.config.read().unwrap();
-        (c.resize_width, c.jpeg_quality, c.ai_enabled)
-    };
-    let infer = ctx.engine.is_some() && ai_enabled;
-    let events = pipe.events.as_mut().filter(|_| infer);
-    if ctx.feed.receiver_count() == 0 && events.is_none() {
-        return Ok(());
+    let config = ctx.config.read().unwrap().clone();
+    let infer = pipe.lane.is_some() && config.ai_enabled;
+    let watched = ctx.feed.receiver_count() > 0;
+    let has_events = pipe.events.is_some() && infer;
+    if !watched {
+        forget_stale_packet(ctx);
+        if !has_events {
+            return Ok(());
+        }
     }
-    if let Some(w) = resize_width {
+    if let Some(w) = config.resize_width {
         let w = w as i32;
         if frame.cols() > w {
             let h = ((frame.rows() as f64) * (w as f64) / (frame.cols() as f64)).round() as i32;
@@ -379,29 +561,36 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             *frame = small;
         }
     }
-    let engine = ctx.engine.as_ref().filter(|_| infer);
-    let (annotated, detections, inference_ms) = match engine {
-        Some(engine) => {
-            let started = Instant::now();
-            let (annotated, detections) = engine.process_frame(frame).map_err(|e| e.to_string())?;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            ctx.status.record_inference(ms);
-            (Some(annotated), detections, Some((ms * 100.0).round() / 100.0))
-        }
-        None => (None, Vec::new(), None),
-    };
-    let shown = annotated.as_ref().unwrap_or(frame);
+    let (detect_fps, idle, motion_settings) = detection_settings(&config, &ctx.detection);
+    pipe.gate.set_rates(detect_fps, idle);
+    if *pipe.motion.settings() != motion_settings {
+        pipe.motion.set_settings(motion_settings);
+    }
+    let motion = pipe.motion.update(frame).map_err(|e| e.to_string())?;
+    ctx.status.set_motion(motion.moving, motion.area);
+
+    // New poses first, so that this frame shows them and the events see them with this frame.
+    let previous_poses = pipe.poses.as_ref().map(|p| p.timestamp);
+    if infer {
+        pipe.collect(ctx, id);
+        pipe.maybe_detect(ctx, frame, frame_index, timestamp, &motion, watched)?;
+    } else {
+        pipe.poses = None;
+    }
+    let fresh_poses = pipe.poses.as_ref().map(|p| p.timestamp) != previous_poses;
+
     let encode_started = Instant::now();
-    ctx.status.set_frame_size(shown.cols(), shown.rows());
-    let mut jpeg = Vector::<u8>::new();
-    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, jpeg_quality as i32]);
-    imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
+    let jpeg = encode(ctx, pipe, frame, &motion, config.jpeg_quality)?;
     let encode_ms = encode_started.elapsed().as_secs_f64() * 1000.0;
-    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
-    let seq = ctx.status.frames_encoded.load(Ordering::Relaxed);
-    let active_events: Vec<Event> = match events {
+    let (width, height) = pipe.encoded.as_ref().map_or((frame.cols(), frame.rows()), |e| e.size);
+    ctx.status.set_frame_size(width, height);
+
+    let active_events: Vec<Event> = match pipe.events.as_mut().filter(|_| infer) {
         Some(events) => {
-            events.on_frame(shown, Some(jpeg.as_slice()), &detections, timestamp);
+            events.push_frame(&jpeg, timestamp);
+            if let (true, Some(p)) = (fresh_poses, &pipe.poses) {
+                events.on_detections(&p.detections, p.timestamp, Some(&jpeg));
+            }
             events.active()
         }
         None => Vec::new(),
@@ -409,21 +598,36 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     if ctx.feed.receiver_count() == 0 {
         return Ok(()); // encoded for the events' clips only: no message to build
     }
+    // `seq` grows across the camera's restarts too: viewers keep their feed and wait for a higher one.
+    let previous_seq = match &*ctx.feed.borrow() {
+        Feed::Frame(p) => p.seq,
+        _ => 0,
+    };
+    pipe.packets = pipe.packets.max(previous_seq) + 1;
+    let empty = Vec::new();
+    let poses = pipe.poses.as_ref().filter(|_| infer);
     let packet = FramePacket::new(
         FrameMetadata {
             camera_id: id,
-            seq,
+            seq: pipe.packets,
             frame_index,
             timestamp,
             fps: ((ctx.status.fps() as f64) * 100.0).round() / 100.0,
-            width: shown.cols(),
-            height: shown.rows(),
-            ai_enabled: engine.is_some(),
-            inference_ms,
-            detections: &detections,
+            width,
+            height,
+            ai_enabled: infer,
+            inference_ms: poses.map(|p| (p.inference_ms * 100.0).round() / 100.0),
+            detections: poses.map_or(&empty, |p| &p.detections),
+            poses: poses.map(|p| PosesMeta {
+                frame_index: p.frame_index,
+                timestamp: p.timestamp,
+                age_ms: ((timestamp - p.timestamp) * 1000.0 * 10.0).round() / 10.0,
+                regions: p.regions,
+            }),
+            motion: infer.then_some(&motion),
             events: &active_events,
         },
-        jpeg.to_vec(),
+        jpeg,
     );
     // A frame finished after the camera was closed (SIGTERM, removed) must not replace the close: its
     // viewers would keep waiting for frames and end without the reason.
@@ -436,9 +640,52 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     });
     log::trace!(
         target: "haven::latency",
-        "[{id}] frame {seq}: published {:.1} ms after capture (inference {:.1} ms, encode {encode_ms:.1} ms)",
+        "[{id}] frame {}: published {:.1} ms after capture (encode {encode_ms:.1} ms)",
+        pipe.packets,
         (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() - timestamp) * 1000.0,
-        inference_ms.unwrap_or(0.0)
     );
     Ok(())
+}
+
+/// A camera nobody watches publishes no packets, so the one in its feed grows old: drop it, so that
+/// the next viewer's first frame (and a snapshot) is the next one processed, not a scene from
+/// whenever someone last watched. Viewers are not woken: there are none.
+fn forget_stale_packet(ctx: &WorkerContext) {
+    ctx.feed.send_if_modified(|feed| {
+        if matches!(feed, Feed::Frame(_)) {
+            *feed = Feed::Waiting;
+        }
+        false
+    });
+}
+
+/// The frame as JPEG with the newest poses drawn on it. A frame in which nothing moved, with the
+/// same poses as the last one, reuses its JPEG (for up to `MAX_JPEG_REUSE`): a still camera costs
+/// a decode and the motion check, not an encode.
+fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Vec<u8>, String> {
+    let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
+    let size = (frame.cols(), frame.rows());
+    if let Some(last) = &pipe.encoded {
+        let still = !motion.moving && pipe.motion.settings().enabled;
+        if still && last.quality == quality && last.size == size && last.poses_at == poses_at && last.at.elapsed() < MAX_JPEG_REUSE {
+            return Ok(last.jpeg.clone());
+        }
+    }
+    let annotated;
+    let shown = match pipe.poses.as_ref().filter(|p| !p.detections.is_empty()) {
+        Some(p) => {
+            let mut copy = frame.try_clone().map_err(|e| e.to_string())?;
+            draw::annotate(&mut copy, &p.detections).map_err(|e| e.to_string())?;
+            annotated = copy;
+            &annotated
+        }
+        None => frame,
+    };
+    let mut jpeg = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality as i32]);
+    imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
+    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    let jpeg = jpeg.to_vec();
+    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: Instant::now() });
+    Ok(jpeg)
 }

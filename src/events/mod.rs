@@ -335,7 +335,9 @@ pub struct EventEngine {
     tracker: Tracker,
     people: HashMap<u64, PersonState>,
     recorder: Option<Recorder>,
+    /// The newest frame pushed, and the newest frame the model looked at.
     last_t: f64,
+    last_detection_t: f64,
 }
 
 impl EventEngine {
@@ -350,6 +352,7 @@ impl EventEngine {
             people: HashMap::new(),
             recorder,
             last_t: f64::NEG_INFINITY,
+            last_detection_t: f64::NEG_INFINITY,
         }
     }
 
@@ -385,14 +388,12 @@ impl EventEngine {
         self.tracker.tracks()
     }
 
-    /// One processed frame: `frame` is what clips show (the annotated BGR frame), `jpeg` its JPEG if
-    /// the caller has one (else it is encoded here at quality 80), `t` its unix time. Returns the
-    /// events that started or ended with this frame (already stored and broadcast).
+    /// One processed frame with the model's detections in it: [`Self::push_frame`] then
+    /// [`Self::on_detections`]. Returns the events that started or ended with this frame.
     pub fn on_frame(&mut self, frame: &Mat, jpeg: Option<&[u8]>, detections: &[Detection], t: f64) -> Vec<Event> {
         if !self.settings.enabled || t <= self.last_t {
             return Vec::new();
         }
-        self.last_t = t;
         let encoded;
         let jpeg = match jpeg {
             Some(j) => Some(j),
@@ -407,10 +408,32 @@ impl EventEngine {
                 }
             },
         };
-        if let (Some(rec), Some(j)) = (&mut self.recorder, jpeg) {
-            rec.push_frame(t, j);
+        if let Some(j) = jpeg {
+            self.push_frame(j, t);
         }
+        self.on_detections(detections, t, jpeg)
+    }
 
+    /// A frame for the clips (its JPEG, `t` its unix time). Every streamed frame goes here, whether
+    /// the model looked at it or not.
+    pub fn push_frame(&mut self, jpeg: &[u8], t: f64) {
+        if !self.settings.enabled || t <= self.last_t {
+            return;
+        }
+        self.last_t = t;
+        if let Some(rec) = &mut self.recorder {
+            rec.push_frame(t, jpeg);
+        }
+    }
+
+    /// What the model found in the frame captured at `t` (unix time; increasing from call to call).
+    /// `jpeg` is the frame to keep as an event's snapshot. Returns the events that started or ended
+    /// (already stored and broadcast).
+    pub fn on_detections(&mut self, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_detection_t {
+            return Vec::new();
+        }
+        self.last_detection_t = t;
         let mut out = Vec::new();
         let tracks = self.tracker.update(detections, t);
         for track in tracks.iter().filter(|tr| tr.seen_now()) {

@@ -12,6 +12,7 @@ use super::recorder::tests::count_frames_any;
 use super::store::tests::TempDir;
 use super::*;
 use crate::inference::pose::PoseEngine;
+use crate::inference::AiEngine;
 use crate::settings::Settings;
 
 fn repo() -> PathBuf {

@@ -2,13 +2,15 @@
 
 pub mod draw;
 pub mod pose;
-
+pub mod regions;
+pub mod scheduler;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use haven_pose::Detection;
-use opencv::core::Mat;
+use opencv::core::{Mat, Rect};
+use opencv::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -18,14 +20,35 @@ pub enum EngineError {
     OpenCv(#[from] opencv::Error),
 }
 
-/// The seed's contract: one call per processed frame returns the annotated frame and what was found.
-/// Implementations take `&self` so that every camera thread can share one loaded model.
+/// What a model does with one frame: frame in, detections out. Implementations take `&self` so
+/// that every camera can share one loaded model.
 pub trait AiEngine: Send + Sync + 'static {
     fn name(&self) -> String;
-    fn process_frame(&self, frame: &Mat) -> Result<(Mat, Vec<Detection>), EngineError>;
+
+    /// People in `frame` (BGR), in its pixels.
+    fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError>;
+
+    /// The network input a whole `w` x `h` frame is looked at in (what one pass over it costs).
+    fn input_for(&self, w: usize, h: usize) -> (usize, usize) {
+        (w, h)
+    }
+
+    /// People in a part of a frame, looked at `scale` times its own resolution (the network input
+    /// follows the part's size, not the model's default). Engines without sizes of their own ignore it.
+    fn detect_scaled(&self, part: &Mat, _scale: f32) -> Result<Vec<Detection>, EngineError> {
+        self.detect(part)
+    }
+
+    /// The seed's contract: the annotated frame and what was found.
+    fn process_frame(&self, frame: &Mat) -> Result<(Mat, Vec<Detection>), EngineError> {
+        let detections = self.detect(frame)?;
+        let mut annotated = frame.try_clone()?;
+        draw::annotate(&mut annotated, &detections)?;
+        Ok((annotated, detections))
+    }
 }
 
-/// The process's one engine, with a count of its calls so that "one inference per frame,
+/// The process's one engine, with a count of its passes so that "one inference per frame,
 /// whatever the number of viewers" can be checked from the outside (`GET /api/engine`).
 pub struct SharedEngine {
     engine: Arc<dyn AiEngine>,
@@ -41,6 +64,12 @@ impl SharedEngine {
         self.engine.name()
     }
 
+    /// The network input a whole `w` x `h` frame is looked at in.
+    pub fn input_for(&self, w: usize, h: usize) -> (usize, usize) {
+        self.engine.input_for(w, h)
+    }
+
+    /// Frames looked at (a frame looked at in regions counts once).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
@@ -48,5 +77,63 @@ impl SharedEngine {
     pub fn process_frame(&self, frame: &Mat) -> Result<(Mat, Vec<Detection>), EngineError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.engine.process_frame(frame)
+    }
+
+    /// Detections in the whole frame (`regions` empty) or in each region, cut from the frame and
+    /// looked at `scale` times the frame's own resolution, mapped back to frame pixels and merged
+    /// where regions overlap.
+    pub fn detect_regions(&self, frame: &Mat, regions: &[Rect], scale: f32) -> Result<Vec<Detection>, EngineError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if regions.is_empty() {
+            return self.engine.detect(frame);
+        }
+        let mut all = Vec::new();
+        for r in regions {
+            let part = Mat::roi(frame, *r)?.try_clone()?;
+            for mut d in self.engine.detect_scaled(&part, scale)? {
+                let (dx, dy) = (r.x as f32, r.y as f32);
+                d.bbox = [d.bbox[0] + dx, d.bbox[1] + dy, d.bbox[2] + dx, d.bbox[3] + dy];
+                for k in &mut d.keypoints {
+                    k[0] += dx;
+                    k[1] += dy;
+                }
+                all.push(d);
+            }
+        }
+        Ok(merge_overlapping(all))
+    }
+}
+
+/// Two boxes are one person when they overlap by this IoU, or one lies this much inside the other
+/// (a person cut by a region's edge is found whole in the neighbouring region).
+const SAME_PERSON_IOU: f32 = 0.5;
+const SAME_PERSON_CONTAINMENT: f32 = 0.8;
+
+/// Keeps the best-scoring of each group of boxes that show the same person.
+pub fn merge_overlapping(mut dets: Vec<Detection>) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::with_capacity(dets.len());
+    for d in dets {
+        let same = kept.iter().any(|k| {
+            haven_pose::iou(&k.bbox, &d.bbox) > SAME_PERSON_IOU
+                || containment(&d.bbox, &k.bbox) > SAME_PERSON_CONTAINMENT
+                || containment(&k.bbox, &d.bbox) > SAME_PERSON_CONTAINMENT
+        });
+        if !same {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+/// The fraction of `inner`'s area inside `outer`.
+fn containment(inner: &[f32; 4], outer: &[f32; 4]) -> f32 {
+    let iw = (inner[2].min(outer[2]) - inner[0].max(outer[0])).max(0.0);
+    let ih = (inner[3].min(outer[3]) - inner[1].max(outer[1])).max(0.0);
+    let area = (inner[2] - inner[0]).max(0.0) * (inner[3] - inner[1]).max(0.0);
+    if area > 0.0 {
+        iw * ih / area
+    } else {
+        0.0
     }
 }

@@ -9,7 +9,8 @@ use opencv::core::{self, Mat, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::{draw, AiEngine, Detection, EngineError};
+use super::regions::region_input;
+use super::{AiEngine, Detection, EngineError};
 use crate::settings::ModelSettings;
 
 /// The grey Ultralytics pads with.
@@ -18,27 +19,65 @@ const PAD: f64 = 114.0;
 pub struct PoseEngine {
     model: PoseModel,
     name: String,
+    input: InputSize,
+}
+
+/// The network input a frame is letterboxed into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSize {
+    /// Always this width x height (`model.input_width` and `model.input_height` set).
+    Fixed(usize, usize),
+    /// The frame's aspect ratio with this longer side, the shorter one padded up to a multiple of 32,
+    /// as Ultralytics' video predictor does: 640x480 for 4:3, 640x384 for 16:9. A 4:3 frame costs
+    /// three quarters of a square pass, and the padding carries nothing.
+    Fitted(usize),
+}
+
+impl InputSize {
+    pub fn from_settings(s: &ModelSettings) -> Self {
+        match (s.input_width, s.input_height) {
+            (Some(w), Some(h)) => InputSize::Fixed(w, h),
+            (Some(w), None) => InputSize::Fitted(w),
+            (None, Some(h)) => InputSize::Fitted(h),
+            (None, None) => InputSize::Fitted(s.input_size),
+        }
+    }
+
+    /// The input for a `w` x `h` frame.
+    pub fn for_frame(self, w: usize, h: usize) -> (usize, usize) {
+        match self {
+            InputSize::Fixed(iw, ih) => (iw, ih),
+            InputSize::Fitted(side) => {
+                let (w, h) = (w.max(1) as f64, h.max(1) as f64);
+                let r = side as f64 / w.max(h);
+                let up32 = |v: f64| (((v * r).round() as usize).div_ceil(32) * 32).clamp(32, side);
+                (up32(w), up32(h))
+            }
+        }
+    }
 }
 
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
+        let input = InputSize::from_settings(settings);
+        let (input_width, input_height) = match input {
+            InputSize::Fixed(w, h) => (w, h),
+            InputSize::Fitted(side) => (side, side),
+        };
         let opts = PoseOptions {
-            input_width: settings.input_width,
-            input_height: settings.input_height,
+            input_width,
+            input_height,
             conf_threshold: settings.conf_threshold,
             iou_threshold: settings.iou_threshold,
         };
         let model = PoseModel::load(&settings.weights, opts).map_err(|e| EngineError::Inference(e.to_string()))?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
-        let name = format!(
-            "{} ({:?}-pose {}, {}x{})",
-            stem,
-            model.arch(),
-            model.scale_name(),
-            settings.input_width,
-            settings.input_height
-        );
-        Ok(Self { model, name })
+        let size = match input {
+            InputSize::Fixed(w, h) => format!("{w}x{h}"),
+            InputSize::Fitted(side) => format!("{side} fitted to the frame"),
+        };
+        let name = format!("{} ({:?}-pose {}, {size})", stem, model.arch(), model.scale_name());
+        Ok(Self { model, name, input })
     }
 
     /// The engine a server should run with: `None` (with a warning that says how to fix it) when the
@@ -60,10 +99,34 @@ impl PoseEngine {
         }
     }
 
-    /// People in `frame` (BGR), in its pixels.
-    pub fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {
-        let o = self.model.options();
-        let lb = Letterbox::new(frame.cols() as usize, frame.rows() as usize, o.input_width, o.input_height);
+}
+
+impl AiEngine for PoseEngine {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {
+        self.detect_sized(frame, self.input.for_frame(frame.cols().max(0) as usize, frame.rows().max(0) as usize))
+    }
+
+    fn input_for(&self, w: usize, h: usize) -> (usize, usize) {
+        self.input.for_frame(w, h)
+    }
+
+    fn detect_scaled(&self, part: &Mat, scale: f32) -> Result<Vec<Detection>, EngineError> {
+        self.detect_sized(part, region_input(part.cols(), part.rows(), scale))
+    }
+}
+
+impl PoseEngine {
+    /// People in `frame`, letterboxed into a `input_width` x `input_height` network input (multiples of 32).
+    pub fn detect_sized(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<Vec<Detection>, EngineError> {
+        let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
+        if src_w == 0 || src_h == 0 {
+            return Err(EngineError::Inference("empty frame".into()));
+        }
+        let lb = Letterbox::new(src_w, src_h, input_width, input_height);
         let (w, h) = lb.resized_size();
         let mut resized = Mat::default();
         imgproc::resize(frame, &mut resized, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
@@ -73,9 +136,9 @@ impl PoseEngine {
             &resized,
             &mut boxed,
             top,
-            o.input_height as i32 - h as i32 - top,
+            input_height as i32 - h as i32 - top,
             left,
-            o.input_width as i32 - w as i32 - left,
+            input_width as i32 - w as i32 - left,
             core::BORDER_CONSTANT,
             Scalar::all(PAD),
         )?;
@@ -84,15 +147,19 @@ impl PoseEngine {
     }
 }
 
-impl AiEngine for PoseEngine {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
+#[cfg(test)]
+mod tests {
+    use super::InputSize;
 
-    fn process_frame(&self, frame: &Mat) -> Result<(Mat, Vec<Detection>), EngineError> {
-        let detections = self.detect(frame)?;
-        let mut annotated = frame.try_clone()?;
-        draw::annotate(&mut annotated, &detections)?;
-        Ok((annotated, detections))
+    #[test]
+    fn the_input_keeps_the_frames_aspect_ratio_in_multiples_of_32() {
+        let fitted = InputSize::Fitted(640);
+        assert_eq!(fitted.for_frame(768, 576), (640, 480));
+        assert_eq!(fitted.for_frame(1920, 1080), (640, 384));
+        assert_eq!(fitted.for_frame(1080, 1920), (384, 640));
+        assert_eq!(fitted.for_frame(500, 500), (640, 640));
+        assert_eq!(fitted.for_frame(4000, 10), (640, 32));
+        assert_eq!(InputSize::Fixed(640, 640).for_frame(768, 576), (640, 640));
+        assert_eq!(InputSize::Fitted(320).for_frame(768, 576), (320, 256));
     }
 }

@@ -352,6 +352,27 @@ test('toggling AI changes what the server reports', async () => {
   assert.equal((await camera(server.base, 'cam2')).ai_enabled, true);
 });
 
+test('each tile shows how often the model looks at it, and the motion boxes on request', async () => {
+  const id = 'cam1';
+  const t = tile(page, id);
+  // People walk in every demo video: the model looks at it at its detect rate.
+  await until(`${id}'s detect rate`, async () => /^\d+(\.\d)? fps$/.test(await t.locator('.s-detect').textContent())
+    && (await camera(server.base, id)).detection_fps > 0);
+  await until(`${id} moving`, async () => (await t.getAttribute('data-moving')) === 'true');
+  const svg = t.locator('svg.motion-boxes');
+  assert.equal(await svg.isVisible(), false, 'motion boxes are off until asked for');
+  await t.locator('.c-motion').check();
+  await until('motion boxes drawn over the picture', async () => (await svg.isVisible()) && (await svg.locator('rect').count()) > 0);
+  // The boxes are in the frame's pixels: the SVG's viewBox is the frame's size.
+  const status = await camera(server.base, id);
+  assert.equal(await svg.getAttribute('viewBox'), `0 0 ${status.width} ${status.height}`);
+  await page.reload();
+  await tile(page, id).locator('.c-motion').waitFor();
+  assert.equal(await tile(page, id).locator('.c-motion').isChecked(), true, 'the choice is kept per camera');
+  await tile(page, id).locator('.c-motion').uncheck();
+  await until('motion boxes hidden', async () => !(await tile(page, id).locator('svg.motion-boxes').isVisible()));
+});
+
 test('JPEG quality is changed live, and a bad value shows the server\'s message', async () => {
   const id = 'cam2';
   const t = tile(page, id);

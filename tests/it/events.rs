@@ -17,7 +17,7 @@ const SECOND: Duration = Duration::from_secs(1);
 const FEET: (f32, f32) = (150.0, 420.0);
 
 /// The left player of `basketball1.png`, alone on a grey canvas, rotated about the feet by `phi`°.
-fn person_at(phi: f64) -> Mat {
+pub fn person_at(phi: f64) -> Mat {
     let img = imgcodecs::imread(repo().join("tests/fixtures/pose/basketball1.png").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
     let crop = Mat::roi(&img, Rect::new(14, 60, 175, 420)).unwrap().try_clone().unwrap();
     let mut small = Mat::default();
@@ -34,15 +34,29 @@ fn person_at(phi: f64) -> Mat {
 
 /// 2 s upright, a 0.8 s fall, 4 s lying, 2 s of empty scene, at 10 fps.
 fn write_fall_video(path: &std::path::Path) {
+    write_fall_video_lying(path, 4.0, false);
+}
+
+/// 2 s upright, a 0.8 s fall, `lying_secs` lying perfectly still, then (if `gets_up`) 3 s upright
+/// again, then 2 s of empty scene, at 10 fps.
+pub fn write_fall_video_lying(path: &std::path::Path, lying_secs: f64, gets_up: bool) {
     let mut angles: Vec<Option<f64>> = vec![Some(0.0); 20];
     angles.extend((1..=8).map(|i| Some(90.0 * (i as f64 / 8.0).powi(2))));
-    angles.extend(std::iter::repeat_n(Some(90.0), 40));
+    angles.extend(std::iter::repeat_n(Some(90.0), (lying_secs * 10.0).round() as usize));
+    if gets_up {
+        angles.extend(std::iter::repeat_n(Some(0.0), 30));
+    }
     angles.extend(std::iter::repeat_n(None, 20));
+    write_video(path, angles.into_iter().map(|phi| phi.map(person_at)));
+}
+
+/// Writes frames (640x480; `None`: the empty grey scene) as an MP4 at 10 fps.
+pub fn write_video(path: &std::path::Path, frames: impl Iterator<Item = Option<Mat>>) {
     let blank = Mat::new_rows_cols_with_default(480, 640, CV_8UC3, Scalar::all(114.0)).unwrap();
     let fourcc = videoio::VideoWriter::fourcc('m', 'p', '4', 'v').unwrap();
     let mut writer = videoio::VideoWriter::new(path.to_str().unwrap(), fourcc, 10.0, Size::new(640, 480), true).unwrap();
-    for phi in angles {
-        writer.write(&phi.map(person_at).unwrap_or_else(|| blank.clone())).unwrap();
+    for frame in frames {
+        writer.write(&frame.unwrap_or_else(|| blank.clone())).unwrap();
     }
     writer.release().unwrap();
 }
@@ -166,7 +180,7 @@ fn start_ward(s: &Scratch, video: &std::path::Path, events_dir: &std::path::Path
     (haven, port)
 }
 
-type AlertSocket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+pub type AlertSocket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
 /// Waits for the next fall to start; returns its stored id.
 async fn next_fall(alerts: &mut AlertSocket) -> i64 {

@@ -1,6 +1,7 @@
 //! One integration binary: the real server on loopback, real clients, real video.
 
 mod core;
+mod detect;
 mod events;
 mod faults;
 mod manage;

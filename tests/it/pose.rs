@@ -20,8 +20,8 @@ fn model_settings(width: usize, height: usize) -> haven::settings::ModelSettings
     let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().model;
     m.weights = repo().join("weights/yolo11n-pose.safetensors");
     assert!(m.weights.is_file(), "{} is missing: run `bash scripts/fetch-weights.sh`", m.weights.display());
-    m.input_width = width;
-    m.input_height = height;
+    m.input_width = Some(width);
+    m.input_height = Some(height);
     m
 }
 
@@ -86,8 +86,8 @@ async fn five_viewers_share_one_inference_per_frame() {
     let calls = engine_after["calls"].as_u64().unwrap() - engine_before["calls"].as_u64().unwrap();
     let processed = delta("frames_processed");
     assert!(processed >= 3, "camera processed only {processed} frames in 4 s: {after}");
-    // One inference per processed frame, not one per viewer.
-    assert!(calls <= processed + 1 && calls + 1 >= processed, "{calls} engine calls for {processed} frames");
+    // At most one inference per frame (at the camera's detect rate), not one per viewer.
+    assert!(calls <= processed + 1 && calls * 4 >= processed, "{calls} engine calls for {processed} frames");
     assert!(delta("inferences").abs_diff(calls) <= 1, "camera counted {} inferences, engine {calls}", delta("inferences"));
     assert!(after["inference_ms"].as_f64().unwrap() > 0.0);
     // Every viewer saw people in the pedestrian footage.

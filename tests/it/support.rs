@@ -82,6 +82,9 @@ pub fn camera(id: &str, source: &Path) -> CameraConfig {
         jpeg_quality: 80,
         max_fps: None,
         fall: None,
+        detect_fps: None,
+        idle_detect_interval_secs: None,
+        motion: None,
     }
 }
 

@@ -1,0 +1,261 @@
+//! Cameras per core: demo cameras (people walking all the time) beside still cameras (one frame of
+//! the same footage held), one viewer each, AI on for all. Per camera: what its viewer received,
+//! how often its poses were refreshed, its inferences per second and its own thread's CPU.
+//!
+//! `cargo build && cargo run --example capacity -- [--demo 6] [--still 6] [--window 30] [--rounds 1]
+//!   [--exe PATH[=LABEL]]...`
+//!
+//! Each `--exe` is another build of the server (an older commit's `target/debug/haven` in a worktree,
+//! say, with that tree's `settings/default.toml`) run on the same set-up, round after round in turn
+//! with this tree's build, so that before and after are measured side by side on the same machine.
+//! `data/still.mp4` is made by `scripts/setup.sh`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{cpu_seconds, median, repo, rss_mib, shipped_settings_with_cameras, Haven};
+
+struct Args {
+    demo: usize,
+    still: usize,
+    window: f64,
+    rounds: usize,
+    builds: Vec<(PathBuf, String)>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into())] };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--demo" => a.demo = value().parse().expect("--demo N"),
+            "--still" => a.still = value().parse().expect("--still N"),
+            "--window" => a.window = value().parse().expect("--window SECONDS"),
+            "--rounds" => a.rounds = value().parse().expect("--rounds N"),
+            "--exe" => {
+                let v = value();
+                let (path, label) = v.split_once('=').map_or((v.as_str(), v.as_str()), |(p, l)| (p, l));
+                a.builds.push((PathBuf::from(path), label.to_string()));
+            }
+            other => panic!("unknown argument {other} (see the comment at the top of examples/capacity.rs)"),
+        }
+    }
+    a
+}
+
+/// What one viewer saw during the window.
+#[derive(Default)]
+struct Seen {
+    frames: u64,
+    /// Distinct source frames the shown poses came from (a fresh inference each).
+    pose_frames: HashSet<u64>,
+    counting: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Meta {
+    frame_index: u64,
+    #[serde(default)]
+    inference_ms: Option<f64>,
+    #[serde(default)]
+    poses: Option<PosesMeta>,
+}
+
+#[derive(serde::Deserialize)]
+struct PosesMeta {
+    frame_index: u64,
+}
+
+async fn connect(port: u16, id: &str, seen: Arc<Mutex<Seen>>) -> actix_web::rt::task::JoinHandle<()> {
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{port}/ws/stream/{id}"))
+        .max_frame_size(16 << 20)
+        .connect()
+        .await
+        .expect("viewer connects");
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(frame)) = ws.next().await {
+            match frame {
+                awc::ws::Frame::Text(bytes) => {
+                    // Only the metadata is read: the clients share the server's cores.
+                    let text = std::str::from_utf8(&bytes).unwrap_or("");
+                    let Some(at) = text.find(r#""metadata":"#) else { continue };
+                    let Ok(m) = serde_json::from_str::<Meta>(&text[at + 11..text.len() - 1]) else { continue };
+                    let mut s = seen.lock().unwrap();
+                    if s.counting {
+                        s.frames += 1;
+                        // Builds from before the detect rate inferred every frame they showed.
+                        match (m.poses, m.inference_ms) {
+                            (Some(p), _) => s.pose_frames.insert(p.frame_index),
+                            (None, Some(_)) => s.pose_frames.insert(m.frame_index),
+                            _ => false,
+                        };
+                    }
+                }
+                awc::ws::Frame::Ping(p) => {
+                    let _ = ws.send(awc::ws::Message::Pong(p)).await;
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+async fn statuses(port: u16) -> Vec<serde_json::Value> {
+    let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras")).send().await.unwrap();
+    let v: serde_json::Value = res.json().limit(1 << 22).await.unwrap();
+    v["cameras"].as_array().unwrap().clone()
+}
+
+/// One camera's figures over a window.
+struct Row {
+    id: String,
+    still: bool,
+    viewer_fps: f64,
+    pose_fps: f64,
+    inferences_per_s: f64,
+    cpu_percent: Option<f64>,
+}
+
+/// One build's round: per-camera rows, the process's CPU (cores) and RSS.
+async fn round(exe: &std::path::Path, args: &Args) -> (Vec<Row>, f64, f64) {
+    // Each build reads its own shipped settings (an older one refuses sections it does not know).
+    let root = exe.ancestors().nth(3).filter(|r| r.join("settings/default.toml").is_file());
+    let mut s = match root {
+        Some(root) if root != repo() => {
+            let text = std::fs::read_to_string(root.join("settings/default.toml")).unwrap();
+            text.split("[[cameras]]").next().unwrap().to_string()
+        }
+        _ => shipped_settings_with_cameras(0),
+    };
+    let cams: Vec<(String, bool)> = (0..args.demo)
+        .map(|i| (format!("demo{}", i + 1), false))
+        .chain((0..args.still).map(|i| (format!("still{}", i + 1), true)))
+        .collect();
+    for (i, (id, still)) in cams.iter().enumerate() {
+        let source = if *still { "data/still.mp4".to_string() } else { format!("data/{}.mp4", i % 3 + 1) };
+        s.push_str(&format!("[[cameras]]\ncamera_id = \"{id}\"\nsource = \"{source}\"\nsource_type = \"video_file\"\n\n"));
+    }
+    let settings = std::env::temp_dir().join(format!("haven-capacity-{}.toml", std::process::id()));
+    std::fs::write(&settings, s).unwrap();
+    let haven = Haven::start_exe(exe, &settings, &[], None);
+    let (pid, port) = (haven.pid(), haven.port);
+    let seen: Vec<Arc<Mutex<Seen>>> = cams.iter().map(|_| Arc::default()).collect();
+    let mut tasks = Vec::new();
+    for ((id, _), s) in cams.iter().zip(&seen) {
+        tasks.push(connect(port, id, s.clone()).await);
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(10)).await; // warm-up: first checks, queues settle
+    let before = statuses(port).await;
+    let cpu0 = cpu_seconds(pid);
+    seen.iter().for_each(|s| s.lock().unwrap().counting = true);
+    let t0 = Instant::now();
+    let mut cpu_samples: Vec<Vec<f64>> = vec![Vec::new(); cams.len()];
+    while t0.elapsed().as_secs_f64() < args.window {
+        actix_web::rt::time::sleep(Duration::from_secs(2)).await;
+        for (i, c) in statuses(port).await.iter().enumerate() {
+            if let Some(v) = c["cpu_percent"].as_f64() {
+                cpu_samples[i].push(v);
+            }
+        }
+    }
+    seen.iter().for_each(|s| s.lock().unwrap().counting = false);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cores = (cpu_seconds(pid) - cpu0) / elapsed;
+    let rss = rss_mib(pid);
+    let after = statuses(port).await;
+    let rows = cams
+        .iter()
+        .enumerate()
+        .map(|(i, (id, still))| {
+            let s = seen[i].lock().unwrap();
+            let inferred = after[i]["inferences"].as_u64().unwrap_or(0) - before[i]["inferences"].as_u64().unwrap_or(0);
+            Row {
+                id: id.clone(),
+                still: *still,
+                viewer_fps: s.frames as f64 / elapsed,
+                pose_fps: s.pose_frames.len() as f64 / elapsed,
+                inferences_per_s: inferred as f64 / elapsed,
+                cpu_percent: (!cpu_samples[i].is_empty()).then(|| median(cpu_samples[i].clone())),
+            }
+        })
+        .collect();
+    for t in tasks {
+        t.abort();
+    }
+    haven.stop();
+    let _ = std::fs::remove_file(settings);
+    (rows, cores, rss)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+#[actix_web::main]
+async fn main() {
+    let args = parse_args();
+    println!(
+        "# capacity: {} demo + {} still cameras, AI on, one viewer each, {} s window after 10 s warm-up, {} round(s)",
+        args.demo, args.still, args.window, args.rounds
+    );
+    let mut results: Vec<Vec<(Vec<Row>, f64, f64)>> = args.builds.iter().map(|_| Vec::new()).collect();
+    for r in 0..args.rounds {
+        for (b, (exe, label)) in args.builds.iter().enumerate() {
+            eprintln!("round {} of {}: {label}", r + 1, args.rounds);
+            results[b].push(round(exe, &args).await);
+        }
+    }
+    for (b, (_, label)) in args.builds.iter().enumerate() {
+        println!("\n## {label}\n");
+        println!("| camera | viewer fps | poses refreshed /s | inferences /s | camera thread CPU % |");
+        println!("|---|---|---|---|---|");
+        let n = results[b][0].0.len();
+        let med = |f: &dyn Fn(&Row) -> f64, i: usize| median(results[b].iter().map(|r| f(&r.0[i])).collect());
+        for i in 0..n {
+            let row = &results[b][0].0[i];
+            let cpu: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].cpu_percent).collect();
+            println!(
+                "| {} | {:.1} | {:.1} | {:.2} | {} |",
+                row.id,
+                med(&|r| r.viewer_fps, i),
+                med(&|r| r.pose_fps, i),
+                med(&|r| r.inferences_per_s, i),
+                fmt_opt((!cpu.is_empty()).then(|| median(cpu)))
+            );
+        }
+        let pick = |still: bool, f: &dyn Fn(&Row) -> f64| -> Vec<f64> {
+            (0..n).filter(|&i| results[b][0].0[i].still == still).map(|i| med(f, i)).collect()
+        };
+        let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = |v: &[f64]| v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let viewer = pick(false, &|r| r.viewer_fps).into_iter().chain(pick(true, &|r| r.viewer_fps)).collect::<Vec<_>>();
+        let demo_poses = pick(false, &|r| r.pose_fps);
+        let still_inf = pick(true, &|r| r.inferences_per_s);
+        let still_cpu: Vec<f64> = (0..n)
+            .filter(|&i| results[b][0].0[i].still)
+            .filter_map(|i| {
+                let v: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].cpu_percent).collect();
+                (!v.is_empty()).then(|| median(v))
+            })
+            .collect();
+        println!(
+            "\nsummary ({label}): viewer fps min {:.1}; demo poses refreshed /s min {:.2}, max {:.2} (spread {:.0} %); still inferences /s max {:.2}; still camera thread CPU max {}; process CPU {:.2} cores, RSS {:.0} MiB",
+            min(&viewer),
+            min(&demo_poses),
+            max(&demo_poses),
+            if min(&demo_poses) > 0.0 { (max(&demo_poses) / min(&demo_poses) - 1.0) * 100.0 } else { f64::NAN },
+            max(&still_inf),
+            if still_cpu.is_empty() { "–".into() } else { format!("{:.1} %", max(&still_cpu)) },
+            median(results[b].iter().map(|r| r.1).collect()),
+            median(results[b].iter().map(|r| r.2).collect()),
+        );
+    }
+}

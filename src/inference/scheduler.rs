@@ -1,0 +1,393 @@
+//! One inference queue shared by every camera.
+//!
+//! A camera hands over its newest frame through its [`Lane`] and goes on streaming; it never waits
+//! for the model. Each lane holds at most one waiting frame (a newer one replaces it: a camera that
+//! is behind skips frames instead of queueing them) and has at most one frame in the model at a
+//! time. Workers take the waiting frame of the lane with the highest [`Priority`], and among equals
+//! the one that has waited longest, so cameras are served in turn. The interface is narrow (frame
+//! in, detections out) so that batching, other back-ends or remote workers can plug in here.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use opencv::core::{Mat, Rect};
+
+use super::{Detection, SharedEngine};
+
+/// Who goes first when several cameras wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Priority {
+    /// Nobody watches and nothing is happening: events still need the frames.
+    Background = 0,
+    /// Someone is watching the camera.
+    Watched = 1,
+    /// A fall or a person event is in progress.
+    Event = 2,
+}
+
+/// A frame handed to the model.
+pub struct Job {
+    /// The decoded BGR frame (owned: the camera goes on with the next one).
+    pub frame: Mat,
+    pub frame_index: u64,
+    /// Capture time, seconds since the Unix epoch.
+    pub timestamp: f64,
+    /// Parts of the frame to look at, in its pixels; empty means the whole frame.
+    pub regions: Vec<Rect>,
+    /// Regions are looked at this many times the frame's own resolution.
+    pub region_scale: f32,
+}
+
+/// What the model made of a [`Job`].
+#[derive(Debug, Clone)]
+pub struct Inferred {
+    pub detections: Result<Vec<Detection>, String>,
+    pub frame_index: u64,
+    pub timestamp: f64,
+    /// How long the frame waited for a worker.
+    pub queue_ms: f64,
+    /// How long the model took.
+    pub inference_ms: f64,
+    /// Regions looked at (0: the whole frame).
+    pub regions: usize,
+}
+
+struct Slot {
+    waiting: Option<Job>,
+    /// When the lane's oldest unserved frame arrived; a replacing frame keeps its place in line.
+    waiting_since: Instant,
+    running: bool,
+    lane: Weak<LaneShared>,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<u64, Slot>,
+    stopping: bool,
+}
+
+struct Shared {
+    engine: Arc<SharedEngine>,
+    state: Mutex<State>,
+    wake: Condvar,
+    next_lane: AtomicU64,
+}
+
+/// The lane's side that the workers write to.
+struct LaneShared {
+    result: Mutex<Option<Inferred>>,
+    priority: AtomicU8,
+    replaced: AtomicU64,
+}
+
+/// Owns the worker threads; dropping it stops them once their current frame is done.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Worker threads for `cores` CPU cores: the model spreads one pass over every core itself (rayon),
+/// so one worker per two cores keeps them busy without passes fighting over them.
+pub fn default_workers(cores: usize) -> usize {
+    (cores / 2).max(1)
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<SharedEngine>, workers: usize) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            engine,
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            next_lane: AtomicU64::new(1),
+        });
+        let workers = (0..workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("haven-infer-{i}"))
+                    .spawn(move || work(&shared))
+                    .expect("spawn an inference worker")
+            })
+            .collect();
+        Arc::new(Self { shared, workers })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn engine(&self) -> &Arc<SharedEngine> {
+        &self.shared.engine
+    }
+
+    /// A camera's way in; its waiting frame is dropped with it.
+    pub fn lane(self: &Arc<Self>) -> Lane {
+        let id = self.shared.next_lane.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::new(LaneShared {
+            result: Mutex::new(None),
+            priority: AtomicU8::new(Priority::Background as u8),
+            replaced: AtomicU64::new(0),
+        });
+        self.shared.state.lock().unwrap().slots.insert(
+            id,
+            Slot { waiting: None, waiting_since: Instant::now(), running: false, lane: Arc::downgrade(&inner) },
+        );
+        Lane { id, shared: self.shared.clone(), inner }
+    }
+
+    /// Frames waiting for a worker, all cameras together.
+    pub fn waiting(&self) -> usize {
+        self.shared.state.lock().unwrap().slots.values().filter(|s| s.waiting.is_some()).count()
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().stopping = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// One camera's place in the shared queue.
+pub struct Lane {
+    id: u64,
+    shared: Arc<Shared>,
+    inner: Arc<LaneShared>,
+}
+
+impl Lane {
+    /// Hands a frame over; a frame of this camera still waiting is replaced (and counted).
+    pub fn submit(&self, job: Job) {
+        let mut state = self.shared.state.lock().unwrap();
+        let Some(slot) = state.slots.get_mut(&self.id) else { return };
+        if slot.waiting.replace(job).is_some() {
+            self.inner.replaced.fetch_add(1, Ordering::Relaxed);
+        } else {
+            slot.waiting_since = Instant::now();
+        }
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+
+    /// Whether a frame of this camera is waiting or in the model.
+    pub fn busy(&self) -> bool {
+        let state = self.shared.state.lock().unwrap();
+        state.slots.get(&self.id).is_some_and(|s| s.running || s.waiting.is_some())
+    }
+
+    /// The newest result not yet taken.
+    pub fn take(&self) -> Option<Inferred> {
+        self.inner.result.lock().unwrap().take()
+    }
+
+    pub fn set_priority(&self, p: Priority) {
+        self.inner.priority.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// The network input a whole `w` x `h` frame is looked at in (what one pass over it costs).
+    pub fn whole_frame_input(&self, w: usize, h: usize) -> (usize, usize) {
+        self.shared.engine.input_for(w, h)
+    }
+
+    /// Frames that a newer frame replaced before a worker took them.
+    pub fn replaced(&self) -> u64 {
+        self.inner.replaced.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().slots.remove(&self.id);
+    }
+}
+
+/// The waiting frame to run next: highest priority first, then the longest wait.
+fn pick(state: &mut State) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
+    let (&id, _) = state
+        .slots
+        .iter()
+        .filter(|(_, s)| s.waiting.is_some() && !s.running)
+        .max_by(|(_, a), (_, b)| {
+            let prio = |s: &Slot| s.lane.upgrade().map_or(0, |l| l.priority.load(Ordering::Relaxed));
+            prio(a).cmp(&prio(b)).then(b.waiting_since.cmp(&a.waiting_since))
+        })?;
+    let slot = state.slots.get_mut(&id)?;
+    let lane = slot.lane.upgrade()?;
+    slot.running = true;
+    Some((id, slot.waiting.take()?, slot.waiting_since, lane))
+}
+
+fn work(shared: &Shared) {
+    loop {
+        let (id, job, since, lane) = {
+            let mut state = shared.state.lock().unwrap();
+            loop {
+                if state.stopping {
+                    return;
+                }
+                if let Some(next) = pick(&mut state) {
+                    break next;
+                }
+                state = shared.wake.wait(state).unwrap();
+            }
+        };
+        let started = Instant::now();
+        let detections = shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale).map_err(|e| e.to_string());
+        let result = Inferred {
+            detections,
+            frame_index: job.frame_index,
+            timestamp: job.timestamp,
+            queue_ms: (started - since).as_secs_f64() * 1000.0,
+            inference_ms: started.elapsed().as_secs_f64() * 1000.0,
+            regions: job.regions.len(),
+        };
+        *lane.result.lock().unwrap() = Some(result);
+        if let Some(slot) = shared.state.lock().unwrap().slots.get_mut(&id) {
+            slot.running = false;
+        }
+        // The lane may have a frame waiting that only its running one held back.
+        shared.wake.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{AiEngine, EngineError};
+    use opencv::core::{Scalar, CV_8UC3};
+    use opencv::prelude::*;
+    use std::time::Duration;
+
+    /// Takes `ms` per frame and remembers which frames it saw (the frame's first pixel is its number).
+    struct SlowEngine {
+        ms: u64,
+        seen: Mutex<Vec<u8>>,
+    }
+
+    impl AiEngine for SlowEngine {
+        fn name(&self) -> String {
+            "slow".into()
+        }
+        fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {
+            std::thread::sleep(Duration::from_millis(self.ms));
+            self.seen.lock().unwrap().push(*frame.at_2d::<opencv::core::Vec3b>(0, 0)?.first().unwrap());
+            Ok(Vec::new())
+        }
+    }
+
+    fn numbered(n: u8) -> Job {
+        let frame = Mat::new_rows_cols_with_default(4, 4, CV_8UC3, Scalar::all(n as f64)).unwrap();
+        Job { frame, frame_index: n as u64, timestamp: n as f64, regions: Vec::new(), region_scale: 1.0 }
+    }
+
+    fn scheduler(ms: u64, workers: usize) -> (Arc<Scheduler>, Arc<SlowEngine>) {
+        let engine = Arc::new(SlowEngine { ms, seen: Mutex::new(Vec::new()) });
+        (Scheduler::new(SharedEngine::new(engine.clone()), workers), engine)
+    }
+
+    fn wait_idle(lanes: &[&Lane]) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while lanes.iter().any(|l| l.busy()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_camera_behind_the_model_skips_to_its_newest_frame_instead_of_queueing() {
+        let (s, engine) = scheduler(100, 1);
+        let lane = s.lane();
+        lane.submit(numbered(1));
+        std::thread::sleep(Duration::from_millis(30)); // frame 1 is in the model
+        for n in 2..=5 {
+            lane.submit(numbered(n));
+        }
+        wait_idle(&[&lane]);
+        assert_eq!(*engine.seen.lock().unwrap(), vec![1, 5]);
+        assert_eq!(lane.replaced(), 3);
+        assert_eq!(lane.take().unwrap().frame_index, 5, "the newest result is kept");
+        assert!(lane.take().is_none(), "a result is taken once");
+    }
+
+    #[test]
+    fn a_camera_never_has_two_frames_in_the_model_at_once() {
+        let (s, engine) = scheduler(60, 2);
+        let lane = s.lane();
+        lane.submit(numbered(1));
+        std::thread::sleep(Duration::from_millis(20));
+        lane.submit(numbered(2));
+        std::thread::sleep(Duration::from_millis(20));
+        // The second worker is idle, yet frame 2 waits for frame 1.
+        assert!(lane.take().is_none());
+        wait_idle(&[&lane]);
+        assert_eq!(*engine.seen.lock().unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn waiting_cameras_are_served_in_turn() {
+        let (s, engine) = scheduler(5, 1);
+        let lanes: Vec<Lane> = (0..3).map(|_| s.lane()).collect();
+        // Each camera submits as fast as it can for a while: every one gets about a third.
+        let until = Instant::now() + Duration::from_millis(600);
+        let mut counts = [0usize; 3];
+        while Instant::now() < until {
+            for (i, lane) in lanes.iter().enumerate() {
+                if lane.take().is_some() {
+                    counts[i] += 1;
+                }
+                if !lane.busy() {
+                    lane.submit(numbered(i as u8));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+        assert!(min > 0 && max - min <= 2, "served {counts:?}");
+        drop(engine);
+    }
+
+    #[test]
+    fn a_camera_with_an_event_goes_first_then_a_watched_one() {
+        let (s, engine) = scheduler(40, 1);
+        let busy = s.lane();
+        busy.submit(numbered(9)); // occupies the worker while the others queue up
+        std::thread::sleep(Duration::from_millis(10));
+        let (quiet, watched, falling) = (s.lane(), s.lane(), s.lane());
+        quiet.submit(numbered(1));
+        watched.set_priority(Priority::Watched);
+        watched.submit(numbered(2));
+        falling.set_priority(Priority::Event);
+        falling.submit(numbered(3));
+        wait_idle(&[&busy, &quiet, &watched, &falling]);
+        assert_eq!(*engine.seen.lock().unwrap(), vec![9, 3, 2, 1]);
+    }
+
+    #[test]
+    fn results_say_how_long_the_frame_waited_and_ran() {
+        let (s, _engine) = scheduler(30, 1);
+        let (a, b) = (s.lane(), s.lane());
+        a.submit(numbered(1));
+        b.submit(numbered(2));
+        wait_idle(&[&a, &b]);
+        let (ra, rb) = (a.take().unwrap(), b.take().unwrap());
+        assert!(ra.inference_ms >= 25.0 && rb.inference_ms >= 25.0, "{ra:?} {rb:?}");
+        assert!(rb.queue_ms >= 25.0, "the second frame waited for the first: {rb:?}");
+    }
+
+    #[test]
+    fn dropping_a_lane_drops_its_waiting_frame() {
+        let (s, engine) = scheduler(50, 1);
+        let (a, b) = (s.lane(), s.lane());
+        a.submit(numbered(1));
+        std::thread::sleep(Duration::from_millis(10));
+        b.submit(numbered(2));
+        drop(b);
+        wait_idle(&[&a]);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(*engine.seen.lock().unwrap(), vec![1]);
+        assert_eq!(s.waiting(), 0);
+    }
+}
