@@ -862,6 +862,10 @@ test('events: the page lists the fall with its snapshot, and filters by kind and
   assert.ok(people.length >= 1);
   await until('only people', async () => sameIds(await listedIds(p), people));
   assert.ok((await p.locator('#event-list .event').evaluateAll((els) => els.map((e) => e.dataset.kind))).every((k) => k === 'person_detected'));
+  // With the shipped settings (person_clips = false) no clip comes for them, and the rows say so
+  // rather than "recording…" or "clip pending".
+  const clipLabels = await p.locator('#event-list .event .ev-clip').evaluateAll((els) => els.map((e) => [e.dataset.clip, e.textContent]));
+  assert.ok(clipLabels.length >= 1 && clipLabels.every(([c, text]) => c === 'none' && text === 'no clip'), JSON.stringify(clipLabels));
   await p.locator('#f-kind').selectOption('');
 
   // By camera: both cameras are offered; hall has nothing, ward has it all.
