@@ -12,6 +12,7 @@ pub mod memory;
 pub mod redact;
 pub mod reload;
 pub mod settings;
+pub mod text;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

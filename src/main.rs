@@ -1,106 +1,197 @@
 //! `haven [serve]` runs the server; `haven detect` runs the pose engine on still images;
 //! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads.
+//! `haven --help` (and `haven SUB-COMMAND --help`) describe them, with the exit codes.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
 use haven::inference::pose::PoseEngine;
 use haven::inference::{draw, AiEngine};
-use haven::settings::Settings;
+use haven::settings::{Settings, SettingsError};
 use haven::Application;
 use opencv::core::Vector;
 use opencv::imgcodecs;
 use opencv::prelude::*;
 
-const USAGE: &str = "usage:
-  haven [serve] [--settings PATH]                         run the server (default settings/default.toml)
-  haven detect IMAGE... [--json] [--out DIR] [--settings PATH]
-                                                          people and keypoints in still images, with the
-                                                          server's model settings; --out writes annotated copies
-  haven convert-weights IN.pt OUT.safetensors             convert Ultralytics YOLOv8/YOLO11-pose weights";
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failed while running (the server stopped on an error, a result could not be written)
+  2  bad command line (unknown option, missing argument)
+  3  settings file missing, unreadable or invalid
+  4  the server could not start (address in use, event store unusable)
+  5  model weights missing or unusable, or a conversion that failed
+  6  an input file (image, checkpoint) missing or unreadable
 
-fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    haven::configure_process_env();
+Errors are one line on stderr; RUST_BACKTRACE=1 adds the chain of causes and a backtrace.";
 
-    let mut args = std::env::args().skip(1).peekable();
-    let command = match args.peek().map(String::as_str) {
-        Some("serve") | Some("detect") | Some("convert-weights") => args.next().unwrap(),
-        Some("-h") | Some("--help") => {
-            println!("{USAGE}");
-            return Ok(());
+/// HAVEN: real-time multi-camera video analytics (pose inference once per frame, fanned out to every
+/// viewer). Without a sub-command it runs the server.
+#[derive(Debug, Parser)]
+#[command(name = "haven", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// The settings file (TOML); any value in it can be overridden by HAVEN__SECTION__KEY variables
+    #[arg(long, short = 's', global = true, value_name = "PATH", env = "HAVEN_SETTINGS", default_value = "settings/default.toml")]
+    settings: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default): cameras, REST API, WebSockets, events, the web UI
+    #[command(after_help = EXIT_CODES)]
+    Serve,
+    /// Find people and their 17 keypoints in still images, with the server's model settings
+    #[command(after_help = EXIT_CODES)]
+    Detect {
+        /// Images to read (any format OpenCV reads: JPEG, PNG, BMP, ...)
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Print the results as JSON (one array, one object per image) instead of text
+        #[arg(long)]
+        json: bool,
+        /// Write annotated copies of the images into DIR (created if need be)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Convert Ultralytics YOLOv8-pose / YOLO11-pose weights (.pt) to the safetensors file HAVEN loads
+    #[command(after_help = EXIT_CODES)]
+    ConvertWeights {
+        /// The Ultralytics checkpoint (.pt)
+        #[arg(value_name = "IN.pt")]
+        input: PathBuf,
+        /// The safetensors file to write
+        #[arg(value_name = "OUT.safetensors")]
+        output: PathBuf,
+    },
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot start: {0}")]
+    Start(#[from] haven::AppError),
+    #[error("{0}")]
+    Model(String),
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+    #[error(transparent)]
+    Run(#[from] anyhow::Error),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Run(_) => 1,
+            Failure::Settings(_) => 3,
+            Failure::Start(_) => 4,
+            Failure::Model(_) => 5,
+            Failure::Input { .. } => 6,
         }
-        _ => "serve".to_string(),
-    };
-    let mut settings_path = PathBuf::from("settings/default.toml");
-    let mut rest = Vec::new();
-    let (mut json, mut out) = (false, None);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--settings" => settings_path = args.next().context("--settings needs a path")?.into(),
-            "--json" if command == "detect" => json = true,
-            "--out" if command == "detect" => out = Some(PathBuf::from(args.next().context("--out needs a directory")?)),
-            _ => rest.push(arg),
-        }
-    }
-    match command.as_str() {
-        "serve" => {
-            if !rest.is_empty() {
-                bail!("unexpected arguments: {}\n{USAGE}", rest.join(" "));
-            }
-            serve(settings_path)
-        }
-        "detect" => {
-            if rest.is_empty() {
-                bail!("detect needs at least one image\n{USAGE}");
-            }
-            detect(&settings_path, &rest, json, out.as_deref())
-        }
-        "convert-weights" => {
-            let [input, output] = rest.as_slice() else {
-                bail!("convert-weights needs IN.pt and OUT.safetensors\n{USAGE}");
-            };
-            let summary = haven_pose::convert_pt_to_safetensors(Path::new(input), Path::new(output))?;
-            println!("{output}: {summary:?}");
-            Ok(())
-        }
-        other => bail!("unknown command {other}\n{USAGE}"),
     }
 }
 
-fn serve(settings_path: PathBuf) -> anyhow::Result<()> {
-    let settings = Settings::load(&settings_path)?;
+fn main() -> ExitCode {
+    // Parse errors, --help and --version exit here (2 for a bad command line, 0 for help).
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    haven::configure_process_env();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.settings),
+        Command::Detect { images, json, out } => detect(&cli.settings, &images, json, out.as_deref()),
+        Command::ConvertWeights { input, output } => convert(&input, &output),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("error: {}", e.one_line());
+            if backtrace_wanted() {
+                match e {
+                    Failure::Run(inner) => eprintln!("{inner:?}"),
+                    other => eprintln!("{:?}", anyhow::Error::new(other)),
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl Failure {
+    /// The message with its causes, on one line.
+    fn one_line(&self) -> String {
+        let text = match self {
+            Failure::Run(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        };
+        text.replace('\n', " ")
+    }
+}
+
+fn backtrace_wanted() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+fn serve(settings_path: &Path) -> Result<(), Failure> {
+    let settings = Settings::load(settings_path)?;
     haven::memory::keep_tidy();
     let engine = PoseEngine::for_server(&settings.model);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings, engine).await?;
-        app.run_until_stopped().await?;
-        anyhow::Ok(())
+        app.run_until_stopped().await.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
+        Ok(())
     })
 }
 
-fn detect(settings_path: &Path, images: &[String], json: bool, out: Option<&Path>) -> anyhow::Result<()> {
+fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
+    let summary = haven_pose::convert_pt_to_safetensors(input, output).map_err(|e| match e {
+        haven_pose::PoseError::Io { ref path, ref source } if path == input => {
+            Failure::Input { path: input.display().to_string(), message: source.to_string() }
+        }
+        other => Failure::Model(other.to_string()),
+    })?;
+    println!("{}: {summary:?}", output.display());
+    Ok(())
+}
+
+fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>) -> Result<(), Failure> {
     let settings = Settings::load(settings_path)?;
-    let engine = PoseEngine::load(&settings.model)?;
+    // A mistyped name fails at once, before the model loads.
+    if let Some(missing) = images.iter().find(|i| !i.is_file()) {
+        return Err(Failure::Input { path: missing.display().to_string(), message: "no such file".into() });
+    }
+    let engine = PoseEngine::load(&settings.model).map_err(|e| Failure::Model(format!("{}: {e}", settings.model.weights.display())))?;
     if let Some(dir) = out {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     let mut results = Vec::new();
     for image in images {
-        let frame = imgcodecs::imread(image, imgcodecs::IMREAD_COLOR)?;
+        let name = image.display().to_string();
+        let unreadable = |message: String| Failure::Input { path: name.clone(), message };
+        let frame = imgcodecs::imread(&name, imgcodecs::IMREAD_COLOR).map_err(|e| unreadable(e.to_string()))?;
         if frame.empty() {
-            bail!("{image}: not a readable image");
+            return Err(unreadable("not a readable image".into()));
         }
         let started = std::time::Instant::now();
-        let (annotated, detections) = engine.process_frame(&frame)?;
+        let (annotated, detections) = engine.process_frame(&frame).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if let Some(dir) = out {
-            let name = Path::new(image).file_name().context("image path has no file name")?;
-            let target = dir.join(name);
-            imgcodecs::imwrite(target.to_str().context("output path is not UTF-8")?, &annotated, &Vector::new())?;
+            let target = dir.join(image.file_name().ok_or_else(|| unreadable("the path has no file name".into()))?);
+            let written = target
+                .to_str()
+                .ok_or_else(|| anyhow::anyhow!("{}: the output path is not UTF-8", target.display()))
+                .and_then(|t| Ok(imgcodecs::imwrite(t, &annotated, &Vector::new())?));
+            if !matches!(written, Ok(true)) {
+                let why = written.map_or_else(|e| e.to_string(), |_| "OpenCV wrote nothing".into());
+                return Err(anyhow::anyhow!("cannot write {}: {why}", target.display()).into());
+            }
         }
         if !json {
-            println!("{image}: {} people ({}x{}, {ms:.0} ms)", detections.len(), frame.cols(), frame.rows());
+            println!("{name}: {} people ({}x{}, {ms:.0} ms)", detections.len(), frame.cols(), frame.rows());
             for d in &detections {
                 let [x1, y1, x2, y2] = d.bbox;
                 let visible = d.keypoints.iter().filter(|k| k[2] >= draw::KEYPOINT_MIN_CONF).count();
@@ -108,12 +199,70 @@ fn detect(settings_path: &Path, images: &[String], json: bool, out: Option<&Path
             }
         }
         results.push(serde_json::json!({
-            "image": image, "width": frame.cols(), "height": frame.rows(),
+            "image": name, "width": frame.cols(), "height": frame.rows(),
             "inference_ms": (ms * 10.0).round() / 10.0, "detections": detections,
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        println!("{}", serde_json::to_string_pretty(&results).map_err(anyhow::Error::from)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn without_a_sub_command_it_serves_and_the_settings_go_anywhere() {
+        let cli = Cli::try_parse_from(["haven", "--settings", "a.toml"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.settings, PathBuf::from("a.toml"));
+        let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--settings", "b.toml", "--json"]).unwrap();
+        assert_eq!(cli.settings, PathBuf::from("b.toml"));
+        assert!(matches!(cli.command, Some(Command::Detect { json: true, ref images, out: None }) if images == &[PathBuf::from("x.jpg")]));
+    }
+
+    #[test]
+    fn help_is_help_per_sub_command_with_the_exit_codes() {
+        for (args, wants) in [
+            (&["haven", "--help"][..], "convert-weights"),
+            (&["haven", "detect", "--help"], "--out <DIR>"),
+            (&["haven", "serve", "--help"], "HAVEN_SETTINGS"),
+            (&["haven", "convert-weights", "--help"], "OUT.safetensors"),
+        ] {
+            let err = Cli::try_parse_from(args.iter().copied()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
+            let text = err.render().to_string();
+            assert!(text.contains(wants) && text.contains("Exit codes:"), "{args:?}:\n{text}");
+        }
+        assert_eq!(Cli::try_parse_from(["haven", "--version"]).unwrap_err().kind(), ErrorKind::DisplayVersion);
+    }
+
+    #[test]
+    fn bad_command_lines_exit_with_2() {
+        for args in [&["haven", "detect"][..], &["haven", "--bogus"], &["haven", "convert-weights", "a.pt"], &["haven", "nothing"]] {
+            assert_eq!(Cli::try_parse_from(args.iter().copied()).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn each_failure_has_its_exit_code_and_one_line() {
+        let settings = Failure::from(SettingsError::Invalid { path: "s.toml".into(), message: "bad".into() });
+        assert_eq!((settings.exit_code(), settings.one_line()), (3, "s.toml: bad".to_string()));
+        let run = Failure::from(anyhow::anyhow!("inner\nsecond line").context("outer"));
+        assert_eq!((run.exit_code(), run.one_line()), (1, "outer: inner second line".to_string()));
+        assert_eq!(Failure::Model("m".into()).exit_code(), 5);
+        assert_eq!(Failure::Input { path: "p".into(), message: "m".into() }.exit_code(), 6);
+        let start = Failure::from(haven::AppError::Events("disk".into()));
+        assert_eq!((start.exit_code(), start.one_line()), (4, "cannot start: event store: disk".to_string()));
+    }
 }

@@ -252,18 +252,12 @@ impl CameraConfig {
 
     /// Checks one camera; the message names the camera and the field.
     pub fn validate(&self) -> Result<(), String> {
-        let id = &self.camera_id;
-        if id.trim().is_empty() {
+        if self.camera_id.trim().is_empty() {
             return Err("camera with an empty camera_id".into());
         }
-        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
-            return Err(format!(
-                "camera \"{id}\": camera_id may only hold letters, digits, '_', '-' and '.'"
-            ));
-        }
-        if self.source.trim().is_empty() {
-            return Err(format!("camera \"{id}\": source is empty"));
-        }
+        let id = &crate::text::shown(&self.camera_id);
+        crate::text::check("camera_id", &self.camera_id, crate::text::ID).map_err(|e| format!("camera \"{id}\": {e}"))?;
+        crate::text::check("source", &self.source, crate::text::SOURCE).map_err(|e| format!("camera \"{id}\": {e}"))?;
         if !(1..=100).contains(&self.jpeg_quality) {
             return Err(format!(
                 "camera \"{id}\": jpeg_quality {} is out of range 1-100",
@@ -411,6 +405,10 @@ impl Settings {
         if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
             return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
         }
+        let paths = [("events.data_dir", &self.events.data_dir), ("model.weights", &self.model.weights)];
+        for (name, path) in paths.into_iter().chain(self.api.media_dirs.iter().map(|d| ("api.media_dirs", d))) {
+            crate::text::check(name, &path.to_string_lossy(), crate::text::PATH).map_err(|e| invalid(e.to_string()))?;
+        }
         let mut seen = HashSet::new();
         for cam in &self.cameras {
             cam.validate().map_err(invalid)?;
@@ -542,6 +540,23 @@ max_body_bytes = 65536
             .unwrap_err()
             .to_string();
         assert_eq!(err, "test.toml: camera with an empty camera_id");
+    }
+
+    #[test]
+    fn an_overlong_id_stops_start_up_with_the_limit_and_a_short_echo() {
+        let long = "c".repeat(5000);
+        let err = with_cameras(&format!("[[cameras]]\ncamera_id=\"{long}\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, format!("test.toml: camera \"{}…\": camera_id is 5000 characters long; the limit is 64", &long[..64]));
+    }
+
+    #[test]
+    fn a_source_with_a_newline_is_rejected() {
+        let err = with_cameras("[[cameras]]\ncamera_id=\"c\"\nsource=\"a.mp4\\nforged\"\nsource_type=\"video_file\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "test.toml: camera \"c\": source holds a control character ('\\n')");
     }
 
     #[test]

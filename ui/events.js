@@ -453,7 +453,7 @@ function schedulePoll() {
   clearTimeout(page.pollTimer);
   page.pollTimer = null;
   if (document.visibilityState === 'hidden' || Date.now() > page.clipWaitUntil) return;
-  const waiting = page.events.some((e) => e.phase === 'start' || !e.clip_path || !e.snapshot_path);
+  const waiting = page.events.some((e) => e.phase === 'start' || clipState(e) === 'recording' || !e.snapshot_path);
   if (waiting) page.pollTimer = setTimeout(fetchList, CLIP_POLL_MS);
 }
 
@@ -477,14 +477,24 @@ function renderCameraOptions() {
   select.value = page.filters.camera;
 }
 
+/** What to expect of the event's clip, as the server says: none, recording, ready or failed. */
 function clipState(ev) {
-  if (ev.clip_path) return 'ready';
-  if (ev.clip_error) return 'failed';
-  return ev.phase === 'start' ? 'recording' : 'pending';
+  return CLIP_STATES.includes(ev.clip_status) ? ev.clip_status : 'none';
+}
+const CLIP_STATES = ['none', 'recording', 'ready', 'failed'];
+
+/** The list's word for the clip. */
+function clipLabel(ev) {
+  return {
+    ready: 'clip',
+    recording: ev.phase === 'start' ? 'recording…' : 'finishing clip…',
+    failed: 'clip failed',
+    none: 'no clip',
+  }[clipState(ev)];
 }
 
 function rowSignature(ev) {
-  return [ev.phase, ev.ended_at, ev.clip_path, ev.clip_error, ev.snapshot_path, ev.score].join('|');
+  return [ev.phase, ev.ended_at, ev.clip_status, ev.clip_path, ev.clip_error, ev.snapshot_path, ev.score].join('|');
 }
 
 function makeRow(ev) {
@@ -512,7 +522,6 @@ function fillRow(li, ev) {
     ? el('img', { class: 'thumb', src: withToken(`/api/events/${ev.id}/snapshot.jpg`), alt: `Snapshot of event ${ev.id}`, loading: 'lazy', decoding: 'async' })
     : el('div', { class: 'thumb thumb-empty', text: ev.phase === 'start' ? '●' : '–', 'aria-hidden': 'true' });
   const duration = Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : 'ongoing';
-  const clip = { ready: 'clip', recording: 'recording…', failed: 'no clip', pending: ev.clip_path === null && ev.phase === 'end' ? 'clip pending' : '' }[clipState(ev)];
   li.setAttribute('aria-label', `${KIND_LABEL[ev.kind] ?? ev.kind} on ${ev.camera_id} at ${fmt.dateTime(ev.started_at)}`);
   li.replaceChildren(
     thumb,
@@ -525,7 +534,7 @@ function fillRow(li, ev) {
       el('div', { class: 'ev-sub' },
         el('span', { class: 'ev-duration', text: duration }),
         el('span', { class: 'ev-score', text: Number.isFinite(ev.score) ? `score ${ev.score.toFixed(2)}` : '' }),
-        el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clip }))),
+        el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clipLabel(ev), title: ev.clip_error ?? '' }))),
   );
 }
 
@@ -575,7 +584,11 @@ function onAlert(ev) {
   page.cameras.add(ev.camera_id);
   if (ev.id !== null && ev.id !== undefined && matchesFilters(ev)) {
     const i = page.events.findIndex((e) => e.id === ev.id);
-    if (i >= 0) page.events[i] = { ...page.events[i], ...ev, clip_path: page.events[i].clip_path ?? ev.clip_path };
+    // The alert knows the clip as it was when the event ended; the store may know it finished since.
+    const known = page.events[i];
+    if (i >= 0) page.events[i] = known.clip_status === 'ready' || known.clip_status === 'failed'
+      ? { ...known, ...ev, clip_status: known.clip_status, clip_path: known.clip_path, clip_error: known.clip_error }
+      : { ...known, ...ev };
     else {
       page.events.unshift(ev);
       page.total++;
@@ -732,8 +745,12 @@ function showEvent(ev) {
     ['Ended', Number.isFinite(ev.ended_at) ? fmt.dateTime(ev.ended_at) : 'ongoing'],
     ['Duration', Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : '–'],
     ['Score', Number.isFinite(ev.score) ? ev.score.toFixed(2) : '–'],
-    ['Clip', ev.clip_path ? `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps`
-      : { recording: 'recording…', failed: 'not recorded' }[clipState(ev)] ?? 'not available yet'],
+    ['Clip', {
+      ready: `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps`,
+      recording: ev.phase === 'start' ? 'recording…' : 'being finished…',
+      failed: `failed: ${ev.clip_error ?? 'no reason given'}`,
+      none: 'none recorded for this event',
+    }[clipState(ev)]],
   ];
   if (ev.kind === 'fall' && Number.isFinite(ev.clip_started_at)) details.push(['Fall at', `${fmt.clock(ev.started_at - ev.clip_started_at)} into the clip`]);
   $('#v-details').replaceChildren(...details.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) }))));
@@ -749,10 +766,16 @@ function showEvent(ev) {
     }
     page.clip = null;
     noClip.hidden = false;
-    $('#v-noclip-text').textContent = clipState(ev) === 'recording'
-      ? 'The event is still going on: its clip is recorded when it ends.'
-      : ev.clip_error ? `The clip could not be recorded: ${ev.clip_error}`
-      : ev.phase === 'end' && !ev.clip_path ? 'The clip is being written… (or none was recorded for this event)' : 'No clip.';
+    $('#v-noclip .ph-title').textContent = { recording: 'No clip yet', failed: 'Clip failed' }[clipState(ev)] ?? 'No clip';
+    $('#v-noclip-text').textContent = {
+      recording: ev.phase === 'start'
+        ? 'The event is still going on: its clip is recorded until it ends.'
+        : 'The clip is being finished (its post-roll, then the file)…',
+      failed: `The clip could not be recorded: ${ev.clip_error ?? 'no reason given'}`,
+      none: ev.kind === 'person_detected'
+        ? 'No clip is recorded for this event (person_detected clips are off, or too many clips were being written at once).'
+        : 'No clip is recorded for this event.',
+    }[clipState(ev)] ?? 'No clip.';
     viewer.dataset.clip = 'none';
     for (const c of controls) c.disabled = true;
     $('#p-download').hidden = true;
@@ -806,7 +829,7 @@ async function openEvent(id, { updateHash = true } = {}) {
     }
   }
   showEvent(ev);
-  if (!ev.clip_path) {
+  if (clipState(ev) === 'recording') {
     page.clipWaitUntil = Math.max(page.clipWaitUntil, Date.now() + CLIP_WAIT_MS);
     schedulePoll();
   }

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::stream::{bounded, send_text, Liveness, Step, MAX_FRAME_BYTES, MAX_PENDING_BYTES};
 use crate::api::ApiError;
-use crate::events::{Event, EventFilter, EventHub, EventKind};
+use crate::events::{ClipStatus, Event, EventFilter, EventHub, EventKind};
 
 /// `GET /api/events` returns at most this many events.
 pub const MAX_LIMIT: usize = 1000;
@@ -194,9 +194,10 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<V
 pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let event = find(&hub, &path).await?;
     let rel = event.clip_path.ok_or_else(|| {
-        ApiError::NotFound(match event.ended_at {
-            None => format!("event {path}: the clip is still being recorded"),
-            Some(_) => format!("event {path} has no clip"),
+        ApiError::NotFound(match (event.clip_status, &event.clip_error) {
+            (ClipStatus::Recording, _) => format!("event {path}: the clip is still being recorded"),
+            (ClipStatus::Failed, Some(why)) => format!("event {path} has no clip: {why}"),
+            _ => format!("event {path} has no clip: none is recorded for it"),
         })
     })?;
     let file = hub.resolve(&rel);
@@ -392,7 +393,9 @@ mod tests {
         assert!(body["error"].as_str().unwrap().contains("kind"));
 
         let body: serde_json::Value = test::read_body_json(get_json(format!("/api/events/{fall}")).await).await;
-        assert_eq!(body["clip_frames"], 10);
+        assert_eq!((&body["clip_frames"], &body["clip_status"]), (&json!(10), &json!("ready")));
+        let person_body: serde_json::Value = test::read_body_json(get_json(format!("/api/events/{person}")).await).await;
+        assert_eq!((&person_body["clip_status"], &person_body["clip_error"]), (&json!("none"), &json!(null)));
         assert_eq!(get_json("/api/events/9999".into()).await.status(), 404);
         assert_eq!(get_json("/api/events/abc".into()).await.status(), 404);
 
@@ -400,7 +403,10 @@ mod tests {
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers().get("content-type").unwrap(), "image/jpeg");
         assert_eq!(get_json(format!("/api/events/{person}/snapshot.jpg")).await.status(), 404);
-        assert_eq!(get_json(format!("/api/events/{person}/clip.mp4")).await.status(), 404);
+        let res = get_json(format!("/api/events/{person}/clip.mp4")).await;
+        assert_eq!(res.status(), 404);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"], format!("event {person} has no clip: none is recorded for it"), "not \"still being recorded\"");
 
         let uri = format!("/api/events/{fall}/clip.mp4");
         let res = get_json(uri.clone()).await;

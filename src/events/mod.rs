@@ -67,6 +67,32 @@ pub enum EventPhase {
     End,
 }
 
+/// What to expect of an event's clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipStatus {
+    /// None will be recorded: events are off, `person_clips` is off for a `person_detected` event,
+    /// `max_concurrent_clips` were already being written, or the store could not take the event.
+    None,
+    /// Being recorded (while the event lasts, then its post-roll and the writing of the file).
+    Recording,
+    /// Complete: `clip_path` is set.
+    Ready,
+    /// Not recorded after all: `clip_error` says why.
+    Failed,
+}
+
+impl ClipStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClipStatus::None => "none",
+            ClipStatus::Recording => "recording",
+            ClipStatus::Ready => "ready",
+            ClipStatus::Failed => "failed",
+        }
+    }
+}
+
 /// One event, as stored, listed and pushed on `/ws/alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -95,6 +121,8 @@ pub struct Event {
     pub clip_started_at: Option<f64>,
     /// Why the event has no clip, if its recording failed (a full disk, say).
     pub clip_error: Option<String>,
+    /// What to expect of the clip: none, recording, ready (`clip_path`) or failed (`clip_error`).
+    pub clip_status: ClipStatus,
 }
 
 impl Event {
@@ -523,6 +551,7 @@ impl EventEngine {
             clip_fps: None,
             clip_started_at: None,
             clip_error: None,
+            clip_status: ClipStatus::None,
         }
     }
 
@@ -561,6 +590,7 @@ impl EventEngine {
                 );
             }
             if record {
+                ev.clip_status = ClipStatus::Recording;
                 let rel = clip_rel;
                 let hub = self.hub.clone();
                 let path = hub.resolve(&rel);
@@ -710,10 +740,15 @@ mod tests {
         assert!(std::fs::read(snap).unwrap().starts_with(&[0xff, 0xd8]));
         assert!(stored.clip_path.unwrap().starts_with("clips/cam_1/"));
 
-        // person_detected: a snapshot, no clip (person_clips = false).
+        assert_eq!(stored.clip_status, ClipStatus::Ready);
+
+        // person_detected: a snapshot, no clip (person_clips = false), and it says so from the start.
+        assert_eq!((events[0].clip_status, events[3].clip_status), (ClipStatus::None, ClipStatus::None));
+        assert_eq!((fall_ev.clip_status, events[2].clip_status), (ClipStatus::Recording, ClipStatus::Recording));
         let person = hub.store().list(&EventFilter { kind: Some(EventKind::PersonDetected), ..Default::default() }).unwrap();
         assert_eq!(person.len(), 1);
         assert!(person[0].clip_path.is_none() && person[0].snapshot_path.is_some());
+        assert_eq!(person[0].clip_status, ClipStatus::None);
     }
 
     #[test]
@@ -729,6 +764,8 @@ mod tests {
         assert_eq!(active.len(), 1);
         assert_eq!((active[0].kind, active[0].ended_at), (EventKind::PersonDetected, None));
         assert_eq!(active[0].started_at, t0);
+        assert_eq!(active[0].clip_status, ClipStatus::Recording, "person_clips = true");
+        assert_eq!(hub.store().get(active[0].id.unwrap()).unwrap().unwrap().clip_status, ClipStatus::Recording);
         assert!(hub.subscribe(Some("other")).0.is_empty());
         assert_eq!(engine.active().len(), 1);
         let ended = engine.finish();
@@ -738,7 +775,26 @@ mod tests {
         // The clip in progress was completed: 20 frames (all since the start, pre-roll included).
         let ev = hub.store().get(active[0].id.unwrap()).unwrap().unwrap();
         assert_eq!(ev.clip_frames, Some(20));
+        assert_eq!(ev.clip_status, ClipStatus::Ready);
         assert_eq!(count_frames(&hub.resolve(&ev.clip_path.unwrap())).0, 20);
+    }
+
+    #[test]
+    fn the_openapi_event_schema_lists_every_field_and_clip_status() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
+        let schema = &doc["components"]["schemas"]["Event"]["properties"];
+        let event = serde_json::to_value(super::store::tests::event("cam1", EventKind::Fall, 1.0)).unwrap();
+        let mut fields: Vec<&String> = event.as_object().unwrap().keys().collect();
+        let mut documented: Vec<&String> = schema.as_object().unwrap().keys().collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(fields, documented);
+        let statuses: Vec<String> = [ClipStatus::None, ClipStatus::Recording, ClipStatus::Ready, ClipStatus::Failed]
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap().as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(statuses, ["none", "recording", "ready", "failed"]);
+        assert_eq!(schema["clip_status"]["enum"], serde_json::json!(statuses));
     }
 
     #[test]

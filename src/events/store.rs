@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Event, EventKind, EventPhase};
+use super::{ClipStatus, Event, EventKind, EventPhase};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -89,13 +89,25 @@ CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_a
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording";
+
+/// What a clip left by a run that stopped before finishing it is marked with.
+pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
 
 fn from_row(row: &Row) -> rusqlite::Result<Event> {
     let kind: String = row.get(2)?;
     let bbox: String = row.get(7)?;
     let keypoints: String = row.get(8)?;
     let ended_at: Option<f64> = row.get(5)?;
+    let clip_path: Option<String> = row.get(9)?;
+    let clip_error: Option<String> = row.get(14)?;
+    // Derived, the one way: a complete file, else a kept reason, else a recording in progress.
+    let clip_status = match (&clip_path, &clip_error, row.get::<_, i64>(15)? != 0) {
+        (Some(_), _, _) => ClipStatus::Ready,
+        (None, Some(_), _) => ClipStatus::Failed,
+        (None, None, true) => ClipStatus::Recording,
+        (None, None, false) => ClipStatus::None,
+    };
     Ok(Event {
         id: Some(row.get(0)?),
         camera_id: row.get(1)?,
@@ -107,12 +119,13 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         score: row.get::<_, f64>(6)? as f32,
         bbox: serde_json::from_str(&bbox).unwrap_or_default(),
         keypoints: serde_json::from_str(&keypoints).unwrap_or_default(),
-        clip_path: row.get(9)?,
+        clip_path,
         clip_frames: row.get::<_, Option<i64>>(10)?.map(|n| n as u32),
         clip_fps: row.get::<_, Option<f64>>(11)?.map(|f| f as f32),
         clip_started_at: row.get(12)?,
         snapshot_path: row.get(13)?,
-        clip_error: row.get(14)?,
+        clip_error,
+        clip_status,
     })
 }
 
@@ -161,6 +174,11 @@ impl EventStore {
             conn.execute("ALTER TABLE events ADD COLUMN clip_error TEXT", [])?;
         }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
+        // Their clips will not come: say so (the partial files go with `sweep_orphans`).
+        conn.execute(
+            "UPDATE events SET clip_error = COALESCE(clip_error, ?1), recording = 0 WHERE recording != 0 AND clip_path IS NULL",
+            [CLIP_INTERRUPTED],
+        )?;
         conn.execute("UPDATE events SET recording = 0 WHERE recording != 0", [])?;
         if interrupted > 0 {
             log::warn!("{}: closed {interrupted} events left open by the previous run", path.display());
@@ -386,6 +404,7 @@ pub(crate) mod tests {
             clip_fps: None,
             clip_started_at: None,
             clip_error: None,
+            clip_status: ClipStatus::None,
         }
     }
 
@@ -407,6 +426,7 @@ pub(crate) mod tests {
         let dir = TempDir::new("store-list");
         let store = EventStore::open(&dir.0.join("events.db")).unwrap();
         let a = store.insert(&event("cam1", EventKind::PersonDetected, 100.0), false).unwrap();
+        assert_eq!(store.get(a).unwrap().unwrap().clip_status, ClipStatus::None);
         let b = store.insert(&event("cam1", EventKind::Fall, 200.0), false).unwrap();
         let c = store.insert(&event("cam2", EventKind::Fall, 300.0), false).unwrap();
         store.set_ended(b, 210.0).unwrap();
@@ -451,9 +471,10 @@ pub(crate) mod tests {
         }
         let store = EventStore::open(&path).unwrap();
         let old = store.get(1).unwrap().unwrap();
-        assert_eq!(old.clip_error, None);
+        assert_eq!((old.clip_error, old.clip_status), (None, ClipStatus::None));
         store.set_clip_failed(1, "disk full").unwrap();
-        assert_eq!(store.get(1).unwrap().unwrap().clip_error.as_deref(), Some("disk full"));
+        let failed = store.get(1).unwrap().unwrap();
+        assert_eq!((failed.clip_error.as_deref(), failed.clip_status), (Some("disk full"), ClipStatus::Failed));
     }
 
     #[test]
@@ -467,6 +488,8 @@ pub(crate) mod tests {
         let store = EventStore::open(&path).unwrap();
         let ev = store.get(id).unwrap().unwrap();
         assert_eq!(ev.ended_at, Some(100.0));
+        // Its clip was being written when the run stopped: it will not come, and the event says why.
+        assert_eq!((ev.clip_status, ev.clip_error.as_deref()), (ClipStatus::Failed, Some(CLIP_INTERRUPTED)));
         let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
     }

@@ -883,6 +883,10 @@ test('events: the page lists the fall with its snapshot, and filters by kind and
   assert.ok(people.length >= 1);
   await until('only people', async () => sameIds(await listedIds(p), people));
   assert.ok((await p.locator('#event-list .event').evaluateAll((els) => els.map((e) => e.dataset.kind))).every((k) => k === 'person_detected'));
+  // With the shipped settings (person_clips = false) no clip comes for them, and the rows say so
+  // rather than "recording…" or "clip pending".
+  const clipLabels = await p.locator('#event-list .event .ev-clip').evaluateAll((els) => els.map((e) => [e.dataset.clip, e.textContent]));
+  assert.ok(clipLabels.length >= 1 && clipLabels.every(([c, text]) => c === 'none' && text === 'no clip'), JSON.stringify(clipLabels));
   await p.locator('#f-kind').selectOption('');
 
   // By camera: both cameras are offered; hall has nothing, ward has it all.
@@ -1030,6 +1034,92 @@ test('events: a link to an event opens it in the player', async () => {
     assert.deepEqual(errs, []);
   } finally {
     await p.close();
+  }
+});
+
+/**
+ * What sticks out of the viewport sideways: the document's own overflow, and every visible element
+ * whose box leaves it. Text cut short inside a box that hides its overflow (an ellipsis) is not
+ * counted; a control (button, link, field) is counted wherever it is, since it must be reachable.
+ */
+function overflowAt(p) {
+  return p.evaluate(() => {
+    const vw = document.documentElement.clientWidth;
+    const out = [];
+    const doc = document.documentElement.scrollWidth;
+    if (doc > vw) out.push(`the document is ${doc} px wide`);
+    const describe = (e) => e.tagName.toLowerCase() + (e.id ? `#${e.id}` : '') + [...e.classList].map((c) => `.${c}`).join('');
+    const clipped = (e) => {
+      for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+        const ox = getComputedStyle(a).overflowX;
+        if (ox === 'hidden' || ox === 'clip') return true;
+      }
+      return false;
+    };
+    for (const e of document.body.querySelectorAll('*')) {
+      if (!e.checkVisibility?.() || e.closest('dialog:not([open]), .visually-hidden, option')) continue;
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || r.height === 0) continue;
+      if (r.left >= -0.5 && r.right <= vw + 0.5) continue;
+      const control = e.matches('button, a, input, select, textarea, [tabindex]');
+      if (control || !clipped(e)) out.push(`${describe(e)} spans ${Math.round(r.left)}..${Math.round(r.right)} of ${vw} px`);
+    }
+    return out;
+  });
+}
+
+test('layout: no element overflows the viewport on either page, at 1400x900 and on a phone (390x844)', async (t) => {
+  const base = ev.server.base;
+  const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const p = await ctx.newPage();
+  const errs = watchErrors(p);
+  try {
+    for (const [width, height] of [[1400, 900], [390, 844]]) {
+      await p.setViewportSize({ width, height });
+      const size = `${width}x${height}`;
+      // The live page: the grid (one tile wide on a phone), then one camera in focus.
+      await p.goto(base + '/');
+      await tile(p, 'ward').waitFor();
+      await tile(p, 'hall').waitFor();
+      await p.waitForLoadState('networkidle').catch(() => {});
+      assert.deepEqual(await overflowAt(p), [], `live page, grid, ${size}`);
+      const lefts = await p.locator('.tile').evaluateAll((els) => els.map((e) => Math.round(e.getBoundingClientRect().left)));
+      if (width < 600) assert.equal(new Set(lefts).size, 1, `one tile per row at ${size}: lefts ${lefts}`);
+      else assert.ok(new Set(lefts).size > 1, `tiles side by side at ${size}: lefts ${lefts}`);
+      // Every control of the header is on screen and can be used.
+      for (const sel of ['#view-select', '#add-camera-btn', '#help-btn', '.nav a[href="/events"]']) {
+        const box = await p.locator(sel).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= width && box.y >= 0 && box.y + box.height <= height, `${sel} on screen at ${size}: ${JSON.stringify(box)}`);
+      }
+      await p.locator('#view-select').selectOption('ward');
+      await until('ward in focus', async () => (await p.locator('#grid').getAttribute('data-mode')) === 'focus');
+      assert.deepEqual(await overflowAt(p), [], `live page, focus, ${size}`);
+      await p.locator('#view-select').selectOption('');
+      // The add-camera dialog fits too.
+      await p.locator('#add-camera-btn').click();
+      await p.locator('#add-dialog[open]').waitFor();
+      assert.deepEqual(await overflowAt(p), [], `live page, add dialog, ${size}`);
+      await p.keyboard.press('Escape');
+
+      // The events page: the list, then the fall open in the player.
+      await p.goto(base + '/events');
+      await p.locator(`#event-list .event[data-event-id="${ev.fallId}"]`).waitFor();
+      assert.deepEqual(await overflowAt(p), [], `events page, list, ${size}`);
+      await p.locator(`#event-list .event[data-event-id="${ev.fallId}"]`).click();
+      await p.locator('#viewer').waitFor();
+      await until('the clip loaded', async () => (await playerState(p)).ready >= 2);
+      assert.deepEqual(await overflowAt(p), [], `events page, player, ${size}`);
+      for (const sel of ['#p-play', '#p-prev', '#p-next', '#v-close']) {
+        await p.locator(sel).scrollIntoViewIfNeeded();
+        const box = await p.locator(sel).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= width, `${sel} reachable at ${size}: ${JSON.stringify(box)}`);
+      }
+      if (width < 600) await p.screenshot({ path: path.join(ARTIFACTS, 'phone-events.png'), fullPage: true });
+      t.diagnostic(`${size}: nothing overflows`);
+    }
+    assert.deepEqual(errs, []);
+  } finally {
+    await ctx.close();
   }
 });
 

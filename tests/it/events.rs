@@ -91,6 +91,12 @@ async fn a_person_falling_raises_one_alert_and_one_stored_event_with_a_playable_
     let falls: Vec<&Value> = seen.iter().filter(|e| e["kind"] == "fall" && e["phase"] == "start").collect();
     assert_eq!(falls.len(), 1, "alerts: {seen:#?}");
     assert_eq!(falls[0]["camera_id"], "ward");
+    // Each alert says what to expect of its clip: the fall's is being recorded, a person_detected
+    // event gets none with the shipped settings (person_clips = false).
+    assert_eq!(falls[0]["clip_status"], "recording", "{:#}", falls[0]);
+    for person in seen.iter().filter(|e| e["kind"] == "person_detected") {
+        assert_eq!(person["clip_status"], "none", "{person:#}");
+    }
     for phase in ["start", "end"] {
         assert!(
             seen.iter().any(|e| e["kind"] == "person_detected" && e["phase"] == phase),
@@ -115,6 +121,13 @@ async fn a_person_falling_raises_one_alert_and_one_stored_event_with_a_playable_
     let (code, one) = server.get(&format!("/api/events/{id}")).await;
     assert_eq!(code, 200);
     assert_eq!(one["kind"], "fall");
+    assert_eq!((&event["clip_status"], &one["clip_status"]), (&Value::from("ready"), &Value::from("ready")), "{one}");
+    let (_, people) = server.get("/api/events?camera=ward&kind=person_detected").await;
+    let people = people["events"].as_array().unwrap();
+    assert!(!people.is_empty());
+    for person in people {
+        assert_eq!((&person["clip_status"], &person["clip_path"]), (&Value::from("none"), &Value::Null), "{person}");
+    }
 
     // The clip is served with ranges (browsers seek), and plays in OpenCV with every frame it claims.
     let url = server.url(&format!("/api/events/{id}/clip.mp4"));

@@ -146,6 +146,10 @@ async fn bad_requests_get_their_4xx_and_change_nothing() {
         ("POST", "/api/cameras", json!({"camera_id": "x", "source": src, "source_type": "webcam"}), "source_type"),
         ("POST", "/api/cameras", json!({"camera_id": "", "source": src, "source_type": "video_file"}), "camera_id"),
         ("POST", "/api/cameras", json!({"source": src, "source_type": "video_file"}), "camera_id"),
+        // Ids and sources are bounded: a 5,000-character id would name a file no filesystem takes.
+        ("POST", "/api/cameras", json!({"camera_id": "c".repeat(5000), "source": src, "source_type": "video_file"}), "camera_id is 5000 characters long; the limit is 64"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": format!("{src}{}", "/x".repeat(1100)), "source_type": "video_file"}), "source is 2"),
+        ("POST", "/api/cameras", json!({"camera_id": "x", "source": format!("{src}\n[cam1] forged"), "source_type": "video_file"}), "source holds a control character"),
         ("POST", "/api/cameras", json!({"camera_id": "x", "source": "/etc/passwd", "source_type": "video_file"}), "outside the media directories"),
         ("POST", "/api/cameras", json!({"camera_id": "x", "source": format!("{}/../../etc/passwd", s.0.display()), "source_type": "video_file"}), ".."),
         ("PATCH", "/api/cameras/cam1", json!({"jpeg_quality": 101}), "jpeg_quality"),
@@ -162,6 +166,7 @@ async fn bad_requests_get_their_4xx_and_change_nothing() {
         assert_eq!(code, 400, "{method} {path} {body} → {answer}");
         let msg = answer["error"].as_str().unwrap_or_default();
         assert!(msg.contains(names), "{method} {body}: error {msg:?} does not name {names}");
+        assert!(msg.len() < 300, "{method}: the error echoes too much: {msg}");
     }
     // Not JSON, and too large.
     let res = awc::Client::new().post(server.url("/api/cameras")).content_type("application/json").send_body("{not json").await.unwrap();

@@ -58,13 +58,72 @@ fn a_malformed_settings_file_stops_start_up_with_one_clear_message() {
         .unwrap()
         .replacen("jpeg_quality = 80", "jpeg_quality = 101", 1);
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_haven")).arg("--settings").arg(&path).output().unwrap();
-    assert!(!out.status.success());
+    let out = haven(&["--settings", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "a settings mistake is exit code 3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("{}: camera \"cam1\": jpeg_quality 101 is out of range 1-100", path.display())),
-        "{stderr}"
+    assert_eq!(
+        stderr,
+        format!("error: {}: camera \"cam1\": jpeg_quality 101 is out of range 1-100\n", path.display()),
+        "one line, no backtrace"
     );
+}
+
+/// The binary run to completion from the repository root, without a backtrace or a settings path
+/// from this environment.
+fn haven(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_haven"))
+        .current_dir(repo())
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("HAVEN_SETTINGS")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_has_help_per_sub_command_a_version_and_exit_codes_that_say_what_failed() {
+    // Help of its own for each sub-command, never taken for an image.
+    let out = haven(&["detect", "--help"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: haven detect") && help.contains("--json") && help.contains("Exit codes:"), "{help}");
+    let out = haven(&["--version"], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("haven {}", env!("CARGO_PKG_VERSION")));
+    let out = haven(&["--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a bad command line");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+
+    // The settings path from the environment; a missing file: 3, one line.
+    let out = haven(&[], &[("HAVEN_SETTINGS", "settings/missing.toml")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: settings/missing.toml: cannot read settings: file not found\n");
+    // RUST_BACKTRACE asks for the details.
+    let out = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .current_dir(repo())
+        .args(["--settings", "settings/missing.toml"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: settings/missing.toml: cannot read settings: file not found\n"), "{stderr}");
+    assert!(stderr.contains("backtrace"), "RUST_BACKTRACE=1 gives a backtrace: {stderr}");
+
+    // An image that is not there: 6, named, before the model loads.
+    let out = haven(&["detect", "not-there.jpg"], &[]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: not-there.jpg: no such file\n");
+
+    // The port taken: 4, and the last line says which address.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let out = haven(&[], &[("HAVEN__SERVER__BIND", &bind), ("HAVEN__MODEL__ENABLED", "false")]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("error: cannot start: cannot bind {bind}: ")), "{stderr}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("Caused by"), "{stderr}");
 }
 
 #[actix_web::test]
