@@ -16,7 +16,7 @@ use super::motion::{Motion, MotionDetector, MotionSettings};
 use super::packet::{Feed, FrameMetadata, FramePacket, PosesMeta};
 use super::source::{SourceError, VideoSource};
 use super::status::{CameraState, CameraStatus};
-use crate::events::{Event, EventEngine, EventHub};
+use crate::events::{Event, EventEngine, EventHub, EventKind};
 use crate::inference::regions::{self, Plan, RegionPlan};
 use crate::inference::scheduler::{Job, Lane, Priority, Scheduler};
 use crate::inference::{draw, Detection};
@@ -401,11 +401,15 @@ impl Pipeline {
             Decision::RateLimited => return Ok(()),
             Decision::FirstCheck | Decision::Motion | Decision::IdleCheck => {}
         }
-        let event_active = self.events.as_ref().is_some_and(|e| !e.active().is_empty());
-        lane.set_priority(match (event_active, watched) {
-            (true, _) => Priority::Event,
-            (false, true) => Priority::Watched,
-            (false, false) => Priority::Background,
+        let active = self.events.as_ref().map(|e| e.active()).unwrap_or_default();
+        lane.set_priority(if active.iter().any(|e| e.kind == EventKind::Fall) {
+            Priority::Fall
+        } else if !active.is_empty() {
+            Priority::Person
+        } else if watched {
+            Priority::Watched
+        } else {
+            Priority::Background
         });
         let (regions, region_scale) = match decision {
             // Who is there? Only a look at everything can say.

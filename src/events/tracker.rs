@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference::Detection;
+use crate::inference::{containment, Detection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,17 +80,6 @@ fn larger_side(r: &[f32; 4]) -> f32 {
     (r[2] - r[0]).max(r[3] - r[1])
 }
 
-/// The fraction of `inner`'s area that lies inside `outer`.
-fn containment(inner: &[f32; 4], outer: &[f32; 4]) -> f32 {
-    let iw = (inner[2].min(outer[2]) - inner[0].max(outer[0])).max(0.0);
-    let ih = (inner[3].min(outer[3]) - inner[1].max(outer[1])).max(0.0);
-    let area = (inner[2] - inner[0]).max(0.0) * (inner[3] - inner[1]).max(0.0);
-    if area > 0.0 {
-        iw * ih / area
-    } else {
-        1.0
-    }
-}
 
 fn centre(r: &[f32; 4]) -> (f32, f32) {
     ((r[0] + r[2]) / 2.0, (r[1] + r[3]) / 2.0)

@@ -126,14 +126,14 @@ pub fn merge_overlapping(mut dets: Vec<Detection>) -> Vec<Detection> {
     kept
 }
 
-/// The fraction of `inner`'s area inside `outer`.
-fn containment(inner: &[f32; 4], outer: &[f32; 4]) -> f32 {
+/// The fraction of `inner`'s area that lies inside `outer` (an empty box lies inside anything).
+pub fn containment(inner: &[f32; 4], outer: &[f32; 4]) -> f32 {
     let iw = (inner[2].min(outer[2]) - inner[0].max(outer[0])).max(0.0);
     let ih = (inner[3].min(outer[3]) - inner[1].max(outer[1])).max(0.0);
     let area = (inner[2] - inner[0]).max(0.0) * (inner[3] - inner[1]).max(0.0);
     if area > 0.0 {
         iw * ih / area
     } else {
-        0.0
+        1.0
     }
 }

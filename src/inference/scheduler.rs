@@ -3,9 +3,11 @@
 //! A camera hands over its newest frame through its [`Lane`] and goes on streaming; it never waits
 //! for the model. Each lane holds at most one waiting frame (a newer one replaces it: a camera that
 //! is behind skips frames instead of queueing them) and has at most one frame in the model at a
-//! time. Workers take the waiting frame of the lane with the highest [`Priority`], and among equals
-//! the one that has waited longest, so cameras are served in turn. The interface is narrow (frame
-//! in, detections out) so that batching, other back-ends or remote workers can plug in here.
+//! time. Workers take a camera with a fall in progress first; otherwise the frame that has waited
+//! longest, a person event's wait counting twice and a watched camera's one and a half times, so
+//! those come first without starving the rest, and equals are served in turn. The interface is
+//! narrow (frame in, detections out) so that batching, other back-ends or remote workers can plug
+//! in here.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -25,8 +27,30 @@ pub enum Priority {
     Background = 0,
     /// Someone is watching the camera.
     Watched = 1,
-    /// A fall or a person event is in progress.
-    Event = 2,
+    /// A person event is in progress.
+    Person = 2,
+    /// A fall is in progress: always first.
+    Fall = 3,
+}
+
+impl Priority {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            3 => Priority::Fall,
+            2 => Priority::Person,
+            1 => Priority::Watched,
+            _ => Priority::Background,
+        }
+    }
+
+    /// How much a waiting frame's wait counts.
+    fn weight(self) -> f64 {
+        match self {
+            Priority::Background => 1.0,
+            Priority::Watched => 1.5,
+            Priority::Person | Priority::Fall => 2.0,
+        }
+    }
 }
 
 /// A frame handed to the model.
@@ -205,15 +229,20 @@ impl Drop for Lane {
     }
 }
 
-/// The waiting frame to run next: highest priority first, then the longest wait.
+/// The waiting frame to run next: a fall's first, then the longest weighted wait.
 fn pick(state: &mut State) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
+    let now = Instant::now();
+    let rank = |s: &Slot| {
+        let p = Priority::from_u8(s.lane.upgrade().map_or(0, |l| l.priority.load(Ordering::Relaxed)));
+        ((p == Priority::Fall) as u8, (now - s.waiting_since).as_secs_f64() * p.weight())
+    };
     let (&id, _) = state
         .slots
         .iter()
         .filter(|(_, s)| s.waiting.is_some() && !s.running)
         .max_by(|(_, a), (_, b)| {
-            let prio = |s: &Slot| s.lane.upgrade().map_or(0, |l| l.priority.load(Ordering::Relaxed));
-            prio(a).cmp(&prio(b)).then(b.waiting_since.cmp(&a.waiting_since))
+            let (ra, rb) = (rank(a), rank(b));
+            ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1))
         })?;
     let slot = state.slots.get_mut(&id)?;
     let lane = slot.lane.upgrade()?;
@@ -289,6 +318,14 @@ mod tests {
         (Scheduler::new(SharedEngine::new(engine.clone()), workers), engine)
     }
 
+    /// Until a worker has taken every waiting frame (on a loaded machine that may take a while).
+    fn until_taken(s: &Scheduler) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while s.waiting() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn wait_idle(lanes: &[&Lane]) {
         let until = Instant::now() + Duration::from_secs(10);
         while lanes.iter().any(|l| l.busy()) && Instant::now() < until {
@@ -301,7 +338,7 @@ mod tests {
         let (s, engine) = scheduler(100, 1);
         let lane = s.lane();
         lane.submit(numbered(1));
-        std::thread::sleep(Duration::from_millis(30)); // frame 1 is in the model
+        until_taken(&s); // frame 1 is in the model
         for n in 2..=5 {
             lane.submit(numbered(n));
         }
@@ -314,10 +351,10 @@ mod tests {
 
     #[test]
     fn a_camera_never_has_two_frames_in_the_model_at_once() {
-        let (s, engine) = scheduler(60, 2);
+        let (s, engine) = scheduler(200, 2);
         let lane = s.lane();
         lane.submit(numbered(1));
-        std::thread::sleep(Duration::from_millis(20));
+        until_taken(&s);
         lane.submit(numbered(2));
         std::thread::sleep(Duration::from_millis(20));
         // The second worker is idle, yet frame 2 waits for frame 1.
@@ -349,20 +386,63 @@ mod tests {
         drop(engine);
     }
 
+    /// A scheduler whose one worker is busy for `ms` with frame 9 (taken first, however late the
+    /// worker wakes), while the test queues up others.
+    fn occupied(ms: u64) -> (Arc<Scheduler>, Arc<SlowEngine>, Lane) {
+        let (s, engine) = scheduler(ms, 1);
+        let busy = s.lane();
+        busy.set_priority(Priority::Fall);
+        busy.submit(numbered(9));
+        until_taken(&s);
+        (s, engine, busy)
+    }
+
     #[test]
     fn a_camera_with_an_event_goes_first_then_a_watched_one() {
-        let (s, engine) = scheduler(40, 1);
-        let busy = s.lane();
-        busy.submit(numbered(9)); // occupies the worker while the others queue up
-        std::thread::sleep(Duration::from_millis(10));
-        let (quiet, watched, falling) = (s.lane(), s.lane(), s.lane());
+        let (s, engine, busy) = occupied(40);
+        let (quiet, watched, person) = (s.lane(), s.lane(), s.lane());
         quiet.submit(numbered(1));
         watched.set_priority(Priority::Watched);
         watched.submit(numbered(2));
-        falling.set_priority(Priority::Event);
-        falling.submit(numbered(3));
-        wait_idle(&[&busy, &quiet, &watched, &falling]);
+        person.set_priority(Priority::Person);
+        person.submit(numbered(3));
+        wait_idle(&[&busy, &quiet, &watched, &person]);
         assert_eq!(*engine.seen.lock().unwrap(), vec![9, 3, 2, 1]);
+    }
+
+    #[test]
+    fn a_fall_goes_first_however_long_the_others_waited() {
+        let (s, engine, busy) = occupied(150);
+        let person = s.lane();
+        person.set_priority(Priority::Person);
+        person.submit(numbered(1));
+        std::thread::sleep(Duration::from_millis(30));
+        let fall = s.lane();
+        fall.set_priority(Priority::Fall);
+        fall.submit(numbered(2));
+        wait_idle(&[&busy, &person, &fall]);
+        assert_eq!(*engine.seen.lock().unwrap(), vec![9, 2, 1]);
+    }
+
+    #[test]
+    fn a_camera_nobody_watches_is_not_starved_by_watched_ones() {
+        let (s, engine) = scheduler(20, 1);
+        let quiet = s.lane();
+        let watched: Vec<Lane> = (0..3).map(|_| s.lane()).collect();
+        watched.iter().for_each(|l| l.set_priority(Priority::Watched));
+        quiet.submit(numbered(7));
+        // The watched cameras keep the worker busy with fresh frames; the quiet one's wait grows
+        // until it outweighs theirs.
+        let until = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < until && !engine.seen.lock().unwrap().contains(&7) {
+            for (i, l) in watched.iter().enumerate() {
+                if !l.busy() {
+                    l.submit(numbered(i as u8));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(engine.seen.lock().unwrap().contains(&7), "the quiet camera was never served");
     }
 
     #[test]
@@ -382,7 +462,7 @@ mod tests {
         let (s, engine) = scheduler(50, 1);
         let (a, b) = (s.lane(), s.lane());
         a.submit(numbered(1));
-        std::thread::sleep(Duration::from_millis(10));
+        until_taken(&s);
         b.submit(numbered(2));
         drop(b);
         wait_idle(&[&a]);
