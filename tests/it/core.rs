@@ -315,3 +315,31 @@ async fn a_viewer_that_never_answers_is_closed_by_the_heartbeat() {
     polite.close().await;
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn a_viewer_arriving_after_nobody_watched_gets_a_fresh_first_frame_and_snapshot() {
+    let (_s, _clip, server) = server_on_clip("fresh-first", 20.0, &["cam1"]).await;
+    let mut first = server.viewer("/ws/stream/cam1").await;
+    first.next_frame(10 * SECOND).await;
+    first.close().await;
+    server.wait_for("cam1", 10 * SECOND, "the viewer to leave", |c| c["viewers"] == 0).await;
+    // Nobody watches for a while: the camera keeps its place in time but publishes nothing.
+    actix_web::rt::time::sleep(3 * SECOND).await;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut late = server.viewer("/ws/stream/cam1").await;
+    let frame = late.next_frame(10 * SECOND).await;
+    let age = now() - frame["metadata"]["timestamp"].as_f64().unwrap();
+    assert!(age < 1.0, "the first frame was {age:.1} s old (a packet from when someone last watched)");
+    late.close().await;
+    server.wait_for("cam1", 10 * SECOND, "the viewer to leave", |c| c["viewers"] == 0).await;
+    actix_web::rt::time::sleep(2 * SECOND).await;
+    let asked = now();
+    let res = awc::Client::new().get(server.url("/api/cameras/cam1/snapshot.jpg")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let index: u64 = res.headers().get("X-Frame-Index").unwrap().to_str().unwrap().parse().unwrap();
+    let status = server.camera_status("cam1").await;
+    // The snapshot's frame is the one the camera was at when asked, not one from two seconds before.
+    let decoded_since = status["frames_decoded"].as_u64().unwrap() as f64 - index as f64;
+    assert!(decoded_since <= 10.0 * (now() - asked) + 5.0, "snapshot frame {index}, camera at {status}");
+    server.stop().await;
+}
