@@ -305,3 +305,39 @@ pub struct CameraStatusView {
     pub max_fps: Option<f64>,
     pub last_error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SourceType;
+
+    #[test]
+    fn the_openapi_camera_status_lists_every_field_the_api_gives() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
+        let schema = &doc["components"]["schemas"]["CameraStatus"];
+        let config = CameraConfig {
+            camera_id: "cam1".into(),
+            source: "a.mp4".into(),
+            source_type: SourceType::VideoFile,
+            loop_video: true,
+            ai_enabled: true,
+            resize_width: None,
+            jpeg_quality: 80,
+            max_fps: None,
+            fall: None,
+            detect_fps: None,
+            idle_detect_interval_secs: None,
+            motion: None,
+        };
+        let view = CameraStatus::default().snapshot(&config, &DetectionSettings::default(), true, 0);
+        let value = serde_json::to_value(view).unwrap();
+        let mut fields: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let mut documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        fields.sort();
+        documented.sort();
+        assert_eq!(fields, documented);
+        let mut required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        required.sort();
+        assert_eq!(required, fields.iter().map(|s| s.as_str()).collect::<Vec<_>>(), "every field is always there");
+    }
+}
