@@ -429,8 +429,9 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Where to look: around what moves and the people tracked, in regions of the full frame; none
-    /// (the whole frame) where they would cost more than a pass over it.
+    /// Where to look: around what moves and the people tracked, in regions of the full frame enlarged
+    /// within the cost of one square pass; none (the whole frame) where regions would look no finer
+    /// than the whole frame does, or would be too many.
     fn regions(&self, lane: &Lane, frame: &Mat, motion: &Motion, scale: f32) -> (Vec<Rect>, f32) {
         let (w, h) = (frame.cols(), frame.rows());
         let whole = lane.whole_frame_input(w as usize, h as usize);
