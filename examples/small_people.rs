@@ -3,7 +3,8 @@
 //! of its size, cut at native resolution and enlarged into the network input), and at what cost.
 //!
 //! `cargo run --example small_people -- [--video data/vtest.avi] [--every 40] [--skip 40] [--scales 1.0,1.4]
-//!   [--inputs 640x640,640x480,640x512,768x576] [--margin 0.1] [--track-margin 0.5] [--min-side 48]`
+//!   [--inputs 640x640,640x480,640x512,768x576] [--margin 0.1] [--track-margin 0.5] [--min-side 48]
+//!   [--budget 1.0]`
 //!
 //! Frames are read in order; the motion detector sees every one of them, and HAVEN's pipeline looks
 //! at every other frame (5 fps on the 10 fps footage) so that it has tracked people's boxes from its
@@ -104,6 +105,7 @@ fn main() {
             "--margin" => base.margin = v().parse().unwrap(),
             "--track-margin" => base.track_margin = v().parse().unwrap(),
             "--min-side" => base.min_side = v().parse().unwrap(),
+            "--budget" => base.budget = v().parse().unwrap(),
             "--inputs" => {
                 inputs = v()
                     .split(',')

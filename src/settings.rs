@@ -127,8 +127,11 @@ pub struct DetectionSettings {
     /// Look only where something moves or people are tracked, in regions cut from the full frame
     /// (small, far people are found there); false: always the whole frame.
     pub regions: bool,
-    /// Regions are looked at this many times the frame's own resolution.
+    /// Regions are enlarged up to this many times the frame's own resolution...
     pub region_scale: f32,
+    /// ...as far as this fraction of one square pass at the model's size allows (their cost, all
+    /// together, in network input pixels).
+    pub region_budget: f32,
     pub motion: MotionSettings,
 }
 
@@ -140,6 +143,7 @@ impl Default for DetectionSettings {
             idle_detect_interval_secs: 1.0,
             regions: true,
             region_scale: 1.4,
+            region_budget: 1.0,
             motion: MotionSettings::default(),
         }
     }
@@ -154,6 +158,9 @@ impl DetectionSettings {
         validate_idle_interval("detection.idle_detect_interval_secs", self.idle_detect_interval_secs)?;
         if !(0.25..=4.0).contains(&self.region_scale) {
             return Err(format!("detection.region_scale {} is out of range 0.25-4", self.region_scale));
+        }
+        if !(0.1..=4.0).contains(&self.region_budget) {
+            return Err(format!("detection.region_budget {} is out of range 0.1-4", self.region_budget));
         }
         self.motion.validate().map_err(|e| format!("detection.{e}"))
     }

@@ -415,7 +415,7 @@ impl Pipeline {
             // Who is there? Only a look at everything can say.
             Decision::FirstCheck => (Vec::new(), 1.0),
             _ if !ctx.detection.regions => (Vec::new(), 1.0),
-            _ => self.regions(lane, frame, motion, ctx.detection.region_scale),
+            _ => self.regions(lane, frame, motion, &ctx.detection),
         };
         let replaced = lane.replaced();
         lane.submit(Job {
@@ -432,11 +432,11 @@ impl Pipeline {
     /// Where to look: around what moves and the people tracked, in regions of the full frame enlarged
     /// within the cost of one square pass; none (the whole frame) where regions would look no finer
     /// than the whole frame does, or would be too many.
-    fn regions(&self, lane: &Lane, frame: &Mat, motion: &Motion, scale: f32) -> (Vec<Rect>, f32) {
+    fn regions(&self, lane: &Lane, frame: &Mat, motion: &Motion, settings: &DetectionSettings) -> (Vec<Rect>, f32) {
         let (w, h) = (frame.cols(), frame.rows());
         let whole = lane.whole_frame_input(w as usize, h as usize);
         let tracked: Vec<[f32; 4]> = self.poses.iter().flat_map(|p| p.detections.iter().map(|d| d.bbox)).collect();
-        let opts = RegionPlan { scale, ..RegionPlan::default() };
+        let opts = RegionPlan { scale: settings.region_scale, budget: settings.region_budget, ..RegionPlan::default() };
         let plan = regions::plan(w, h, &motion.boxes, &tracked, &opts, whole);
         log::trace!(target: "haven::detect", "motion {:?}, tracked {:?}: {plan:?}", motion.boxes, tracked);
         match plan {
