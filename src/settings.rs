@@ -252,6 +252,25 @@ fn default_jpeg_quality() -> u8 {
 }
 
 impl CameraConfig {
+    /// A camera with every optional setting at its default, as a `[[cameras]]` entry with only
+    /// these three keys would be.
+    pub fn new(camera_id: &str, source: &str, source_type: SourceType) -> Self {
+        Self {
+            camera_id: camera_id.to_string(),
+            source: source.to_string(),
+            source_type,
+            loop_video: default_true(),
+            ai_enabled: default_true(),
+            resize_width: None,
+            jpeg_quality: default_jpeg_quality(),
+            max_fps: None,
+            fall: None,
+            detect_fps: None,
+            idle_detect_interval_secs: None,
+            motion: None,
+        }
+    }
+
     /// The source as it may be shown: RTSP credentials masked.
     pub fn display_source(&self) -> String {
         redact_url(&self.source)

@@ -315,20 +315,7 @@ mod tests {
     fn the_openapi_camera_status_lists_every_field_the_api_gives() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
         let schema = &doc["components"]["schemas"]["CameraStatus"];
-        let config = CameraConfig {
-            camera_id: "cam1".into(),
-            source: "a.mp4".into(),
-            source_type: SourceType::VideoFile,
-            loop_video: true,
-            ai_enabled: true,
-            resize_width: None,
-            jpeg_quality: 80,
-            max_fps: None,
-            fall: None,
-            detect_fps: None,
-            idle_detect_interval_secs: None,
-            motion: None,
-        };
+        let config = CameraConfig::new("cam1", "a.mp4", SourceType::VideoFile);
         let view = CameraStatus::default().snapshot(&config, &DetectionSettings::default(), true, 0);
         let value = serde_json::to_value(view).unwrap();
         let mut fields: Vec<&String> = value.as_object().unwrap().keys().collect();

@@ -72,20 +72,7 @@ pub async fn server_on_clip(name: &str, seconds: f64, ids: &[&str]) -> (Scratch,
 }
 
 pub fn camera(id: &str, source: &Path) -> CameraConfig {
-    CameraConfig {
-        camera_id: id.to_string(),
-        source: source.display().to_string(),
-        source_type: SourceType::VideoFile,
-        loop_video: true,
-        ai_enabled: false,
-        resize_width: None,
-        jpeg_quality: 80,
-        max_fps: None,
-        fall: None,
-        detect_fps: None,
-        idle_detect_interval_secs: None,
-        motion: None,
-    }
+    CameraConfig { ai_enabled: false, ..CameraConfig::new(id, &source.display().to_string(), SourceType::VideoFile) }
 }
 
 /// The shipped settings with a free port, short heartbeats and the given cameras.
