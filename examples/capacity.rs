@@ -3,12 +3,13 @@
 //! how often its poses were refreshed, its inferences per second and its own thread's CPU.
 //!
 //! `cargo build && cargo run --example capacity -- [--demo 6] [--still 6] [--window 30] [--rounds 1]
-//!   [--exe PATH[=LABEL]]...`
+//!   [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
 //!
 //! Each `--exe` is another build of the server (an older commit's `target/debug/haven` in a worktree,
 //! say, with that tree's `settings/default.toml`) run on the same set-up, round after round in turn
 //! with this tree's build, so that before and after are measured side by side on the same machine.
-//! `data/still.mp4` is made by `scripts/setup.sh`.
+//! Each `--variant` runs this tree's build with environment overrides (`HAVEN__DETECTION__WORKERS=2`,
+//! say) in the same rotation. `data/still.mp4` is made by `scripts/setup.sh`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -26,11 +27,12 @@ struct Args {
     still: usize,
     window: f64,
     rounds: usize,
-    builds: Vec<(PathBuf, String)>,
+    /// (server binary, label, environment added)
+    builds: Vec<(PathBuf, String, Vec<(String, String)>)>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into())] };
+    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into(), Vec::new())] };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -42,7 +44,16 @@ fn parse_args() -> Args {
             "--exe" => {
                 let v = value();
                 let (path, label) = v.split_once('=').map_or((v.as_str(), v.as_str()), |(p, l)| (p, l));
-                a.builds.push((PathBuf::from(path), label.to_string()));
+                a.builds.push((PathBuf::from(path), label.to_string(), Vec::new()));
+            }
+            "--variant" => {
+                let v = value();
+                let (label, env) = v.split_once(':').expect("--variant LABEL:KEY=VALUE[,KEY=VALUE]");
+                let env = env
+                    .split(',')
+                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("KEY=VALUE"))
+                    .collect();
+                a.builds.push((repo().join("target/debug/haven"), label.to_string(), env));
             }
             other => panic!("unknown argument {other} (see the comment at the top of examples/capacity.rs)"),
         }
@@ -54,14 +65,15 @@ fn parse_args() -> Args {
 #[derive(Default)]
 struct Seen {
     frames: u64,
-    /// Distinct source frames the shown poses came from (a fresh inference each).
+    /// Distinct source frames the shown poses came from (a fresh inference each), by capture time:
+    /// frame indices repeat when a file loops.
     pose_frames: HashSet<u64>,
     counting: bool,
 }
 
 #[derive(serde::Deserialize)]
 struct Meta {
-    frame_index: u64,
+    timestamp: f64,
     #[serde(default)]
     inference_ms: Option<f64>,
     #[serde(default)]
@@ -70,7 +82,7 @@ struct Meta {
 
 #[derive(serde::Deserialize)]
 struct PosesMeta {
-    frame_index: u64,
+    timestamp: f64,
 }
 
 async fn connect(port: u16, id: &str, seen: Arc<Mutex<Seen>>) -> actix_web::rt::task::JoinHandle<()> {
@@ -93,8 +105,8 @@ async fn connect(port: u16, id: &str, seen: Arc<Mutex<Seen>>) -> actix_web::rt::
                         s.frames += 1;
                         // Builds from before the detect rate inferred every frame they showed.
                         match (m.poses, m.inference_ms) {
-                            (Some(p), _) => s.pose_frames.insert(p.frame_index),
-                            (None, Some(_)) => s.pose_frames.insert(m.frame_index),
+                            (Some(p), _) => s.pose_frames.insert(p.timestamp.to_bits()),
+                            (None, Some(_)) => s.pose_frames.insert(m.timestamp.to_bits()),
                             _ => false,
                         };
                     }
@@ -125,7 +137,7 @@ struct Row {
 }
 
 /// One build's round: per-camera rows, the process's CPU (cores) and RSS.
-async fn round(exe: &std::path::Path, args: &Args) -> (Vec<Row>, f64, f64) {
+async fn round(exe: &std::path::Path, env: &[(String, String)], args: &Args) -> (Vec<Row>, f64, f64) {
     // Each build reads its own shipped settings (an older one refuses sections it does not know).
     let root = exe.ancestors().nth(3).filter(|r| r.join("settings/default.toml").is_file());
     let mut s = match root {
@@ -145,7 +157,8 @@ async fn round(exe: &std::path::Path, args: &Args) -> (Vec<Row>, f64, f64) {
     }
     let settings = std::env::temp_dir().join(format!("haven-capacity-{}.toml", std::process::id()));
     std::fs::write(&settings, s).unwrap();
-    let haven = Haven::start_exe(exe, &settings, &[], None);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let haven = Haven::start_exe(exe, &settings, &env, None);
     let (pid, port) = (haven.pid(), haven.port);
     let seen: Vec<Arc<Mutex<Seen>>> = cams.iter().map(|_| Arc::default()).collect();
     let mut tasks = Vec::new();
@@ -208,12 +221,12 @@ async fn main() {
     );
     let mut results: Vec<Vec<(Vec<Row>, f64, f64)>> = args.builds.iter().map(|_| Vec::new()).collect();
     for r in 0..args.rounds {
-        for (b, (exe, label)) in args.builds.iter().enumerate() {
+        for (b, (exe, label, env)) in args.builds.iter().enumerate() {
             eprintln!("round {} of {}: {label}", r + 1, args.rounds);
-            results[b].push(round(exe, &args).await);
+            results[b].push(round(exe, env, &args).await);
         }
     }
-    for (b, (_, label)) in args.builds.iter().enumerate() {
+    for (b, (_, label, _)) in args.builds.iter().enumerate() {
         println!("\n## {label}\n");
         println!("| camera | viewer fps | poses refreshed /s | inferences /s | camera thread CPU % |");
         println!("|---|---|---|---|---|");

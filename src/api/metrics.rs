@@ -30,6 +30,7 @@ const METRICS: &[Metric] = &[
     Metric { name: "haven_camera_reconnects_total", kind: "counter", help: "Attempts to reopen the source after a failure.", value: Some(|c| c.reconnects as f64) },
     Metric { name: "haven_camera_loops_total", kind: "counter", help: "Times a looping file source restarted at its end.", value: Some(|c| c.loops as f64) },
     Metric { name: "haven_camera_cpu_percent", kind: "gauge", help: "CPU of the camera's own thread (decode, motion, drawing, encoding) over the last second, percent of one core.", value: Some(|c| c.cpu_percent) },
+    Metric { name: "haven_camera_region_budget", kind: "gauge", help: "What the camera's regions may cost, as a fraction of one square pass (less while its frames wait for the model).", value: Some(|c| c.region_budget) },
     Metric { name: "haven_camera_motion", kind: "gauge", help: "1 while something moves in the camera's newest frame.", value: Some(|c| c.motion as u8 as f64) },
     Metric { name: "haven_camera_motion_area", kind: "gauge", help: "Fraction of the newest frame that moved.", value: Some(|c| c.motion_area) },
     Metric { name: "haven_camera_detect_fps_setting", kind: "gauge", help: "Passes of the model per second while something moves (0: every frame).", value: Some(|c| c.detect_fps) },

