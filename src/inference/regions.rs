@@ -145,8 +145,8 @@ pub fn plan(w: i32, h: i32, motion: &[[f32; 4]], tracked: &[[f32; 4]], opts: &Re
 }
 
 /// A camera's share of its region budget under load: while its frames wait for the shared model
-/// longer than half its detect period, the regions shrink (cheaper passes, more of them for every
-/// camera); when they stop waiting, the regions grow back. Measured with 6 busy cameras on 2 cores
+/// longer than a third of its detect period, the regions shrink (cheaper passes, more of them for
+/// every camera); when they stop waiting, the regions grow back. Measured with 6 busy cameras on 2 cores
 /// (`examples/capacity.rs`): a full budget gave 3.6-3.8 passes a second per camera, half of it 4.9
 /// (of 5), while one camera alone keeps the full budget and finds the small people.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,8 +154,10 @@ pub struct BudgetControl {
     factor: f32,
 }
 
-/// The least share of the budget; the factor a long wait shrinks it by, a short one grows it by.
+/// The least share of the budget; the factor a long wait shrinks it by, a short one grows it by; a
+/// wait longer than this share of the detect period is long.
 const MIN_BUDGET_SHARE: f32 = 0.4;
+const LONG_WAIT: f64 = 0.3;
 const SHRINK: f32 = 0.85;
 const GROW: f32 = 1.05;
 
@@ -168,7 +170,7 @@ impl Default for BudgetControl {
 impl BudgetControl {
     /// One result: how long its frame waited for a worker, and the camera's detect period.
     pub fn observe(&mut self, queue_ms: f64, period_ms: f64) {
-        self.factor = if queue_ms > period_ms / 2.0 {
+        self.factor = if queue_ms > period_ms * LONG_WAIT {
             (self.factor * SHRINK).max(MIN_BUDGET_SHARE)
         } else {
             (self.factor * GROW).min(1.0)
