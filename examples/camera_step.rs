@@ -101,7 +101,7 @@ fn main() {
                 motion: None,
                 events: &[],
             };
-            std::hint::black_box(FramePacket::new(meta, jpeg.to_vec()));
+            std::hint::black_box(FramePacket::new(meta, jpeg.to_vec().into()));
             msg.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (d, i, a, e, m) = (median(decode_ms.clone()), median(inf), median(ann), median(enc), median(msg));

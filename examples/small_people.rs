@@ -18,7 +18,7 @@ use std::time::Instant;
 use haven::camera::motion::{MotionDetector, MotionSettings};
 use haven::inference::pose::PoseEngine;
 use haven::inference::regions::{self, Plan, RegionPlan};
-use haven::inference::{merge_overlapping, AiEngine, Detection, SharedEngine};
+use haven::inference::{in_frame, merge_overlapping, AiEngine, Detection, SharedEngine};
 use haven::settings::Settings;
 use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
@@ -66,11 +66,7 @@ fn tiled(engine: &PoseEngine, frame: &Mat, input: (usize, usize)) -> Vec<Detecti
     let mut all = Vec::new();
     for r in tiles(frame.cols(), frame.rows()) {
         let part = Mat::roi(frame, r).unwrap().try_clone().unwrap();
-        for mut d in engine.detect_sized(&part, input).unwrap() {
-            let (dx, dy) = (r.x as f32, r.y as f32);
-            d.bbox = [d.bbox[0] + dx, d.bbox[1] + dy, d.bbox[2] + dx, d.bbox[3] + dy];
-            all.push(d);
-        }
+        all.extend(engine.detect_sized(&part, input).unwrap().into_iter().map(|d| in_frame(d, r)));
     }
     merge_overlapping(all)
 }

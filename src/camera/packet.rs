@@ -68,7 +68,7 @@ pub struct PosesMeta {
 }
 
 impl FramePacket {
-    pub fn new(meta: FrameMetadata<'_>, jpeg: Vec<u8>) -> Arc<Self> {
+    pub fn new(meta: FrameMetadata<'_>, jpeg: Bytes) -> Arc<Self> {
         let metadata = serde_json::to_string(&meta).expect("frame metadata serialises");
         let b64_len = jpeg.len().div_ceil(3) * 4;
         let mut text = String::with_capacity(b64_len + metadata.len() + 48);
@@ -84,7 +84,7 @@ impl FramePacket {
             created: std::time::Instant::now(),
             width: meta.width,
             height: meta.height,
-            jpeg: Bytes::from(jpeg),
+            jpeg,
             detections: meta.detections.to_vec(),
             text: ByteString::from(text),
         })
@@ -123,7 +123,7 @@ mod tests {
                 motion: None,
                 events: &[],
             },
-            vec![0xff, 0xd8, 0xff, 0xd9],
+            Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]),
         );
         let v: serde_json::Value = serde_json::from_str(&p.text).unwrap();
         assert_eq!(v["type"], "frame");

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Handler, Message, SyncContext};
+use actix_web::web::Bytes;
 use opencv::core::{Mat, Rect, Size, Vector};
 use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
@@ -288,7 +289,8 @@ struct Poses {
 
 /// The newest JPEG, kept so that a still scene is not encoded again frame after frame.
 struct Encoded {
-    jpeg: Vec<u8>,
+    /// Shared with the packets that show it (a reference count, not a copy).
+    jpeg: Bytes,
     quality: u8,
     size: (i32, i32),
     /// The capture time of the poses drawn on it (`None`: none drawn).
@@ -555,8 +557,11 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
 /// the result (no viewer, no events).
 fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let config = ctx.config.read().unwrap().clone();
-    let infer = pipe.lane.is_some() && config.ai_enabled;
+    let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings)) = {
+        let c = ctx.config.read().unwrap();
+        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.detection))
+    };
+    let infer = pipe.lane.is_some() && ai_enabled;
     let watched = ctx.feed.receiver_count() > 0;
     let has_events = pipe.events.is_some() && infer;
     if !watched {
@@ -565,7 +570,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             return Ok(());
         }
     }
-    if let Some(w) = config.resize_width {
+    if let Some(w) = resize_width {
         let w = w as i32;
         if frame.cols() > w {
             let h = ((frame.rows() as f64) * (w as f64) / (frame.cols() as f64)).round() as i32;
@@ -575,7 +580,6 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             *frame = small;
         }
     }
-    let (detect_fps, idle, motion_settings) = detection_settings(&config, &ctx.detection);
     pipe.gate.set_rates(detect_fps, idle);
     if *pipe.motion.settings() != motion_settings {
         pipe.motion.set_settings(motion_settings);
@@ -594,7 +598,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     let fresh_poses = pipe.poses.as_ref().map(|p| p.timestamp) != previous_poses;
 
     let encode_started = Instant::now();
-    let jpeg = encode(ctx, pipe, frame, &motion, config.jpeg_quality)?;
+    let jpeg = encode(ctx, pipe, frame, &motion, jpeg_quality)?;
     let encode_ms = encode_started.elapsed().as_secs_f64() * 1000.0;
     let (width, height) = pipe.encoded.as_ref().map_or((frame.cols(), frame.rows()), |e| e.size);
     ctx.status.set_frame_size(width, height);
@@ -676,12 +680,12 @@ fn forget_stale_packet(ctx: &WorkerContext) {
 /// The frame as JPEG with the newest poses drawn on it. A frame in which nothing moved, with the
 /// same poses as the last one, reuses its JPEG (for up to `MAX_JPEG_REUSE`): a still camera costs
 /// a decode and the motion check, not an encode.
-fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Vec<u8>, String> {
+fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Bytes, String> {
     let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
     let size = (frame.cols(), frame.rows());
     if let Some(last) = &pipe.encoded {
-        let still = !motion.moving && pipe.motion.settings().enabled;
-        if still && last.quality == quality && last.size == size && last.poses_at == poses_at && last.at.elapsed() < MAX_JPEG_REUSE {
+        // A disabled motion detector calls every frame moving: no reuse then.
+        if !motion.moving && last.quality == quality && last.size == size && last.poses_at == poses_at && last.at.elapsed() < MAX_JPEG_REUSE {
             return Ok(last.jpeg.clone());
         }
     }
@@ -699,7 +703,7 @@ fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion
     let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality as i32]);
     imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
     ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
-    let jpeg = jpeg.to_vec();
+    let jpeg = Bytes::from(jpeg.to_vec());
     pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: Instant::now() });
     Ok(jpeg)
 }

@@ -82,17 +82,6 @@ pub enum ClipStatus {
     Failed,
 }
 
-impl ClipStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClipStatus::None => "none",
-            ClipStatus::Recording => "recording",
-            ClipStatus::Ready => "ready",
-            ClipStatus::Failed => "failed",
-        }
-    }
-}
-
 /// One event, as stored, listed and pushed on `/ws/alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -90,18 +90,21 @@ impl SharedEngine {
         let mut all = Vec::new();
         for r in regions {
             let part = Mat::roi(frame, *r)?.try_clone()?;
-            for mut d in self.engine.detect_scaled(&part, scale)? {
-                let (dx, dy) = (r.x as f32, r.y as f32);
-                d.bbox = [d.bbox[0] + dx, d.bbox[1] + dy, d.bbox[2] + dx, d.bbox[3] + dy];
-                for k in &mut d.keypoints {
-                    k[0] += dx;
-                    k[1] += dy;
-                }
-                all.push(d);
-            }
+            all.extend(self.engine.detect_scaled(&part, scale)?.into_iter().map(|d| in_frame(d, *r)));
         }
         Ok(merge_overlapping(all))
     }
+}
+
+/// A detection made in `region` of a frame, moved into the frame's pixels.
+pub fn in_frame(mut d: Detection, region: Rect) -> Detection {
+    let (dx, dy) = (region.x as f32, region.y as f32);
+    d.bbox = [d.bbox[0] + dx, d.bbox[1] + dy, d.bbox[2] + dx, d.bbox[3] + dy];
+    for k in &mut d.keypoints {
+        k[0] += dx;
+        k[1] += dy;
+    }
+    d
 }
 
 /// Two boxes are one person when they overlap by this IoU, or one lies this much inside the other

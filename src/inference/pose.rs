@@ -98,7 +98,6 @@ impl PoseEngine {
             }
         }
     }
-
 }
 
 impl AiEngine for PoseEngine {

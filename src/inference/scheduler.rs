@@ -20,7 +20,7 @@ use opencv::core::{Mat, Rect};
 use super::{Detection, SharedEngine};
 
 /// Who goes first when several cameras wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Priority {
     /// Nobody watches and nothing is happening: events still need the frames.
