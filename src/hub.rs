@@ -1,21 +1,15 @@
 //! `StreamHub`: the registry of cameras and owner of the one shared AI engine.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Context, Handler, Message, MessageResult, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture};
 use serde::Serialize;
-use tokio::sync::watch;
 
-use crate::camera::actor::StopCamera;
-use crate::camera::worker::WorkerContext;
-use crate::camera::status::HistogramView;
-use crate::camera::{CameraActor, CameraState, CameraStatus, CameraStatusView, Feed};
-use crate::events::EventHub;
-use crate::inference::scheduler::Scheduler;
-use crate::settings::{save_cameras, CameraConfig, CaptureSettings, DetectionSettings};
+use crate::camera::{Camera, CameraDeps, CameraPatch, CameraState, CameraStatus, CameraStatusView, HistogramView};
+use crate::settings::{save_cameras, CameraConfig};
+
+pub use crate::camera::CameraLink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -29,110 +23,35 @@ pub enum HubError {
     Persist(String),
 }
 
-struct CameraEntry {
-    ctx: WorkerContext,
-    actor: Option<Addr<CameraActor>>,
-}
-
-impl CameraEntry {
-    fn new(
-        config: CameraConfig,
-        inference: Option<Arc<Scheduler>>,
-        capture: Arc<CaptureSettings>,
-        detection: Arc<DetectionSettings>,
-        events: Option<Arc<EventHub>>,
-    ) -> Self {
-        let (feed, _) = watch::channel(Feed::Waiting);
-        CameraEntry { ctx: WorkerContext::new(config, inference, Arc::new(feed), capture, detection, events), actor: None }
-    }
-
-    fn config(&self) -> CameraConfig {
-        self.ctx.config.read().unwrap().clone()
-    }
-
-    fn start(&mut self) {
-        if self.actor.is_none() {
-            self.actor = Some(CameraActor::new(self.ctx.clone()).start());
-        }
-    }
-
-    /// Stops the worker; with a reason, viewers are closed with it, without one they stay for what comes next.
-    fn stop(&mut self, reason: Option<&'static str>) {
-        self.ctx.stop.store(true, Ordering::Relaxed);
-        if let Some(actor) = self.actor.take() {
-            actor.do_send(StopCamera { reason });
-        } else if let Some(reason) = reason {
-            self.ctx.feed.send_replace(Feed::Closed(reason));
-        }
-    }
-
-    /// A fresh worker with a new configuration, feeding the same viewers.
-    fn restart(&mut self, config: CameraConfig) {
-        self.stop(None);
-        self.ctx = self.ctx.renewed(config);
-        self.start();
-    }
-
-    fn id(&self) -> String {
-        self.ctx.config.read().unwrap().camera_id.clone()
-    }
-
-    fn view(&self, engine_loaded: bool) -> CameraStatusView {
-        let config = self.ctx.config.read().unwrap();
-        let ai = config.ai_enabled && engine_loaded;
-        self.ctx.status.snapshot(&config, &self.ctx.detection, ai, self.ctx.feed.receiver_count())
-    }
-}
-
-/// What a viewer needs to follow one camera.
-#[derive(Clone)]
-pub struct CameraLink {
-    pub camera_id: String,
-    pub feed: watch::Receiver<Feed>,
-}
-
+/// The registry of cameras; a camera's own life (thread, feed, status) is its `Camera`'s.
 pub struct StreamHub {
-    cameras: Vec<CameraEntry>,
-    /// The shared model's queue; `None` when no model is loaded.
-    inference: Option<Arc<Scheduler>>,
-    capture: Arc<CaptureSettings>,
-    detection: Arc<DetectionSettings>,
-    /// Where cameras send their events; `None` when events are turned off.
-    events: Option<Arc<EventHub>>,
+    cameras: Vec<Camera>,
+    /// What every camera is given: the shared model, settings, events, source opener and clock.
+    deps: CameraDeps,
     running: bool,
     /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
     settings_file: Option<PathBuf>,
 }
 
 impl StreamHub {
-    pub fn new(
-        inference: Option<Arc<Scheduler>>,
-        capture: CaptureSettings,
-        detection: DetectionSettings,
-        events: Option<Arc<EventHub>>,
-        settings_file: Option<PathBuf>,
-    ) -> Self {
-        Self {
-            cameras: Vec::new(),
-            inference,
-            capture: Arc::new(capture),
-            detection: Arc::new(detection),
-            events,
-            running: false,
-            settings_file,
-        }
+    pub fn new(deps: CameraDeps, settings_file: Option<PathBuf>) -> Self {
+        Self { cameras: Vec::new(), deps, running: false, settings_file }
+    }
+
+    fn engine_loaded(&self) -> bool {
+        self.deps.inference.is_some()
     }
 
     fn position(&self, id: &str) -> Option<usize> {
-        self.cameras.iter().position(|c| c.ctx.config.read().unwrap().camera_id == id)
+        self.cameras.iter().position(|c| c.id() == id)
     }
 
-    fn find(&self, id: &str) -> Option<&CameraEntry> {
+    fn find(&self, id: &str) -> Option<&Camera> {
         self.position(id).map(|i| &self.cameras[i])
     }
 
     fn configs(&self) -> Vec<CameraConfig> {
-        self.cameras.iter().map(CameraEntry::config).collect()
+        self.cameras.iter().map(Camera::config).collect()
     }
 
     /// Writes `cameras` to the settings file before the change is applied: a change that cannot be
@@ -151,18 +70,12 @@ impl StreamHub {
             config.display_source(),
             config.source_type.as_str()
         );
-        let mut entry = CameraEntry::new(
-            config,
-            self.inference.clone(),
-            self.capture.clone(),
-            self.detection.clone(),
-            self.events.clone(),
-        );
+        let mut camera = Camera::new(config, self.deps.clone());
         if self.running {
-            entry.start();
+            camera.start();
         }
-        let view = entry.view(self.inference.is_some());
-        self.cameras.push(entry);
+        let view = camera.status(self.engine_loaded());
+        self.cameras.push(camera);
         view
     }
 }
@@ -210,72 +123,9 @@ impl Handler<Remove> for StreamHub {
         let mut all = self.configs();
         all.remove(i);
         self.persist(&all)?;
-        let mut entry = self.cameras.remove(i);
-        entry.stop(Some("camera removed"));
+        self.cameras.remove(i).stop(Some("camera removed"));
         log::info!("Removed camera: {id}");
         Ok(())
-    }
-}
-
-/// Settings that take effect on the next frame, without restarting the camera.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraPatch {
-    #[serde(default, deserialize_with = "present::deserialize")]
-    pub ai_enabled: Option<bool>,
-    #[serde(default, deserialize_with = "present::deserialize")]
-    pub jpeg_quality: Option<u8>,
-    /// `null` removes the limit.
-    #[serde(default, with = "double_option")]
-    pub resize_width: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "present::deserialize")]
-    pub loop_video: Option<bool>,
-    /// `null` removes the cap.
-    #[serde(default, with = "double_option")]
-    pub max_fps: Option<Option<f64>>,
-    /// `null` returns to `[detection]`'s rate.
-    #[serde(default, with = "double_option")]
-    pub detect_fps: Option<Option<f64>>,
-}
-
-mod present {
-    use serde::{Deserialize, Deserializer};
-
-    /// A field that may be left out but not set to `null` (it has no "unset" meaning).
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-        T::deserialize(d).map(Some)
-    }
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
-}
-
-impl CameraPatch {
-    pub fn apply(&self, config: &mut CameraConfig) {
-        if let Some(v) = self.ai_enabled {
-            config.ai_enabled = v;
-        }
-        if let Some(v) = self.jpeg_quality {
-            config.jpeg_quality = v;
-        }
-        if let Some(v) = self.resize_width {
-            config.resize_width = v;
-        }
-        if let Some(v) = self.loop_video {
-            config.loop_video = v;
-        }
-        if let Some(v) = self.max_fps {
-            config.max_fps = v;
-        }
-        if let Some(v) = self.detect_fps {
-            config.detect_fps = v;
-        }
     }
 }
 
@@ -288,15 +138,13 @@ impl Handler<Update> for StreamHub {
 
     fn handle(&mut self, Update(id, patch): Update, _: &mut Context<Self>) -> Self::Result {
         let i = self.position(&id).ok_or_else(|| HubError::UnknownCamera(id.clone()))?;
-        let mut changed = self.cameras[i].config();
-        patch.apply(&mut changed);
-        changed.validate().map_err(HubError::InvalidCamera)?;
         let mut all = self.configs();
-        all[i] = changed.clone();
+        patch.apply(&mut all[i]);
+        all[i].validate().map_err(HubError::InvalidCamera)?;
         self.persist(&all)?;
-        *self.cameras[i].ctx.config.write().unwrap() = changed;
+        self.cameras[i].update(&patch);
         log::info!("Updated camera: {id} ({patch:?})");
-        Ok(self.cameras[i].view(self.inference.is_some()))
+        Ok(self.cameras[i].status(self.engine_loaded()))
     }
 }
 
@@ -306,43 +154,59 @@ impl Handler<Update> for StreamHub {
 #[rtype(result = "ReloadSummary")]
 pub struct Reload(pub Vec<CameraConfig>);
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, PartialEq, Serialize)]
 pub struct ReloadSummary {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
 }
 
+impl ReloadSummary {
+    /// What must change to go from the `current` cameras to the `wanted` ones, by camera id: a
+    /// camera whose settings differ in any way restarts; one that is equal is not touched.
+    pub fn diff(current: &[CameraConfig], wanted: &[CameraConfig]) -> Self {
+        let find = |list: &[CameraConfig], id: &str| list.iter().find(|c| c.camera_id == id).cloned();
+        let mut summary = Self::default();
+        for c in current {
+            match find(wanted, &c.camera_id) {
+                None => summary.removed.push(c.camera_id.clone()),
+                Some(w) if w != *c => summary.restarted.push(c.camera_id.clone()),
+                Some(_) => {}
+            }
+        }
+        for w in wanted {
+            if find(current, &w.camera_id).is_none() && !summary.added.contains(&w.camera_id) {
+                summary.added.push(w.camera_id.clone());
+            }
+        }
+        summary
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty()
+    }
+}
+
 impl Handler<Reload> for StreamHub {
     type Result = MessageResult<Reload>;
 
     fn handle(&mut self, Reload(wanted): Reload, _: &mut Context<Self>) -> Self::Result {
-        let mut summary = ReloadSummary::default();
-        let mut i = 0;
-        while i < self.cameras.len() {
-            let current = self.cameras[i].config();
-            match wanted.iter().find(|w| w.camera_id == current.camera_id) {
-                None => {
-                    let mut entry = self.cameras.remove(i);
-                    entry.stop(Some("camera removed"));
-                    summary.removed.push(current.camera_id);
-                    continue;
-                }
-                Some(w) if *w != current => {
+        let summary = ReloadSummary::diff(&self.configs(), &wanted);
+        for id in &summary.removed {
+            if let Some(i) = self.position(id) {
+                self.cameras.remove(i).stop(Some("camera removed"));
+            }
+        }
+        for w in &wanted {
+            if summary.restarted.contains(&w.camera_id) {
+                if let Some(i) = self.position(&w.camera_id) {
                     self.cameras[i].restart(w.clone());
-                    summary.restarted.push(current.camera_id);
                 }
-                Some(_) => {}
-            }
-            i += 1;
-        }
-        for w in wanted {
-            if self.find(&w.camera_id).is_none() {
-                summary.added.push(w.camera_id.clone());
-                self.add(w);
+            } else if summary.added.contains(&w.camera_id) && self.find(&w.camera_id).is_none() {
+                self.add(w.clone());
             }
         }
-        if summary.added.is_empty() && summary.removed.is_empty() && summary.restarted.is_empty() {
+        if summary.is_empty() {
             return MessageResult(summary);
         }
         log::info!(
@@ -379,7 +243,7 @@ impl Handler<StartAll> for StreamHub {
 
     fn handle(&mut self, _: StartAll, _: &mut Context<Self>) {
         self.running = true;
-        self.cameras.iter_mut().for_each(CameraEntry::start);
+        self.cameras.iter_mut().for_each(Camera::start);
     }
 }
 
@@ -397,11 +261,11 @@ impl Handler<StopAll> for StreamHub {
     fn handle(&mut self, msg: StopAll, _: &mut Context<Self>) -> Self::Result {
         self.running = false;
         let mut waiting = Vec::new();
-        for entry in &mut self.cameras {
-            if entry.actor.is_some() {
-                waiting.push((entry.id(), entry.ctx.status.clone()));
+        for camera in &mut self.cameras {
+            if camera.is_running() {
+                waiting.push((camera.id(), camera.counters()));
             }
-            entry.stop(Some("server shutting down"));
+            camera.stop(Some("server shutting down"));
         }
         Box::pin(async move {
             let deadline = Instant::now() + msg.timeout;
@@ -430,14 +294,11 @@ impl Handler<Subscribe> for StreamHub {
     type Result = Option<CameraLink>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        let entry = match &msg.camera_id {
+        let camera = match &msg.camera_id {
             Some(id) => self.find(id)?,
             None => self.cameras.first()?,
         };
-        Some(CameraLink {
-            camera_id: entry.id(),
-            feed: entry.ctx.feed.subscribe(),
-        })
+        Some(camera.subscribe())
     }
 }
 
@@ -449,8 +310,8 @@ impl Handler<Statuses> for StreamHub {
     type Result = MessageResult<Statuses>;
 
     fn handle(&mut self, _: Statuses, _: &mut Context<Self>) -> Self::Result {
-        let loaded = self.inference.is_some();
-        MessageResult(self.cameras.iter().map(|c| c.view(loaded)).collect())
+        let loaded = self.engine_loaded();
+        MessageResult(self.cameras.iter().map(|c| c.status(loaded)).collect())
     }
 }
 
@@ -462,7 +323,7 @@ impl Handler<GetStatus> for StreamHub {
     type Result = Result<CameraStatusView, HubError>;
 
     fn handle(&mut self, GetStatus(id): GetStatus, _: &mut Context<Self>) -> Self::Result {
-        self.find(&id).map(|c| c.view(self.inference.is_some())).ok_or(HubError::UnknownCamera(id))
+        self.find(&id).map(|c| c.status(self.engine_loaded())).ok_or(HubError::UnknownCamera(id))
     }
 }
 
@@ -487,13 +348,14 @@ impl Handler<GetEngineInfo> for StreamHub {
     type Result = MessageResult<GetEngineInfo>;
 
     fn handle(&mut self, _: GetEngineInfo, _: &mut Context<Self>) -> Self::Result {
-        let engine = self.inference.as_ref().map(|s| s.engine());
+        let scheduler = self.deps.inference.as_ref();
+        let engine = scheduler.map(|s| s.engine());
         MessageResult(EngineInfo {
             loaded: engine.is_some(),
             name: engine.map(|e| e.name()),
             calls: engine.map_or(0, |e| e.calls()),
-            workers: self.inference.as_ref().map_or(0, |s| s.workers()),
-            waiting: self.inference.as_ref().map_or(0, |s| s.waiting()),
+            workers: scheduler.map_or(0, |s| s.workers()),
+            waiting: scheduler.map_or(0, |s| s.waiting()),
         })
     }
 }
@@ -513,17 +375,130 @@ impl Handler<GetMetrics> for StreamHub {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _: GetMetrics, ctx: &mut Context<Self>) -> Self::Result {
-        let loaded = self.inference.is_some();
+        let loaded = self.engine_loaded();
         let cameras = self
             .cameras
             .iter()
-            .map(|c| CameraMetrics {
-                view: c.view(loaded),
-                inference: c.ctx.status.inference_histogram(),
-                queue: c.ctx.status.queue_histogram(),
+            .map(|c| {
+                let counters = c.counters();
+                CameraMetrics {
+                    view: c.status(loaded),
+                    inference: counters.inference_histogram(),
+                    queue: counters.queue_histogram(),
+                }
             })
             .collect();
         let MessageResult(engine) = self.handle(GetEngineInfo, ctx);
         MessageResult((cameras, engine))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::camera::clock::SimClock;
+    use crate::camera::scripted::{Opening, ScriptedOpener};
+    use crate::camera::Feed;
+    use crate::settings::{CaptureSettings, DetectionSettings, SourceType};
+
+    fn cam(id: &str) -> CameraConfig {
+        CameraConfig::new(id, &format!("{id}.mp4"), SourceType::VideoFile)
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_reload_diff_restarts_only_what_changed() {
+        let mut b2 = cam("b");
+        b2.jpeg_quality = 50;
+        let diff = ReloadSummary::diff(&[cam("a"), cam("b"), cam("c")], &[cam("a"), b2, cam("d")]);
+        assert_eq!(diff, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+        assert!(ReloadSummary::diff(&[cam("a"), cam("b")], &[cam("b"), cam("a")]).is_empty(), "order alone changes nothing");
+        assert_eq!(ReloadSummary::diff(&[], &[cam("a"), cam("a")]).added, ids(&["a"]), "a camera is added once");
+        assert_eq!(ReloadSummary::diff(&[cam("a")], &[]).removed, ids(&["a"]));
+        let mut moved = cam("a");
+        moved.source = "elsewhere.mp4".into();
+        assert_eq!(ReloadSummary::diff(&[cam("a")], &[moved]).restarted, ids(&["a"]));
+    }
+
+    async fn next_frame(feed: &mut watch::Receiver<Feed>, after_seq: u64) -> u64 {
+        let wait = async {
+            loop {
+                if let Feed::Frame(p) = &*feed.borrow_and_update() {
+                    if p.seq > after_seq {
+                        return p.seq;
+                    }
+                }
+                feed.changed().await.expect("feed open");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("a frame within 20 s")
+    }
+
+    #[actix_web::test]
+    async fn a_reload_keeps_unchanged_cameras_and_their_viewers_restarts_changed_ones_and_closes_removed_ones() {
+        let clock = Arc::new(SimClock::new(0.0));
+        let endless = || Opening::File { frames: usize::MAX, fps: 10.0, read_cost: Duration::ZERO };
+        let opener = Arc::new(ScriptedOpener::new(clock.clone(), (0..5).map(|_| endless()).collect()));
+        let capture = CaptureSettings {
+            open_timeout_secs: 5.0,
+            read_timeout_secs: 5.0,
+            watchdog_secs: 2.0,
+            reconnect_initial_secs: 1.0,
+            reconnect_max_secs: 4.0,
+        };
+        let deps = CameraDeps {
+            inference: None,
+            capture: Arc::new(capture),
+            detection: Arc::new(DetectionSettings::default()),
+            events: None,
+            opener: opener.clone(),
+            clock,
+        };
+        let hub = StreamHub::new(deps, None).start();
+        for id in ["a", "b", "c"] {
+            hub.send(Register { config: cam(id), persist: false }).await.unwrap().unwrap();
+        }
+        hub.send(StartAll).await.unwrap();
+        let subscribe = |id: &str| hub.send(Subscribe { camera_id: Some(id.to_string()) });
+        let (mut a, mut b, mut c) = (
+            subscribe("a").await.unwrap().unwrap().feed,
+            subscribe("b").await.unwrap().unwrap().feed,
+            subscribe("c").await.unwrap().unwrap().feed,
+        );
+        let (a_seq, b_seq) = (next_frame(&mut a, 0).await, next_frame(&mut b, 0).await);
+        next_frame(&mut c, 0).await;
+        assert_eq!(opener.opens.lock().unwrap().len(), 3);
+
+        let mut b2 = cam("b");
+        b2.jpeg_quality = 50;
+        let summary = hub.send(Reload(vec![cam("a"), b2, cam("d")])).await.unwrap();
+        assert_eq!(summary, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+
+        assert!(matches!(&*c.borrow(), Feed::Closed("camera removed")), "c's viewer is told why");
+        // b (restarted) and d (added) open their sources; b's viewer stays and gets the new worker's
+        // frames; a's worker is not touched.
+        let opened = || opener.opens.lock().unwrap().len();
+        for _ in 0..1000 {
+            if opened() >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let b_seq = next_frame(&mut b, b_seq).await;
+        next_frame(&mut b, b_seq).await;
+        next_frame(&mut a, a_seq).await;
+        assert_eq!(opened(), 5, "only b and d opened their sources again");
+        let listed: Vec<_> = hub.send(Statuses).await.unwrap().into_iter().map(|s| s.camera_id).collect();
+        assert_eq!(listed, ids(&["a", "b", "d"]));
+        hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
+        assert!(matches!(&*a.borrow(), Feed::Closed("server shutting down")));
     }
 }

@@ -24,6 +24,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use crate::api::AppState;
+use crate::camera::clock::SystemClock;
+use crate::camera::source::OpenCvOpener;
+use crate::camera::CameraDeps;
 use crate::events::EventHub;
 use crate::hub::{Register, StartAll, StopAll, StreamHub};
 use crate::inference::scheduler::Scheduler;
@@ -102,14 +105,15 @@ impl Application {
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
         let camera_events = settings.events.enabled.then(|| events.clone());
         let inference = engine.map(|e| Scheduler::new(SharedEngine::new(e), settings.detection.worker_count()));
-        let hub = StreamHub::new(
+        let deps = CameraDeps {
             inference,
-            settings.capture.clone(),
-            settings.detection.clone(),
-            camera_events,
-            settings.file.clone(),
-        )
-        .start();
+            capture: Arc::new(settings.capture.clone()),
+            detection: Arc::new(settings.detection.clone()),
+            events: camera_events,
+            opener: Arc::new(OpenCvOpener),
+            clock: Arc::new(SystemClock::default()),
+        };
+        let hub = StreamHub::new(deps, settings.file.clone()).start();
         for camera in &settings.cameras {
             hub.send(Register { config: camera.clone(), persist: false }).await??;
         }

@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{authorize, ApiError, AppState};
-use crate::hub::{CameraPatch, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
+use crate::camera::CameraPatch;
+use crate::hub::{GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
 use crate::settings::{ApiSettings, CameraConfig, SourceType};
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

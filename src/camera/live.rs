@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opencv::core::Mat;
 
-use super::source::{SourceError, VideoSource};
+use super::source::{FrameSource, SourceError};
 use super::status::CameraStatus;
 
 #[derive(Default)]
@@ -32,7 +32,7 @@ pub struct LatestFrame {
 }
 
 impl LatestFrame {
-    pub fn spawn(mut source: VideoSource, status: Arc<CameraStatus>, name: String) -> Self {
+    pub fn spawn(mut source: Box<dyn FrameSource>, status: Arc<CameraStatus>, name: String) -> Self {
         let shared = Arc::new(Shared { slot: Mutex::default(), ready: Condvar::new(), stop: AtomicBool::new(false) });
         let reader = shared.clone();
         let spawned = std::thread::Builder::new().name(format!("{name}-reader")).spawn(move || {
@@ -50,7 +50,7 @@ impl LatestFrame {
                         slot.frame = Some(std::mem::take(&mut frame));
                         slot.index += 1;
                     }
-                    Ok(false) => slot.failed = Some(source.stream_ended()),
+                    Ok(false) => slot.failed = Some(SourceError::stream_ended(source.name())),
                     Err(e) => slot.failed = Some(e),
                 }
                 let failed = slot.failed.is_some();

@@ -1,14 +1,113 @@
-//! One camera: its async actor, its blocking worker thread, its source, packets and status.
+//! One camera: a `Camera` handle that owns its worker thread, stop flag, feed, status and settings.
+//! The worker (capture, motion, inference hand-off, annotation, encoding) runs on a `SyncArbiter`
+//! thread and sees its source and its time only through the `Opener` and `Clock` seams.
 
-pub mod actor;
+pub mod clock;
 pub mod gate;
 pub mod live;
 pub mod motion;
 pub mod packet;
+pub mod patch;
+#[cfg(test)]
+pub mod scripted;
 pub mod source;
 pub mod status;
 pub mod worker;
 
-pub use actor::CameraActor;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::{Addr, SyncArbiter};
+use tokio::sync::watch;
+
 pub use packet::{Feed, FramePacket};
-pub use status::{CameraState, CameraStatus, CameraStatusView};
+pub use patch::CameraPatch;
+pub use status::{CameraState, CameraStatus, CameraStatusView, HistogramView};
+pub use worker::CameraDeps;
+
+use crate::settings::CameraConfig;
+use worker::{CameraWorker, Run, WorkerContext};
+
+/// What a viewer needs to follow one camera.
+#[derive(Clone)]
+pub struct CameraLink {
+    pub camera_id: String,
+    pub feed: watch::Receiver<Feed>,
+}
+
+/// One camera for as long as it is registered. Its feed (and so its viewers) outlives restarts;
+/// each start gets a fresh worker with its own status and stop flag.
+pub struct Camera {
+    ctx: WorkerContext,
+    worker: Option<Addr<CameraWorker>>,
+}
+
+impl Camera {
+    pub fn new(config: CameraConfig, deps: CameraDeps) -> Self {
+        let (feed, _) = watch::channel(Feed::Waiting);
+        Self { ctx: WorkerContext::new(config, Arc::new(feed), deps), worker: None }
+    }
+
+    pub fn id(&self) -> String {
+        self.ctx.config.read().unwrap().camera_id.clone()
+    }
+
+    pub fn config(&self) -> CameraConfig {
+        self.ctx.config.read().unwrap().clone()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.worker.is_some()
+    }
+
+    /// Starts the worker thread, unless it runs already.
+    pub fn start(&mut self) {
+        if self.worker.is_none() {
+            let ctx = self.ctx.clone();
+            let worker = SyncArbiter::start(1, move || CameraWorker { ctx: ctx.clone() });
+            worker.do_send(Run);
+            self.worker = Some(worker);
+        }
+    }
+
+    /// Stops the worker (it notices within a frame or a poll step). With a reason, viewers are closed
+    /// with it; without one they stay for what comes next.
+    pub fn stop(&mut self, reason: Option<&'static str>) {
+        self.ctx.stop.store(true, Ordering::Relaxed);
+        // Dropping the address lets the SyncArbiter thread exit once `Run` returns.
+        self.worker = None;
+        if let Some(reason) = reason {
+            self.ctx.feed.send_replace(Feed::Closed(reason));
+        }
+    }
+
+    /// A fresh worker with a new configuration, feeding the same viewers.
+    pub fn restart(&mut self, config: CameraConfig) {
+        let running = self.is_running();
+        self.stop(None);
+        self.ctx = self.ctx.renewed(config);
+        if running {
+            self.start();
+        }
+    }
+
+    /// Applies settings that change live; the worker uses them from its next frame.
+    pub fn update(&self, patch: &CameraPatch) {
+        patch.apply(&mut self.ctx.config.write().unwrap());
+    }
+
+    pub fn subscribe(&self) -> CameraLink {
+        CameraLink { camera_id: self.id(), feed: self.ctx.feed.subscribe() }
+    }
+
+    pub fn status(&self, engine_loaded: bool) -> CameraStatusView {
+        let config = self.ctx.config.read().unwrap();
+        let ai = config.ai_enabled && engine_loaded;
+        self.ctx.status.snapshot(&config, &self.ctx.deps.detection, ai, self.ctx.feed.receiver_count())
+    }
+
+    /// The live counters of the current worker: to wait for it to stop, and for `/metrics`.
+    pub fn counters(&self) -> Arc<CameraStatus> {
+        self.ctx.status.clone()
+    }
+}

@@ -1,4 +1,5 @@
-//! Opening and reading a camera's source with OpenCV.
+//! A camera's frame source as the worker sees it (open, read, skip, rewind, what it is), and the
+//! one real implementation: OpenCV's `VideoCapture` over FFmpeg.
 
 use std::path::Path;
 
@@ -28,15 +29,66 @@ pub enum SourceError {
     OpenCv(String),
 }
 
+impl SourceError {
+    pub fn stream_ended(source_name: &str) -> Self {
+        Self::StreamEnded { source_name: source_name.to_string() }
+    }
+
+    pub fn stalled(source_name: &str, seconds: f64) -> Self {
+        Self::Stalled { source_name: source_name.to_string(), seconds }
+    }
+
+    pub fn no_frames(source_name: &str) -> Self {
+        Self::NoFrames { source_name: source_name.to_string() }
+    }
+}
+
+/// What an opened source is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceInfo {
+    pub width: i32,
+    pub height: i32,
+    /// The source's own rate; for files the pace at which frames are delivered.
+    pub fps: f64,
+}
+
+/// An opened source of frames. Reads block until a frame is decoded or the source gives up (a live
+/// camera's read timeout bounds that).
+pub trait FrameSource: Send {
+    fn info(&self) -> SourceInfo;
+    /// The source as logs and errors may show it (credentials redacted).
+    fn name(&self) -> &str;
+    /// Decodes the next frame into `frame`; `false` at the end of the stream.
+    fn read(&mut self, frame: &mut Mat) -> Result<bool, SourceError>;
+    /// Advances one frame without converting it (a frame skipped to keep up).
+    fn skip(&mut self) -> Result<bool, SourceError>;
+    /// Goes back to the first frame of a file.
+    fn rewind(&mut self) -> Result<bool, SourceError>;
+    /// For a file: why it must be reopened rather than rewound, if it is no longer the file that was opened.
+    fn changed_on_disk(&self) -> Option<SourceError> {
+        None
+    }
+}
+
+/// Opens a camera's source; the worker calls it again for every retry and reconnect.
+pub trait Opener: Send + Sync {
+    fn open(&self, config: &CameraConfig, capture: &CaptureSettings) -> Result<Box<dyn FrameSource>, SourceError>;
+}
+
+/// The production opener: files and RTSP through OpenCV's FFmpeg back-end.
+pub struct OpenCvOpener;
+
+impl Opener for OpenCvOpener {
+    fn open(&self, config: &CameraConfig, capture: &CaptureSettings) -> Result<Box<dyn FrameSource>, SourceError> {
+        Ok(Box::new(VideoSource::open(config, capture)?))
+    }
+}
 
 pub struct VideoSource {
     cap: VideoCapture,
     display: String,
     raw: String,
-    pub width: i32,
-    pub height: i32,
-    /// The source's own rate; for files the pace at which frames are delivered.
-    pub fps: f64,
+    info: SourceInfo,
     /// A file's length and modification time when it was opened.
     stamp: Option<(u64, Option<std::time::SystemTime>)>,
 }
@@ -74,51 +126,45 @@ impl VideoSource {
             SourceType::VideoFile => std::fs::metadata(&config.source).ok().map(|m| (m.len(), m.modified().ok())),
             SourceType::Rtsp => None,
         };
-        Ok(Self { cap, display, raw: config.source.clone(), width, height, fps, stamp })
+        Ok(Self { cap, display, raw: config.source.clone(), info: SourceInfo { width, height, fps }, stamp })
     }
 
     fn err(&self, e: opencv::Error) -> SourceError {
         SourceError::OpenCv(format!("{}: {}", self.display, redact_in(&e.to_string(), &self.raw)))
     }
+}
 
-    /// Decodes the next frame into `frame`; `false` at the end of the stream.
-    pub fn read(&mut self, frame: &mut Mat) -> Result<bool, SourceError> {
+impl FrameSource for VideoSource {
+    fn info(&self) -> SourceInfo {
+        self.info
+    }
+
+    fn name(&self) -> &str {
+        &self.display
+    }
+
+    fn read(&mut self, frame: &mut Mat) -> Result<bool, SourceError> {
         let ok = self.cap.read(frame).map_err(|e| self.err(e))?;
         Ok(ok && !frame.empty())
     }
 
-    /// Advances one frame without converting it (a frame skipped to keep up).
-    pub fn skip(&mut self) -> Result<bool, SourceError> {
+    fn skip(&mut self) -> Result<bool, SourceError> {
         self.cap.grab().map_err(|e| self.err(e))
     }
 
-    /// Goes back to the first frame of a file.
-    pub fn rewind(&mut self) -> Result<bool, SourceError> {
+    fn rewind(&mut self) -> Result<bool, SourceError> {
         self.cap.set(videoio::CAP_PROP_POS_FRAMES, 0.0).map_err(|e| self.err(e))
     }
 
-    /// For a file: why it must be reopened rather than rewound, if it is no longer the file that was
-    /// opened. FFmpeg keeps the index and a buffer of the file it opened, so a file truncated under it
+    /// FFmpeg keeps the index and a buffer of the file it opened, so a file truncated under it
     /// "plays" the few frames still buffered, pass after pass, as if it were whole; a deleted one plays
     /// on from the open descriptor.
-    pub fn changed_on_disk(&self) -> Option<SourceError> {
+    fn changed_on_disk(&self) -> Option<SourceError> {
         let (len, modified) = self.stamp?;
         match std::fs::metadata(&self.raw) {
             Err(_) => Some(SourceError::NotFound(self.display.clone())),
             Ok(m) if m.len() != len || m.modified().ok() != modified => Some(SourceError::Changed(self.display.clone())),
             Ok(_) => None,
         }
-    }
-
-    pub fn stream_ended(&self) -> SourceError {
-        SourceError::StreamEnded { source_name: self.display.clone() }
-    }
-
-    pub fn stalled(&self, seconds: f64) -> SourceError {
-        SourceError::Stalled { source_name: self.display.clone(), seconds }
-    }
-
-    pub fn no_frames(&self) -> SourceError {
-        SourceError::NoFrames { source_name: self.display.clone() }
     }
 }

@@ -147,6 +147,10 @@ impl CameraStatus {
         *self.last_error.lock().unwrap() = message;
     }
 
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap().clone()
+    }
+
     pub fn opened(&self, width: i32, height: i32, source_fps: f64) {
         self.width.store(width.max(0) as u32, Ordering::Relaxed);
         self.height.store(height.max(0) as u32, Ordering::Relaxed);

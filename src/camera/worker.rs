@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Handler, Message, SyncContext};
 use actix_web::web::Bytes;
@@ -11,11 +11,12 @@ use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc};
 use tokio::sync::watch;
 
+use super::clock::Clock;
 use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
 use super::motion::{Motion, MotionDetector, MotionSettings};
 use super::packet::{Feed, FrameMetadata, FramePacket, PosesMeta};
-use super::source::{SourceError, VideoSource};
+use super::source::{FrameSource, Opener, SourceError};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub, EventKind};
 use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
@@ -26,47 +27,54 @@ use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceTy
 /// The longest the worker sleeps before looking at its stop flag again.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
-/// Everything a worker thread shares with the rest of the server.
+/// What every camera of a server shares: the model, the settings, the events, and the seams that
+/// tests replace (how a source is opened, what time it is).
 #[derive(Clone)]
-pub struct WorkerContext {
-    pub config: Arc<RwLock<CameraConfig>>,
-    pub status: Arc<CameraStatus>,
+pub struct CameraDeps {
     /// The model, shared by every camera; `None` when no model is loaded.
     pub inference: Option<Arc<Scheduler>>,
-    pub feed: Arc<watch::Sender<Feed>>,
-    pub stop: Arc<AtomicBool>,
     pub capture: Arc<CaptureSettings>,
     /// Detect rate and motion defaults for cameras that set none of their own.
     pub detection: Arc<DetectionSettings>,
     /// Where events go; `None` when events are turned off.
     pub events: Option<Arc<EventHub>>,
+    pub opener: Arc<dyn Opener>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Everything one worker thread shares with its camera's handle.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub config: Arc<RwLock<CameraConfig>>,
+    pub status: Arc<CameraStatus>,
+    pub feed: Arc<watch::Sender<Feed>>,
+    pub stop: Arc<AtomicBool>,
+    pub deps: CameraDeps,
 }
 
 impl WorkerContext {
     /// A context for a camera's (next) worker: fresh status and stop flag, the given feed.
-    pub fn new(
-        config: CameraConfig,
-        inference: Option<Arc<Scheduler>>,
-        feed: Arc<watch::Sender<Feed>>,
-        capture: Arc<CaptureSettings>,
-        detection: Arc<DetectionSettings>,
-        events: Option<Arc<EventHub>>,
-    ) -> Self {
+    pub fn new(config: CameraConfig, feed: Arc<watch::Sender<Feed>>, deps: CameraDeps) -> Self {
         Self {
             config: Arc::new(RwLock::new(config)),
             status: Arc::new(CameraStatus::default()),
-            inference,
             feed,
             stop: Arc::new(AtomicBool::new(false)),
-            capture,
-            detection,
-            events,
+            deps,
         }
     }
 
     /// The same camera's next worker: fresh status and stop flag, a new configuration.
     pub fn renewed(&self, config: CameraConfig) -> Self {
-        Self::new(config, self.inference.clone(), self.feed.clone(), self.capture.clone(), self.detection.clone(), self.events.clone())
+        Self::new(config, self.feed.clone(), self.deps.clone())
+    }
+
+    fn now(&self) -> Duration {
+        self.deps.clock.monotonic()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -107,23 +115,25 @@ pub fn run(ctx: &WorkerContext) {
     let id = config.camera_id.clone();
     log::info!("[{id}] Worker started: {}", config.display_source());
     let mut pipe = Pipeline::new(ctx, &config);
-    let backoff_start = Duration::from_secs_f64(ctx.capture.reconnect_initial_secs);
-    let backoff_max = Duration::from_secs_f64(ctx.capture.reconnect_max_secs);
+    let capture = &ctx.deps.capture;
+    let backoff_start = Duration::from_secs_f64(capture.reconnect_initial_secs);
+    let backoff_max = Duration::from_secs_f64(capture.reconnect_max_secs);
     let mut backoff = backoff_start;
-    while !ctx.stop.load(Ordering::Relaxed) {
+    while !ctx.stopping() {
         let config = ctx.config.read().unwrap().clone();
-        let outcome = match VideoSource::open(&config, &ctx.capture) {
+        let outcome = match ctx.deps.opener.open(&config, capture) {
             Ok(source) => {
-                log::info!("[{id}] Opened: {}x{} @ {:.1}fps", source.width, source.height, source.fps);
-                ctx.status.opened(source.width, source.height, source.fps);
+                let info = source.info();
+                log::info!("[{id}] Opened: {}x{} @ {:.1}fps", info.width, info.height, info.fps);
+                ctx.status.opened(info.width, info.height, info.fps);
                 ctx.status.set_error(None);
-                let opened_at = Instant::now();
+                let opened_at = ctx.now();
                 let outcome = match config.source_type {
                     SourceType::VideoFile => stream_file(ctx, &mut pipe, source),
                     SourceType::Rtsp => stream_live(ctx, &mut pipe, source),
                 };
                 // A source that streamed for a while starts its next backoff afresh.
-                if opened_at.elapsed() > backoff_max {
+                if ctx.now() - opened_at > backoff_max {
                     backoff = backoff_start;
                 }
                 outcome
@@ -139,7 +149,7 @@ pub fn run(ctx: &WorkerContext) {
                 return;
             }
             Outcome::Failed(e) => {
-                let wait = with_jitter(backoff);
+                let wait = with_jitter(backoff, ctx.deps.clock.jitter());
                 log::warn!("[{id}] {e}; retrying in {:.1}s", wait.as_secs_f64());
                 ctx.status.set_error(Some(e.to_string()));
                 ctx.status.set_state(match config.source_type {
@@ -160,31 +170,30 @@ pub fn run(ctx: &WorkerContext) {
     log::info!("[{id}] Worker stopped");
 }
 
-/// Up to +25% so that cameras that failed together do not retry in lockstep.
-fn with_jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    d.mul_f64(1.0 + (nanos % 1000) as f64 / 4000.0)
+/// Up to +25% (`jitter` in [0, 1)) so that cameras that failed together do not retry in lockstep.
+fn with_jitter(d: Duration, jitter: f64) -> Duration {
+    d.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 4.0)
 }
 
 /// Sleeps for `d` in short steps; `false` if the worker was asked to stop meanwhile.
 fn sleep_unless_stopped(ctx: &WorkerContext, d: Duration) -> bool {
-    let until = Instant::now() + d;
+    let until = ctx.now() + d;
     loop {
-        if ctx.stop.load(Ordering::Relaxed) {
+        if ctx.stopping() {
             return false;
         }
-        let now = Instant::now();
+        let now = ctx.now();
         if now >= until {
             return true;
         }
-        std::thread::sleep((until - now).min(STOP_POLL));
+        ctx.deps.clock.sleep((until - now).min(STOP_POLL));
     }
 }
 
 /// Measures processed, decoded and inferred frames per second, and the camera thread's CPU, over
 /// windows of about a second.
 struct RateMeter {
-    since: Instant,
+    since: Duration,
     start: [u64; 3],
     cpu_start: f64,
 }
@@ -194,18 +203,18 @@ impl RateMeter {
         [&status.frames_processed, &status.frames_decoded, &status.inferences].map(|c| c.load(Ordering::Relaxed))
     }
 
-    fn new(status: &CameraStatus) -> Self {
-        Self { since: Instant::now(), start: Self::counters(status), cpu_start: thread_cpu_secs() }
+    fn new(ctx: &WorkerContext) -> Self {
+        Self { since: ctx.now(), start: Self::counters(&ctx.status), cpu_start: thread_cpu_secs() }
     }
 
-    fn tick(&mut self, status: &CameraStatus) {
-        let elapsed = self.since.elapsed().as_secs_f64();
+    fn tick(&mut self, ctx: &WorkerContext) {
+        let elapsed = (ctx.now() - self.since).as_secs_f64();
         if elapsed >= 1.0 {
-            let now = Self::counters(status);
+            let now = Self::counters(&ctx.status);
             let rate = |i: usize| (now[i] - self.start[i]) as f64 / elapsed;
-            status.set_rates(rate(0), rate(1), rate(2));
-            status.set_cpu_percent((thread_cpu_secs() - self.cpu_start) / elapsed * 100.0);
-            *self = Self::new(status);
+            ctx.status.set_rates(rate(0), rate(1), rate(2));
+            ctx.status.set_cpu_percent((thread_cpu_secs() - self.cpu_start) / elapsed * 100.0);
+            *self = Self::new(ctx);
         }
     }
 }
@@ -224,24 +233,24 @@ fn thread_cpu_secs() -> f64 {
 }
 
 /// A live camera: always the newest frame; no frame within the watchdog time is a failure.
-fn stream_live(ctx: &WorkerContext, pipe: &mut Pipeline, source: VideoSource) -> Outcome {
+fn stream_live(ctx: &WorkerContext, pipe: &mut Pipeline, source: Box<dyn FrameSource>) -> Outcome {
     let id = camera_id(ctx);
-    let watchdog = Duration::from_secs_f64(ctx.capture.watchdog_secs);
-    let stalled = source.stalled(ctx.capture.watchdog_secs);
+    let watchdog_secs = ctx.deps.capture.watchdog_secs;
+    let stalled = SourceError::stalled(source.name(), watchdog_secs);
     let latest = LatestFrame::spawn(source, ctx.status.clone(), id.clone());
-    let mut meter = RateMeter::new(&ctx.status);
-    let mut last_frame = Instant::now();
-    while !ctx.stop.load(Ordering::Relaxed) {
+    let mut meter = RateMeter::new(ctx);
+    let mut last_frame = ctx.now();
+    while !ctx.stopping() {
         match latest.next(STOP_POLL) {
             Ok(Some((mut frame, index))) => {
-                last_frame = Instant::now();
+                last_frame = ctx.now();
                 finish_frame(ctx, pipe, &id, &mut frame, index);
             }
-            Ok(None) if last_frame.elapsed() > watchdog => return Outcome::Failed(stalled),
+            Ok(None) if (ctx.now() - last_frame).as_secs_f64() > watchdog_secs => return Outcome::Failed(stalled),
             Ok(None) => {}
             Err(e) => return Outcome::Failed(e),
         }
-        meter.tick(&ctx.status);
+        meter.tick(ctx);
     }
     Outcome::Stopped
 }
@@ -250,7 +259,7 @@ fn stream_live(ctx: &WorkerContext, pipe: &mut Pipeline, source: VideoSource) ->
 /// average rate is the cap even when it does not divide the source's rate.
 struct RateCap {
     allowance: f64,
-    last: Option<Instant>,
+    last: Option<Duration>,
 }
 
 impl RateCap {
@@ -263,7 +272,7 @@ impl RateCap {
         let Some(max_fps) = ctx.config.read().unwrap().max_fps else {
             return true;
         };
-        let now = Instant::now();
+        let now = ctx.now();
         if let Some(last) = self.last {
             self.allowance = (self.allowance + (now - last).as_secs_f64() * max_fps).min(1.0);
         }
@@ -295,7 +304,7 @@ struct Encoded {
     size: (i32, i32),
     /// The capture time of the poses drawn on it (`None`: none drawn).
     poses_at: Option<f64>,
-    at: Instant,
+    at: Duration,
 }
 
 /// A still frame's JPEG is reused for at most this long, so that a slow change the motion gate
@@ -315,31 +324,31 @@ struct Pipeline {
     budget: BudgetControl,
     encoded: Option<Encoded>,
     /// When this worker started: the gate's clock.
-    epoch: Instant,
+    epoch: Duration,
     /// Packets published (each packet's `seq`).
     packets: u64,
 }
 
 impl Pipeline {
     fn new(ctx: &WorkerContext, config: &CameraConfig) -> Self {
-        let (detect_fps, idle, motion) = detection_settings(config, &ctx.detection);
-        ctx.status.set_region_budget(ctx.detection.region_budget);
+        let (detect_fps, idle, motion) = detection_settings(config, &ctx.deps.detection);
+        ctx.status.set_region_budget(ctx.deps.detection.region_budget);
         Self {
             cap: RateCap::new(),
-            events: ctx.events.as_ref().map(|hub| {
+            events: ctx.deps.events.as_ref().map(|hub| {
                 let mut engine = hub.engine(&config.camera_id);
                 if let Some(fall) = config.fall {
                     engine.set_fall_config(fall);
                 }
                 engine
             }),
-            lane: ctx.inference.as_ref().map(|s| s.lane()),
+            lane: ctx.deps.inference.as_ref().map(|s| s.lane()),
             motion: MotionDetector::new(motion),
             gate: DetectGate::new(detect_fps, idle),
             poses: None,
             budget: BudgetControl::default(),
             encoded: None,
-            epoch: Instant::now(),
+            epoch: ctx.now(),
             packets: 0,
         }
     }
@@ -366,7 +375,7 @@ impl Pipeline {
         // At every frame (detect_fps 0) a 10 fps camera's period.
         let period_ms = 1000.0 / if detect_fps > 0.0 { detect_fps } else { 10.0 };
         self.budget.observe(result.queue_ms, period_ms);
-        ctx.status.set_region_budget(self.budget.share() * ctx.detection.region_budget);
+        ctx.status.set_region_budget(self.budget.share() * ctx.deps.detection.region_budget);
         match result.detections {
             Ok(detections) => {
                 log::debug!(
@@ -401,7 +410,7 @@ impl Pipeline {
     fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool) -> Result<(), String> {
         let tracking = self.tracking();
         let Some(lane) = &self.lane else { return Ok(()) };
-        let now = self.epoch.elapsed().as_secs_f64();
+        let now = (ctx.now() - self.epoch).as_secs_f64();
         let decision = self.gate.decide(now, motion.moving, tracking);
         match decision {
             Decision::NoMotion => {
@@ -424,8 +433,8 @@ impl Pipeline {
         let (regions, region_scale) = match decision {
             // Who is there? Only a look at everything can say.
             Decision::FirstCheck => (Vec::new(), 1.0),
-            _ if !ctx.detection.regions => (Vec::new(), 1.0),
-            _ => self.regions(lane, frame, motion, &ctx.detection),
+            _ if !ctx.deps.detection.regions => (Vec::new(), 1.0),
+            _ => self.regions(lane, frame, motion, &ctx.deps.detection),
         };
         let replaced = lane.replaced();
         lane.submit(Job {
@@ -480,22 +489,22 @@ fn finish_frame(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut 
 
 /// Delivers frames at the source's pace: a file as fast as a live camera would, never faster; when
 /// processing falls behind, the frames it missed are skipped (and counted) rather than queued.
-fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource) -> Outcome {
+fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: Box<dyn FrameSource>) -> Outcome {
     let id = camera_id(ctx);
-    let period = 1.0 / source.fps;
-    let mut clock = Instant::now();
+    let period = 1.0 / source.info().fps;
+    let mut clock = ctx.now();
     let mut next_index: u64 = 0;
     let mut frames_this_pass: u64 = 0;
     let mut frame = Mat::default();
-    let mut meter = RateMeter::new(&ctx.status);
+    let mut meter = RateMeter::new(ctx);
     loop {
-        if ctx.stop.load(Ordering::Relaxed) {
+        if ctx.stopping() {
             return Outcome::Stopped;
         }
         let due = clock + Duration::from_secs_f64(next_index as f64 * period);
-        let now = Instant::now();
+        let now = ctx.now();
         if now < due {
-            std::thread::sleep((due - now).min(STOP_POLL));
+            ctx.deps.clock.sleep((due - now).min(STOP_POLL));
             continue;
         }
         let mut at_end = false;
@@ -527,7 +536,7 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
                 return Outcome::Failed(changed);
             }
             if frames_this_pass == 0 {
-                return Outcome::Failed(source.no_frames());
+                return Outcome::Failed(SourceError::no_frames(source.name()));
             }
             if !ctx.config.read().unwrap().loop_video {
                 return Outcome::Ended;
@@ -536,9 +545,9 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
             ctx.status.loops.fetch_add(1, Ordering::Relaxed);
             match source.rewind() {
                 Ok(true) => {}
-                _ => return Outcome::Failed(source.no_frames()),
+                _ => return Outcome::Failed(SourceError::no_frames(source.name())),
             }
-            clock = Instant::now();
+            clock = ctx.now();
             next_index = 0;
             frames_this_pass = 0;
             continue;
@@ -548,7 +557,7 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
         frames_this_pass += 1;
         ctx.status.frames_decoded.fetch_add(1, Ordering::Relaxed);
         finish_frame(ctx, pipe, &id, &mut frame, frame_index);
-        meter.tick(&ctx.status);
+        meter.tick(ctx);
     }
 }
 
@@ -556,10 +565,10 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: VideoSource
 /// drawn, one JPEG, the events, one packet for every viewer. Nothing is done when nobody consumes
 /// the result (no viewer, no events).
 fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let timestamp = ctx.deps.clock.wall();
     let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings)) = {
         let c = ctx.config.read().unwrap();
-        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.detection))
+        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection))
     };
     let infer = pipe.lane.is_some() && ai_enabled;
     let watched = ctx.feed.receiver_count() > 0;
@@ -660,7 +669,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         target: "haven::latency",
         "[{id}] frame {}: published {:.1} ms after capture (encode {encode_ms:.1} ms)",
         pipe.packets,
-        (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() - timestamp) * 1000.0,
+        (ctx.deps.clock.wall() - timestamp) * 1000.0,
     );
     Ok(())
 }
@@ -685,7 +694,7 @@ fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion
     let size = (frame.cols(), frame.rows());
     if let Some(last) = &pipe.encoded {
         // A disabled motion detector calls every frame moving: no reuse then.
-        if !motion.moving && last.quality == quality && last.size == size && last.poses_at == poses_at && last.at.elapsed() < MAX_JPEG_REUSE {
+        if !motion.moving && last.quality == quality && last.size == size && last.poses_at == poses_at && ctx.now() - last.at < MAX_JPEG_REUSE {
             return Ok(last.jpeg.clone());
         }
     }
@@ -704,6 +713,10 @@ fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion
     imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
     ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
     let jpeg = Bytes::from(jpeg.to_vec());
-    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: Instant::now() });
+    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: ctx.now() });
     Ok(jpeg)
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,65 @@
+//! The camera settings that change live, on the next frame, without restarting the camera.
+
+use crate::settings::CameraConfig;
+
+/// Settings that take effect on the next frame, without restarting the camera.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraPatch {
+    #[serde(default, deserialize_with = "present::deserialize")]
+    pub ai_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present::deserialize")]
+    pub jpeg_quality: Option<u8>,
+    /// `null` removes the limit.
+    #[serde(default, with = "double_option")]
+    pub resize_width: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present::deserialize")]
+    pub loop_video: Option<bool>,
+    /// `null` removes the cap.
+    #[serde(default, with = "double_option")]
+    pub max_fps: Option<Option<f64>>,
+    /// `null` returns to `[detection]`'s rate.
+    #[serde(default, with = "double_option")]
+    pub detect_fps: Option<Option<f64>>,
+}
+
+mod present {
+    use serde::{Deserialize, Deserializer};
+
+    /// A field that may be left out but not set to `null` (it has no "unset" meaning).
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+impl CameraPatch {
+    pub fn apply(&self, config: &mut CameraConfig) {
+        if let Some(v) = self.ai_enabled {
+            config.ai_enabled = v;
+        }
+        if let Some(v) = self.jpeg_quality {
+            config.jpeg_quality = v;
+        }
+        if let Some(v) = self.resize_width {
+            config.resize_width = v;
+        }
+        if let Some(v) = self.loop_video {
+            config.loop_video = v;
+        }
+        if let Some(v) = self.max_fps {
+            config.max_fps = v;
+        }
+        if let Some(v) = self.detect_fps {
+            config.detect_fps = v;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The worker's life in simulated time with scripted sources: pacing, skipping, looping, the end of
+//! a file, stalls, reconnects with backoff and jitter, stopping. No FFmpeg, no model.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::*;
+use crate::camera::clock::SimClock;
+use crate::camera::scripted::{Opening, ScriptedOpener, Step};
+
+fn capture() -> CaptureSettings {
+    CaptureSettings {
+        open_timeout_secs: 5.0,
+        read_timeout_secs: 5.0,
+        watchdog_secs: 2.0,
+        reconnect_initial_secs: 1.0,
+        reconnect_max_secs: 4.0,
+    }
+}
+
+struct Harness {
+    ctx: WorkerContext,
+    clock: Arc<SimClock>,
+    opener: Arc<ScriptedOpener>,
+}
+
+impl Harness {
+    fn new(source_type: SourceType, opener: impl FnOnce(Arc<SimClock>) -> ScriptedOpener) -> Self {
+        let clock = Arc::new(SimClock::new(0.4));
+        let opener = Arc::new(opener(clock.clone()));
+        let deps = CameraDeps {
+            inference: None,
+            capture: Arc::new(capture()),
+            detection: Arc::new(DetectionSettings::default()),
+            events: None,
+            opener: opener.clone(),
+            clock: clock.clone(),
+        };
+        let config = CameraConfig::new("cam", "scripted.mp4", source_type);
+        let ctx = WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), deps);
+        opener.attach(ctx.stop.clone(), ctx.status.clone());
+        Self { ctx, clock, opener }
+    }
+
+    fn file(openings: Vec<Opening>) -> Self {
+        Self::new(SourceType::VideoFile, |clock| ScriptedOpener::new(clock, openings))
+    }
+
+    fn set(&self, f: impl FnOnce(&mut CameraConfig)) {
+        f(&mut self.ctx.config.write().unwrap());
+    }
+
+    /// Runs the worker to its end on this thread.
+    fn run(&self) {
+        run(&self.ctx);
+    }
+
+    fn count(&self, counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn seconds(&self) -> f64 {
+        self.clock.monotonic().as_secs_f64()
+    }
+}
+
+fn file(frames: usize, fps: f64, read_cost_ms: u64) -> Opening {
+    Opening::File { frames, fps, read_cost: Duration::from_millis(read_cost_ms) }
+}
+
+#[test]
+fn a_file_plays_at_its_own_pace_then_the_camera_ends() {
+    let h = Harness::file(vec![file(30, 10.0, 0)]);
+    h.set(|c| c.loop_video = false);
+    h.run();
+    let s = &h.ctx.status;
+    assert_eq!(s.state(), CameraState::Ended);
+    assert_eq!((h.count(&s.frames_decoded), h.count(&s.frames_processed), h.count(&s.dropped_frames)), (30, 30, 0));
+    // Frame 29 is due 2.9 s after the first, and the end is found when a 31st would be due:
+    // never delivered faster than the file's rate.
+    assert!((2.9..=3.05).contains(&h.seconds()), "played 30 frames at 10 fps in {} s", h.seconds());
+}
+
+#[test]
+fn a_slow_decoder_skips_the_frames_it_missed_and_counts_them() {
+    // Every frame takes 250 ms to decode at 10 fps: about 2.5 frame periods each.
+    let h = Harness::file(vec![file(100, 10.0, 250)]);
+    h.set(|c| c.loop_video = false);
+    h.run();
+    let s = &h.ctx.status;
+    let (decoded, processed, dropped) = (h.count(&s.frames_decoded), h.count(&s.frames_processed), h.count(&s.dropped_frames));
+    assert_eq!(decoded, 100, "every frame of the file is decoded or skipped");
+    assert_eq!(processed + dropped, decoded);
+    assert!((36..=44).contains(&processed), "processed {processed} of 100 frames at 2.5 periods each");
+    // Skipping keeps the camera on time: it ends when the file would, plus one slow decode.
+    assert!(h.seconds() < 10.3, "ended after {} s", h.seconds());
+}
+
+#[test]
+fn a_looping_file_rewinds_restarts_its_frame_indices_and_stops_within_one_frame() {
+    let opener = |clock| ScriptedOpener::new(clock, vec![file(5, 10.0, 0)]).stop_after_reads(13);
+    let h = Harness::new(SourceType::VideoFile, opener);
+    let viewer = h.ctx.feed.subscribe();
+    h.run();
+    let s = &h.ctx.status;
+    assert_eq!(h.count(&s.loops), 2);
+    // The stop came with the 13th frame: that frame is finished, no other one is read.
+    assert_eq!(h.opener.reads.load(Ordering::Relaxed), 13);
+    assert_eq!(h.count(&s.frames_processed), 13);
+    assert_eq!(s.state(), CameraState::Stopped);
+    match &*viewer.borrow() {
+        Feed::Frame(p) => assert_eq!((p.seq, p.frame_index), (13, 2), "the third pass's third frame"),
+        other => panic!("viewer has no frame: {other:?}"),
+    };
+}
+
+#[test]
+fn a_file_that_cannot_be_read_is_retried_with_capped_jittered_backoff_until_stopped() {
+    // Empty, unreachable, empty, unreachable, unreachable; then the opener stops the camera.
+    let h = Harness::file(vec![file(0, 10.0, 0), Opening::Unreachable, file(0, 10.0, 0), Opening::Unreachable, Opening::Unreachable]);
+    h.run();
+    // Waits 1, 2, 4, 4 (capped) s, each +10 % (jitter 0.4 of the +25 % range).
+    let expected = [0.0, 1.1, 3.3, 7.7, 12.1, 16.5];
+    let opened = h.opener.open_times();
+    assert_eq!(opened.len(), expected.len(), "opened at {opened:?}");
+    for (got, want) in opened.iter().zip(expected) {
+        assert!((got - want).abs() < 0.06, "opened at {opened:?}, expected {expected:?}");
+    }
+    let errors: Vec<_> = h.opener.opens.lock().unwrap().iter().map(|(_, e)| e.clone().unwrap_or_default()).collect();
+    assert!(errors[1].contains("no frame could be decoded"), "{errors:?}");
+    assert!(errors[2].contains("cannot open scripted.mp4"), "{errors:?}");
+    let s = &h.ctx.status;
+    assert_eq!(h.count(&s.reconnects), 5);
+    // Stopped during its last failure: it returns without waiting out the backoff.
+    assert_eq!(s.state(), CameraState::Stopped);
+    assert!((h.seconds() - 16.5).abs() < 0.06, "returned at {} s", h.seconds());
+}
+
+#[test]
+fn a_live_camera_that_stalls_or_drops_is_reconnected() {
+    let openings = vec![
+        Opening::Live { fps: 10.0, steps: vec![Step::Frame, Step::Frame, Step::Frame, Step::Stall] },
+        Opening::Live { fps: 10.0, steps: vec![Step::Frame, Step::Frame, Step::Fail] },
+        Opening::Live { fps: 10.0, steps: vec![Step::Frame, Step::End] },
+    ];
+    let h = Harness::new(SourceType::Rtsp, |clock| ScriptedOpener::new(clock, openings));
+    h.run();
+    let errors: Vec<_> = h.opener.opens.lock().unwrap().iter().map(|(_, e)| e.clone().unwrap_or_default()).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[1].contains("no frame for 2 s"), "the watchdog noticed the stall: {errors:?}");
+    assert!(errors[2].contains("connection reset"), "{errors:?}");
+    assert!(errors[3].contains("stream ended"), "{errors:?}");
+    let s = &h.ctx.status;
+    assert_eq!(h.count(&s.frames_decoded), 6);
+    assert_eq!(h.count(&s.reconnects), 3);
+    assert_eq!(s.state(), CameraState::Stopped);
+}
+
+#[test]
+fn a_changed_setting_applies_from_the_next_frame() {
+    let opener = |clock| ScriptedOpener::new(clock, vec![file(1000, 10.0, 0)]).stop_after_reads(40);
+    let h = Harness::new(SourceType::VideoFile, opener);
+    // Capped at 5 of the file's 10 fps: every other frame is passed over (not counted as processed).
+    h.set(|c| c.max_fps = Some(5.0));
+    h.run();
+    let processed = h.count(&h.ctx.status.frames_processed);
+    assert!((19..=21).contains(&processed), "processed {processed} of 40 frames at half rate");
+}
+
+#[test]
+fn jitter_spreads_retries_by_up_to_a_quarter_of_the_wait() {
+    let d = Duration::from_secs(4);
+    assert_eq!(with_jitter(d, 0.0), d);
+    assert_eq!(with_jitter(d, 0.5), Duration::from_millis(4500));
+    assert!(with_jitter(d, 0.999) < Duration::from_secs(5));
+    assert_eq!(with_jitter(d, 7.0), Duration::from_secs(5), "out-of-range jitter is clamped");
+}
