@@ -60,27 +60,14 @@ fn code_of(e: &PoseError, input: &Path) -> u8 {
 }
 
 fn check(weights: &Path) -> Result<String, (u8, String)> {
-    let m = PoseModel::load(weights, PoseOptions::default())
-        .map_err(|e| (code_of(&e, weights), e.to_string()))?;
-    Ok(format!(
-        "{}: {:?}-pose, scale {}",
-        weights.display(),
-        m.arch(),
-        m.scale_name()
-    ))
+    let m = PoseModel::load(weights, PoseOptions::default()).map_err(|e| (code_of(&e, weights), e.to_string()))?;
+    Ok(format!("{}: {:?}-pose, scale {}", weights.display(), m.arch(), m.scale_name()))
 }
 
 fn convert(input: &Path, output: &Path) -> Result<String, (u8, String)> {
-    let summary = convert_pt_to_safetensors(input, output)
-        .map_err(|e| (code_of(&e, input), e.to_string()))?;
+    let summary = convert_pt_to_safetensors(input, output).map_err(|e| (code_of(&e, input), e.to_string()))?;
     let m = PoseModel::load(output, PoseOptions::default()).map_err(|e| {
-        (
-            5,
-            format!(
-                "converted {} but it does not load as a pose model: {e}",
-                output.display()
-            ),
-        )
+        (5, format!("converted {} but it does not load as a pose model: {e}", output.display()))
     })?;
     Ok(format!(
         "wrote {}: {} tensors, {} parameters (from {:?}, BatchNorm eps {:?}), {:?}-pose scale {}",
@@ -108,17 +95,8 @@ mod tests {
     fn check_or_two_paths() {
         let cli = Cli::try_parse_from(["convert-weights", "--check", "w.safetensors"]).unwrap();
         assert_eq!(cli.check.as_deref(), Some(Path::new("w.safetensors")));
-        assert!(
-            Cli::try_parse_from(["convert-weights", "a.pt", "b.safetensors"])
-                .unwrap()
-                .check
-                .is_none()
-        );
-        for bad in [
-            &["convert-weights"][..],
-            &["convert-weights", "a.pt"],
-            &["convert-weights", "--check", "w", "a.pt"],
-        ] {
+        assert!(Cli::try_parse_from(["convert-weights", "a.pt", "b.safetensors"]).unwrap().check.is_none());
+        for bad in [&["convert-weights"][..], &["convert-weights", "a.pt"], &["convert-weights", "--check", "w", "a.pt"]] {
             let err = Cli::try_parse_from(bad.iter().copied()).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
@@ -126,11 +104,7 @@ mod tests {
 
     #[test]
     fn a_missing_input_is_exit_code_6() {
-        let (code, message) = convert(
-            Path::new("/nonexistent/x.pt"),
-            Path::new("/tmp/never.safetensors"),
-        )
-        .unwrap_err();
+        let (code, message) = convert(Path::new("/nonexistent/x.pt"), Path::new("/tmp/never.safetensors")).unwrap_err();
         assert_eq!(code, 6, "{message}");
         assert!(message.contains("/nonexistent/x.pt"), "{message}");
     }
