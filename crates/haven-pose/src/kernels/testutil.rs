@@ -15,6 +15,14 @@ pub(crate) fn pseudo(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// A rayon pool of `threads` threads (to run a kernel's task split at a given width).
+pub(crate) fn thread_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
 /// SiLU in f64.
 pub(crate) fn silu_ref(x: f32) -> f32 {
     (x as f64 / (1.0 + (-x as f64).exp())) as f32

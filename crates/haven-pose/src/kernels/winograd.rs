@@ -928,12 +928,11 @@ mod tests {
     ))]
     #[test]
     fn winograd_matches_reference() {
-        use crate::kernels::testutil::{assert_close, conv_ref, kernels_to_test, pseudo};
+        use crate::kernels::testutil::{
+            assert_close, conv_ref, kernels_to_test, pseudo, thread_pool,
+        };
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = thread_pool(threads);
             for &(cin, cout, h, w, act) in &[
                 (3, 5, 7, 9, true),
                 (5, 7, 1, 1, true),

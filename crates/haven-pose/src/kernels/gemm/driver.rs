@@ -386,7 +386,7 @@ pub(crate) fn matmul(
 mod tests {
     use super::*;
     use crate::kernels::gemm::pack_a;
-    use crate::kernels::testutil::{kernels_to_test, pseudo, silu_ref};
+    use crate::kernels::testutil::{kernels_to_test, pseudo, silu_ref, thread_pool};
 
     /// C = act(A B + bias), plainly, in f64.
     #[allow(clippy::too_many_arguments)]
@@ -579,10 +579,7 @@ mod tests {
     #[test]
     fn matmul_threads_match_reference() {
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = thread_pool(threads);
             for (name, kernel) in kernels_to_test() {
                 for &(m, n, k) in &[
                     (5usize, 300usize, 7usize),
