@@ -630,8 +630,8 @@ mod tests {
                     let (rows, step) = panel_step(m, mp, pair);
                     assert!(rows <= step * MR && rows > 0);
                     assert!(pair || step == 1);
-                    for r in mp * MR..mp * MR + rows {
-                        covered[r] += 1;
+                    for c in &mut covered[mp * MR..mp * MR + rows] {
+                        *c += 1;
                     }
                     mp += step;
                 }
