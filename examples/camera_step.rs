@@ -13,9 +13,9 @@ use haven::camera::packet::{FrameMetadata, FramePacket};
 use haven::inference::pose::PoseEngine;
 use haven::inference::{draw, AiEngine};
 use haven::settings::Settings;
-use opencv::core::{Mat, Vector};
+use opencv::core::Mat;
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use opencv::videoio;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -81,9 +81,7 @@ fn main() {
             draw::annotate(&mut shown, &dets).unwrap();
             ann.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let mut jpeg = Vector::<u8>::new();
-            let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
-            imgcodecs::imencode(".jpg", &shown, &mut jpeg, &params).unwrap();
+            let jpeg = haven::jpeg::encode(&shown, 80).unwrap();
             enc.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             let meta = FrameMetadata {
@@ -101,7 +99,7 @@ fn main() {
                 motion: None,
                 events: &[],
             };
-            std::hint::black_box(FramePacket::new(meta, jpeg.to_vec().into()));
+            std::hint::black_box(FramePacket::new(meta, jpeg.into()));
             msg.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (d, i, a, e, m) = (median(decode_ms.clone()), median(inf), median(ann), median(enc), median(msg));

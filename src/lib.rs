@@ -8,6 +8,7 @@ pub mod camera;
 pub mod events;
 pub mod hub;
 pub mod inference;
+pub mod jpeg;
 pub mod memory;
 pub mod redact;
 pub mod reload;

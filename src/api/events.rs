@@ -118,7 +118,7 @@ pub async fn get(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiE
 pub async fn snapshot(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let event = find(&hub, &path).await?;
     let rel = event.snapshot_path.ok_or_else(|| ApiError::NotFound(format!("event {path} has no snapshot")))?;
-    let file = hub.resolve(&rel);
+    let file = hub.store().resolve(&rel);
     let bytes = web::block(move || std::fs::read(file))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -200,7 +200,7 @@ pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result
             _ => format!("event {path} has no clip: none is recorded for it"),
         })
     })?;
-    let file = hub.resolve(&rel);
+    let file = hub.store().resolve(&rel);
     let size = std::fs::metadata(&file)
         .map_err(|e| ApiError::NotFound(format!("event {path}: clip unreadable: {e}")))?
         .len();

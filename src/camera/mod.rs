@@ -1,6 +1,7 @@
 //! One camera: its async actor, its blocking worker thread, its source, packets and status.
 
 pub mod actor;
+pub mod error;
 pub mod gate;
 pub mod live;
 pub mod motion;

@@ -243,11 +243,6 @@ impl EventHub {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A file of the store, from its relative path.
-    pub fn resolve(&self, relative: &str) -> PathBuf {
-        self.settings.data_dir.join(relative)
-    }
-
     /// The events of `camera` (or every camera) still active, oldest first, and a receiver of every
     /// event from now on: nothing is lost or repeated between the two.
     pub fn subscribe(&self, camera: Option<&str>) -> (Vec<Event>, broadcast::Receiver<Event>) {
@@ -414,7 +409,7 @@ impl EventEngine {
         let encoded;
         let jpeg = match jpeg {
             Some(j) => Some(j),
-            None => match recorder::encode_jpeg(frame) {
+            None => match crate::jpeg::encode(frame, recorder::JPEG_QUALITY) {
                 Ok(j) => {
                     encoded = j;
                     Some(&encoded[..])
@@ -564,7 +559,7 @@ impl EventEngine {
             if let Some(jpeg) = jpeg {
                 let rel = snapshot_rel;
                 let hub = self.hub.clone();
-                let path = hub.resolve(&rel);
+                let path = hub.store().resolve(&rel);
                 rec.snapshot(
                     path.clone(),
                     jpeg,
@@ -582,7 +577,7 @@ impl EventEngine {
                 ev.clip_status = ClipStatus::Recording;
                 let rel = clip_rel;
                 let hub = self.hub.clone();
-                let path = hub.resolve(&rel);
+                let path = hub.store().resolve(&rel);
                 rec.start_clip(
                     id,
                     path.clone(),
@@ -722,10 +717,10 @@ mod tests {
         let expected = (0..n + 30).map(|i| t0 + i as f64 / FPS).filter(|t| *t >= from && *t <= until).count() as u32;
         assert!(expected > 60, "{expected}");
         assert_eq!(stored.clip_frames, Some(expected), "{stored:?}");
-        let clip = hub.resolve(stored.clip_path.as_ref().unwrap());
+        let clip = hub.store().resolve(stored.clip_path.as_ref().unwrap());
         assert_eq!(count_frames(&clip).0, expected);
         assert!((stored.clip_started_at.unwrap() - (fall_ev.started_at - 2.0)).abs() < 0.06);
-        let snap = hub.resolve(stored.snapshot_path.as_ref().unwrap());
+        let snap = hub.store().resolve(stored.snapshot_path.as_ref().unwrap());
         assert!(std::fs::read(snap).unwrap().starts_with(&[0xff, 0xd8]));
         assert!(stored.clip_path.unwrap().starts_with("clips/cam_1/"));
 
@@ -765,7 +760,7 @@ mod tests {
         let ev = hub.store().get(active[0].id.unwrap()).unwrap().unwrap();
         assert_eq!(ev.clip_frames, Some(20));
         assert_eq!(ev.clip_status, ClipStatus::Ready);
-        assert_eq!(count_frames(&hub.resolve(&ev.clip_path.unwrap())).0, 20);
+        assert_eq!(count_frames(&hub.store().resolve(&ev.clip_path.unwrap())).0, 20);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl PoseEngine {
             conf_threshold: settings.conf_threshold,
             iou_threshold: settings.iou_threshold,
         };
-        let model = PoseModel::load(&settings.weights, opts).map_err(|e| EngineError::Inference(e.to_string()))?;
+        let model = PoseModel::load(&settings.weights, opts)?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
@@ -123,7 +123,7 @@ impl PoseEngine {
     pub fn detect_sized(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<Vec<Detection>, EngineError> {
         let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
         if src_w == 0 || src_h == 0 {
-            return Err(EngineError::Inference("empty frame".into()));
+            return Err(EngineError::EmptyFrame);
         }
         let lb = Letterbox::new(src_w, src_h, input_width, input_height);
         let (w, h) = lb.resized_size();
@@ -142,7 +142,7 @@ impl PoseEngine {
             Scalar::all(PAD),
         )?;
         let bytes = boxed.data_bytes()?;
-        self.model.detect_letterboxed_bgr(bytes, &lb).map_err(|e| EngineError::Inference(e.to_string()))
+        Ok(self.model.detect_letterboxed_bgr(bytes, &lb)?)
     }
 }
 
