@@ -119,6 +119,7 @@ impl Application {
         let state = web::Data::new(AppState {
             hub: hub.clone(),
             stream: settings.stream.clone(),
+            alerts: settings.alerts.clone(),
             api: settings.api.clone(),
         });
         let events = web::Data::new(events);

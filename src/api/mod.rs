@@ -6,6 +6,7 @@ pub mod media;
 pub mod metrics;
 pub mod stream;
 pub mod ui;
+pub mod ws;
 
 use actix::Addr;
 use actix_web::body::{EitherBody, MessageBody};
@@ -16,12 +17,13 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
-use crate::settings::{ApiSettings, StreamSettings};
+use crate::settings::{AlertsSettings, ApiSettings, StreamSettings};
 
 /// Shared by every handler.
 pub struct AppState {
     pub hub: Addr<StreamHub>,
     pub stream: StreamSettings,
+    pub alerts: AlertsSettings,
     pub api: ApiSettings,
 }
 
@@ -151,11 +153,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/ws/stream").route(get().to(stream::legacy)).default_service(allow("GET")))
     .service(resource("/ws/stream/{camera_id}").route(get().to(stream::camera)).default_service(allow("GET")))
     .default_service(web::to(not_found));
-}
-
-/// A WebSocket route asked without a valid upgrade: a 400 with a JSON body like every other error.
-pub(crate) fn not_an_upgrade(e: actix_web::Error) -> ApiError {
-    ApiError::BadRequest(format!("not a WebSocket upgrade request: {e}"))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use haven_pose::{Letterbox, PoseModel, PoseOptions};
+use haven_pose::{Letterbox, PoseModel};
 use opencv::core::{self, Mat, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -34,15 +34,6 @@ pub enum InputSize {
 }
 
 impl InputSize {
-    pub fn from_settings(s: &ModelSettings) -> Self {
-        match (s.input_width, s.input_height) {
-            (Some(w), Some(h)) => InputSize::Fixed(w, h),
-            (Some(w), None) => InputSize::Fitted(w),
-            (None, Some(h)) => InputSize::Fitted(h),
-            (None, None) => InputSize::Fitted(s.input_size),
-        }
-    }
-
     /// The input for a `w` x `h` frame.
     pub fn for_frame(self, w: usize, h: usize) -> (usize, usize) {
         match self {
@@ -59,18 +50,8 @@ impl InputSize {
 
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
-        let input = InputSize::from_settings(settings);
-        let (input_width, input_height) = match input {
-            InputSize::Fixed(w, h) => (w, h),
-            InputSize::Fitted(side) => (side, side),
-        };
-        let opts = PoseOptions {
-            input_width,
-            input_height,
-            conf_threshold: settings.conf_threshold,
-            iou_threshold: settings.iou_threshold,
-        };
-        let model = PoseModel::load(&settings.weights, opts)?;
+        let input = settings.input();
+        let model = PoseModel::load(&settings.weights, settings.pose_options())?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
