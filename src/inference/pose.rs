@@ -129,7 +129,21 @@ impl PoseEngine {
 
 #[cfg(test)]
 mod tests {
-    use super::InputSize;
+    use super::{EngineError, InputSize, PoseEngine};
+
+    #[test]
+    fn a_load_failure_keeps_the_pose_error_as_its_source() {
+        let text = include_str!("../../settings/default.toml");
+        let mut model = crate::settings::Settings::from_toml(text, "default.toml").unwrap().model;
+        model.weights = "/nonexistent/w.safetensors".into();
+        let err = match PoseEngine::load(&model) {
+            Ok(_) => panic!("loaded weights that do not exist"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, EngineError::Model(haven_pose::PoseError::WeightsNotFound { .. })), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(err.to_string().starts_with("inference failed: pose weights not found at /nonexistent/w.safetensors"), "{err}");
+    }
 
     #[test]
     fn the_input_keeps_the_frames_aspect_ratio_in_multiples_of_32() {
