@@ -52,7 +52,7 @@ impl From<&AlertsSettings> for Timeouts {
 }
 
 /// A WebSocket route asked without a valid upgrade: a 400 with a JSON body like every other error.
-pub(crate) fn not_an_upgrade(e: actix_web::Error) -> ApiError {
+fn not_an_upgrade(e: actix_web::Error) -> ApiError {
     ApiError::BadRequest(format!("not a WebSocket upgrade request: {e}"))
 }
 
