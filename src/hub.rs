@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture};
 use serde::Serialize;
 
-use crate::camera::{Camera, CameraDeps, CameraPatch, CameraState, CameraStatus, CameraStatusView, HistogramView};
+use crate::camera::{Camera, CameraDeps, CameraPort, CameraPatch, CameraState, CameraStatus, CameraStatusView, HistogramView};
 use crate::settings::{save_cameras, CameraConfig};
 
 pub use crate::camera::CameraLink;
@@ -280,6 +280,39 @@ impl Handler<StopAll> for StreamHub {
                 log::warn!("Cameras still stopping after {:?}: {}", msg.timeout, stuck.join(", "));
             }
         })
+    }
+}
+
+/// Cluster: starts (`true`) or stops the worker of a camera this node has come to own or has lost;
+/// its viewers stay either way. `None` if the camera is not registered.
+#[derive(Message)]
+#[rtype(result = "Option<CameraPort>")]
+pub struct SetRunning(pub String, pub bool);
+
+impl Handler<SetRunning> for StreamHub {
+    type Result = Option<CameraPort>;
+
+    fn handle(&mut self, SetRunning(id, run): SetRunning, _: &mut Context<Self>) -> Self::Result {
+        let i = self.position(&id)?;
+        let camera = &mut self.cameras[i];
+        match (run, camera.is_running()) {
+            (true, false) => camera.start(),
+            (false, true) => camera.stop(None),
+            _ => {}
+        }
+        Some(camera.port())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<CameraPort>")]
+pub struct Port(pub String);
+
+impl Handler<Port> for StreamHub {
+    type Result = Option<CameraPort>;
+
+    fn handle(&mut self, Port(id): Port, _: &mut Context<Self>) -> Self::Result {
+        self.find(&id).map(Camera::port)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod camera;
+pub mod cluster;
 pub mod events;
 pub mod hub;
 pub mod inference;
@@ -28,6 +29,7 @@ use crate::api::AppState;
 use crate::camera::clock::SystemClock;
 use crate::camera::source::OpenCvOpener;
 use crate::camera::CameraDeps;
+use crate::cluster::Cluster;
 use crate::events::EventHub;
 use crate::hub::{Register, StartAll, StopAll, StreamHub};
 use crate::inference::scheduler::Scheduler;
@@ -63,6 +65,8 @@ pub enum AppError {
     Hub(#[from] hub::HubError),
     #[error("event store: {0}")]
     Events(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     #[error("the camera registry stopped during start-up")]
     Mailbox(#[from] actix::MailboxError),
 }
@@ -87,6 +91,7 @@ pub struct Application {
     port: u16,
     hub: Addr<StreamHub>,
     settings_file: Option<PathBuf>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Application {
@@ -114,17 +119,33 @@ impl Application {
             opener: Arc::new(OpenCvOpener),
             clock: Arc::new(SystemClock::default()),
         };
-        let hub = StreamHub::new(deps, settings.file.clone()).start();
-        for camera in &settings.cameras {
-            hub.send(Register { config: camera.clone(), persist: false }).await??;
-        }
-        hub.send(StartAll).await?;
+        // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
+        // camera changes are not written back to the file, nor read from it again.
+        let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };
+        let hub = StreamHub::new(deps, settings_file.clone()).start();
+        let cluster = match &settings.cluster {
+            None => {
+                for camera in &settings.cameras {
+                    hub.send(Register { config: camera.clone(), persist: false }).await??;
+                }
+                hub.send(StartAll).await?;
+                None
+            }
+            Some(cluster) => {
+                // Cameras are registered from the inventory and started only where this node holds their lease.
+                let cluster = Cluster::join(cluster, &settings.cameras, hub.clone()).await?;
+                cluster.sync().await?;
+                actix_web::rt::spawn(cluster.clone().run());
+                Some(cluster)
+            }
+        };
 
         let state = web::Data::new(AppState {
             hub: hub.clone(),
             stream: settings.stream.clone(),
             alerts: settings.alerts.clone(),
             api: settings.api.clone(),
+            cluster: cluster.clone(),
         });
         let events = web::Data::new(events);
         let mut server = HttpServer::new(move || {
@@ -144,8 +165,11 @@ impl Application {
             .listen(listener)
             .map_err(|source| AppError::Bind { bind: settings.server.bind.clone(), source })?
             .run();
-        log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len());
-        Ok(Self { server, port, hub, settings_file: settings.file.clone() })
+        match &cluster {
+            Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),
+            None => log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len()),
+        }
+        Ok(Self { server, port, hub, settings_file, cluster })
     }
 
     pub fn port(&self) -> u16 {
@@ -158,7 +182,7 @@ impl Application {
 
     /// A handle that stops the whole application as SIGTERM would.
     pub fn stopper(&self) -> Stopper {
-        Stopper { hub: self.hub.clone(), server: self.server.handle() }
+        Stopper { hub: self.hub.clone(), server: self.server.handle(), cluster: self.cluster.clone() }
     }
 
     /// Serves until SIGINT or SIGTERM, then stops cleanly. SIGHUP, or a change of the settings file
@@ -186,12 +210,17 @@ impl Application {
 pub struct Stopper {
     hub: Addr<StreamHub>,
     server: ServerHandle,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Stopper {
-    /// Stops every camera (viewers get a close frame), then the HTTP server.
+    /// Stops every camera (viewers get a close frame), hands a cluster node's cameras over (their
+    /// leases deleted once they have stopped), then stops the HTTP server.
     pub async fn stop(&self) {
         let _ = self.hub.send(StopAll { timeout: CAMERA_STOP_TIMEOUT }).await;
+        if let Some(cluster) = &self.cluster {
+            cluster.drain().await;
+        }
         // Give sessions a moment to flush their close frames.
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.server.stop(true).await;

@@ -36,6 +36,9 @@ pub struct Settings {
     pub events: EventSettings,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// `[cluster]`: run as one node of a HAVEN cluster on NATS; without it, a single server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSettings>,
     /// The file these settings came from (for messages); not part of the file itself.
     #[serde(skip)]
     pub origin: String,
@@ -244,6 +247,100 @@ fn validate_tracker(t: &TrackerConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `[cluster]`: this server is one node of a cluster whose camera inventory, ownership leases and
+/// relayed frames live in NATS (JetStream key-value buckets and core subjects). docs/scaling.md.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// One NATS URL or a list of them (`nats://host:4222`); the client tries each.
+    pub nats_url: NatsUrls,
+    /// This node's name, unique in the cluster: its leases and heartbeats carry it.
+    pub node_name: String,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed); never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+    /// This node's share of the cameras against the others' (rendezvous hashing weight).
+    #[serde(default = "default_capacity")]
+    pub capacity: f64,
+    /// How long a camera's lease lasts unless renewed (renewed every third of it).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: f64,
+    /// Move cameras to the node rendezvous hashing picks when nodes join (false: a camera stays
+    /// with its owner until the owner stops or dies).
+    #[serde(default)]
+    pub rebalance: bool,
+}
+
+/// `nats_url = "nats://a:4222"` or `nats_url = ["nats://a:4222", "nats://b:4222"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NatsUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl NatsUrls {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            NatsUrls::One(u) => vec![u.clone()],
+            NatsUrls::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_capacity() -> f64 {
+    1.0
+}
+
+fn default_lease_secs() -> f64 {
+    6.0
+}
+
+/// The credentials file's path is shown as set or not, never its contents (nor its path).
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("nats_url", &self.nats_url.list().iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+            .field("node_name", &self.node_name)
+            .field("credentials_file", &self.credentials_file.as_ref().map(|_| "<set>"))
+            .field("capacity", &self.capacity)
+            .field("lease_secs", &self.lease_secs)
+            .field("rebalance", &self.rebalance)
+            .finish()
+    }
+}
+
+impl ClusterSettings {
+    /// Every rule about `[cluster]`; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let urls = self.nats_url.list();
+        if urls.is_empty() {
+            return Err("cluster.nats_url must name at least one NATS server".into());
+        }
+        for url in &urls {
+            crate::text::check("cluster.nats_url", url, crate::text::SOURCE).map_err(|e| e.to_string())?;
+            let scheme_ok = ["nats://", "tls://", "ws://", "wss://"].iter().any(|s| url.starts_with(s)) || !url.contains("://");
+            if !scheme_ok {
+                return Err(format!("cluster.nats_url {} must be nats://, tls://, ws:// or wss://", redact_url(url)));
+            }
+        }
+        crate::text::check("cluster.node_name", &self.node_name, crate::text::ID).map_err(|e| e.to_string())?;
+        if self.node_name.contains('.') {
+            return Err(format!("cluster.node_name {:?} must not contain '.' (it is one token of NATS subjects)", self.node_name));
+        }
+        if let Some(path) = &self.credentials_file {
+            crate::text::check("cluster.credentials_file", &path.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
+        }
+        if !(self.capacity > 0.0 && self.capacity <= 1000.0) {
+            return Err(format!("cluster.capacity {} is out of range (0, 1000]", self.capacity));
+        }
+        if !(self.lease_secs >= 1.0 && self.lease_secs <= 300.0) {
+            return Err(format!("cluster.lease_secs {} is out of range [1, 300]", self.lease_secs));
+        }
+        Ok(())
+    }
 }
 
 /// When cameras run the model: the defaults every camera takes unless it sets its own.
@@ -536,6 +633,9 @@ impl Settings {
         }
         validate_events(&self.events).map_err(invalid)?;
         self.detection.validate().map_err(invalid)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate().map_err(invalid)?;
+        }
         if self.api.protect_reads && self.api.token.is_empty() {
             return Err(invalid("api.protect_reads needs api.token".into()));
         }
@@ -738,6 +838,30 @@ max_body_bytes = 65536
         let m = with("").unwrap().model;
         assert_eq!(m.input(), InputSize::Fixed(640, 640));
         m.pose_options().validate().unwrap();
+    }
+
+    #[test]
+    fn cluster_settings_default_and_are_checked_and_named() {
+        let s = with("[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nnode_name = \"a\"\n").unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!((c.capacity, c.lease_secs, c.rebalance, c.credentials_file), (1.0, 6.0, false, None));
+        assert_eq!(c.nats_url.list(), vec!["nats://127.0.0.1:4222".to_string()]);
+        let s = with("[cluster]\nnats_url = [\"nats://a:1\", \"nats://b:2\"]\nnode_name = \"n-1\"\ncapacity = 2.5\n").unwrap();
+        assert_eq!(s.cluster.unwrap().nats_url.list().len(), 2);
+        assert!(with("").unwrap().cluster.is_none(), "no [cluster]: a single server");
+        for (lines, message) in [
+            ("nats_url = []\nnode_name = \"a\"", "cluster.nats_url must name at least one NATS server"),
+            ("nats_url = \"http://x:1\"\nnode_name = \"a\"", "cluster.nats_url http://x:1 must be nats://, tls://, ws:// or wss://"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"\"", "cluster.node_name is empty"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"a.b\"", "cluster.node_name \"a.b\" must not contain '.' (it is one token of NATS subjects)"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\ncapacity = 0", "cluster.capacity 0 is out of range (0, 1000]"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\nlease_secs = 0.5", "cluster.lease_secs 0.5 is out of range [1, 300]"),
+        ] {
+            assert_eq!(with(&format!("[cluster]\n{lines}\n")).unwrap_err().to_string(), format!("test.toml: {message}"), "{lines}");
+        }
+        let secret = with("[cluster]\nnats_url = \"nats://u:pw@x:1\"\nnode_name = \"a\"\ncredentials_file = \"/secret/n.creds\"\n").unwrap();
+        let shown = format!("{:?}", secret.cluster.unwrap());
+        assert!(!shown.contains("/secret") && !shown.contains("pw"), "{shown}");
     }
 
     #[test]

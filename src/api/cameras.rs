@@ -13,12 +13,27 @@ use crate::settings::{ApiSettings, CameraConfig, SourceType};
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cameras = state.hub.send(Statuses).await?;
+    if let Some(cluster) = &state.cluster {
+        let cameras = cluster.list(cameras);
+        return Ok(HttpResponse::Ok().json(json!({ "total_cameras": cameras.len(), "cameras": cameras })));
+    }
     Ok(HttpResponse::Ok().json(json!({ "total_cameras": cameras.len(), "cameras": cameras })))
 }
 
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let status = state.hub.send(GetStatus(path.into_inner())).await??;
-    Ok(HttpResponse::Ok().json(status))
+    match &state.cluster {
+        Some(cluster) => Ok(HttpResponse::Ok().json(cluster.list(vec![status]).pop())),
+        None => Ok(HttpResponse::Ok().json(status)),
+    }
+}
+
+/// `GET /api/cluster`: this node's view of the cluster (404 on a single server).
+pub async fn cluster(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match &state.cluster {
+        Some(cluster) => Ok(HttpResponse::Ok().json(cluster.view())),
+        None => Err(ApiError::NotFound("this server is not part of a cluster (no [cluster] settings)".into())),
+    }
 }
 
 pub async fn engine(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -30,6 +45,13 @@ pub async fn create(state: web::Data<AppState>, body: web::Payload) -> Result<Ht
     let config: CameraConfig = read_json(body, state.api.max_body_bytes).await?;
     config.validate().map_err(ApiError::BadRequest)?;
     check_media_path(&config, &state.api)?;
+    if let Some(cluster) = &state.cluster {
+        // Into the inventory: every node registers it, the rendezvous winner takes its lease.
+        cluster.add_camera(&config).await?;
+        cluster.sync().await?;
+        let status = state.hub.send(GetStatus(config.camera_id)).await??;
+        return Ok(HttpResponse::Created().json(cluster.list(vec![status]).pop()));
+    }
     let status = state.hub.send(Register { config, persist: true }).await??;
     Ok(HttpResponse::Created().json(status))
 }
@@ -41,12 +63,30 @@ pub async fn update(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
-    let status = state.hub.send(Update(path.into_inner(), patch)).await??;
+    let id = path.into_inner();
+    if let Some(cluster) = &state.cluster {
+        // In the inventory, at the revision read: the owner applies it (restarting the camera).
+        cluster
+            .update_camera(&id, |config| {
+                patch.apply(config);
+                config.validate()
+            })
+            .await?;
+        cluster.sync().await?;
+        let status = state.hub.send(GetStatus(id)).await??;
+        return Ok(HttpResponse::Ok().json(cluster.list(vec![status]).pop()));
+    }
+    let status = state.hub.send(Update(id, patch)).await??;
     Ok(HttpResponse::Ok().json(status))
 }
 
 /// `DELETE /api/cameras/{id}`: stops it and closes its viewers.
 pub async fn remove(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    if let Some(cluster) = &state.cluster {
+        cluster.remove_camera(&path).await?;
+        cluster.sync().await?;
+        return Ok(HttpResponse::NoContent().finish());
+    }
     state.hub.send(Remove(path.into_inner())).await??;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -73,7 +73,8 @@ pub async fn snapshot(
     };
     let packet = match fresh {
         Some(p) => Some(p),
-        None if state.hub.send(GetStatus(id.clone())).await??.connected => {
+        // A cluster node that does not own the camera waits for the owner's next packet.
+        None if state.cluster.is_some() || state.hub.send(GetStatus(id.clone())).await??.connected => {
             let after = match &*feed.borrow() {
                 Feed::Frame(p) => p.seq,
                 _ => 0,

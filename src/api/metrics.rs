@@ -25,6 +25,7 @@ const METRICS: &[Metric] = &[
     Metric { name: "haven_camera_detection_fps", kind: "gauge", help: "Frames run through the pose model per second, over the last second.", value: Some(|c| c.detection_fps) },
     Metric { name: "haven_camera_frames_decoded_total", kind: "counter", help: "Frames decoded from the source.", value: Some(|c| c.frames_decoded as f64) },
     Metric { name: "haven_camera_frames_processed_total", kind: "counter", help: "Frames that went through the pipeline.", value: Some(|c| c.frames_processed as f64) },
+    Metric { name: "haven_camera_frames_fenced_total", kind: "counter", help: "Frames shown to this node's viewers only, past the camera's cluster fence (lease not renewed in time).", value: Some(|c| c.frames_fenced as f64) },
     Metric { name: "haven_camera_frames_encoded_total", kind: "counter", help: "Frames JPEG-encoded (once per frame, whatever the number of viewers).", value: Some(|c| c.frames_encoded as f64) },
     Metric { name: "haven_camera_dropped_frames_total", kind: "counter", help: "Frames skipped because processing fell behind the source.", value: Some(|c| c.dropped_frames as f64) },
     Metric { name: "haven_camera_reconnects_total", kind: "counter", help: "Attempts to reopen the source after a failure.", value: Some(|c| c.reconnects as f64) },
@@ -112,5 +113,37 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             (None, other) => unreachable!("metric {other} has no renderer"),
         }
     }
+    if let Some(cluster) = &state.cluster {
+        render_cluster(&mut out, &cluster.view());
+    }
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
+}
+
+/// A cluster node's health: its NATS connection, its leases, its relays.
+fn render_cluster(out: &mut String, v: &crate::cluster::ClusterView) {
+    let node = label(&v.node);
+    let scalars = [
+        ("haven_cluster_nats_connected", "gauge", "1 while the node is connected to NATS.", v.nats_connected as u8 as f64),
+        ("haven_cluster_live_nodes", "gauge", "Nodes whose heartbeat this node sees (itself included).", v.live_nodes.len() as f64),
+        ("haven_cluster_cameras_owned", "gauge", "Cameras whose lease this node holds.", v.cameras_owned.len() as f64),
+        ("haven_cluster_lease_renewals_total", "counter", "Lease renewals that succeeded.", v.lease_renewals as f64),
+        ("haven_cluster_lease_renewal_failures_total", "counter", "Lease renewals that failed (NATS unreachable, or the lease lost).", v.lease_renewal_failures as f64),
+        ("haven_cluster_leases_taken_total", "counter", "Cameras this node took over.", v.leases_taken as f64),
+        ("haven_cluster_leases_lost_total", "counter", "Cameras whose lease another node held at renewal: stopped here at once.", v.leases_lost as f64),
+        ("haven_cluster_leases_released_total", "counter", "Leases given up (drain, rebalance, camera removed).", v.leases_released as f64),
+    ];
+    for (name, kind, help, value) in scalars {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}");
+    }
+    for (name, help, map) in [
+        ("haven_cluster_relay_published_total", "Packets published for other nodes' viewers, per camera owned here.", &v.relay_published),
+        ("haven_cluster_relay_received_total", "Packets received from the owner for this node's viewers, per camera.", &v.relay_received),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let mut cams: Vec<_> = map.iter().collect();
+        cams.sort();
+        for (camera, n) in cams {
+            let _ = writeln!(out, "{name}{{node=\"{node}\",camera=\"{}\"}} {n}", label(camera));
+        }
+    }
 }

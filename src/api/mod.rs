@@ -25,6 +25,8 @@ pub struct AppState {
     pub stream: StreamSettings,
     pub alerts: AlertsSettings,
     pub api: ApiSettings,
+    /// `Some` on a node of a cluster (`[cluster]`).
+    pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -51,6 +53,18 @@ impl From<HubError> for ApiError {
             HubError::Duplicate(_) => ApiError::Conflict(e.to_string()),
             HubError::InvalidCamera(_) => ApiError::BadRequest(e.to_string()),
             HubError::Persist(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Invalid(m) => ApiError::BadRequest(m),
+            other => ApiError::Unavailable(other.to_string()),
         }
     }
 }
@@ -168,6 +182,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/mjpeg").route(get().to(media::mjpeg)).default_service(allow("GET")))
             .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))
+            .service(resource("/cluster").route(get().to(cameras::cluster)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
             .service(resource("/events/{id}/snapshot.jpg").route(get().to(events::snapshot)).default_service(allow("GET")))

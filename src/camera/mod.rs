@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod fence;
 pub mod gate;
 pub mod live;
 pub mod motion;
@@ -28,6 +29,7 @@ pub use status::{CameraState, CameraStatus, CameraStatusView, HistogramView};
 pub use worker::CameraDeps;
 
 use crate::settings::CameraConfig;
+use fence::Fence;
 use rendition::{Demand, Format, Rendition, Wanted};
 use worker::{CameraWorker, Run, WorkerContext};
 
@@ -45,6 +47,15 @@ impl CameraLink {
     pub fn want(&self, rendition: Rendition, format: Format) -> Wanted {
         self.demand.want(rendition, format)
     }
+}
+
+/// What a cluster node needs of a camera beside its viewers: its feed (to fill it with packets
+/// relayed from the owner), what its viewers want, and its fence.
+#[derive(Clone)]
+pub struct CameraPort {
+    pub feed: Arc<watch::Sender<Feed>>,
+    pub demand: Demand,
+    pub fence: Fence,
 }
 
 /// One camera for as long as it is registered. Its feed (and so its viewers) outlives restarts;
@@ -110,6 +121,10 @@ impl Camera {
 
     pub fn subscribe(&self) -> CameraLink {
         CameraLink { camera_id: self.id(), feed: self.ctx.feed.subscribe(), demand: self.ctx.demand.clone() }
+    }
+
+    pub fn port(&self) -> CameraPort {
+        CameraPort { feed: self.ctx.feed.clone(), demand: self.ctx.demand.clone(), fence: self.ctx.fence.clone() }
     }
 
     pub fn status(&self, engine_loaded: bool) -> CameraStatusView {

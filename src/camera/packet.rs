@@ -37,6 +37,8 @@ pub struct FramePacket {
 pub struct RenditionFrame {
     pub rendition: Rendition,
     pub jpeg: Bytes,
+    /// The message's `metadata` JSON, serialised once: another node rebuilds the messages from it.
+    pub metadata: Arc<str>,
     /// `{"type":"frame","data":"<base64 JPEG>","metadata":…}`.
     pub text: Option<ByteString>,
     /// Header length (u32, big-endian), `{"type":"frame","metadata":…}`, JPEG.
@@ -113,12 +115,7 @@ impl FramePacket {
             .map(|r| {
                 let metadata = serde_json::to_string(&FrameMetadata { rendition: Some(r.meta), ..meta.clone() })
                     .expect("frame metadata serialises");
-                RenditionFrame {
-                    rendition: r.rendition,
-                    text: r.formats.text.then(|| text_message(&metadata, &r.jpeg)),
-                    binary: r.formats.binary.then(|| binary_message(&metadata, &r.jpeg)),
-                    jpeg: r.jpeg,
-                }
+                RenditionFrame::new(r.rendition, r.formats, metadata.into(), r.jpeg)
             })
             .collect();
         Arc::new(Self {
@@ -134,6 +131,23 @@ impl FramePacket {
         })
     }
 
+    /// A packet made on another node (cluster relay): its renditions as they came, with the messages
+    /// this node's viewers want built from each one's metadata; `jpeg` is the full frame's if it came.
+    pub fn relayed(head: RelayedHead, renditions: Vec<RenditionFrame>) -> Arc<Self> {
+        let jpeg = renditions.iter().find(|r| r.rendition == Rendition::default()).map_or_else(Bytes::new, |r| r.jpeg.clone());
+        Arc::new(Self {
+            seq: head.seq,
+            frame_index: head.frame_index,
+            timestamp: head.timestamp,
+            created: std::time::Instant::now(),
+            width: head.width,
+            height: head.height,
+            jpeg,
+            detections: Vec::new(),
+            renditions,
+        })
+    }
+
     pub fn rendition(&self, rendition: &Rendition) -> Option<&RenditionFrame> {
         self.renditions.iter().find(|r| r.rendition == *rendition)
     }
@@ -142,7 +156,8 @@ impl FramePacket {
     pub fn jpeg_of(&self, rendition: &Rendition) -> Option<Bytes> {
         match self.rendition(rendition) {
             Some(r) => Some(r.jpeg.clone()),
-            None if *rendition == Rendition::default() => Some(self.jpeg.clone()),
+            // A relayed packet carries the full frame only when someone there wanted it.
+            None if *rendition == Rendition::default() && !self.jpeg.is_empty() => Some(self.jpeg.clone()),
             None => None,
         }
     }
@@ -155,6 +170,29 @@ impl FramePacket {
             Format::Text => r.text.clone().map(Message::Text),
             Format::Binary => r.binary.clone().map(Message::Binary),
             Format::Jpeg => None,
+        }
+    }
+}
+
+/// The per-frame facts a relayed packet needs besides its renditions.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayedHead {
+    pub seq: u64,
+    pub frame_index: u64,
+    pub timestamp: f64,
+    pub width: i32,
+    pub height: i32,
+}
+
+impl RenditionFrame {
+    /// A rendition's JPEG with its messages in the formats wanted, all from one metadata string.
+    pub fn new(rendition: Rendition, formats: Formats, metadata: Arc<str>, jpeg: Bytes) -> Self {
+        Self {
+            rendition,
+            text: formats.text.then(|| text_message(&metadata, &jpeg)),
+            binary: formats.binary.then(|| binary_message(&metadata, &jpeg)),
+            metadata,
+            jpeg,
         }
     }
 }

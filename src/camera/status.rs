@@ -51,6 +51,8 @@ pub struct CameraStatus {
     height: AtomicU32,
     pub frames_decoded: AtomicU64,
     pub frames_processed: AtomicU64,
+    /// Frames shown to local viewers only, past the camera's fence (cluster: lease not renewed).
+    pub frames_fenced: AtomicU64,
     pub frames_encoded: AtomicU64,
     /// JPEGs encoded for renditions other than the full frame.
     pub renditions_encoded: AtomicU64,
@@ -127,6 +129,7 @@ impl Default for CameraStatus {
             height: AtomicU32::new(0),
             frames_decoded: AtomicU64::new(0),
             frames_processed: AtomicU64::new(0),
+            frames_fenced: AtomicU64::new(0),
             frames_encoded: AtomicU64::new(0),
             inferences: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
@@ -252,6 +255,7 @@ impl CameraStatus {
             viewers: viewers as u64,
             frames_decoded: load(&self.frames_decoded),
             frames_processed: load(&self.frames_processed),
+            frames_fenced: load(&self.frames_fenced),
             frames_encoded: load(&self.frames_encoded),
             renditions_encoded: load(&self.renditions_encoded),
             renditions,
@@ -304,6 +308,8 @@ pub struct CameraStatusView {
     pub viewers: u64,
     pub frames_decoded: u64,
     pub frames_processed: u64,
+    /// Frames past the camera's fence: shown to this node's viewers, not analysed (cluster only).
+    pub frames_fenced: u64,
     pub frames_encoded: u64,
     /// JPEGs encoded for renditions other than the full frame (each once for all its viewers).
     pub renditions_encoded: u64,

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::clock::Clock;
 use super::error::FrameError;
+use super::fence::Fence;
 use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
 use super::motion::{Motion, MotionDetector, MotionSettings};
@@ -53,6 +54,9 @@ pub struct WorkerContext {
     /// The renditions the feed's viewers want; like the feed, it outlives restarts.
     pub demand: Demand,
     pub stop: Arc<AtomicBool>,
+    /// Past it, frames are shown to this node's viewers but not analysed (cluster: the lease may be
+    /// another node's by now); like the feed, it outlives restarts.
+    pub fence: Fence,
     pub deps: CameraDeps,
 }
 
@@ -65,13 +69,14 @@ impl WorkerContext {
             feed,
             demand,
             stop: Arc::new(AtomicBool::new(false)),
+            fence: Fence::open(),
             deps,
         }
     }
 
     /// The same camera's next worker: fresh status and stop flag, a new configuration.
     pub fn renewed(&self, config: CameraConfig) -> Self {
-        Self::new(config, self.feed.clone(), self.demand.clone(), self.deps.clone())
+        Self { fence: self.fence.clone(), ..Self::new(config, self.feed.clone(), self.demand.clone(), self.deps.clone()) }
     }
 
     fn now(&self) -> Duration {
@@ -496,11 +501,15 @@ fn finish_frame(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut 
     if !pipe.cap.admit(ctx) {
         return;
     }
-    if let Err(e) = process(ctx, pipe, id, frame, frame_index) {
+    // Past the fence this node may no longer own the camera: its local viewers still see it, but
+    // the model, the events and the other nodes get nothing from here (docs/scaling.md, Fencing).
+    let fenced = ctx.fence.expired();
+    if let Err(e) = process(ctx, pipe, id, frame, frame_index, !fenced) {
         log::warn!("[{id}] frame {frame_index}: {e}");
         ctx.status.set_error(Some(e.to_string()));
     }
-    ctx.status.frames_processed.fetch_add(1, Ordering::Relaxed);
+    let counter = if fenced { &ctx.status.frames_fenced } else { &ctx.status.frames_processed };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Delivers frames at the source's pace: a file as fast as a live camera would, never faster; when
@@ -579,14 +588,14 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: Box<dyn Fra
 
 /// One frame's work: motion, a pass of the shared model when the gate lets it, the newest poses
 /// drawn, one JPEG, the events, one packet for every viewer. Nothing is done when nobody consumes
-/// the result (no viewer, no events).
-fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), FrameError> {
+/// the result (no viewer, no events). Without `analyse` (fenced), no model and no events.
+fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64, analyse: bool) -> Result<(), FrameError> {
     let timestamp = ctx.deps.clock.wall();
     let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings)) = {
         let c = ctx.config.read().unwrap();
         (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection))
     };
-    let infer = pipe.lane.is_some() && ai_enabled;
+    let infer = analyse && pipe.lane.is_some() && ai_enabled;
     let watched = ctx.feed.receiver_count() > 0;
     let has_events = pipe.events.is_some() && infer;
     if !watched {
