@@ -137,6 +137,7 @@ fn render_cluster(out: &mut String, v: &crate::cluster::ClusterView) {
     }
     for (name, help, map) in [
         ("haven_cluster_relay_published_total", "Packets published for other nodes' viewers, per camera owned here.", &v.relay_published),
+        ("haven_cluster_relay_published_bytes_total", "Bytes of the packets published for other nodes' viewers, per camera owned here.", &v.relay_published_bytes),
         ("haven_cluster_relay_received_total", "Packets received from the owner for this node's viewers, per camera.", &v.relay_received),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

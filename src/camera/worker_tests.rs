@@ -178,3 +178,21 @@ fn jitter_spreads_retries_by_up_to_a_quarter_of_the_wait() {
     assert!(with_jitter(d, 0.999) < Duration::from_secs(5));
     assert_eq!(with_jitter(d, 7.0), Duration::from_secs(5), "out-of-range jitter is clamped");
 }
+
+#[test]
+fn past_its_fence_a_camera_shows_frames_to_local_viewers_but_counts_none_as_processed() {
+    let h = Harness::file(vec![file(10, 10.0, 0), file(10, 10.0, 0)]);
+    h.set(|c| c.loop_video = false);
+    let viewer = h.ctx.feed.subscribe();
+    h.ctx.fence.close();
+    h.run();
+    let s = &h.ctx.status;
+    assert_eq!((h.count(&s.frames_fenced), h.count(&s.frames_processed)), (10, 0));
+    assert!(matches!(&*viewer.borrow(), Feed::Frame(p) if p.frame_index == 9), "the local viewer still sees the camera");
+    // A renewed lease opens it again: the next worker of the same camera processes.
+    let next = h.ctx.renewed(h.ctx.config.read().unwrap().clone());
+    next.fence.extend_to(std::time::Instant::now() + Duration::from_secs(3600));
+    assert!(!h.ctx.fence.expired(), "the fence outlives restarts");
+    run(&next);
+    assert_eq!((h.count(&next.status.frames_fenced), h.count(&next.status.frames_processed)), (0, 10));
+}

@@ -154,6 +154,8 @@ pub struct ClusterView {
     pub leases_released: u64,
     /// Packets published for other nodes, per camera owned here.
     pub relay_published: HashMap<String, u64>,
+    /// Bytes of those messages (header and JPEGs).
+    pub relay_published_bytes: HashMap<String, u64>,
     /// Packets received from owners, per camera followed here.
     pub relay_received: HashMap<String, u64>,
 }
@@ -435,7 +437,7 @@ impl Cluster {
             Ok(revision) => {
                 let Some(port) = self.state.lock().unwrap().cameras.get(id).map(|c| c.port.clone()) else { return };
                 port.fence.extend_to(sent + self.lease().mul_f64(FENCE_SHARE));
-                let publisher = tokio::spawn(relay::publish(self.client.clone(), id.to_string(), port, self.relay.published(id)));
+                let publisher = tokio::spawn(relay::publish(self.client.clone(), id.to_string(), port, (self.relay.published(id), self.relay.published_bytes(id))));
                 {
                     let mut state = self.state.lock().unwrap();
                     state.owners.insert(id.to_string(), self.node.clone());
@@ -587,6 +589,7 @@ impl Cluster {
             leases_lost: load(&self.counters.leases_lost),
             leases_released: load(&self.counters.leases_released),
             relay_published: self.relay.published_view(),
+            relay_published_bytes: self.relay.published_bytes_view(),
             relay_received: self.relay.received_view(),
         }
     }

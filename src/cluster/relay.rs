@@ -27,12 +27,17 @@ const DEMAND_POLL: Duration = Duration::from_millis(250);
 #[derive(Default)]
 pub struct RelayCounters {
     published: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    published_bytes: Mutex<HashMap<String, Arc<AtomicU64>>>,
     received: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
 impl RelayCounters {
     pub fn published(&self, id: &str) -> Arc<AtomicU64> {
         self.published.lock().unwrap().entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn published_bytes(&self, id: &str) -> Arc<AtomicU64> {
+        self.published_bytes.lock().unwrap().entry(id.to_string()).or_default().clone()
     }
 
     pub fn received(&self, id: &str) -> Arc<AtomicU64> {
@@ -43,13 +48,17 @@ impl RelayCounters {
         self.published.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
     }
 
+    pub fn published_bytes_view(&self) -> HashMap<String, u64> {
+        self.published_bytes.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
+    }
+
     pub fn received_view(&self) -> HashMap<String, u64> {
         self.received.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
     }
 }
 
 /// The owner's side, for as long as this node owns the camera (aborted when it stops owning it).
-pub async fn publish(client: async_nats::Client, id: String, port: CameraPort, published: Arc<AtomicU64>) {
+pub async fn publish(client: async_nats::Client, id: String, port: CameraPort, (published, bytes): (Arc<AtomicU64>, Arc<AtomicU64>)) {
     let subject = wire::frames_subject(&id);
     let mut wants = match client.subscribe(wire::want_subject(&id)).await {
         Ok(s) => s,
@@ -92,8 +101,11 @@ pub async fn publish(client: async_nats::Client, id: String, port: CameraPort, p
                     continue;
                 }
                 last_seq = packet.seq;
-                if client.publish(subject.clone(), wire::encode(&packet)).await.is_ok() {
+                let message = wire::encode(&packet);
+                let size = message.len() as u64;
+                if client.publish(subject.clone(), message).await.is_ok() {
                     published.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(size, Ordering::Relaxed);
                 }
                 continue;
             }
