@@ -44,11 +44,13 @@ async fn follow(state: &AppState, id: String, rendition: Rendition) -> Result<(w
         .ok_or_else(|| ApiError::NotFound(format!("unknown camera: {id}")))
 }
 
-/// The next packet newer than `after` (by `seq`) that has `rendition`, or `None` once the camera is gone.
+/// The next packet after the one numbered `after` that has `rendition`, or `None` once the camera is
+/// gone. The feed only ever holds the newest packet, so any other `seq` is a newer one: also when a
+/// cluster camera moved to a node whose numbering starts again.
 async fn next_packet(feed: &mut watch::Receiver<Feed>, after: u64, rendition: &Rendition) -> Option<Arc<FramePacket>> {
     loop {
         if let Feed::Frame(p) = &*feed.borrow_and_update() {
-            if p.seq > after && p.jpeg_of(rendition).is_some() {
+            if p.seq != after && p.jpeg_of(rendition).is_some() {
                 return Some(p.clone());
             }
         }
