@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use haven::camera::packet::{FrameMetadata, FramePacket};
+use actix_web::web::Bytes;
+use haven::camera::packet::{EncodedRendition, FrameMetadata, FramePacket, RenditionMeta};
+use haven::camera::rendition::{Formats, Overlay, Rendition};
 use haven::inference::pose::PoseEngine;
 use haven::inference::{draw, AiEngine};
 use haven::settings::Settings;
@@ -100,8 +102,17 @@ fn main() {
                 poses: None,
                 motion: None,
                 events: &[],
+                rendition: None,
             };
-            std::hint::black_box(FramePacket::new(meta, jpeg.to_vec().into()));
+            // The default viewer's message: the full frame as text.
+            let jpeg: Bytes = jpeg.to_vec().into();
+            let full = EncodedRendition {
+                rendition: Rendition::default(),
+                formats: Formats { text: true, binary: false },
+                meta: RenditionMeta { width: shown.cols(), height: shown.rows(), quality: 80, overlay: Overlay::Server },
+                jpeg: jpeg.clone(),
+            };
+            std::hint::black_box(FramePacket::new(meta, jpeg, vec![full]));
             msg.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (d, i, a, e, m) = (median(decode_ms.clone()), median(inf), median(ann), median(enc), median(msg));

@@ -1,4 +1,4 @@
-//! Snapshots and MJPEG: the packet's JPEG as it is, never encoded again.
+//! Snapshots and MJPEG: the packet's JPEG (of the rendition asked for) as it is, never encoded again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::stream::{viewer_fps, Throttle};
 use super::{ApiError, AppState};
+use crate::camera::rendition::{Format, Rendition, RenditionError, Wanted};
 use crate::camera::{Feed, FramePacket};
 use crate::hub::{GetStatus, Subscribe};
 
@@ -21,20 +22,32 @@ const FRESH: Duration = Duration::from_millis(1000);
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
 const BOUNDARY: &str = "havenframe";
 
-async fn follow(state: &AppState, id: String) -> Result<watch::Receiver<Feed>, ApiError> {
+/// The rendition a snapshot or MJPEG request asks for (`width`, `quality`, `overlay`).
+fn rendition(query: &HashMap<String, String>) -> Result<Rendition, ApiError> {
+    if query.contains_key("format") {
+        return Err(ApiError::BadRequest(RenditionError::FormatNotHere.to_string()));
+    }
+    Rendition::from_query(query).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Follows a camera's feed, with the camera asked to make `rendition` while the guard lives.
+async fn follow(state: &AppState, id: String, rendition: Rendition) -> Result<(watch::Receiver<Feed>, Wanted), ApiError> {
     state
         .hub
         .send(Subscribe { camera_id: Some(id.clone()) })
         .await?
-        .map(|link| link.feed)
+        .map(|link| {
+            let wanted = link.want(rendition, Format::Jpeg);
+            (link.feed, wanted)
+        })
         .ok_or_else(|| ApiError::NotFound(format!("unknown camera: {id}")))
 }
 
-/// The next packet newer than `after` (by `seq`), or `None` once the camera is gone.
-async fn next_packet(feed: &mut watch::Receiver<Feed>, after: u64) -> Option<Arc<FramePacket>> {
+/// The next packet newer than `after` (by `seq`) that has `rendition`, or `None` once the camera is gone.
+async fn next_packet(feed: &mut watch::Receiver<Feed>, after: u64, rendition: &Rendition) -> Option<Arc<FramePacket>> {
     loop {
         if let Feed::Frame(p) = &*feed.borrow_and_update() {
-            if p.seq > after {
+            if p.seq > after && p.jpeg_of(rendition).is_some() {
                 return Some(p.clone());
             }
         }
@@ -44,12 +57,17 @@ async fn next_packet(feed: &mut watch::Receiver<Feed>, after: u64) -> Option<Arc
     }
 }
 
-/// `GET /api/cameras/{id}/snapshot.jpg`: the latest annotated frame.
-pub async fn snapshot(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// `GET /api/cameras/{id}/snapshot.jpg[?width=&quality=&overlay=]`: the latest annotated frame.
+pub async fn snapshot(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let mut feed = follow(&state, id.clone()).await?;
+    let rendition = rendition(&query)?;
+    let (mut feed, _wanted) = follow(&state, id.clone(), rendition).await?;
     let fresh = match &*feed.borrow() {
-        Feed::Frame(p) if p.created.elapsed() < FRESH => Some(p.clone()),
+        Feed::Frame(p) if p.created.elapsed() < FRESH && p.jpeg_of(&rendition).is_some() => Some(p.clone()),
         _ => None,
     };
     let packet = match fresh {
@@ -59,16 +77,16 @@ pub async fn snapshot(state: web::Data<AppState>, path: web::Path<String>) -> Re
                 Feed::Frame(p) => p.seq,
                 _ => 0,
             };
-            tokio::time::timeout(SNAPSHOT_WAIT, next_packet(&mut feed, after)).await.ok().flatten()
+            tokio::time::timeout(SNAPSHOT_WAIT, next_packet(&mut feed, after, &rendition)).await.ok().flatten()
         }
         None => None,
     };
-    match packet {
-        Some(p) => Ok(HttpResponse::Ok()
+    match packet.and_then(|p| Some((p.frame_index, p.jpeg_of(&rendition)?))) {
+        Some((frame_index, jpeg)) => Ok(HttpResponse::Ok()
             .content_type("image/jpeg")
             .insert_header(("Cache-Control", "no-store"))
-            .insert_header(("X-Frame-Index", p.frame_index.to_string()))
-            .body(p.jpeg.clone())),
+            .insert_header(("X-Frame-Index", frame_index.to_string()))
+            .body(jpeg)),
         None => {
             let status = state.hub.send(GetStatus(id.clone())).await??;
             let why = status.last_error.unwrap_or_else(|| format!("camera is {:?}", status.state).to_lowercase());
@@ -77,7 +95,8 @@ pub async fn snapshot(state: web::Data<AppState>, path: web::Path<String>) -> Re
     }
 }
 
-/// `GET /api/cameras/{id}/mjpeg?fps=N`: `multipart/x-mixed-replace`, usable in a plain `<img>`.
+/// `GET /api/cameras/{id}/mjpeg?fps=N[&width=&quality=&overlay=]`: `multipart/x-mixed-replace`,
+/// usable in a plain `<img>`.
 /// The stream is produced only as fast as the client takes it, holding one packet at most.
 pub async fn mjpeg(
     state: web::Data<AppState>,
@@ -85,23 +104,23 @@ pub async fn mjpeg(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?);
-    let feed = follow(&state, path.into_inner()).await?;
-    let parts = stream::unfold((feed, 0u64, Throttle::new(period)), move |(mut feed, last, mut throttle)| async move {
-        let mut packet = next_packet(&mut feed, last).await?;
+    let rendition = rendition(&query)?;
+    let (feed, wanted) = follow(&state, path.into_inner(), rendition).await?;
+    let start = (feed, wanted, 0u64, Throttle::new(period));
+    let parts = stream::unfold(start, move |(mut feed, wanted, last, mut throttle)| async move {
+        let mut packet = next_packet(&mut feed, last, &rendition).await?;
         while !throttle.admits(packet.timestamp) {
             let fallback = throttle.fallback_at();
             tokio::select! {
-                newer = next_packet(&mut feed, packet.seq) => packet = newer?,
+                newer = next_packet(&mut feed, packet.seq, &rendition) => packet = newer?,
                 _ = sleep_until(fallback) => break,
             }
         }
         throttle.take(packet.timestamp, Instant::now());
-        let header = format!(
-            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            packet.jpeg.len()
-        );
-        let chunks = [Bytes::from(header), packet.jpeg.clone(), Bytes::from_static(b"\r\n")];
-        Some((stream::iter(chunks.map(Ok::<_, actix_web::Error>)), (feed, packet.seq, throttle)))
+        let jpeg = packet.jpeg_of(&rendition)?;
+        let header = format!("--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", jpeg.len());
+        let chunks = [Bytes::from(header), jpeg, Bytes::from_static(b"\r\n")];
+        Some((stream::iter(chunks.map(Ok::<_, actix_web::Error>)), (feed, wanted, packet.seq, throttle)))
     })
     .flatten();
     Ok(HttpResponse::Ok()

@@ -39,6 +39,8 @@ const METRICS: &[Metric] = &[
     Metric { name: "haven_camera_inferences_replaced_total", kind: "counter", help: "Frames replaced by a newer one while waiting for the shared model.", value: Some(|c| c.inferences_replaced as f64) },
     Metric { name: "haven_camera_inference_seconds", kind: "histogram", help: "Time of one pass of the model over the camera's frame.", value: None },
     Metric { name: "haven_camera_inference_queue_seconds", kind: "histogram", help: "Time a frame waited for the shared model.", value: None },
+    Metric { name: "haven_camera_renditions_encoded_total", kind: "counter", help: "JPEGs encoded for renditions other than the full frame (once per frame each, whatever the number of their viewers).", value: Some(|c| c.renditions_encoded as f64) },
+    Metric { name: "haven_camera_rendition_viewers", kind: "gauge", help: "Viewers of each rendition the camera encodes now (width 0: full size; quality 0: the camera's).", value: None },
     Metric { name: "haven_engine_inferences_total", kind: "counter", help: "Inference calls of the shared engine, all cameras together.", value: None },
     Metric { name: "haven_process_resident_memory_bytes", kind: "gauge", help: "Resident memory of the HAVEN process.", value: None },
 ];
@@ -49,6 +51,11 @@ fn resident_bytes() -> f64 {
         .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
         .unwrap_or(0.0);
     pages * 4096.0
+}
+
+/// A unit enum as its serde name (`"client"` → `client`).
+fn serde_plain(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// Label values escaped as the text format requires.
@@ -77,6 +84,23 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
                     let _ = writeln!(out, "{}_bucket{{camera=\"{id}\",le=\"+Inf\"}} {count}", m.name);
                     let _ = writeln!(out, "{}_sum{{camera=\"{id}\"}} {sum}", m.name);
                     let _ = writeln!(out, "{}_count{{camera=\"{id}\"}} {count}", m.name);
+                }
+            }
+            (None, "haven_camera_rendition_viewers") => {
+                for c in &cameras {
+                    for r in &c.view.renditions {
+                        let _ = writeln!(
+                            out,
+                            "{}{{camera=\"{}\",width=\"{}\",quality=\"{}\",overlay=\"{}\",format=\"{}\"}} {}",
+                            m.name,
+                            label(&c.view.camera_id),
+                            r.width.unwrap_or(0),
+                            r.quality.unwrap_or(0),
+                            serde_plain(&r.overlay),
+                            serde_plain(&r.format),
+                            r.viewers
+                        );
+                    }
                 }
             }
             (None, "haven_engine_inferences_total") => {

@@ -26,6 +26,8 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use super::{ApiError, AppState};
+use crate::camera::packet::Message as FrameMessage;
+use crate::camera::rendition::{Format, Rendition};
 use crate::camera::{Feed, FramePacket};
 use crate::hub::{CameraLink, Subscribe};
 
@@ -58,6 +60,8 @@ async fn open(
     query: HashMap<String, String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let fps = viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?;
+    let bad = |e: crate::camera::rendition::RenditionError| ApiError::BadRequest(e.to_string());
+    let view = (Rendition::from_query(&query).map_err(bad)?, Format::from_query(&query).map_err(bad)?);
     let link = state
         .hub
         .send(Subscribe { camera_id: camera_id.clone() })
@@ -81,7 +85,7 @@ async fn open(
     };
     log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
     let messages = messages.max_frame_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run_viewer(link, session, messages, taken, limits, pending));
+    actix_web::rt::spawn(run_viewer(link, view, session, messages, taken, limits, pending));
     Ok(response)
 }
 
@@ -328,7 +332,15 @@ impl Liveness {
 
 /// Sends one text message, waiting at most `timeout` for the socket to take it.
 pub(crate) async fn send_text(session: &mut actix_ws::Session, text: impl Into<ByteString>, timeout: Duration) -> Step {
-    match tokio::time::timeout(timeout, session.text(text)).await {
+    sent(tokio::time::timeout(timeout, session.text(text)).await)
+}
+
+async fn send_binary(session: &mut actix_ws::Session, bytes: Bytes, timeout: Duration) -> Step {
+    sent(tokio::time::timeout(timeout, session.binary(bytes)).await)
+}
+
+fn sent(outcome: Result<Result<(), actix_ws::Closed>, tokio::time::error::Elapsed>) -> Step {
+    match outcome {
         Ok(Ok(())) => Step::Continue,
         Ok(Err(_closed)) => Step::Gone,
         Err(_elapsed) => Step::Close(close_reason(CloseCode::Policy, "viewer stopped reading")),
@@ -337,6 +349,7 @@ pub(crate) async fn send_text(session: &mut actix_ws::Session, text: impl Into<B
 
 async fn run_viewer(
     mut link: CameraLink,
+    (rendition, format): (Rendition, Format),
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
     taken: Arc<Taken>,
@@ -349,6 +362,8 @@ async fn run_viewer(
     // When the frame the connection has not yet taken was sent.
     let mut sent_at = Instant::now();
     let mut live = Liveness::new(limits.heartbeat, limits.client_timeout, pending).await;
+    // The camera encodes this viewer's rendition from its next frame on, until the viewer leaves.
+    let _wanted = link.want(rendition, format);
     // A packet published before this viewer came counts as news, so the first frame goes out at once.
     link.feed.mark_changed();
 
@@ -374,11 +389,20 @@ async fn run_viewer(
             }
             _ = sleep_until(due), if has_unsent && can_send => {
                 let packet = latest.take().expect("has_unsent implies a packet");
-                last_sent_seq = packet.seq;
-                sent_at = Instant::now();
-                throttle.take(packet.timestamp, sent_at);
-                taken.expect_more();
-                send_text(&mut session, packet.text.clone(), limits.send_timeout).await
+                // A frame made before the camera knew of this viewer's rendition is passed over.
+                match packet.message(&rendition, format) {
+                    None => Step::Continue,
+                    Some(message) => {
+                        last_sent_seq = packet.seq;
+                        sent_at = Instant::now();
+                        throttle.take(packet.timestamp, sent_at);
+                        taken.expect_more();
+                        match message {
+                            FrameMessage::Text(text) => send_text(&mut session, text, limits.send_timeout).await,
+                            FrameMessage::Binary(bytes) => send_binary(&mut session, bytes, limits.send_timeout).await,
+                        }
+                    }
+                }
             }
             took = tokio::time::timeout_at(sent_at + limits.send_timeout, taken.wait()), if !can_send => match took {
                 Ok(()) => Step::Continue,

@@ -8,6 +8,7 @@ pub mod live;
 pub mod motion;
 pub mod packet;
 pub mod patch;
+pub mod rendition;
 #[cfg(test)]
 pub mod scripted;
 pub mod source;
@@ -26,6 +27,7 @@ pub use status::{CameraState, CameraStatus, CameraStatusView, HistogramView};
 pub use worker::CameraDeps;
 
 use crate::settings::CameraConfig;
+use rendition::{Demand, Format, Rendition, Wanted};
 use worker::{CameraWorker, Run, WorkerContext};
 
 /// What a viewer needs to follow one camera.
@@ -33,6 +35,15 @@ use worker::{CameraWorker, Run, WorkerContext};
 pub struct CameraLink {
     pub camera_id: String,
     pub feed: watch::Receiver<Feed>,
+    demand: Demand,
+}
+
+impl CameraLink {
+    /// Asks the camera for `rendition` in `format` from its next frame on, for as long as the
+    /// returned guard lives.
+    pub fn want(&self, rendition: Rendition, format: Format) -> Wanted {
+        self.demand.want(rendition, format)
+    }
 }
 
 /// One camera for as long as it is registered. Its feed (and so its viewers) outlives restarts;
@@ -45,7 +56,7 @@ pub struct Camera {
 impl Camera {
     pub fn new(config: CameraConfig, deps: CameraDeps) -> Self {
         let (feed, _) = watch::channel(Feed::Waiting);
-        Self { ctx: WorkerContext::new(config, Arc::new(feed), deps), worker: None }
+        Self { ctx: WorkerContext::new(config, Arc::new(feed), Demand::default(), deps), worker: None }
     }
 
     pub fn id(&self) -> String {
@@ -97,13 +108,13 @@ impl Camera {
     }
 
     pub fn subscribe(&self) -> CameraLink {
-        CameraLink { camera_id: self.id(), feed: self.ctx.feed.subscribe() }
+        CameraLink { camera_id: self.id(), feed: self.ctx.feed.subscribe(), demand: self.ctx.demand.clone() }
     }
 
     pub fn status(&self, engine_loaded: bool) -> CameraStatusView {
         let config = self.ctx.config.read().unwrap();
         let ai = config.ai_enabled && engine_loaded;
-        self.ctx.status.snapshot(&config, &self.ctx.deps.detection, ai, self.ctx.feed.receiver_count())
+        self.ctx.status.snapshot(&config, &self.ctx.deps.detection, ai, self.ctx.feed.receiver_count(), self.ctx.demand.view())
     }
 
     /// The live counters of the current worker: to wait for it to stop, and for `/metrics`.

@@ -8,6 +8,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use super::motion::Motion;
+use super::rendition::{Format, Formats, Overlay, Rendition};
 use crate::events::Event;
 use crate::inference::Detection;
 
@@ -24,15 +25,49 @@ pub struct FramePacket {
     pub created: std::time::Instant,
     pub width: i32,
     pub height: i32,
-    /// The annotated frame as JPEG (for snapshots and MJPEG without encoding again).
+    /// The annotated frame as JPEG, full size (for clips, snapshots and MJPEG without encoding again).
     pub jpeg: Bytes,
     pub detections: Vec<Detection>,
-    /// The WebSocket message `{"type":"frame","data":…,"metadata":…}`, serialised once.
-    pub text: ByteString,
+    /// Every rendition a viewer wanted when the frame was made, each encoded and serialised once.
+    pub renditions: Vec<RenditionFrame>,
+}
+
+/// One rendition of a frame: its JPEG and its WebSocket messages in the formats viewers asked for.
+#[derive(Debug)]
+pub struct RenditionFrame {
+    pub rendition: Rendition,
+    pub jpeg: Bytes,
+    /// `{"type":"frame","data":"<base64 JPEG>","metadata":…}`.
+    pub text: Option<ByteString>,
+    /// Header length (u32, big-endian), `{"type":"frame","metadata":…}`, JPEG.
+    pub binary: Option<Bytes>,
+}
+
+/// A rendition as a frame's metadata describes it: the JPEG's own size and quality.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RenditionMeta {
+    pub width: i32,
+    pub height: i32,
+    pub quality: u8,
+    pub overlay: Overlay,
+}
+
+/// A rendition's JPEG as the camera encoded it, to be wrapped in the formats wanted.
+pub struct EncodedRendition {
+    pub rendition: Rendition,
+    pub formats: Formats,
+    pub meta: RenditionMeta,
+    pub jpeg: Bytes,
+}
+
+/// One WebSocket message, ready to send (a reference count, not a copy).
+pub enum Message {
+    Text(ByteString),
+    Binary(Bytes),
 }
 
 /// Per-frame facts that go into the message's `metadata`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FrameMetadata<'a> {
     pub camera_id: &'a str,
     pub seq: u64,
@@ -52,6 +87,9 @@ pub struct FrameMetadata<'a> {
     pub motion: Option<&'a Motion>,
     /// The camera's events still in progress (a fall, a person in view).
     pub events: &'a [Event],
+    /// The JPEG this metadata travels with (`width`/`height` above are the frame's, the space of
+    /// the detections' and motion boxes' coordinates).
+    pub rendition: Option<RenditionMeta>,
 }
 
 /// Where a frame's poses come from: the model looks at a camera at its detect rate, and every
@@ -68,15 +106,21 @@ pub struct PosesMeta {
 }
 
 impl FramePacket {
-    pub fn new(meta: FrameMetadata<'_>, jpeg: Bytes) -> Arc<Self> {
-        let metadata = serde_json::to_string(&meta).expect("frame metadata serialises");
-        let b64_len = jpeg.len().div_ceil(3) * 4;
-        let mut text = String::with_capacity(b64_len + metadata.len() + 48);
-        text.push_str(r#"{"type":"frame","data":""#);
-        base64::engine::general_purpose::STANDARD.encode_string(&jpeg, &mut text);
-        text.push_str(r#"","metadata":"#);
-        text.push_str(&metadata);
-        text.push('}');
+    /// The packet of one frame: `jpeg` is the full annotated frame; `renditions` what viewers want.
+    pub fn new(meta: FrameMetadata<'_>, jpeg: Bytes, renditions: Vec<EncodedRendition>) -> Arc<Self> {
+        let renditions = renditions
+            .into_iter()
+            .map(|r| {
+                let metadata = serde_json::to_string(&FrameMetadata { rendition: Some(r.meta), ..meta.clone() })
+                    .expect("frame metadata serialises");
+                RenditionFrame {
+                    rendition: r.rendition,
+                    text: r.formats.text.then(|| text_message(&metadata, &r.jpeg)),
+                    binary: r.formats.binary.then(|| binary_message(&metadata, &r.jpeg)),
+                    jpeg: r.jpeg,
+                }
+            })
+            .collect();
         Arc::new(Self {
             seq: meta.seq,
             frame_index: meta.frame_index,
@@ -86,9 +130,55 @@ impl FramePacket {
             height: meta.height,
             jpeg,
             detections: meta.detections.to_vec(),
-            text: ByteString::from(text),
+            renditions,
         })
     }
+
+    pub fn rendition(&self, rendition: &Rendition) -> Option<&RenditionFrame> {
+        self.renditions.iter().find(|r| r.rendition == *rendition)
+    }
+
+    /// The JPEG of `rendition`, if it was made for this frame (the full frame's always is).
+    pub fn jpeg_of(&self, rendition: &Rendition) -> Option<Bytes> {
+        match self.rendition(rendition) {
+            Some(r) => Some(r.jpeg.clone()),
+            None if *rendition == Rendition::default() => Some(self.jpeg.clone()),
+            None => None,
+        }
+    }
+
+    /// The message for a viewer of `rendition` in `format`; `None` if nobody wanted it when the
+    /// frame was made (a viewer that just arrived: the next frame has it).
+    pub fn message(&self, rendition: &Rendition, format: Format) -> Option<Message> {
+        let r = self.rendition(rendition)?;
+        match format {
+            Format::Text => r.text.clone().map(Message::Text),
+            Format::Binary => r.binary.clone().map(Message::Binary),
+            Format::Jpeg => None,
+        }
+    }
+}
+
+fn text_message(metadata: &str, jpeg: &[u8]) -> ByteString {
+    let b64_len = jpeg.len().div_ceil(3) * 4;
+    let mut text = String::with_capacity(b64_len + metadata.len() + 48);
+    text.push_str(r#"{"type":"frame","data":""#);
+    base64::engine::general_purpose::STANDARD.encode_string(jpeg, &mut text);
+    text.push_str(r#"","metadata":"#);
+    text.push_str(metadata);
+    text.push('}');
+    ByteString::from(text)
+}
+
+fn binary_message(metadata: &str, jpeg: &[u8]) -> Bytes {
+    let header_len = r#"{"type":"frame","metadata":}"#.len() + metadata.len();
+    let mut out = Vec::with_capacity(4 + header_len + jpeg.len());
+    out.extend_from_slice(&(header_len as u32).to_be_bytes());
+    out.extend_from_slice(br#"{"type":"frame","metadata":"#);
+    out.extend_from_slice(metadata.as_bytes());
+    out.push(b'}');
+    out.extend_from_slice(jpeg);
+    Bytes::from(out)
 }
 
 /// What a camera publishes to its viewers: only the newest value is ever kept.
@@ -105,9 +195,8 @@ pub enum Feed {
 mod tests {
     use super::*;
 
-    #[test]
-    fn message_is_valid_json_with_metadata() {
-        let p = FramePacket::new(
+    fn packet(renditions: Vec<EncodedRendition>) -> Arc<FramePacket> {
+        FramePacket::new(
             FrameMetadata {
                 camera_id: "cam1",
                 seq: 3,
@@ -122,14 +211,46 @@ mod tests {
                 poses: None,
                 motion: None,
                 events: &[],
+                rendition: None,
             },
             Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]),
-        );
-        let v: serde_json::Value = serde_json::from_str(&p.text).unwrap();
+            renditions,
+        )
+    }
+
+    fn full(formats: Formats) -> EncodedRendition {
+        EncodedRendition {
+            rendition: Rendition::default(),
+            formats,
+            meta: RenditionMeta { width: 4, height: 2, quality: 80, overlay: Overlay::Server },
+            jpeg: Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]),
+        }
+    }
+
+    #[test]
+    fn the_text_message_is_json_with_the_jpeg_in_base64_and_the_metadata() {
+        let p = packet(vec![full(Formats { text: true, binary: false })]);
+        let Some(Message::Text(text)) = p.message(&Rendition::default(), Format::Text) else { panic!("no text message") };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "frame");
         assert_eq!(v["data"], "/9j/2Q==");
         assert_eq!(v["metadata"]["camera_id"], "cam1");
         assert_eq!(v["metadata"]["frame_index"], 7);
         assert_eq!(v["metadata"]["detections"].as_array().unwrap().len(), 0);
+        assert_eq!(v["metadata"]["rendition"]["quality"], 80);
+        assert!(p.message(&Rendition::default(), Format::Binary).is_none(), "a format nobody wanted is not built");
+    }
+
+    #[test]
+    fn the_binary_message_is_header_length_header_then_the_jpeg() {
+        let p = packet(vec![full(Formats { text: false, binary: true })]);
+        let Some(Message::Binary(bin)) = p.message(&Rendition::default(), Format::Binary) else { panic!("no binary message") };
+        let n = u32::from_be_bytes(bin[..4].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bin[4..4 + n]).unwrap();
+        assert_eq!(header["type"], "frame");
+        assert_eq!(header["metadata"]["seq"], 3);
+        assert_eq!(header["metadata"]["rendition"]["overlay"], "server");
+        assert_eq!(&bin[4 + n..], &[0xff, 0xd8, 0xff, 0xd9]);
+        assert!(p.message(&Rendition { width: Some(320), ..Rendition::default() }, Format::Binary).is_none());
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::rendition::RenditionView;
 use crate::settings::{CameraConfig, DetectionSettings};
 
 /// Where a camera is in its life.
@@ -51,6 +52,8 @@ pub struct CameraStatus {
     pub frames_decoded: AtomicU64,
     pub frames_processed: AtomicU64,
     pub frames_encoded: AtomicU64,
+    /// JPEGs encoded for renditions other than the full frame.
+    pub renditions_encoded: AtomicU64,
     pub inferences: AtomicU64,
     pub dropped_frames: AtomicU64,
     pub loops: AtomicU64,
@@ -128,6 +131,7 @@ impl Default for CameraStatus {
             inferences: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
             loops: AtomicU64::new(0),
+            renditions_encoded: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         }
     }
@@ -219,7 +223,14 @@ impl CameraStatus {
     }
 
     /// A point-in-time copy for the API.
-    pub fn snapshot(&self, config: &CameraConfig, detection: &DetectionSettings, ai_active: bool, viewers: usize) -> CameraStatusView {
+    pub fn snapshot(
+        &self,
+        config: &CameraConfig,
+        detection: &DetectionSettings,
+        ai_active: bool,
+        viewers: usize,
+        renditions: Vec<RenditionView>,
+    ) -> CameraStatusView {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let round2 = |v: f32| ((v as f64) * 100.0).round() / 100.0;
         CameraStatusView {
@@ -242,6 +253,8 @@ impl CameraStatus {
             frames_decoded: load(&self.frames_decoded),
             frames_processed: load(&self.frames_processed),
             frames_encoded: load(&self.frames_encoded),
+            renditions_encoded: load(&self.renditions_encoded),
+            renditions,
             inferences: load(&self.inferences),
             inference_ms: round2(self.inference_ms()),
             queue_ms: round2(f32::from_bits(self.queue_ms.load(Ordering::Relaxed))),
@@ -292,6 +305,10 @@ pub struct CameraStatusView {
     pub frames_decoded: u64,
     pub frames_processed: u64,
     pub frames_encoded: u64,
+    /// JPEGs encoded for renditions other than the full frame (each once for all its viewers).
+    pub renditions_encoded: u64,
+    /// The renditions viewers want now (sockets, MJPEG, snapshots), with how many viewers each.
+    pub renditions: Vec<RenditionView>,
     pub inferences: u64,
     /// Time of the last inference.
     pub inference_ms: f64,
@@ -331,7 +348,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
         let schema = &doc["components"]["schemas"]["CameraStatus"];
         let config = CameraConfig::new("cam1", "a.mp4", SourceType::VideoFile);
-        let view = CameraStatus::default().snapshot(&config, &DetectionSettings::default(), true, 0);
+        let view = CameraStatus::default().snapshot(&config, &DetectionSettings::default(), true, 0, Vec::new());
         let value = serde_json::to_value(view).unwrap();
         let mut fields: Vec<&String> = value.as_object().unwrap().keys().collect();
         let mut documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();

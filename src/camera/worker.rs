@@ -15,7 +15,8 @@ use super::clock::Clock;
 use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
 use super::motion::{Motion, MotionDetector, MotionSettings};
-use super::packet::{Feed, FrameMetadata, FramePacket, PosesMeta};
+use super::packet::{EncodedRendition, Feed, FrameMetadata, FramePacket, PosesMeta, RenditionMeta};
+use super::rendition::{Demand, Overlay};
 use super::source::{FrameSource, Opener, SourceError};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub, EventKind};
@@ -48,17 +49,20 @@ pub struct WorkerContext {
     pub config: Arc<RwLock<CameraConfig>>,
     pub status: Arc<CameraStatus>,
     pub feed: Arc<watch::Sender<Feed>>,
+    /// The renditions the feed's viewers want; like the feed, it outlives restarts.
+    pub demand: Demand,
     pub stop: Arc<AtomicBool>,
     pub deps: CameraDeps,
 }
 
 impl WorkerContext {
     /// A context for a camera's (next) worker: fresh status and stop flag, the given feed.
-    pub fn new(config: CameraConfig, feed: Arc<watch::Sender<Feed>>, deps: CameraDeps) -> Self {
+    pub fn new(config: CameraConfig, feed: Arc<watch::Sender<Feed>>, demand: Demand, deps: CameraDeps) -> Self {
         Self {
             config: Arc::new(RwLock::new(config)),
             status: Arc::new(CameraStatus::default()),
             feed,
+            demand,
             stop: Arc::new(AtomicBool::new(false)),
             deps,
         }
@@ -66,7 +70,7 @@ impl WorkerContext {
 
     /// The same camera's next worker: fresh status and stop flag, a new configuration.
     pub fn renewed(&self, config: CameraConfig) -> Self {
-        Self::new(config, self.feed.clone(), self.deps.clone())
+        Self::new(config, self.feed.clone(), self.demand.clone(), self.deps.clone())
     }
 
     fn now(&self) -> Duration {
@@ -305,6 +309,15 @@ struct Encoded {
     /// The capture time of the poses drawn on it (`None`: none drawn).
     poses_at: Option<f64>,
     at: Duration,
+    /// Counts fresh encodes: renditions made from the same one can be reused with it.
+    generation: u64,
+}
+
+/// A rendition's JPEG, reused while the full frame's is.
+struct CachedRendition {
+    key: (i32, i32, u8, Overlay),
+    generation: u64,
+    jpeg: Bytes,
 }
 
 /// A still frame's JPEG is reused for at most this long, so that a slow change the motion gate
@@ -323,6 +336,7 @@ struct Pipeline {
     /// This camera's share of the region budget, by how long its frames wait for the model.
     budget: BudgetControl,
     encoded: Option<Encoded>,
+    renditions: Vec<CachedRendition>,
     /// When this worker started: the gate's clock.
     epoch: Duration,
     /// Packets published (each packet's `seq`).
@@ -348,6 +362,7 @@ impl Pipeline {
             poses: None,
             budget: BudgetControl::default(),
             encoded: None,
+            renditions: Vec::new(),
             epoch: ctx.now(),
             packets: 0,
         }
@@ -631,6 +646,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         _ => 0,
     };
     pipe.packets = pipe.packets.max(previous_seq) + 1;
+    let renditions = encode_renditions(ctx, pipe, frame, &jpeg, jpeg_quality)?;
     let empty = Vec::new();
     let poses = pipe.poses.as_ref().filter(|_| infer);
     let packet = FramePacket::new(
@@ -653,8 +669,10 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             }),
             motion: infer.then_some(&motion),
             events: &active_events,
+            rendition: None,
         },
         jpeg,
+        renditions,
     );
     // A frame finished after the camera was closed (SIGTERM, removed) must not replace the close: its
     // viewers would keep waiting for frames and end without the reason.
@@ -708,13 +726,61 @@ fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion
         }
         None => frame,
     };
+    let jpeg = jpeg_bytes(shown, quality)?;
+    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation + 1);
+    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: ctx.now(), generation });
+    Ok(jpeg)
+}
+
+fn jpeg_bytes(image: &Mat, quality: u8) -> Result<Bytes, String> {
     let mut jpeg = Vector::<u8>::new();
     let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality as i32]);
-    imgcodecs::imencode(".jpg", shown, &mut jpeg, &params).map_err(|e| e.to_string())?;
-    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
-    let jpeg = Bytes::from(jpeg.to_vec());
-    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: ctx.now() });
-    Ok(jpeg)
+    imgcodecs::imencode(".jpg", image, &mut jpeg, &params).map_err(|e| e.to_string())?;
+    Ok(Bytes::from(jpeg.to_vec()))
+}
+
+/// Every rendition the camera's viewers want, each encoded once: the full frame's JPEG where it is
+/// the same; otherwise the frame scaled down and the poses drawn at that size (lines stay a pixel or
+/// more wide), or not drawn for viewers who draw them themselves. A rendition made while the full
+/// frame's JPEG is reused (a still scene) is reused with it.
+fn encode_renditions(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, full: &Bytes, quality: u8) -> Result<Vec<EncodedRendition>, String> {
+    let wanted = ctx.demand.current();
+    let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation);
+    pipe.renditions.retain(|c| c.generation == generation);
+    let detections: &[Detection] = pipe.poses.as_ref().map_or(&[], |p| &p.detections);
+    let (cols, rows) = (frame.cols(), frame.rows());
+    let mut out = Vec::with_capacity(wanted.len());
+    for (rendition, formats) in wanted {
+        let (w, h) = rendition.size(cols, rows);
+        let q = rendition.quality_or(quality);
+        let overlay = rendition.overlay;
+        let drawn = overlay == Overlay::Server && !detections.is_empty();
+        let key = (w, h, q, if detections.is_empty() { Overlay::Server } else { overlay });
+        let jpeg = if (w, h) == (cols, rows) && q == quality && (drawn || detections.is_empty()) {
+            full.clone()
+        } else if let Some(cached) = pipe.renditions.iter().find(|c| c.key == key) {
+            cached.jpeg.clone()
+        } else {
+            let mut image = if (w, h) == (cols, rows) {
+                frame.try_clone().map_err(|e| e.to_string())?
+            } else {
+                let mut small = Mat::default();
+                imgproc::resize(frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA).map_err(|e| e.to_string())?;
+                small
+            };
+            if drawn {
+                let scaled = draw::scaled(detections, w as f32 / cols as f32);
+                draw::annotate(&mut image, &scaled).map_err(|e| e.to_string())?;
+            }
+            let jpeg = jpeg_bytes(&image, q)?;
+            ctx.status.renditions_encoded.fetch_add(1, Ordering::Relaxed);
+            pipe.renditions.push(CachedRendition { key, generation, jpeg: jpeg.clone() });
+            jpeg
+        };
+        out.push(EncodedRendition { rendition, formats, meta: RenditionMeta { width: w, height: h, quality: q, overlay }, jpeg });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ impl Harness {
             clock: clock.clone(),
         };
         let config = CameraConfig::new("cam", "scripted.mp4", source_type);
-        let ctx = WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), deps);
+        let ctx = WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps);
         opener.attach(ctx.stop.clone(), ctx.status.clone());
         Self { ctx, clock, opener }
     }

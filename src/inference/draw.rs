@@ -23,6 +23,18 @@ fn limb_color(a: usize, b: usize) -> Scalar {
     }
 }
 
+/// The detections in a frame scaled by `factor` (a smaller rendition's coordinates).
+pub fn scaled(detections: &[Detection], factor: f32) -> Vec<Detection> {
+    detections
+        .iter()
+        .map(|d| Detection {
+            bbox: d.bbox.map(|v| v * factor),
+            keypoints: d.keypoints.iter().map(|&[x, y, c]| [x * factor, y * factor, c]).collect(),
+            ..d.clone()
+        })
+        .collect()
+}
+
 /// Draws boxes, scores, the skeleton and confident keypoints in place.
 pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()> {
     let thickness = ((frame.cols().max(frame.rows()) as f32) / 400.0).ceil().max(1.0) as i32;

@@ -4,6 +4,7 @@ mod core;
 mod detect;
 mod events;
 mod faults;
+mod live_view;
 mod manage;
 mod media;
 mod pose;

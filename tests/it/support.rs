@@ -190,6 +190,13 @@ impl Viewer {
                 Some(Ok(Frame::Text(bytes))) => {
                     return Some(Event::Frame(serde_json::from_slice(&bytes).expect("frame message is JSON")))
                 }
+                // A binary frame: its header's JSON, with the JPEG as `"jpeg"` (bytes) beside it.
+                Some(Ok(Frame::Binary(bytes))) => {
+                    let n = u32::from_be_bytes(bytes[..4].try_into().expect("a 4-byte header length")) as usize;
+                    let mut header: Value = serde_json::from_slice(&bytes[4..4 + n]).expect("binary header is JSON");
+                    header["jpeg"] = Value::from(bytes[4 + n..].to_vec());
+                    return Some(Event::Frame(header));
+                }
                 Some(Ok(Frame::Ping(p))) if self.answers_pings => {
                     let _ = self.framed.send(Message::Pong(p)).await;
                 }
