@@ -41,7 +41,7 @@ const prefs = {
   skeletons: true,
   boxes: true,
   labels: true,
-  saver: false, // grid tiles always 320 px at quality 40
+  saver: !!navigator.connection?.saveData, // grid tiles always 320 px at quality 40 (on by default where the browser asks to save data)
 };
 try { Object.assign(prefs, JSON.parse(localStorage.getItem(PREFS_KEY) || '{}')); } catch { /* defaults */ }
 
@@ -244,10 +244,11 @@ const fmt = {
   ms: (v) => (typeof v === 'number' && Number.isFinite(v) ? `${v.toFixed(v >= 100 ? 0 : 1)} ms` : '–'),
 };
 
-// Poses drawn by the browser, the way the server draws them (src/inference/draw.rs): a green box
-// with "person 0.87" above it, limbs coloured by body part, red dots on the keypoints, all as thick as
-// the server's lines on the full frame (one pixel per 400 of its longer side, rounded up), scaled
-// with the picture as it is shown, never thinner than one device pixel.
+// Poses drawn by the browser, the way the server draws them on a rendition (src/inference/draw.rs,
+// after scaling the detections to the rendition's size): a green box with "person 0.87" above it,
+// limbs coloured by body part, red dots on the confident keypoints, lines one pixel thick per 400 of
+// the picture's longer side (rounded up), all scaled with the picture as it is shown and never
+// thinner than one device pixel.
 
 const KEYPOINT_MIN_CONF = 0.5; // draw.rs: keypoints below it are neither drawn nor joined
 // haven_pose::SKELETON: COCO keypoint pairs (0 nose, 1-2 eyes, 3-4 ears, 5-6 shoulders, 7-8 elbows,
@@ -266,8 +267,9 @@ function limbColor(a, b) {
 }
 
 /**
- * Draws the frame's detections (frame pixels: metadata.width × height) on the canvas, letterboxed as
- * the <img> under it is (object-fit: contain). Returns how many people it drew.
+ * Draws the frame's detections (in frame pixels: metadata.width × height) on the canvas, as the
+ * server would on the picture shown (metadata.rendition: its size), letterboxed as the <img> under
+ * the canvas is (object-fit: contain). Returns how many people it drew.
  */
 function drawPoses(canvas, m, layers) {
   const dpr = window.devicePixelRatio || 1;
@@ -284,15 +286,20 @@ function drawPoses(canvas, m, layers) {
   const fh = m?.height;
   const dets = Array.isArray(m?.detections) ? m.detections : [];
   if (!(fw > 0 && fh > 0) || !dets.length || !(layers.skeletons || layers.boxes || layers.labels)) return 0;
-  const s = Math.min(w / fw, h / fh);
-  ctx.setTransform(s, 0, 0, s, (w - fw * s) / 2, (h - fh * s) / 2);
-  const t = Math.max(1, Math.ceil(Math.max(fw, fh) / 400));
-  const line = Math.max(t, 1 / s);
-  ctx.lineWidth = line;
+  // The picture's pixels (the rendition), and frame pixels → picture pixels → canvas pixels.
+  const pw = m.rendition?.width > 0 ? m.rendition.width : fw;
+  const ph = m.rendition?.height > 0 ? m.rendition.height : fh;
+  const k = pw / fw;
+  const s = Math.min(w / pw, h / ph);
+  ctx.setTransform(s, 0, 0, s, (w - pw * s) / 2, (h - ph * s) / 2);
+  const t = Math.max(1, Math.ceil(Math.max(pw, ph) / 400));
+  ctx.lineWidth = Math.max(t, 1 / s);
   ctx.lineCap = 'round';
+  ctx.font = `${11 * t}px sans-serif`; // about as tall and wide as Hershey simplex at 0.4 × thickness
+  ctx.textBaseline = 'alphabetic';
   let drawn = 0;
   for (const d of dets) {
-    const [x1, y1, x2, y2] = Array.isArray(d?.bbox) ? d.bbox.map(Math.trunc) : [];
+    const [x1, y1, x2, y2] = Array.isArray(d?.bbox) ? d.bbox.map((v) => Math.trunc(v * k)) : [];
     const boxed = [x1, y1, x2, y2].every(Number.isFinite);
     if (layers.boxes && boxed) {
       ctx.strokeStyle = BOX_COLOR;
@@ -300,14 +307,12 @@ function drawPoses(canvas, m, layers) {
     }
     if (layers.labels && boxed && Number.isFinite(d.score)) {
       ctx.fillStyle = BOX_COLOR;
-      ctx.font = `600 ${12 * t}px sans-serif`; // Hershey simplex at 0.4 × thickness: about as tall
-      ctx.textBaseline = 'alphabetic';
       ctx.fillText(`person ${d.score.toFixed(2)}`, x1, Math.max(y1 - 4, 10));
     }
     const kp = Array.isArray(d?.keypoints) ? d.keypoints : [];
     if (layers.skeletons && kp.length) {
       const visible = (i) => i < kp.length && kp[i]?.[2] >= KEYPOINT_MIN_CONF;
-      const at = (i) => [Math.round(kp[i][0]), Math.round(kp[i][1])];
+      const at = (i) => [Math.round(kp[i][0] * k), Math.round(kp[i][1] * k)];
       for (const [a, b] of SKELETON) {
         if (!visible(a) || !visible(b)) continue;
         ctx.strokeStyle = limbColor(a, b);
