@@ -110,7 +110,7 @@ const sockets = [];
 let counting = false;
 page.on('websocket', (ws) => {
   if (!ws.url().includes('/ws/stream/')) return;
-  const s = { url: ws.url(), messages: 0, bytes: 0, binary: 0, text: 0, open: true };
+  const s = { url: ws.url(), messages: 0, bytes: 0, jpeg: 0, binary: 0, text: 0, open: true };
   sockets.push(s);
   ws.on('framereceived', ({ payload }) => {
     if (!counting) return;
@@ -118,9 +118,14 @@ page.on('websocket', (ws) => {
     if (typeof payload === 'string') {
       s.text++;
       s.bytes += Buffer.byteLength(payload, 'utf8');
+      // {"type":"frame","data":"<base64>","metadata":…}: the JPEG is the base64 part.
+      const start = payload.indexOf('"data":"');
+      const end = start < 0 ? -1 : payload.indexOf('"', start + 8);
+      if (end > 0) s.jpeg += end - start - 8;
     } else {
       s.binary++;
       s.bytes += payload.length;
+      if (payload.length >= 4) s.jpeg += payload.length - 4 - payload.readUInt32BE(0);
     }
   });
   ws.on('close', () => { s.open = false; });
@@ -153,6 +158,8 @@ const rows = sockets.filter((s) => s.messages > 0).map((s) => ({
   msgs_per_s: s.messages / secs,
   bytes_per_s: s.bytes / secs,
   bytes_per_msg: s.bytes / s.messages,
+  // What is not the picture (base64 or JPEG bytes): metadata JSON, header.
+  meta_per_msg: (s.bytes - s.jpeg) / s.messages,
   kind: s.binary && s.text ? 'mixed' : s.binary ? 'binary' : 'text',
 }));
 const total = rows.reduce((a, r) => a + r.bytes_per_s, 0);
@@ -161,7 +168,7 @@ const kib = (b) => `${(b / 1024).toFixed(1)} KiB`;
 console.log(`${N} cameras, ${VW}x${VH} @${opt.dpr}x, model ${opt.model ? 'on' : 'off'}${opt.focus ? `, focus ${opt.focus}` : ''}${opt.prefs ? `, prefs ${opt.prefs}` : ''}, ${secs.toFixed(1)} s window`);
 console.log(`tiles (css px wide): ${tiles.map((t) => `${t.id}=${t.css_width}`).join(' ')}`);
 for (const r of rows) {
-  console.log(`  ${r.url.padEnd(60)} ${r.kind.padEnd(6)} ${r.msgs_per_s.toFixed(1).padStart(5)} msg/s ${kib(r.bytes_per_s).padStart(11)}/s ${kib(r.bytes_per_msg).padStart(9)}/msg`);
+  console.log(`  ${r.url.padEnd(60)} ${r.kind.padEnd(6)} ${r.msgs_per_s.toFixed(1).padStart(5)} msg/s ${kib(r.bytes_per_s).padStart(11)}/s ${kib(r.bytes_per_msg).padStart(9)}/msg (${kib(r.meta_per_msg)} metadata)`);
 }
 console.log(`TOTAL ${rows.length} sockets: ${kib(total)}/s = ${(total * 8 / 1e6).toFixed(2)} Mbit/s, ${msgs.toFixed(1)} msg/s, ${kib(total / Math.max(1, rows.length))}/s per tile, ${kib(total / Math.max(1e-9, msgs))}/msg`);
 if (opt.json) {
