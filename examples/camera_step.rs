@@ -15,9 +15,9 @@ use haven::camera::rendition::{Formats, Overlay, Rendition};
 use haven::inference::pose::PoseEngine;
 use haven::inference::{draw, AiEngine};
 use haven::settings::Settings;
-use opencv::core::{Mat, Vector};
+use opencv::core::Mat;
 use opencv::prelude::*;
-use opencv::{imgcodecs, videoio};
+use opencv::videoio;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -83,9 +83,7 @@ fn main() {
             draw::annotate(&mut shown, &dets).unwrap();
             ann.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let mut jpeg = Vector::<u8>::new();
-            let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
-            imgcodecs::imencode(".jpg", &shown, &mut jpeg, &params).unwrap();
+            let jpeg = haven::jpeg::encode(&shown, 80).unwrap();
             enc.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             let meta = FrameMetadata {
@@ -105,7 +103,7 @@ fn main() {
                 rendition: None,
             };
             // The default viewer's message: the full frame as text.
-            let jpeg: Bytes = jpeg.to_vec().into();
+            let jpeg: Bytes = jpeg.into();
             let full = EncodedRendition {
                 rendition: Rendition::default(),
                 formats: Formats { text: true, binary: false },

@@ -1,11 +1,16 @@
 //! Fan-out benchmark: the server's CPU and memory with 1, 2, 10 and 100 viewers on one camera.
 //!
-//! `cargo run --example fanout -- [--viewers 1,2,10,100] [--window 10] [--rounds 3] [--ai]`
+//! `cargo run --example fanout -- [--viewers 1,2,10,100] [--window 10] [--rounds 3] [--ai] [--renditions]`
 //!
 //! Starts the real `haven` binary (build it first: `cargo build`) on one demo camera, then for each
 //! round and each viewer count connects that many WebSocket viewers, lets them settle, and measures
 //! the server process's CPU seconds (utime + stime from /proc) and RSS over a fixed window. Prints
 //! medians over the rounds and ratios to the smallest viewer count, all measured in one run.
+//!
+//! `--renditions` measures live-view modes instead: one viewer each of text full, binary full and
+//! binary 320 (bytes per second a viewer receives), then 100 viewers on one rendition against 100
+//! spread round-robin over three (full text, binary 640, binary 320): the cost must grow with
+//! renditions, not viewers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,10 +27,18 @@ struct Args {
     window: f64,
     rounds: usize,
     ai: bool,
+    renditions: bool,
+}
+
+/// `n` viewers, viewer `i` asking with query `queries[i % len]`.
+struct Case {
+    n: usize,
+    queries: Vec<&'static str>,
+    label: String,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { viewers: vec![1, 2, 10, 100], window: 10.0, rounds: 3, ai: false };
+    let mut a = Args { viewers: vec![1, 2, 10, 100], window: 10.0, rounds: 3, ai: false, renditions: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -33,6 +46,7 @@ fn parse_args() -> Args {
             "--window" => a.window = it.next().unwrap().parse().unwrap(),
             "--rounds" => a.rounds = it.next().unwrap().parse().unwrap(),
             "--ai" => a.ai = true,
+            "--renditions" => a.renditions = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -40,27 +54,32 @@ fn parse_args() -> Args {
 }
 
 async fn camera_counter(port: u16, key: &str) -> u64 {
+    if key == "all_encodes" {
+        return Box::pin(camera_counter(port, "frames_encoded")).await + Box::pin(camera_counter(port, "renditions_encoded")).await;
+    }
     let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras/cam1")).send().await.unwrap();
     let v: serde_json::Value = res.json().await.unwrap();
     v[key].as_u64().unwrap()
 }
 
-/// Connects `n` viewers that read (and answer pings) until dropped; counts frames received.
-async fn connect_viewers(port: u16, n: usize, frames: Arc<AtomicU64>) -> Vec<actix_web::rt::task::JoinHandle<()>> {
+/// Connects the case's viewers that read (and answer pings) until dropped; counts frames and bytes received.
+async fn connect_viewers(port: u16, case: &Case, frames: Arc<AtomicU64>, bytes: Arc<AtomicU64>) -> Vec<actix_web::rt::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    for _ in 0..n {
+    for i in 0..case.n {
+        let query = case.queries[i % case.queries.len()];
         let (_, mut ws) = awc::Client::new()
-            .ws(format!("ws://127.0.0.1:{port}/ws/stream/cam1"))
+            .ws(format!("ws://127.0.0.1:{port}/ws/stream/cam1?{query}"))
             .max_frame_size(16 << 20)
             .connect()
             .await
             .expect("viewer connects");
-        let frames = frames.clone();
+        let (frames, bytes) = (frames.clone(), bytes.clone());
         tasks.push(actix_web::rt::spawn(async move {
             while let Some(Ok(frame)) = ws.next().await {
                 match frame {
-                    awc::ws::Frame::Text(_) => {
+                    awc::ws::Frame::Text(b) | awc::ws::Frame::Binary(b) => {
                         frames.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
                     }
                     awc::ws::Frame::Ping(p) => {
                         let _ = ws.send(awc::ws::Message::Pong(p)).await;
@@ -85,19 +104,36 @@ async fn main() {
 
     println!("# fan-out: one camera (data/1.mp4, 768x576 @ 10 fps), AI {}, window {} s, {} rounds",
         if args.ai { "on" } else { "off" }, args.window, args.rounds);
-    let mut results: Vec<(usize, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> =
-        args.viewers.iter().map(|&n| (n, vec![], vec![], vec![], vec![], vec![])).collect();
+    let cases: Vec<Case> = if args.renditions {
+        vec![
+            Case { n: 1, queries: vec![""], label: "1 text full".into() },
+            Case { n: 1, queries: vec!["format=binary"], label: "1 binary full".into() },
+            Case { n: 1, queries: vec!["format=binary&width=320"], label: "1 binary 320".into() },
+            Case { n: 100, queries: vec![""], label: "100 on one rendition (text full)".into() },
+            Case {
+                n: 100,
+                queries: vec!["", "format=binary&width=640", "format=binary&width=320"],
+                label: "100 over three (text full, binary 640, binary 320)".into(),
+            },
+        ]
+    } else {
+        args.viewers.iter().map(|&n| Case { n, queries: vec![""], label: n.to_string() }).collect()
+    };
+    let mut results: Vec<(&Case, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> =
+        cases.iter().map(|c| (c, vec![], vec![], vec![], vec![], vec![], vec![])).collect();
     for round in 0..args.rounds {
         for r in results.iter_mut() {
-            let n = r.0;
-            let frames = Arc::new(AtomicU64::new(0));
+            let case = r.0;
+            let n = case.n;
+            let (frames, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
             let rss_before = rss_mib(pid);
-            let tasks = connect_viewers(port, n, frames.clone()).await;
+            let tasks = connect_viewers(port, case, frames.clone(), bytes.clone()).await;
             actix_web::rt::time::sleep(Duration::from_secs(2)).await;
-            let (cpu0, f0, enc0, inf0) = (
+            let (cpu0, f0, b0, enc0, inf0) = (
                 cpu_seconds(pid),
                 frames.load(Ordering::Relaxed),
-                camera_counter(port, "frames_encoded").await,
+                bytes.load(Ordering::Relaxed),
+                camera_counter(port, "all_encodes").await,
                 camera_counter(port, "inferences").await,
             );
             let t0 = Instant::now();
@@ -105,7 +141,8 @@ async fn main() {
             let elapsed = t0.elapsed().as_secs_f64();
             let cpu = cpu_seconds(pid) - cpu0;
             let got = (frames.load(Ordering::Relaxed) - f0) as f64;
-            let encoded = (camera_counter(port, "frames_encoded").await - enc0) as f64;
+            let got_bytes = (bytes.load(Ordering::Relaxed) - b0) as f64;
+            let encoded = (camera_counter(port, "all_encodes").await - enc0) as f64;
             let inferred = (camera_counter(port, "inferences").await - inf0) as f64;
             let rss = rss_mib(pid);
             r.1.push(cpu);
@@ -113,9 +150,10 @@ async fn main() {
             r.3.push(got / elapsed / n as f64);
             r.4.push(encoded / elapsed);
             r.5.push((rss - rss_before) * 1024.0 / n as f64);
+            r.6.push(got_bytes / elapsed / n as f64 / 1000.0);
             eprintln!(
-                "round {round} viewers {n:>3}: cpu {cpu:.2} s, rss {rss:.1} MiB, {:.1} fps/viewer, {:.1} encodes/s, {:.1} inferences/s",
-                got / elapsed / n as f64, encoded / elapsed, inferred / elapsed
+                "round {round} {}: cpu {cpu:.2} s, rss {rss:.1} MiB, {:.1} fps/viewer, {:.0} kB/s/viewer, {:.1} encodes/s, {:.1} inferences/s",
+                case.label, got / elapsed / n as f64, got_bytes / elapsed / n as f64 / 1000.0, encoded / elapsed, inferred / elapsed
             );
             for t in tasks {
                 t.abort();
@@ -124,16 +162,18 @@ async fn main() {
         }
     }
     let base = median(results[0].1.clone());
-    println!("| viewers | server CPU s / {} s (median) | ratio to {} viewer(s) | RSS MiB | fps per viewer | JPEG encodes/s | RSS growth per viewer KiB |",
-        args.window, results[0].0);
-    println!("|---|---|---|---|---|---|---|");
-    for (n, cpu, rss, fps, enc, per) in &results {
+    println!("| viewers | server CPU s / {} s (median) | ratio to {} | RSS MiB | fps per viewer | kB/s per viewer | JPEG encodes/s | RSS growth per viewer KiB |",
+        args.window, results[0].0.label);
+    println!("|---|---|---|---|---|---|---|---|");
+    for (case, cpu, rss, fps, enc, per, kbps) in &results {
         let c = median(cpu.clone());
         println!(
-            "| {n} | {c:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {c:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} |",
+            case.label,
             c / base,
             median(rss.clone()),
             median(fps.clone()),
+            median(kbps.clone()),
             median(enc.clone()),
             median(per.clone())
         );

@@ -73,6 +73,6 @@ fi
 echo "fetch-weights: $PT verified (sha256 $SHA256)"
 
 echo "fetch-weights: converting to $OUT"
-cargo run -q -p haven-pose --bin convert-weights -- "$PT" "$OUT"
+cargo run -q --bin haven -- convert-weights "$PT" "$OUT"
 valid "$OUT" || { echo "fetch-weights: $OUT failed validation after conversion" >&2; exit 1; }
 echo "fetch-weights: done ($OUT)"

@@ -8,6 +8,7 @@ pub mod camera;
 pub mod events;
 pub mod hub;
 pub mod inference;
+pub mod jpeg;
 pub mod memory;
 pub mod redact;
 pub mod reload;
@@ -122,6 +123,7 @@ impl Application {
         let state = web::Data::new(AppState {
             hub: hub.clone(),
             stream: settings.stream.clone(),
+            alerts: settings.alerts.clone(),
             api: settings.api.clone(),
         });
         let events = web::Data::new(events);

@@ -56,15 +56,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Convert Ultralytics YOLOv8-pose / YOLO11-pose weights (.pt) to the safetensors file HAVEN loads
+    /// Convert Ultralytics YOLOv8-pose / YOLO11-pose weights (.pt) to the f32 safetensors file HAVEN
+    /// loads, without PyTorch; the result is loaded once to verify it
     #[command(after_help = EXIT_CODES)]
     ConvertWeights {
+        /// Only check that WEIGHTS (a .safetensors file) loads as a pose model
+        #[arg(long, value_name = "WEIGHTS", conflicts_with_all = ["input", "output"])]
+        check: Option<PathBuf>,
         /// The Ultralytics checkpoint (.pt)
-        #[arg(value_name = "IN.pt")]
-        input: PathBuf,
+        #[arg(value_name = "IN.pt", required_unless_present = "check")]
+        input: Option<PathBuf>,
         /// The safetensors file to write
-        #[arg(value_name = "OUT.safetensors")]
-        output: PathBuf,
+        #[arg(value_name = "OUT.safetensors", required_unless_present = "check")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -103,7 +107,9 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings),
         Command::Detect { images, json, out } => detect(&cli.settings, &images, json, out.as_deref()),
-        Command::ConvertWeights { input, output } => convert(&input, &output),
+        Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
+        Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
+        Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,14 +153,41 @@ fn serve(settings_path: &Path) -> Result<(), Failure> {
     })
 }
 
-fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
-    let summary = haven_pose::convert_pt_to_safetensors(input, output).map_err(|e| match e {
-        haven_pose::PoseError::Io { ref path, ref source } if path == input => {
-            Failure::Input { path: input.display().to_string(), message: source.to_string() }
-        }
+/// A pose-engine error about `input`: 6 when `input` is missing or unreadable, 5 for anything else.
+fn pose_failure(e: haven_pose::PoseError, input: &Path) -> Failure {
+    let input_failure = |message: String| Failure::Input { path: input.display().to_string(), message };
+    match e {
+        haven_pose::PoseError::WeightsNotFound { ref path } if path == input => input_failure("no such file".into()),
+        haven_pose::PoseError::Io { ref path, ref source } if path == input => input_failure(source.to_string()),
         other => Failure::Model(other.to_string()),
+    }
+}
+
+fn load_weights(weights: &Path) -> Result<haven_pose::PoseModel, haven_pose::PoseError> {
+    haven_pose::PoseModel::load(weights, haven_pose::PoseOptions::default())
+}
+
+fn check_weights(weights: &Path) -> Result<(), Failure> {
+    let m = load_weights(weights).map_err(|e| pose_failure(e, weights))?;
+    println!("{}: {:?}-pose, scale {}", weights.display(), m.arch(), m.scale_name());
+    Ok(())
+}
+
+fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
+    let summary = haven_pose::convert_pt_to_safetensors(input, output).map_err(|e| pose_failure(e, input))?;
+    let m = load_weights(output).map_err(|e| {
+        Failure::Model(format!("converted {} but it does not load as a pose model: {e}", output.display()))
     })?;
-    println!("{}: {summary:?}", output.display());
+    println!(
+        "wrote {}: {} tensors, {} parameters (from {:?}, BatchNorm eps {:?}), {:?}-pose scale {}",
+        output.display(),
+        summary.tensors,
+        summary.parameters,
+        summary.source_dtypes,
+        summary.bn_eps,
+        m.arch(),
+        m.scale_name()
+    );
     Ok(())
 }
 
@@ -249,9 +282,38 @@ mod tests {
 
     #[test]
     fn bad_command_lines_exit_with_2() {
-        for args in [&["haven", "detect"][..], &["haven", "--bogus"], &["haven", "convert-weights", "a.pt"], &["haven", "nothing"]] {
+        for args in [
+            &["haven", "detect"][..],
+            &["haven", "--bogus"],
+            &["haven", "convert-weights", "a.pt"],
+            &["haven", "convert-weights"],
+            &["haven", "convert-weights", "--check", "w", "a.pt"],
+            &["haven", "nothing"],
+        ] {
             assert_eq!(Cli::try_parse_from(args.iter().copied()).unwrap_err().exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn convert_weights_converts_or_checks() {
+        let cli = Cli::try_parse_from(["haven", "convert-weights", "--check", "w.safetensors"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::ConvertWeights { check: Some(ref w), input: None, output: None }) if w == Path::new("w.safetensors")));
+        let cli = Cli::try_parse_from(["haven", "convert-weights", "a.pt", "b.safetensors"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::ConvertWeights { check: None, input: Some(_), output: Some(_) })));
+    }
+
+    #[test]
+    fn a_missing_input_is_exit_code_6_and_a_bad_file_5() {
+        let missing = convert(Path::new("/nonexistent/x.pt"), Path::new("/tmp/never.safetensors")).unwrap_err();
+        assert_eq!(missing.exit_code(), 6, "{missing}");
+        assert!(missing.to_string().contains("/nonexistent/x.pt"), "{missing}");
+        let missing = check_weights(Path::new("/nonexistent/w.safetensors")).unwrap_err();
+        assert_eq!(missing.exit_code(), 6, "{missing}");
+        let bad = std::env::temp_dir().join(format!("haven-bad-weights-{}.safetensors", std::process::id()));
+        std::fs::write(&bad, b"not weights").unwrap();
+        let refused = check_weights(&bad).unwrap_err();
+        std::fs::remove_file(&bad).unwrap();
+        assert_eq!(refused.exit_code(), 5, "{refused}");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::camera::motion::MotionSettings;
-use crate::events::{EventSettings, FallConfig};
+use crate::events::{EventSettings, FallConfig, TrackerConfig};
+use crate::inference::pose::InputSize;
 use crate::redact::redact_url;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,9 @@ pub enum SettingsError {
 pub struct Settings {
     pub server: ServerSettings,
     pub stream: StreamSettings,
+    /// `/ws/alerts`'s timeouts (the section may be left out: the defaults apply).
+    #[serde(default)]
+    pub alerts: AlertsSettings,
     pub model: ModelSettings,
     pub capture: CaptureSettings,
     pub api: ApiSettings,
@@ -96,6 +100,37 @@ pub struct StreamSettings {
     pub send_timeout_secs: f64,
 }
 
+/// `[alerts]`: the timeouts of `/ws/alerts` sockets, as `[stream]` has them for viewers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSettings {
+    /// How often the server pings each alerts socket.
+    pub heartbeat_interval_secs: f64,
+    /// An alerts socket silent (no pong, no message) for this long is closed.
+    pub client_timeout_secs: f64,
+    /// An alerts socket that has not taken an alert for this long is closed: it has stopped reading.
+    pub send_timeout_secs: f64,
+}
+
+impl Default for AlertsSettings {
+    fn default() -> Self {
+        Self { heartbeat_interval_secs: 10.0, client_timeout_secs: 30.0, send_timeout_secs: 10.0 }
+    }
+}
+
+/// A socket's heartbeat, client timeout and send timeout (`[stream]`, `[alerts]`).
+fn validate_socket(section: &str, heartbeat: f64, client_timeout: f64, send_timeout: f64) -> Result<(), String> {
+    for (name, v) in [("heartbeat_interval_secs", heartbeat), ("client_timeout_secs", client_timeout), ("send_timeout_secs", send_timeout)] {
+        if !(v > 0.0 && v <= 3600.0) {
+            return Err(format!("{section}.{name} {v} is out of range (0, 3600]"));
+        }
+    }
+    if client_timeout <= heartbeat {
+        return Err(format!("{section}.client_timeout_secs must be longer than {section}.heartbeat_interval_secs"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
@@ -112,6 +147,103 @@ pub struct ModelSettings {
     pub input_height: Option<usize>,
     pub conf_threshold: f32,
     pub iou_threshold: f32,
+}
+
+impl ModelSettings {
+    /// Every rule about `[model]`; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("model.input_size", Some(self.input_size)),
+            ("model.input_width", self.input_width),
+            ("model.input_height", self.input_height),
+        ] {
+            let Some(v) = v else { continue };
+            if v == 0 || v % 32 != 0 || v > 2048 {
+                return Err(format!("{name} {v} must be a multiple of 32 between 32 and 2048"));
+            }
+        }
+        for (name, v) in [("model.conf_threshold", self.conf_threshold), ("model.iou_threshold", self.iou_threshold)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} {v} is out of range 0-1"));
+            }
+        }
+        crate::text::check("model.weights", &self.weights.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
+        // The engine's own rules, should they ever be stricter than the ones above.
+        self.pose_options().validate().map_err(|e| format!("model: {e}"))
+    }
+
+    /// The network input frames are letterboxed into: `input_width` x `input_height` when both are
+    /// set; otherwise the frame's aspect ratio with the one set (or `input_size`) as its longer side.
+    pub fn input(&self) -> InputSize {
+        match (self.input_width, self.input_height) {
+            (Some(w), Some(h)) => InputSize::Fixed(w, h),
+            (Some(w), None) => InputSize::Fitted(w),
+            (None, Some(h)) => InputSize::Fitted(h),
+            (None, None) => InputSize::Fitted(self.input_size),
+        }
+    }
+
+    /// The pose model's options (a fitted input is loaded at its square size).
+    pub fn pose_options(&self) -> haven_pose::PoseOptions {
+        let (input_width, input_height) = match self.input() {
+            InputSize::Fixed(w, h) => (w, h),
+            InputSize::Fitted(side) => (side, side),
+        };
+        haven_pose::PoseOptions {
+            input_width,
+            input_height,
+            conf_threshold: self.conf_threshold,
+            iou_threshold: self.iou_threshold,
+        }
+    }
+}
+
+/// `[events]`, `[events.fall]` and `[events.tracker]`; the message names the setting.
+fn validate_events(e: &EventSettings) -> Result<(), String> {
+    let secs = [
+        ("pre_roll_secs", e.pre_roll_secs, 0.0, 60.0),
+        ("post_roll_secs", e.post_roll_secs, 0.0, 60.0),
+        ("max_clip_secs", e.max_clip_secs, 1.0, 3600.0),
+        ("person_min_secs", e.person_min_secs, 0.0, 60.0),
+        ("retention_days", e.retention_days, 0.0, 36500.0),
+    ];
+    for (name, v, lo, hi) in secs {
+        if !(v >= lo && v <= hi) {
+            return Err(format!("events.{name} must lie in [{lo}, {hi}], got {v}"));
+        }
+    }
+    if e.max_concurrent_clips == 0 {
+        return Err("events.max_concurrent_clips must be at least 1".into());
+    }
+    crate::text::check("events.data_dir", &e.data_dir.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
+    validate_fall("events.fall", &e.fall)?;
+    validate_tracker(&e.tracker)
+}
+
+/// `[events.fall]`, or a camera's own `fall` (`section` says which).
+fn validate_fall(section: &str, f: &FallConfig) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&f.sensitivity) {
+        return Err(format!("{section}.sensitivity must lie in [0, 1], got {}", f.sensitivity));
+    }
+    if !(f.min_duration_secs >= 0.0 && f.min_duration_secs <= 60.0) {
+        return Err(format!("{section}.min_duration_secs must lie in [0, 60], got {}", f.min_duration_secs));
+    }
+    Ok(())
+}
+
+fn validate_tracker(t: &TrackerConfig) -> Result<(), String> {
+    let ranges = [
+        ("iou_threshold", t.iou_threshold as f64, 0.0, 1.0),
+        ("max_center_distance", t.max_center_distance as f64, 0.0, 10.0),
+        ("max_unseen_secs", t.max_unseen_secs, 0.0, 60.0),
+        ("min_score", t.min_score as f64, 0.0, 1.0),
+    ];
+    for (name, v, lo, hi) in ranges {
+        if !(v >= lo && v <= hi) {
+            return Err(format!("events.tracker.{name} must lie in [{lo}, {hi}], got {v}"));
+        }
+    }
+    Ok(())
 }
 
 /// When cameras run the model: the defaults every camera takes unless it sets its own.
@@ -309,6 +441,9 @@ impl CameraConfig {
         if let Some(m) = &self.motion {
             m.validate().map_err(|e| format!("camera \"{id}\": {e}"))?;
         }
+        if let Some(f) = &self.fall {
+            validate_fall(&format!("camera \"{id}\": fall"), f)?;
+        }
         if self.source_type == SourceType::Rtsp
             && !(self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://"))
         {
@@ -380,34 +515,10 @@ impl Settings {
         if !(s.max_fps > 0.0 && s.max_fps <= 120.0) {
             return Err(invalid(format!("stream.max_fps {} is out of range (0, 120]", s.max_fps)));
         }
-        for (name, v) in [
-            ("stream.heartbeat_interval_secs", s.heartbeat_interval_secs),
-            ("stream.client_timeout_secs", s.client_timeout_secs),
-            ("stream.send_timeout_secs", s.send_timeout_secs),
-        ] {
-            if !(v > 0.0 && v <= 3600.0) {
-                return Err(invalid(format!("{name} {v} is out of range (0, 3600]")));
-            }
-        }
-        if s.client_timeout_secs <= s.heartbeat_interval_secs {
-            return Err(invalid(
-                "stream.client_timeout_secs must be longer than stream.heartbeat_interval_secs".into(),
-            ));
-        }
-        let m = &self.model;
-        for (name, v) in [
-            ("model.input_size", Some(m.input_size)),
-            ("model.input_width", m.input_width),
-            ("model.input_height", m.input_height),
-        ] {
-            let Some(v) = v else { continue };
-            if v == 0 || v % 32 != 0 || v > 2048 {
-                return Err(invalid(format!("{name} {v} must be a multiple of 32 between 32 and 2048")));
-            }
-        }
-        if !(0.0..=1.0).contains(&m.conf_threshold) || !(0.0..=1.0).contains(&m.iou_threshold) {
-            return Err(invalid("model.conf_threshold and model.iou_threshold must lie in 0-1".into()));
-        }
+        validate_socket("stream", s.heartbeat_interval_secs, s.client_timeout_secs, s.send_timeout_secs).map_err(invalid)?;
+        let a = &self.alerts;
+        validate_socket("alerts", a.heartbeat_interval_secs, a.client_timeout_secs, a.send_timeout_secs).map_err(invalid)?;
+        self.model.validate().map_err(invalid)?;
         let c = &self.capture;
         for (name, v) in [
             ("capture.open_timeout_secs", c.open_timeout_secs),
@@ -423,7 +534,7 @@ impl Settings {
         if c.reconnect_initial_secs > c.reconnect_max_secs {
             return Err(invalid("capture.reconnect_initial_secs is above capture.reconnect_max_secs".into()));
         }
-        self.events.validate().map_err(|e| invalid(format!("events: {e}")))?;
+        validate_events(&self.events).map_err(invalid)?;
         self.detection.validate().map_err(invalid)?;
         if self.api.protect_reads && self.api.token.is_empty() {
             return Err(invalid("api.protect_reads needs api.token".into()));
@@ -431,9 +542,8 @@ impl Settings {
         if !(256..=16 << 20).contains(&self.api.max_body_bytes) {
             return Err(invalid(format!("api.max_body_bytes {} is out of range 256-16777216", self.api.max_body_bytes)));
         }
-        let paths = [("events.data_dir", &self.events.data_dir), ("model.weights", &self.model.weights)];
-        for (name, path) in paths.into_iter().chain(self.api.media_dirs.iter().map(|d| ("api.media_dirs", d))) {
-            crate::text::check(name, &path.to_string_lossy(), crate::text::PATH).map_err(|e| invalid(e.to_string()))?;
+        for dir in &self.api.media_dirs {
+            crate::text::check("api.media_dirs", &dir.to_string_lossy(), crate::text::PATH).map_err(|e| invalid(e.to_string()))?;
         }
         let mut seen = HashSet::new();
         for cam in &self.cameras {
@@ -531,6 +641,7 @@ max_body_bytes = 65536
         assert_eq!(s.stream.fps_limit, 10.0);
         // The file writes every default down: they must be the code's.
         assert_eq!(s.detection, DetectionSettings::default());
+        assert_eq!(s.alerts, AlertsSettings::default());
         assert_eq!(s.model.input_size, default_input_size());
     }
 
@@ -583,6 +694,65 @@ max_body_bytes = 65536
             .unwrap_err()
             .to_string();
         assert_eq!(err, "test.toml: camera \"c\": source holds a control character ('\\n')");
+    }
+
+    fn with(section_lines: &str) -> Result<Settings, SettingsError> {
+        Settings::from_toml(&format!("{BASE}{section_lines}"), "test.toml")
+    }
+
+    #[test]
+    fn event_settings_are_checked_with_the_rest_and_named() {
+        for (toml, message) in [
+            ("[events]\npre_roll_secs = -1\n", "events.pre_roll_secs must lie in [0, 60], got -1"),
+            ("[events]\nmax_concurrent_clips = 0\n", "events.max_concurrent_clips must be at least 1"),
+            ("[events.fall]\nsensitivity = 1.5\n", "events.fall.sensitivity must lie in [0, 1], got 1.5"),
+            ("[events.tracker]\nmax_unseen_secs = 100\n", "events.tracker.max_unseen_secs must lie in [0, 60], got 100"),
+            ("[events.tracker]\niou_threshold = 2\n", "events.tracker.iou_threshold must lie in [0, 1], got 2"),
+            ("[events]\ndata_dir = \"\"\n", "events.data_dir is empty"),
+            (
+                "[[cameras]]\ncamera_id=\"c\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n[cameras.fall]\nmin_duration_secs = -2\n",
+                "camera \"c\": fall.min_duration_secs must lie in [0, 60], got -2",
+            ),
+        ] {
+            assert_eq!(with(toml).unwrap_err().to_string(), format!("test.toml: {message}"), "{toml}");
+        }
+        with("[events.fall]\nsensitivity = 0.7\n[events.tracker]\nmin_score = 0.5\n").unwrap();
+    }
+
+    #[test]
+    fn model_settings_are_checked_in_one_place_and_named() {
+        let model = |from: &str, to: &str| Settings::from_toml(&BASE.replace(from, to), "test.toml");
+        for (from, to, message) in [
+            ("input_width = 640", "input_width = 100", "model.input_width 100 must be a multiple of 32 between 32 and 2048"),
+            ("input_height = 640", "input_height = 4096", "model.input_height 4096 must be a multiple of 32 between 32 and 2048"),
+            ("conf_threshold = 0.25", "conf_threshold = 1.5", "model.conf_threshold 1.5 is out of range 0-1"),
+            ("iou_threshold = 0.7", "iou_threshold = -0.1", "model.iou_threshold -0.1 is out of range 0-1"),
+            ("weights = \"weights/yolo11n-pose.safetensors\"", "weights = \"\"", "model.weights is empty"),
+        ] {
+            assert_eq!(model(from, to).unwrap_err().to_string(), format!("test.toml: {message}"), "{to}");
+        }
+        // What the engine is given follows from the same settings.
+        let m = model("input_height = 640\n", "").unwrap().model;
+        assert_eq!(m.input(), InputSize::Fitted(640));
+        assert_eq!((m.pose_options().input_width, m.pose_options().input_height), (640, 640));
+        let m = with("").unwrap().model;
+        assert_eq!(m.input(), InputSize::Fixed(640, 640));
+        m.pose_options().validate().unwrap();
+    }
+
+    #[test]
+    fn alerts_timeouts_default_and_are_checked_like_the_streams() {
+        assert_eq!(with("").unwrap().alerts, AlertsSettings::default());
+        let s = with("[alerts]\nheartbeat_interval_secs = 1\nclient_timeout_secs = 2\nsend_timeout_secs = 3\n").unwrap();
+        assert_eq!(s.alerts, AlertsSettings { heartbeat_interval_secs: 1.0, client_timeout_secs: 2.0, send_timeout_secs: 3.0 });
+        for (toml, message) in [
+            ("[alerts]\nheartbeat_interval_secs = 0\n", "alerts.heartbeat_interval_secs 0 is out of range (0, 3600]"),
+            ("[alerts]\nclient_timeout_secs = 5\n", "alerts.client_timeout_secs must be longer than alerts.heartbeat_interval_secs"),
+            ("[alerts]\nsend_timeout_secs = 5000\n", "alerts.send_timeout_secs 5000 is out of range (0, 3600]"),
+        ] {
+            assert_eq!(with(toml).unwrap_err().to_string(), format!("test.toml: {message}"), "{toml}");
+        }
+        assert!(with("[alerts]\nbogus = 1\n").is_err());
     }
 
     #[test]

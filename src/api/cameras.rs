@@ -2,11 +2,11 @@
 
 use std::path::{Component, Path};
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{authorize, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::camera::CameraPatch;
 use crate::hub::{GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
 use crate::settings::{ApiSettings, CameraConfig, SourceType};
@@ -26,8 +26,7 @@ pub async fn engine(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// `POST /api/cameras`: 201 with the new camera's status.
-pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api, false)?;
+pub async fn create(state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let config: CameraConfig = read_json(body, state.api.max_body_bytes).await?;
     config.validate().map_err(ApiError::BadRequest)?;
     check_media_path(&config, &state.api)?;
@@ -37,20 +36,17 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Pay
 
 /// `PATCH /api/cameras/{id}`: live changes, no restart.
 pub async fn update(
-    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api, false)?;
     let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
     let status = state.hub.send(Update(path.into_inner(), patch)).await??;
     Ok(HttpResponse::Ok().json(status))
 }
 
 /// `DELETE /api/cameras/{id}`: stops it and closes its viewers.
-pub async fn remove(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state.api, false)?;
+pub async fn remove(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state.hub.send(Remove(path.into_inner())).await??;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,26 +7,21 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason};
+use actix_ws::CloseCode;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::stream::{bounded, send_text, Liveness, Step, MAX_FRAME_BYTES, MAX_PENDING_BYTES};
-use crate::api::ApiError;
+use crate::api::ws::{close_reason, send_text, upgrade, Liveness, Step, Timeouts};
+use crate::api::{ApiError, AppState};
 use crate::events::{ClipStatus, Event, EventFilter, EventHub, EventKind};
 
 /// `GET /api/events` returns at most this many events.
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 100;
-/// `/ws/alerts`: ping period, silence after which the viewer is dropped, and how long one send may wait.
-const HEARTBEAT: Duration = Duration::from_secs(10);
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Hub = web::Data<Arc<EventHub>>;
 
@@ -118,7 +113,7 @@ pub async fn get(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiE
 pub async fn snapshot(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let event = find(&hub, &path).await?;
     let rel = event.snapshot_path.ok_or_else(|| ApiError::NotFound(format!("event {path} has no snapshot")))?;
-    let file = hub.resolve(&rel);
+    let file = hub.store().resolve(&rel);
     let bytes = web::block(move || std::fs::read(file))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -200,7 +195,7 @@ pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result
             _ => format!("event {path} has no clip: none is recorded for it"),
         })
     })?;
-    let file = hub.resolve(&rel);
+    let file = hub.store().resolve(&rel);
     let size = std::fs::metadata(&file)
         .map_err(|e| ApiError::NotFound(format!("event {path}: clip unreadable: {e}")))?
         .len();
@@ -238,13 +233,14 @@ pub async fn alerts(
     req: HttpRequest,
     body: web::Payload,
     hub: Hub,
+    state: web::Data<AppState>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
-    let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
-    let (response, session, messages) = actix_ws::handle(&req, body).map_err(super::not_an_upgrade)?;
+    let (response, session, messages, pending) = upgrade(&req, body).await?;
     let (active, rx) = hub.subscribe(camera.as_deref());
-    actix_web::rt::spawn(run_alerts(session, messages.max_frame_size(MAX_FRAME_BYTES), camera, active, rx, pending));
+    let timeouts = Timeouts::from(&state.alerts);
+    actix_web::rt::spawn(run_alerts(session, messages, camera, active, rx, pending, timeouts));
     Ok(response)
 }
 
@@ -255,12 +251,13 @@ async fn run_alerts(
     active: Vec<Event>,
     mut rx: tokio::sync::broadcast::Receiver<Event>,
     pending: Arc<AtomicUsize>,
+    timeouts: Timeouts,
 ) {
     let text = |event: &Event| serde_json::to_string(event).unwrap_or_default();
-    let mut live = Liveness::new(HEARTBEAT, CLIENT_TIMEOUT, pending).await;
+    let mut live = Liveness::new(&timeouts, pending).await;
     let mut step = Step::Continue;
     for event in &active {
-        step = send_text(&mut session, text(event), SEND_TIMEOUT).await;
+        step = send_text(&mut session, text(event), timeouts.send_timeout).await;
         if !matches!(step, Step::Continue) {
             break;
         }
@@ -269,13 +266,13 @@ async fn run_alerts(
         step = tokio::select! {
             event = rx.recv() => match event {
                 Ok(event) if camera.as_ref().is_some_and(|c| *c != event.camera_id) => Step::Continue,
-                Ok(event) => send_text(&mut session, text(&event), SEND_TIMEOUT).await,
+                Ok(event) => send_text(&mut session, text(&event), timeouts.send_timeout).await,
                 Err(RecvError::Lagged(n)) => {
                     log::warn!("alerts viewer fell behind: {n} alerts skipped");
                     Step::Continue
                 }
                 Err(RecvError::Closed) => {
-                    Step::Close(Some(CloseReason { code: CloseCode::Away, description: Some("server shutting down".into()) }))
+                    Step::Close(close_reason(CloseCode::Away, "server shutting down"))
                 }
             },
             _ = live.heartbeat.tick() => live.on_tick(&mut session).await,

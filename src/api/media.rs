@@ -10,7 +10,8 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
-use super::stream::{viewer_fps, Throttle};
+use super::stream::viewer_fps;
+use super::ws::Throttle;
 use super::{ApiError, AppState};
 use crate::camera::rendition::{Format, Rendition, RenditionError, Wanted};
 use crate::camera::{Feed, FramePacket};

@@ -6,6 +6,7 @@ pub mod media;
 pub mod metrics;
 pub mod stream;
 pub mod ui;
+pub mod ws;
 
 use actix::Addr;
 use actix_web::body::{EitherBody, MessageBody};
@@ -16,12 +17,13 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
-use crate::settings::{ApiSettings, StreamSettings};
+use crate::settings::{AlertsSettings, ApiSettings, StreamSettings};
 
 /// Shared by every handler.
 pub struct AppState {
     pub hub: Addr<StreamHub>,
     pub stream: StreamSettings,
+    pub alerts: AlertsSettings,
     pub api: ApiSettings,
 }
 
@@ -104,7 +106,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// With `api.protect_reads`, every read (GET) but the UI's own files needs the token.
+/// With `api.protect_reads`, every read (GET) but the UI's own files needs the token (from the
+/// header or `?token=`).
 pub async fn guard_reads(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -112,26 +115,54 @@ pub async fn guard_reads(
     let path = req.path();
     let ui_file = path == "/" || path == "/events" || path.starts_with("/ui/");
     let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
-    if let Some(state) = req.app_data::<web::Data<AppState>>() {
-        if state.api.protect_reads && is_read && !ui_file {
-            if let Err(e) = authorize(req.request(), &state.api, true) {
-                return Ok(req.into_response(e.error_response()).map_into_right_body());
-            }
+    let protected = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.api.protect_reads);
+    guarded(req, next, protected && is_read && !ui_file, true).await
+}
+
+/// Every write route (`write(...)` in [`routes`]) needs the token whenever one is configured, from
+/// the `Authorization` header only: a token in a URL ends up in logs and histories.
+pub async fn guard_writes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    guarded(req, next, true, false).await
+}
+
+/// Calls `next` if the request need not or does carry the token; a 401 otherwise (which never
+/// echoes a token, given or configured).
+async fn guarded(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+    needs_token: bool,
+    query_allowed: bool,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if needs_token {
+        let checked = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => authorize(req.request(), &state.api, query_allowed),
+            None => Err(ApiError::Internal("the API settings are missing".into())),
+        };
+        if let Err(e) = checked {
+            return Ok(req.into_response(e.error_response()).map_into_right_body());
         }
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// A route that changes something: it goes through [`guard_writes`].
+fn write(route: actix_web::Route) -> actix_web::Route {
+    route.wrap(actix_web::middleware::from_fn(guard_writes))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post, resource};
     cfg.service(
         web::scope("/api")
-            .service(resource("/cameras").route(get().to(cameras::list)).route(post().to(cameras::create)).default_service(allow("GET, POST")))
+            .service(resource("/cameras").route(get().to(cameras::list)).route(write(post().to(cameras::create))).default_service(allow("GET, POST")))
             .service(
                 resource("/cameras/{camera_id}")
                     .route(get().to(cameras::get))
-                    .route(patch().to(cameras::update))
-                    .route(delete().to(cameras::remove))
+                    .route(write(patch().to(cameras::update)))
+                    .route(write(delete().to(cameras::remove)))
                     .default_service(allow("GET, PATCH, DELETE")),
             )
             .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
@@ -151,11 +182,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/ws/stream").route(get().to(stream::legacy)).default_service(allow("GET")))
     .service(resource("/ws/stream/{camera_id}").route(get().to(stream::camera)).default_service(allow("GET")))
     .default_service(web::to(not_found));
-}
-
-/// A WebSocket route asked without a valid upgrade: a 400 with a JSON body like every other error.
-pub(crate) fn not_an_upgrade(e: actix_web::Error) -> ApiError {
-    ApiError::BadRequest(format!("not a WebSocket upgrade request: {e}"))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {

@@ -16,15 +16,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use futures_util::Stream;
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
-use bytestring::ByteString;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::CloseCode;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
+use super::ws::{close_reason, send_binary, send_text, upgrade, Liveness, Step, Throttle, Timeouts};
 use super::{ApiError, AppState};
 use crate::camera::packet::Message as FrameMessage;
 use crate::camera::rendition::{Format, Rendition};
@@ -71,64 +69,18 @@ async fn open(
             Some(id) => ApiError::NotFound(format!("unknown camera: {id}")),
             None => ApiError::NotFound("no cameras are configured".into()),
         })?;
-    let (body, pending) = bounded(&req, body, MAX_PENDING_BYTES).await?;
-    let (response, session, messages) = actix_ws::handle(&req, body).map_err(super::not_an_upgrade)?;
+    let (response, session, messages, pending) = upgrade(&req, body).await?;
     let taken = Arc::new(Taken { all: AtomicBool::new(true), changed: Notify::new() });
     let response = response
         .map_body(|_, inner| Outgoing { inner, taken: taken.clone() })
         .map_into_boxed_body();
     let limits = Limits {
         period: Duration::from_secs_f64(1.0 / fps),
-        heartbeat: Duration::from_secs_f64(state.stream.heartbeat_interval_secs),
-        client_timeout: Duration::from_secs_f64(state.stream.client_timeout_secs),
-        send_timeout: Duration::from_secs_f64(state.stream.send_timeout_secs),
+        timeouts: Timeouts::from(&state.stream),
     };
     log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
-    let messages = messages.max_frame_size(MAX_FRAME_BYTES);
     actix_web::rt::spawn(run_viewer(link, view, session, messages, taken, limits, pending));
     Ok(response)
-}
-
-/// The largest frame a WebSocket client may send (it only ever needs pongs and a close).
-pub(crate) const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// The most a WebSocket client may send without completing a message.
-pub(crate) const MAX_PENDING_BYTES: usize = 4 * MAX_FRAME_BYTES;
-
-/// The socket's incoming bytes, cut off with an error once more than `limit` of them have arrived
-/// without making a complete message. actix-http compares a frame's declared length with the limit
-/// only once the whole frame has arrived, so without this a client that declares a huge frame grows
-/// the server's memory as fast as it can send (1 GiB/s on loopback) until the heartbeat closes it.
-struct Bounded {
-    inner: web::Payload,
-    pending: Arc<AtomicUsize>,
-    limit: usize,
-}
-
-impl Stream for Bounded {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(bytes))) => {
-                let pending = self.pending.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-                if pending > self.limit {
-                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
-                }
-                Poll::Ready(Some(Ok(bytes)))
-            }
-            other => other,
-        }
-    }
-}
-
-/// `body` wrapped in `Bounded`; the session resets the counter each time a message comes out.
-/// Every WebSocket route (`/ws/stream`, `/ws/alerts`) takes its body through this.
-pub(crate) async fn bounded(req: &HttpRequest, body: web::Payload, limit: usize) -> Result<(web::Payload, Arc<AtomicUsize>), actix_web::Error> {
-    let pending = Arc::new(AtomicUsize::new(0));
-    let stream: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
-        Box::pin(Bounded { inner: body, pending: pending.clone(), limit });
-    let mut payload = actix_web::dev::Payload::Stream { payload: stream };
-    Ok((web::Payload::from_request(req, &mut payload).await?, pending))
 }
 
 /// Whether the connection has taken everything the session queued (it writes a socket's response
@@ -187,67 +139,6 @@ impl MessageBody for Outgoing {
     }
 }
 
-/// How many frames a viewer's throttle may save up (see `Throttle`).
-const BURST: f64 = 1.5;
-/// How early (in periods of the viewer's rate) a frame may be captured and still go out.
-const SLACK: f64 = 0.25;
-
-/// A viewer's frame-rate cap: a token bucket that fills by one frame per period of the frames'
-/// *capture* times and holds at most `BURST`; a frame goes out the moment it arrives if its capture
-/// time earns (nearly) a whole token, and otherwise waits for a newer one.
-///
-/// Counted in send times, as it first was, a viewer whose limit equals its camera's rate (the
-/// default: 10 and 10) locked on to the slowest frame it had seen: a frame published late (a slow
-/// inference) was sent late, the next one, on time, found less than a token and waited a period
-/// after it, and so on for good, since at equal rates nothing refills the bucket (100 viewers with
-/// AI on: p50 124-132 ms against inference 58-64 ms). Capture times do not carry the processing
-/// jitter, so at equal rates every frame earns its token.
-/// A frame refused by the bucket still goes out two periods after the last one if nothing newer has
-/// come (a camera that stalls or ends shows its newest frame; one period would let the publishing
-/// jitter of a faster camera send frames early).
-pub struct Throttle {
-    period: f64,
-    tokens: f64,
-    /// The capture time and send time of the last frame sent.
-    last: Option<(f64, Instant)>,
-}
-
-impl Throttle {
-    pub fn new(period: Duration) -> Self {
-        Self { period: period.as_secs_f64(), tokens: 0.0, last: None }
-    }
-
-    fn earned(&self, captured: f64) -> f64 {
-        match self.last {
-            Some((last, _)) => (self.tokens + (captured - last) / self.period).min(BURST),
-            None => 1.0,
-        }
-    }
-
-    /// Whether a frame captured at `captured` (seconds, the packet's timestamp) may go out at once.
-    pub fn admits(&self, captured: f64) -> bool {
-        self.earned(captured) >= 1.0 - SLACK
-    }
-
-    /// When a frame that [`Throttle::admits`] refuses goes out anyway.
-    pub fn fallback_at(&self) -> Instant {
-        match self.last {
-            // A rate small enough for its period to pass the clock's range means "not in our lifetime".
-            Some((_, at)) => Duration::try_from_secs_f64(2.0 * self.period)
-                .ok()
-                .and_then(|p| at.checked_add(p))
-                .unwrap_or_else(|| at + Duration::from_secs(1 << 32)),
-            None => Instant::now(),
-        }
-    }
-
-    /// The frame captured at `captured` went out at `now`.
-    pub fn take(&mut self, captured: f64, now: Instant) {
-        self.tokens = (self.earned(captured) - 1.0).max(-1.0);
-        self.last = Some((captured, now));
-    }
-}
-
 /// `?fps=` if given (bounded by `max_fps`), else the server's default.
 pub fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Result<f64, ApiError> {
     let Some(raw) = query.get("fps") else {
@@ -263,88 +154,7 @@ pub fn viewer_fps(query: &HashMap<String, String>, default: f64, max: f64) -> Re
 
 struct Limits {
     period: Duration,
-    heartbeat: Duration,
-    client_timeout: Duration,
-    send_timeout: Duration,
-}
-
-fn close_reason(code: CloseCode, description: &str) -> Option<CloseReason> {
-    Some(CloseReason { code, description: Some(description.to_string()) })
-}
-
-/// What every WebSocket session does besides its own traffic: ping the client, answer its pings, hear
-/// its close, and close it when it has been silent too long. Shared by viewers and `/ws/alerts`.
-pub(crate) struct Liveness {
-    last_heard: Instant,
-    pub(crate) heartbeat: tokio::time::Interval,
-    client_timeout: Duration,
-    /// Bytes received towards an unfinished message (see `bounded`); reset by every whole message.
-    pending: Arc<AtomicUsize>,
-}
-
-/// What a session loop does after `Liveness` has looked at an event.
-pub(crate) enum Step {
-    Continue,
-    /// Close with this reason (none: the client closed).
-    Close(Option<CloseReason>),
-    /// The socket is gone; nothing to close.
-    Gone,
-}
-
-impl Liveness {
-    pub(crate) async fn new(every: Duration, client_timeout: Duration, pending: Arc<AtomicUsize>) -> Self {
-        let mut heartbeat = tokio::time::interval(every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        heartbeat.tick().await;
-        Self { last_heard: Instant::now(), heartbeat, client_timeout, pending }
-    }
-
-    /// A heartbeat tick: close a silent client, ping the others.
-    pub(crate) async fn on_tick(&mut self, session: &mut actix_ws::Session) -> Step {
-        if self.last_heard.elapsed() > self.client_timeout {
-            return Step::Close(close_reason(CloseCode::Policy, "heartbeat timeout"));
-        }
-        match session.ping(b"haven").await {
-            Ok(()) => Step::Continue,
-            Err(_) => Step::Gone,
-        }
-    }
-
-    /// A message from the client (or the end of its stream).
-    pub(crate) async fn on_message(
-        &mut self,
-        session: &mut actix_ws::Session,
-        msg: Option<Result<Message, ProtocolError>>,
-    ) -> Step {
-        self.last_heard = Instant::now();
-        self.pending.store(0, Ordering::Relaxed);
-        match msg {
-            Some(Ok(Message::Ping(bytes))) => match session.pong(&bytes).await {
-                Ok(()) => Step::Continue,
-                Err(_) => Step::Gone,
-            },
-            Some(Ok(Message::Close(_))) | None => Step::Close(None),
-            Some(Ok(_)) => Step::Continue,
-            Some(Err(e)) => Step::Close(close_reason(CloseCode::Protocol, &e.to_string())),
-        }
-    }
-}
-
-/// Sends one text message, waiting at most `timeout` for the socket to take it.
-pub(crate) async fn send_text(session: &mut actix_ws::Session, text: impl Into<ByteString>, timeout: Duration) -> Step {
-    sent(tokio::time::timeout(timeout, session.text(text)).await)
-}
-
-async fn send_binary(session: &mut actix_ws::Session, bytes: Bytes, timeout: Duration) -> Step {
-    sent(tokio::time::timeout(timeout, session.binary(bytes)).await)
-}
-
-fn sent(outcome: Result<Result<(), actix_ws::Closed>, tokio::time::error::Elapsed>) -> Step {
-    match outcome {
-        Ok(Ok(())) => Step::Continue,
-        Ok(Err(_closed)) => Step::Gone,
-        Err(_elapsed) => Step::Close(close_reason(CloseCode::Policy, "viewer stopped reading")),
-    }
+    timeouts: Timeouts,
 }
 
 async fn run_viewer(
@@ -361,7 +171,7 @@ async fn run_viewer(
     let mut throttle = Throttle::new(limits.period);
     // When the frame the connection has not yet taken was sent.
     let mut sent_at = Instant::now();
-    let mut live = Liveness::new(limits.heartbeat, limits.client_timeout, pending).await;
+    let mut live = Liveness::new(&limits.timeouts, pending).await;
     // The camera encodes this viewer's rendition from its next frame on, until the viewer leaves.
     let _wanted = link.want(rendition, format);
     // A packet published before this viewer came counts as news, so the first frame goes out at once.
@@ -398,13 +208,13 @@ async fn run_viewer(
                         throttle.take(packet.timestamp, sent_at);
                         taken.expect_more();
                         match message {
-                            FrameMessage::Text(text) => send_text(&mut session, text, limits.send_timeout).await,
-                            FrameMessage::Binary(bytes) => send_binary(&mut session, bytes, limits.send_timeout).await,
+                            FrameMessage::Text(text) => send_text(&mut session, text, limits.timeouts.send_timeout).await,
+                            FrameMessage::Binary(bytes) => send_binary(&mut session, bytes, limits.timeouts.send_timeout).await,
                         }
                     }
                 }
             }
-            took = tokio::time::timeout_at(sent_at + limits.send_timeout, taken.wait()), if !can_send => match took {
+            took = tokio::time::timeout_at(sent_at + limits.timeouts.send_timeout, taken.wait()), if !can_send => match took {
                 Ok(()) => Step::Continue,
                 Err(_elapsed) => Step::Close(close_reason(CloseCode::Policy, "viewer stopped reading")),
             },
@@ -426,69 +236,6 @@ mod tests {
 
     fn q(v: &str) -> HashMap<String, String> {
         HashMap::from([("fps".to_string(), v.to_string())])
-    }
-
-    /// Frames as (capture, arrival) in ms; the viewer sends the newest whenever the throttle allows.
-    /// Returns (capture, arrival, sent) per frame sent.
-    fn simulate(period_ms: u64, frames: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
-        let t0 = Instant::now();
-        let ms = |at: Instant| at.saturating_duration_since(t0).as_millis() as u64;
-        let mut throttle = Throttle::new(Duration::from_millis(period_ms));
-        let mut sent = Vec::new();
-        let mut pending: Option<(u64, u64)> = None;
-        let mut next = frames.iter().copied().peekable();
-        while next.peek().is_some() || pending.is_some() {
-            let send_at = match pending {
-                Some((captured, arrived)) if throttle.admits(captured as f64 / 1000.0) => Some(arrived),
-                Some((_, arrived)) => Some(ms(throttle.fallback_at()).max(arrived)),
-                None => None,
-            };
-            match (send_at, next.peek()) {
-                (Some(at), Some(&(_, a))) if a < at => pending = next.next(),
-                (Some(at), _) => {
-                    let (captured, arrived) = pending.take().unwrap();
-                    throttle.take(captured as f64 / 1000.0, t0 + Duration::from_millis(at));
-                    sent.push((captured, arrived, at));
-                }
-                (None, _) => pending = next.next(),
-            }
-        }
-        sent
-    }
-
-    /// A camera whose frames are published `delay` ms after capture, plus a jitter of up to `jitter`
-    /// ms (inference time varies; frames stay in order).
-    fn camera(period_ms: u64, count: u64, delay: u64, jitter: u64) -> Vec<(u64, u64)> {
-        (0..count).map(|i| (1000 + i * period_ms, 1000 + i * period_ms + delay + (i * 37 % (jitter + 1)))).collect()
-    }
-
-    #[test]
-    fn a_viewer_as_fast_as_its_camera_gets_every_frame_without_waiting() {
-        // 10 fps, published 55-100 ms after capture.
-        let frames = camera(100, 300, 55, 45);
-        let sent = simulate(100, &frames);
-        assert_eq!(sent.len(), frames.len());
-        let worst = sent.iter().map(|(_, a, s)| s - a).max().unwrap();
-        assert_eq!(worst, 0, "a frame waited {worst} ms");
-    }
-
-    #[test]
-    fn a_faster_camera_is_capped_at_the_viewers_rate_never_closer_than_half_a_period() {
-        // 30 fps camera, viewer at 10 fps, for 10 s.
-        let sent = simulate(100, &camera(100 / 3, 300, 10, 20));
-        assert!((99..=102).contains(&sent.len()), "{} frames in 10 s", sent.len());
-        let closest = sent.windows(2).map(|w| w[1].0 - w[0].0).min().unwrap();
-        assert!(closest >= 50, "two frames captured {closest} ms apart");
-        // (the last frame has nothing newer after it: it goes out by the stall rule, later)
-        let waited = sent[..sent.len() - 1].iter().map(|(_, a, s)| s - a).max().unwrap();
-        assert_eq!(waited, 0, "a frame waited {waited} ms");
-    }
-
-    #[test]
-    fn a_camera_that_stops_still_shows_its_newest_frame() {
-        // Two frames 20 ms apart, then nothing: the second goes out two periods after the first.
-        let sent = simulate(100, &[(0, 60), (20, 80)]);
-        assert_eq!(sent, vec![(0, 60, 60), (20, 80, 260)]);
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Handler, Message, SyncContext};
 use actix_web::web::Bytes;
-use opencv::core::{Mat, Rect, Size, Vector};
+use opencv::core::{Mat, Rect, Size};
 use opencv::prelude::*;
-use opencv::{imgcodecs, imgproc};
+use opencv::imgproc;
 use tokio::sync::watch;
 
 use super::clock::Clock;
+use super::error::FrameError;
 use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
 use super::motion::{Motion, MotionDetector, MotionSettings};
@@ -416,13 +417,13 @@ impl Pipeline {
             }
             Err(e) => {
                 log::warn!("[{id}] frame {}: {e}", result.frame_index);
-                ctx.status.set_error(Some(e));
+                ctx.status.set_error(Some(e.to_string()));
             }
         }
     }
 
     /// Hands the frame to the model if the gate says it is worth it.
-    fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool) -> Result<(), String> {
+    fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool) -> Result<(), FrameError> {
         let tracking = self.tracking();
         let Some(lane) = &self.lane else { return Ok(()) };
         let now = (ctx.now() - self.epoch).as_secs_f64();
@@ -453,7 +454,7 @@ impl Pipeline {
         };
         let replaced = lane.replaced();
         lane.submit(Job {
-            frame: frame.try_clone().map_err(|e| e.to_string())?,
+            frame: frame.try_clone()?,
             frame_index,
             timestamp,
             regions,
@@ -497,7 +498,7 @@ fn finish_frame(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut 
     }
     if let Err(e) = process(ctx, pipe, id, frame, frame_index) {
         log::warn!("[{id}] frame {frame_index}: {e}");
-        ctx.status.set_error(Some(e));
+        ctx.status.set_error(Some(e.to_string()));
     }
     ctx.status.frames_processed.fetch_add(1, Ordering::Relaxed);
 }
@@ -579,7 +580,7 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: Box<dyn Fra
 /// One frame's work: motion, a pass of the shared model when the gate lets it, the newest poses
 /// drawn, one JPEG, the events, one packet for every viewer. Nothing is done when nobody consumes
 /// the result (no viewer, no events).
-fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), String> {
+fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64) -> Result<(), FrameError> {
     let timestamp = ctx.deps.clock.wall();
     let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings)) = {
         let c = ctx.config.read().unwrap();
@@ -599,8 +600,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         if frame.cols() > w {
             let h = ((frame.rows() as f64) * (w as f64) / (frame.cols() as f64)).round() as i32;
             let mut small = Mat::default();
-            imgproc::resize(&*frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA)
-                .map_err(|e| e.to_string())?;
+            imgproc::resize(&*frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA)?;
             *frame = small;
         }
     }
@@ -608,7 +608,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     if *pipe.motion.settings() != motion_settings {
         pipe.motion.set_settings(motion_settings);
     }
-    let motion = pipe.motion.update(frame).map_err(|e| e.to_string())?;
+    let motion = pipe.motion.update(frame)?;
     ctx.status.set_motion(motion.moving, motion.area);
 
     // New poses first, so that this frame shows them and the events see them with this frame.
@@ -707,7 +707,7 @@ fn forget_stale_packet(ctx: &WorkerContext) {
 /// The frame as JPEG with the newest poses drawn on it. A frame in which nothing moved, with the
 /// same poses as the last one, reuses its JPEG (for up to `MAX_JPEG_REUSE`): a still camera costs
 /// a decode and the motion check, not an encode.
-fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Bytes, String> {
+fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Bytes, FrameError> {
     let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
     let size = (frame.cols(), frame.rows());
     if let Some(last) = &pipe.encoded {
@@ -719,32 +719,25 @@ fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion
     let annotated;
     let shown = match pipe.poses.as_ref().filter(|p| !p.detections.is_empty()) {
         Some(p) => {
-            let mut copy = frame.try_clone().map_err(|e| e.to_string())?;
-            draw::annotate(&mut copy, &p.detections).map_err(|e| e.to_string())?;
+            let mut copy = frame.try_clone()?;
+            draw::annotate(&mut copy, &p.detections)?;
             annotated = copy;
             &annotated
         }
         None => frame,
     };
-    let jpeg = jpeg_bytes(shown, quality)?;
+    let jpeg = Bytes::from(crate::jpeg::encode(shown, quality)?);
     ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
     let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation + 1);
     pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: ctx.now(), generation });
     Ok(jpeg)
 }
 
-fn jpeg_bytes(image: &Mat, quality: u8) -> Result<Bytes, String> {
-    let mut jpeg = Vector::<u8>::new();
-    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality as i32]);
-    imgcodecs::imencode(".jpg", image, &mut jpeg, &params).map_err(|e| e.to_string())?;
-    Ok(Bytes::from(jpeg.to_vec()))
-}
-
 /// Every rendition the camera's viewers want, each encoded once: the full frame's JPEG where it is
 /// the same; otherwise the frame scaled down and the poses drawn at that size (lines stay a pixel or
 /// more wide), or not drawn for viewers who draw them themselves. A rendition made while the full
 /// frame's JPEG is reused (a still scene) is reused with it.
-fn encode_renditions(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, full: &Bytes, quality: u8) -> Result<Vec<EncodedRendition>, String> {
+fn encode_renditions(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, full: &Bytes, quality: u8) -> Result<Vec<EncodedRendition>, FrameError> {
     let wanted = ctx.demand.current();
     let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation);
     pipe.renditions.retain(|c| c.generation == generation);
@@ -763,17 +756,17 @@ fn encode_renditions(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, full
             cached.jpeg.clone()
         } else {
             let mut image = if (w, h) == (cols, rows) {
-                frame.try_clone().map_err(|e| e.to_string())?
+                frame.try_clone()?
             } else {
                 let mut small = Mat::default();
-                imgproc::resize(frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA).map_err(|e| e.to_string())?;
+                imgproc::resize(frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA)?;
                 small
             };
             if drawn {
                 let scaled = draw::scaled(detections, w as f32 / cols as f32);
-                draw::annotate(&mut image, &scaled).map_err(|e| e.to_string())?;
+                draw::annotate(&mut image, &scaled)?;
             }
-            let jpeg = jpeg_bytes(&image, q)?;
+            let jpeg = Bytes::from(crate::jpeg::encode(&image, q)?);
             ctx.status.renditions_encoded.fetch_add(1, Ordering::Relaxed);
             pipe.renditions.push(CachedRendition { key, generation, jpeg: jpeg.clone() });
             jpeg

@@ -57,16 +57,6 @@ impl Default for FallConfig {
 }
 
 impl FallConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.sensitivity) {
-            return Err(format!("events.fall.sensitivity must lie in [0, 1], got {}", self.sensitivity));
-        }
-        if !(self.min_duration_secs >= 0.0 && self.min_duration_secs <= 60.0) {
-            return Err(format!("events.fall.min_duration_secs must lie in [0, 60], got {}", self.min_duration_secs));
-        }
-        Ok(())
-    }
-
     /// The thresholds the sensitivity stands for.
     pub fn thresholds(&self) -> Thresholds {
         let s = self.sensitivity.clamp(0.0, 1.0);
@@ -584,7 +574,6 @@ pub(crate) mod tests {
         let low = FallConfig { sensitivity: 0.0, ..FallConfig::default() }.thresholds();
         let high = FallConfig { sensitivity: 1.0, ..FallConfig::default() }.thresholds();
         assert!(low.down_on > high.down_on && low.drop > high.drop);
-        assert!(FallConfig { sensitivity: 1.5, ..FallConfig::default() }.validate().is_err());
     }
 
     #[test]

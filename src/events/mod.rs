@@ -168,26 +168,6 @@ impl Default for EventSettings {
 }
 
 impl EventSettings {
-    pub fn validate(&self) -> Result<(), String> {
-        let secs = [
-            ("pre_roll_secs", self.pre_roll_secs, 0.0, 60.0),
-            ("post_roll_secs", self.post_roll_secs, 0.0, 60.0),
-            ("max_clip_secs", self.max_clip_secs, 1.0, 3600.0),
-            ("person_min_secs", self.person_min_secs, 0.0, 60.0),
-            ("retention_days", self.retention_days, 0.0, 36500.0),
-            ("tracker.max_unseen_secs", self.tracker.max_unseen_secs, 0.0, 60.0),
-        ];
-        for (name, v, lo, hi) in secs {
-            if !(v >= lo && v <= hi) {
-                return Err(format!("events.{name} must lie in [{lo}, {hi}], got {v}"));
-            }
-        }
-        if self.max_concurrent_clips == 0 {
-            return Err("events.max_concurrent_clips must be at least 1".into());
-        }
-        self.fall.validate()
-    }
-
     fn recorder_config(&self) -> RecorderConfig {
         RecorderConfig {
             pre_roll_secs: self.pre_roll_secs,
@@ -241,11 +221,6 @@ impl EventHub {
     /// The store, locked. Keep the guard briefly (one query).
     pub fn store(&self) -> MutexGuard<'_, EventStore> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A file of the store, from its relative path.
-    pub fn resolve(&self, relative: &str) -> PathBuf {
-        self.settings.data_dir.join(relative)
     }
 
     /// The events of `camera` (or every camera) still active, oldest first, and a receiver of every
@@ -414,7 +389,7 @@ impl EventEngine {
         let encoded;
         let jpeg = match jpeg {
             Some(j) => Some(j),
-            None => match recorder::encode_jpeg(frame) {
+            None => match crate::jpeg::encode(frame, recorder::JPEG_QUALITY) {
                 Ok(j) => {
                     encoded = j;
                     Some(&encoded[..])
@@ -564,7 +539,7 @@ impl EventEngine {
             if let Some(jpeg) = jpeg {
                 let rel = snapshot_rel;
                 let hub = self.hub.clone();
-                let path = hub.resolve(&rel);
+                let path = hub.store().resolve(&rel);
                 rec.snapshot(
                     path.clone(),
                     jpeg,
@@ -582,7 +557,7 @@ impl EventEngine {
                 ev.clip_status = ClipStatus::Recording;
                 let rel = clip_rel;
                 let hub = self.hub.clone();
-                let path = hub.resolve(&rel);
+                let path = hub.store().resolve(&rel);
                 rec.start_clip(
                     id,
                     path.clone(),
@@ -662,7 +637,6 @@ mod tests {
             person_clips,
             ..EventSettings::default()
         };
-        settings.validate().unwrap();
         EventHub::open(&settings).unwrap()
     }
 
@@ -722,10 +696,10 @@ mod tests {
         let expected = (0..n + 30).map(|i| t0 + i as f64 / FPS).filter(|t| *t >= from && *t <= until).count() as u32;
         assert!(expected > 60, "{expected}");
         assert_eq!(stored.clip_frames, Some(expected), "{stored:?}");
-        let clip = hub.resolve(stored.clip_path.as_ref().unwrap());
+        let clip = hub.store().resolve(stored.clip_path.as_ref().unwrap());
         assert_eq!(count_frames(&clip).0, expected);
         assert!((stored.clip_started_at.unwrap() - (fall_ev.started_at - 2.0)).abs() < 0.06);
-        let snap = hub.resolve(stored.snapshot_path.as_ref().unwrap());
+        let snap = hub.store().resolve(stored.snapshot_path.as_ref().unwrap());
         assert!(std::fs::read(snap).unwrap().starts_with(&[0xff, 0xd8]));
         assert!(stored.clip_path.unwrap().starts_with("clips/cam_1/"));
 
@@ -765,7 +739,7 @@ mod tests {
         let ev = hub.store().get(active[0].id.unwrap()).unwrap().unwrap();
         assert_eq!(ev.clip_frames, Some(20));
         assert_eq!(ev.clip_status, ClipStatus::Ready);
-        assert_eq!(count_frames(&hub.resolve(&ev.clip_path.unwrap())).0, 20);
+        assert_eq!(count_frames(&hub.store().resolve(&ev.clip_path.unwrap())).0, 20);
     }
 
     #[test]
@@ -794,6 +768,5 @@ mod tests {
         assert_eq!(s.fall.min_duration_secs, FallConfig::default().min_duration_secs);
         assert!(toml::from_str::<EventSettings>("bogus = 1\n").is_err());
         assert!(toml::from_str::<EventSettings>("[fall]\nbogus = 1\n").is_err());
-        assert!(EventSettings { pre_roll_secs: -1.0, ..EventSettings::default() }.validate().is_err());
     }
 }

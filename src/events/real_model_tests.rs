@@ -137,9 +137,9 @@ fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
     let (from, until) = (stored.started_at - 2.0, ended + 1.0);
     let expected = times.iter().filter(|t| **t >= from && **t <= until).count() as u32;
     assert_eq!(stored.clip_frames, Some(expected));
-    let clip = hub.resolve(stored.clip_path.as_deref().unwrap());
+    let clip = hub.store().resolve(stored.clip_path.as_deref().unwrap());
     assert_eq!(count_frames_any(&clip), expected, "{}", clip.display());
-    assert!(hub.resolve(stored.snapshot_path.as_deref().unwrap()).is_file());
+    assert!(hub.store().resolve(stored.snapshot_path.as_deref().unwrap()).is_file());
     if let Ok(keep) = std::env::var("HAVEN_KEEP_FALL_CLIP") {
         std::fs::copy(&clip, &keep).unwrap();
         std::fs::copy(dir.0.join("input.mp4"), format!("{keep}.input.mp4")).unwrap();

@@ -20,7 +20,7 @@ use opencv::prelude::*;
 use opencv::{imgcodecs, imgproc, videoio};
 
 /// JPEG quality of frames the recorder encodes itself (when the caller has no JPEG at hand).
-pub const JPEG_QUALITY: i32 = 80;
+pub const JPEG_QUALITY: u8 = 80;
 /// Frames (and commands) waiting for the writer.
 const QUEUE: usize = 256;
 
@@ -82,14 +82,6 @@ pub struct Recorder {
     last_t: f64,
     dropped: u64,
     label: String,
-}
-
-/// Encodes a BGR frame as JPEG at `JPEG_QUALITY`.
-pub fn encode_jpeg(frame: &Mat) -> opencv::Result<Vec<u8>> {
-    let mut buf = Vector::<u8>::new();
-    let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, JPEG_QUALITY]);
-    imgcodecs::imencode(".jpg", frame, &mut buf, &params)?;
-    Ok(buf.to_vec())
 }
 
 impl Recorder {
@@ -560,7 +552,7 @@ pub(crate) mod tests {
         let path = dir.0.join("clips/test/1-fall.mp4");
         for i in 0..100 {
             let t = t0 + i as f64 / fps;
-            rec.push_frame(t, &encode_jpeg(&synthetic_frame(i)).unwrap());
+            rec.push_frame(t, &crate::jpeg::encode(&synthetic_frame(i), JPEG_QUALITY).unwrap());
             // The event starts at frame 40 (known at frame 55), ends at frame 70.
             if i == 55 {
                 let tx = tx.clone();
@@ -593,7 +585,7 @@ pub(crate) mod tests {
         let path = dir.0.join("c.mp4");
         for i in 0..30 {
             let t = 100.0 + i as f64 / 10.0;
-            rec.push_frame(t, &encode_jpeg(&synthetic_frame(i)).unwrap());
+            rec.push_frame(t, &crate::jpeg::encode(&synthetic_frame(i), JPEG_QUALITY).unwrap());
             if i == 15 {
                 let tx = tx.clone();
                 rec.start_clip(5, path.clone(), t, Box::new(move |r| tx.send(r).unwrap()));
@@ -610,7 +602,7 @@ pub(crate) mod tests {
     fn snapshots_are_written_whole() {
         let dir = TempDir::new("recorder-snap");
         let mut rec = Recorder::new("test", RecorderConfig::default());
-        let jpeg = encode_jpeg(&synthetic_frame(3)).unwrap();
+        let jpeg = crate::jpeg::encode(&synthetic_frame(3), JPEG_QUALITY).unwrap();
         let (tx, rx) = channel();
         let path = dir.0.join("snapshots/x/1.jpg");
         rec.snapshot(path.clone(), &jpeg, Box::new(move |r| tx.send(r).unwrap()));

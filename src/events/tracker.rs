@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use haven_pose::iou;
+
 use crate::inference::{containment, Detection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -47,19 +49,6 @@ pub struct TrackedPerson {
 impl TrackedPerson {
     pub fn seen_now(&self) -> bool {
         self.lost_frames == 0
-    }
-}
-
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
     }
 }
 

@@ -12,10 +12,14 @@ pub use haven_pose::Detection;
 use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 
+/// Why the engine could not look at a frame (or load), with the source error.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The pose model refused the weights, the options or the input.
     #[error("inference failed: {0}")]
-    Inference(String),
+    Model(#[from] haven_pose::PoseError),
+    #[error("inference failed: empty frame")]
+    EmptyFrame,
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }

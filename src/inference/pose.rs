@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use haven_pose::{Letterbox, PoseModel, PoseOptions};
+use haven_pose::{Letterbox, PoseModel};
 use opencv::core::{self, Mat, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
@@ -34,15 +34,6 @@ pub enum InputSize {
 }
 
 impl InputSize {
-    pub fn from_settings(s: &ModelSettings) -> Self {
-        match (s.input_width, s.input_height) {
-            (Some(w), Some(h)) => InputSize::Fixed(w, h),
-            (Some(w), None) => InputSize::Fitted(w),
-            (None, Some(h)) => InputSize::Fitted(h),
-            (None, None) => InputSize::Fitted(s.input_size),
-        }
-    }
-
     /// The input for a `w` x `h` frame.
     pub fn for_frame(self, w: usize, h: usize) -> (usize, usize) {
         match self {
@@ -59,18 +50,8 @@ impl InputSize {
 
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
-        let input = InputSize::from_settings(settings);
-        let (input_width, input_height) = match input {
-            InputSize::Fixed(w, h) => (w, h),
-            InputSize::Fitted(side) => (side, side),
-        };
-        let opts = PoseOptions {
-            input_width,
-            input_height,
-            conf_threshold: settings.conf_threshold,
-            iou_threshold: settings.iou_threshold,
-        };
-        let model = PoseModel::load(&settings.weights, opts).map_err(|e| EngineError::Inference(e.to_string()))?;
+        let input = settings.input();
+        let model = PoseModel::load(&settings.weights, settings.pose_options())?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
@@ -123,7 +104,7 @@ impl PoseEngine {
     pub fn detect_sized(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<Vec<Detection>, EngineError> {
         let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
         if src_w == 0 || src_h == 0 {
-            return Err(EngineError::Inference("empty frame".into()));
+            return Err(EngineError::EmptyFrame);
         }
         let lb = Letterbox::new(src_w, src_h, input_width, input_height);
         let (w, h) = lb.resized_size();
@@ -142,13 +123,27 @@ impl PoseEngine {
             Scalar::all(PAD),
         )?;
         let bytes = boxed.data_bytes()?;
-        self.model.detect_letterboxed_bgr(bytes, &lb).map_err(|e| EngineError::Inference(e.to_string()))
+        Ok(self.model.detect_letterboxed_bgr(bytes, &lb)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::InputSize;
+    use super::{EngineError, InputSize, PoseEngine};
+
+    #[test]
+    fn a_load_failure_keeps_the_pose_error_as_its_source() {
+        let text = include_str!("../../settings/default.toml");
+        let mut model = crate::settings::Settings::from_toml(text, "default.toml").unwrap().model;
+        model.weights = "/nonexistent/w.safetensors".into();
+        let err = match PoseEngine::load(&model) {
+            Ok(_) => panic!("loaded weights that do not exist"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, EngineError::Model(haven_pose::PoseError::WeightsNotFound { .. })), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(err.to_string().starts_with("inference failed: pose weights not found at /nonexistent/w.safetensors"), "{err}");
+    }
 
     #[test]
     fn the_input_keeps_the_frames_aspect_ratio_in_multiples_of_32() {

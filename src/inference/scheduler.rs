@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use opencv::core::{Mat, Rect};
 
-use super::{Detection, SharedEngine};
+use super::{Detection, EngineError, SharedEngine};
 
 /// Who goes first when several cameras wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +67,9 @@ pub struct Job {
 }
 
 /// What the model made of a [`Job`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Inferred {
-    pub detections: Result<Vec<Detection>, String>,
+    pub detections: Result<Vec<Detection>, EngineError>,
     pub frame_index: u64,
     pub timestamp: f64,
     /// How long the frame waited for a worker.
@@ -265,7 +265,7 @@ fn work(shared: &Shared) {
             }
         };
         let started = Instant::now();
-        let detections = shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale).map_err(|e| e.to_string());
+        let detections = shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale);
         let result = Inferred {
             detections,
             frame_index: job.frame_index,
@@ -286,7 +286,7 @@ fn work(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::{AiEngine, EngineError};
+    use crate::inference::AiEngine;
     use opencv::core::{Scalar, CV_8UC3};
     use opencv::prelude::*;
     use std::time::Duration;

@@ -317,6 +317,33 @@ async fn a_viewer_that_never_answers_is_closed_by_the_heartbeat() {
 }
 
 #[actix_web::test]
+async fn an_alerts_socket_that_never_answers_is_closed_by_the_alerts_heartbeat() {
+    let mut settings = settings(vec![]);
+    // Viewers keep the test settings' 5 s; alerts sockets get their own, shorter timeout.
+    settings.alerts.heartbeat_interval_secs = 0.5;
+    settings.alerts.client_timeout_secs = 2.0;
+    let server = TestServer::start(settings, None).await;
+    let mut silent = server.viewer("/ws/alerts").await;
+    silent.answers_pings = false;
+    let mut polite = server.viewer("/ws/alerts").await;
+    let started = std::time::Instant::now();
+    let silent_closed = async {
+        match silent.next_event(10 * SECOND).await {
+            Some(Event::Closed(reason)) => (reason, started.elapsed()),
+            Some(Event::Frame(f)) => panic!("an alert with no cameras: {f}"),
+            None => panic!("silent alerts socket still open after 10 s"),
+        }
+    };
+    let polite_open = polite.next_event(5 * SECOND);
+    let ((reason, after), polite_event) = futures_util::join!(silent_closed, polite_open);
+    assert_eq!(reason.and_then(|r| r.description).as_deref(), Some("heartbeat timeout"));
+    assert!(after >= 2 * SECOND && after < 4 * SECOND, "closed after {after:?}, alerts.client_timeout_secs is 2");
+    assert!(polite_event.is_none(), "the socket that answers pings stays open");
+    polite.close().await;
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn a_viewer_arriving_after_nobody_watched_gets_a_fresh_first_frame_and_snapshot() {
     let (_s, _clip, server) = server_on_clip("fresh-first", 20.0, &["cam1"]).await;
     let mut first = server.viewer("/ws/stream/cam1").await;

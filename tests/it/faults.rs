@@ -72,7 +72,7 @@ fn settings_file(path: &Path, cameras: &[(&str, &Path)], events_dir: &Path) {
         ("data_dir = \"data/events\"", &format!("data_dir = \"{}\"", events_dir.display())),
     ] {
         assert!(text.contains(from), "shipped settings lack {from}");
-        text = text.replace(from, to);
+        text = text.replacen(from, to, 1);
     }
     for (id, source) in cameras {
         text.push_str(&format!(

@@ -213,16 +213,26 @@ async fn a_token_guards_every_change_but_not_reading() {
     let file = settings_file(&s, &clip, "s3cr3t-token");
     let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
     let body = json!({"ai_enabled": false});
-    for token in [None, Some("wrong")] {
+    for token in [None, Some("wrong"), Some("s3cr3t-token-but-longer")] {
         let (code, answer) = send(&server, "PATCH", "/api/cameras/cam1", token, Some(body.clone())).await;
         assert_eq!(code, 401, "{answer}");
-        let (code, _) = send(&server, "DELETE", "/api/cameras/cam1", token, None).await;
+        let (code, answer) = send(&server, "DELETE", "/api/cameras/cam1", token, None).await;
         assert_eq!(code, 401);
-        let (code, _) = send(&server, "POST", "/api/cameras", token, Some(json!({}))).await;
+        assert!(!answer.to_string().contains("s3cr3t"), "{answer}");
+        let (code, answer) = send(&server, "POST", "/api/cameras", token, Some(json!({}))).await;
         assert_eq!(code, 401);
+        assert!(!answer.to_string().contains("s3cr3t"), "{answer}");
+        // The token is checked on the routes that write; a method a route does not take is still a 405.
+        let (code, _) = send(&server, "DELETE", "/api/engine", token, None).await;
+        assert_eq!(code, 405);
     }
+    // From the header only: a token in the URL does not authorise a change.
+    let (code, _) = send(&server, "PATCH", "/api/cameras/cam1?token=s3cr3t-token", None, Some(body.clone())).await;
+    assert_eq!(code, 401);
     let (code, _) = server.get("/api/cameras").await;
     assert_eq!(code, 200);
+    let (code, answer) = send(&server, "POST", "/api/cameras", Some("s3cr3t-token"), Some(json!({}))).await;
+    assert_eq!(code, 400, "past the token, the body is checked: {answer}");
     let (code, _) = send(&server, "PATCH", "/api/cameras/cam1", Some("s3cr3t-token"), Some(body)).await;
     assert_eq!(code, 200);
     server.stop().await;

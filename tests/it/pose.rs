@@ -7,6 +7,7 @@ use std::time::Duration;
 use haven::inference::pose::PoseEngine;
 use haven::inference::AiEngine;
 use haven::settings::Settings;
+use haven_pose::iou;
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use serde_json::Value;
@@ -29,14 +30,6 @@ pub fn pose_engine(width: usize, height: usize) -> Arc<dyn AiEngine> {
     Arc::new(PoseEngine::load(&model_settings(width, height)).expect("the pose model loads"))
 }
 
-fn iou(a: &[f32; 4], b: &[f64]) -> f64 {
-    let (ax1, ay1, ax2, ay2) = (a[0] as f64, a[1] as f64, a[2] as f64, a[3] as f64);
-    let iw = (ax2.min(b[2]) - ax1.max(b[0])).max(0.0);
-    let ih = (ay2.min(b[3]) - ay1.max(b[1])).max(0.0);
-    let inter = iw * ih;
-    inter / ((ax2 - ax1) * (ay2 - ay1) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-}
-
 #[test]
 fn detections_from_image_files_match_the_reference_runtime() {
     let fixtures = repo().join("tests/fixtures/pose");
@@ -49,7 +42,8 @@ fn detections_from_image_files_match_the_reference_runtime() {
         let want = expected["dets"].as_array().unwrap();
         assert_eq!(found.len(), want.len(), "{image}: {} people, reference {}", found.len(), want.len());
         for w in want {
-            let wbox: Vec<f64> = w["box_xyxy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let wbox: Vec<f32> = w["box_xyxy"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let wbox: [f32; 4] = wbox.try_into().unwrap();
             let best = found.iter().max_by(|a, b| iou(&a.bbox, &wbox).total_cmp(&iou(&b.bbox, &wbox))).unwrap();
             let overlap = iou(&best.bbox, &wbox);
             assert!(overlap >= 0.95, "{image}: box {:?} vs reference {wbox:?}: IoU {overlap:.3}", best.bbox);

@@ -17,8 +17,10 @@
 //! vectorised; feature maps are recycled through a buffer pool; work is split over the rayon pool
 //! (`RAYON_NUM_THREADS`). Builds without AVX2/FMA fall back to portable scalar code.
 //!
-//! Environment: `HAVEN_POSE_PROFILE=1` prints each layer's time, `HAVEN_CONV_PROFILE=1` each
-//! convolution's time and GFLOP/s (stderr).
+//! Engine switches ([`EngineOptions`]): read once from the environment by [`PoseModel::load`]
+//! (`HAVEN_POSE_PROFILE=1` prints each layer's time, `HAVEN_CONV_PROFILE=1` each convolution's time
+//! and GFLOP/s (stderr); `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`, `HAVEN_WIDE_KERNEL` pick kernel paths),
+//! or given in code to [`PoseModel::load_with_engine`].
 
 use std::path::Path;
 
@@ -26,16 +28,15 @@ use candle_core::{DType, Device, Tensor};
 
 mod convert;
 mod error;
-mod kernel;
+mod kernels;
 mod net;
-mod ops;
 mod pickle;
 mod post;
 mod store;
 
 pub use convert::{convert_pt_to_safetensors, ConvertSummary};
 pub use error::PoseError;
-pub use ops::pooled_bytes;
+pub use kernels::{pooled_bytes, KernelOptions, Winograd4};
 pub use post::{iou, postprocess_raw, Detection, Letterbox};
 
 /// The network family, detected from the tensor names.
@@ -94,6 +95,26 @@ fn check_dims(w: usize, h: usize) -> Result<(), PoseError> {
     Ok(())
 }
 
+/// How the engine runs (not what it computes): kernel paths and profiling. Read once when a model
+/// is loaded ([`EngineOptions::from_env`] in [`PoseModel::load`]) and fixed for its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Kernel paths and the per-convolution profile.
+    pub kernels: KernelOptions,
+    /// Print each layer's time to stderr (`HAVEN_POSE_PROFILE=1`).
+    pub layer_profile: bool,
+}
+
+impl EngineOptions {
+    /// The defaults with the `HAVEN_*` environment switches applied (see docs/pose.md).
+    pub fn from_env() -> Self {
+        Self {
+            kernels: KernelOptions::from_env(),
+            layer_profile: std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0"),
+        }
+    }
+}
+
 /// COCO keypoint names, in the model's output order.
 pub const KEYPOINT_NAMES: [&str; 17] = [
     "nose",
@@ -147,10 +168,20 @@ pub struct PoseModel {
 
 impl PoseModel {
     /// Loads a `.safetensors` state dict (as written by `convert-weights`, or any Ultralytics state dict).
+    /// The engine switches come from the environment ([`EngineOptions::from_env`]), read here once.
     pub fn load(path: &Path, opts: PoseOptions) -> Result<Self, PoseError> {
+        Self::load_with_engine(path, opts, EngineOptions::from_env())
+    }
+
+    /// [`PoseModel::load`] with the engine switches given in code (the environment is not read).
+    pub fn load_with_engine(
+        path: &Path,
+        opts: PoseOptions,
+        engine: EngineOptions,
+    ) -> Result<Self, PoseError> {
         opts.validate()?;
         let st = store::Store::load(path)?;
-        let net = net::Net::load(&st)?;
+        let net = net::Net::load(&st, &engine)?;
         Ok(Self { net, opts })
     }
 
@@ -205,7 +236,7 @@ impl PoseModel {
         let mut all = Vec::new();
         let mut n = 0;
         for i in 0..b {
-            let mut img = ops::PBuf::new(per);
+            let mut img = kernels::pool::PBuf::new(per);
             img.copy_from_slice(&data[i * per..(i + 1) * per]);
             let (out, ni) = self.net.forward(img, h, w);
             n = ni;
@@ -232,7 +263,7 @@ impl PoseModel {
                 chw.len()
             )));
         }
-        let (out, n) = self.net.forward(ops::PBuf::from_vec(chw), h, w);
+        let (out, n) = self.net.forward(kernels::pool::PBuf::from_vec(chw), h, w);
         Ok((out.to_vec(), n))
     }
 
@@ -281,7 +312,7 @@ impl PoseModel {
                 w * h * 3
             )));
         }
-        let mut chw = ops::PBuf::new(3 * w * h);
+        let mut chw = kernels::pool::PBuf::new(3 * w * h);
         hwc_u8_to_chw_into(bgr, w, h, true, &mut chw);
         let (raw, n) = self.net.forward(chw, h, w);
         let head = self.net.head();

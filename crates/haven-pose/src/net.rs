@@ -6,8 +6,13 @@
 
 use rayon::prelude::*;
 
-use crate::ops::{self, Conv, PBuf};
+use crate::kernels::conv::Conv;
+use crate::kernels::elementwise as ops;
+use crate::kernels::gemm::{self, Kernel};
+use crate::kernels::pool::PBuf;
+use crate::kernels::pooling;
 use crate::store::Store;
+use crate::EngineOptions;
 use crate::{Arch, PoseError};
 
 /// A feature map, CHW, batch 1.
@@ -27,6 +32,8 @@ impl Fm {
 struct Ctx<'a> {
     st: &'a Store,
     eps: f32,
+    /// the engine switches, fixed at load time
+    engine: &'a EngineOptions,
 }
 
 impl Ctx<'_> {
@@ -85,7 +92,17 @@ impl Ctx<'_> {
             }
             bias[o] = b[o] - m[o] * s;
         }
-        Ok(Conv::new(cin, cout, k, stride, groups, w, bias, act))
+        Ok(Conv::new(
+            cin,
+            cout,
+            k,
+            stride,
+            groups,
+            w,
+            bias,
+            act,
+            self.engine.kernels,
+        ))
     }
 
     /// A plain `nn.Conv2d` with bias at `p` (the head's last 1x1 convolutions).
@@ -103,7 +120,17 @@ impl Ctx<'_> {
                 .clone(),
             None => vec![0.0; cout],
         };
-        Ok(Conv::new(cin, cout, k, 1, 1, wt.data.clone(), b, false))
+        Ok(Conv::new(
+            cin,
+            cout,
+            k,
+            1,
+            1,
+            wt.data.clone(),
+            b,
+            false,
+            self.engine.kernels,
+        ))
     }
 
     fn bad_shape(&self, name: &str, got: &[usize], expected: &str) -> PoseError {
@@ -290,7 +317,7 @@ impl Sppf {
         self.cv1.forward_into(&x.d, h, w, &mut z[..n]);
         for i in 0..3 {
             let (a, b) = z.split_at_mut((i + 1) * n);
-            ops::maxpool_same(&a[i * n..], h, w, self.k, &mut b[..n]);
+            pooling::maxpool_same(&a[i * n..], h, w, self.k, &mut b[..n]);
         }
         Fm {
             c: self.cv2.cout,
@@ -309,6 +336,8 @@ struct Attention {
     nh: usize,
     kd: usize,
     hd: usize,
+    /// the GEMM micro-kernel of the attention products
+    kernel: Kernel,
 }
 
 impl Attention {
@@ -337,6 +366,7 @@ impl Attention {
             nh,
             kd,
             hd,
+            kernel: Kernel::select(cx.engine.kernels.wide_kernel),
         })
     }
 
@@ -354,27 +384,29 @@ impl Attention {
         let scale = (self.kd as f32).powf(-0.5);
         let (kd, hd) = (self.kd, self.hd);
         // the heads side by side (each one's GEMMs are small enough to leave threads idle)
-        xo.par_chunks_mut(hd * n).enumerate().for_each(|(hh, xo_h)| {
-            let mut attn_t = PBuf::new(n * n); // attn_t[j][i] = attention of query i to key j
-            let mut kt = PBuf::new(n * kd);
-            let mut o = PBuf::new(hd * n);
-            let q = &qkv[hh * per * n..(hh * per + kd) * n];
-            let k = &qkv[(hh * per + kd) * n..(hh * per + 2 * kd) * n];
-            for d in 0..kd {
-                for (j, v) in k[d * n..(d + 1) * n].iter().enumerate() {
-                    kt[j * kd + d] = *v;
+        xo.par_chunks_mut(hd * n)
+            .enumerate()
+            .for_each(|(hh, xo_h)| {
+                let mut attn_t = PBuf::new(n * n); // attn_t[j][i] = attention of query i to key j
+                let mut kt = PBuf::new(n * kd);
+                let mut o = PBuf::new(hd * n);
+                let q = &qkv[hh * per * n..(hh * per + kd) * n];
+                let k = &qkv[(hh * per + kd) * n..(hh * per + 2 * kd) * n];
+                for d in 0..kd {
+                    for (j, v) in k[d * n..(d + 1) * n].iter().enumerate() {
+                        kt[j * kd + d] = *v;
+                    }
                 }
-            }
-            // attn_t = k^T q  [n x n]
-            crate::kernel::matmul(n, n, kd, &kt, kd, q, n, &mut attn_t, n);
-            ops::softmax_cols(&mut attn_t, n, n, scale);
-            // o = v attn_t  [hd x n]
-            let vh = &v[hh * hd * n..(hh + 1) * hd * n];
-            crate::kernel::matmul(hd, n, n, vh, n, &attn_t, n, &mut o, n);
-            for (d, s) in xo_h.iter_mut().zip(o.iter()) {
-                *d += *s;
-            }
-        });
+                // attn_t = k^T q  [n x n]
+                gemm::matmul(n, n, kd, &kt, kd, q, n, &mut attn_t, n, self.kernel);
+                ops::softmax_cols(&mut attn_t, n, n, scale);
+                // o = v attn_t  [hd x n]
+                let vh = &v[hh * hd * n..(hh + 1) * hd * n];
+                gemm::matmul(hd, n, n, vh, n, &attn_t, n, &mut o, n, self.kernel);
+                for (d, s) in xo_h.iter_mut().zip(o.iter()) {
+                    *d += *s;
+                }
+            });
         self.proj.forward(&xo, h, w)
     }
 }
@@ -480,6 +512,7 @@ fn merge_convs(a: &Conv, b: &Conv) -> Option<Conv> {
         w,
         bias,
         a.act,
+        a.options(),
     ))
 }
 
@@ -537,7 +570,7 @@ impl PoseHead {
             Some(t) if t.data.len() == reg_max => t.data.clone(),
             _ => (0..reg_max).map(|i| i as f32).collect(),
         };
-        let profile = std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0");
+        let profile = cx.engine.layer_profile;
         let first = boxes
             .iter()
             .zip(&kpt)
@@ -835,14 +868,14 @@ fn scale_name(arch: Arch, st: &Store, c0: usize) -> String {
 }
 
 impl Net {
-    pub fn load(st: &Store) -> Result<Self, PoseError> {
+    pub fn load(st: &Store, engine: &EngineOptions) -> Result<Self, PoseError> {
         let arch = detect_arch(st)?;
         let eps = st
             .metadata
             .get("bn_eps")
             .and_then(|s| s.parse::<f32>().ok())
             .unwrap_or(1e-3);
-        let cx = Ctx { st, eps };
+        let cx = Ctx { st, eps, engine };
         let spec = match arch {
             Arch::V8 => V8,
             Arch::V11 => V11,
@@ -923,7 +956,7 @@ impl Net {
             _ => 0,
         };
         let scale = scale_name(arch, st, c0);
-        let profile = std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0");
+        let profile = engine.layer_profile;
         Ok(Self {
             nodes,
             last_use,
@@ -1001,7 +1034,7 @@ impl Net {
                 },
                 Layer::Upsample => {
                     let mut d = PBuf::new(x0.c * 4 * x0.hw());
-                    ops::upsample2x(&x0.d, x0.h, x0.w, &mut d);
+                    pooling::upsample2x(&x0.d, x0.h, x0.w, &mut d);
                     Fm {
                         c: x0.c,
                         h: 2 * x0.h,
@@ -1029,7 +1062,7 @@ impl Net {
                         rest = tail;
                     }
                     pieces.into_par_iter().for_each(|(dst, src, up)| match up {
-                        Some(u) => ops::upsample2x(&u.d, u.h, u.w, dst),
+                        Some(u) => pooling::upsample2x(&u.d, u.h, u.w, dst),
                         None => ops::copy_par(dst, src),
                     });
                     Fm {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use haven_pose::{Arch, Letterbox, PoseError, PoseModel, PoseOptions};
+use haven_pose::{
+    Arch, EngineOptions, KernelOptions, Letterbox, PoseError, PoseModel, PoseOptions, Winograd4,
+};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -104,6 +106,44 @@ fn v11n_real_weights_match_onnxruntime_output0_at_640() {
     let out = m.forward_raw(&input).unwrap();
     assert_eq!(out.dims(), &[1, 56, 8400]);
     compare(&out, &io["output0"], 0.5, 1e-3);
+}
+
+/// Every kernel path, forced through the engine options given in code (no environment), matches
+/// onnxruntime: Winograd off, F(2x2) only, F(4x4) everywhere, the 4x24 micro-kernel only.
+#[test]
+fn v11n_every_engine_path_matches_onnxruntime() {
+    let io = load_st("zidane_640_io.safetensors");
+    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
+    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let d = KernelOptions::default();
+    for kernels in [
+        KernelOptions {
+            winograd: false,
+            ..d
+        },
+        KernelOptions {
+            winograd4: Winograd4::Never,
+            ..d
+        },
+        KernelOptions {
+            winograd4: Winograd4::Always,
+            ..d
+        },
+        KernelOptions {
+            wide_kernel: false,
+            ..d
+        },
+    ] {
+        eprintln!("{kernels:?}");
+        let engine = EngineOptions {
+            kernels,
+            layer_profile: false,
+        };
+        let m =
+            PoseModel::load_with_engine(&real_weights(), PoseOptions::default(), engine).unwrap();
+        let out = m.forward_raw(&input).unwrap();
+        compare(&out, &io["output0"], 0.5, 1e-3);
+    }
 }
 
 #[test]

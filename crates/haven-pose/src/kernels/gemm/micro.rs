@@ -1,128 +1,27 @@
-//! A small packed GEMM for convolutions, C[M, N] = A[M, K] · B[K, N] with a fused bias + SiLU epilogue.
+//! GEMM micro-kernels: one MR x NR (4 x 24) or 2MR x NR (8 x 24, AVX-512VL registers) tile of C
+//! over a K block, the k loop in inline assembly, and the epilogue that adds partial sums, bias and
+//! SiLU and stores through a per-vector plan ([`VPlan`]) that drops the junk columns of a "wide" row.
+//! A portable scalar kernel stands in on builds without AVX2/FMA.
 //!
-//! M = output channels, K = cin·k·k, N = output pixels (C row-major with row stride `ldc`, the feature
-//! map's H·W). A (the weights, BatchNorm folded) is packed once at load time in panels of MR rows; B (the
-//! im2col of a tile of output pixels, or the input itself for 1x1 convolutions) is packed per tile in
-//! panels of NR columns. The AVX2/FMA micro-kernel keeps a 4 x 24 block of C in 12 ymm registers and
-//! applies bias and SiLU before its single store, so every output value is written exactly once.
+//! Unsafe boundary: every kernel here is an `unsafe fn` over raw pointers; the contract (which
+//! `driver` upholds and checks with asserts on its slices) is in each `# Safety` section.
 
-pub(crate) const MR: usize = 4;
-pub(crate) const NR: usize = 24;
-/// K block: a B sub-panel (KC x NR floats, 18 KiB) stays in L1 while every A panel passes over it.
-pub(crate) const KC: usize = 192;
-
-/// Packs A [m, k] (row-major) into panels [m/MR][k][MR], zero-padded rows.
-pub(crate) fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
-    pack_a_strided(a, m, k, k)
-}
-
-/// Packs A [m, k] (row stride lda) into panels [m/MR][k][MR], zero-padded rows.
-pub(crate) fn pack_a_strided(a: &[f32], m: usize, k: usize, lda: usize) -> Vec<f32> {
-    let panels = m.div_ceil(MR);
-    let mut out = vec![0f32; panels * k * MR];
-    for p in 0..panels {
-        for r in 0..MR {
-            let row = p * MR + r;
-            if row >= m {
-                continue;
-            }
-            for kk in 0..k {
-                out[(p * k + kk) * MR + r] = a[row * lda + kk];
-            }
-        }
-    }
-    out
-}
-
-/// Scatters one row (index `r` of K) of a tile's B values into the packed layout [n/NR][k][NR].
-#[inline]
-pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, bp: &mut [f32]) {
-    let len = row.len();
-    let full = len / NR;
-    assert!(bp.len() >= len.div_ceil(NR) * k * NR && r < k);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
-    unsafe {
-        use crate::ops::avx2::{ld, st};
-        let s = row.as_ptr();
-        let d = bp.as_mut_ptr();
-        for p in 0..full {
-            let sp = s.wrapping_add(p * NR);
-            let dp = d.wrapping_add((p * k + r) * NR);
-            st(dp, ld(sp));
-            st(dp.wrapping_add(8), ld(sp.wrapping_add(8)));
-            st(dp.wrapping_add(16), ld(sp.wrapping_add(16)));
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
-    for p in 0..full {
-        bp[(p * k + r) * NR..(p * k + r + 1) * NR].copy_from_slice(&row[p * NR..(p + 1) * NR]);
-    }
-    if full * NR < len {
-        let dst = &mut bp[(full * k + r) * NR..(full * k + r + 1) * NR];
-        let src = &row[full * NR..];
-        dst[..src.len()].copy_from_slice(src);
-        dst[src.len()..].fill(0.0);
-    }
-}
+use super::{MR, NR};
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+use crate::kernels::simd::avx2;
+use crate::kernels::simd::silu;
 
 /// Where the micro-kernel reads B from.
 #[derive(Clone, Copy)]
-enum BSrc {
+pub(crate) enum BSrc {
     /// packed panel: k-th row of the panel at ptr + k * NR
     Packed(*const f32),
     /// implicit im2col: k-th row at base + offs[k] (24 contiguous floats)
     Offs(*const f32, *const usize),
-}
-
-/// C[m, ncols] (row stride ldc) = act(A·B + bias) for one packed tile: `ap` packed A ([m/MR][k][MR]),
-/// `bp` packed B ([ncols/NR][k][NR]), `bias` of length >= m rounded up to MR.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_tile(
-    m: usize,
-    ncols: usize,
-    k: usize,
-    ap: &[f32],
-    bp: &[f32],
-    bias: &[f32],
-    act: bool,
-    c: *mut f32,
-    ldc: usize,
-) {
-    gemm_packed(m, ncols, k, ap, bp, bias, act, Dst::plain(c, ldc), false)
-}
-
-/// [`gemm_tile`] into a feature map (its rows `dst.ldc` apart, possibly through the wide-row mapping
-/// of [`gemm_tile_offs`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_tile_to(
-    m: usize,
-    ncols: usize,
-    k: usize,
-    ap: &[f32],
-    bp: &[f32],
-    bias: &[f32],
-    act: bool,
-    dst: Dst,
-) {
-    gemm_packed(m, ncols, k, ap, bp, bias, act, dst, true)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn gemm_packed(
-    m: usize,
-    ncols: usize,
-    k: usize,
-    ap: &[f32],
-    bp: &[f32],
-    bias: &[f32],
-    act: bool,
-    dst: Dst,
-    rows_first: bool,
-) {
-    let npanels = ncols.div_ceil(NR);
-    assert!(bp.len() >= npanels * k * NR);
-    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr());
-    gemm_generic(m, ncols, k, KC, ap, bsrc, bias, act, dst, rows_first)
 }
 
 /// Where a micro-tile's results go: column q of the (possibly wide) C maps to column
@@ -154,7 +53,7 @@ impl Dst {
     }
 
     #[inline(always)]
-    fn at(self, rows: usize, cols: usize) -> Dst {
+    pub(crate) fn at(self, rows: usize, cols: usize) -> Dst {
         Dst {
             c: self.c.wrapping_add(rows * self.ldc),
             q: self.q + cols,
@@ -163,7 +62,7 @@ impl Dst {
     }
     /// The compact column of wide column `q + j`, or None for a dropped column.
     #[inline(always)]
-    fn col(self, j: usize) -> Option<usize> {
+    pub(crate) fn col(self, j: usize) -> Option<usize> {
         let q = self.q + j;
         if self.w2 == usize::MAX {
             return Some(q);
@@ -187,7 +86,7 @@ pub(crate) struct VPlan {
 
 impl VPlan {
     /// Plan for columns j0 .. j0 + 8 of the panel at `pd` (which has `nr` valid columns).
-    fn new(pd: Dst, j0: usize, nr: usize) -> Self {
+    pub(crate) fn new(pd: Dst, j0: usize, nr: usize) -> Self {
         let cols = nr.saturating_sub(j0).min(8);
         let mut p = VPlan {
             kind: 3,
@@ -236,161 +135,16 @@ impl VPlan {
     }
 }
 
-/// Like [`gemm_tile`] but without packing B: row r of B (for the tile's columns) is the contiguous run
-/// `base[offs[r] ..]`, as produced by the padded phase planes of a convolution input.
-/// Reads up to NR - 1 floats past the last column (junk columns, discarded by the caller).
-/// `dst.q` is the wide column of the tile's first column.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_tile_offs(
-    m: usize,
-    ncols: usize,
-    k: usize,
-    ap: &[f32],
-    base: &[f32],
-    offs: &[usize],
-    bias: &[f32],
-    act: bool,
-    dst: Dst,
-) {
-    assert!(offs.len() == k);
-    let npanels = ncols.div_ceil(NR);
-    let maxo = offs.iter().copied().max().unwrap_or(0);
-    assert!(
-        maxo + npanels * NR <= base.len(),
-        "implicit im2col reads past the input planes"
-    );
-    // No K blocking: the rows come from many places in the planes anyway, and each extra block
-    // costs a load and store of the C tile (whole K: strided layers 3-5 % faster than blocks of 192).
-    gemm_generic(
-        m,
-        ncols,
-        k,
-        k,
-        ap,
-        |np, kb| BSrc::Offs(base.as_ptr().wrapping_add(np * NR), offs[kb..].as_ptr()),
-        bias,
-        act,
-        dst,
-        false,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn gemm_generic(
-    m: usize,
-    ncols: usize,
-    k: usize,
-    kblock: usize,
-    ap: &[f32],
-    bsrc: impl Fn(usize, usize) -> BSrc,
-    bias: &[f32],
-    act: bool,
-    dst: Dst,
-    rows_first: bool,
-) {
-    let mpanels = m.div_ceil(MR);
-    let npanels = ncols.div_ceil(NR);
-    assert!(ap.len() >= mpanels * k * MR && bias.len() >= mpanels * MR);
-    let wide = wide_kernel();
-    if rows_first {
-        // Packed B into a feature map: weight panel by weight panel over the whole K, so that each
-        // writes its 4 (8) output rows left to right; pixel panel by pixel panel (below) writes to
-        // all M rows in turn, more streams than the prefetchers follow. The tile's packed B then
-        // comes from L2 for each weight panel, and with AVX-512VL pairs of weight panels share each
-        // B load (the 8-row kernel). 1 thread, 640x640: 1x1 convolutions 5-25 % faster (48 -> 64 at
-        // 160x160: 2.9 -> 2.1 ms; 512 -> 256 at 20x20: 1.09 -> 1.02), all dense convolutions 3-5 %;
-        // the implicit-im2col path (scattered B rows) and the Winograd GEMMs (into small scratch)
-        // are faster in the other order.
-        let panels: Vec<_> = (0..npanels).map(|np| Panel::new(&bsrc, dst, ncols, np, 0)).collect();
-        let mut mp = 0;
-        while mp < mpanels {
-            let mut step = 1;
-            for p in &panels {
-                step = tile(m, k, ap, bias, act, wide, mp, 0, k, p);
-            }
-            mp += step;
-        }
-        return;
-    }
-    let mut kb = 0;
-    while kb < k {
-        let kc = kblock.min(k - kb);
-        // each pixel panel (B, in L1) meets every weight panel (A, streamed from L2); the 8-row
-        // kernel only where B is read through the tap offsets (with packed B in L1 it was slower)
-        for np in 0..npanels {
-            let p = Panel::new(&bsrc, dst, ncols, np, kb);
-            let mut mp = 0;
-            while mp < mpanels {
-                mp += tile(m, k, ap, bias, act, wide && matches!(p.b, BSrc::Offs(..)), mp, kb, kc, &p);
-            }
-        }
-        kb += kc;
-    }
-}
-
-/// A pixel panel: where its B rows come from, where its columns go, how its vectors are stored.
-struct Panel {
-    b: BSrc,
-    dst: Dst,
-    plans: [VPlan; 3],
-    nr: usize,
-}
-
-impl Panel {
-    #[inline(always)]
-    fn new(bsrc: &impl Fn(usize, usize) -> BSrc, dst: Dst, ncols: usize, np: usize, kb: usize) -> Self {
-        let nr = NR.min(ncols - np * NR);
-        let dst = dst.at(0, np * NR);
-        let plans = [
-            VPlan::new(dst, 0, nr),
-            VPlan::new(dst, 8, nr),
-            VPlan::new(dst, 16, nr),
-        ];
-        Panel {
-            b: bsrc(np, kb),
-            dst,
-            plans,
-            nr,
-        }
-    }
-}
-
-/// The micro-tile of weight panel `mp` (and `mp + 1` with the 8-row kernel when `pair`) over one
-/// pixel panel for the k block kb .. kb + kc; returns how many weight panels it covered.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tile(
-    m: usize,
-    k: usize,
-    ap: &[f32],
-    bias: &[f32],
-    act: bool,
-    pair: bool,
-    mp: usize,
-    kb: usize,
-    kc: usize,
-    p: &Panel,
-) -> usize {
-    let (first, last) = (kb == 0, kb + kc == k);
-    let a = ap[(mp * k + kb) * MR..].as_ptr();
-    let bias = bias[mp * MR..].as_ptr();
-    let dst = p.dst.at(mp * MR, 0);
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    if pair && (mp + 1) * MR < m {
-        let mr = (2 * MR).min(m - mp * MR);
-        unsafe { micro8(kc, a, k * MR, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr) };
-        return 2;
-    }
-    let mr = MR.min(m - mp * MR);
-    unsafe { micro(kc, a, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr) };
-    1
-}
-
+/// The 4 x 24 kernel: C tile (+)= A panel · B panel over `kc` k steps, then [`finish`].
+///
+/// # Safety
+/// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
+/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
+///   entries and `base + offs[k] .. + NR` is readable for each.
+/// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
+/// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
+///   stores to, `dst.c + r dst.ldc + col`, is writable (and readable unless `first`), and no other
+///   thread touches it meanwhile.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -398,7 +152,7 @@ fn tile(
 ))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+pub(crate) unsafe fn micro(
     kc: usize,
     a: *const f32,
     b: BSrc,
@@ -489,6 +243,9 @@ unsafe fn micro(
 
 /// Stores a 4 x 24 tile of accumulators: adds the partial sums already in C (unless `first`), and
 /// bias + SiLU on the last K block; `mr` rows and `nr` columns are valid.
+///
+/// # Safety
+/// `bias`, `dst`, `plans`, `mr`, `nr` as for [`micro`].
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -496,7 +253,7 @@ unsafe fn micro(
 ))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn finish(
+pub(crate) unsafe fn finish(
     acc: [std::arch::x86_64::__m256; 12],
     dst: Dst,
     plans: &[VPlan; 3],
@@ -507,7 +264,7 @@ unsafe fn finish(
     mr: usize,
     nr: usize,
 ) {
-    use crate::ops::avx2::{bc, ld, st};
+    use avx2::{bc, ld, st};
     use std::arch::x86_64::*;
     // Common case: a full 4 x 24 tile stored as whole vectors; SiLU on all 12 vectors at once.
     if mr == MR && plans.iter().all(|p| p.kind == 0) {
@@ -526,8 +283,8 @@ unsafe fn finish(
         }
         if last && act {
             let (a, b) = v.split_at_mut(6);
-            crate::ops::avx2::silu8x6(a.try_into().unwrap());
-            crate::ops::avx2::silu8x6(b.try_into().unwrap());
+            avx2::silu8x6(a.try_into().unwrap());
+            avx2::silu8x6(b.try_into().unwrap());
         }
         for r in 0..4 {
             for j in 0..3 {
@@ -572,8 +329,8 @@ unsafe fn finish(
     }
     if last && act {
         let (a, b) = v.split_at_mut(6);
-        crate::ops::avx2::silu8x6(a.try_into().unwrap());
-        crate::ops::avx2::silu8x6(b.try_into().unwrap());
+        avx2::silu8x6(a.try_into().unwrap());
+        avx2::silu8x6(b.try_into().unwrap());
     }
     for (j, plan) in plans.iter().enumerate() {
         if plan.kind == 3 {
@@ -610,7 +367,7 @@ unsafe fn finish(
                         if last {
                             x += *bias.add(r);
                             if act {
-                                x = crate::ops::silu(x);
+                                x = silu(x);
                             }
                         }
                         *p = x;
@@ -619,22 +376,6 @@ unsafe fn finish(
             }
         }
     }
-}
-
-/// Whether this CPU has AVX-512VL, whose 32 vector registers let the micro-kernel hold an 8 x 24 tile
-/// (two A panels over one B panel: half the B loads per multiply-add of the 4 x 24 kernel).
-pub(crate) fn wide_kernel() -> bool {
-    static W: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *W.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::env::var_os("HAVEN_WIDE_KERNEL").is_none_or(|v| v != "0")
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
 }
 
 /// The k step of the 8 x 24 kernel after its three B loads: eight broadcasts of A (rows 0-3 at
@@ -680,6 +421,11 @@ macro_rules! fma_8x24 {
 
 /// [`micro`] for two A panels at once (rows 0-3 at `a`, rows 4-7 at `a` + `panel` floats): 24
 /// accumulators in the registers AVX-512VL adds (ymm16-31), still 256-bit arithmetic.
+///
+/// # Safety
+/// * The CPU has AVX-512F and AVX-512VL (hold a wide [`super::Kernel`]).
+/// * As for [`micro`] with `mr` <= 2 MR: A rows 4-7 at `a + panel` (`[kc][MR]` floats there too),
+///   `bias` has `mr` floats, the stores cover rows 0 .. mr of `dst`.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -687,7 +433,7 @@ macro_rules! fma_8x24 {
 ))]
 #[target_feature(enable = "avx512f,avx512vl")]
 #[allow(clippy::too_many_arguments, unused_assignments)]
-unsafe fn micro8(
+pub(crate) unsafe fn micro8(
     kc: usize,
     a: *const f32,
     panel: usize,
@@ -773,7 +519,17 @@ unsafe fn micro8(
     let hi: [__m256; 12] = c[12..].try_into().unwrap();
     finish(lo, dst, plans, first, last, bias, act, mr.min(MR), nr);
     if mr > MR {
-        finish(hi, dst.at(MR, 0), plans, first, last, bias.wrapping_add(MR), act, mr - MR, nr);
+        finish(
+            hi,
+            dst.at(MR, 0),
+            plans,
+            first,
+            last,
+            bias.wrapping_add(MR),
+            act,
+            mr - MR,
+            nr,
+        );
     }
 }
 
@@ -784,7 +540,17 @@ unsafe fn micro8(
 )))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+/// The portable 4 x 24 kernel (scalar), same contract as the AVX2 one.
+///
+/// # Safety
+/// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
+/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
+///   entries and `base + offs[k] .. + NR` is readable for each.
+/// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
+/// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
+///   stores to, `dst.c + r dst.ldc + col`, is writable (and readable unless `first`), and no other
+///   thread touches it meanwhile.
+pub(crate) unsafe fn micro(
     kc: usize,
     a: *const f32,
     b: BSrc,
@@ -820,6 +586,10 @@ unsafe fn micro(
 )))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
+/// Scalar epilogue of the portable kernel.
+///
+/// # Safety
+/// As for [`micro`].
 unsafe fn finish_scalar(
     tmp: &[f32; MR * NR],
     dst: Dst,
@@ -841,109 +611,10 @@ unsafe fn finish_scalar(
             if last {
                 v += *bias.add(r);
                 if act {
-                    v = crate::ops::silu(v);
+                    v = silu(v);
                 }
             }
             *p = v;
         }
-    }
-}
-
-/// C[m, n] = A[m, k] · B[k, n], all row-major with row strides lda, ldb, ldc (C overwritten),
-/// parallel over column tiles.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    use rayon::prelude::*;
-    assert!(m > 0 && n > 0 && k > 0);
-    assert!(
-        a.len() >= (m - 1) * lda + k
-            && b.len() >= (k - 1) * ldb + n
-            && c.len() >= (m - 1) * ldc + n
-    );
-    let pa = pack_a_strided(a, m, k, lda);
-    let bias = vec![0f32; m.div_ceil(MR) * MR];
-    let threads = rayon::current_num_threads().max(1);
-    let mut tn = ((160 * 1024 / 4) / k / NR).clamp(1, 42) * NR;
-    if n.div_ceil(tn) < 2 * threads {
-        tn = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
-    }
-    let cp = crate::ops::SendPtr(c.as_mut_ptr());
-    (0..n.div_ceil(tn)).into_par_iter().for_each(|t| {
-        let cp = cp;
-        let p0 = t * tn;
-        let p1 = (p0 + tn).min(n);
-        let len = p1 - p0;
-        let mut bp = crate::ops::PBuf::new(len.div_ceil(NR) * NR * k);
-        for r in 0..k {
-            pack_b_row(&b[r * ldb + p0..r * ldb + p1], r, k, &mut bp);
-        }
-        gemm_tile(
-            m,
-            len,
-            k,
-            &pa,
-            &bp,
-            &bias,
-            false,
-            cp.0.wrapping_add(p0),
-            ldc,
-        );
-    });
-}
-
-#[cfg(all(
-    test,
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-mod tests {
-    use super::*;
-
-    /// The micro-kernel's throughput on cached data (a 3x3 convolution's tile: M = 128, K = 576,
-    /// 120 columns): `KERNEL_REPS=20000 cargo test -p haven-pose --lib kernel_speed -- --ignored --nocapture`.
-    /// ~110 GFLOP/s on the development machine's core (FMA peak ~116).
-    #[test]
-    #[ignore]
-    fn kernel_speed_on_cached_data() {
-        let (m, k, n) = (128, 576, 120);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5)
-            .collect();
-        let ap = pack_a(&a, m, k);
-        let mut bp = vec![0f32; n.div_ceil(NR) * NR * k];
-        for r in 0..k {
-            pack_b_row(&b[r * n..(r + 1) * n], r, k, &mut bp);
-        }
-        let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.01).collect();
-        let reps: usize = std::env::var("KERNEL_REPS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(100);
-        let mut c = vec![0f32; m * n];
-        let mut best = f64::MAX;
-        for _ in 0..reps {
-            let t0 = std::time::Instant::now();
-            gemm_tile(m, n, k, &ap, &bp, &bias, true, c.as_mut_ptr(), n);
-            best = best.min(t0.elapsed().as_secs_f64());
-        }
-        assert!(c.iter().all(|v| v.is_finite()));
-        println!(
-            "micro-kernel: {:.1} GFLOP/s (best of {reps})",
-            2.0 * (m * n * k) as f64 / best / 1e9
-        );
     }
 }

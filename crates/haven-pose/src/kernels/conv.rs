@@ -1,0 +1,476 @@
+//! Convolution layers (BatchNorm folded): [`Conv`] owns a layer's weights in every layout its
+//! paths need and dispatches each call to the direct GEMM over an implicit im2col (this file),
+//! Winograd (`winograd`) or depthwise (`depthwise`).
+//!
+//! Layering: the top of `kernels`; imports every kernel file, none imports it.
+//! Unsafe boundary: `dense_gemm` hands each rayon task a disjoint block of the output through a
+//! [`SendPtr`] and calls the GEMM tile functions on it.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::depthwise::{depthwise, Depthwise};
+use super::gemm::{gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, Dst, Kernel, KC, MR, NR};
+use super::options::{KernelOptions, Winograd4};
+use super::planes::phase_planes;
+use super::pool::{PBuf, SendPtr};
+use super::winograd::Wino;
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+use super::winograd::{winograd, WinoLayer};
+
+thread_local! {
+    /// packed B of the current tile (strided convolutions with one K block)
+    static BPACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A convolution with BatchNorm folded in: weight [cout, cin/groups, k, k], bias [cout], optional SiLU.
+pub(crate) struct Conv {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// 1 (dense) or cin == cout (depthwise)
+    pub groups: usize,
+    /// [cout, cin/groups, k, k]
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub act: bool,
+    /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height
+    pa: Vec<f32>,
+    bpad: Vec<f32>,
+    /// dense 3x3 stride 1: Winograd F(2x2, 3x3) weights
+    wino: Option<Wino>,
+    /// Winograd F(4x4, 3x3) weights, made on first use
+    wino4: std::sync::OnceLock<Wino>,
+    /// the paths this convolution takes (from the model's options)
+    opts: KernelOptions,
+    /// the GEMM micro-kernel, selected once from `opts` and the CPU
+    kernel: Kernel,
+}
+
+impl Conv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        act: bool,
+        opts: KernelOptions,
+    ) -> Self {
+        assert!(
+            groups == 1 || (groups == cin && cin == cout),
+            "only dense or depthwise convolutions"
+        );
+        assert_eq!(w.len(), cout * cin / groups * k * k);
+        assert_eq!(b.len(), cout);
+        let (pa, bpad) = if groups == 1 {
+            let mut bpad = b.clone();
+            bpad.resize(cout.div_ceil(MR) * MR, 0.0);
+            (pack_a(&w, cout, cin * k * k), bpad)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let wino = (groups == 1 && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
+        Self {
+            cin,
+            cout,
+            k,
+            stride,
+            pad: k / 2,
+            groups,
+            w,
+            b,
+            act,
+            pa,
+            bpad,
+            wino,
+            wino4: std::sync::OnceLock::new(),
+            opts,
+            kernel: Kernel::select(opts.wide_kernel),
+        }
+    }
+
+    /// The kernel paths this convolution was made with.
+    pub fn options(&self) -> KernelOptions {
+        self.opts
+    }
+
+    pub fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.pad - self.k) / self.stride + 1,
+            (w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+
+    pub fn forward(&self, x: &[f32], h: usize, w: usize) -> PBuf {
+        let (oh, ow) = self.out_hw(h, w);
+        let mut out = PBuf::new(self.cout * oh * ow);
+        self.forward_into(x, h, w, &mut out);
+        out
+    }
+
+    /// Writes the [cout, oh, ow] result into `out` (which must have exactly that length).
+    pub fn forward_into(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), self.cin * h * w, "conv input buffer");
+        let (oh, ow) = self.out_hw(h, w);
+        assert_eq!(out.len(), self.cout * oh * ow, "conv output buffer");
+        if self.groups == 1 {
+            self.dense(x, h, w, oh, ow, out)
+        } else {
+            let d = Depthwise {
+                c: self.cin,
+                k: self.k,
+                stride: self.stride,
+                pad: self.pad,
+                w: &self.w,
+                b: &self.b,
+                act: self.act,
+            };
+            depthwise(&d, x, h, w, oh, ow, out, self.opts.conv_profile)
+        }
+    }
+
+    /// Dense convolution as GEMM over a "wide" pixel stream: the input is zero-padded and split into
+    /// stride x stride phase planes, so that for every kernel tap (ci, ky, kx) the values the output
+    /// pixels need form one contiguous run (output rows are computed W2 >= ow wide, the extra columns
+    /// are discarded). Packing B is then a plain vector copy instead of a gather.
+    fn dense(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        if self.wino.is_some() && self.opts.winograd && self.winograd_pays(h, w) {
+            return self.winograd(x, h, w, out);
+        }
+        self.dense_gemm(x, h, w, oh, ow, out)
+    }
+
+    /// Whether the Winograd path is expected to beat the direct GEMM for this layer: with fewer than 16
+    /// input or output channels the transforms (which scale with cin and cout, not cin x cout) outweigh
+    /// the saved multiplications (measured at 160x160 with 8 -> 16 and 16 -> 8 channels: 10-40 % slower;
+    /// 16 -> 32 and 32 -> 16 at 80x80: 20 % faster).
+    fn winograd_pays(&self, _h: usize, _w: usize) -> bool {
+        self.cin.min(self.cout) >= 16
+    }
+
+    /// Whether F(4x4, 3x3) is expected to beat F(2x2, 3x3) for this layer: on 40x40 and larger maps
+    /// it is 15-35 % faster, at 20x20 (25 tiles) ~5 %; smaller maps (e.g. 10x10 at 320x320 input, where
+    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured).
+    fn winograd4_pays(&self, h: usize, w: usize) -> bool {
+        match self.opts.winograd4 {
+            Winograd4::Never => false,
+            Winograd4::Always => true,
+            Winograd4::Auto => h.div_ceil(4) * w.div_ceil(4) >= 25,
+        }
+    }
+
+    /// Dense 3x3 stride-1 convolution by Winograd (see `kernels::winograd`): F(4x4, 3x3) where it
+    /// pays (weights made on first use), else F(2x2, 3x3).
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    fn winograd(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let (profile, kernel) = (self.opts.conv_profile, self.kernel);
+        let layer = |wino| WinoLayer {
+            wino,
+            cin: self.cin,
+            cout: self.cout,
+            bias: &self.b,
+            act: self.act,
+        };
+        if self.winograd4_pays(h, w) {
+            let u = self
+                .wino4
+                .get_or_init(|| Wino::new4(&self.w, self.cin, self.cout));
+            winograd::<4>(&layer(u), x, h, w, out, kernel, profile)
+        } else {
+            let u = self.wino.as_ref().expect("winograd weights");
+            winograd::<2>(&layer(u), x, h, w, out, kernel, profile)
+        }
+    }
+
+    fn dense_gemm(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        let (k, s, p) = (self.k, self.stride, self.pad);
+        let kk = self.cin * k * k;
+        let direct = k == 1 && s == 1 && p == 0;
+        let t_planes = self.opts.conv_profile.then(std::time::Instant::now);
+        // the stream and the per-tap offsets into it
+        let planes;
+        let (src, w2, offs): (&[f32], usize, Vec<usize>) = if direct {
+            (x, w, (0..kk).map(|r| r * h * w).collect())
+        } else {
+            let (buf, hp, wp) = phase_planes(x, self.cin, h, w, s, p, k * (w + 2 * p) + k + NR);
+            let mut offs = Vec::with_capacity(kk);
+            for ci in 0..self.cin {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        offs.push(
+                            ((ci * s * s + (ky % s) * s + kx % s) * hp + ky / s) * wp + kx / s,
+                        );
+                    }
+                }
+            }
+            planes = buf;
+            (&planes[..], wp, offs)
+        };
+        // Strided convolutions with few input channels (the first two at 640x640: K = 27 and 144, one
+        // K block) run faster on B packed per tile than on B read through the tap offsets: their k
+        // loops are too short to amortise the per-panel set-up (layer 0: 3.7 -> 3.0 ms, layer 1:
+        // 5.1 -> 4.1 ms at 1 thread; the later strided ones, K = 576-1152, gained nothing).
+        let pack_strided = s > 1 && kk <= KC;
+        let t_prep = self.opts.conv_profile.then(std::time::Instant::now);
+        let n = oh * w2; // wide output pixels
+        let cp = SendPtr(out.as_mut_ptr());
+        let threads = rayon::current_num_threads().max(1);
+        let (tn, ntiles);
+        if direct {
+            // Tile the output pixels so that one tile's packed B (kk x tn floats) stays in L2.
+            let mut t = ((160 * 1024 / 4) / kk / NR).clamp(1, 42) * NR;
+            if n.div_ceil(t) < 2 * threads {
+                t = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
+            }
+            tn = t;
+        } else if pack_strided {
+            // one tile's packed B (kk x tn floats) within half of L2
+            let mut t = ((512 * 1024 / 4) / kk / NR).clamp(4, 42) * NR;
+            if n.div_ceil(t) < 2 * threads {
+                t = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
+            }
+            tn = t;
+        } else {
+            // implicit im2col: tiles only split the work
+            tn = n.div_ceil(8 * threads).div_ceil(NR).clamp(4, 16) * NR;
+        }
+        ntiles = n.div_ceil(tn);
+        // Small maps give few pixel tiles: split the output channels too, so that both threads get work.
+        let mpanels = self.cout.div_ceil(MR);
+        let mchunks = if threads == 1 || ntiles >= 4 * threads {
+            1
+        } else {
+            (4 * threads).div_ceil(ntiles).min(mpanels)
+        };
+        let mcp = mpanels.div_ceil(mchunks);
+        let mchunks = mpanels.div_ceil(mcp);
+        let ldc = oh * ow;
+        let run = |task: usize| {
+            let cp = cp;
+            let (t, mi) = (task / mchunks, task % mchunks);
+            let p0 = t * tn;
+            let p1 = (p0 + tn).min(n);
+            let len = p1 - p0;
+            let m0 = mi * mcp * MR;
+            let mlen = (mcp * MR).min(self.cout - m0);
+            let (ap, bias) = (&self.pa[m0 * kk..], &self.bpad[m0..]);
+            let dst = if direct {
+                Dst::plain(cp.0.wrapping_add(m0 * n + p0), n)
+            } else {
+                // results go straight to the compact output (the wide junk columns are dropped)
+                Dst {
+                    c: cp.0.wrapping_add(m0 * ldc),
+                    ldc,
+                    q: p0,
+                    w2,
+                    ow,
+                }
+            };
+            // SAFETY (both GEMM calls): this task writes output channels m0 .. m0 + mlen, pixels
+            // p0 .. p1 (wide; the compact columns they map to) of `out`, which is cout x oh x ow
+            // (asserted in `forward_into`) and borrowed mutably for the whole parallel section;
+            // tasks split channels and pixels into disjoint chunks.
+            if !direct && !pack_strided {
+                unsafe {
+                    gemm_tile_offs(
+                        mlen,
+                        len,
+                        kk,
+                        ap,
+                        &src[p0..],
+                        &offs,
+                        bias,
+                        self.act,
+                        dst,
+                        self.kernel,
+                    )
+                };
+                return;
+            }
+            BPACK.with(|bp| {
+                let mut bp = bp.borrow_mut();
+                let need = len.div_ceil(NR) * NR * kk;
+                if bp.len() < need {
+                    bp.resize(need, 0.0);
+                }
+                for (r, &o) in offs.iter().enumerate() {
+                    pack_b_row(&src[o + p0..o + p1], r, kk, &mut bp);
+                }
+                // SAFETY: see above.
+                unsafe { gemm_tile_to(mlen, len, kk, ap, &bp, bias, self.act, dst, self.kernel) };
+            });
+        };
+        let tasks = ntiles * mchunks;
+        if tasks == 1 {
+            run(0)
+        } else {
+            (0..tasks).into_par_iter().for_each(run);
+        }
+        if self.opts.conv_profile {
+            let dt = t_prep.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let dpl = t_planes.map_or(0.0, |t| t.elapsed().as_secs_f64()) - dt;
+            let fl = 2.0 * (self.cout * kk * n) as f64;
+            eprintln!("conv {}->{} k{} s{} {}x{}: planes {:.2} ms, prep+gemm {:.2} ms {:.0} MFLOP {:.1} GFLOP/s (tn {tn}, tiles {ntiles}x{mchunks})", self.cin, self.cout, k, s, oh, ow, dpl * 1e3, dt * 1e3, fl / 1e6, fl / dt / 1e9);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, conv_ref, kernels_to_test, pseudo};
+
+    fn conv(shape: (usize, usize, usize, usize, usize), act: bool, opts: KernelOptions) -> Conv {
+        let (cin, cout, k, stride, groups) = shape;
+        let (w, b) = (pseudo(cout * cin / groups * k * k, 1), pseudo(cout, 2));
+        Conv::new(cin, cout, k, stride, groups, w, b, act, opts)
+    }
+
+    /// Every path a convolution can take, forced through its options: direct GEMM (1x1), implicit
+    /// im2col (strided, K over one block), B packed per tile (strided, one K block), Winograd off /
+    /// F(2,3) only / F(4,3) always / by size, depthwise (AVX2 and portable strides); both GEMM
+    /// micro-kernels. Odd sizes and channel counts, strides 1 and 2, kernels 1, 3, 5.
+    #[test]
+    fn conv_paths_match_reference() {
+        let mut options = vec![];
+        for (name, kernel) in kernels_to_test() {
+            for (wname, winograd, winograd4) in [
+                ("no winograd", false, Winograd4::Auto),
+                ("winograd F(2,3)", true, Winograd4::Never),
+                ("winograd F(4,3)", true, Winograd4::Always),
+                ("winograd by size", true, Winograd4::Auto),
+            ] {
+                let opts = KernelOptions {
+                    winograd,
+                    winograd4,
+                    wide_kernel: kernel.is_wide(),
+                    conv_profile: false,
+                };
+                options.push((format!("{name}, {wname}"), opts));
+            }
+        }
+        for &(cin, cout, k, stride, groups, h, w) in &[
+            (3, 8, 3, 2, 1, 17, 22),
+            (5, 7, 1, 1, 1, 9, 13),
+            (6, 6, 3, 1, 6, 11, 10),
+            (6, 6, 3, 2, 6, 11, 10),
+            (4, 9, 3, 1, 1, 40, 41),
+            (4, 3, 5, 1, 1, 12, 7),
+            (300, 7, 3, 1, 1, 9, 30),
+            (9, 9, 3, 1, 9, 19, 21),
+            (5, 5, 5, 1, 5, 12, 17),
+            (4, 6, 3, 2, 1, 32, 48),
+            (64, 51, 3, 2, 1, 33, 31),
+            // Winograd-sized layers (>= 16 channels each side)
+            (16, 24, 3, 1, 1, 21, 19),
+            (33, 17, 3, 1, 1, 8, 9),
+            // depthwise rows of 32 + 8 + an overlapping last vector
+            (4, 4, 3, 1, 4, 9, 45),
+            // maps of 4096 pixels and more: packed GEMMs weight panel by weight panel
+            (5, 9, 1, 1, 1, 64, 70),
+            (3, 8, 3, 2, 1, 130, 140),
+        ] {
+            let shape = (cin, cout, k, stride, groups);
+            let x = pseudo(cin * h * w, 3);
+            let c0 = conv(shape, true, KernelOptions::default());
+            let want = conv_ref(shape, &c0.w, &c0.b, true, &x, h, w);
+            for (what, opts) in &options {
+                let c = conv(shape, true, *opts);
+                let got = c.forward(&x, h, w);
+                assert_close(
+                    &got,
+                    &want,
+                    1e-4,
+                    &format!("{cin} {cout} k{k} s{stride} g{groups} {h}x{w}, {what}"),
+                );
+            }
+        }
+    }
+
+    /// The options a model is loaded with reach its layers, and the micro-kernel they choose is
+    /// wide only where the CPU allows.
+    #[test]
+    fn options_select_the_kernel() {
+        let narrow = KernelOptions {
+            wide_kernel: false,
+            ..KernelOptions::default()
+        };
+        let c = conv((16, 16, 3, 1, 1), true, narrow);
+        assert_eq!(c.options(), narrow);
+        assert!(!c.kernel.is_wide());
+        let c = conv((16, 16, 3, 1, 1), true, KernelOptions::default());
+        assert_eq!(c.kernel.is_wide(), crate::kernels::gemm::cpu_has_wide());
+    }
+
+    /// Per-layer timing of the Winograd and direct paths (best of WINO_REPS, default 50), on
+    /// RAYON_NUM_THREADS threads: `cargo test -p haven-pose --lib winograd_speed -- --ignored --nocapture`.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    #[ignore]
+    fn winograd_speed() {
+        let reps: usize = std::env::var("WINO_REPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(50);
+        for &(cin, cout, h, w) in &[
+            (64, 115, 80, 80),
+            (64, 64, 80, 80),
+            (51, 51, 80, 80),
+            (128, 115, 40, 40),
+            (64, 64, 40, 40),
+            (32, 64, 40, 40),
+            (64, 32, 40, 40),
+            (256, 115, 20, 20),
+            (64, 64, 20, 20),
+            (16, 32, 80, 80),
+            (16, 8, 160, 160),
+            (8, 16, 160, 160),
+            (32, 32, 40, 40),
+        ] {
+            let c = conv((cin, cout, 3, 1, 1), true, KernelOptions::default());
+            let x = pseudo(cin * h * w, 3);
+            let mut o = vec![0f32; cout * h * w];
+            let time = |f: &dyn Fn(&mut [f32])| {
+                let mut o = o.clone();
+                let mut best = f64::MAX;
+                for _ in 0..reps {
+                    let t0 = std::time::Instant::now();
+                    f(&mut o);
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                best * 1e3
+            };
+            let tw = time(&|o| c.winograd(&x, h, w, o));
+            let td = time(&|o| c.dense_gemm(&x, h, w, h, w, o));
+            o[0] = tw as f32;
+            eprintln!(
+                "{cin:>3}->{cout:<3} {h:>3}x{w:<3}: winograd {tw:.3} ms, direct {td:.3} ms, ratio {:.2}",
+                td / tw
+            );
+        }
+    }
+}

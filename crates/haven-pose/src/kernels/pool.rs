@@ -1,0 +1,122 @@
+//! Memory the kernels share: the pooled feature-map buffer [`PBuf`] and [`SendPtr`], the raw
+//! pointer parallel tasks write disjoint parts of one output through.
+//!
+//! Owns: the buffer pool (recycling, its byte cap, [`pooled_bytes`]). Imports nothing from the crate.
+//! Unsafe boundary: `SendPtr`'s `Send`/`Sync` impls; every write through it is an `unsafe` block in
+//! the kernel that hands out the disjoint regions.
+
+/// A pooled f32 buffer: feature maps and scratch space are recycled between layers and frames, which
+/// saves the page faults and zeroing of fresh large allocations. Its initial contents are unspecified
+/// (old values, never uninitialised memory): use [`PBuf::zeroed`] where zeros are needed.
+/// (vector, pooled, length in use: the vector keeps its longest initialised length so that reuse
+/// does not zero-fill it again)
+pub(crate) struct PBuf(Vec<f32>, bool, usize);
+
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+pub(crate) const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
+/// Upper bound of the recycled memory (the working set at 640x640 is ~60 MB per concurrent frame).
+const POOL_MAX_BYTES: usize = 256 << 20;
+
+/// Bytes the feature-map pool holds for reuse (not counting buffers in use).
+pub fn pooled_bytes() -> usize {
+    POOL.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|b| b.capacity() * 4)
+        .sum()
+}
+
+impl PBuf {
+    pub fn new(len: usize) -> Self {
+        if len >= POOL_MIN {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 4 * len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                let mut v = pool.swap_remove(i);
+                drop(pool);
+                if v.len() < len {
+                    v.resize(len, 0.0);
+                }
+                return PBuf(v, true, len);
+            }
+        }
+        PBuf(vec![0f32; len], true, len)
+    }
+
+    /// Wraps a caller's vector; it is freed normally, not kept in the pool.
+    pub fn from_vec(v: Vec<f32>) -> Self {
+        let n = v.len();
+        PBuf(v, false, n)
+    }
+
+    /// The contents as a plain vector (copied out of pooled memory).
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.0[..self.2].to_vec()
+    }
+}
+
+impl Drop for PBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if self.1 && v.capacity() >= POOL_MIN {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+            if total + v.capacity() * 4 <= POOL_MAX_BYTES {
+                pool.push(v);
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for PBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0[..self.2]
+    }
+}
+
+impl std::ops::DerefMut for PBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0[..self.2]
+    }
+}
+/// A raw pointer that may cross rayon tasks; each task writes a disjoint region.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub *mut f32);
+// SAFETY: a SendPtr is only an address; sending or sharing it between threads is harmless by
+// itself. Each use dereferences it in an `unsafe` block whose caller splits the pointee into
+// regions that no two tasks write (and that nothing reads while they are written), and the
+// pointee outlives the parallel section (rayon's scoped `for_each` joins before it returns).
+unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: `&SendPtr` gives only a copy of the address.
+unsafe impl Sync for SendPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recycled buffers come back at the requested length, pooled bytes stay under the cap, and
+    /// small or caller-owned buffers never enter the pool.
+    #[test]
+    fn pool_recycles_within_its_cap() {
+        let n = POOL_MIN * 3 + 5;
+        let mut a = PBuf::new(n);
+        assert_eq!(a.len(), n);
+        a.fill(7.0);
+        drop(a);
+        let b = PBuf::new(n - 3);
+        assert_eq!(b.len(), n - 3);
+        assert_eq!(b.to_vec().len(), n - 3);
+        drop(b);
+        assert!(pooled_bytes() <= POOL_MAX_BYTES);
+        let small = PBuf::new(10);
+        assert_eq!(&small[..], &[0.0; 10]);
+        let own = PBuf::from_vec(vec![1.0, 2.0, 3.0]);
+        assert_eq!(own.to_vec(), vec![1.0, 2.0, 3.0]);
+    }
+}
