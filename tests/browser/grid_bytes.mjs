@@ -6,7 +6,12 @@
 //   cargo build -p haven
 //   node tests/browser/grid_bytes.mjs [--cameras 9] [--seconds 20] [--warmup 8] [--viewport 1400x900]
 //                                     [--dpr 1] [--focus cam1] [--model] [--prefs '{"saver":true}']
-//                                     [--json out.json]
+//                                     [--app-js old-app.js] [--json out.json]
+//
+// The figure before renditions, on the same server: the UI of 661f4e3 sends no width/format, so the
+// server sends it what it always did (text, full size):
+//   git show 661f4e3:ui/app.js > /tmp/app-before.js
+//   node tests/browser/grid_bytes.mjs --app-js /tmp/app-before.js
 //
 // Starts its own server on a free loopback port, on a private settings file (the repository's is
 // never touched), with the model off unless --model (so the cameras run at their source's rate and
@@ -38,6 +43,7 @@ const { values: opt } = parseArgs({
     focus: { type: 'string' },
     model: { type: 'boolean', default: false },
     prefs: { type: 'string' }, // the page's Display settings, e.g. '{"saver":true}' or '{"clientOverlay":true}'
+    'app-js': { type: 'string' }, // serve this file as /ui/app.js: another version of the UI, e.g. the one before renditions
     json: { type: 'string' },
   },
 });
@@ -103,6 +109,10 @@ const browser = await chromium.launch({
 });
 const context = await browser.newContext({ viewport: { width: VW, height: VH }, deviceScaleFactor: Number(opt.dpr) });
 const page = await context.newPage();
+if (opt['app-js']) {
+  const body = readFileSync(opt['app-js'], 'utf8');
+  await page.route('**/ui/app.js', (r) => r.fulfill({ contentType: 'text/javascript; charset=utf-8', body }));
+}
 if (opt.prefs) await page.addInitScript((p) => localStorage.setItem('haven.view', p), opt.prefs);
 
 // Every camera socket: its URL, and what it received since counting began.
@@ -165,13 +175,13 @@ const rows = sockets.filter((s) => s.messages > 0).map((s) => ({
 const total = rows.reduce((a, r) => a + r.bytes_per_s, 0);
 const msgs = rows.reduce((a, r) => a + r.msgs_per_s, 0);
 const kib = (b) => `${(b / 1024).toFixed(1)} KiB`;
-console.log(`${N} cameras, ${VW}x${VH} @${opt.dpr}x, model ${opt.model ? 'on' : 'off'}${opt.focus ? `, focus ${opt.focus}` : ''}${opt.prefs ? `, prefs ${opt.prefs}` : ''}, ${secs.toFixed(1)} s window`);
+console.log(`${N} cameras, ${VW}x${VH} @${opt.dpr}x, model ${opt.model ? 'on' : 'off'}${opt.focus ? `, focus ${opt.focus}` : ''}${opt.prefs ? `, prefs ${opt.prefs}` : ''}${opt['app-js'] ? `, app.js from ${opt['app-js']}` : ''}, ${secs.toFixed(1)} s window`);
 console.log(`tiles (css px wide): ${tiles.map((t) => `${t.id}=${t.css_width}`).join(' ')}`);
 for (const r of rows) {
   console.log(`  ${r.url.padEnd(60)} ${r.kind.padEnd(6)} ${r.msgs_per_s.toFixed(1).padStart(5)} msg/s ${kib(r.bytes_per_s).padStart(11)}/s ${kib(r.bytes_per_msg).padStart(9)}/msg (${kib(r.meta_per_msg)} metadata)`);
 }
 console.log(`TOTAL ${rows.length} sockets: ${kib(total)}/s = ${(total * 8 / 1e6).toFixed(2)} Mbit/s, ${msgs.toFixed(1)} msg/s, ${kib(total / Math.max(1, rows.length))}/s per tile, ${kib(total / Math.max(1e-9, msgs))}/msg`);
 if (opt.json) {
-  writeFileSync(opt.json, JSON.stringify({ cameras: N, viewport: opt.viewport, dpr: Number(opt.dpr), model: opt.model, focus: opt.focus ?? null, prefs: opt.prefs ?? null, seconds: secs, tiles, rows, total_bytes_per_s: total, msgs_per_s: msgs }, null, 2));
+  writeFileSync(opt.json, JSON.stringify({ cameras: N, viewport: opt.viewport, dpr: Number(opt.dpr), model: opt.model, focus: opt.focus ?? null, prefs: opt.prefs ?? null, app_js: opt['app-js'] ?? null, seconds: secs, tiles, rows, total_bytes_per_s: total, msgs_per_s: msgs }, null, 2));
 }
 process.exit(0);
