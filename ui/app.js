@@ -615,6 +615,14 @@ class Tile {
       s.uptime_seconds !== undefined ? `up ${fmt.int(s.uptime_seconds)} s` : '',
       s.reconnects ? `${s.reconnects} reconnects` : '',
       s.last_error ? `last error: ${s.last_error}` : '',
+      // What the camera encodes for its viewers now: "640 q60 binary ×1, full q80 text ×2".
+      Array.isArray(s.renditions) && s.renditions.length ? `sent as ${s.renditions.map((r) => [
+        r.width ?? 'full',
+        (r.quality ?? s.jpeg_quality) ? `q${r.quality ?? s.jpeg_quality}` : '', // null: the camera's own
+        r.overlay === 'client' ? 'undrawn' : '',
+        r.format,
+        `×${r.viewers}`,
+      ].filter(Boolean).join(' ')).join(', ')}` : '',
     ].filter(Boolean).join(' · ');
     // Leave a control alone while the user edits it or while a change is in flight.
     if (!this.busy.has('ai')) this.c.ai.checked = !!s.ai_enabled;

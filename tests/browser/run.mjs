@@ -419,6 +419,8 @@ test('grid tiles get small binary pictures, the focused camera the full frame', 
   // The server counts the full rendition's viewer.
   await until('the server to list cam2\'s full binary rendition', async () => (await camera(server.base, 'cam2'))
     .renditions?.some((r) => r.width === null && r.format === 'binary' && r.viewers >= 1));
+  // … and so does the tile's tooltip, from the same list.
+  await until('cam2\'s tooltip to say what it sends', async () => /sent as (.+, )?full q\d+ binary ×\d/.test(await tile(page, 'cam2').getAttribute('title')));
 
   // Back to the grid: small again.
   await page.keyboard.press('Escape');
