@@ -29,6 +29,10 @@ const LADDER = [320, 640];
 const GRID_QUALITY = 60;
 const SAVER_QUALITY = 40;
 const REOPEN_DELAY_MS = 400; // a tile resized to another rendition waits this long for the size to settle
+// A tile scrolled out of view (more than OFFSCREEN_MARGIN_PX away) closes its socket after this long,
+// and reopens it when it comes back.
+const OFFSCREEN_PAUSE_MS = 2000;
+const OFFSCREEN_MARGIN_PX = 100;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const DOWN_STATES = new Set(['retrying', 'ended', 'stopped']);
 
@@ -335,6 +339,11 @@ function drawPoses(canvas, m, layers) {
   return drawn;
 }
 
+// Tiles out of view stream nothing (on a phone, most of a grid is): see Tile.setOnScreen.
+const screenObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) tiles.get(e.target.closest('.tile')?.dataset.cameraId)?.setOnScreen(e.isIntersecting);
+}, { rootMargin: `${OFFSCREEN_MARGIN_PX}px` });
+
 // A tile whose picture changes size redraws its poses and, once the size has settled, asks for the
 // rendition that fits.
 const resizeObserver = new ResizeObserver((entries) => {
@@ -366,6 +375,8 @@ class Tile {
     this.shownMeta = null; // metadata of the picture shown: the canvas draws its poses
     this.link = 'connecting';
     this.linkReason = '';
+    this.onScreen = true; // until the IntersectionObserver says otherwise
+    this.offTimer = null;
     this.busy = new Set(); // controls with a request in flight
 
     const el = $('#tile-template').content.firstElementChild.cloneNode(true);
@@ -400,6 +411,7 @@ class Tile {
     $('.fullscreen', el).setAttribute('aria-label', `Fullscreen ${this.id}`);
 
     resizeObserver.observe(this.media);
+    screenObserver.observe(this.media);
     this.img.addEventListener('load', () => this.decoded(true));
     this.img.addEventListener('error', () => this.decoded(false));
 
@@ -438,6 +450,31 @@ class Tile {
     });
 
     this.update(status);
+  }
+
+  /**
+   * In view or not (with a margin): a tile out of view for OFFSCREEN_PAUSE_MS closes its socket, and
+   * opens it again as soon as it is back in view (its last picture stays meanwhile).
+   */
+  setOnScreen(on) {
+    this.onScreen = on;
+    clearTimeout(this.offTimer);
+    this.offTimer = null;
+    if (on) {
+      if (this.link === 'offscreen' && visible()) this.player.start();
+      return;
+    }
+    this.offTimer = setTimeout(() => {
+      this.offTimer = null;
+      if (!this.onScreen && this.player.wanted) this.player.stop('offscreen');
+    }, OFFSCREEN_PAUSE_MS);
+  }
+
+  /** Streams if the tab is visible and the tile is in view; otherwise stays closed. */
+  resume() {
+    if (!visible()) this.player.stop('paused');
+    else if (this.onScreen) this.player.start();
+    else this.player.stop('offscreen');
   }
 
   /** What this tile asks the server for now (width/quality null: the full frame, the camera's quality). */
@@ -576,9 +613,10 @@ class Tile {
       this.rxBytes = 0;
       this.rxSince = now;
       const rx = $('.s-rx', this.el);
-      rx.textContent = this.link === 'paused' ? '–' : `${fmt.num(this.rxFps)} fps`;
+      const idle = this.link === 'paused' || this.link === 'offscreen';
+      rx.textContent = idle ? '–' : `${fmt.num(this.rxFps)} fps`;
       const r = this.shownMeta?.rendition;
-      rx.title = this.link === 'paused' ? '' : [
+      rx.title = idle ? '' : [
         `${fmt.num(kBps, 0)} kB/s`,
         this.el.dataset.rendition ? `picture ${this.el.dataset.rendition.replace('x', '×')}` : '',
         r?.quality ? `quality ${r.quality}` : '',
@@ -658,7 +696,9 @@ class Tile {
     const fresh = this.hasFrame && now - this.lastFrameAt < this.staleAfterMs();
     const down = !!this.status && (s.connected === false || DOWN_STATES.has(s.state));
     const paused = this.link === 'paused';
-    const stale = this.hasFrame && !fresh && !paused;
+    // Out of view: nobody sees it, and its last picture is there the moment it is scrolled back.
+    const offscreen = this.link === 'offscreen';
+    const stale = this.hasFrame && !fresh && !paused && !offscreen;
 
     let title = '';
     let detail = '';
@@ -675,6 +715,9 @@ class Tile {
     } else if (this.link === 'closed') {
       title = 'Stream closed';
       detail = this.linkReason;
+    } else if (!this.hasFrame && offscreen) {
+      title = 'Paused';
+      detail = 'Out of view; the stream resumes when you scroll to it.';
     } else if (!this.hasFrame) {
       title = s.state === 'starting' ? 'Starting…' : this.link === 'reconnecting' ? 'Reconnecting…' : 'Connecting…';
       detail = this.link === 'reconnecting' ? this.linkReason : '';
@@ -691,11 +734,11 @@ class Tile {
     d.stale = String(stale);
     d.link = this.link;
     const badge = $('.link', this.el);
-    let text = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', paused: 'paused', closed: 'closed' }[this.link];
+    let text = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', paused: 'paused', offscreen: 'off screen', closed: 'closed' }[this.link];
     if (this.link === 'live' && stale) text = `stale ${Math.round((now - this.lastFrameAt) / 1000)} s`;
     else if (this.link === 'live' && !this.hasFrame) text = 'waiting';
     badge.textContent = text;
-    badge.dataset.value = this.link === 'live' && (stale || !this.hasFrame) ? 'stale' : this.link;
+    badge.dataset.value = this.link === 'live' && (stale || !this.hasFrame) ? 'stale' : offscreen ? 'paused' : this.link;
   }
 
   destroy() {
@@ -705,6 +748,8 @@ class Tile {
     for (const url of [this.shownUrl, this.loadingUrl]) if (url) URL.revokeObjectURL(url);
     this.shownUrl = this.loadingUrl = null;
     resizeObserver.unobserve(this.media);
+    screenObserver.unobserve(this.media);
+    clearTimeout(this.offTimer);
     this.el.remove();
   }
 }
@@ -753,9 +798,7 @@ function applyList(list) {
   layout();
   // New tiles connect once they are in place: their size says which rendition they need.
   for (const tile of added) {
-    if (!tiles.has(tile.id)) continue;
-    if (visible()) tile.player.start();
-    else tile.player.stop('paused');
+    if (tiles.has(tile.id)) tile.resume();
   }
   renderSummary();
 }
@@ -917,7 +960,7 @@ function refreshSoon() {
 
 function onVisibility() {
   if (visible()) {
-    for (const t of tiles.values()) t.player.start();
+    for (const t of tiles.values()) t.resume();
     engine = null;
     poll();
   } else {

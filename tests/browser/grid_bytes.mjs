@@ -144,8 +144,9 @@ page.on('websocket', (ws) => {
 await page.goto(`${base}/${opt.focus ? `#focus=${encodeURIComponent(opt.focus)}` : ''}`);
 const deadline = Date.now() + 120_000;
 for (;;) {
+  // Every tile streams, or is out of view (paused: it streams nothing, see docs/ui.md).
   const live = await page.evaluate(() => [...document.querySelectorAll('.tile')]
-    .filter((t) => Number(t.dataset.frames || 0) > 2).length);
+    .filter((t) => Number(t.dataset.frames || 0) > 2 || t.dataset.link === 'offscreen').length);
   if (live >= N) break;
   if (Date.now() > deadline) throw new Error(`only ${live} of ${N} tiles streamed within 120 s`);
   await new Promise((r) => setTimeout(r, 500));
@@ -159,7 +160,7 @@ const secs = (performance.now() - t0) / 1000;
 
 const tiles = await page.evaluate(() => [...document.querySelectorAll('.tile')].map((t) => {
   const r = t.querySelector('.media').getBoundingClientRect();
-  return { id: t.dataset.cameraId, css_width: Math.round(r.width) };
+  return { id: t.dataset.cameraId, css_width: Math.round(r.width), link: t.dataset.link };
 }));
 await browser.close();
 
@@ -176,7 +177,7 @@ const total = rows.reduce((a, r) => a + r.bytes_per_s, 0);
 const msgs = rows.reduce((a, r) => a + r.msgs_per_s, 0);
 const kib = (b) => `${(b / 1024).toFixed(1)} KiB`;
 console.log(`${N} cameras, ${VW}x${VH} @${opt.dpr}x, model ${opt.model ? 'on' : 'off'}${opt.focus ? `, focus ${opt.focus}` : ''}${opt.prefs ? `, prefs ${opt.prefs}` : ''}${opt['app-js'] ? `, app.js from ${opt['app-js']}` : ''}, ${secs.toFixed(1)} s window`);
-console.log(`tiles (css px wide): ${tiles.map((t) => `${t.id}=${t.css_width}`).join(' ')}`);
+console.log(`tiles (css px wide): ${tiles.map((t) => `${t.id}=${t.css_width}${t.link === 'offscreen' ? ' (off screen)' : ''}`).join(' ')}`);
 for (const r of rows) {
   console.log(`  ${r.url.padEnd(60)} ${r.kind.padEnd(6)} ${r.msgs_per_s.toFixed(1).padStart(5)} msg/s ${kib(r.bytes_per_s).padStart(11)}/s ${kib(r.bytes_per_msg).padStart(9)}/msg (${kib(r.meta_per_msg)} metadata)`);
 }

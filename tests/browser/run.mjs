@@ -559,6 +559,40 @@ test('the data saver asks for 320 px pictures at quality 40 in the grid', async 
   await page.keyboard.press('Escape');
 });
 
+test('tiles out of view stream nothing until they are scrolled back into view', async () => {
+  // A phone-wide, short window: one tile and a bit in view, cam3 two tiles further down.
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 500 } });
+  try {
+    const p = await ctx.newPage();
+    const errs = watchErrors(p);
+    const opened = [];
+    p.on('websocket', (ws) => {
+      if (!ws.url().includes('/ws/stream/')) return;
+      const s = { id: decodeURIComponent(new URL(ws.url()).pathname.split('/').pop()), closed: false };
+      opened.push(s);
+      ws.on('close', () => { s.closed = true; });
+    });
+    await p.goto(server.base + '/');
+    await until('cam1 streaming', async () => ((await frameOf(p, 'cam1'))?.frames ?? 0) > 2, FRAME_WAIT_MS);
+    await until('cam3 paused out of view', async () => (await tile(p, 'cam3').getAttribute('data-link')) === 'offscreen');
+    await until('no socket open for cam3', () => opened.filter((s) => s.id === 'cam3').every((s) => s.closed));
+    assert.equal(await tile(p, 'cam3').locator('.link').textContent(), 'off screen');
+    assert.equal(await tile(p, 'cam1').getAttribute('data-link'), 'live');
+
+    // Scrolled to, it streams again; cam1, now far above, pauses.
+    const before = (await frameOf(p, 'cam3'))?.frames ?? 0;
+    await tile(p, 'cam3').scrollIntoViewIfNeeded();
+    await until('cam3 streaming again', async () => (await tile(p, 'cam3').getAttribute('data-link')) === 'live'
+      && ((await frameOf(p, 'cam3'))?.frames ?? 0) > before, FRAME_WAIT_MS);
+    assert.ok(opened.some((s) => s.id === 'cam3' && !s.closed), 'cam3 has a socket again');
+    await until('cam1 paused out of view', async () => (await tile(p, 'cam1').getAttribute('data-link')) === 'offscreen');
+    await until('no socket open for cam1', () => opened.filter((s) => s.id === 'cam1').every((s) => s.closed));
+    assert.deepEqual(errs, []);
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+});
+
 test('toggling AI changes what the server reports', async () => {
   const id = 'cam1';
   const t = tile(page, id);
