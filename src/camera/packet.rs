@@ -25,8 +25,9 @@ pub struct FramePacket {
     pub created: std::time::Instant,
     pub width: i32,
     pub height: i32,
-    /// The annotated frame as JPEG, full size (for clips, snapshots and MJPEG without encoding again).
-    pub jpeg: Bytes,
+    /// The annotated frame as JPEG, full size (for snapshots and MJPEG without encoding again), when
+    /// someone needed it: a grid of small renditions does not pay for the full frame.
+    pub jpeg: Option<Bytes>,
     pub detections: Vec<Detection>,
     /// Every rendition a viewer wanted when the frame was made, each encoded and serialised once.
     pub renditions: Vec<RenditionFrame>,
@@ -107,7 +108,7 @@ pub struct PosesMeta {
 
 impl FramePacket {
     /// The packet of one frame: `jpeg` is the full annotated frame; `renditions` what viewers want.
-    pub fn new(meta: FrameMetadata<'_>, jpeg: Bytes, renditions: Vec<EncodedRendition>) -> Arc<Self> {
+    pub fn new(meta: FrameMetadata<'_>, jpeg: Option<Bytes>, renditions: Vec<EncodedRendition>) -> Arc<Self> {
         let renditions = renditions
             .into_iter()
             .map(|r| {
@@ -142,7 +143,7 @@ impl FramePacket {
     pub fn jpeg_of(&self, rendition: &Rendition) -> Option<Bytes> {
         match self.rendition(rendition) {
             Some(r) => Some(r.jpeg.clone()),
-            None if *rendition == Rendition::default() => Some(self.jpeg.clone()),
+            None if *rendition == Rendition::default() => self.jpeg.clone(),
             None => None,
         }
     }
@@ -213,7 +214,7 @@ mod tests {
                 events: &[],
                 rendition: None,
             },
-            Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]),
+            Some(Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9])),
             renditions,
         )
     }

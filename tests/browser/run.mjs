@@ -675,13 +675,14 @@ test('a stream that stops delivering is shown stale, then fresh again', async ()
 test('when the server restarts, the page says so and every stream comes back by itself', async () => {
   const port = new URL(server.base).port;
   const settings = server.settings;
-  const before = {};
-  for (const id of DEMO) before[id] = (await frameOf(page, id))?.frames ?? 0;
   await stopServer(server);
   await until('the tiles to notice', async () => {
     const links = await page.locator('.tile').evaluateAll((els) => els.map((e) => e.dataset.link));
     return links.every((l) => l === 'reconnecting' || l === 'connecting');
   }, 15_000);
+  // Counted once every socket is down: frames the old server sent while it stopped are not new ones.
+  const before = {};
+  for (const id of DEMO) before[id] = (await frameOf(page, id))?.frames ?? 0;
   await page.locator('#banner').waitFor({ timeout: 15_000 });
   server = await startServer({ settings, env: { HAVEN__SERVER__BIND: `127.0.0.1:${port}` } });
   for (const id of DEMO) {
