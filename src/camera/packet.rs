@@ -282,12 +282,8 @@ mod tests {
             events: &[],
             rendition: None,
         };
-        let v = serde_json::to_value(&meta).unwrap();
-        let d = &v["detections"][0];
-        assert_eq!(d["class"], "person");
-        assert_eq!(d["score"].to_string(), "0.88");
-        assert_eq!(d["bbox"].to_string(), "[10.1,21.0,30.1,40.0]");
-        assert_eq!(d["keypoints"][16].to_string(), "[1.2,2.3,0.91]");
+        let text = serde_json::to_string(&meta).unwrap();
+        assert!(text.contains(r#""detections":[{"class":"person","score":0.88,"bbox":[10.1,21.0,30.1,40.0],"keypoints":[[1.2,2.3,0.91],"#), "{text}");
     }
 
     #[test]
