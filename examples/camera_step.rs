@@ -110,7 +110,7 @@ fn main() {
                 meta: RenditionMeta { width: shown.cols(), height: shown.rows(), quality: 80, overlay: Overlay::Server },
                 jpeg: jpeg.clone(),
             };
-            std::hint::black_box(FramePacket::new(meta, jpeg, vec![full]));
+            std::hint::black_box(FramePacket::new(meta, Some(jpeg), vec![full]));
             msg.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (d, i, a, e, m) = (median(decode_ms.clone()), median(inf), median(ann), median(enc), median(msg));

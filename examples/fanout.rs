@@ -109,6 +109,11 @@ async fn main() {
             Case { n: 1, queries: vec![""], label: "1 text full".into() },
             Case { n: 1, queries: vec!["format=binary"], label: "1 binary full".into() },
             Case { n: 1, queries: vec!["format=binary&width=320"], label: "1 binary 320".into() },
+            Case {
+                n: 3,
+                queries: vec!["", "format=binary&width=640", "format=binary&width=320"],
+                label: "3, one on each of three (text full, binary 640, binary 320)".into(),
+            },
             Case { n: 100, queries: vec![""], label: "100 on one rendition (text full)".into() },
             Case {
                 n: 100,

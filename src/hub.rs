@@ -296,7 +296,11 @@ impl Handler<SetRunning> for StreamHub {
         let i = self.position(&id)?;
         let camera = &mut self.cameras[i];
         match (run, camera.is_running()) {
-            (true, false) => camera.start(),
+            // A fresh worker (its own stop flag and counters) on the same feed, demand and fence.
+            (true, false) => {
+                camera.restart(camera.config());
+                camera.start();
+            }
             (false, true) => camera.stop(None),
             _ => {}
         }
@@ -473,6 +477,36 @@ mod tests {
             }
         };
         tokio::time::timeout(Duration::from_secs(20), wait).await.expect("a frame within 20 s")
+    }
+
+    #[actix_web::test]
+    async fn a_cluster_node_starts_stops_and_starts_again_a_camera_it_comes_to_own() {
+        let clock = Arc::new(SimClock::new(0.0));
+        let endless = || Opening::File { frames: usize::MAX, fps: 10.0, read_cost: Duration::ZERO };
+        let opener = Arc::new(ScriptedOpener::new(clock.clone(), (0..3).map(|_| endless()).collect()));
+        let capture = CaptureSettings { open_timeout_secs: 5.0, read_timeout_secs: 5.0, watchdog_secs: 2.0, reconnect_initial_secs: 1.0, reconnect_max_secs: 4.0 };
+        let deps = CameraDeps {
+            inference: None,
+            capture: Arc::new(capture),
+            detection: Arc::new(DetectionSettings::default()),
+            events: None,
+            opener: opener.clone(),
+            clock,
+        };
+        // As a cluster node does: registered (no StartAll), started only where it holds the lease.
+        let hub = StreamHub::new(deps, None).start();
+        hub.send(Register { config: cam("a"), persist: false }).await.unwrap().unwrap();
+        let mut feed = hub.send(Subscribe { camera_id: Some("a".into()) }).await.unwrap().unwrap().feed;
+        assert!(opener.opens.lock().unwrap().is_empty(), "not owned: not started");
+        assert!(hub.send(SetRunning("a".into(), true)).await.unwrap().is_some());
+        let seq = next_frame(&mut feed, 0).await;
+        hub.send(SetRunning("a".into(), false)).await.unwrap();
+        assert!(matches!(&*feed.borrow(), Feed::Frame(_)), "lost: stopped, its viewers kept");
+        hub.send(SetRunning("a".into(), true)).await.unwrap();
+        let later = next_frame(&mut feed, seq).await;
+        assert!(later > seq, "taken again: a fresh worker publishes again");
+        assert!(hub.send(SetRunning("nope".into(), true)).await.unwrap().is_none());
+        hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
     }
 
     #[actix_web::test]

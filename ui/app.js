@@ -1,9 +1,16 @@
 // HAVEN web UI: a live grid of every camera, a focus view, per-camera controls.
 // Plain ES module, no build step, nothing fetched from anywhere but this server.
 //
-// Frames arrive over one WebSocket per camera as JSON {"type":"frame","data":"<base64 JPEG>",
-// "metadata":{…}}. Each is shown by pointing the tile's <img> at a data: URL, so nothing has to be
-// revoked and no memory piles up; while a frame is still decoding, only the newest one is kept.
+// Frames arrive over one WebSocket per camera. Each tile asks for the rendition it needs: grid tiles
+// a small one (?width=320 or 640, whichever ladder step covers the tile's width in device pixels, at
+// quality 60), the focused (or fullscreen) camera the full frame; both as binary messages
+// (?format=binary: u32 big-endian N, N bytes of JSON {"type":"frame","metadata":{…}}, the JPEG).
+// The JPEG is shown through an object URL, revoked once the next one has replaced it; a text frame
+// ({"type":"frame","data":"<base64 JPEG>","metadata":{…}}, what a server without renditions sends)
+// is shown through a data: URL. While a frame is still decoding, only the newest one is kept.
+// With "draw in this browser" on, tiles ask for ?overlay=client (pictures without drawings) and draw
+// the poses from the metadata on a canvas over the picture, as the server would (src/inference/draw.rs),
+// with skeletons, boxes and labels switched on and off here, without asking the server anything.
 // Falls raise a banner from /ws/alerts (startAlerts, shared with the events page).
 
 import { startAlerts, fetchWithToken, storedToken, withToken, TOKEN_KEY } from './events.js';
@@ -14,10 +21,37 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const FPS_KEY = 'haven.fps.';
 const MOTION_KEY = 'haven.motion.';
+const PREFS_KEY = 'haven.view';
+// The server's rendition ladder below the full frame: a grid tile asks for the smallest step at least
+// as wide as the tile's picture in device pixels (a tile wider than 640 still gets 640: full size is
+// for the focused camera), at GRID_QUALITY; with the data saver on, always 320 at SAVER_QUALITY.
+const LADDER = [320, 640];
+const GRID_QUALITY = 60;
+const SAVER_QUALITY = 40;
+const REOPEN_DELAY_MS = 400; // a tile resized to another rendition waits this long for the size to settle
+// A tile scrolled out of view (more than OFFSCREEN_MARGIN_PX away) closes its socket after this long,
+// and reopens it when it comes back.
+const OFFSCREEN_PAUSE_MS = 2000;
+const OFFSCREEN_MARGIN_PX = 100;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const DOWN_STATES = new Set(['retrying', 'ended', 'stopped']);
 
 const $ = (sel, root = document) => root.querySelector(sel);
+
+// This browser's view settings, for every camera: who draws the poses, which layers the browser
+// draws, and the data saver.
+const prefs = {
+  clientOverlay: false, // true: ?overlay=client, drawn here on a canvas
+  skeletons: true,
+  boxes: true,
+  labels: true,
+  saver: !!navigator.connection?.saveData, // grid tiles always 320 px at quality 40 (on by default where the browser asks to save data)
+};
+try { Object.assign(prefs, JSON.parse(localStorage.getItem(PREFS_KEY) || '{}')); } catch { /* defaults */ }
+
+function savePrefs() {
+  localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
+}
 
 // ---------------------------------------------------------------------------------------------
 // REST, with the bearer token (asked for once, on the first 401).
@@ -57,7 +91,30 @@ function updateTokenButton() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One camera's socket: reconnects with jittered exponential backoff, can be paused.
+// One camera's socket: reconnects with jittered exponential backoff, can be paused, and is reopened
+// when the tile needs another rendition (focus, size, overlay, data saver).
+
+const textDecoder = new TextDecoder();
+
+/** A frame from a text message: the JPEG as base64. */
+function parseText(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return null; }
+  if (msg?.type !== 'frame' || typeof msg.data !== 'string') return null;
+  return { metadata: msg.metadata || {}, jpeg: msg.data, bytes: data.length };
+}
+
+/** A frame from a binary message: u32 big-endian N, N bytes of JSON, the JPEG. */
+function parseBinary(buf) {
+  if (!(buf instanceof ArrayBuffer) || buf.byteLength < 4) return null;
+  const n = new DataView(buf).getUint32(0, false);
+  if (4 + n > buf.byteLength) return null;
+  let msg;
+  try { msg = JSON.parse(textDecoder.decode(new Uint8Array(buf, 4, n))); } catch { return null; }
+  if (msg?.type !== 'frame') return null;
+  const jpeg = new Blob([new Uint8Array(buf, 4 + n)], { type: 'image/jpeg' });
+  return { metadata: msg.metadata || {}, jpeg, bytes: buf.byteLength };
+}
 
 class Player {
   constructor(tile) {
@@ -65,7 +122,9 @@ class Player {
     this.ws = null;
     this.wanted = false;
     this.timer = null;
+    this.reopenTimer = null;
     this.backoff = BACKOFF_MIN_MS;
+    this.params = ''; // the query the open socket was opened with
     this.fps = localStorage.getItem(FPS_KEY + tile.id) || ''; // '' = the server's default
   }
 
@@ -78,7 +137,9 @@ class Player {
   stop(link = 'paused') {
     this.wanted = false;
     clearTimeout(this.timer);
+    clearTimeout(this.reopenTimer);
     this.timer = null;
+    this.reopenTimer = null;
     const ws = this.ws;
     this.ws = null;
     if (ws) {
@@ -88,14 +149,44 @@ class Player {
     this.tile.setLink(link);
   }
 
+  reopen() {
+    if (!this.wanted) return;
+    this.stop('connecting');
+    this.start();
+  }
+
   setFps(fps) {
     this.fps = fps;
     if (fps) localStorage.setItem(FPS_KEY + this.tile.id, fps);
     else localStorage.removeItem(FPS_KEY + this.tile.id);
-    if (this.wanted) {
-      this.stop('connecting');
-      this.start();
+    this.reopen();
+  }
+
+  /** The stream's query for the tile as it is now (without the token). */
+  query() {
+    const q = new URLSearchParams();
+    if (this.fps) q.set('fps', this.fps);
+    q.set('format', 'binary');
+    const r = this.tile.rendition();
+    if (r.width) q.set('width', String(r.width));
+    if (r.quality) q.set('quality', String(r.quality));
+    if (r.overlay === 'client') q.set('overlay', 'client');
+    return q.toString();
+  }
+
+  /**
+   * Reopens the socket if the tile now needs another rendition: at once (focus, overlay, data saver)
+   * or, for a change of size, once the size has settled.
+   */
+  refresh({ soon = false } = {}) {
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = null;
+    if (!this.wanted || !this.ws || this.query() === this.params) return;
+    if (soon) {
+      this.reopenTimer = setTimeout(() => this.refresh(), REOPEN_DELAY_MS);
+      return;
     }
+    this.reopen();
   }
 
   connect() {
@@ -104,18 +195,19 @@ class Player {
     if (!this.wanted || this.ws) return;
     const url = new URL(`/ws/stream/${encodeURIComponent(this.tile.id)}`, location.href);
     url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    if (this.fps) url.searchParams.set('fps', this.fps);
+    this.params = this.query();
+    url.search = this.params;
     if (storedToken()) url.searchParams.set('token', storedToken());
     const ws = new WebSocket(url);
+    ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.tile.setLink('connecting');
     ws.onopen = () => this.tile.setLink('live');
     ws.onmessage = (ev) => {
-      let msg;
-      try { msg = JSON.parse(ev.data); } catch { return; }
-      if (msg?.type !== 'frame' || typeof msg.data !== 'string') return;
+      const frame = typeof ev.data === 'string' ? parseText(ev.data) : parseBinary(ev.data);
+      if (!frame) return;
       this.backoff = BACKOFF_MIN_MS; // only a frame proves the stream works
-      this.tile.onFrame(msg);
+      this.tile.onFrame(frame);
     };
     ws.onerror = () => { /* a close event follows */ };
     ws.onclose = (ev) => {
@@ -156,6 +248,113 @@ const fmt = {
   ms: (v) => (typeof v === 'number' && Number.isFinite(v) ? `${v.toFixed(v >= 100 ? 0 : 1)} ms` : '–'),
 };
 
+// Poses drawn by the browser, the way the server draws them on a rendition (src/inference/draw.rs,
+// after scaling the detections to the rendition's size): a green box with "person 0.87" above it,
+// limbs coloured by body part, red dots on the confident keypoints, lines one pixel thick per 400 of
+// the picture's longer side (rounded up), all scaled with the picture as it is shown and never
+// thinner than one device pixel.
+
+const KEYPOINT_MIN_CONF = 0.5; // draw.rs: keypoints below it are neither drawn nor joined
+// haven_pose::SKELETON: COCO keypoint pairs (0 nose, 1-2 eyes, 3-4 ears, 5-6 shoulders, 7-8 elbows,
+// 9-10 wrists, 11-12 hips, 13-14 knees, 15-16 ankles).
+const SKELETON = [
+  [15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7], [6, 8],
+  [7, 9], [8, 10], [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6],
+];
+const BOX_COLOR = 'rgb(0, 255, 0)';
+const KEYPOINT_COLOR = 'rgb(255, 0, 0)';
+
+function limbColor(a, b) {
+  if (Math.min(a, b) <= 4) return 'rgb(0, 200, 255)'; // head: light blue
+  if (Math.max(a, b) <= 10) return 'rgb(255, 200, 0)'; // arms: orange
+  return 'rgb(200, 0, 255)'; // torso and legs: violet
+}
+
+/**
+ * Draws the frame's detections (in frame pixels: metadata.width × height) on the canvas, as the
+ * server would on the picture shown (metadata.rendition: its size), letterboxed as the <img> under
+ * the canvas is (object-fit: contain). Returns how many people it drew.
+ */
+function drawPoses(canvas, m, layers) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(canvas.clientWidth * dpr));
+  const h = Math.max(1, Math.round(canvas.clientHeight * dpr));
+  if (canvas.width !== w || canvas.height !== h) {
+    canvas.width = w;
+    canvas.height = h;
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const fw = m?.width;
+  const fh = m?.height;
+  const dets = Array.isArray(m?.detections) ? m.detections : [];
+  if (!(fw > 0 && fh > 0) || !dets.length || !(layers.skeletons || layers.boxes || layers.labels)) return 0;
+  // The picture's pixels (the rendition), and frame pixels → picture pixels → canvas pixels.
+  const pw = m.rendition?.width > 0 ? m.rendition.width : fw;
+  const ph = m.rendition?.height > 0 ? m.rendition.height : fh;
+  const k = pw / fw;
+  const s = Math.min(w / pw, h / ph);
+  ctx.setTransform(s, 0, 0, s, (w - pw * s) / 2, (h - ph * s) / 2);
+  const t = Math.max(1, Math.ceil(Math.max(pw, ph) / 400));
+  ctx.lineWidth = Math.max(t, 1 / s);
+  ctx.lineCap = 'round';
+  ctx.font = `${11 * t}px sans-serif`; // about as tall and wide as Hershey simplex at 0.4 × thickness
+  ctx.textBaseline = 'alphabetic';
+  let drawn = 0;
+  for (const d of dets) {
+    const [x1, y1, x2, y2] = Array.isArray(d?.bbox) ? d.bbox.map((v) => Math.trunc(v * k)) : [];
+    const boxed = [x1, y1, x2, y2].every(Number.isFinite);
+    if (layers.boxes && boxed) {
+      ctx.strokeStyle = BOX_COLOR;
+      ctx.strokeRect(x1, y1, Math.max(1, x2 - x1), Math.max(1, y2 - y1));
+    }
+    if (layers.labels && boxed && Number.isFinite(d.score)) {
+      ctx.fillStyle = BOX_COLOR;
+      ctx.fillText(`person ${d.score.toFixed(2)}`, x1, Math.max(y1 - 4, 10));
+    }
+    const kp = Array.isArray(d?.keypoints) ? d.keypoints : [];
+    if (layers.skeletons && kp.length) {
+      const visible = (i) => i < kp.length && kp[i]?.[2] >= KEYPOINT_MIN_CONF;
+      const at = (i) => [Math.round(kp[i][0] * k), Math.round(kp[i][1] * k)];
+      for (const [a, b] of SKELETON) {
+        if (!visible(a) || !visible(b)) continue;
+        ctx.strokeStyle = limbColor(a, b);
+        ctx.beginPath();
+        ctx.moveTo(...at(a));
+        ctx.lineTo(...at(b));
+        ctx.stroke();
+      }
+      ctx.fillStyle = KEYPOINT_COLOR;
+      const r = Math.max(t + 2, 1.5 / s);
+      for (let i = 0; i < kp.length; i++) {
+        if (!visible(i)) continue;
+        ctx.beginPath();
+        ctx.arc(...at(i), r, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+    drawn++;
+  }
+  return drawn;
+}
+
+// Tiles out of view stream nothing (on a phone, most of a grid is): see Tile.setOnScreen.
+const screenObserver = new IntersectionObserver((entries) => {
+  for (const e of entries) tiles.get(e.target.closest('.tile')?.dataset.cameraId)?.setOnScreen(e.isIntersecting);
+}, { rootMargin: `${OFFSCREEN_MARGIN_PX}px` });
+
+// A tile whose picture changes size redraws its poses and, once the size has settled, asks for the
+// rendition that fits.
+const resizeObserver = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const t = tiles.get(e.target.closest('.tile')?.dataset.cameraId);
+    if (!t) continue;
+    t.drawPoses();
+    t.player.refresh({ soon: true });
+  }
+});
+
 class Tile {
   constructor(status) {
     this.id = status.camera_id;
@@ -167,10 +366,17 @@ class Tile {
     this.endedFalls = new Set(); // ids of falls the alerts socket said are over
     this.frames = 0;
     this.rxFrames = 0;
+    this.rxBytes = 0;
     this.rxSince = performance.now();
     this.rxFps = 0;
+    this.shownUrl = null; // object URL of the picture shown (binary frames)
+    this.loadingUrl = null; // … and of the one decoding
+    this.loadingMeta = null;
+    this.shownMeta = null; // metadata of the picture shown: the canvas draws its poses
     this.link = 'connecting';
     this.linkReason = '';
+    this.onScreen = true; // until the IntersectionObserver says otherwise
+    this.offTimer = null;
     this.busy = new Set(); // controls with a request in flight
 
     const el = $('#tile-template').content.firstElementChild.cloneNode(true);
@@ -181,6 +387,7 @@ class Tile {
     this.img = $('.frame', el);
     this.img.alt = `Live view of ${this.id}`;
     this.media = $('.media', el);
+    this.canvas = $('.poses', el);
     this.ph = $('.placeholder', el);
     this.c = {
       ai: $('.c-ai', el),
@@ -203,6 +410,8 @@ class Tile {
     $('.c-snapshot', el).setAttribute('aria-label', `Snapshot of ${this.id}`);
     $('.fullscreen', el).setAttribute('aria-label', `Fullscreen ${this.id}`);
 
+    resizeObserver.observe(this.media);
+    screenObserver.observe(this.media);
     this.img.addEventListener('load', () => this.decoded(true));
     this.img.addEventListener('error', () => this.decoded(false));
 
@@ -243,11 +452,48 @@ class Tile {
     this.update(status);
   }
 
-  onFrame(msg) {
+  /**
+   * In view or not (with a margin): a tile out of view for OFFSCREEN_PAUSE_MS closes its socket, and
+   * opens it again as soon as it is back in view (its last picture stays meanwhile).
+   */
+  setOnScreen(on) {
+    this.onScreen = on;
+    clearTimeout(this.offTimer);
+    this.offTimer = null;
+    if (on) {
+      if (this.link === 'offscreen' && visible()) this.player.start();
+      return;
+    }
+    this.offTimer = setTimeout(() => {
+      this.offTimer = null;
+      if (!this.onScreen && this.player.wanted) this.player.stop('offscreen');
+    }, OFFSCREEN_PAUSE_MS);
+  }
+
+  /** Streams if the tab is visible and the tile is in view; otherwise stays closed. */
+  resume() {
+    if (!visible()) this.player.stop('paused');
+    else if (this.onScreen) this.player.start();
+    else this.player.stop('offscreen');
+  }
+
+  /** What this tile asks the server for now (width/quality null: the full frame, the camera's quality). */
+  rendition() {
+    const overlay = prefs.clientOverlay ? 'client' : 'server';
+    const large = view.focus === this.id || document.fullscreenElement === this.media;
+    if (large) return { width: null, quality: null, overlay };
+    if (prefs.saver) return { width: LADDER[0], quality: SAVER_QUALITY, overlay };
+    const px = (this.media.clientWidth || 0) * (window.devicePixelRatio || 1);
+    const width = LADDER.find((w) => px <= w) ?? LADDER[LADDER.length - 1];
+    return { width, quality: GRID_QUALITY, overlay };
+  }
+
+  onFrame(frame) {
     this.lastFrameAt = performance.now();
     this.frames++;
     this.rxFrames++;
-    const m = msg.metadata || {};
+    this.rxBytes += frame.bytes;
+    const m = frame.metadata;
     this.el.dataset.frames = String(this.frames);
     if (m.seq !== undefined) this.el.dataset.seq = String(m.seq);
     // The camera's active events ride along with its frames: mark a fall in progress. A frame made
@@ -259,10 +505,10 @@ class Tile {
     if (this.el.dataset.moving !== moving) this.el.dataset.moving = moving;
     if (this.c.motion.checked) this.drawMotion(m);
     if (this.decoding) {
-      this.pending = msg.data; // drop the older undisplayed frame
+      this.pending = frame; // drop the older undisplayed frame
       return;
     }
-    this.show(msg.data);
+    this.show(frame);
   }
 
   /** The frame's motion boxes over the picture (frame pixels; the SVG letterboxes like the image). */
@@ -283,23 +529,67 @@ class Tile {
     });
   }
 
-  show(data) {
+  show(frame) {
     this.decoding = true;
-    this.img.src = `data:image/jpeg;base64,${data}`;
+    this.loadingMeta = frame.metadata;
+    if (typeof frame.jpeg === 'string') {
+      this.loadingUrl = null;
+      this.img.src = `data:image/jpeg;base64,${frame.jpeg}`;
+    } else {
+      this.loadingUrl = URL.createObjectURL(frame.jpeg);
+      this.img.src = this.loadingUrl;
+    }
   }
 
   decoded(ok) {
     this.decoding = false;
+    // The picture that was shown is gone: its object URL can go too.
+    if (this.shownUrl && this.shownUrl !== this.loadingUrl) URL.revokeObjectURL(this.shownUrl);
+    this.shownUrl = this.loadingUrl;
+    this.loadingUrl = null;
+    if (ok) {
+      this.shownMeta = this.loadingMeta;
+      const r = this.shownMeta?.rendition;
+      const d = this.el.dataset;
+      const rendition = `${this.img.naturalWidth}x${this.img.naturalHeight}`;
+      if (d.rendition !== rendition) d.rendition = rendition;
+      const overlay = r?.overlay ?? 'server';
+      if (d.overlay !== overlay) d.overlay = overlay;
+      this.drawPoses();
+    }
+    this.loadingMeta = null;
     if (ok && !this.hasFrame) {
       this.hasFrame = true;
       this.img.hidden = false;
       this.render();
     }
     if (this.pending) {
-      const data = this.pending;
+      const frame = this.pending;
       this.pending = null;
-      this.show(data);
+      this.show(frame);
     }
+  }
+
+  /**
+   * The shown picture's poses on the canvas over it, when the server sent it without drawings
+   * (rendition.overlay "client"); cleared otherwise.
+   */
+  drawPoses() {
+    const m = this.shownMeta;
+    const on = prefs.clientOverlay && m?.rendition?.overlay === 'client';
+    const canvas = this.canvas;
+    if (!on) {
+      if (!canvas.hidden) {
+        canvas.hidden = true;
+        canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+        delete this.el.dataset.drawn;
+      }
+      return;
+    }
+    canvas.hidden = false;
+    const n = drawPoses(canvas, m, prefs);
+    const drawn = String(n);
+    if (this.el.dataset.drawn !== drawn) this.el.dataset.drawn = drawn;
   }
 
   setLink(link, reason = '') {
@@ -318,9 +608,20 @@ class Tile {
     const elapsed = now - this.rxSince;
     if (elapsed >= 1000) {
       this.rxFps = (this.rxFrames * 1000) / elapsed;
+      const kBps = this.rxBytes / elapsed; // bytes per ms = kB/s
       this.rxFrames = 0;
+      this.rxBytes = 0;
       this.rxSince = now;
-      $('.s-rx', this.el).textContent = this.link === 'paused' ? '–' : `${fmt.num(this.rxFps)} fps`;
+      const rx = $('.s-rx', this.el);
+      const idle = this.link === 'paused' || this.link === 'offscreen';
+      rx.textContent = idle ? '–' : `${fmt.num(this.rxFps)} fps`;
+      const r = this.shownMeta?.rendition;
+      rx.title = idle ? '' : [
+        `${fmt.num(kBps, 0)} kB/s`,
+        this.el.dataset.rendition ? `picture ${this.el.dataset.rendition.replace('x', '×')}` : '',
+        r?.quality ? `quality ${r.quality}` : '',
+        r ? `drawn by the ${r.overlay === 'client' ? 'browser' : 'server'}` : '',
+      ].filter(Boolean).join(' · ');
     }
     this.render(now);
   }
@@ -352,6 +653,14 @@ class Tile {
       s.uptime_seconds !== undefined ? `up ${fmt.int(s.uptime_seconds)} s` : '',
       s.reconnects ? `${s.reconnects} reconnects` : '',
       s.last_error ? `last error: ${s.last_error}` : '',
+      // What the camera encodes for its viewers now: "640 q60 binary ×1, full q80 text ×2".
+      Array.isArray(s.renditions) && s.renditions.length ? `sent as ${s.renditions.map((r) => [
+        r.width ?? 'full',
+        (r.quality ?? s.jpeg_quality) ? `q${r.quality ?? s.jpeg_quality}` : '', // null: the camera's own
+        r.overlay === 'client' ? 'undrawn' : '',
+        r.format,
+        `×${r.viewers}`,
+      ].filter(Boolean).join(' ')).join(', ')}` : '',
     ].filter(Boolean).join(' · ');
     // Leave a control alone while the user edits it or while a change is in flight.
     if (!this.busy.has('ai')) this.c.ai.checked = !!s.ai_enabled;
@@ -387,7 +696,9 @@ class Tile {
     const fresh = this.hasFrame && now - this.lastFrameAt < this.staleAfterMs();
     const down = !!this.status && (s.connected === false || DOWN_STATES.has(s.state));
     const paused = this.link === 'paused';
-    const stale = this.hasFrame && !fresh && !paused;
+    // Out of view: nobody sees it, and its last picture is there the moment it is scrolled back.
+    const offscreen = this.link === 'offscreen';
+    const stale = this.hasFrame && !fresh && !paused && !offscreen;
 
     let title = '';
     let detail = '';
@@ -404,6 +715,9 @@ class Tile {
     } else if (this.link === 'closed') {
       title = 'Stream closed';
       detail = this.linkReason;
+    } else if (!this.hasFrame && offscreen) {
+      title = 'Paused';
+      detail = 'Out of view; the stream resumes when you scroll to it.';
     } else if (!this.hasFrame) {
       title = s.state === 'starting' ? 'Starting…' : this.link === 'reconnecting' ? 'Reconnecting…' : 'Connecting…';
       detail = this.link === 'reconnecting' ? this.linkReason : '';
@@ -420,17 +734,22 @@ class Tile {
     d.stale = String(stale);
     d.link = this.link;
     const badge = $('.link', this.el);
-    let text = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', paused: 'paused', closed: 'closed' }[this.link];
+    let text = { live: 'live', connecting: 'connecting', reconnecting: 'reconnecting', paused: 'paused', offscreen: 'off screen', closed: 'closed' }[this.link];
     if (this.link === 'live' && stale) text = `stale ${Math.round((now - this.lastFrameAt) / 1000)} s`;
     else if (this.link === 'live' && !this.hasFrame) text = 'waiting';
     badge.textContent = text;
-    badge.dataset.value = this.link === 'live' && (stale || !this.hasFrame) ? 'stale' : this.link;
+    badge.dataset.value = this.link === 'live' && (stale || !this.hasFrame) ? 'stale' : offscreen ? 'paused' : this.link;
   }
 
   destroy() {
     this.player.stop('closed');
     this.pending = null;
     this.img.removeAttribute('src');
+    for (const url of [this.shownUrl, this.loadingUrl]) if (url) URL.revokeObjectURL(url);
+    this.shownUrl = this.loadingUrl = null;
+    resizeObserver.unobserve(this.media);
+    screenObserver.unobserve(this.media);
+    clearTimeout(this.offTimer);
     this.el.remove();
   }
 }
@@ -449,6 +768,7 @@ function visible() {
 
 function applyList(list) {
   const seen = new Set();
+  const added = [];
   for (const status of list) {
     seen.add(status.camera_id);
     let tile = tiles.get(status.camera_id);
@@ -457,8 +777,7 @@ function applyList(list) {
     } else {
       tile = new Tile(status);
       tiles.set(tile.id, tile);
-      if (visible()) tile.player.start();
-      else tile.player.stop('paused');
+      added.push(tile);
     }
   }
   for (const [id, tile] of tiles) {
@@ -477,6 +796,10 @@ function applyList(list) {
   const sized = list.find((st) => st.width > 0 && st.height > 0);
   if (sized) $('#grid').style.setProperty('--aspect', `${sized.width} / ${sized.height}`);
   layout();
+  // New tiles connect once they are in place: their size says which rendition they need.
+  for (const tile of added) {
+    if (tiles.has(tile.id)) tile.resume();
+  }
   renderSummary();
 }
 
@@ -524,6 +847,8 @@ function layout() {
   }
   grid.style.setProperty('--count', String(Math.max(1, tiles.size)));
   $('#empty').hidden = tiles.size > 0;
+  // The focused camera full size, the others small: reopen the sockets whose rendition changed.
+  for (const t of tiles.values()) t.player.refresh();
 
   const select = $('#view-select');
   const options = ['', ...tiles.keys()];
@@ -635,7 +960,7 @@ function refreshSoon() {
 
 function onVisibility() {
   if (visible()) {
-    for (const t of tiles.values()) t.player.start();
+    for (const t of tiles.values()) t.resume();
     engine = null;
     poll();
   } else {
@@ -777,6 +1102,60 @@ function onKey(ev) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The Display menu: who draws the poses, which layers the browser draws, the data saver.
+
+function initDisplayMenu() {
+  const menu = $('#display-menu');
+  const c = {
+    client: $('#opt-client'),
+    skeletons: $('#opt-skeletons'),
+    boxes: $('#opt-boxes'),
+    labels: $('#opt-labels'),
+    saver: $('#opt-saver'),
+  };
+  const show = () => {
+    c.client.checked = prefs.clientOverlay;
+    for (const k of ['skeletons', 'boxes', 'labels']) c[k].checked = prefs[k];
+    c.saver.checked = prefs.saver;
+    $('#opt-layers').disabled = !prefs.clientOverlay;
+    document.body.dataset.overlay = prefs.clientOverlay ? 'client' : 'server';
+  };
+  show();
+  c.client.addEventListener('change', () => {
+    prefs.clientOverlay = c.client.checked;
+    savePrefs();
+    show();
+    // Pictures without drawings from now on (or with them again): every socket is reopened.
+    for (const t of tiles.values()) {
+      t.player.refresh();
+      t.drawPoses();
+    }
+  });
+  for (const k of ['skeletons', 'boxes', 'labels']) {
+    c[k].addEventListener('change', () => {
+      prefs[k] = c[k].checked;
+      savePrefs();
+      for (const t of tiles.values()) t.drawPoses(); // no round trip: the next frames keep it
+    });
+  }
+  c.saver.addEventListener('change', () => {
+    prefs.saver = c.saver.checked;
+    savePrefs();
+    for (const t of tiles.values()) t.player.refresh();
+  });
+  // Closes on a click elsewhere and on Escape.
+  document.addEventListener('click', (ev) => {
+    if (menu.open && !menu.contains(ev.target)) menu.open = false;
+  });
+  menu.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || !menu.open) return;
+    ev.preventDefault();
+    menu.open = false;
+    $('summary', menu).focus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start.
 
 function init() {
@@ -793,6 +1172,9 @@ function init() {
     toast('Token forgotten');
   });
   $('#view-select').addEventListener('change', (ev) => setFocus(ev.target.value || null));
+  initDisplayMenu();
+  // A camera put fullscreen gets the full frame; back in its tile, the small one again.
+  document.addEventListener('fullscreenchange', () => { for (const t of tiles.values()) t.player.refresh(); });
   document.addEventListener('keydown', onKey);
   document.addEventListener('visibilitychange', onVisibility);
   window.addEventListener('online', () => { for (const t of tiles.values()) t.player.reconnectNow(); });
@@ -820,6 +1202,7 @@ function init() {
     },
   });
 
+  view.focus = focusFromHash(); // the focused camera's first socket already asks for the full frame
   refresh().then(() => {
     const want = focusFromHash();
     if (want) setFocus(want);

@@ -3,6 +3,7 @@
 //! thread and sees its source and its time only through the `Opener` and `Clock` seams.
 
 pub mod clock;
+pub mod encoder;
 pub mod error;
 pub mod fence;
 pub mod gate;

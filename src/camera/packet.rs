@@ -25,8 +25,9 @@ pub struct FramePacket {
     pub created: std::time::Instant,
     pub width: i32,
     pub height: i32,
-    /// The annotated frame as JPEG, full size (for clips, snapshots and MJPEG without encoding again).
-    pub jpeg: Bytes,
+    /// The annotated frame as JPEG, full size (for snapshots and MJPEG without encoding again), when
+    /// someone needed it: a grid of small renditions does not pay for the full frame.
+    pub jpeg: Option<Bytes>,
     pub detections: Vec<Detection>,
     /// Every rendition a viewer wanted when the frame was made, each encoded and serialised once.
     pub renditions: Vec<RenditionFrame>,
@@ -82,6 +83,9 @@ pub struct FrameMetadata<'a> {
     /// How long the model took for the poses shown.
     pub inference_ms: Option<f64>,
     /// The newest poses, drawn on this frame; the model may have seen them in an earlier frame (`poses`).
+    /// Coordinates to a tenth of a pixel and scores to a hundredth: a person's keypoints at full
+    /// precision were 640 B of every message, half of a small rendition's JPEG.
+    #[serde(serialize_with = "rounded")]
     pub detections: &'a [Detection],
     /// Which frame the detections come from and how much older than this frame it is.
     pub poses: Option<PosesMeta>,
@@ -109,7 +113,7 @@ pub struct PosesMeta {
 
 impl FramePacket {
     /// The packet of one frame: `jpeg` is the full annotated frame; `renditions` what viewers want.
-    pub fn new(meta: FrameMetadata<'_>, jpeg: Bytes, renditions: Vec<EncodedRendition>) -> Arc<Self> {
+    pub fn new(meta: FrameMetadata<'_>, jpeg: Option<Bytes>, renditions: Vec<EncodedRendition>) -> Arc<Self> {
         let renditions = renditions
             .into_iter()
             .map(|r| {
@@ -134,7 +138,7 @@ impl FramePacket {
     /// A packet made on another node (cluster relay): its renditions as they came, with the messages
     /// this node's viewers want built from each one's metadata; `jpeg` is the full frame's if it came.
     pub fn relayed(head: RelayedHead, renditions: Vec<RenditionFrame>) -> Arc<Self> {
-        let jpeg = renditions.iter().find(|r| r.rendition == Rendition::default()).map_or_else(Bytes::new, |r| r.jpeg.clone());
+        let jpeg = renditions.iter().find(|r| r.rendition == Rendition::default()).map(|r| r.jpeg.clone());
         Arc::new(Self {
             seq: head.seq,
             frame_index: head.frame_index,
@@ -156,8 +160,7 @@ impl FramePacket {
     pub fn jpeg_of(&self, rendition: &Rendition) -> Option<Bytes> {
         match self.rendition(rendition) {
             Some(r) => Some(r.jpeg.clone()),
-            // A relayed packet carries the full frame only when someone there wanted it.
-            None if *rendition == Rendition::default() && !self.jpeg.is_empty() => Some(self.jpeg.clone()),
+            None if *rendition == Rendition::default() => self.jpeg.clone(),
             None => None,
         }
     }
@@ -172,6 +175,24 @@ impl FramePacket {
             Format::Jpeg => None,
         }
     }
+}
+
+fn rounded<S: serde::Serializer>(detections: &&[Detection], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Rounded {
+        class: &'static str,
+        score: f32,
+        bbox: [f32; 4],
+        keypoints: Vec<[f32; 3]>,
+    }
+    let tenth = |v: f32| (v * 10.0).round() / 10.0;
+    let hundredth = |v: f32| (v * 100.0).round() / 100.0;
+    s.collect_seq(detections.iter().map(|d| Rounded {
+        class: d.class,
+        score: hundredth(d.score),
+        bbox: d.bbox.map(tenth),
+        keypoints: d.keypoints.iter().map(|&[x, y, c]| [tenth(x), tenth(y), hundredth(c)]).collect(),
+    }))
 }
 
 /// The per-frame facts a relayed packet needs besides its renditions.
@@ -251,7 +272,7 @@ mod tests {
                 events: &[],
                 rendition: None,
             },
-            Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9]),
+            Some(Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9])),
             renditions,
         )
     }
@@ -277,6 +298,29 @@ mod tests {
         assert_eq!(v["metadata"]["detections"].as_array().unwrap().len(), 0);
         assert_eq!(v["metadata"]["rendition"]["quality"], 80);
         assert!(p.message(&Rendition::default(), Format::Binary).is_none(), "a format nobody wanted is not built");
+    }
+
+    #[test]
+    fn detections_travel_to_a_tenth_of_a_pixel() {
+        let person = Detection { class: "person", score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
+        let meta = FrameMetadata {
+            camera_id: "cam1",
+            seq: 1,
+            frame_index: 1,
+            timestamp: 1.5,
+            fps: 10.0,
+            width: 4,
+            height: 2,
+            ai_enabled: true,
+            inference_ms: None,
+            detections: std::slice::from_ref(&person),
+            poses: None,
+            motion: None,
+            events: &[],
+            rendition: None,
+        };
+        let text = serde_json::to_string(&meta).unwrap();
+        assert!(text.contains(r#""detections":[{"class":"person","score":0.88,"bbox":[10.1,21.0,30.1,40.0],"keypoints":[[1.2,2.3,0.91],"#), "{text}");
     }
 
     #[test]

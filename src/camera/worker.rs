@@ -18,13 +18,14 @@ use super::gate::{Decision, DetectGate};
 use super::live::LatestFrame;
 use super::motion::{Motion, MotionDetector, MotionSettings};
 use super::packet::{EncodedRendition, Feed, FrameMetadata, FramePacket, PosesMeta, RenditionMeta};
-use super::rendition::{Demand, Overlay};
+use super::encoder::{FrameEncoder, JpegSpec};
+use super::rendition::{Demand, Overlay, Rendition};
 use super::source::{FrameSource, Opener, SourceError};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub, EventKind};
 use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
 use crate::inference::scheduler::{Job, Lane, Priority, Scheduler};
-use crate::inference::{draw, Detection};
+use crate::inference::Detection;
 use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
 
 /// The longest the worker sleeps before looking at its stop flag again.
@@ -306,30 +307,6 @@ struct Poses {
     regions: usize,
 }
 
-/// The newest JPEG, kept so that a still scene is not encoded again frame after frame.
-struct Encoded {
-    /// Shared with the packets that show it (a reference count, not a copy).
-    jpeg: Bytes,
-    quality: u8,
-    size: (i32, i32),
-    /// The capture time of the poses drawn on it (`None`: none drawn).
-    poses_at: Option<f64>,
-    at: Duration,
-    /// Counts fresh encodes: renditions made from the same one can be reused with it.
-    generation: u64,
-}
-
-/// A rendition's JPEG, reused while the full frame's is.
-struct CachedRendition {
-    key: (i32, i32, u8, Overlay),
-    generation: u64,
-    jpeg: Bytes,
-}
-
-/// A still frame's JPEG is reused for at most this long, so that a slow change the motion gate
-/// ignores (daylight) still reaches viewers.
-const MAX_JPEG_REUSE: Duration = Duration::from_secs(1);
-
 /// What a camera's frames go through besides the source: its rate cap, its motion gate, its lane
 /// into the shared model, and its events.
 struct Pipeline {
@@ -341,8 +318,7 @@ struct Pipeline {
     poses: Option<Poses>,
     /// This camera's share of the region budget, by how long its frames wait for the model.
     budget: BudgetControl,
-    encoded: Option<Encoded>,
-    renditions: Vec<CachedRendition>,
+    encoder: FrameEncoder,
     /// When this worker started: the gate's clock.
     epoch: Duration,
     /// Packets published (each packet's `seq`).
@@ -367,8 +343,7 @@ impl Pipeline {
             gate: DetectGate::new(detect_fps, idle),
             poses: None,
             budget: BudgetControl::default(),
-            encoded: None,
-            renditions: Vec::new(),
+            encoder: FrameEncoder::default(),
             epoch: ctx.now(),
             packets: 0,
         }
@@ -631,31 +606,48 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     let fresh_poses = pipe.poses.as_ref().map(|p| p.timestamp) != previous_poses;
 
     let encode_started = Instant::now();
-    let jpeg = encode(ctx, pipe, frame, &motion, jpeg_quality)?;
-    let encode_ms = encode_started.elapsed().as_secs_f64() * 1000.0;
-    let (width, height) = pipe.encoded.as_ref().map_or((frame.cols(), frame.rows()), |e| e.size);
+    let (width, height) = (frame.cols(), frame.rows());
     ctx.status.set_frame_size(width, height);
+    let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
+    pipe.encoder.begin(ctx.now(), motion.moving, poses_at, (width, height));
+    let wanted = if watched { ctx.demand.current() } else { Vec::new() };
+    // The full annotated JPEG: for the events' clips and snapshots, and for viewers of the full frame.
+    let full_spec = JpegSpec { width, height, quality: jpeg_quality, drawn: true };
+    let full_wanted = wanted.iter().any(|(r, _)| spec_of(r, width, height, jpeg_quality) == full_spec);
+    let detections = pipe.poses.as_ref().map_or(&[][..], |p| &p.detections[..]);
+    let full = match has_events || full_wanted {
+        true => Some(jpeg(ctx, &mut pipe.encoder, frame, full_spec, detections)?),
+        false => None,
+    };
 
-    let active_events: Vec<Event> = match pipe.events.as_mut().filter(|_| infer) {
-        Some(events) => {
-            events.push_frame(&jpeg, timestamp);
+    let active_events: Vec<Event> = match (pipe.events.as_mut().filter(|_| infer), &full) {
+        (Some(events), Some(jpeg)) => {
+            events.push_frame(jpeg, timestamp);
             if let (true, Some(p)) = (fresh_poses, &pipe.poses) {
-                events.on_detections(&p.detections, p.timestamp, Some(&jpeg));
+                events.on_detections(&p.detections, p.timestamp, Some(jpeg));
             }
             events.active()
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     if ctx.feed.receiver_count() == 0 {
         return Ok(()); // encoded for the events' clips only: no message to build
     }
+    let mut renditions = Vec::with_capacity(wanted.len());
+    for (rendition, formats) in wanted {
+        let spec = spec_of(&rendition, width, height, jpeg_quality);
+        let detections = pipe.poses.as_ref().map_or(&[][..], |p| &p.detections[..]);
+        let jpeg = jpeg(ctx, &mut pipe.encoder, frame, spec, detections)?;
+        let meta = RenditionMeta { width: spec.width, height: spec.height, quality: spec.quality, overlay: rendition.overlay };
+        renditions.push(EncodedRendition { rendition, formats, meta, jpeg });
+    }
+    let encode_ms = encode_started.elapsed().as_secs_f64() * 1000.0;
     // `seq` grows across the camera's restarts too: viewers keep their feed and wait for a higher one.
     let previous_seq = match &*ctx.feed.borrow() {
         Feed::Frame(p) => p.seq,
         _ => 0,
     };
     pipe.packets = pipe.packets.max(previous_seq) + 1;
-    let renditions = encode_renditions(ctx, pipe, frame, &jpeg, jpeg_quality)?;
     let empty = Vec::new();
     let poses = pipe.poses.as_ref().filter(|_| infer);
     let packet = FramePacket::new(
@@ -680,7 +672,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             events: &active_events,
             rendition: None,
         },
-        jpeg,
+        full,
         renditions,
     );
     // A frame finished after the camera was closed (SIGTERM, removed) must not replace the close: its
@@ -713,76 +705,22 @@ fn forget_stale_packet(ctx: &WorkerContext) {
     });
 }
 
-/// The frame as JPEG with the newest poses drawn on it. A frame in which nothing moved, with the
-/// same poses as the last one, reuses its JPEG (for up to `MAX_JPEG_REUSE`): a still camera costs
-/// a decode and the motion check, not an encode.
-fn encode(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, motion: &Motion, quality: u8) -> Result<Bytes, FrameError> {
-    let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
-    let size = (frame.cols(), frame.rows());
-    if let Some(last) = &pipe.encoded {
-        // A disabled motion detector calls every frame moving: no reuse then.
-        if !motion.moving && last.quality == quality && last.size == size && last.poses_at == poses_at && ctx.now() - last.at < MAX_JPEG_REUSE {
-            return Ok(last.jpeg.clone());
-        }
-    }
-    let annotated;
-    let shown = match pipe.poses.as_ref().filter(|p| !p.detections.is_empty()) {
-        Some(p) => {
-            let mut copy = frame.try_clone()?;
-            draw::annotate(&mut copy, &p.detections)?;
-            annotated = copy;
-            &annotated
-        }
-        None => frame,
-    };
-    let jpeg = Bytes::from(crate::jpeg::encode(shown, quality)?);
-    ctx.status.frames_encoded.fetch_add(1, Ordering::Relaxed);
-    let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation + 1);
-    pipe.encoded = Some(Encoded { jpeg: jpeg.clone(), quality, size, poses_at, at: ctx.now(), generation });
-    Ok(jpeg)
+/// What a rendition is for this frame: its size, its quality, whether the server draws the poses.
+fn spec_of(rendition: &Rendition, width: i32, height: i32, camera_quality: u8) -> JpegSpec {
+    let (w, h) = rendition.size(width, height);
+    JpegSpec { width: w, height: h, quality: rendition.quality_or(camera_quality), drawn: rendition.overlay == Overlay::Server }
 }
 
-/// Every rendition the camera's viewers want, each encoded once: the full frame's JPEG where it is
-/// the same; otherwise the frame scaled down and the poses drawn at that size (lines stay a pixel or
-/// more wide), or not drawn for viewers who draw them themselves. A rendition made while the full
-/// frame's JPEG is reused (a still scene) is reused with it.
-fn encode_renditions(ctx: &WorkerContext, pipe: &mut Pipeline, frame: &Mat, full: &Bytes, quality: u8) -> Result<Vec<EncodedRendition>, FrameError> {
-    let wanted = ctx.demand.current();
-    let generation = pipe.encoded.as_ref().map_or(0, |e| e.generation);
-    pipe.renditions.retain(|c| c.generation == generation);
-    let detections: &[Detection] = pipe.poses.as_ref().map_or(&[], |p| &p.detections);
-    let (cols, rows) = (frame.cols(), frame.rows());
-    let mut out = Vec::with_capacity(wanted.len());
-    for (rendition, formats) in wanted {
-        let (w, h) = rendition.size(cols, rows);
-        let q = rendition.quality_or(quality);
-        let overlay = rendition.overlay;
-        let drawn = overlay == Overlay::Server && !detections.is_empty();
-        let key = (w, h, q, if detections.is_empty() { Overlay::Server } else { overlay });
-        let jpeg = if (w, h) == (cols, rows) && q == quality && (drawn || detections.is_empty()) {
-            full.clone()
-        } else if let Some(cached) = pipe.renditions.iter().find(|c| c.key == key) {
-            cached.jpeg.clone()
-        } else {
-            let mut image = if (w, h) == (cols, rows) {
-                frame.try_clone()?
-            } else {
-                let mut small = Mat::default();
-                imgproc::resize(frame, &mut small, Size::new(w, h), 0.0, 0.0, imgproc::INTER_AREA)?;
-                small
-            };
-            if drawn {
-                let scaled = draw::scaled(detections, w as f32 / cols as f32);
-                draw::annotate(&mut image, &scaled)?;
-            }
-            let jpeg = Bytes::from(crate::jpeg::encode(&image, q)?);
-            ctx.status.renditions_encoded.fetch_add(1, Ordering::Relaxed);
-            pipe.renditions.push(CachedRendition { key, generation, jpeg: jpeg.clone() });
-            jpeg
-        };
-        out.push(EncodedRendition { rendition, formats, meta: RenditionMeta { width: w, height: h, quality: q, overlay }, jpeg });
+/// One of the frame's JPEGs, counted when it is encoded now: the full frame in `frames_encoded`, other
+/// renditions in `renditions_encoded`.
+fn jpeg(ctx: &WorkerContext, encoder: &mut FrameEncoder, frame: &Mat, spec: JpegSpec, detections: &[Detection]) -> Result<Bytes, FrameError> {
+    let (jpeg, encoded) = encoder.jpeg(frame, spec, detections)?;
+    if encoded {
+        let full = (spec.width, spec.height) == (frame.cols(), frame.rows()) && spec.drawn;
+        let counter = if full { &ctx.status.frames_encoded } else { &ctx.status.renditions_encoded };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(out)
+    Ok(jpeg)
 }
 
 #[cfg(test)]

@@ -173,7 +173,7 @@ mod tests {
                 events: &[],
                 rendition: None,
             },
-            jpeg.clone(),
+            Some(jpeg.clone()),
             vec![
                 EncodedRendition { rendition: Rendition::default(), formats: Formats { text: true, binary: true }, meta, jpeg: jpeg.clone() },
                 EncodedRendition { rendition: small, formats: Formats { text: false, binary: true }, meta: RenditionMeta { width: 2, height: 1, quality: 40, overlay: Overlay::Client }, jpeg: Bytes::from_static(&[0xff, 0xd8, 7, 0xff, 0xd9]) },

@@ -218,6 +218,36 @@ let context;
 let page;
 let errors;
 const sockets = []; // URLs of every WebSocket the page opened
+// Every camera socket the page opened (cam1's, routed below, excepted): its URL, how many binary and
+// text frames it received, and the rendition (metadata.rendition) of its last binary frame.
+const streams = [];
+const liveStream = (id) => streams.findLast((s) => s.url.pathname === `/ws/stream/${id}` && !s.closed);
+
+function recordStream(ws) {
+  if (!ws.url().includes('/ws/stream/')) return;
+  const s = { url: new URL(ws.url()), binary: 0, text: 0, rendition: null, frame: null, closed: false };
+  streams.push(s);
+  ws.on('framereceived', ({ payload }) => {
+    if (typeof payload === 'string') {
+      if (payload.startsWith('{"type":"frame"')) s.text++;
+      return;
+    }
+    // u32 big-endian N, N bytes of JSON {"type":"frame","metadata":{…}}, the JPEG.
+    s.binary++;
+    try {
+      const n = payload.readUInt32BE(0);
+      const header = JSON.parse(payload.subarray(4, 4 + n).toString('utf8'));
+      if (header.type !== 'frame') throw new Error(`type ${header.type}`);
+      // The JPEG follows the header: it starts with SOI.
+      if (payload.readUInt16BE(4 + n) !== 0xffd8) throw new Error('no JPEG after the header');
+      s.rendition = header.metadata.rendition;
+      s.frame = { width: header.metadata.width, height: header.metadata.height };
+    } catch (e) {
+      s.bad = `${s.url}: ${e.message}`;
+    }
+  });
+  ws.on('close', () => { s.closed = true; });
+}
 // cam1's socket runs through a route so tests can hold back its frames or drop it.
 const cam1 = { routes: 0, hold: false, current: null }; // current: the server side of its socket
 
@@ -228,7 +258,10 @@ before(async () => {
   context = await browser.newContext({ viewport: { width: 1180, height: 940 } });
   page = await context.newPage();
   errors = watchErrors(page);
-  page.on('websocket', (ws) => sockets.push(ws.url()));
+  page.on('websocket', (ws) => {
+    sockets.push(ws.url());
+    recordStream(ws);
+  });
   await page.routeWebSocket(/\/ws\/stream\/cam1(\?|$)/, (ws) => {
     cam1.routes++;
     sockets.push(ws.url());
@@ -272,7 +305,7 @@ test('every tile shows frames that change over time', async () => {
   for (const id of DEMO) {
     first[id] = await until(`a first frame on ${id}`, () => frameOf(page, id), FRAME_WAIT_MS);
     assert.ok(first[id].width > 0 && first[id].height > 0);
-    assert.ok(first[id].src.startsWith('data:image/jpeg;base64,'), 'frames are shown as data: URLs');
+    assert.ok(first[id].src.startsWith('blob:'), 'binary frames are shown through object URLs');
   }
   for (const id of DEMO) {
     await until(`${id}'s picture to change`, async () => {
@@ -338,6 +371,228 @@ test('the focus view shows one camera large and switches camera', async () => {
   assert.ok(await tile(page, 'cam1').locator('.fullscreen').count(), 'a fullscreen button per tile');
 });
 
+/** The ladder step a grid tile should ask for: the smallest of 320, 640 that covers its picture's device pixels. */
+async function gridWidthOf(p, id) {
+  const px = await tile(p, id).locator('.media').evaluate((e) => e.clientWidth * devicePixelRatio);
+  return px <= 320 ? 320 : 640;
+}
+
+test('grid tiles get small binary pictures, the focused camera the full frame', async () => {
+  await page.locator('#view-select').selectOption('');
+  const full = await camera(server.base, 'cam2');
+  assert.ok(full.width > 640, `the demo frames are wider than 640 (${full.width})`);
+  // In the grid: binary frames of the ladder step that covers the tile, at quality 60.
+  for (const id of ['cam2', 'cam3']) {
+    const want = await gridWidthOf(page, id);
+    const s = await until(`${id}'s small binary frames`, () => {
+      const s = liveStream(id);
+      return s?.binary > 2 && s.url.searchParams.get('width') === String(want) && s;
+    }, FRAME_WAIT_MS);
+    assert.equal(s.url.searchParams.get('format'), 'binary');
+    assert.equal(s.url.searchParams.get('quality'), '60');
+    assert.equal(s.text, 0, 'no text frames on a binary socket');
+    assert.equal(s.bad, undefined);
+    assert.deepEqual(s.frame, { width: full.width, height: full.height }, 'metadata keeps the frame size');
+    assert.equal(s.rendition.width, want);
+    assert.equal(s.rendition.quality, 60);
+    await until(`${id} to show the ${want} px picture`, async () => (await frameOf(page, id))?.width === want, FRAME_WAIT_MS);
+    assert.match((await frameOf(page, id)).src, /^blob:/);
+  }
+  const cam2Grid = liveStream('cam2');
+
+  // Focused: cam2's socket is reopened for the full frame; the others, now in the narrow column,
+  // ask for the smallest step.
+  await page.locator('#view-select').selectOption('cam2');
+  const focused = await until('cam2 reopened for the full frame', () => {
+    const s = liveStream('cam2');
+    return s !== cam2Grid && s?.binary > 0 && s;
+  }, FRAME_WAIT_MS);
+  assert.equal(focused.url.searchParams.get('width'), null);
+  assert.equal(focused.url.searchParams.get('quality'), null, 'the camera\'s own quality');
+  assert.equal(focused.url.searchParams.get('format'), 'binary');
+  assert.deepEqual([focused.rendition.width, focused.rendition.height], [full.width, full.height]);
+  await until('the grid socket closed', () => cam2Grid.closed);
+  await until('cam2 to show the full frame', async () => (await frameOf(page, 'cam2'))?.width === full.width, FRAME_WAIT_MS);
+  assert.equal(await tile(page, 'cam2').getAttribute('data-rendition'), `${full.width}x${full.height}`);
+  assert.equal(await gridWidthOf(page, 'cam3'), 320, 'the column beside the focused camera is narrow');
+  await until('cam3 to ask for 320', () => liveStream('cam3')?.url.searchParams.get('width') === '320' && liveStream('cam3').binary > 0, FRAME_WAIT_MS);
+  // The server counts the full rendition's viewer.
+  await until('the server to list cam2\'s full binary rendition', async () => (await camera(server.base, 'cam2'))
+    .renditions?.some((r) => r.width === null && r.format === 'binary' && r.viewers >= 1));
+  // … and so does the tile's tooltip, from the same list.
+  await until('cam2\'s tooltip to say what it sends', async () => /sent as (.+, )?full q\d+ binary ×\d/.test(await tile(page, 'cam2').getAttribute('title')));
+
+  // Back to the grid: small again.
+  await page.keyboard.press('Escape');
+  const want = await gridWidthOf(page, 'cam2');
+  await until('cam2 small again', () => {
+    const s = liveStream('cam2');
+    return s !== focused && s?.url.searchParams.get('width') === String(want) && s.binary > 0;
+  }, FRAME_WAIT_MS);
+  await until('cam2 to show the small picture', async () => (await frameOf(page, 'cam2'))?.width === want, FRAME_WAIT_MS);
+  await until('cam3 back to its grid size', () => liveStream('cam3')?.url.searchParams.get('width') === String(want), FRAME_WAIT_MS);
+  assert.deepEqual(streams.filter((s) => s.text > 0).map((s) => s.url.href), [], 'no socket got text frames');
+});
+
+/**
+ * What the browser drew over a tile's picture: its canvas's pixels by colour (the server's palette:
+ * limbs, keypoints, box and label green), and how many people the tile says it drew, read together.
+ */
+function canvasColours(p, id) {
+  return p.evaluate((cid) => {
+    const el = document.querySelector(`.tile[data-camera-id="${cid}"]`);
+    const c = el.querySelector('canvas.poses');
+    const out = { drawn: Number(el.dataset.drawn || 0), hidden: c.hidden, painted: 0, limbs: 0, keypoints: 0, green: 0 };
+    if (!c.width || !c.height) return out;
+    const palette = [
+      ['limbs', [0, 200, 255]], ['limbs', [255, 200, 0]], ['limbs', [200, 0, 255]],
+      ['keypoints', [255, 0, 0]], ['green', [0, 255, 0]],
+    ];
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i + 3] === 0) continue;
+      out.painted++;
+      if (px[i + 3] < 64) continue; // faint antialiased edges: colour unreliable
+      let best = null;
+      let dist = Infinity;
+      for (const [name, [r, g, b]] of palette) {
+        const d = Math.hypot(px[i] - r, px[i + 1] - g, px[i + 2] - b);
+        if (d < dist) { dist = d; best = name; }
+      }
+      if (dist < 80) out[best]++;
+    }
+    return out;
+  }, id);
+}
+
+test('poses drawn by the browser: the overlay toggle, and skeletons, boxes and labels switched without the server', async () => {
+  const id = 'cam2';
+  const t = tile(page, id);
+  await page.locator('#view-select').selectOption(id); // large: plenty of pixels to look at
+  const full = await camera(server.base, id);
+  await until(`${id} server-drawn, full size`, async () => (await t.getAttribute('data-overlay')) === 'server'
+    && (await frameOf(page, id))?.width === full.width, FRAME_WAIT_MS);
+  assert.equal(await t.locator('canvas.poses').isVisible(), false);
+  // For people to compare: the server's drawing, and (below) the browser's.
+  await page.mouse.move(0, 0);
+  await t.locator('.media').screenshot({ path: path.join(ARTIFACTS, 'overlay-server.png') });
+  const menu = page.locator('#display-menu');
+  await menu.locator('summary').click();
+  assert.equal(await page.locator('#opt-client').isChecked(), false, 'the server draws by default');
+  assert.equal(await page.locator('#opt-layers').evaluate((f) => f.disabled), true, 'the layers wait for the browser to draw');
+
+  // On: every socket reopens for pictures without drawings; the page draws the people it is told about.
+  const seen = streams.length;
+  await page.locator('#opt-client').check();
+  for (const cid of ['cam2', 'cam3']) {
+    await until(`${cid} reopened with overlay=client`, () => {
+      const s = liveStream(cid);
+      return streams.indexOf(s) >= seen && s.url.searchParams.get('overlay') === 'client' && s.binary > 0 && s.rendition?.overlay === 'client';
+    }, FRAME_WAIT_MS);
+  }
+  await until(`${id} showing a picture without drawings`, async () => (await t.getAttribute('data-overlay')) === 'client', FRAME_WAIT_MS);
+  await until('the server to list the client-drawn rendition', async () => (await camera(server.base, id))
+    .renditions?.some((r) => r.overlay === 'client' && r.viewers >= 1));
+  // People walk in every demo video: wait for a frame with a confident skeleton.
+  const on = await until('skeletons, keypoints and boxes on the canvas', async () => {
+    const c = await canvasColours(page, id);
+    return c.drawn > 0 && !c.hidden && c.limbs > 0 && c.keypoints > 0 && c.green > 0 && c;
+  }, FRAME_WAIT_MS);
+  await menu.evaluate((d) => { d.open = false; });
+  await t.locator('.media').screenshot({ path: path.join(ARTIFACTS, 'overlay-client.png') });
+  await menu.evaluate((d) => { d.open = true; });
+
+  // Skeletons off: no limb or keypoint pixel is left, the boxes stay; no socket was opened for it.
+  const sockets0 = sockets.length;
+  await page.locator('#opt-skeletons').uncheck();
+  let c = await canvasColours(page, id);
+  assert.equal(c.limbs + c.keypoints, 0, `skeletons cleared at once (${JSON.stringify(c)}, was ${JSON.stringify(on)})`);
+  assert.ok(c.drawn === 0 || c.green > 0, 'boxes still drawn');
+  // … and the frames after it are drawn the same way.
+  const frames = (await frameOf(page, id))?.frames ?? 0;
+  await until('three more frames', async () => (await frameOf(page, id))?.frames > frames + 3, FRAME_WAIT_MS);
+  c = await canvasColours(page, id);
+  assert.equal(c.limbs + c.keypoints, 0, `no skeletons on later frames (${JSON.stringify(c)})`);
+  await until('a box on a later frame', async () => (await canvasColours(page, id)).green > 0, FRAME_WAIT_MS);
+
+  // Boxes and labels off too: nothing drawn at all.
+  await page.locator('#opt-boxes').uncheck();
+  await page.locator('#opt-labels').uncheck();
+  c = await canvasColours(page, id);
+  assert.equal(c.painted, 0, `an empty canvas (${JSON.stringify(c)})`);
+  assert.equal(sockets.length, sockets0, 'switching layers asks the server nothing');
+
+  // Back on: drawn again from the next frame's metadata (or at once).
+  for (const k of ['skeletons', 'boxes', 'labels']) await page.locator(`#opt-${k}`).check();
+  await until('skeletons back', async () => (await canvasColours(page, id)).limbs > 0, FRAME_WAIT_MS);
+  assert.equal(sockets.length, sockets0, 'still no new socket');
+  // The choice is the browser's: kept over a reload.
+  assert.deepEqual(JSON.parse(await page.evaluate(() => localStorage.getItem('haven.view'))),
+    { clientOverlay: true, skeletons: true, boxes: true, labels: true, saver: false });
+
+  // Off: the server draws again, the canvas goes away.
+  const seen2 = streams.length;
+  await page.locator('#opt-client').uncheck();
+  await until(`${id} reopened without overlay=client`, () => {
+    const s = liveStream(id);
+    return streams.indexOf(s) >= seen2 && !s.url.searchParams.has('overlay') && s.binary > 0;
+  }, FRAME_WAIT_MS);
+  await until(`${id} server-drawn again`, async () => (await t.getAttribute('data-overlay')) === 'server', FRAME_WAIT_MS);
+  assert.equal(await t.locator('canvas.poses').isVisible(), false);
+  await page.keyboard.press('Escape'); // closes the menu
+  assert.equal(await menu.evaluate((d) => d.open), false);
+  await page.keyboard.press('Escape'); // back to the grid
+  assert.equal(await page.locator('#grid').getAttribute('data-mode'), 'grid');
+});
+
+test('the data saver asks for 320 px pictures at quality 40 in the grid', async () => {
+  await page.locator('#display-menu summary').click();
+  await page.locator('#opt-saver').check();
+  await until('cam3 at 320 px, quality 40', () => {
+    const s = liveStream('cam3');
+    return s?.url.searchParams.get('width') === '320' && s.url.searchParams.get('quality') === '40' && s.rendition?.quality === 40 && s;
+  }, FRAME_WAIT_MS);
+  await until('cam3 showing 320 px pictures', async () => (await frameOf(page, 'cam3'))?.width === 320, FRAME_WAIT_MS);
+  await page.locator('#opt-saver').uncheck();
+  const want = await gridWidthOf(page, 'cam3');
+  await until('cam3 back to its size', () => liveStream('cam3')?.url.searchParams.get('width') === String(want) && liveStream('cam3').binary > 0, FRAME_WAIT_MS);
+  await page.keyboard.press('Escape');
+});
+
+test('tiles out of view stream nothing until they are scrolled back into view', async () => {
+  // A phone-wide, short window: one tile and a bit in view, cam3 two tiles further down.
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 500 } });
+  try {
+    const p = await ctx.newPage();
+    const errs = watchErrors(p);
+    const opened = [];
+    p.on('websocket', (ws) => {
+      if (!ws.url().includes('/ws/stream/')) return;
+      const s = { id: decodeURIComponent(new URL(ws.url()).pathname.split('/').pop()), closed: false };
+      opened.push(s);
+      ws.on('close', () => { s.closed = true; });
+    });
+    await p.goto(server.base + '/');
+    await until('cam1 streaming', async () => ((await frameOf(p, 'cam1'))?.frames ?? 0) > 2, FRAME_WAIT_MS);
+    await until('cam3 paused out of view', async () => (await tile(p, 'cam3').getAttribute('data-link')) === 'offscreen');
+    await until('no socket open for cam3', () => opened.filter((s) => s.id === 'cam3').every((s) => s.closed));
+    assert.equal(await tile(p, 'cam3').locator('.link').textContent(), 'off screen');
+    assert.equal(await tile(p, 'cam1').getAttribute('data-link'), 'live');
+
+    // Scrolled to, it streams again; cam1, now far above, pauses.
+    const before = (await frameOf(p, 'cam3'))?.frames ?? 0;
+    await tile(p, 'cam3').scrollIntoViewIfNeeded();
+    await until('cam3 streaming again', async () => (await tile(p, 'cam3').getAttribute('data-link')) === 'live'
+      && ((await frameOf(p, 'cam3'))?.frames ?? 0) > before, FRAME_WAIT_MS);
+    assert.ok(opened.some((s) => s.id === 'cam3' && !s.closed), 'cam3 has a socket again');
+    await until('cam1 paused out of view', async () => (await tile(p, 'cam1').getAttribute('data-link')) === 'offscreen');
+    await until('no socket open for cam1', () => opened.filter((s) => s.id === 'cam1').every((s) => s.closed));
+    assert.deepEqual(errs, []);
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+});
+
 test('toggling AI changes what the server reports', async () => {
   const id = 'cam1';
   const t = tile(page, id);
@@ -394,12 +649,16 @@ test('JPEG quality is changed live, and a bad value shows the server\'s message'
 test('this viewer\'s FPS reconnects with ?fps=', async () => {
   const id = 'cam3';
   const seen = sockets.length;
+  const query = (u) => new URL(u).searchParams;
+  const of = (u) => new URL(u).pathname === `/ws/stream/${id}`;
   await tile(page, id).locator('.c-fps').selectOption('2');
-  await until('a socket with fps=2', async () => sockets.slice(seen).some((u) => u.includes(`/ws/stream/${id}?fps=2`)));
+  await until('a socket with fps=2', async () => sockets.slice(seen).some((u) => of(u) && query(u).get('fps') === '2'));
   const before = await frameOf(page, id);
   await until(`${id} to stream at its new rate`, async () => (await frameOf(page, id))?.frames > before.frames, FRAME_WAIT_MS);
   await tile(page, id).locator('.c-fps').selectOption('');
-  await until('a socket with the default rate', async () => sockets.slice(seen).some((u) => u.endsWith(`/ws/stream/${id}`)));
+  await until('a socket with the default rate', async () => sockets.slice(seen).some((u) => of(u) && !query(u).has('fps')));
+  // Whatever the rate, the tile keeps asking for its small binary picture.
+  assert.ok(sockets.slice(seen).filter(of).every((u) => query(u).get('format') === 'binary' && query(u).has('width')));
 });
 
 test('a stream that stops delivering is shown stale, then fresh again', async () => {
@@ -416,13 +675,14 @@ test('a stream that stops delivering is shown stale, then fresh again', async ()
 test('when the server restarts, the page says so and every stream comes back by itself', async () => {
   const port = new URL(server.base).port;
   const settings = server.settings;
-  const before = {};
-  for (const id of DEMO) before[id] = (await frameOf(page, id))?.frames ?? 0;
   await stopServer(server);
   await until('the tiles to notice', async () => {
     const links = await page.locator('.tile').evaluateAll((els) => els.map((e) => e.dataset.link));
     return links.every((l) => l === 'reconnecting' || l === 'connecting');
   }, 15_000);
+  // Counted once every socket is down: frames the old server sent while it stopped are not new ones.
+  const before = {};
+  for (const id of DEMO) before[id] = (await frameOf(page, id))?.frames ?? 0;
   await page.locator('#banner').waitFor({ timeout: 15_000 });
   server = await startServer({ settings, env: { HAVEN__SERVER__BIND: `127.0.0.1:${port}` } });
   for (const id of DEMO) {
@@ -1087,10 +1347,19 @@ test('layout: no element overflows the viewport on either page, at 1400x900 and 
       if (width < 600) assert.equal(new Set(lefts).size, 1, `one tile per row at ${size}: lefts ${lefts}`);
       else assert.ok(new Set(lefts).size > 1, `tiles side by side at ${size}: lefts ${lefts}`);
       // Every control of the header is on screen and can be used.
-      for (const sel of ['#view-select', '#add-camera-btn', '#help-btn', '.nav a[href="/events"]']) {
+      for (const sel of ['#view-select', '#display-menu summary', '#add-camera-btn', '#help-btn', '.nav a[href="/events"]']) {
         const box = await p.locator(sel).boundingBox();
         assert.ok(box && box.x >= 0 && box.x + box.width <= width && box.y >= 0 && box.y + box.height <= height, `${sel} on screen at ${size}: ${JSON.stringify(box)}`);
       }
+      // The Display menu, open, fits too, every switch on screen.
+      await p.locator('#display-menu summary').click();
+      await p.locator('#opt-saver').waitFor();
+      assert.deepEqual(await overflowAt(p), [], `live page, Display menu, ${size}`);
+      for (const sel of ['#opt-client', '#opt-skeletons', '#opt-boxes', '#opt-labels', '#opt-saver']) {
+        const box = await p.locator(sel).boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= width && box.y >= 0 && box.y + box.height <= height, `${sel} on screen at ${size}: ${JSON.stringify(box)}`);
+      }
+      await p.locator('#display-menu summary').click();
       await p.locator('#view-select').selectOption('ward');
       await until('ward in focus', async () => (await p.locator('#grid').getAttribute('data-mode')) === 'focus');
       assert.deepEqual(await overflowAt(p), [], `live page, focus, ${size}`);

@@ -74,6 +74,10 @@ impl Drop for Nats {
 /// A node's settings file: the shipped one with a free port, AI off, its own event store, the
 /// given cameras (seed) and a `[cluster]` section.
 fn node_settings(s: &Scratch, name: &str, nats: u16, cameras: &[(String, PathBuf)]) -> String {
+    node_settings_with(s, name, nats, cameras, false)
+}
+
+fn node_settings_with(s: &Scratch, name: &str, nats: u16, cameras: &[(String, PathBuf)], rebalance: bool) -> String {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
     doc["server"]["bind"] = toml_edit::value("127.0.0.1:0");
@@ -93,6 +97,7 @@ fn node_settings(s: &Scratch, name: &str, nats: u16, cameras: &[(String, PathBuf
     cluster["nats_url"] = toml_edit::value(format!("nats://127.0.0.1:{nats}"));
     cluster["node_name"] = toml_edit::value(name);
     cluster["lease_secs"] = toml_edit::value(lease_secs());
+    cluster["rebalance"] = toml_edit::value(rebalance);
     doc.insert("cluster", toml_edit::Item::Table(cluster));
     let path = s.path(&format!("{name}.toml"));
     std::fs::write(&path, doc.to_string()).unwrap();
@@ -520,5 +525,39 @@ async fn a_paused_owner_is_fenced_and_loses_its_cameras_and_nodes_keep_showing_c
     on_other.next_frame(Duration::from_secs(20)).await;
     on_owner.next_frame(Duration::from_secs(20)).await;
     eprintln!("NATS back: cluster settled and streaming {:.1} s later", restarted.elapsed().as_secs_f64());
+    drop(nats);
+}
+
+#[actix_web::test]
+async fn with_rebalance_a_node_that_joins_gets_the_cameras_rendezvous_hashing_gives_it() {
+    let Some(bin) = nats_server() else { return };
+    let s = Scratch::new("cluster-rebalance");
+    let nats_dir = s.path("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats = Nats::start(&bin, &nats_dir);
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 4.0, Some(320));
+    let ids: Vec<String> = (1..=6).map(|i| format!("cam{i}")).collect();
+    let seed: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), clip.clone())).collect();
+    let a = Node::start("a", node_settings_with(&s, "a", nats.port, &seed, true));
+    settled(&[&a], &ids, &["a"], Duration::from_secs(30)).await;
+
+    let b = Node::start("b", node_settings_with(&s, "b", nats.port, &[], true));
+    let both = vec![("a".to_string(), 1.0), ("b".to_string(), 1.0)];
+    let expected: BTreeMap<String, String> = ids.iter().map(|id| (id.clone(), haven::cluster::rendezvous_winner(id, &both).unwrap())).collect();
+    assert!(expected.values().any(|o| o == "b"), "the test's camera names should give b some: {expected:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = settled(&[&a, &b], &ids, &["a", "b"], Duration::from_secs(30)).await;
+        if now == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rebalanced: {now:?}, expected {expected:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    let views = [cluster_view(&a).await, cluster_view(&b).await];
+    let moved = views[0]["leases_released"].as_u64().unwrap();
+    assert_eq!(moved as usize, expected.values().filter(|o| *o == "b").count(), "a released exactly the cameras that moved: {views:?}");
+    eprintln!("rebalanced to {expected:?}: {moved} cameras handed over, one per round");
     drop(nats);
 }

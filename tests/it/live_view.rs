@@ -112,6 +112,20 @@ async fn grid_viewers_share_one_small_binary_rendition_while_the_focused_one_get
 }
 
 #[actix_web::test]
+async fn a_camera_watched_only_in_a_grid_never_encodes_its_full_frame() {
+    let (_s, server) = full_size_camera("live-grid-only", 20.0, false).await;
+    let mut tile = server.viewer("/ws/stream/cam?format=binary&width=320").await;
+    tile.next_frame(20 * SECOND).await;
+    let before = server.camera_status("cam").await;
+    let (frames, _) = tile.count_frames(3 * SECOND).await;
+    let after = server.camera_status("cam").await;
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert!(frames >= 5 && delta("renditions_encoded") >= 5, "{after}");
+    assert_eq!(delta("frames_encoded"), 0, "nobody wants the full frame: {after}");
+    server.stop().await;
+}
+
+#[actix_web::test]
 async fn snapshots_and_mjpeg_come_in_the_size_asked_for() {
     let (_s, server) = full_size_camera("live-media", 20.0, false).await;
     server.wait_for("cam", 20 * SECOND, "the camera to stream", |c| c["connected"] == true).await;
