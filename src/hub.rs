@@ -479,12 +479,18 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(20), wait).await.expect("a frame within 20 s")
     }
 
-    #[actix_web::test]
-    async fn a_cluster_node_starts_stops_and_starts_again_a_camera_it_comes_to_own() {
+    /// A hub (not started) whose cameras open endless scripted files, `opens` times in all.
+    fn scripted_hub(opens: usize) -> (actix::Addr<StreamHub>, Arc<ScriptedOpener>) {
         let clock = Arc::new(SimClock::new(0.0));
         let endless = || Opening::File { frames: usize::MAX, fps: 10.0, read_cost: Duration::ZERO };
-        let opener = Arc::new(ScriptedOpener::new(clock.clone(), (0..3).map(|_| endless()).collect()));
-        let capture = CaptureSettings { open_timeout_secs: 5.0, read_timeout_secs: 5.0, watchdog_secs: 2.0, reconnect_initial_secs: 1.0, reconnect_max_secs: 4.0 };
+        let opener = Arc::new(ScriptedOpener::new(clock.clone(), (0..opens).map(|_| endless()).collect()));
+        let capture = CaptureSettings {
+            open_timeout_secs: 5.0,
+            read_timeout_secs: 5.0,
+            watchdog_secs: 2.0,
+            reconnect_initial_secs: 1.0,
+            reconnect_max_secs: 4.0,
+        };
         let deps = CameraDeps {
             inference: None,
             capture: Arc::new(capture),
@@ -493,8 +499,13 @@ mod tests {
             opener: opener.clone(),
             clock,
         };
+        (StreamHub::new(deps, None).start(), opener)
+    }
+
+    #[actix_web::test]
+    async fn a_cluster_node_starts_stops_and_starts_again_a_camera_it_comes_to_own() {
         // As a cluster node does: registered (no StartAll), started only where it holds the lease.
-        let hub = StreamHub::new(deps, None).start();
+        let (hub, opener) = scripted_hub(3);
         hub.send(Register { config: cam("a"), persist: false }).await.unwrap().unwrap();
         let mut feed = hub.send(Subscribe { camera_id: Some("a".into()) }).await.unwrap().unwrap().feed;
         assert!(opener.opens.lock().unwrap().is_empty(), "not owned: not started");
@@ -511,25 +522,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_reload_keeps_unchanged_cameras_and_their_viewers_restarts_changed_ones_and_closes_removed_ones() {
-        let clock = Arc::new(SimClock::new(0.0));
-        let endless = || Opening::File { frames: usize::MAX, fps: 10.0, read_cost: Duration::ZERO };
-        let opener = Arc::new(ScriptedOpener::new(clock.clone(), (0..5).map(|_| endless()).collect()));
-        let capture = CaptureSettings {
-            open_timeout_secs: 5.0,
-            read_timeout_secs: 5.0,
-            watchdog_secs: 2.0,
-            reconnect_initial_secs: 1.0,
-            reconnect_max_secs: 4.0,
-        };
-        let deps = CameraDeps {
-            inference: None,
-            capture: Arc::new(capture),
-            detection: Arc::new(DetectionSettings::default()),
-            events: None,
-            opener: opener.clone(),
-            clock,
-        };
-        let hub = StreamHub::new(deps, None).start();
+        let (hub, opener) = scripted_hub(5);
         for id in ["a", "b", "c"] {
             hub.send(Register { config: cam(id), persist: false }).await.unwrap().unwrap();
         }

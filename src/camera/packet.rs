@@ -251,10 +251,11 @@ pub enum Feed {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn packet(renditions: Vec<EncodedRendition>) -> Arc<FramePacket> {
+    /// A packet of camera `cam1`, seq 3, frame 7, with these renditions (also for the cluster's wire tests).
+    pub(crate) fn packet(renditions: Vec<EncodedRendition>) -> Arc<FramePacket> {
         FramePacket::new(
             FrameMetadata {
                 camera_id: "cam1",

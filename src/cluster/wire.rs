@@ -150,35 +150,16 @@ pub fn decode(payload: &Bytes, formats_of: impl Fn(&Rendition) -> Formats) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::packet::{EncodedRendition, FrameMetadata, Message, RenditionMeta};
+    use crate::camera::packet::{EncodedRendition, Message, RenditionMeta};
 
     fn packet() -> Arc<FramePacket> {
         let jpeg = Bytes::from_static(&[0xff, 0xd8, 1, 2, 3, 0xff, 0xd9]);
         let small = Rendition { width: Some(320), quality: Some(40), overlay: Overlay::Client };
         let meta = RenditionMeta { width: 4, height: 2, quality: 80, overlay: Overlay::Server };
-        FramePacket::new(
-            FrameMetadata {
-                camera_id: "cam1",
-                seq: 9,
-                frame_index: 41,
-                timestamp: 1.25,
-                fps: 10.0,
-                width: 4,
-                height: 2,
-                ai_enabled: false,
-                inference_ms: None,
-                detections: &[],
-                poses: None,
-                motion: None,
-                events: &[],
-                rendition: None,
-            },
-            Some(jpeg.clone()),
-            vec![
-                EncodedRendition { rendition: Rendition::default(), formats: Formats { text: true, binary: true }, meta, jpeg: jpeg.clone() },
-                EncodedRendition { rendition: small, formats: Formats { text: false, binary: true }, meta: RenditionMeta { width: 2, height: 1, quality: 40, overlay: Overlay::Client }, jpeg: Bytes::from_static(&[0xff, 0xd8, 7, 0xff, 0xd9]) },
-            ],
-        )
+        crate::camera::packet::tests::packet(vec![
+            EncodedRendition { rendition: Rendition::default(), formats: Formats { text: true, binary: true }, meta, jpeg },
+            EncodedRendition { rendition: small, formats: Formats { text: false, binary: true }, meta: RenditionMeta { width: 2, height: 1, quality: 40, overlay: Overlay::Client }, jpeg: Bytes::from_static(&[0xff, 0xd8, 7, 0xff, 0xd9]) },
+        ])
     }
 
     fn bytes(m: Option<Message>) -> Vec<u8> {
@@ -193,7 +174,7 @@ mod tests {
         let original = packet();
         let wire = encode(&original);
         let relayed = decode(&wire, |_| Formats { text: true, binary: true }).unwrap();
-        assert_eq!((relayed.seq, relayed.frame_index, relayed.timestamp, relayed.width), (9, 41, 1.25, 4));
+        assert_eq!((relayed.seq, relayed.frame_index, relayed.timestamp, relayed.width), (3, 7, 1.5, 4));
         for r in [Rendition::default(), Rendition { width: Some(320), quality: Some(40), overlay: Overlay::Client }] {
             assert_eq!(relayed.jpeg_of(&r), original.jpeg_of(&r));
             assert_eq!(bytes(relayed.message(&r, Format::Binary)), bytes(original.message(&r, Format::Binary)));

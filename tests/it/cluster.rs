@@ -246,15 +246,7 @@ impl OwnershipCheck {
 
 #[actix_web::test]
 async fn three_nodes_share_six_cameras_fail_over_on_kill_9_relay_frames_and_rejoin_without_moving() {
-    let Some(bin) = nats_server() else { return };
-    let s = Scratch::new("cluster");
-    let nats_dir = s.path("nats");
-    std::fs::create_dir_all(&nats_dir).unwrap();
-    let nats = Nats::start(&bin, &nats_dir);
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 6.0, Some(320));
-    let ids: Vec<String> = (1..=6).map(|i| format!("cam{i}")).collect();
-    let seed: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), clip.clone())).collect();
+    let Some(Setup { s, nats, ids, seed, .. }) = setup("cluster", 6, 6.0) else { return };
 
     // b and c first, then a with the six cameras: they spread over the three by rendezvous hashing.
     let b = Node::start("b", node_settings(&s, "b", nats.port, &[]));
@@ -401,14 +393,8 @@ async fn three_nodes_share_six_cameras_fail_over_on_kill_9_relay_frames_and_rejo
 
 #[actix_web::test]
 async fn cameras_added_through_any_node_reach_the_cluster_and_sigterm_hands_cameras_over_at_once() {
-    let Some(bin) = nats_server() else { return };
-    let s = Scratch::new("cluster-api");
-    let nats_dir = s.path("nats");
-    std::fs::create_dir_all(&nats_dir).unwrap();
-    let nats = Nats::start(&bin, &nats_dir);
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 4.0, Some(320));
-    let a = Node::start("a", node_settings(&s, "a", nats.port, &[("cam1".into(), clip.clone())]));
+    let Some(Setup { s, nats, clip, seed, .. }) = setup("cluster-api", 1, 4.0) else { return };
+    let a = Node::start("a", node_settings(&s, "a", nats.port, &seed));
     let b = Node::start("b", node_settings(&s, "b", nats.port, &[]));
     settled(&[&a, &b], &["cam1".to_string()], &["a", "b"], Duration::from_secs(30)).await;
 
@@ -448,6 +434,31 @@ async fn cameras_added_through_any_node_reach_the_cluster_and_sigterm_hands_came
     drop(leaving);
 }
 
+/// A nats-server on a free port and a `seconds`-long clip for `n` cameras `cam1`...: what every test
+/// here starts from (`None`, the reason printed, where nats-server is not installed).
+struct Setup {
+    s: Scratch,
+    nats_bin: PathBuf,
+    nats_dir: PathBuf,
+    nats: Nats,
+    clip: PathBuf,
+    ids: Vec<String>,
+    seed: Vec<(String, PathBuf)>,
+}
+
+fn setup(name: &str, n: usize, seconds: f64) -> Option<Setup> {
+    let nats_bin = nats_server()?;
+    let s = Scratch::new(name);
+    let nats_dir = s.path("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats = Nats::start(&nats_bin, &nats_dir);
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, seconds, Some(320));
+    let ids: Vec<String> = (1..=n).map(|i| format!("cam{i}")).collect();
+    let seed = ids.iter().map(|id| (id.clone(), clip.clone())).collect();
+    Some(Setup { s, nats_bin, nats_dir, nats, clip, ids, seed })
+}
+
 /// Reads frames until `window` has passed; returns how many came. A close fails the test.
 async fn count_until(viewer: &mut Viewer, window: Duration) -> usize {
     frames(viewer, window).await.len()
@@ -455,15 +466,7 @@ async fn count_until(viewer: &mut Viewer, window: Duration) -> usize {
 
 #[actix_web::test]
 async fn a_paused_owner_is_fenced_and_loses_its_cameras_and_nodes_keep_showing_cameras_through_a_nats_restart() {
-    let Some(bin) = nats_server() else { return };
-    let s = Scratch::new("cluster-fence");
-    let nats_dir = s.path("nats");
-    std::fs::create_dir_all(&nats_dir).unwrap();
-    let mut nats = Nats::start(&bin, &nats_dir);
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 4.0, Some(320));
-    let ids = vec!["cam1".to_string(), "cam2".to_string()];
-    let seed: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), clip.clone())).collect();
+    let Some(Setup { s, nats_bin, nats_dir, mut nats, ids, seed, .. }) = setup("cluster-fence", 2, 4.0) else { return };
     let a = Node::start("a", node_settings(&s, "a", nats.port, &seed));
     let b = Node::start("b", node_settings(&s, "b", nats.port, &[]));
     let placed = settled(&[&a, &b], &ids, &["a", "b"], Duration::from_secs(30)).await;
@@ -513,7 +516,7 @@ async fn a_paused_owner_is_fenced_and_loses_its_cameras_and_nodes_keep_showing_c
     assert!(shown >= 10, "only {shown} frames while NATS was down");
     assert!(fenced >= 1, "the owner kept analysing without a lease");
     assert_eq!(cluster_view(other).await["nats_connected"], false);
-    nats = Nats::start_on(&bin, &nats_dir, port);
+    nats = Nats::start_on(&nats_bin, &nats_dir, port);
     let restarted = Instant::now();
     settled(&[&a, &b], &ids, &["a", "b"], Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -530,15 +533,7 @@ async fn a_paused_owner_is_fenced_and_loses_its_cameras_and_nodes_keep_showing_c
 
 #[actix_web::test]
 async fn with_rebalance_a_node_that_joins_gets_the_cameras_rendezvous_hashing_gives_it() {
-    let Some(bin) = nats_server() else { return };
-    let s = Scratch::new("cluster-rebalance");
-    let nats_dir = s.path("nats");
-    std::fs::create_dir_all(&nats_dir).unwrap();
-    let nats = Nats::start(&bin, &nats_dir);
-    let clip = s.path("a.mp4");
-    make_clip(&clip, 0.0, 4.0, Some(320));
-    let ids: Vec<String> = (1..=6).map(|i| format!("cam{i}")).collect();
-    let seed: Vec<(String, PathBuf)> = ids.iter().map(|id| (id.clone(), clip.clone())).collect();
+    let Some(Setup { s, nats, ids, seed, .. }) = setup("cluster-rebalance", 6, 4.0) else { return };
     let a = Node::start("a", node_settings_with(&s, "a", nats.port, &seed, true));
     settled(&[&a], &ids, &["a"], Duration::from_secs(30)).await;
 
