@@ -1,7 +1,9 @@
 //! Capture-to-viewer latency: for every frame a viewer receives, the receive time minus the packet's
 //! capture timestamp (both on this machine's clock, over loopback). Prints p50/p95/p99 per case.
 //!
-//! `cargo build && cargo run --example latency -- [--seconds 15] [--viewers 1,100] [--ai on|off|both] [--log FILE]`
+//! `cargo build && cargo run --example latency -- [--seconds 15] [--viewers 1,100] [--ai on|off|both] [--log FILE] [--exe PATH=LABEL]...`
+//!
+//! `--exe` (repeatable) measures other builds side by side (PATH = `<checkout>/target/debug/haven`).
 //!
 //! Runs the real `haven` binary on one demo camera, with AI off and on, and for each viewer count.
 
@@ -13,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{shipped_settings_with_cameras, Haven};
+use support::{Build, Haven};
 
 /// The part of a frame message the latency needs; the base64 JPEG (`data`) is skipped, not copied.
 #[derive(serde::Deserialize)]
@@ -38,11 +40,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// haven on the first demo camera, AI on or off.
 /// `log`: where the server's log goes, with its per-frame timings (`haven::latency` at trace level).
-fn start(ai: bool, log: Option<&std::path::Path>) -> (Haven, PathBuf) {
+fn start(build: &Build, ai: bool, log: Option<&std::path::Path>) -> (Haven, PathBuf) {
     let settings = std::env::temp_dir().join(format!("haven-latency-{}-{ai}.toml", std::process::id()));
-    std::fs::write(&settings, shipped_settings_with_cameras(1).replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
+    std::fs::write(&settings, build.settings_with_cameras(1).replace("ai_enabled = true", &format!("ai_enabled = {ai}"))).unwrap();
     let env: &[(&str, &str)] = if log.is_some() { &[("RUST_LOG", "info,haven::latency=trace")] } else { &[] };
-    (Haven::start(&settings, env, log), settings)
+    (build.start(&settings, env, log), settings)
 }
 
 #[actix_web::main]
@@ -51,6 +53,7 @@ async fn main() {
     let mut counts = vec![1usize, 100];
     let mut modes = vec![false, true];
     let mut log: Option<PathBuf> = None;
+    let mut builds = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -64,15 +67,19 @@ async fn main() {
                 }
             }
             "--log" => log = Some(args.next().unwrap().into()),
+            "--exe" => builds.push(Build::parse(&args.next().unwrap())),
             "--viewers" => counts = args.next().unwrap().split(',').map(|v| v.parse().unwrap()).collect(),
             other => panic!("unknown argument {other}"),
         }
     }
     println!("# capture-to-viewer latency, one camera (data/1.mp4, 768x576 @ 10 fps), {seconds} s per case");
-    println!("| AI | viewers | frames | p50 ms | first viewer p50 ms | p95 ms | p99 ms | inference ms (median) |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for &ai in &modes {
-        let (haven, settings) = start(ai, log.as_deref());
+    if builds.is_empty() {
+        builds.push(Build::current());
+    }
+    println!("| build | AI | viewers | frames | p50 ms | first viewer p50 ms | p95 ms | p99 ms | inference ms (median) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (&ai, build) in modes.iter().flat_map(|ai| builds.iter().map(move |b| (ai, b))) {
+        let (haven, settings) = start(build, ai, log.as_deref());
         let port = haven.port;
         actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         for &n in &counts {
@@ -132,7 +139,8 @@ async fn main() {
             f.sort_by(|a, b| a.partial_cmp(b).unwrap());
             let inf_med = if inf.is_empty() { "-".to_string() } else { format!("{:.1}", pct(&inf, 0.5)) };
             println!(
-                "| {} | {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {inf_med} |",
+                "| {} | {} | {n} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {inf_med} |",
+                build.label,
                 if ai { "on" } else { "off" },
                 s.len(),
                 pct(&s, 0.5),

@@ -72,8 +72,43 @@ impl Haven {
 
 /// The shipped settings with only the first `n` of its cameras.
 pub fn shipped_settings_with_cameras(n: usize) -> String {
-    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    settings_with_cameras(&repo(), n)
+}
+
+fn settings_with_cameras(checkout: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(checkout.join("settings/default.toml")).unwrap();
     text.split("[[cameras]]").take(n + 1).collect::<Vec<_>>().join("[[cameras]]")
+}
+
+/// A build of the server to measure, with the settings file of the checkout it was built in (an
+/// older build may not know a newer file's sections).
+pub struct Build {
+    pub exe: PathBuf,
+    pub label: String,
+}
+
+impl Build {
+    pub fn current() -> Self {
+        Build { exe: repo().join("target/debug/haven"), label: "current".into() }
+    }
+
+    /// `PATH[=LABEL]`, PATH being `<checkout>/target/debug/haven`.
+    pub fn parse(arg: &str) -> Self {
+        let (path, label) = arg.split_once('=').unwrap_or((arg, arg));
+        Build { exe: PathBuf::from(path), label: label.to_string() }
+    }
+
+    fn checkout(&self) -> PathBuf {
+        self.exe.ancestors().nth(3).filter(|c| c.join("settings/default.toml").is_file()).map_or_else(repo, Path::to_path_buf)
+    }
+
+    pub fn settings_with_cameras(&self, n: usize) -> String {
+        settings_with_cameras(&self.checkout(), n)
+    }
+
+    pub fn start(&self, settings: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Haven {
+        Haven::start_exe(&self.exe, settings, env, log)
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far.
