@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Shared by the camera's handle (the cluster moves the deadline on each renewal of the lease) and
 /// its worker (which reads it before each frame).
@@ -45,41 +45,28 @@ impl Fence {
         self.deadline_ms.store(0, Ordering::Release);
     }
 
-    /// Opens it for good (the camera is this node's alone again: a single server).
-    pub fn lift(&self) {
-        self.deadline_ms.store(u64::MAX, Ordering::Release);
-    }
-
     pub fn expired(&self) -> bool {
         let deadline = self.deadline_ms.load(Ordering::Acquire);
         deadline != u64::MAX && millis(Instant::now()) >= deadline
-    }
-
-    /// How long until it closes (`None`: never; zero: closed).
-    pub fn remaining(&self) -> Option<Duration> {
-        match self.deadline_ms.load(Ordering::Acquire) {
-            u64::MAX => None,
-            d => Some(Duration::from_millis(d.saturating_sub(millis(Instant::now())))),
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_fence_closes_at_its_deadline_and_a_renewal_moves_it() {
         let fence = Fence::open();
-        assert!(!fence.expired() && fence.remaining().is_none());
+        assert!(!fence.expired());
         fence.extend_to(Instant::now() + Duration::from_secs(60));
         assert!(!fence.expired());
         let shared = fence.clone();
         shared.extend_to(Instant::now() - Duration::from_millis(1));
         assert!(fence.expired(), "a clone is the same fence");
-        assert_eq!(fence.remaining(), Some(Duration::ZERO));
-        fence.lift();
-        assert!(!fence.expired());
+        fence.extend_to(Instant::now() + Duration::from_secs(60));
+        assert!(!fence.expired(), "a renewal opens it again");
         fence.close();
         assert!(fence.expired());
     }

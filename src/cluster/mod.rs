@@ -116,7 +116,6 @@ pub struct Counters {
     pub leases_taken: AtomicU64,
     pub leases_lost: AtomicU64,
     pub leases_released: AtomicU64,
-    pub rounds: AtomicU64,
 }
 
 /// One node of the cluster.
@@ -222,7 +221,7 @@ impl Cluster {
         Ok(())
     }
 
-    pub fn lease(&self) -> Duration {
+    fn lease(&self) -> Duration {
         Duration::from_secs_f64(self.settings.lease_secs)
     }
 
@@ -243,7 +242,6 @@ impl Cluster {
             if let Err(e) = self.round().await {
                 log::warn!("Cluster round: {e}");
             }
-            self.counters.rounds.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(self.round_period()) => {}
                 _ = self.wake.notified() => {}
@@ -562,10 +560,6 @@ impl Cluster {
                 value
             })
             .collect()
-    }
-
-    pub fn owner_of(&self, id: &str) -> Option<String> {
-        self.state.lock().unwrap().owners.get(id).cloned()
     }
 
     pub fn view(&self) -> ClusterView {
