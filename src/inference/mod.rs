@@ -18,6 +18,9 @@ pub enum EngineError {
     /// The pose model refused the weights, the options or the input.
     #[error("inference failed: {0}")]
     Model(#[from] haven_pose::PoseError),
+    /// `model.device` names a device this machine cannot give (no GPU, no driver).
+    #[error("model.{0}")]
+    Device(haven_pose::PoseError),
     #[error("inference failed: empty frame")]
     EmptyFrame,
     #[error("OpenCV: {0}")]

@@ -51,7 +51,10 @@ impl InputSize {
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
         let input = settings.input();
-        let model = PoseModel::load(&settings.weights, settings.pose_options())?;
+        let model = PoseModel::load(&settings.weights, settings.pose_options()).map_err(|e| match e {
+            e @ haven_pose::PoseError::Device { .. } => EngineError::Device(e),
+            e => e.into(),
+        })?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
