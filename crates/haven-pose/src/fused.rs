@@ -511,3 +511,61 @@ impl PoseHead {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Upsample + concatenation in one op equals Candle's `upsample_nearest2d` + `cat` (batch 2, odd
+    /// sizes, either side upsampled); mismatched maps are an error.
+    #[test]
+    fn cat_op_matches_candle_upsample_and_cat() {
+        let dev = Device::Cpu;
+        let a = Tensor::rand(0f32, 1., (2, 3, 3, 5), &dev).unwrap();
+        let b = Tensor::rand(0f32, 1., (2, 7, 6, 10), &dev).unwrap();
+        let up = a.upsample_nearest2d(6, 10).unwrap();
+        let ours = a
+            .apply_op2_no_bwd(&b, &CatOp { up: [true, false] })
+            .unwrap();
+        let want = Tensor::cat(&[&up, &b], 1).unwrap();
+        assert_eq!(ours.dims(), &[2, 10, 6, 10]);
+        assert_eq!(values(&ours), values(&want));
+        let ours = b
+            .apply_op2_no_bwd(&a, &CatOp { up: [false, true] })
+            .unwrap();
+        assert_eq!(values(&ours), values(&Tensor::cat(&[&b, &up], 1).unwrap()));
+        assert!(a
+            .apply_op2_no_bwd(&b, &CatOp { up: [false, false] })
+            .is_err());
+    }
+
+    /// The length of a CPU tensor's whole storage vector.
+    struct StorageLen;
+    impl CustomOp1 for StorageLen {
+        fn name(&self) -> &'static str {
+            "storage-len"
+        }
+        fn cpu_fwd(&self, s: &CpuStorage, _: &Layout) -> CResult<(CpuStorage, Shape)> {
+            let n = s.as_slice::<f32>()?.len();
+            Ok((CpuStorage::F32(vec![n as f32]), Shape::from(1)))
+        }
+    }
+
+    /// `reclaim` leaves views alone and takes the memory of a tensor owning its whole storage.
+    #[test]
+    fn reclaim_takes_only_whole_tensors() {
+        let n = 3 * crate::kernels::pool::POOL_MIN;
+        let len = |t: &Tensor| values(&t.apply_op1_no_bwd(&StorageLen).unwrap())[0] as usize;
+        let t = Tensor::ones(n, DType::F32, &Device::Cpu).unwrap();
+        reclaim(&t.narrow(0, 1, n - 1).unwrap());
+        assert_eq!(len(&t), n);
+        assert_eq!(values(&t.sum_all().unwrap()), [n as f32]);
+        reclaim(&t);
+        assert_eq!(len(&t), 0);
+    }
+}
