@@ -41,6 +41,24 @@ fn real_weights() -> PathBuf {
     p
 }
 
+/// The golden letterboxed zidane frame as the network's input, [1, 3, 640, 640] RGB / 255.
+fn zidane_input(io: &HashMap<String, Tensor>) -> Tensor {
+    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
+    (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap()
+}
+
+/// The golden letterboxed zidane frame as the server hands it over: BGR u8, HWC.
+fn zidane_bgr(io: &HashMap<String, Tensor>) -> Vec<u8> {
+    let rgb = io["letterboxed_rgb_hwc_u8"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u8>()
+        .unwrap();
+    rgb.chunks_exact(3)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect()
+}
+
 /// Compares [1, 56, N] outputs: box/keypoint coordinates within `px`, scores/visibilities within `prob`.
 fn compare(ours: &Tensor, reference: &Tensor, px: f32, prob: f32) {
     assert_eq!(ours.dims(), reference.dims(), "output shapes");
@@ -106,8 +124,7 @@ fn v11n_real_weights_match_onnxruntime_output0_at_640() {
     assert_eq!(m.arch(), Arch::V11);
     assert_eq!(m.scale_name(), "n");
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     let out = m.forward_raw(&input).unwrap();
     assert_eq!(out.dims(), &[1, 56, 8400]);
     compare(&out, &io["output0"], 0.5, 1e-3);
@@ -142,8 +159,7 @@ fn v8_random_weights_on_candle_cpu_ops_match_reference_and_haven_kernels() {
 #[test]
 fn v11n_on_candle_cpu_ops_matches_onnxruntime_and_haven_kernels() {
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     let stock = candle_ops_model(&real_weights())
         .forward_raw(&input)
         .unwrap();
@@ -158,8 +174,7 @@ fn v11n_on_candle_cpu_ops_matches_onnxruntime_and_haven_kernels() {
 #[test]
 fn v11n_every_engine_path_matches_onnxruntime() {
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     let d = KernelOptions::default();
     for kernels in [
         KernelOptions {
@@ -367,15 +382,7 @@ fn postprocess_of_golden_output0_reproduces_detections_json() {
 fn v11n_server_path_letterboxed_bgr_reproduces_detections_json() {
     let m = PoseModel::load(&real_weights(), PoseOptions::default()).unwrap();
     let io = load_st("zidane_640_io.safetensors");
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    let bgr: Vec<u8> = rgb
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
+    let bgr = zidane_bgr(&io);
     let lb = Letterbox::new(1280, 720, 640, 640);
     let dets = m.detect_letterboxed_bgr(&bgr, &lb).unwrap();
     assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
@@ -405,8 +412,7 @@ fn goldens_on_the_device_named_by_haven_test_device() {
     let m = PoseModel::load(&real_weights(), opts.clone()).unwrap();
     eprintln!("device {device}: {:?}", m.device());
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     compare(
         &cpu(m.forward_raw(&input).unwrap()),
         &io["output0"],
@@ -419,15 +425,7 @@ fn goldens_on_the_device_named_by_haven_test_device() {
     for i in 0..4 {
         compare(&out.narrow(0, i, 1).unwrap(), &io["output0"], 0.5, 1e-3);
     }
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    let bgr: Vec<u8> = rgb
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
+    let bgr = zidane_bgr(&io);
     let lb = Letterbox::new(1280, 720, 640, 640);
     for dets in m.detect_batch(&[(&bgr, &lb), (&bgr, &lb)]).unwrap() {
         assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
@@ -457,19 +455,10 @@ fn v11n_rectangular_640x384_agrees_with_square_reference() {
     )
     .unwrap();
     let io = load_st("zidane_640_io.safetensors");
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
     let lb = Letterbox::new(1280, 720, 640, 384);
     assert_eq!((lb.pad_x, lb.pad_y), (0.0, 12.0));
-    let crop = &rgb[128 * 640 * 3..512 * 640 * 3];
-    let bgr: Vec<u8> = crop
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    let dets = m.detect_letterboxed_bgr(&bgr, &lb).unwrap();
+    let bgr = &zidane_bgr(&io)[128 * 640 * 3..512 * 640 * 3];
+    let dets = m.detect_letterboxed_bgr(bgr, &lb).unwrap();
     let golden = golden_dets("zidane.jpg");
     assert_eq!(dets.len(), golden.len(), "{dets:?}");
     for g in &golden {
