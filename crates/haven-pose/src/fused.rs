@@ -35,11 +35,11 @@ fn nchw<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<(&'a [f32], [usize; 4])> {
     Ok((&s.as_slice::<f32>()?[start..end], [b, c, h, w]))
 }
 
-/// The `b` images' results one after the other. One image: its buffer becomes the output tensor's
-/// storage without a copy.
+/// The `b` images' results one after the other, as a tensor's storage. One image: its buffer becomes
+/// the storage without a copy, possibly longer than the result (`PBuf::into_storage`).
 fn stack(b: usize, mut f: impl FnMut(usize) -> PBuf) -> Vec<f32> {
     if b == 1 {
-        return f(0).into_vec();
+        return f(0).into_storage();
     }
     let mut v = Vec::new();
     for i in 0..b {
@@ -167,8 +167,9 @@ impl CustomOp2 for CatOp {
 
 /// Gives a CPU tensor's memory back to the buffer pool when the network is done with it, so that the
 /// next op's output reuses it (no fresh, zero-filled allocation per map per frame). The tensor is left
-/// empty: call it only on a tensor no one reads again. Tensors that do not own their whole storage
-/// (views) are left alone.
+/// empty: call it only on a tensor the network made (an op's output, whose storage may be longer than
+/// its values, see `PBuf::into_storage`) and that no one reads again. A view that starts inside its
+/// storage is left alone.
 pub(crate) fn reclaim(t: &Tensor) {
     struct Reclaim;
     impl InplaceOp1 for Reclaim {
@@ -177,7 +178,7 @@ pub(crate) fn reclaim(t: &Tensor) {
         }
         fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> CResult<()> {
             if let CpuStorage::F32(v) = s {
-                if l.start_offset() == 0 && l.shape().elem_count() == v.len() {
+                if l.start_offset() == 0 && l.shape().elem_count() <= v.len() {
                     pool::recycle(std::mem::take(v));
                 }
             }
@@ -556,7 +557,8 @@ mod tests {
         }
     }
 
-    /// `reclaim` leaves views alone and takes the memory of a tensor owning its whole storage.
+    /// `reclaim` leaves a view starting inside its storage alone and takes the memory of a tensor
+    /// starting at its storage's start.
     #[test]
     fn reclaim_takes_only_whole_tensors() {
         let n = 3 * crate::kernels::pool::POOL_MIN;

@@ -316,7 +316,11 @@ impl PoseModel {
         let (w, h) = (lb0.dst_w, lb0.dst_h);
         check_dims(w, h)?;
         let per = 3 * w * h;
-        let mut chw = kernels::pool::PBuf::new(frames.len() * per).into_vec();
+        // HAVEN's ops read the first values of a longer (pooled) vector; Candle's get exactly these
+        let mut chw = kernels::pool::PBuf::new(frames.len() * per).into_storage();
+        if !self.uses_haven_kernels() {
+            chw.truncate(frames.len() * per);
+        }
         for ((bgr, lb), dst) in frames.iter().zip(chw.chunks_exact_mut(per)) {
             if (lb.dst_w, lb.dst_h) != (w, h) {
                 return Err(PoseError::BadInput(format!(
@@ -332,7 +336,10 @@ impl PoseModel {
             }
             hwc_u8_to_chw_into(bgr, w, h, true, dst);
         }
-        let x = Tensor::from_vec(chw, (frames.len(), 3, h, w), &Device::Cpu)?;
+        let stored = chw.len();
+        let x = Tensor::from_vec(chw, stored, &Device::Cpu)?
+            .narrow(0, 0, frames.len() * per)?
+            .reshape((frames.len(), 3, h, w))?;
         let out = self.net.forward(&x.to_device(&self.net.device)?)?;
         let (_, rows, n) = out.dims3()?;
         let raw = out.flatten_all()?.to_vec1::<f32>()?;

@@ -48,12 +48,12 @@ impl PBuf {
         PBuf(vec![0f32; len], len)
     }
 
-    /// The contents as a plain vector, without a copy (a Candle tensor's storage); the memory leaves
-    /// the pool and is freed normally.
-    pub fn into_vec(mut self) -> Vec<f32> {
-        let mut v = std::mem::take(&mut self.0);
-        v.truncate(self.1);
-        v
+    /// The buffer's vector, without a copy, to become a Candle tensor's storage: the values in use
+    /// come first, and the vector keeps its whole initialised length (possibly longer: the tensor
+    /// then covers only its first values, as a view does), so that once [`recycle`]d it serves
+    /// larger buffers again without being zero-filled. The memory leaves the pool until then.
+    pub fn into_storage(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -113,8 +113,8 @@ mod tests {
         drop(a);
         let b = PBuf::new(n - 3);
         assert_eq!(b.len(), n - 3);
-        let v = b.into_vec();
-        assert_eq!(v.len(), n - 3);
+        let v = b.into_storage();
+        assert!(v.len() >= n - 3);
         recycle(v);
         assert!(pooled_bytes() <= POOL_MAX_BYTES);
         let small = PBuf::new(10);
