@@ -16,17 +16,20 @@
 # Budget: about 5 minutes to build on 16 cores, under 2 minutes to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=${GPU_FEATURES:-cuda}
+features=${GPU_FEATURES-cuda}   # GPU_FEATURES= (empty): a CPU-only build, to try the script without a GPU
 runs=${GPU_CHECK_RUNS:-30}
 
 build() { # DIR: release binaries of the golden tests and the bench, with the data they read
   local dir=$1
   command -v cargo >/dev/null || { echo "no cargo here: build with --build-only elsewhere, copy DIR, run with GPU_CHECK_BIN=DIR" >&2; exit 2; }
-  command -v nvcc >/dev/null || { echo "no nvcc on PATH: the CUDA build compiles candle's kernels with it" >&2; exit 2; }
+  [ -z "$features" ] || command -v nvcc >/dev/null ||
+    { echo "no nvcc on PATH: the CUDA build compiles candle's kernels with it" >&2; exit 2; }
   mkdir -p "$dir/weights" "$dir/tests/fixtures/pose"
-  cargo build --offline --release -p haven-pose --features "$features" --example bench
+  local feat=()
+  [ -n "$features" ] && feat=(--features "$features")
+  cargo build --offline --release -p haven-pose "${feat[@]}" --example bench
   local golden
-  golden=$(cargo test --offline --release -p haven-pose --features "$features" --test golden --no-run 2>&1 |
+  golden=$(cargo test --offline --release -p haven-pose "${feat[@]}" --test golden --no-run 2>&1 |
     tee /dev/stderr | sed -n 's/.*Executable tests\/golden.rs (\(.*\))/\1/p' | tail -1)
   [ -n "$golden" ] || { echo "could not find the golden test binary" >&2; exit 1; }
   cp target/release/examples/bench "$dir/bench"
