@@ -13,7 +13,8 @@
 # CUDA 13 from PyPI's `nvidia-cuda-nvcc` and `nvidia-cuda-runtime` wheels does on a machine without the
 # toolkit (put their bin/ on PATH and lib/ on LD_LIBRARY_PATH). GPU_FEATURES=cudnn builds with cuDNN.
 # Running needs the NVIDIA driver and the CUDA runtime libraries (cudarc loads them dynamically).
-# Budget: about 5 minutes to build on 16 cores, under 2 minutes to run.
+# Budget (an estimate, not yet measured on such a machine): about 5 minutes to build on 16 cores, under
+# 2 minutes to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 features=${GPU_FEATURES-cuda}   # GPU_FEATURES= (empty): a CPU-only build, to try the script without a GPU
