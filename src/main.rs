@@ -55,6 +55,9 @@ enum Command {
         /// Write annotated copies of the images into DIR (created if need be)
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Run the model on DEVICE ("cpu", "cuda:N", "metal") instead of the settings' model.device
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Convert Ultralytics YOLOv8-pose / YOLO11-pose weights (.pt) to the f32 safetensors file HAVEN
     /// loads, without PyTorch; the result is loaded once to verify it
@@ -106,7 +109,7 @@ fn main() -> ExitCode {
     haven::configure_process_env();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings),
-        Command::Detect { images, json, out } => detect(&cli.settings, &images, json, out.as_deref()),
+        Command::Detect { images, json, out, device } => detect(&cli.settings, &images, json, out.as_deref(), device),
         Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
         Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
         Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
@@ -191,8 +194,12 @@ fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>) -> Result<(), Failure> {
-    let settings = Settings::load(settings_path)?;
+fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>, device: Option<String>) -> Result<(), Failure> {
+    let mut settings = Settings::load(settings_path)?;
+    if let Some(device) = device {
+        settings.model.device = device;
+        settings.model.validate().map_err(|e| Failure::Model(format!("--device: {e}")))?;
+    }
     // A mistyped name fails at once, before the model loads.
     if let Some(missing) = images.iter().find(|i| !i.is_file()) {
         return Err(Failure::Input { path: missing.display().to_string(), message: "no such file".into() });
@@ -261,7 +268,9 @@ mod tests {
         assert_eq!(cli.settings, PathBuf::from("a.toml"));
         let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--settings", "b.toml", "--json"]).unwrap();
         assert_eq!(cli.settings, PathBuf::from("b.toml"));
-        assert!(matches!(cli.command, Some(Command::Detect { json: true, ref images, out: None }) if images == &[PathBuf::from("x.jpg")]));
+        assert!(matches!(cli.command, Some(Command::Detect { json: true, ref images, out: None, device: None }) if images == &[PathBuf::from("x.jpg")]));
+        let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--device", "cuda:1"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Detect { device: Some(ref d), .. }) if d == "cuda:1"));
     }
 
     #[test]

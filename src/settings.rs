@@ -150,6 +150,10 @@ pub struct ModelSettings {
     pub input_height: Option<usize>,
     pub conf_threshold: f32,
     pub iou_threshold: f32,
+    /// Where the network runs: "cpu" (HAVEN's kernels), "cuda:N" or "metal" (a build with the
+    /// `cuda`/`cudnn` or `metal` feature).
+    #[serde(default = "default_device")]
+    pub device: String,
 }
 
 impl ModelSettings {
@@ -171,6 +175,8 @@ impl ModelSettings {
             }
         }
         crate::text::check("model.weights", &self.weights.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
+        // A device this build cannot drive fails here, at start-up; one the machine lacks, at load.
+        self.device_spec().and_then(|d| d.built_in()).map_err(|e| format!("model.{e}"))?;
         // The engine's own rules, should they ever be stricter than the ones above.
         self.pose_options().validate().map_err(|e| format!("model: {e}"))
     }
@@ -197,7 +203,13 @@ impl ModelSettings {
             input_height,
             conf_threshold: self.conf_threshold,
             iou_threshold: self.iou_threshold,
+            device: self.device_spec().unwrap_or_default(),
         }
+    }
+
+    /// `model.device` parsed (validated with the rest by [`ModelSettings::validate`]).
+    pub fn device_spec(&self) -> Result<haven_pose::DeviceSpec, haven_pose::PoseError> {
+        self.device.parse()
     }
 }
 
@@ -470,6 +482,10 @@ pub struct CameraConfig {
 
 fn default_input_size() -> usize {
     640
+}
+
+fn default_device() -> String {
+    "cpu".into()
 }
 
 fn default_true() -> bool {
@@ -828,6 +844,7 @@ max_body_bytes = 65536
             ("conf_threshold = 0.25", "conf_threshold = 1.5", "model.conf_threshold 1.5 is out of range 0-1"),
             ("iou_threshold = 0.7", "iou_threshold = -0.1", "model.iou_threshold -0.1 is out of range 0-1"),
             ("weights = \"weights/yolo11n-pose.safetensors\"", "weights = \"\"", "model.weights is empty"),
+            ("iou_threshold = 0.7", "iou_threshold = 0.7\ndevice = \"gpu\"", "model.device \"gpu\": expected \"cpu\", \"cuda\", \"cuda:N\" (N = 0, 1, ...) or \"metal\""),
         ] {
             assert_eq!(model(from, to).unwrap_err().to_string(), format!("test.toml: {message}"), "{to}");
         }
@@ -838,6 +855,23 @@ max_body_bytes = 65536
         let m = with("").unwrap().model;
         assert_eq!(m.input(), InputSize::Fixed(640, 640));
         m.pose_options().validate().unwrap();
+        assert_eq!((m.device.as_str(), m.pose_options().device), ("cpu", haven_pose::DeviceSpec::Cpu));
+    }
+
+    /// A build without CUDA (the default) refuses `device = "cuda:0"` at start-up, naming the setting.
+    #[test]
+    fn a_device_the_build_lacks_is_refused_naming_model_device() {
+        let err = with_model_device("cuda:0").unwrap_err().to_string();
+        if cfg!(feature = "cuda") {
+            return;
+        }
+        assert!(err.contains("model.device \"cuda:0\"") && err.contains("--features cuda"), "{err}");
+        let m = with_model_device("cpu").unwrap().model;
+        assert_eq!(m.pose_options().device, haven_pose::DeviceSpec::Cpu);
+    }
+
+    fn with_model_device(device: &str) -> Result<Settings, SettingsError> {
+        Settings::from_toml(&BASE.replace("iou_threshold = 0.7", &format!("iou_threshold = 0.7\ndevice = \"{device}\"")), "test.toml")
     }
 
     #[test]

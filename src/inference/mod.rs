@@ -18,6 +18,9 @@ pub enum EngineError {
     /// The pose model refused the weights, the options or the input.
     #[error("inference failed: {0}")]
     Model(#[from] haven_pose::PoseError),
+    /// `model.device` names a device this machine cannot give (no GPU, no driver).
+    #[error("model.{0}")]
+    Device(haven_pose::PoseError),
     #[error("inference failed: empty frame")]
     EmptyFrame,
     #[error("OpenCV: {0}")]
@@ -31,6 +34,18 @@ pub trait AiEngine: Send + Sync + 'static {
 
     /// People in `frame` (BGR), in its pixels.
     fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError>;
+
+    /// Whole frames one [`AiEngine::detect_batch`] call takes at most: more than 1 where one pass over
+    /// several frames costs less than a pass each (the pose model on a GPU), 1 (the default) otherwise.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// People in each of several whole frames, in one pass where the engine can; by default one
+    /// [`AiEngine::detect`] each.
+    fn detect_batch(&self, frames: &[&Mat]) -> Vec<Result<Vec<Detection>, EngineError>> {
+        frames.iter().map(|f| self.detect(f)).collect()
+    }
 
     /// The network input a whole `w` x `h` frame is looked at in (what one pass over it costs).
     fn input_for(&self, w: usize, h: usize) -> (usize, usize) {
@@ -76,6 +91,18 @@ impl SharedEngine {
     /// Frames looked at (a frame looked at in regions counts once).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Whole frames the scheduler may hand over at once ([`AiEngine::max_batch`], at least 1).
+    pub fn max_batch(&self) -> usize {
+        self.engine.max_batch().max(1)
+    }
+
+    /// Detections in each of several whole frames, in one pass where the engine batches (each frame
+    /// counts as a call).
+    pub fn detect_batch(&self, frames: &[&Mat]) -> Vec<Result<Vec<Detection>, EngineError>> {
+        self.calls.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        self.engine.detect_batch(frames)
     }
 
     pub fn process_frame(&self, frame: &Mat) -> Result<(Mat, Vec<Detection>), EngineError> {

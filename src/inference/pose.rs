@@ -51,7 +51,10 @@ impl InputSize {
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
         let input = settings.input();
-        let model = PoseModel::load(&settings.weights, settings.pose_options())?;
+        let model = PoseModel::load(&settings.weights, settings.pose_options()).map_err(|e| match e {
+            e @ haven_pose::PoseError::Device { .. } => EngineError::Device(e),
+            e => e.into(),
+        })?;
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
@@ -97,11 +100,67 @@ impl AiEngine for PoseEngine {
     fn detect_scaled(&self, part: &Mat, scale: f32) -> Result<Vec<Detection>, EngineError> {
         self.detect_sized(part, region_input(part.cols(), part.rows(), scale))
     }
+
+    fn max_batch(&self) -> usize {
+        if self.model.device().is_cpu() {
+            1
+        } else {
+            GPU_BATCH
+        }
+    }
+
+    /// Frames of one network input size go through the model as one batch; should a batch fail,
+    /// its frames are tried one by one, so that each gets its own answer or error.
+    fn detect_batch(&self, frames: &[&Mat]) -> Vec<Result<Vec<Detection>, EngineError>> {
+        let mut results: Vec<Option<Result<Vec<Detection>, EngineError>>> = Vec::with_capacity(frames.len());
+        let mut ready: Vec<(usize, Mat, Letterbox)> = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            let size = self.input.for_frame(frame.cols().max(0) as usize, frame.rows().max(0) as usize);
+            match self.letterboxed(frame, size) {
+                Ok((boxed, lb)) => {
+                    results.push(None);
+                    ready.push((i, boxed, lb));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        while let Some((_, _, first)) = ready.first() {
+            let size = (first.dst_w, first.dst_h);
+            let (group, rest): (Vec<_>, Vec<_>) = ready.into_iter().partition(|(_, _, lb)| (lb.dst_w, lb.dst_h) == size);
+            ready = rest;
+            let batch = group
+                .iter()
+                .map(|(_, boxed, lb)| Ok((boxed.data_bytes()?, lb)))
+                .collect::<Result<Vec<_>, EngineError>>()
+                .and_then(|inputs| Ok(self.model.detect_batch(&inputs)?));
+            match batch {
+                Ok(dets) => group.iter().zip(dets).for_each(|((i, _, _), d)| results[*i] = Some(Ok(d))),
+                Err(_) => {
+                    for (i, boxed, lb) in &group {
+                        let one = boxed.data_bytes().map_err(EngineError::from).and_then(|b| Ok(self.model.detect_letterboxed_bgr(b, lb)?));
+                        results[*i] = Some(one);
+                    }
+                }
+            }
+        }
+        results.into_iter().map(|r| r.expect("every frame answered")).collect()
+    }
 }
+
+/// Whole frames the scheduler hands a GPU at once (`model.device` other than cpu): one pass over
+/// several cameras' waiting frames. On the CPU, HAVEN's kernels spread one frame over every core
+/// already, and frames run one at a time.
+const GPU_BATCH: usize = 8;
 
 impl PoseEngine {
     /// People in `frame`, letterboxed into a `input_width` x `input_height` network input (multiples of 32).
-    pub fn detect_sized(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<Vec<Detection>, EngineError> {
+    pub fn detect_sized(&self, frame: &Mat, size: (usize, usize)) -> Result<Vec<Detection>, EngineError> {
+        let (boxed, lb) = self.letterboxed(frame, size)?;
+        Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, &lb)?)
+    }
+
+    /// `frame` letterboxed into a `input_width` x `input_height` network input (BGR, pad 114).
+    fn letterboxed(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<(Mat, Letterbox), EngineError> {
         let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
         if src_w == 0 || src_h == 0 {
             return Err(EngineError::EmptyFrame);
@@ -122,8 +181,7 @@ impl PoseEngine {
             core::BORDER_CONSTANT,
             Scalar::all(PAD),
         )?;
-        let bytes = boxed.data_bytes()?;
-        Ok(self.model.detect_letterboxed_bgr(bytes, &lb)?)
+        Ok((boxed, lb))
     }
 }
 

@@ -229,8 +229,9 @@ impl Drop for Lane {
     }
 }
 
-/// The waiting frame to run next: a fall's first, then the longest weighted wait.
-fn pick(state: &mut State) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
+/// The waiting frame to run next: a fall's first, then the longest weighted wait (`whole_only`: among
+/// frames looked at whole, the ones a batch can take).
+fn pick(state: &mut State, whole_only: bool) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
     let now = Instant::now();
     let rank = |s: &Slot| {
         let p = Priority::from_u8(s.lane.upgrade().map_or(0, |l| l.priority.load(Ordering::Relaxed)));
@@ -239,7 +240,7 @@ fn pick(state: &mut State) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
     let (&id, _) = state
         .slots
         .iter()
-        .filter(|(_, s)| s.waiting.is_some() && !s.running)
+        .filter(|(_, s)| !s.running && s.waiting.as_ref().is_some_and(|j| !whole_only || j.regions.is_empty()))
         .max_by(|(_, a), (_, b)| {
             let (ra, rb) = (rank(a), rank(b));
             ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1))
@@ -250,35 +251,56 @@ fn pick(state: &mut State) -> Option<(u64, Job, Instant, Arc<LaneShared>)> {
     Some((id, slot.waiting.take()?, slot.waiting_since, lane))
 }
 
+/// A worker: takes the next frame (with an engine that batches, and that frame looked at whole, up to
+/// `max_batch` whole frames of other cameras in the same order), runs the model, hands each lane its result.
 fn work(shared: &Shared) {
+    let max_batch = shared.engine.max_batch();
     loop {
-        let (id, job, since, lane) = {
+        let batch = {
             let mut state = shared.state.lock().unwrap();
             loop {
                 if state.stopping {
                     return;
                 }
-                if let Some(next) = pick(&mut state) {
-                    break next;
+                if let Some(first) = pick(&mut state, false) {
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch && batch[0].1.regions.is_empty() {
+                        match pick(&mut state, true) {
+                            Some(next) => batch.push(next),
+                            None => break,
+                        }
+                    }
+                    break batch;
                 }
                 state = shared.wake.wait(state).unwrap();
             }
         };
         let started = Instant::now();
-        let detections = shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale);
-        let result = Inferred {
-            detections,
-            frame_index: job.frame_index,
-            timestamp: job.timestamp,
-            queue_ms: (started - since).as_secs_f64() * 1000.0,
-            inference_ms: started.elapsed().as_secs_f64() * 1000.0,
-            regions: job.regions.len(),
+        let results = match batch.as_slice() {
+            [(_, job, _, _)] => vec![shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale)],
+            _ => shared.engine.detect_batch(&batch.iter().map(|(_, job, _, _)| &job.frame).collect::<Vec<_>>()),
         };
-        *lane.result.lock().unwrap() = Some(result);
-        if let Some(slot) = shared.state.lock().unwrap().slots.get_mut(&id) {
-            slot.running = false;
+        let inference_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut ids = Vec::with_capacity(batch.len());
+        for ((id, job, since, lane), detections) in batch.into_iter().zip(results) {
+            *lane.result.lock().unwrap() = Some(Inferred {
+                detections,
+                frame_index: job.frame_index,
+                timestamp: job.timestamp,
+                queue_ms: (started - since).as_secs_f64() * 1000.0,
+                inference_ms,
+                regions: job.regions.len(),
+            });
+            ids.push(id);
         }
-        // The lane may have a frame waiting that only its running one held back.
+        let mut state = shared.state.lock().unwrap();
+        for id in ids {
+            if let Some(slot) = state.slots.get_mut(&id) {
+                slot.running = false;
+            }
+        }
+        drop(state);
+        // The lanes may have frames waiting that only their running ones held back.
         shared.wake.notify_all();
     }
 }
@@ -469,5 +491,54 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(*engine.seen.lock().unwrap(), vec![1]);
         assert_eq!(s.waiting(), 0);
+    }
+
+    /// Takes up to `max` whole frames per pass and remembers each pass's frames.
+    struct BatchEngine {
+        max: usize,
+        passes: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl AiEngine for BatchEngine {
+        fn name(&self) -> String {
+            "batch".into()
+        }
+        fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {
+            self.detect_batch(&[frame]).pop().unwrap()
+        }
+        fn max_batch(&self) -> usize {
+            self.max
+        }
+        fn detect_batch(&self, frames: &[&Mat]) -> Vec<Result<Vec<Detection>, EngineError>> {
+            std::thread::sleep(Duration::from_millis(100));
+            let numbers = frames.iter().map(|f| *f.at_2d::<opencv::core::Vec3b>(0, 0).unwrap().first().unwrap()).collect();
+            self.passes.lock().unwrap().push(numbers);
+            frames.iter().map(|_| Ok(Vec::new())).collect()
+        }
+    }
+
+    #[test]
+    fn an_engine_that_batches_gets_the_waiting_whole_frames_in_one_pass() {
+        let engine = Arc::new(BatchEngine { max: 3, passes: Mutex::new(Vec::new()) });
+        let s = Scheduler::new(SharedEngine::new(engine.clone()), 1);
+        let lanes: Vec<Lane> = (0..6).map(|_| s.lane()).collect();
+        lanes[0].submit(numbered(1));
+        until_taken(&s); // frame 1 is in the model, alone
+        let mut in_regions = numbered(9);
+        in_regions.regions = vec![Rect::new(0, 0, 2, 2)];
+        lanes[1].submit(in_regions);
+        for n in 2..=5 {
+            lanes[n as usize].submit(numbered(n));
+        }
+        wait_idle(&lanes.iter().collect::<Vec<_>>());
+        // The frame looked at in regions waited longest: it goes alone, then three whole frames in one
+        // pass (the longest waits first), then the last one.
+        assert_eq!(*engine.passes.lock().unwrap(), vec![vec![1], vec![9], vec![2, 3, 4], vec![5]]);
+        for (lane, n) in lanes.iter().zip([1, 9, 2, 3, 4, 5]) {
+            let r = lane.take().unwrap();
+            assert_eq!((r.frame_index, r.regions), (n, (n == 9) as usize));
+            assert!(r.detections.is_ok());
+        }
+        assert_eq!(s.engine().calls(), 6);
     }
 }

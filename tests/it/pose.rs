@@ -35,10 +35,13 @@ fn detections_from_image_files_match_the_reference_runtime() {
     let fixtures = repo().join("tests/fixtures/pose");
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("detections.json")).unwrap()).unwrap();
     let engine = PoseEngine::load(&model_settings(640, 640)).unwrap();
+    let (mut frames, mut singles) = (Vec::new(), Vec::new());
     for (image, expected) in golden.as_object().unwrap() {
         let frame = imgcodecs::imread(fixtures.join(image).to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
         assert!(!frame.empty(), "{image} unreadable");
         let found = engine.detect(&frame).unwrap();
+        frames.push(frame);
+        singles.push(found.clone());
         let want = expected["dets"].as_array().unwrap();
         assert_eq!(found.len(), want.len(), "{image}: {} people, reference {}", found.len(), want.len());
         for w in want {
@@ -53,6 +56,16 @@ fn detections_from_image_files_match_the_reference_runtime() {
                 let d = ((got[0] as f64 - wx).powi(2) + (got[1] as f64 - wy).powi(2)).sqrt();
                 assert!(d <= 2.0, "{image}: keypoint {k} at ({}, {}) is {d:.2} px from ({wx}, {wy})", got[0], got[1]);
             }
+        }
+    }
+    // The same images as one batch (what the scheduler hands a GPU): the same people in each.
+    let batched = engine.detect_batch(&frames.iter().collect::<Vec<_>>());
+    assert_eq!(batched.len(), frames.len());
+    for (one, single) in batched.into_iter().zip(&singles) {
+        let one = one.unwrap();
+        assert_eq!(one.len(), single.len());
+        for (a, b) in one.iter().zip(single) {
+            assert!(iou(&a.bbox, &b.bbox) > 0.999 && (a.score - b.score).abs() < 1e-4, "{a:?} vs {b:?}");
         }
     }
 }

@@ -115,6 +115,19 @@ fn the_command_line_has_help_per_sub_command_a_version_and_exit_codes_that_say_w
     assert_eq!(out.status.code(), Some(6));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "error: not-there.jpg: no such file\n");
 
+    // A device this build lacks (the default build has no CUDA): refused at start-up naming the
+    // setting (3), and by `detect --device` (5).
+    if !cfg!(feature = "cuda") {
+        let out = haven(&[], &[("HAVEN__MODEL__DEVICE", "cuda:0")]);
+        assert_eq!(out.status.code(), Some(3));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("model.device \"cuda:0\": this build has no CUDA support"), "{stderr}");
+        let out = haven(&["detect", "--device", "cuda:0", "not-there.jpg"], &[]);
+        assert_eq!(out.status.code(), Some(5));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--device: model.device \"cuda:0\"") && stderr.contains("--features cuda"), "{stderr}");
+    }
+
     // The port taken: 4, and the last line says which address.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = taken.local_addr().unwrap().to_string();

@@ -4,11 +4,14 @@
 //!
 //! WEIGHTS defaults to weights/yolo11n-pose.safetensors, RUNS to 20. Thread count: RAYON_NUM_THREADS
 //! (default: all cores). "engine" = letterboxed BGR u8 frame -> detections (conversion, network, decode, NMS).
+//! `BENCH_SIZES=640x640,320x320` picks the sizes; `BENCH_DEVICE=cuda:0` (a build with `--features cuda`)
+//! the device (default cpu); `BENCH_BATCH=1,4,16` the batch sizes (default 1): each run then is one
+//! `detect_batch` of that many frames, reported per batch and per frame.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use haven_pose::{Letterbox, PoseModel, PoseOptions};
+use haven_pose::{DeviceSpec, Letterbox, PoseModel, PoseOptions};
 
 /// CPU time of all this process's threads in ns (Linux /proc/self/task/*/schedstat), if available.
 fn cpu_ns() -> Option<u64> {
@@ -36,15 +39,38 @@ fn main() {
             .collect(),
         Err(_) => vec![(640, 640), (640, 384), (320, 320)],
     };
-    let model = PoseModel::load(&weights, PoseOptions::default()).unwrap_or_else(|e| {
+    let fail = |e: haven_pose::PoseError| -> ! {
         eprintln!("error: {e}");
         std::process::exit(1)
-    });
+    };
+    let device: DeviceSpec = std::env::var("BENCH_DEVICE")
+        .unwrap_or_else(|_| "cpu".into())
+        .parse()
+        .unwrap_or_else(|e| fail(e));
+    let batches: Vec<usize> = std::env::var("BENCH_BATCH")
+        .unwrap_or_else(|_| "1".into())
+        .split(',')
+        .map(|b| {
+            b.trim()
+                .parse()
+                .expect("BENCH_BATCH: batch sizes like 1,4,16")
+        })
+        .collect();
+    let opts = PoseOptions {
+        device,
+        ..PoseOptions::default()
+    };
+    let model = PoseModel::load(&weights, opts).unwrap_or_else(|e| fail(e));
     println!(
-        "model {} ({:?}-pose {}), threads {}, runs {runs}",
+        "model {} ({:?}-pose {}), device {device} ({}), threads {}, runs {runs}",
         weights.display(),
         model.arch(),
         model.scale_name(),
+        if model.uses_haven_kernels() {
+            "HAVEN's kernels"
+        } else {
+            "Candle's ops"
+        },
         rayon::current_num_threads()
     );
     for (w, h) in sizes {
@@ -59,29 +85,43 @@ fn main() {
                 ((i / 3 % w) as u32 + (s & 63)) as u8
             })
             .collect();
-        for _ in 0..2 {
-            model.detect_letterboxed_bgr(&bgr, &lb).unwrap();
-        }
-        let mut t = Vec::with_capacity(runs);
-        let c0 = cpu_ns();
-        for _ in 0..runs {
-            let t0 = Instant::now();
-            let d = model.detect_letterboxed_bgr(&bgr, &lb).unwrap();
-            t.push(t0.elapsed().as_secs_f64() * 1e3);
-            std::hint::black_box(d);
-        }
-        let cpu = match (c0, cpu_ns()) {
-            (Some(a), Some(b)) => {
-                format!(", cpu {:.1} ms/frame", (b - a) as f64 / 1e6 / runs as f64)
+        for &batch in &batches {
+            let frames: Vec<(&[u8], &Letterbox)> = (0..batch).map(|_| (&bgr[..], &lb)).collect();
+            for _ in 0..2 {
+                model.detect_batch(&frames).unwrap();
             }
-            _ => String::new(),
-        };
-        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!(
-            "{w}x{h}: median {:.1} ms/frame (min {:.1}, max {:.1}{cpu})",
-            t[t.len() / 2],
-            t[0],
-            t[t.len() - 1]
-        );
+            let mut t = Vec::with_capacity(runs);
+            let c0 = cpu_ns();
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                let d = model.detect_batch(&frames).unwrap();
+                t.push(t0.elapsed().as_secs_f64() * 1e3);
+                std::hint::black_box(d);
+            }
+            let cpu = match (c0, cpu_ns()) {
+                (Some(a), Some(b)) => format!(
+                    ", cpu {:.1} ms/frame",
+                    (b - a) as f64 / 1e6 / (runs * batch) as f64
+                ),
+                _ => String::new(),
+            };
+            t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let med = t[t.len() / 2];
+            if batch == 1 {
+                println!(
+                    "{w}x{h}: median {med:.1} ms/frame (min {:.1}, max {:.1}{cpu})",
+                    t[0],
+                    t[t.len() - 1]
+                );
+            } else {
+                println!(
+                    "{w}x{h} batch {batch}: median {med:.1} ms/batch, {:.2} ms/frame, {:.0} frames/s (min {:.1}, max {:.1} ms/batch{cpu})",
+                    med / batch as f64,
+                    batch as f64 * 1e3 / med,
+                    t[0],
+                    t[t.len() - 1]
+                );
+            }
+        }
     }
 }

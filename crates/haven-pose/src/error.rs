@@ -57,6 +57,10 @@ pub enum PoseError {
     #[error("{}: cannot convert checkpoint: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },
 
+    /// The device asked for cannot be used (not built in, or not on this machine).
+    #[error("device \"{device}\": {msg}")]
+    Device { device: String, msg: String },
+
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
 }

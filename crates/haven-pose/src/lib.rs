@@ -1,33 +1,41 @@
-//! HAVEN's pose engine: YOLOv8-pose and YOLO11-pose (Ultralytics layouts) on the CPU.
+//! HAVEN's pose engine: YOLOv8-pose and YOLO11-pose (Ultralytics layouts) in Candle.
 //!
 //! * [`PoseModel::load`] reads a `.safetensors` state dict (`model.N.…` names), detects the
-//!   architecture ([`Arch`]) and scale from the tensor names and shapes and folds every BatchNorm
-//!   into its convolution.
-//! * [`PoseModel::forward_raw`] gives the raw `[1, 56, N]` output, row for row the ONNX `output0`
+//!   architecture ([`Arch`]) and scale from the tensor names and shapes, folds every BatchNorm into
+//!   its convolution and puts the network on the device of [`PoseOptions::device`] ([`DeviceSpec`]:
+//!   `cpu`, `cuda:N` with the `cuda`/`cudnn` features, `metal` with the `metal` feature).
+//! * [`PoseModel::forward_raw`] gives the raw `[B, 56, N]` output, row for row the ONNX `output0`
 //!   (cx, cy, w, h, person score, 17 x (x, y, visibility), in input pixels).
 //! * [`PoseModel::detect_letterboxed_bgr`] is the server's path: letterboxed BGR frame in,
-//!   [`Detection`]s in source-frame pixels out (confidence filter, NMS, mapping back).
+//!   [`Detection`]s in source-frame pixels out (confidence filter, NMS, mapping back);
+//!   [`PoseModel::detect_batch`] runs several frames as one batch (worth it on a GPU).
 //! * [`convert_pt_to_safetensors`] converts an Ultralytics `.pt` checkpoint without PyTorch.
 //!
-//! Tensors go in and out as candle [`Tensor`]s. The network itself runs on this crate's own CPU
-//! kernels (see `docs/pose.md`): BatchNorm folded into the convolutions at load time; every dense
-//! convolution is one GEMM over an implicit im2col (zero-padded, stride-phase-split input planes, so
-//! that no im2col matrix is materialised) with a hand-written AVX2/FMA 4x24 micro-kernel whose epilogue
-//! adds the bias and applies SiLU in registers; depthwise convolutions, DFL, sigmoid and softmax are
-//! vectorised; feature maps are recycled through a buffer pool; work is split over the rayon pool
-//! (`RAYON_NUM_THREADS`). Builds without AVX2/FMA fall back to portable scalar code.
+//! The network is written once, as Candle modules (`net.rs`), and runs on any Candle device. On the
+//! CPU its convolution layers, blocks and head are Candle custom ops whose CPU path is this crate's
+//! own kernels (`fused.rs`, `kernels/`, see `docs/pose.md`): BatchNorm folded into the convolutions
+//! at load time; every dense convolution is one GEMM over an implicit im2col (zero-padded,
+//! stride-phase-split input planes, so that no im2col matrix is materialised) with a hand-written
+//! AVX2/FMA 4x24 micro-kernel whose epilogue adds the bias and applies SiLU in registers; Winograd for
+//! 3x3 convolutions; depthwise convolutions, DFL, sigmoid and softmax are vectorised; feature maps are
+//! recycled through a buffer pool; work is split over the rayon pool (`RAYON_NUM_THREADS`). Builds
+//! without AVX2/FMA fall back to portable scalar code. On CUDA and Metal (and on the CPU when
+//! [`EngineOptions::candle_cpu_ops`] asks) the same modules run Candle's own ops.
 //!
 //! Engine switches ([`EngineOptions`]): read once from the environment by [`PoseModel::load`]
 //! (`HAVEN_POSE_PROFILE=1` prints each layer's time, `HAVEN_CONV_PROFILE=1` each convolution's time
-//! and GFLOP/s (stderr); `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`, `HAVEN_WIDE_KERNEL` pick kernel paths),
-//! or given in code to [`PoseModel::load_with_engine`].
+//! and GFLOP/s (stderr); `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`, `HAVEN_WIDE_KERNEL` pick kernel paths;
+//! `HAVEN_CPU_OPS=candle` runs Candle's stock CPU ops instead of HAVEN's kernels), or given in code to
+//! [`PoseModel::load_with_engine`].
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
 mod convert;
+mod device;
 mod error;
+mod fused;
 mod kernels;
 mod net;
 mod pickle;
@@ -35,6 +43,7 @@ mod post;
 mod store;
 
 pub use convert::{convert_pt_to_safetensors, ConvertSummary};
+pub use device::DeviceSpec;
 pub use error::PoseError;
 pub use kernels::{pooled_bytes, KernelOptions, Winograd4};
 pub use post::{iou, postprocess_raw, Detection, Letterbox};
@@ -59,6 +68,8 @@ pub struct PoseOptions {
     pub conf_threshold: f32,
     /// NMS: suppress boxes overlapping a better one with IoU > this (default 0.7, as Ultralytics).
     pub iou_threshold: f32,
+    /// Where the network runs (default the CPU).
+    pub device: DeviceSpec,
 }
 
 impl Default for PoseOptions {
@@ -68,6 +79,7 @@ impl Default for PoseOptions {
             input_height: 640,
             conf_threshold: 0.25,
             iou_threshold: 0.7,
+            device: DeviceSpec::Cpu,
         }
     }
 }
@@ -103,6 +115,9 @@ pub struct EngineOptions {
     pub kernels: KernelOptions,
     /// Print each layer's time to stderr (`HAVEN_POSE_PROFILE=1`).
     pub layer_profile: bool,
+    /// On the CPU device, run Candle's own CPU ops instead of HAVEN's kernels (`HAVEN_CPU_OPS=candle`):
+    /// much slower, the reference the kernels are tested against.
+    pub candle_cpu_ops: bool,
 }
 
 impl EngineOptions {
@@ -111,6 +126,7 @@ impl EngineOptions {
         Self {
             kernels: KernelOptions::from_env(),
             layer_profile: std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0"),
+            candle_cpu_ops: std::env::var("HAVEN_CPU_OPS").is_ok_and(|v| v == "candle"),
         }
     }
 }
@@ -180,8 +196,9 @@ impl PoseModel {
         engine: EngineOptions,
     ) -> Result<Self, PoseError> {
         opts.validate()?;
+        let device = opts.device.open()?;
         let st = store::Store::load(path)?;
-        let net = net::Net::load(&st, &engine)?;
+        let net = net::Net::load(&st, &engine, device)?;
         Ok(Self { net, opts })
     }
 
@@ -213,10 +230,22 @@ impl PoseModel {
         self.net.head().rows()
     }
 
-    /// Raw network output for an NCHW float input (RGB in [0, 1], H and W multiples of 32):
-    /// `[B, 4 + nc + 3K, N]`, exactly the layout of the ONNX export's `output0`.
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.net.device
+    }
+
+    /// Whether this model runs on HAVEN's CPU kernels (the CPU device, unless
+    /// [`EngineOptions::candle_cpu_ops`]) rather than Candle's own ops.
+    pub fn uses_haven_kernels(&self) -> bool {
+        matches!(self.net.ops, net::Ops::Haven(_))
+    }
+
+    /// Raw network output for an NCHW float input (RGB in [0, 1], H and W multiples of 32), on any
+    /// device (moved to the model's): `[B, 4 + nc + 3K, N]` on the model's device, exactly the layout
+    /// of the ONNX export's `output0`.
     pub fn forward_raw(&self, input_nchw_f32: &Tensor) -> Result<Tensor, PoseError> {
-        let (b, c, h, w) = input_nchw_f32.dims4().map_err(|e| {
+        let (_, c, h, w) = input_nchw_f32.dims4().map_err(|e| {
             PoseError::BadInput(format!(
                 "expected an NCHW tensor [B, 3, H, W], got {:?}: {e}",
                 input_nchw_f32.shape()
@@ -228,43 +257,11 @@ impl PoseModel {
             )));
         }
         check_dims(w, h)?;
-        let data = input_nchw_f32
+        let x = input_nchw_f32
+            .to_device(&self.net.device)?
             .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let per = 3 * h * w;
-        let mut all = Vec::new();
-        let mut n = 0;
-        for i in 0..b {
-            let mut img = kernels::pool::PBuf::new(per);
-            img.copy_from_slice(&data[i * per..(i + 1) * per]);
-            let (out, ni) = self.net.forward(img, h, w);
-            n = ni;
-            all.extend_from_slice(&out);
-        }
-        Ok(Tensor::from_vec(
-            all,
-            (b, self.output_rows(), n),
-            &Device::Cpu,
-        )?)
-    }
-
-    /// Raw output for one CHW f32 image (3 x h x w, RGB in [0, 1]): (values [rows, N] row-major, N).
-    pub fn forward_chw(
-        &self,
-        chw: Vec<f32>,
-        h: usize,
-        w: usize,
-    ) -> Result<(Vec<f32>, usize), PoseError> {
-        check_dims(w, h)?;
-        if chw.len() != 3 * h * w {
-            return Err(PoseError::BadInput(format!(
-                "CHW input has {} values, expected 3 x {h} x {w}",
-                chw.len()
-            )));
-        }
-        let (out, n) = self.net.forward(kernels::pool::PBuf::from_vec(chw), h, w);
-        Ok((out.to_vec(), n))
+            .contiguous()?;
+        Ok(self.net.forward(&x)?)
     }
 
     /// Confidence filter + NMS + mapping back to source pixels for a raw `[1, rows, N]` (or `[rows, N]`) output.
@@ -303,28 +300,68 @@ impl PoseModel {
         bgr: &[u8],
         lb: &Letterbox,
     ) -> Result<Vec<Detection>, PoseError> {
-        let (w, h) = (lb.dst_w, lb.dst_h);
+        Ok(self.detect_batch(&[(bgr, lb)])?.pop().unwrap_or_default())
+    }
+
+    /// [`PoseModel::detect_letterboxed_bgr`] for several frames of one network input size, as one
+    /// forward pass at batch N (what a GPU gains from; on HAVEN's CPU kernels the images run one after
+    /// the other inside each op, so batch 1 is the CPU default). One list of detections per frame.
+    pub fn detect_batch(
+        &self,
+        frames: &[(&[u8], &Letterbox)],
+    ) -> Result<Vec<Vec<Detection>>, PoseError> {
+        let Some((_, lb0)) = frames.first() else {
+            return Ok(Vec::new());
+        };
+        let (w, h) = (lb0.dst_w, lb0.dst_h);
         check_dims(w, h)?;
-        if bgr.len() != w * h * 3 {
-            return Err(PoseError::BadInput(format!(
-                "letterboxed BGR frame has {} bytes, expected {w} x {h} x 3 = {}",
-                bgr.len(),
-                w * h * 3
-            )));
+        let per = 3 * w * h;
+        // HAVEN's ops read the first values of a longer (pooled) vector; Candle's get exactly these
+        let mut chw = kernels::pool::PBuf::new(frames.len() * per).into_storage();
+        if !self.uses_haven_kernels() {
+            chw.truncate(frames.len() * per);
         }
-        let mut chw = kernels::pool::PBuf::new(3 * w * h);
-        hwc_u8_to_chw_into(bgr, w, h, true, &mut chw);
-        let (raw, n) = self.net.forward(chw, h, w);
+        for ((bgr, lb), dst) in frames.iter().zip(chw.chunks_exact_mut(per)) {
+            if (lb.dst_w, lb.dst_h) != (w, h) {
+                return Err(PoseError::BadInput(format!(
+                    "a batch has one input size: {w}x{h} and {}x{}",
+                    lb.dst_w, lb.dst_h
+                )));
+            }
+            if bgr.len() != per {
+                return Err(PoseError::BadInput(format!(
+                    "letterboxed BGR frame has {} bytes, expected {w} x {h} x 3 = {per}",
+                    bgr.len()
+                )));
+            }
+            hwc_u8_to_chw_into(bgr, w, h, true, dst);
+        }
+        let stored = chw.len();
+        let x = Tensor::from_vec(chw, stored, &Device::Cpu)?
+            .narrow(0, 0, frames.len() * per)?
+            .reshape((frames.len(), 3, h, w))?;
+        let out = self.net.forward(&x.to_device(&self.net.device)?)?;
+        let (_, rows, n) = out.dims3()?;
+        let raw = out.flatten_all()?.to_vec1::<f32>()?;
+        // this call's own tensors: their memory back to the buffer pool
+        fused::reclaim(&x);
+        fused::reclaim(&out);
         let head = self.net.head();
-        Ok(postprocess_raw(
-            &raw,
-            head.rows(),
-            n,
-            head.nc,
-            lb,
-            self.opts.conf_threshold,
-            self.opts.iou_threshold,
-        ))
+        Ok(frames
+            .iter()
+            .zip(raw.chunks_exact(rows * n))
+            .map(|((_, lb), out)| {
+                postprocess_raw(
+                    out,
+                    rows,
+                    n,
+                    head.nc,
+                    lb,
+                    self.opts.conf_threshold,
+                    self.opts.iou_threshold,
+                )
+            })
+            .collect())
     }
 }
 

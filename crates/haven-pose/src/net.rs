@@ -1,268 +1,364 @@
-//! The YOLOv8-pose and YOLO11-pose networks, built from an Ultralytics state dict (`model.N.…`).
+//! The YOLOv8-pose and YOLO11-pose networks as Candle modules, written once for every device.
 //!
-//! Channel counts, kernel sizes, repeat counts and the C3k/Bottleneck choice are read from the tensor
-//! shapes and names; strides, shortcuts and the layer wiring follow the reference yaml files
-//! (`yolov8-pose.yaml`, `yolo11-pose.yaml`), identical for every width/depth scale.
+//! Each block is loaded from an Ultralytics state dict (`model.N.…`) through a [`Vb`] (a
+//! `VarBuilder`-style prefix walker over the weights file) and has `forward(&Tensor) -> Tensor` on
+//! NCHW tensors of any batch size. Channel counts, kernel sizes, repeat counts and the C3k/Bottleneck
+//! choice are read from the tensor shapes and names; strides, shortcuts and the layer wiring follow the
+//! reference yaml files (`yolov8-pose.yaml`, `yolo11-pose.yaml`), identical for every scale.
+//!
+//! How a block computes depends on where its tensors live ([`Ops`], fixed at load):
+//! * [`Ops::Candle`]: Candle's own ops (`candle_nn::Conv2d`, `silu`, `cat`, `matmul`, `softmax`, …), on
+//!   the CPU, CUDA (cuDNN where built in) or Metal device;
+//! * [`Ops::Haven`] (the CPU default): each convolution layer, each block (C2f/C3k2, SPPF, C2PSA) and the
+//!   Pose head is one Candle custom op whose `cpu_fwd` runs HAVEN's kernels (`crate::fused`).
+//!
+//! Both paths share this file's graph, weights loading and BatchNorm folding; `tests/golden.rs` checks
+//! both against the reference outputs.
 
-use rayon::prelude::*;
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig};
 
 use crate::kernels::conv::Conv;
-use crate::kernels::elementwise as ops;
-use crate::kernels::gemm::{self, Kernel};
-use crate::kernels::pool::PBuf;
-use crate::kernels::pooling;
-use crate::store::Store;
+use crate::kernels::gemm::Kernel;
+use crate::kernels::KernelOptions;
+use crate::store::{Store, Tensor32};
 use crate::EngineOptions;
 use crate::{Arch, PoseError};
 
-/// A feature map, CHW, batch 1.
-pub(crate) struct Fm {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub d: PBuf,
+type CResult<T> = candle_core::Result<T>;
+
+/// Which ops the blocks run (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ops {
+    /// HAVEN's kernels as Candle custom ops (CPU device only).
+    Haven(KernelOptions),
+    /// Candle's own ops (any device).
+    Candle,
 }
 
-impl Fm {
-    fn hw(&self) -> usize {
-        self.h * self.w
+/// Loads weights the way candle-nn's `VarBuilder` does (a prefix, `pp` to descend, `get` a tensor), over
+/// this crate's [`Store`] so that a missing or misshapen tensor is a [`PoseError`] naming it.
+#[derive(Clone)]
+pub(crate) struct Vb<'a> {
+    st: &'a Store,
+    prefix: String,
+    pub dev: &'a Device,
+    pub ops: Ops,
+    /// BatchNorm epsilon
+    eps: f32,
+    /// what the current layer is, for error messages
+    what: String,
+}
+
+impl<'a> Vb<'a> {
+    fn new(st: &'a Store, dev: &'a Device, ops: Ops, eps: f32) -> Self {
+        Self {
+            st,
+            prefix: String::new(),
+            dev,
+            ops,
+            eps,
+            what: String::new(),
+        }
+    }
+
+    /// The builder one level down (`model.3` -> `model.3.cv1`).
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        let mut vb = self.clone();
+        vb.prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        vb
+    }
+
+    fn with_what(&self, what: String) -> Self {
+        let mut vb = self.clone();
+        vb.what = what;
+        vb
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// The tensor `name` under this prefix, of exactly this rank (`None`: any size in that dimension).
+    fn get(&self, name: &str, shape: &[Option<usize>]) -> Result<&'a Tensor32, PoseError> {
+        self.st.get_shaped(&self.path(name), &self.what, shape)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.st.tensors.contains_key(&self.path(name))
+    }
+
+    /// Number of `name.N.` children (N = 0, 1, ...), at least one.
+    fn children(&self, name: &str, first: &str) -> Result<usize, PoseError> {
+        let n = self.st.count_children(&self.path(name));
+        if n == 0 {
+            self.st
+                .get(&self.path(&format!("{name}.0.{first}")), &self.what)?;
+        }
+        Ok(n)
+    }
+
+    fn has_prefix(&self, name: &str) -> bool {
+        self.st.has_prefix(&self.path(name))
+    }
+
+    fn bad_shape(&self, name: &str, got: &[usize], expected: &str) -> PoseError {
+        PoseError::BadShape {
+            path: self.st.path.clone(),
+            name: self.path(name),
+            got: got.to_vec(),
+            expected: expected.to_string(),
+        }
     }
 }
 
-struct Ctx<'a> {
-    st: &'a Store,
-    eps: f32,
-    /// the engine switches, fixed at load time
-    engine: &'a EngineOptions,
+/// How one convolution runs.
+pub(crate) enum ConvImpl {
+    /// HAVEN's kernel (weights packed for its GEMM / Winograd / depthwise paths).
+    Haven(Conv),
+    /// `candle_nn::Conv2d` on the model's device.
+    Candle(Conv2d),
 }
 
-impl Ctx<'_> {
-    /// An Ultralytics `Conv` (Conv2d without bias + BatchNorm2d + SiLU) at `p`, BN folded.
-    fn conv(
-        &self,
-        p: &str,
-        cin: usize,
-        stride: usize,
-        act: bool,
-        what: &str,
-    ) -> Result<Conv, PoseError> {
-        let wname = format!("{p}.conv.weight");
-        let wt = self
-            .st
-            .get_shaped(&wname, what, &[None, None, None, None])?;
+/// A convolution with its BatchNorm folded in and an optional SiLU: Ultralytics' `Conv` (Conv2d without
+/// bias + BatchNorm2d + SiLU), `DWConv`, or a plain `nn.Conv2d` with bias (the head's last layers).
+pub(crate) struct ConvBn {
+    pub cout: usize,
+    pub act: bool,
+    pub imp: ConvImpl,
+}
+
+impl ConvBn {
+    /// Ultralytics `Conv` at `vb` (`conv.weight`, `bn.{weight,bias,running_mean,running_var}`), BN folded.
+    pub fn load(vb: &Vb, cin: usize, stride: usize, act: bool) -> Result<Self, PoseError> {
+        let wt = vb.get("conv.weight", &[None, None, None, None])?;
         let (cout, cpg, k, k2) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]);
         let groups = if cpg == cin {
             1
         } else if cpg == 1 && cout == cin {
             cin
         } else {
-            return Err(self.bad_shape(
-                &wname,
+            return Err(vb.bad_shape(
+                "conv.weight",
                 &wt.shape,
                 &format!("[_, {cin}, k, k] or depthwise [{cin}, 1, k, k]"),
             ));
         };
         if k != k2 || k % 2 == 0 {
-            return Err(self.bad_shape(&wname, &wt.shape, "a square odd kernel"));
+            return Err(vb.bad_shape("conv.weight", &wt.shape, "a square odd kernel"));
         }
         let shape1 = [Some(cout)];
-        let g = &self
-            .st
-            .get_shaped(&format!("{p}.bn.weight"), what, &shape1)?
-            .data;
-        let b = &self
-            .st
-            .get_shaped(&format!("{p}.bn.bias"), what, &shape1)?
-            .data;
-        let m = &self
-            .st
-            .get_shaped(&format!("{p}.bn.running_mean"), what, &shape1)?
-            .data;
-        let v = &self
-            .st
-            .get_shaped(&format!("{p}.bn.running_var"), what, &shape1)?
-            .data;
+        let g = &vb.get("bn.weight", &shape1)?.data;
+        let b = &vb.get("bn.bias", &shape1)?.data;
+        let m = &vb.get("bn.running_mean", &shape1)?.data;
+        let v = &vb.get("bn.running_var", &shape1)?.data;
         let per = cpg * k * k;
         let mut w = wt.data.clone();
         let mut bias = vec![0f32; cout];
         for o in 0..cout {
-            let s = g[o] / (v[o] + self.eps).sqrt();
+            let s = g[o] / (v[o] + vb.eps).sqrt();
             for x in &mut w[o * per..(o + 1) * per] {
                 *x *= s;
             }
             bias[o] = b[o] - m[o] * s;
         }
-        Ok(Conv::new(
-            cin,
-            cout,
-            k,
-            stride,
-            groups,
-            w,
-            bias,
-            act,
-            self.engine.kernels,
-        ))
+        Self::new(vb, [cin, cout, k, stride, groups], w, bias, act)
     }
 
-    /// A plain `nn.Conv2d` with bias at `p` (the head's last 1x1 convolutions).
-    fn conv2d(&self, p: &str, cin: usize, what: &str) -> Result<Conv, PoseError> {
-        let wname = format!("{p}.weight");
-        let wt = self
-            .st
-            .get_shaped(&wname, what, &[None, Some(cin), None, None])?;
+    /// A plain `nn.Conv2d` with (optional) bias at `vb` (`weight`, `bias`), stride 1, no activation.
+    pub fn load_plain(vb: &Vb, cin: usize) -> Result<Self, PoseError> {
+        let wt = vb.get("weight", &[None, Some(cin), None, None])?;
         let (cout, k) = (wt.shape[0], wt.shape[2]);
-        let b = match self.st.tensors.get(&format!("{p}.bias")) {
-            Some(_) => self
-                .st
-                .get_shaped(&format!("{p}.bias"), what, &[Some(cout)])?
-                .data
-                .clone(),
-            None => vec![0.0; cout],
+        let b = if vb.contains("bias") {
+            vb.get("bias", &[Some(cout)])?.data.clone()
+        } else {
+            vec![0.0; cout]
         };
-        Ok(Conv::new(
-            cin,
-            cout,
-            k,
-            1,
-            1,
-            wt.data.clone(),
-            b,
-            false,
-            self.engine.kernels,
-        ))
+        Self::new(vb, [cin, cout, k, 1, 1], wt.data.clone(), b, false)
     }
 
-    fn bad_shape(&self, name: &str, got: &[usize], expected: &str) -> PoseError {
-        PoseError::BadShape {
-            path: self.st.path.clone(),
-            name: name.to_string(),
-            got: got.to_vec(),
-            expected: expected.to_string(),
+    /// From folded weights `[cout, cin/groups, k, k]` and bias `[cout]`; `dims` = cin, cout, k, stride, groups.
+    fn new(
+        vb: &Vb,
+        [cin, cout, k, stride, groups]: [usize; 5],
+        w: Vec<f32>,
+        b: Vec<f32>,
+        act: bool,
+    ) -> Result<Self, PoseError> {
+        let imp = match vb.ops {
+            Ops::Haven(opts) => {
+                ConvImpl::Haven(Conv::new(cin, cout, k, stride, groups, w, b, act, opts))
+            }
+            Ops::Candle => {
+                let wt = Tensor::from_vec(w, (cout, cin / groups, k, k), vb.dev)?;
+                let bt = Tensor::from_vec(b, cout, vb.dev)?;
+                let cfg = Conv2dConfig {
+                    padding: k / 2,
+                    stride,
+                    groups,
+                    ..Default::default()
+                };
+                ConvImpl::Candle(Conv2d::new(wt, Some(bt), cfg))
+            }
+        };
+        Ok(Self { cout, act, imp })
+    }
+
+    /// HAVEN's kernel of this layer (only called by the fused CPU ops, which exist only then).
+    pub fn kernel(&self) -> &Conv {
+        match &self.imp {
+            ConvImpl::Haven(c) => c,
+            ConvImpl::Candle(_) => {
+                unreachable!("HAVEN's CPU ops run only on a model loaded for them")
+            }
         }
     }
 
-    fn require(&self, name: &str, what: &str) -> Result<(), PoseError> {
-        self.st.get(name, what).map(|_| ())
+    pub fn is_haven(&self) -> bool {
+        matches!(self.imp, ConvImpl::Haven(_))
     }
 }
 
-struct Bottleneck {
-    cv1: Conv,
-    cv2: Conv,
-    add: bool,
+impl Module for ConvBn {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        match &self.imp {
+            ConvImpl::Haven(_) => x.apply_op1_no_bwd(self),
+            ConvImpl::Candle(c) => {
+                let y = c.forward(x)?;
+                if self.act {
+                    candle_nn::ops::silu(&y)
+                } else {
+                    Ok(y)
+                }
+            }
+        }
+    }
+}
+
+fn chain(convs: &[ConvBn], x: &Tensor) -> CResult<Tensor> {
+    let mut y = convs[0].forward(x)?;
+    for c in &convs[1..] {
+        y = c.forward(&y)?;
+    }
+    Ok(y)
+}
+
+pub(crate) struct Bottleneck {
+    pub cv1: ConvBn,
+    pub cv2: ConvBn,
+    pub add: bool,
 }
 
 impl Bottleneck {
-    fn load(cx: &Ctx, p: &str, c: usize, shortcut: bool, what: &str) -> Result<Self, PoseError> {
-        let cv1 = cx.conv(&format!("{p}.cv1"), c, 1, true, what)?;
-        let cv2 = cx.conv(&format!("{p}.cv2"), cv1.cout, 1, true, what)?;
+    fn load(vb: &Vb, c: usize, shortcut: bool) -> Result<Self, PoseError> {
+        let cv1 = ConvBn::load(&vb.pp("cv1"), c, 1, true)?;
+        let cv2 = ConvBn::load(&vb.pp("cv2"), cv1.cout, 1, true)?;
         let add = shortcut && cv2.cout == c;
         Ok(Self { cv1, cv2, add })
     }
-    fn forward_into(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        let t = self.cv1.forward(x, h, w);
-        self.cv2.forward_into(&t, h, w, out);
+}
+
+impl Module for Bottleneck {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let y = self.cv2.forward(&self.cv1.forward(x)?)?;
         if self.add {
-            ops::add_assign(out, x);
+            x + y
+        } else {
+            Ok(y)
         }
     }
 }
 
 /// `C3k` (a C3 with k x k bottlenecks), used inside YOLO11's C3k2 when c3k=True.
-struct C3k {
-    cv1: Conv,
-    cv2: Conv,
-    cv3: Conv,
-    m: Vec<Bottleneck>,
+pub(crate) struct C3k {
+    pub cv1: ConvBn,
+    pub cv2: ConvBn,
+    pub cv3: ConvBn,
+    pub m: Vec<Bottleneck>,
 }
 
 impl C3k {
-    fn load(cx: &Ctx, p: &str, c1: usize, what: &str) -> Result<Self, PoseError> {
-        let cv1 = cx.conv(&format!("{p}.cv1"), c1, 1, true, what)?;
-        let cv2 = cx.conv(&format!("{p}.cv2"), c1, 1, true, what)?;
-        let n = cx.st.count_children(&format!("{p}.m"));
-        if n == 0 {
-            cx.require(&format!("{p}.m.0.cv1.conv.weight"), what)?;
-        }
+    fn load(vb: &Vb, c1: usize) -> Result<Self, PoseError> {
+        let cv1 = ConvBn::load(&vb.pp("cv1"), c1, 1, true)?;
+        let cv2 = ConvBn::load(&vb.pp("cv2"), c1, 1, true)?;
+        let n = vb.children("m", "cv1.conv.weight")?;
         let m = (0..n)
-            .map(|i| Bottleneck::load(cx, &format!("{p}.m.{i}"), cv1.cout, true, what))
+            .map(|i| Bottleneck::load(&vb.pp("m").pp(i), cv1.cout, true))
             .collect::<Result<Vec<_>, _>>()?;
-        let cv3 = cx.conv(&format!("{p}.cv3"), cv1.cout + cv2.cout, 1, true, what)?;
+        let cv3 = ConvBn::load(&vb.pp("cv3"), cv1.cout + cv2.cout, 1, true)?;
         Ok(Self { cv1, cv2, cv3, m })
-    }
-    fn forward_into(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
-        let hw = h * w;
-        let c_ = self.cv1.cout;
-        let mut z = PBuf::new((c_ + self.cv2.cout) * hw);
-        {
-            let (za, zb) = z.split_at_mut(c_ * hw);
-            let mut a = self.cv1.forward(x, h, w);
-            let nm = self.m.len();
-            for (i, b) in self.m.iter().enumerate() {
-                if i + 1 == nm {
-                    b.forward_into(&a, h, w, za);
-                } else {
-                    let mut t = PBuf::new(c_ * hw);
-                    b.forward_into(&a, h, w, &mut t);
-                    a = t;
-                }
-            }
-            if nm == 0 {
-                za.copy_from_slice(&a);
-            }
-            self.cv2.forward_into(x, h, w, zb);
-        }
-        self.cv3.forward_into(&z, h, w, out);
     }
 }
 
-enum Inner {
+impl Module for C3k {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let mut a = self.cv1.forward(x)?;
+        for b in &self.m {
+            a = b.forward(&a)?;
+        }
+        let b = self.cv2.forward(x)?;
+        self.cv3.forward(&Tensor::cat(&[a, b], 1)?)
+    }
+}
+
+/// A C2f/C3k2 inner block (a few per model, made once at load: their size does not matter).
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Inner {
     Bottleneck(Bottleneck),
     C3k(C3k),
 }
 
+impl Module for Inner {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Inner::Bottleneck(b) => b.forward(x),
+            Inner::C3k(b) => b.forward(x),
+        }
+    }
+}
+
 /// `C2f` (YOLOv8) and `C3k2` (YOLO11, a C2f whose inner blocks are Bottleneck or C3k).
-struct C2f {
-    cv1: Conv,
-    cv2: Conv,
-    c: usize,
-    m: Vec<Inner>,
+pub(crate) struct C2f {
+    pub cv1: ConvBn,
+    pub cv2: ConvBn,
+    pub c: usize,
+    pub m: Vec<Inner>,
 }
 
 impl C2f {
-    fn load(cx: &Ctx, p: &str, c1: usize, shortcut: bool, what: &str) -> Result<Self, PoseError> {
-        let cv1 = cx.conv(&format!("{p}.cv1"), c1, 1, true, what)?;
+    fn load(vb: &Vb, c1: usize, shortcut: bool) -> Result<Self, PoseError> {
+        let cv1 = ConvBn::load(&vb.pp("cv1"), c1, 1, true)?;
         if cv1.cout % 2 != 0 {
-            return Err(cx.bad_shape(
-                &format!("{p}.cv1.conv.weight"),
+            return Err(vb.bad_shape(
+                "cv1.conv.weight",
                 &[cv1.cout],
                 "an even number of output channels",
             ));
         }
         let c = cv1.cout / 2;
-        let n = cx.st.count_children(&format!("{p}.m"));
-        if n == 0 {
-            cx.require(&format!("{p}.m.0.cv1.conv.weight"), what)?;
-        }
+        let n = vb.children("m", "cv1.conv.weight")?;
         let mut m = Vec::with_capacity(n);
         for i in 0..n {
-            let q = format!("{p}.m.{i}");
-            if cx.st.has_prefix(&format!("{q}.cv3.")) || cx.st.has_prefix(&format!("{q}.m.")) {
-                let b = C3k::load(cx, &q, c, what)?;
+            let q = vb.pp("m").pp(i);
+            if q.has_prefix("cv3.") || q.has_prefix("m.") {
+                let b = C3k::load(&q, c)?;
                 if b.cv3.cout != c {
-                    return Err(cx.bad_shape(
-                        &format!("{q}.cv3.conv.weight"),
+                    return Err(q.bad_shape(
+                        "cv3.conv.weight",
                         &[b.cv3.cout],
                         &format!("{c} outputs"),
                     ));
                 }
                 m.push(Inner::C3k(b));
             } else {
-                let b = Bottleneck::load(cx, &q, c, shortcut, what)?;
+                let b = Bottleneck::load(&q, c, shortcut)?;
                 if b.cv2.cout != c {
-                    return Err(cx.bad_shape(
-                        &format!("{q}.cv2.conv.weight"),
+                    return Err(q.bad_shape(
+                        "cv2.conv.weight",
                         &[b.cv2.cout],
                         &format!("{c} outputs"),
                     ));
@@ -270,86 +366,82 @@ impl C2f {
                 m.push(Inner::Bottleneck(b));
             }
         }
-        let cv2 = cx.conv(&format!("{p}.cv2"), (2 + n) * c, 1, true, what)?;
+        let cv2 = ConvBn::load(&vb.pp("cv2"), (2 + n) * c, 1, true)?;
         Ok(Self { cv1, cv2, c, m })
-    }
-    fn forward(&self, x: &Fm) -> Fm {
-        let (h, w) = (x.h, x.w);
-        let hw = h * w;
-        let c = self.c;
-        let mut y = PBuf::new((2 + self.m.len()) * c * hw);
-        self.cv1.forward_into(&x.d, h, w, &mut y[..2 * c * hw]);
-        for (i, m) in self.m.iter().enumerate() {
-            let (prev, next) = y.split_at_mut((2 + i) * c * hw);
-            let inp = &prev[(1 + i) * c * hw..];
-            let out = &mut next[..c * hw];
-            match m {
-                Inner::Bottleneck(b) => b.forward_into(inp, h, w, out),
-                Inner::C3k(b) => b.forward_into(inp, h, w, out),
-            }
-        }
-        let d = self.cv2.forward(&y, h, w);
-        Fm {
-            c: self.cv2.cout,
-            h,
-            w,
-            d,
-        }
     }
 }
 
-struct Sppf {
-    cv1: Conv,
-    cv2: Conv,
-    k: usize,
+impl Module for C2f {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        if self.cv1.is_haven() {
+            return x.apply_op1_no_bwd(self);
+        }
+        let mut ys = self.cv1.forward(x)?.chunk(2, 1)?;
+        for m in &self.m {
+            let y = m.forward(ys.last().unwrap())?;
+            ys.push(y);
+        }
+        self.cv2.forward(&Tensor::cat(&ys, 1)?)
+    }
+}
+
+pub(crate) struct Sppf {
+    pub cv1: ConvBn,
+    pub cv2: ConvBn,
+    pub k: usize,
 }
 
 impl Sppf {
-    fn load(cx: &Ctx, p: &str, c1: usize, what: &str) -> Result<Self, PoseError> {
-        let cv1 = cx.conv(&format!("{p}.cv1"), c1, 1, true, what)?;
-        let cv2 = cx.conv(&format!("{p}.cv2"), 4 * cv1.cout, 1, true, what)?;
+    fn load(vb: &Vb, c1: usize) -> Result<Self, PoseError> {
+        let cv1 = ConvBn::load(&vb.pp("cv1"), c1, 1, true)?;
+        let cv2 = ConvBn::load(&vb.pp("cv2"), 4 * cv1.cout, 1, true)?;
         Ok(Self { cv1, cv2, k: 5 })
     }
-    fn forward(&self, x: &Fm) -> Fm {
-        let (h, w) = (x.h, x.w);
-        let n = self.cv1.cout * h * w;
-        let mut z = PBuf::new(4 * n);
-        self.cv1.forward_into(&x.d, h, w, &mut z[..n]);
-        for i in 0..3 {
-            let (a, b) = z.split_at_mut((i + 1) * n);
-            pooling::maxpool_same(&a[i * n..], h, w, self.k, &mut b[..n]);
+}
+
+impl Module for Sppf {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        if self.cv1.is_haven() {
+            return x.apply_op1_no_bwd(self);
         }
-        Fm {
-            c: self.cv2.cout,
-            h,
-            w,
-            d: self.cv2.forward(&z, h, w),
-        }
+        // k x k max-pool, stride 1, padding k/2: edge replication pads as -inf does for a max whose
+        // window always holds the replicated value.
+        let p = self.k / 2;
+        let pool = |t: &Tensor| -> CResult<Tensor> {
+            t.pad_with_same(2, p, p)?
+                .pad_with_same(3, p, p)?
+                .max_pool2d_with_stride(self.k, 1)
+        };
+        let y1 = self.cv1.forward(x)?;
+        let y2 = pool(&y1)?;
+        let y3 = pool(&y2)?;
+        let y4 = pool(&y3)?;
+        self.cv2.forward(&Tensor::cat(&[y1, y2, y3, y4], 1)?)
     }
 }
 
 /// YOLO11 `Attention` (multi-head self-attention over the H*W positions, with a depthwise positional conv).
-struct Attention {
-    qkv: Conv,
-    proj: Conv,
-    pe: Conv,
-    nh: usize,
-    kd: usize,
-    hd: usize,
-    /// the GEMM micro-kernel of the attention products
-    kernel: Kernel,
+pub(crate) struct Attention {
+    pub qkv: ConvBn,
+    pub proj: ConvBn,
+    pub pe: ConvBn,
+    pub nh: usize,
+    pub kd: usize,
+    pub hd: usize,
+    /// the GEMM micro-kernel of the attention products (HAVEN's CPU path)
+    pub kernel: Option<Kernel>,
 }
 
 impl Attention {
-    fn load(cx: &Ctx, p: &str, dim: usize, what: &str) -> Result<Self, PoseError> {
+    fn load(vb: &Vb, dim: usize) -> Result<Self, PoseError> {
         // Ultralytics: PSABlock(c, attn_ratio=0.5, num_heads=c // 64)
         let nh = (dim / 64).max(1);
         let hd = dim / nh;
         let kd = hd / 2;
-        let qkv = cx.conv(&format!("{p}.qkv"), dim, 1, false, what)?;
+        let qkv = ConvBn::load(&vb.pp("qkv"), dim, 1, false)?;
         if qkv.cout != nh * (2 * kd + hd) {
-            return Err(cx.bad_shape(
-                &format!("{p}.qkv.conv.weight"),
+            return Err(vb.bad_shape(
+                "qkv.conv.weight",
                 &[qkv.cout, dim],
                 &format!(
                     "[{}, {dim}, 1, 1] ({nh} heads, key dim {kd}, head dim {hd})",
@@ -357,8 +449,12 @@ impl Attention {
                 ),
             ));
         }
-        let proj = cx.conv(&format!("{p}.proj"), dim, 1, false, what)?;
-        let pe = cx.conv(&format!("{p}.pe"), dim, 1, false, what)?;
+        let proj = ConvBn::load(&vb.pp("proj"), dim, 1, false)?;
+        let pe = ConvBn::load(&vb.pp("pe"), dim, 1, false)?;
+        let kernel = match vb.ops {
+            Ops::Haven(o) => Some(Kernel::select(o.wide_kernel)),
+            Ops::Candle => None,
+        };
         Ok(Self {
             qkv,
             proj,
@@ -366,130 +462,95 @@ impl Attention {
             nh,
             kd,
             hd,
-            kernel: Kernel::select(cx.engine.kernels.wide_kernel),
+            kernel,
         })
     }
+}
 
-    fn forward(&self, x: &[f32], h: usize, w: usize) -> PBuf {
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
         let n = h * w;
-        let dim = self.nh * self.hd;
-        let qkv = self.qkv.forward(x, h, w);
-        let per = 2 * self.kd + self.hd;
-        let mut v = PBuf::new(dim * n);
-        for hh in 0..self.nh {
-            let src = &qkv[(hh * per + 2 * self.kd) * n..(hh * per + per) * n];
-            v[hh * self.hd * n..(hh + 1) * self.hd * n].copy_from_slice(src);
-        }
-        let mut xo = self.pe.forward(&v, h, w);
-        let scale = (self.kd as f32).powf(-0.5);
-        let (kd, hd) = (self.kd, self.hd);
-        // the heads side by side (each one's GEMMs are small enough to leave threads idle)
-        xo.par_chunks_mut(hd * n)
-            .enumerate()
-            .for_each(|(hh, xo_h)| {
-                let mut attn_t = PBuf::new(n * n); // attn_t[j][i] = attention of query i to key j
-                let mut kt = PBuf::new(n * kd);
-                let mut o = PBuf::new(hd * n);
-                let q = &qkv[hh * per * n..(hh * per + kd) * n];
-                let k = &qkv[(hh * per + kd) * n..(hh * per + 2 * kd) * n];
-                for d in 0..kd {
-                    for (j, v) in k[d * n..(d + 1) * n].iter().enumerate() {
-                        kt[j * kd + d] = *v;
-                    }
-                }
-                // attn_t = k^T q  [n x n]
-                gemm::matmul(n, n, kd, &kt, kd, q, n, &mut attn_t, n, self.kernel);
-                ops::softmax_cols(&mut attn_t, n, n, scale);
-                // o = v attn_t  [hd x n]
-                let vh = &v[hh * hd * n..(hh + 1) * hd * n];
-                gemm::matmul(hd, n, n, vh, n, &attn_t, n, &mut o, n, self.kernel);
-                for (d, s) in xo_h.iter_mut().zip(o.iter()) {
-                    *d += *s;
-                }
-            });
-        self.proj.forward(&xo, h, w)
+        let (nh, kd, hd) = (self.nh, self.kd, self.hd);
+        let qkv = self.qkv.forward(x)?.reshape((b, nh, 2 * kd + hd, n))?;
+        let q = qkv.narrow(2, 0, kd)?;
+        let k = qkv.narrow(2, kd, kd)?.contiguous()?;
+        let v = qkv.narrow(2, 2 * kd, hd)?.contiguous()?;
+        let attn = (q.transpose(2, 3)?.contiguous()?.matmul(&k)? * (kd as f64).powf(-0.5))?;
+        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        let o = v
+            .matmul(&attn.transpose(2, 3)?.contiguous()?)?
+            .reshape((b, c, h, w))?;
+        let pe = self.pe.forward(&v.reshape((b, c, h, w))?)?;
+        self.proj.forward(&(o + pe)?)
     }
 }
 
-struct PsaBlock {
-    attn: Attention,
-    ffn0: Conv,
-    ffn1: Conv,
+pub(crate) struct PsaBlock {
+    pub attn: Attention,
+    pub ffn0: ConvBn,
+    pub ffn1: ConvBn,
 }
 
-impl PsaBlock {
-    fn forward_inplace(&self, x: &mut [f32], h: usize, w: usize) {
-        let a = self.attn.forward(x, h, w);
-        ops::add_assign(x, &a);
-        let t = self.ffn0.forward(x, h, w);
-        let f = self.ffn1.forward(&t, h, w);
-        ops::add_assign(x, &f);
+impl Module for PsaBlock {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let x = (x + self.attn.forward(x)?)?;
+        &x + self.ffn1.forward(&self.ffn0.forward(&x)?)?
     }
 }
 
-struct C2psa {
-    cv1: Conv,
-    cv2: Conv,
-    c: usize,
-    m: Vec<PsaBlock>,
+pub(crate) struct C2psa {
+    pub cv1: ConvBn,
+    pub cv2: ConvBn,
+    pub c: usize,
+    pub m: Vec<PsaBlock>,
 }
 
 impl C2psa {
-    fn load(cx: &Ctx, p: &str, c1: usize, what: &str) -> Result<Self, PoseError> {
-        let cv1 = cx.conv(&format!("{p}.cv1"), c1, 1, true, what)?;
+    fn load(vb: &Vb, c1: usize) -> Result<Self, PoseError> {
+        let cv1 = ConvBn::load(&vb.pp("cv1"), c1, 1, true)?;
         let c = cv1.cout / 2;
-        let n = cx.st.count_children(&format!("{p}.m"));
-        if n == 0 {
-            cx.require(&format!("{p}.m.0.attn.qkv.conv.weight"), what)?;
-        }
+        let n = vb.children("m", "attn.qkv.conv.weight")?;
         let mut m = Vec::new();
         for i in 0..n {
-            let q = format!("{p}.m.{i}");
-            let attn = Attention::load(cx, &format!("{q}.attn"), c, what)?;
-            let ffn0 = cx.conv(&format!("{q}.ffn.0"), c, 1, true, what)?;
-            let ffn1 = cx.conv(&format!("{q}.ffn.1"), ffn0.cout, 1, false, what)?;
+            let q = vb.pp("m").pp(i);
+            let attn = Attention::load(&q.pp("attn"), c)?;
+            let ffn0 = ConvBn::load(&q.pp("ffn.0"), c, 1, true)?;
+            let ffn1 = ConvBn::load(&q.pp("ffn.1"), ffn0.cout, 1, false)?;
             m.push(PsaBlock { attn, ffn0, ffn1 });
         }
-        let cv2 = cx.conv(&format!("{p}.cv2"), 2 * c, 1, true, what)?;
+        let cv2 = ConvBn::load(&vb.pp("cv2"), 2 * c, 1, true)?;
         Ok(Self { cv1, cv2, c, m })
     }
-    fn forward(&self, x: &Fm) -> Fm {
-        let (h, w) = (x.h, x.w);
-        let mut y = self.cv1.forward(&x.d, h, w);
-        let b = &mut y[self.c * h * w..];
+}
+
+impl Module for C2psa {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        if self.cv1.is_haven() {
+            return x.apply_op1_no_bwd(self);
+        }
+        let y = self.cv1.forward(x)?;
+        let a = y.narrow(1, 0, self.c)?;
+        let mut b = y.narrow(1, self.c, self.c)?;
         for blk in &self.m {
-            blk.forward_inplace(b, h, w);
+            b = blk.forward(&b)?;
         }
-        Fm {
-            c: self.cv2.cout,
-            h,
-            w,
-            d: self.cv2.forward(&y, h, w),
-        }
+        self.cv2.forward(&Tensor::cat(&[a, b], 1)?)
     }
 }
 
 /// The `Pose` head (Detect + keypoints): DFL box regression, class scores, 17x3 keypoints.
 pub(crate) struct PoseHead {
-    /// per level: box and keypoint branches' first convolutions merged (if compatible)
-    first: Vec<Option<Conv>>,
-    boxes: Vec<Vec<Conv>>,
-    cls: Vec<Vec<Conv>>,
-    kpt: Vec<Vec<Conv>>,
+    /// HAVEN's path, per level: the box and keypoint branches' first convolutions merged (if compatible)
+    pub first: Vec<Option<Conv>>,
+    pub boxes: Vec<Vec<ConvBn>>,
+    pub cls: Vec<Vec<ConvBn>>,
+    pub kpt: Vec<Vec<ConvBn>>,
     pub nc: usize,
     pub nk: usize,
-    reg_max: usize,
-    dfl: Vec<f32>,
-    profile: bool,
-}
-
-fn chain(convs: &[Conv], x: &[f32], h: usize, w: usize) -> PBuf {
-    let mut cur: Option<PBuf> = None;
-    for c in convs {
-        let inp = cur.as_deref().unwrap_or(x);
-        cur = Some(c.forward(inp, h, w));
-    }
-    cur.unwrap()
+    pub reg_max: usize,
+    pub dfl: Vec<f32>,
+    pub profile: bool,
 }
 
 /// One convolution computing the output channels of `a` then of `b` (same input, kernel, stride and
@@ -517,40 +578,39 @@ fn merge_convs(a: &Conv, b: &Conv) -> Option<Conv> {
 }
 
 impl PoseHead {
-    fn load(cx: &Ctx, p: &str, chs: &[usize], v11: bool) -> Result<Self, PoseError> {
-        let what = "the Pose head";
-        let mut boxes = Vec::new();
-        let mut cls = Vec::new();
-        let mut kpt = Vec::new();
+    fn load(vb: &Vb, chs: &[usize], v11: bool, profile: bool) -> Result<Self, PoseError> {
+        let (mut boxes, mut cls, mut kpt) = (Vec::new(), Vec::new(), Vec::new());
+        let conv = |name: String, cin| ConvBn::load(&vb.pp(name), cin, 1, true);
+        let plain = |name: String, cin| ConvBn::load_plain(&vb.pp(name), cin);
         for (i, &ch) in chs.iter().enumerate() {
-            let a = cx.conv(&format!("{p}.cv2.{i}.0"), ch, 1, true, what)?;
-            let b = cx.conv(&format!("{p}.cv2.{i}.1"), a.cout, 1, true, what)?;
-            let c = cx.conv2d(&format!("{p}.cv2.{i}.2"), b.cout, what)?;
+            let a = conv(format!("cv2.{i}.0"), ch)?;
+            let b = conv(format!("cv2.{i}.1"), a.cout)?;
+            let c = plain(format!("cv2.{i}.2"), b.cout)?;
             boxes.push(vec![a, b, c]);
             if v11 {
-                let a = cx.conv(&format!("{p}.cv3.{i}.0.0"), ch, 1, true, what)?;
-                let b = cx.conv(&format!("{p}.cv3.{i}.0.1"), a.cout, 1, true, what)?;
-                let c = cx.conv(&format!("{p}.cv3.{i}.1.0"), b.cout, 1, true, what)?;
-                let d = cx.conv(&format!("{p}.cv3.{i}.1.1"), c.cout, 1, true, what)?;
-                let e = cx.conv2d(&format!("{p}.cv3.{i}.2"), d.cout, what)?;
+                let a = conv(format!("cv3.{i}.0.0"), ch)?;
+                let b = conv(format!("cv3.{i}.0.1"), a.cout)?;
+                let c = conv(format!("cv3.{i}.1.0"), b.cout)?;
+                let d = conv(format!("cv3.{i}.1.1"), c.cout)?;
+                let e = plain(format!("cv3.{i}.2"), d.cout)?;
                 cls.push(vec![a, b, c, d, e]);
             } else {
-                let a = cx.conv(&format!("{p}.cv3.{i}.0"), ch, 1, true, what)?;
-                let b = cx.conv(&format!("{p}.cv3.{i}.1"), a.cout, 1, true, what)?;
-                let c = cx.conv2d(&format!("{p}.cv3.{i}.2"), b.cout, what)?;
+                let a = conv(format!("cv3.{i}.0"), ch)?;
+                let b = conv(format!("cv3.{i}.1"), a.cout)?;
+                let c = plain(format!("cv3.{i}.2"), b.cout)?;
                 cls.push(vec![a, b, c]);
             }
-            let a = cx.conv(&format!("{p}.cv4.{i}.0"), ch, 1, true, what)?;
-            let b = cx.conv(&format!("{p}.cv4.{i}.1"), a.cout, 1, true, what)?;
-            let c = cx.conv2d(&format!("{p}.cv4.{i}.2"), b.cout, what)?;
+            let a = conv(format!("cv4.{i}.0"), ch)?;
+            let b = conv(format!("cv4.{i}.1"), a.cout)?;
+            let c = plain(format!("cv4.{i}.2"), b.cout)?;
             kpt.push(vec![a, b, c]);
         }
         let nbox = boxes[0][2].cout;
         let nc = cls[0].last().unwrap().cout;
         let nk = kpt[0][2].cout;
         if nbox % 4 != 0 || nk % 3 != 0 {
-            return Err(cx.bad_shape(
-                &format!("{p}.cv2.0.2.weight"),
+            return Err(vb.bad_shape(
+                "cv2.0.2.weight",
                 &[nbox],
                 "4*reg_max outputs and 3*K keypoint outputs",
             ));
@@ -558,24 +618,26 @@ impl PoseHead {
         for i in 1..chs.len() {
             if boxes[i][2].cout != nbox || cls[i].last().unwrap().cout != nc || kpt[i][2].cout != nk
             {
-                return Err(cx.bad_shape(
-                    &format!("{p}.cv2.{i}.2.weight"),
+                return Err(vb.bad_shape(
+                    &format!("cv2.{i}.2.weight"),
                     &[boxes[i][2].cout],
                     "the same outputs as level 0",
                 ));
             }
         }
         let reg_max = nbox / 4;
-        let dfl = match cx.st.tensors.get(&format!("{p}.dfl.conv.weight")) {
+        let dfl = match vb.st.tensors.get(&vb.path("dfl.conv.weight")) {
             Some(t) if t.data.len() == reg_max => t.data.clone(),
             _ => (0..reg_max).map(|i| i as f32).collect(),
         };
-        let profile = cx.engine.layer_profile;
-        let first = boxes
-            .iter()
-            .zip(&kpt)
-            .map(|(b, k)| merge_convs(&b[0], &k[0]))
-            .collect();
+        let first = match vb.ops {
+            Ops::Haven(_) => boxes
+                .iter()
+                .zip(&kpt)
+                .map(|(b, k)| merge_convs(b[0].kernel(), k[0].kernel()))
+                .collect(),
+            Ops::Candle => Vec::new(),
+        };
         Ok(Self {
             first,
             boxes,
@@ -593,133 +655,55 @@ impl PoseHead {
         4 + self.nc + self.nk
     }
 
-    /// Raw output [4 + nc + nk, N] like ONNX `output0`.
-    fn forward(&self, xs: &[&Fm], strides: &[f32]) -> (PBuf, usize) {
-        let ntot: usize = xs.iter().map(|x| x.hw()).sum();
-        let rows = self.rows();
-        let mut out = PBuf::new(rows * ntot);
-        let mut off = 0;
-        // The three levels' box, keypoint and class branches are independent chains of convolutions:
-        // run them side by side, so that the small maps' convolutions (too small to split well over
-        // the threads on their own) fill each other's gaps.
-        let branches: Vec<(PBuf, PBuf, PBuf, f64)> = xs
-            .par_iter()
-            .enumerate()
-            .map(|(lvl, x)| {
-                let t0 = std::time::Instant::now();
-                let hw = x.hw();
-                let ((bx, kp), cl) = rayon::join(
-                    || match &self.first[lvl] {
-                        Some(f) => {
-                            let y = f.forward(&x.d, x.h, x.w);
-                            let nb = self.boxes[lvl][0].cout * hw;
-                            rayon::join(
-                                || chain(&self.boxes[lvl][1..], &y[..nb], x.h, x.w),
-                                || chain(&self.kpt[lvl][1..], &y[nb..], x.h, x.w),
-                            )
-                        }
-                        None => rayon::join(
-                            || chain(&self.boxes[lvl], &x.d, x.h, x.w),
-                            || chain(&self.kpt[lvl], &x.d, x.h, x.w),
-                        ),
-                    },
-                    || chain(&self.cls[lvl], &x.d, x.h, x.w),
-                );
-                (bx, kp, cl, t0.elapsed().as_secs_f64())
-            })
-            .collect();
-        for (lvl, (x, (bx, kp, cl, conv_s))) in xs.iter().zip(branches).enumerate() {
-            let hw = x.hw();
-            let stride = strides[lvl];
-            let t1 = std::time::Instant::now();
-            let rm = self.reg_max;
-            // DFL: softmax over the reg_max bins of each side, expectation with the bin values.
-            let mut dist = PBuf::new(4 * hw);
-            dist.par_chunks_mut(hw)
-                .enumerate()
-                .for_each(|(side, drow)| {
-                    let bins = &bx[side * rm * hw..(side + 1) * rm * hw];
-                    let mut m = bins[..hw].to_vec();
-                    for b in 1..rm {
-                        for (mv, v) in m.iter_mut().zip(&bins[b * hw..(b + 1) * hw]) {
-                            *mv = mv.max(*v);
-                        }
-                    }
-                    let mut s = vec![0f32; hw];
-                    drow.fill(0.0);
-                    let mut e = vec![0f32; hw];
-                    for b in 0..rm {
-                        for ((ev, v), mv) in e.iter_mut().zip(&bins[b * hw..(b + 1) * hw]).zip(&m) {
-                            *ev = *v - *mv;
-                        }
-                        ops::exp_inplace(&mut e);
-                        let wb = self.dfl[b];
-                        for ((sv, dv), ev) in s.iter_mut().zip(drow.iter_mut()).zip(&e) {
-                            *sv += *ev;
-                            *dv += *ev * wb;
-                        }
-                    }
-                    for (dv, sv) in drow.iter_mut().zip(&s) {
-                        *dv /= *sv;
-                    }
-                });
-            // anchor centres (x + 0.5, y + 0.5) in grid units
-            let ax: Vec<f32> = (0..hw).map(|a| (a % x.w) as f32).collect();
-            let ay: Vec<f32> = (0..hw).map(|a| (a / x.w) as f32).collect();
-            {
-                let (l, rest) = dist.split_at(hw);
-                let (t, rest) = rest.split_at(hw);
-                let (r, b) = rest.split_at(hw);
-                let (o0, rest) = out.split_at_mut(ntot);
-                let (o1, rest) = rest.split_at_mut(ntot);
-                let (o2, o3) = rest.split_at_mut(ntot);
-                let o3 = &mut o3[..ntot];
-                for i in 0..hw {
-                    let (cx, cy) = (ax[i] + 0.5, ay[i] + 0.5);
-                    let (x1, y1, x2, y2) = (cx - l[i], cy - t[i], cx + r[i], cy + b[i]);
-                    o0[off + i] = (x1 + x2) * 0.5 * stride;
-                    o1[off + i] = (y1 + y2) * 0.5 * stride;
-                    o2[off + i] = (x2 - x1) * stride;
-                    o3[off + i] = (y2 - y1) * stride;
-                }
-            }
-            for c in 0..self.nc {
-                let dst = &mut out[(4 + c) * ntot + off..(4 + c) * ntot + off + hw];
-                ops::sigmoid_into(dst, &cl[c * hw..(c + 1) * hw]);
-            }
-            let kbase = 4 + self.nc;
-            for j in 0..self.nk {
-                let dst = &mut out[(kbase + j) * ntot + off..(kbase + j) * ntot + off + hw];
-                let src = &kp[j * hw..(j + 1) * hw];
-                match j % 3 {
-                    0 => {
-                        for ((d, s), g) in dst.iter_mut().zip(src).zip(&ax) {
-                            *d = (s * 2.0 + g) * stride;
-                        }
-                    }
-                    1 => {
-                        for ((d, s), g) in dst.iter_mut().zip(src).zip(&ay) {
-                            *d = (s * 2.0 + g) * stride;
-                        }
-                    }
-                    _ => ops::sigmoid_into(dst, src),
-                }
-            }
-            if self.profile {
-                eprintln!(
-                    "  head level {lvl}: convs {:.2} ms (side by side with the other levels), decode {:.2} ms",
-                    conv_s * 1e3,
-                    t1.elapsed().as_secs_f64() * 1e3
-                );
-            }
-            off += hw;
+    /// Raw output `[B, 4 + nc + nk, N]` like ONNX `output0`, from the three levels' maps.
+    fn forward(&self, xs: &[Tensor], strides: [f32; 3]) -> CResult<Tensor> {
+        if self.boxes[0][0].is_haven() {
+            return xs[0].apply_op3_no_bwd(
+                &xs[1],
+                &xs[2],
+                &crate::fused::HeadOp {
+                    head: self,
+                    strides,
+                },
+            );
         }
-        (out, ntot)
+        let mut levels = Vec::with_capacity(xs.len());
+        for (lvl, x) in xs.iter().enumerate() {
+            let (b, _, h, w) = x.dims4()?;
+            let (hw, rm, dev, s) = (h * w, self.reg_max, x.device(), strides[lvl] as f64);
+            // DFL: softmax over each side's reg_max bins, expectation with the bin values
+            let bx = chain(&self.boxes[lvl], x)?.reshape((b, 4, rm, hw))?;
+            let bins = Tensor::from_slice(&self.dfl, (1, 1, rm, 1), dev)?;
+            let dist = candle_nn::ops::softmax(&bx, 2)?
+                .broadcast_mul(&bins)?
+                .sum(2)?; // [b, 4, hw]
+                          // anchor centres (x + 0.5, y + 0.5) in grid units
+            let gx: Vec<f32> = (0..hw).map(|a| (a % w) as f32).collect();
+            let gy: Vec<f32> = (0..hw).map(|a| (a / w) as f32).collect();
+            let gx = Tensor::from_vec(gx, (1, 1, hw), dev)?;
+            let gy = Tensor::from_vec(gy, (1, 1, hw), dev)?;
+            let side = |i| dist.narrow(1, i, 1);
+            let (l, t, r, bt) = (side(0)?, side(1)?, side(2)?, side(3)?);
+            let cx = (((&r - &l)? * 0.5)?.broadcast_add(&(&gx + 0.5)?)? * s)?;
+            let cy = (((&bt - &t)? * 0.5)?.broadcast_add(&(&gy + 0.5)?)? * s)?;
+            let bw = ((&l + &r)? * s)?;
+            let bh = ((&t + &bt)? * s)?;
+            let cl =
+                candle_nn::ops::sigmoid(&chain(&self.cls[lvl], x)?.reshape((b, self.nc, hw))?)?;
+            let kp = chain(&self.kpt[lvl], x)?.reshape((b, self.nk / 3, 3, hw))?;
+            let (gx, gy) = (gx.unsqueeze(0)?, gy.unsqueeze(0)?);
+            let kx = ((kp.narrow(2, 0, 1)? * 2.0)?.broadcast_add(&gx)? * s)?;
+            let ky = ((kp.narrow(2, 1, 1)? * 2.0)?.broadcast_add(&gy)? * s)?;
+            let kv = candle_nn::ops::sigmoid(&kp.narrow(2, 2, 1)?)?;
+            let kp = Tensor::cat(&[kx, ky, kv], 2)?.reshape((b, self.nk, hw))?;
+            levels.push(Tensor::cat(&[cx, cy, bw, bh, cl, kp], 1)?);
+        }
+        Tensor::cat(&levels, 2)
     }
 }
 
-enum Layer {
-    Conv(Conv),
+pub(crate) enum Layer {
+    Conv(ConvBn),
     C2f(C2f),
     Sppf(Sppf),
     C2psa(C2psa),
@@ -733,14 +717,17 @@ struct Node {
     layer: Layer,
 }
 
+/// A whole pose network on one device.
 pub(crate) struct Net {
     nodes: Vec<Node>,
     /// index of the last node that reads each node's output
     last_use: Vec<usize>,
-    /// upsamplings done by the concatenation that reads them
+    /// HAVEN's path: upsamplings done by the concatenation that reads them (`fused::CatOp`)
     up_in_concat: Vec<bool>,
     pub arch: Arch,
     pub scale: String,
+    pub device: Device,
+    pub ops: Ops,
     /// HAVEN_POSE_PROFILE=1: print each layer's time to stderr
     profile: bool,
 }
@@ -868,14 +855,21 @@ fn scale_name(arch: Arch, st: &Store, c0: usize) -> String {
 }
 
 impl Net {
-    pub fn load(st: &Store, engine: &EngineOptions) -> Result<Self, PoseError> {
+    /// The network of `st` on `device`; HAVEN's kernels run it when the device is the CPU, unless
+    /// `engine.candle_cpu_ops` asks for Candle's own CPU ops.
+    pub fn load(st: &Store, engine: &EngineOptions, device: Device) -> Result<Self, PoseError> {
         let arch = detect_arch(st)?;
         let eps = st
             .metadata
             .get("bn_eps")
             .and_then(|s| s.parse::<f32>().ok())
             .unwrap_or(1e-3);
-        let cx = Ctx { st, eps, engine };
+        let ops = if device.is_cpu() && !engine.candle_cpu_ops {
+            Ops::Haven(engine.kernels)
+        } else {
+            Ops::Candle
+        };
+        let root = Vb::new(st, &device, ops, eps).pp("model");
         let spec = match arch {
             Arch::V8 => V8,
             Arch::V11 => V11,
@@ -892,27 +886,37 @@ impl Net {
                     .collect()
             };
             let cin = if i == 0 { 3 } else { chans[from[0]] };
-            let p = format!("model.{i}");
-            let what = |name: &str| format!("layer {i} ({name}) of the {arch:?} pose model");
+            let name = match kind {
+                Kind::Conv => "Conv",
+                Kind::C2f(_) if arch == Arch::V8 => "C2f",
+                Kind::C2f(_) => "C3k2",
+                Kind::Sppf => "SPPF",
+                Kind::C2psa => "C2PSA",
+                Kind::Up => "Upsample",
+                Kind::Cat => "Concat",
+                Kind::Pose => "the Pose head",
+            };
+            let vb = root
+                .pp(i)
+                .with_what(format!("layer {i} ({name}) of the {arch:?} pose model"));
             let (layer, cout) = match kind {
                 Kind::Conv => {
-                    let c = cx.conv(&p, cin, 2, true, &what("Conv"))?;
+                    let c = ConvBn::load(&vb, cin, 2, true)?;
                     let co = c.cout;
                     (Layer::Conv(c), co)
                 }
                 Kind::C2f(sc) => {
-                    let name = if arch == Arch::V8 { "C2f" } else { "C3k2" };
-                    let c = C2f::load(&cx, &p, cin, *sc, &what(name))?;
+                    let c = C2f::load(&vb, cin, *sc)?;
                     let co = c.cv2.cout;
                     (Layer::C2f(c), co)
                 }
                 Kind::Sppf => {
-                    let c = Sppf::load(&cx, &p, cin, &what("SPPF"))?;
+                    let c = Sppf::load(&vb, cin)?;
                     let co = c.cv2.cout;
                     (Layer::Sppf(c), co)
                 }
                 Kind::C2psa => {
-                    let c = C2psa::load(&cx, &p, cin, &what("C2PSA"))?;
+                    let c = C2psa::load(&vb, cin)?;
                     let co = c.cv2.cout;
                     (Layer::C2psa(c), co)
                 }
@@ -920,7 +924,8 @@ impl Net {
                 Kind::Cat => (Layer::Concat, from.iter().map(|&f| chans[f]).sum()),
                 Kind::Pose => {
                     let chs: Vec<usize> = from.iter().map(|&f| chans[f]).collect();
-                    let hd = PoseHead::load(&cx, &p, &chs, arch == Arch::V11)?;
+                    let vb = vb.with_what("the Pose head".into());
+                    let hd = PoseHead::load(&vb, &chs, arch == Arch::V11, engine.layer_profile)?;
                     let co = hd.rows();
                     (Layer::Pose(hd), co)
                 }
@@ -936,13 +941,15 @@ impl Net {
                 readers[f] += 1;
             }
         }
-        // An upsampling whose only reader is a concatenation is done by the concatenation, straight
-        // into its buffer (no upsampled map of its own, no copy of it): its input lives until then.
+        // HAVEN's path: an upsampling whose only reader is a two-map concatenation is done by the
+        // concatenation, straight into its buffer; its input lives until then.
         let up_in_concat: Vec<bool> = (0..nodes.len())
             .map(|i| {
-                matches!(nodes[i].layer, Layer::Upsample)
+                matches!(ops, Ops::Haven(_))
+                    && matches!(nodes[i].layer, Layer::Upsample)
                     && readers[i] == 1
                     && matches!(nodes[last_use[i]].layer, Layer::Concat)
+                    && nodes[last_use[i]].from.len() == 2
             })
             .collect();
         for i in 0..nodes.len() {
@@ -956,14 +963,15 @@ impl Net {
             _ => 0,
         };
         let scale = scale_name(arch, st, c0);
-        let profile = engine.layer_profile;
         Ok(Self {
             nodes,
             last_use,
             up_in_concat,
             arch,
             scale,
-            profile,
+            device,
+            ops,
+            profile: engine.layer_profile,
         })
     }
 
@@ -974,19 +982,19 @@ impl Net {
         }
     }
 
-    /// Runs the network on one CHW image (3 x h x w, RGB in [0,1]); returns ([rows, N], N).
+    /// Runs the network on `[B, 3, H, W]` (RGB in [0, 1]) on its device; gives `[B, rows, N]`.
     ///
-    /// When no other pass is running, this one runs on a rayon worker (the caller, e.g. a camera
-    /// thread, waits): its ~200 parallel sections then start where they are, instead of each being
-    /// handed from the caller to the pool and back (1 thread, 640x640: 88 -> 82 ms per frame).
-    /// Passes that overlap it run from their callers as before: two passes as pool jobs would nest
-    /// (a worker waiting inside one takes up the next whole pass), and with six cameras on two cores
-    /// one camera's inference then took 4 s instead of 0.3.
-    pub fn forward(&self, img: PBuf, h: usize, w: usize) -> (PBuf, usize) {
+    /// On HAVEN's CPU path, when no other pass is running, this one runs on a rayon worker (the
+    /// caller, e.g. a camera thread, waits): its ~200 parallel sections then start where they are,
+    /// instead of each being handed from the caller to the pool and back (1 thread, 640x640: 88 -> 82
+    /// ms per frame). Passes that overlap it run from their callers as before: two passes as pool jobs
+    /// would nest (a worker waiting inside one takes up the next whole pass), and with six cameras on
+    /// two cores one camera's inference then took 4 s instead of 0.3.
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static RUNNING: AtomicUsize = AtomicUsize::new(0);
-        if rayon::current_thread_index().is_some() {
-            return self.forward_here(img, h, w);
+        if !matches!(self.ops, Ops::Haven(_)) || rayon::current_thread_index().is_some() {
+            return self.forward_here(x);
         }
         struct Running;
         impl Drop for Running {
@@ -997,96 +1005,79 @@ impl Net {
         let alone = RUNNING.fetch_add(1, Ordering::AcqRel) == 0;
         let _running = Running;
         if alone {
-            rayon::scope(|_| self.forward_here(img, h, w))
+            rayon::scope(|_| self.forward_here(x))
         } else {
-            self.forward_here(img, h, w)
+            self.forward_here(x)
         }
     }
 
-    fn forward_here(&self, img: PBuf, h: usize, w: usize) -> (PBuf, usize) {
-        let mut outs: Vec<Option<Fm>> = Vec::with_capacity(self.nodes.len());
-        let input = Fm { c: 3, h, w, d: img };
+    fn forward_here(&self, input: &Tensor) -> CResult<Tensor> {
+        let (_, _, h, _) = input.dims4()?;
+        let haven = matches!(self.ops, Ops::Haven(_));
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
             let t0 = std::time::Instant::now();
             let x0 = if i == 0 {
-                &input
+                input
             } else {
-                outs[node.from[0]].as_ref().expect("freed too early")
+                let f = node.from[0];
+                let f = if self.up_in_concat[f] {
+                    self.nodes[f].from[0]
+                } else {
+                    f
+                };
+                outs[f].as_ref().expect("freed too early")
             };
             let y = match &node.layer {
-                Layer::Conv(c) => {
-                    let (oh, ow) = c.out_hw(x0.h, x0.w);
-                    Fm {
-                        c: c.cout,
-                        h: oh,
-                        w: ow,
-                        d: c.forward(&x0.d, x0.h, x0.w),
-                    }
+                Layer::Conv(c) => c.forward(x0)?,
+                Layer::C2f(b) => b.forward(x0)?,
+                Layer::Sppf(b) => b.forward(x0)?,
+                Layer::C2psa(b) => b.forward(x0)?,
+                // done by the concatenation that reads it
+                Layer::Upsample if self.up_in_concat[i] => {
+                    outs.push(None);
+                    continue;
                 }
-                Layer::C2f(b) => b.forward(x0),
-                Layer::Sppf(b) => b.forward(x0),
-                Layer::C2psa(b) => b.forward(x0),
-                Layer::Upsample if self.up_in_concat[i] => Fm {
-                    c: x0.c,
-                    h: 2 * x0.h,
-                    w: 2 * x0.w,
-                    d: PBuf::new(0),
-                },
                 Layer::Upsample => {
-                    let mut d = PBuf::new(x0.c * 4 * x0.hw());
-                    pooling::upsample2x(&x0.d, x0.h, x0.w, &mut d);
-                    Fm {
-                        c: x0.c,
-                        h: 2 * x0.h,
-                        w: 2 * x0.w,
-                        d,
-                    }
+                    let (_, _, xh, xw) = x0.dims4()?;
+                    x0.upsample_nearest2d(2 * xh, 2 * xw)?
+                }
+                Layer::Concat if haven && node.from.len() == 2 => {
+                    let part = |f: usize| {
+                        let up = self.up_in_concat[f];
+                        let src = if up { self.nodes[f].from[0] } else { f };
+                        (outs[src].as_ref().expect("freed too early"), up)
+                    };
+                    let ((a, ua), (b, ub)) = (part(node.from[0]), part(node.from[1]));
+                    a.apply_op2_no_bwd(b, &crate::fused::CatOp { up: [ua, ub] })?
                 }
                 Layer::Concat => {
-                    let parts: Vec<&Fm> = node
+                    let parts: Vec<&Tensor> = node
                         .from
                         .iter()
                         .map(|&f| outs[f].as_ref().unwrap())
                         .collect();
-                    let c = parts.iter().map(|p| p.c).sum();
-                    let mut d = PBuf::new(c * x0.hw());
-                    let mut rest: &mut [f32] = &mut d;
-                    let mut pieces = Vec::new();
-                    for (&f, p) in node.from.iter().zip(&parts) {
-                        assert_eq!((p.h, p.w), (x0.h, x0.w), "concat of mismatched maps");
-                        let (head, tail) = rest.split_at_mut(p.c * p.hw());
-                        // an upsampling left to this concatenation: its input, at half size
-                        let up = self.up_in_concat[f]
-                            .then(|| outs[self.nodes[f].from[0]].as_ref().unwrap());
-                        pieces.push((head, &p.d[..], up));
-                        rest = tail;
-                    }
-                    pieces.into_par_iter().for_each(|(dst, src, up)| match up {
-                        Some(u) => pooling::upsample2x(&u.d, u.h, u.w, dst),
-                        None => ops::copy_par(dst, src),
-                    });
-                    Fm {
-                        c,
-                        h: x0.h,
-                        w: x0.w,
-                        d,
-                    }
+                    Tensor::cat(&parts, 1)?
                 }
                 Layer::Pose(hd) => {
-                    let xs: Vec<&Fm> = node
+                    let xs: Vec<Tensor> = node
                         .from
                         .iter()
-                        .map(|&f| outs[f].as_ref().unwrap())
+                        .map(|&f| outs[f].clone().unwrap())
                         .collect();
-                    let strides: Vec<f32> = xs.iter().map(|x| (h / x.h) as f32).collect();
-                    let r = hd.forward(&xs, &strides);
+                    let s = |x: &Tensor| x.dim(2).map(|xh| (h / xh) as f32);
+                    let r = hd.forward(&xs, [s(&xs[0])?, s(&xs[1])?, s(&xs[2])?])?;
                     if self.profile {
                         eprintln!(
                             "layer {i:2} Pose      {:7.2} ms",
                             t0.elapsed().as_secs_f64() * 1e3
                         );
                     }
-                    return r;
+                    drop(xs);
+                    if haven {
+                        outs.iter().flatten().for_each(crate::fused::reclaim);
+                    }
+                    return Ok(r);
                 }
             };
             if self.profile {
@@ -1100,18 +1091,20 @@ impl Net {
                     Layer::Pose(_) => "Pose",
                 };
                 eprintln!(
-                    "layer {i:2} {name:9} {:7.2} ms  -> {}x{}x{}",
+                    "layer {i:2} {name:9} {:7.2} ms  -> {:?}",
                     t0.elapsed().as_secs_f64() * 1e3,
-                    y.c,
-                    y.h,
-                    y.w
+                    y.dims()
                 );
             }
             outs.push(Some(y));
-            // free what no later node reads
-            for j in 0..=i {
-                if self.last_use[j] <= i && j != i {
-                    outs[j] = None;
+            // free what no later node reads (HAVEN's path: its memory back to the buffer pool)
+            for (j, out) in outs.iter_mut().enumerate().take(i) {
+                if self.last_use[j] <= i {
+                    if let Some(t) = out.take() {
+                        if haven {
+                            crate::fused::reclaim(&t);
+                        }
+                    }
                 }
             }
         }

@@ -8,11 +8,16 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use haven_pose::{
-    Arch, EngineOptions, KernelOptions, Letterbox, PoseError, PoseModel, PoseOptions, Winograd4,
+    Arch, DeviceSpec, EngineOptions, KernelOptions, Letterbox, PoseError, PoseModel, PoseOptions,
+    Winograd4,
 };
 
+/// The repository root: where the build was made, or `HAVEN_REPO_ROOT` (a test binary copied to
+/// another machine with the weights and fixtures, see scripts/gpu_check.sh).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("HAVEN_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -34,6 +39,24 @@ fn real_weights() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The golden letterboxed zidane frame as the network's input, [1, 3, 640, 640] RGB / 255.
+fn zidane_input(io: &HashMap<String, Tensor>) -> Tensor {
+    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
+    (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap()
+}
+
+/// The golden letterboxed zidane frame as the server hands it over: BGR u8, HWC.
+fn zidane_bgr(io: &HashMap<String, Tensor>) -> Vec<u8> {
+    let rgb = io["letterboxed_rgb_hwc_u8"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u8>()
+        .unwrap();
+    rgb.chunks_exact(3)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect()
 }
 
 /// Compares [1, 56, N] outputs: box/keypoint coordinates within `px`, scores/visibilities within `prob`.
@@ -101,11 +124,49 @@ fn v11n_real_weights_match_onnxruntime_output0_at_640() {
     assert_eq!(m.arch(), Arch::V11);
     assert_eq!(m.scale_name(), "n");
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     let out = m.forward_raw(&input).unwrap();
     assert_eq!(out.dims(), &[1, 56, 8400]);
     compare(&out, &io["output0"], 0.5, 1e-3);
+}
+
+/// Candle's own CPU ops (no HAVEN kernel), for the same network definition: the reference that
+/// HAVEN's custom ops must match, and what CUDA and Metal run.
+fn candle_ops_model(weights: &std::path::Path) -> PoseModel {
+    let engine = EngineOptions {
+        candle_cpu_ops: true,
+        ..EngineOptions::default()
+    };
+    let m = PoseModel::load_with_engine(weights, PoseOptions::default(), engine).unwrap();
+    assert!(!m.uses_haven_kernels());
+    m
+}
+
+#[test]
+fn v8_random_weights_on_candle_cpu_ops_match_reference_and_haven_kernels() {
+    let weights = fixture("yolov8n-pose-random.safetensors");
+    let io = load_st("yolov8n-pose-random_io_320.safetensors");
+    let stock = candle_ops_model(&weights)
+        .forward_raw(&io["input"])
+        .unwrap();
+    assert_eq!(stock.dims(), &[1, 56, 2100]);
+    compare(&stock, &io["output0"], 0.5, 1e-3);
+    let haven = PoseModel::load(&weights, PoseOptions::default()).unwrap();
+    assert!(haven.uses_haven_kernels());
+    compare(&haven.forward_raw(&io["input"]).unwrap(), &stock, 0.5, 1e-3);
+}
+
+#[test]
+fn v11n_on_candle_cpu_ops_matches_onnxruntime_and_haven_kernels() {
+    let io = load_st("zidane_640_io.safetensors");
+    let input = zidane_input(&io);
+    let stock = candle_ops_model(&real_weights())
+        .forward_raw(&input)
+        .unwrap();
+    assert_eq!(stock.dims(), &[1, 56, 8400]);
+    compare(&stock, &io["output0"], 0.5, 1e-3);
+    let haven = PoseModel::load(&real_weights(), PoseOptions::default()).unwrap();
+    compare(&haven.forward_raw(&input).unwrap(), &stock, 0.5, 1e-3);
 }
 
 /// Every kernel path, forced through the engine options given in code (no environment), matches
@@ -113,8 +174,7 @@ fn v11n_real_weights_match_onnxruntime_output0_at_640() {
 #[test]
 fn v11n_every_engine_path_matches_onnxruntime() {
     let io = load_st("zidane_640_io.safetensors");
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    let input = (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap();
+    let input = zidane_input(&io);
     let d = KernelOptions::default();
     for kernels in [
         KernelOptions {
@@ -138,6 +198,7 @@ fn v11n_every_engine_path_matches_onnxruntime() {
         let engine = EngineOptions {
             kernels,
             layer_profile: false,
+            candle_cpu_ops: false,
         };
         let m =
             PoseModel::load_with_engine(&real_weights(), PoseOptions::default(), engine).unwrap();
@@ -321,18 +382,62 @@ fn postprocess_of_golden_output0_reproduces_detections_json() {
 fn v11n_server_path_letterboxed_bgr_reproduces_detections_json() {
     let m = PoseModel::load(&real_weights(), PoseOptions::default()).unwrap();
     let io = load_st("zidane_640_io.safetensors");
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    let bgr: Vec<u8> = rgb
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
+    let bgr = zidane_bgr(&io);
     let lb = Letterbox::new(1280, 720, 640, 640);
     let dets = m.detect_letterboxed_bgr(&bgr, &lb).unwrap();
     assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
+    // two frames as one batch: each gets its own answer
+    let both = m.detect_batch(&[(&bgr, &lb), (&bgr, &lb)]).unwrap();
+    assert_eq!(both.len(), 2);
+    for dets in &both {
+        assert_matches_golden(dets, &golden_dets("zidane.jpg"));
+    }
+}
+
+/// The goldens on another device, `HAVEN_TEST_DEVICE=cuda:0` in a build with `--features cuda`
+/// (scripts/gpu_check.sh): YOLO11n against onnxruntime at batch 1 and as a batch of 4, the seeded
+/// YOLOv8 against its reference, and the server path. Skipped, saying so, when the variable is unset.
+#[test]
+fn goldens_on_the_device_named_by_haven_test_device() {
+    let Ok(name) = std::env::var("HAVEN_TEST_DEVICE") else {
+        eprintln!("skipped: set HAVEN_TEST_DEVICE (e.g. cuda:0) to run the goldens on that device");
+        return;
+    };
+    let device: DeviceSpec = name.parse().unwrap();
+    let opts = PoseOptions {
+        device,
+        ..PoseOptions::default()
+    };
+    let cpu = |t: Tensor| t.to_device(&Device::Cpu).unwrap();
+    let m = PoseModel::load(&real_weights(), opts.clone()).unwrap();
+    eprintln!("device {device}: {:?}", m.device());
+    let io = load_st("zidane_640_io.safetensors");
+    let input = zidane_input(&io);
+    compare(
+        &cpu(m.forward_raw(&input).unwrap()),
+        &io["output0"],
+        0.5,
+        1e-3,
+    );
+    let batch = Tensor::cat(&[&input, &input, &input, &input], 0).unwrap();
+    let out = cpu(m.forward_raw(&batch).unwrap());
+    assert_eq!(out.dims(), &[4, 56, 8400]);
+    for i in 0..4 {
+        compare(&out.narrow(0, i, 1).unwrap(), &io["output0"], 0.5, 1e-3);
+    }
+    let bgr = zidane_bgr(&io);
+    let lb = Letterbox::new(1280, 720, 640, 640);
+    for dets in m.detect_batch(&[(&bgr, &lb), (&bgr, &lb)]).unwrap() {
+        assert_matches_golden(&dets, &golden_dets("zidane.jpg"));
+    }
+    let m8 = PoseModel::load(&fixture("yolov8n-pose-random.safetensors"), opts).unwrap();
+    let io8 = load_st("yolov8n-pose-random_io_320.safetensors");
+    compare(
+        &cpu(m8.forward_raw(&io8["input"]).unwrap()),
+        &io8["output0"],
+        0.5,
+        1e-3,
+    );
 }
 
 /// 640x384 (the rectangular letterbox of a 16:9 frame): the same zidane content (scale 0.5), only the
@@ -350,19 +455,10 @@ fn v11n_rectangular_640x384_agrees_with_square_reference() {
     )
     .unwrap();
     let io = load_st("zidane_640_io.safetensors");
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
     let lb = Letterbox::new(1280, 720, 640, 384);
     assert_eq!((lb.pad_x, lb.pad_y), (0.0, 12.0));
-    let crop = &rgb[128 * 640 * 3..512 * 640 * 3];
-    let bgr: Vec<u8> = crop
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    let dets = m.detect_letterboxed_bgr(&bgr, &lb).unwrap();
+    let bgr = &zidane_bgr(&io)[128 * 640 * 3..512 * 640 * 3];
+    let dets = m.detect_letterboxed_bgr(bgr, &lb).unwrap();
     let golden = golden_dets("zidane.jpg");
     assert_eq!(dets.len(), golden.len(), "{dets:?}");
     for g in &golden {

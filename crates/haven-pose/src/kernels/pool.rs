@@ -8,9 +8,9 @@
 /// A pooled f32 buffer: feature maps and scratch space are recycled between layers and frames, which
 /// saves the page faults and zeroing of fresh large allocations. Its initial contents are unspecified
 /// (old values, never uninitialised memory): use [`PBuf::zeroed`] where zeros are needed.
-/// (vector, pooled, length in use: the vector keeps its longest initialised length so that reuse
-/// does not zero-fill it again)
-pub(crate) struct PBuf(Vec<f32>, bool, usize);
+/// (vector, length in use: the vector keeps its longest initialised length so that reuse does not
+/// zero-fill it again)
+pub(crate) struct PBuf(Vec<f32>, usize);
 
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 pub(crate) const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
@@ -42,33 +42,35 @@ impl PBuf {
                 if v.len() < len {
                     v.resize(len, 0.0);
                 }
-                return PBuf(v, true, len);
+                return PBuf(v, len);
             }
         }
-        PBuf(vec![0f32; len], true, len)
+        PBuf(vec![0f32; len], len)
     }
 
-    /// Wraps a caller's vector; it is freed normally, not kept in the pool.
-    pub fn from_vec(v: Vec<f32>) -> Self {
-        let n = v.len();
-        PBuf(v, false, n)
-    }
-
-    /// The contents as a plain vector (copied out of pooled memory).
-    pub fn to_vec(&self) -> Vec<f32> {
-        self.0[..self.2].to_vec()
+    /// The buffer's vector, without a copy, to become a Candle tensor's storage: the values in use
+    /// come first, and the vector keeps its whole initialised length (possibly longer: the tensor
+    /// then covers only its first values, as a view does), so that once [`recycle`]d it serves
+    /// larger buffers again without being zero-filled. The memory leaves the pool until then.
+    pub fn into_storage(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
     }
 }
 
 impl Drop for PBuf {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
-        if self.1 && v.capacity() >= POOL_MIN {
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
-            if total + v.capacity() * 4 <= POOL_MAX_BYTES {
-                pool.push(v);
-            }
+        recycle(std::mem::take(&mut self.0));
+    }
+}
+
+/// Gives a vector's memory to the pool (if large enough and the pool has room), for a later
+/// [`PBuf::new`]; its contents stay as they are (pooled buffers' contents are unspecified).
+pub(crate) fn recycle(v: Vec<f32>) {
+    if v.capacity() >= POOL_MIN {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+        if total + v.capacity() * 4 <= POOL_MAX_BYTES {
+            pool.push(v);
         }
     }
 }
@@ -76,13 +78,13 @@ impl Drop for PBuf {
 impl std::ops::Deref for PBuf {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.0[..self.2]
+        &self.0[..self.1]
     }
 }
 
 impl std::ops::DerefMut for PBuf {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0[..self.2]
+        &mut self.0[..self.1]
     }
 }
 /// A raw pointer that may cross rayon tasks; each task writes a disjoint region.
@@ -101,7 +103,7 @@ mod tests {
     use super::*;
 
     /// Recycled buffers come back at the requested length, pooled bytes stay under the cap, and
-    /// small or caller-owned buffers never enter the pool.
+    /// small buffers never enter the pool.
     #[test]
     fn pool_recycles_within_its_cap() {
         let n = POOL_MIN * 3 + 5;
@@ -111,12 +113,12 @@ mod tests {
         drop(a);
         let b = PBuf::new(n - 3);
         assert_eq!(b.len(), n - 3);
-        assert_eq!(b.to_vec().len(), n - 3);
-        drop(b);
+        let v = b.into_storage();
+        assert!(v.len() >= n - 3);
+        recycle(v);
         assert!(pooled_bytes() <= POOL_MAX_BYTES);
         let small = PBuf::new(10);
         assert_eq!(&small[..], &[0.0; 10]);
-        let own = PBuf::from_vec(vec![1.0, 2.0, 3.0]);
-        assert_eq!(own.to_vec(), vec![1.0, 2.0, 3.0]);
+        recycle(vec![1.0, 2.0, 3.0]);
     }
 }
