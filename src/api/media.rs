@@ -26,9 +26,9 @@ const BOUNDARY: &str = "havenframe";
 /// The rendition a snapshot or MJPEG request asks for (`width`, `quality`, `overlay`).
 fn rendition(query: &HashMap<String, String>) -> Result<Rendition, ApiError> {
     if query.contains_key("format") {
-        return Err(ApiError::BadRequest(RenditionError::FormatNotHere.to_string()));
+        return Err(RenditionError::FormatNotHere.into());
     }
-    Rendition::from_query(query).map_err(|e| ApiError::BadRequest(e.to_string()))
+    Ok(Rendition::from_query(query)?)
 }
 
 /// Follows a camera's feed, with the camera asked to make `rendition` while the guard lives.

@@ -69,6 +69,12 @@ impl From<crate::cluster::ClusterError> for ApiError {
     }
 }
 
+impl From<crate::camera::rendition::RenditionError> for ApiError {
+    fn from(e: crate::camera::rendition::RenditionError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         ApiError::Unavailable("the camera registry is not answering".into())

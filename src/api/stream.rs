@@ -58,8 +58,7 @@ async fn open(
     query: HashMap<String, String>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let fps = viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?;
-    let bad = |e: crate::camera::rendition::RenditionError| ApiError::BadRequest(e.to_string());
-    let view = (Rendition::from_query(&query).map_err(bad)?, Format::from_query(&query).map_err(bad)?);
+    let view = (Rendition::from_query(&query).map_err(ApiError::from)?, Format::from_query(&query).map_err(ApiError::from)?);
     let link = state
         .hub
         .send(Subscribe { camera_id: camera_id.clone() })

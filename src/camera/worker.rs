@@ -636,7 +636,6 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     let mut renditions = Vec::with_capacity(wanted.len());
     for (rendition, formats) in wanted {
         let spec = spec_of(&rendition, width, height, jpeg_quality);
-        let detections = pipe.poses.as_ref().map_or(&[][..], |p| &p.detections[..]);
         let jpeg = jpeg(ctx, &mut pipe.encoder, frame, spec, detections)?;
         let meta = RenditionMeta { width: spec.width, height: spec.height, quality: spec.quality, overlay: rendition.overlay };
         renditions.push(EncodedRendition { rendition, formats, meta, jpeg });
