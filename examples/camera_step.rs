@@ -67,7 +67,7 @@ fn main() {
     println!("| input | decode | inference | annotate | JPEG q80 | message | total |");
     println!("|---|---|---|---|---|---|---|");
     for (w, h) in sizes {
-        let mut model = settings.model.clone();
+        let mut model = settings.models["pose"].clone();
         model.weights = repo.join("weights/yolo11n-pose.safetensors");
         model.input_width = Some(w);
         model.input_height = Some(h);
@@ -86,6 +86,7 @@ fn main() {
             let jpeg = haven::jpeg::encode(&shown, 80).unwrap();
             enc.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
+            let groups = [haven::inference::ModelDetections { model: "pose".into(), task: haven::inference::Task::Pose, detections: dets.clone() }];
             let meta = FrameMetadata {
                 camera_id: "cam1",
                 seq: i as u64,
@@ -96,7 +97,7 @@ fn main() {
                 height: shown.rows(),
                 ai_enabled: true,
                 inference_ms: None,
-                detections: &dets,
+                detections: &groups,
                 poses: None,
                 motion: None,
                 events: &[],

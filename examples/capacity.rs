@@ -3,13 +3,16 @@
 //! how often its poses were refreshed, its inferences per second and its own thread's CPU.
 //!
 //! `cargo build && cargo run --example capacity -- [--demo 6] [--still 6] [--window 30] [--rounds 1]
-//!   [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
+//!   [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]... [--with-objects LABEL:WEIGHTS]...`
 //!
 //! Each `--exe` is another build of the server (an older commit's `target/debug/haven` in a worktree,
 //! say, with that tree's `settings/default.toml`) run on the same set-up, round after round in turn
 //! with this tree's build, so that before and after are measured side by side on the same machine.
 //! Each `--variant` runs this tree's build with environment overrides (`HAVEN__DETECTION__WORKERS=2`,
-//! say) in the same rotation. `data/still.mp4` is made by `scripts/setup.sh`.
+//! say) in the same rotation. Each `--with-objects` runs this tree's build with a second model,
+//! `[models.objects]` with these detect weights, on every camera (`models = ["pose", "objects"]`): pose
+//! alone against pose plus objects, side by side (docs/performance.md). `data/still.mp4` is made by
+//! `scripts/setup.sh`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -27,12 +30,12 @@ struct Args {
     still: usize,
     window: f64,
     rounds: usize,
-    /// (server binary, label, environment added)
-    builds: Vec<(PathBuf, String, Vec<(String, String)>)>,
+    /// (server binary, label, environment added, detect weights to run beside pose on every camera)
+    builds: Vec<(PathBuf, String, Vec<(String, String)>, Option<PathBuf>)>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into(), Vec::new())] };
+    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into(), Vec::new(), None)] };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -44,7 +47,7 @@ fn parse_args() -> Args {
             "--exe" => {
                 let v = value();
                 let (path, label) = v.split_once('=').map_or((v.as_str(), v.as_str()), |(p, l)| (p, l));
-                a.builds.push((PathBuf::from(path), label.to_string(), Vec::new()));
+                a.builds.push((PathBuf::from(path), label.to_string(), Vec::new(), None));
             }
             "--variant" => {
                 let v = value();
@@ -53,7 +56,12 @@ fn parse_args() -> Args {
                     .split(',')
                     .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("KEY=VALUE"))
                     .collect();
-                a.builds.push((repo().join("target/debug/haven"), label.to_string(), env));
+                a.builds.push((repo().join("target/debug/haven"), label.to_string(), env, None));
+            }
+            "--with-objects" => {
+                let v = value();
+                let (label, weights) = v.split_once(':').expect("--with-objects LABEL:WEIGHTS");
+                a.builds.push((repo().join("target/debug/haven"), label.to_string(), Vec::new(), Some(repo().join(weights))));
             }
             other => panic!("unknown argument {other} (see the comment at the top of examples/capacity.rs)"),
         }
@@ -134,10 +142,12 @@ struct Row {
     pose_fps: f64,
     inferences_per_s: f64,
     cpu_percent: Option<f64>,
+    /// Each model's passes per second and the median of its last-pass times sampled (ms).
+    models: Vec<(String, f64, Option<f64>)>,
 }
 
 /// One build's round: per-camera rows, the process's CPU (cores) and RSS.
-async fn round(exe: &std::path::Path, env: &[(String, String)], args: &Args) -> (Vec<Row>, f64, f64) {
+async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<&std::path::Path>, args: &Args) -> (Vec<Row>, f64, f64) {
     // Each build reads its own shipped settings (an older one refuses sections it does not know).
     let root = exe.ancestors().nth(3).filter(|r| r.join("settings/default.toml").is_file());
     let mut s = match root {
@@ -147,13 +157,17 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], args: &Args) -> 
         }
         _ => shipped_settings_with_cameras(0),
     };
+    if let Some(weights) = objects {
+        s.push_str(&format!("[models.objects]\nweights = \"{}\"\nconf_threshold = 0.25\niou_threshold = 0.7\n\n", weights.display()));
+    }
+    let models = if objects.is_some() { "models = [\"pose\", \"objects\"]\n" } else { "" };
     let cams: Vec<(String, bool)> = (0..args.demo)
         .map(|i| (format!("demo{}", i + 1), false))
         .chain((0..args.still).map(|i| (format!("still{}", i + 1), true)))
         .collect();
     for (i, (id, still)) in cams.iter().enumerate() {
         let source = if *still { "data/still.mp4".to_string() } else { format!("data/{}.mp4", i % 3 + 1) };
-        s.push_str(&format!("[[cameras]]\ncamera_id = \"{id}\"\nsource = \"{source}\"\nsource_type = \"video_file\"\n\n"));
+        s.push_str(&format!("[[cameras]]\ncamera_id = \"{id}\"\nsource = \"{source}\"\nsource_type = \"video_file\"\n{models}\n"));
     }
     let settings = std::env::temp_dir().join(format!("haven-capacity-{}.toml", std::process::id()));
     std::fs::write(&settings, s).unwrap();
@@ -171,11 +185,17 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], args: &Args) -> 
     seen.iter().for_each(|s| s.lock().unwrap().counting = true);
     let t0 = Instant::now();
     let mut cpu_samples: Vec<Vec<f64>> = vec![Vec::new(); cams.len()];
+    let mut model_ms: Vec<std::collections::BTreeMap<String, Vec<f64>>> = vec![Default::default(); cams.len()];
     while t0.elapsed().as_secs_f64() < args.window {
         actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         for (i, c) in statuses(port).await.iter().enumerate() {
             if let Some(v) = c["cpu_percent"].as_f64() {
                 cpu_samples[i].push(v);
+            }
+            for (name, m) in c["models_stats"].as_object().into_iter().flatten() {
+                if let Some(ms) = m["inference_ms"].as_f64() {
+                    model_ms[i].entry(name.clone()).or_default().push(ms);
+                }
             }
         }
     }
@@ -197,6 +217,16 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], args: &Args) -> 
                 pose_fps: s.pose_frames.len() as f64 / elapsed,
                 inferences_per_s: inferred as f64 / elapsed,
                 cpu_percent: (!cpu_samples[i].is_empty()).then(|| median(cpu_samples[i].clone())),
+                models: after[i]["models_stats"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, m)| {
+                        let n = m["inferences"].as_u64().unwrap_or(0) - before[i]["models_stats"][name]["inferences"].as_u64().unwrap_or(0);
+                        let ms = model_ms[i].get(name).filter(|v| !v.is_empty()).map(|v| median(v.clone()));
+                        (name.clone(), n as f64 / elapsed, ms)
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -221,27 +251,38 @@ async fn main() {
     );
     let mut results: Vec<Vec<(Vec<Row>, f64, f64)>> = args.builds.iter().map(|_| Vec::new()).collect();
     for r in 0..args.rounds {
-        for (b, (exe, label, env)) in args.builds.iter().enumerate() {
+        for (b, (exe, label, env, objects)) in args.builds.iter().enumerate() {
             eprintln!("round {} of {}: {label}", r + 1, args.rounds);
-            results[b].push(round(exe, env, &args).await);
+            results[b].push(round(exe, env, objects.as_deref(), &args).await);
         }
     }
-    for (b, (_, label, _)) in args.builds.iter().enumerate() {
+    for (b, (_, label, _, _)) in args.builds.iter().enumerate() {
         println!("\n## {label}\n");
-        println!("| camera | viewer fps | poses refreshed /s | inferences /s | camera thread CPU % |");
-        println!("|---|---|---|---|---|");
+        println!("| camera | viewer fps | poses refreshed /s | inferences /s | camera thread CPU % | per model: passes /s, median ms |");
+        println!("|---|---|---|---|---|---|");
         let n = results[b][0].0.len();
         let med = |f: &dyn Fn(&Row) -> f64, i: usize| median(results[b].iter().map(|r| f(&r.0[i])).collect());
         for i in 0..n {
             let row = &results[b][0].0[i];
             let cpu: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].cpu_percent).collect();
+            let models: Vec<String> = row
+                .models
+                .iter()
+                .enumerate()
+                .map(|(k, (name, _, _))| {
+                    let rate = median(results[b].iter().filter_map(|r| r.0[i].models.get(k).map(|m| m.1)).collect());
+                    let ms: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].models.get(k).and_then(|m| m.2)).collect();
+                    format!("{name} {rate:.2}, {} ms", fmt_opt((!ms.is_empty()).then(|| median(ms))))
+                })
+                .collect();
             println!(
-                "| {} | {:.1} | {:.1} | {:.2} | {} |",
+                "| {} | {:.1} | {:.1} | {:.2} | {} | {} |",
                 row.id,
                 med(&|r| r.viewer_fps, i),
                 med(&|r| r.pose_fps, i),
                 med(&|r| r.inferences_per_s, i),
-                fmt_opt((!cpu.is_empty()).then(|| median(cpu)))
+                fmt_opt((!cpu.is_empty()).then(|| median(cpu))),
+                models.join("; ")
             );
         }
         let pick = |still: bool, f: &dyn Fn(&Row) -> f64| -> Vec<f64> {

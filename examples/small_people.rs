@@ -30,7 +30,7 @@ use support::{median, repo};
 
 fn engine() -> PoseEngine {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().model;
+    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
     m.weights = repo().join(&m.weights);
     PoseEngine::load(&m).expect("the pose model loads (bash scripts/fetch-weights.sh)")
 }

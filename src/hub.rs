@@ -7,7 +7,8 @@ use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture};
 use serde::Serialize;
 
 use crate::camera::{Camera, CameraDeps, CameraPort, CameraPatch, CameraState, CameraStatus, CameraStatusView, HistogramView};
-use crate::settings::{save_cameras, CameraConfig};
+use crate::inference::{Engines, Task};
+use crate::settings::{save_cameras, CameraConfig, Settings};
 
 pub use crate::camera::CameraLink;
 
@@ -23,6 +24,32 @@ pub enum HubError {
     Persist(String),
 }
 
+/// What cameras may name: the models of the settings (loaded or not) and the classes of the loaded
+/// detect models (for `object_events`).
+#[derive(Debug, Clone, Default)]
+pub struct ModelCatalog {
+    /// `None`: anything goes (a hub built without settings, in tests).
+    configured: Option<Vec<String>>,
+    /// Class names of the loaded detect models; `None` when none is loaded (nothing to check against).
+    classes: Option<std::collections::HashSet<String>>,
+}
+
+impl ModelCatalog {
+    pub fn new(settings: &Settings, engines: &Engines) -> Self {
+        let detect: Vec<_> = engines.0.iter().filter(|e| e.task() == Task::Detect).collect();
+        let classes = (!detect.is_empty()).then(|| detect.iter().flat_map(|e| e.info().class_names.iter().cloned()).collect());
+        Self { configured: Some(settings.models.keys().cloned().collect()), classes }
+    }
+
+    /// A camera's `models` and `object_events`; the message names the camera and the setting.
+    pub fn check(&self, config: &CameraConfig) -> Result<(), String> {
+        let Some(configured) = &self.configured else { return Ok(()) };
+        let list = if configured.is_empty() { "none".to_string() } else { configured.join(", ") };
+        let classes = self.classes.as_ref().map(|c| move |name: &str| c.contains(name));
+        config.validate_models(|n| configured.iter().any(|c| c == n), &list, classes.as_ref().map(|f| f as &dyn Fn(&str) -> bool))
+    }
+}
+
 /// The registry of cameras; a camera's own life (thread, feed, status) is its `Camera`'s.
 pub struct StreamHub {
     cameras: Vec<Camera>,
@@ -31,11 +58,18 @@ pub struct StreamHub {
     running: bool,
     /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
     settings_file: Option<PathBuf>,
+    catalog: ModelCatalog,
 }
 
 impl StreamHub {
     pub fn new(deps: CameraDeps, settings_file: Option<PathBuf>) -> Self {
-        Self { cameras: Vec::new(), deps, running: false, settings_file }
+        Self { cameras: Vec::new(), deps, running: false, settings_file, catalog: ModelCatalog::default() }
+    }
+
+    /// What cameras added or changed through the API may name in `models` and `object_events`.
+    pub fn with_catalog(mut self, catalog: ModelCatalog) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     fn engine_loaded(&self) -> bool {
@@ -98,6 +132,7 @@ impl Handler<Register> for StreamHub {
 
     fn handle(&mut self, Register { config, persist }: Register, _: &mut Context<Self>) -> Self::Result {
         config.validate().map_err(HubError::InvalidCamera)?;
+        self.catalog.check(&config).map_err(HubError::InvalidCamera)?;
         if self.find(&config.camera_id).is_some() {
             return Err(HubError::Duplicate(config.camera_id));
         }
@@ -141,6 +176,7 @@ impl Handler<Update> for StreamHub {
         let mut all = self.configs();
         patch.apply(&mut all[i]);
         all[i].validate().map_err(HubError::InvalidCamera)?;
+        self.catalog.check(&all[i]).map_err(HubError::InvalidCamera)?;
         self.persist(&all)?;
         self.cameras[i].update(&patch);
         log::info!("Updated camera: {id} ({patch:?})");
@@ -159,17 +195,38 @@ pub struct ReloadSummary {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
+    /// Changed only in settings that apply live (models, detect rate, quality, …): not restarted.
+    pub updated: Vec<String>,
+}
+
+/// Whether `a` and `b` differ only in settings that `PATCH` changes live.
+fn differ_only_live(a: &CameraConfig, b: &CameraConfig) -> bool {
+    let live = CameraPatch {
+        ai_enabled: Some(b.ai_enabled),
+        jpeg_quality: Some(b.jpeg_quality),
+        resize_width: Some(b.resize_width),
+        loop_video: Some(b.loop_video),
+        max_fps: Some(b.max_fps),
+        detect_fps: Some(b.detect_fps),
+        models: Some(b.models.clone()),
+        object_events: Some(b.object_events.clone()),
+    };
+    let mut a = a.clone();
+    live.apply(&mut a);
+    a == *b
 }
 
 impl ReloadSummary {
     /// What must change to go from the `current` cameras to the `wanted` ones, by camera id: a
-    /// camera whose settings differ in any way restarts; one that is equal is not touched.
+    /// camera whose settings differ only in live ones (what `PATCH` changes) is updated in place,
+    /// one that differs in others restarts; one that is equal is not touched.
     pub fn diff(current: &[CameraConfig], wanted: &[CameraConfig]) -> Self {
         let find = |list: &[CameraConfig], id: &str| list.iter().find(|c| c.camera_id == id).cloned();
         let mut summary = Self::default();
         for c in current {
             match find(wanted, &c.camera_id) {
                 None => summary.removed.push(c.camera_id.clone()),
+                Some(w) if w != *c && differ_only_live(c, &w) => summary.updated.push(c.camera_id.clone()),
                 Some(w) if w != *c => summary.restarted.push(c.camera_id.clone()),
                 Some(_) => {}
             }
@@ -183,7 +240,7 @@ impl ReloadSummary {
     }
 
     fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty()
+        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty() && self.updated.is_empty()
     }
 }
 
@@ -202,6 +259,10 @@ impl Handler<Reload> for StreamHub {
                 if let Some(i) = self.position(&w.camera_id) {
                     self.cameras[i].restart(w.clone());
                 }
+            } else if summary.updated.contains(&w.camera_id) {
+                if let Some(i) = self.position(&w.camera_id) {
+                    self.cameras[i].set_config(w.clone());
+                }
             } else if summary.added.contains(&w.camera_id) && self.find(&w.camera_id).is_none() {
                 self.add(w.clone());
             }
@@ -210,10 +271,11 @@ impl Handler<Reload> for StreamHub {
             return MessageResult(summary);
         }
         log::info!(
-            "Reloaded cameras: added [{}], removed [{}], restarted [{}]",
+            "Reloaded cameras: added [{}], removed [{}], restarted [{}], updated live [{}]",
             summary.added.join(", "),
             summary.removed.join(", "),
-            summary.restarted.join(", ")
+            summary.restarted.join(", "),
+            summary.updated.join(", ")
         );
         MessageResult(summary)
     }
@@ -230,6 +292,9 @@ impl Handler<ReloadFile> for StreamHub {
 
     fn handle(&mut self, ReloadFile(path): ReloadFile, ctx: &mut Context<Self>) -> Self::Result {
         let settings = crate::settings::Settings::load(&path)?;
+        for camera in &settings.cameras {
+            self.catalog.check(camera).map_err(|message| crate::settings::SettingsError::Invalid { path: path.display().to_string(), message })?;
+        }
         Ok(<Self as Handler<Reload>>::handle(self, Reload(settings.cameras), ctx).0)
     }
 }
@@ -364,17 +429,40 @@ impl Handler<GetStatus> for StreamHub {
     }
 }
 
-/// The shared engine as `GET /api/engine` reports it.
+/// The shared models as `GET /api/engine` reports them.
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineInfo {
+    /// Whether any model is loaded.
     pub loaded: bool,
+    /// The first model's description (the pose model's, where there is one).
     pub name: Option<String>,
-    /// Frames the model looked at since start, all cameras together.
+    /// Passes of the models since start, all models and cameras together.
     pub calls: u64,
-    /// Threads running the model, shared by every camera.
+    /// Threads running the models, shared by every camera.
     pub workers: usize,
     /// Cameras whose frame waits for a worker now.
     pub waiting: usize,
+    /// Whole frames resized and padded once for several models (their inputs had the same size).
+    pub shared_inputs: u64,
+    /// Every loaded model, each loaded once and shared by the cameras that name it.
+    pub models: Vec<ModelView>,
+}
+
+/// One loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    /// Its name in the settings (`[models.<name>]`).
+    pub name: String,
+    /// What the engine says it is (weights, architecture, input).
+    pub description: String,
+    #[serde(flatten)]
+    pub info: crate::inference::ModelInfo,
+    /// How many classes it tells apart.
+    pub classes: usize,
+    /// Its passes since start, all cameras together.
+    pub calls: u64,
+    /// The cameras that run it (their `models`).
+    pub cameras: Vec<String>,
 }
 
 #[derive(Message)]
@@ -386,13 +474,28 @@ impl Handler<GetEngineInfo> for StreamHub {
 
     fn handle(&mut self, _: GetEngineInfo, _: &mut Context<Self>) -> Self::Result {
         let scheduler = self.deps.inference.as_ref();
-        let engine = scheduler.map(|s| s.engine());
+        let configs = self.configs();
+        let models: Vec<ModelView> = scheduler
+            .map(|s| s.engines().0.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|e| ModelView {
+                name: e.model().to_string(),
+                description: e.name(),
+                info: e.info().clone(),
+                classes: e.info().class_names.len(),
+                calls: e.calls(),
+                cameras: configs.iter().filter(|c| c.model_names().iter().any(|n| n == &**e.model())).map(|c| c.camera_id.clone()).collect(),
+            })
+            .collect();
         MessageResult(EngineInfo {
-            loaded: engine.is_some(),
-            name: engine.map(|e| e.name()),
-            calls: engine.map_or(0, |e| e.calls()),
+            loaded: !models.is_empty(),
+            name: models.first().map(|m| m.description.clone()),
+            calls: models.iter().map(|m| m.calls).sum(),
             workers: scheduler.map_or(0, |s| s.workers()),
             waiting: scheduler.map_or(0, |s| s.waiting()),
+            shared_inputs: scheduler.map_or(0, |s| s.shared_inputs()),
+            models,
         })
     }
 }
@@ -454,15 +557,23 @@ mod tests {
     #[test]
     fn the_reload_diff_restarts_only_what_changed() {
         let mut b2 = cam("b");
-        b2.jpeg_quality = 50;
+        b2.loop_video = false;
+        b2.source = "b2.mp4".into();
         let diff = ReloadSummary::diff(&[cam("a"), cam("b"), cam("c")], &[cam("a"), b2, cam("d")]);
-        assert_eq!(diff, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+        assert_eq!(diff, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]), updated: vec![] });
         assert!(ReloadSummary::diff(&[cam("a"), cam("b")], &[cam("b"), cam("a")]).is_empty(), "order alone changes nothing");
         assert_eq!(ReloadSummary::diff(&[], &[cam("a"), cam("a")]).added, ids(&["a"]), "a camera is added once");
         assert_eq!(ReloadSummary::diff(&[cam("a")], &[]).removed, ids(&["a"]));
         let mut moved = cam("a");
         moved.source = "elsewhere.mp4".into();
         assert_eq!(ReloadSummary::diff(&[cam("a")], &[moved]).restarted, ids(&["a"]));
+        // Models, detect rate, quality: applied live, no restart.
+        let mut objects = cam("a");
+        objects.models = Some(ids(&["pose", "objects"]));
+        objects.detect_fps = Some(2.0);
+        objects.jpeg_quality = 50;
+        let diff = ReloadSummary::diff(&[cam("a")], &[objects]);
+        assert_eq!((diff.updated, diff.restarted), (ids(&["a"]), vec![]));
     }
 
     async fn next_frame(feed: &mut watch::Receiver<Feed>, after_seq: u64) -> u64 {
@@ -538,9 +649,9 @@ mod tests {
         assert_eq!(opener.opens.lock().unwrap().len(), 3);
 
         let mut b2 = cam("b");
-        b2.jpeg_quality = 50;
+        b2.source = "b2.mp4".into();
         let summary = hub.send(Reload(vec![cam("a"), b2, cam("d")])).await.unwrap();
-        assert_eq!(summary, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+        assert_eq!(summary, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]), updated: vec![] });
 
         assert!(matches!(&*c.borrow(), Feed::Closed("camera removed")), "c's viewer is told why");
         // b (restarted) and d (added) open their sources; b's viewer stays and gets the new worker's

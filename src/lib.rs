@@ -32,8 +32,9 @@ use crate::camera::CameraDeps;
 use crate::cluster::Cluster;
 use crate::events::EventHub;
 use crate::hub::{Register, StartAll, StopAll, StreamHub};
+use crate::hub::ModelCatalog;
 use crate::inference::scheduler::Scheduler;
-use crate::inference::{AiEngine, SharedEngine};
+use crate::inference::Engines;
 use crate::settings::Settings;
 
 /// The most a connection's kernel send buffer holds before the socket counts as full.
@@ -69,6 +70,9 @@ pub enum AppError {
     Cluster(#[from] cluster::ClusterError),
     #[error("the camera registry stopped during start-up")]
     Mailbox(#[from] actix::MailboxError),
+    /// A camera names classes no loaded model has (`object_events`), or models the server lacks.
+    #[error("{0}")]
+    Models(String),
 }
 
 /// Process-wide defaults OpenCV reads from the environment: quiet logs, RTSP over TCP (UDP loses
@@ -96,7 +100,13 @@ pub struct Application {
 
 impl Application {
     /// Must run inside an actix system (`#[actix_web::main]`, `#[actix_web::test]`).
-    pub async fn build(settings: Settings, engine: Option<Arc<dyn AiEngine>>) -> Result<Self, AppError> {
+    /// `engines`: the loaded models by name (`Engines`), or one pose engine (`Option<Arc<dyn AiEngine>>`).
+    pub async fn build(settings: Settings, engines: impl Into<Engines>) -> Result<Self, AppError> {
+        let engines = engines.into();
+        let catalog = ModelCatalog::new(&settings, &engines);
+        for camera in &settings.cameras {
+            catalog.check(camera).map_err(|e| AppError::Models(format!("{}: {e}", settings.origin)))?;
+        }
         // Bind first: a taken port should fail before any camera thread starts.
         let listener = TcpListener::bind(&settings.server.bind).map_err(|source| AppError::Bind {
             bind: settings.server.bind.clone(),
@@ -110,7 +120,7 @@ impl Application {
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
         let camera_events = settings.events.enabled.then(|| events.clone());
-        let inference = engine.map(|e| Scheduler::new(SharedEngine::new(e), settings.detection.worker_count()));
+        let inference = (!engines.is_empty()).then(|| Scheduler::with_engines(engines, settings.detection.worker_count()));
         let deps = CameraDeps {
             inference,
             capture: Arc::new(settings.capture.clone()),
@@ -122,7 +132,7 @@ impl Application {
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
         let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };
-        let hub = StreamHub::new(deps, settings_file.clone()).start();
+        let hub = StreamHub::new(deps, settings_file.clone()).with_catalog(catalog).start();
         let cluster = match &settings.cluster {
             None => {
                 for camera in &settings.cameras {

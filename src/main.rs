@@ -148,9 +148,15 @@ fn backtrace_wanted() -> bool {
 fn serve(settings_path: &Path) -> Result<(), Failure> {
     let settings = Settings::load(settings_path)?;
     haven::memory::keep_tidy();
-    let engine = PoseEngine::for_server(&settings.model);
+    let invalid = |message: String| Failure::Settings(SettingsError::Invalid { path: settings.origin.clone(), message });
+    let engines = PoseEngine::engines_for_server(&settings.models).map_err(invalid)?;
+    // Cameras' object_events against the classes of the models that did load.
+    let catalog = haven::hub::ModelCatalog::new(&settings, &engines);
+    for camera in &settings.cameras {
+        catalog.check(camera).map_err(invalid)?;
+    }
     actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings, engine).await?;
+        let app = Application::build(settings, engines).await?;
         app.run_until_stopped().await.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
         Ok(())
     })
@@ -195,16 +201,20 @@ fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
 }
 
 fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>, device: Option<String>) -> Result<(), Failure> {
-    let mut settings = Settings::load(settings_path)?;
+    let settings = Settings::load(settings_path)?;
+    let mut model = settings
+        .pose_model()
+        .cloned()
+        .ok_or_else(|| Failure::Model(format!("{}: no pose model ([models.pose] or [model])", settings.origin)))?;
     if let Some(device) = device {
-        settings.model.device = device;
-        settings.model.validate().map_err(|e| Failure::Model(format!("--device: {e}")))?;
+        model.device = device;
+        model.validate().map_err(|e| Failure::Model(format!("--device: {e}")))?;
     }
     // A mistyped name fails at once, before the model loads.
     if let Some(missing) = images.iter().find(|i| !i.is_file()) {
         return Err(Failure::Input { path: missing.display().to_string(), message: "no such file".into() });
     }
-    let engine = PoseEngine::load(&settings.model).map_err(|e| Failure::Model(format!("{}: {e}", settings.model.weights.display())))?;
+    let engine = PoseEngine::load(&model).map_err(|e| Failure::Model(format!("{}: {e}", model.weights.display())))?;
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }

@@ -1,7 +1,7 @@
 //! Typed settings: loaded once from a TOML file plus `HAVEN__…` environment overrides,
 //! validated before anything starts.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,14 @@ pub struct Settings {
     /// `/ws/alerts`'s timeouts (the section may be left out: the defaults apply).
     #[serde(default)]
     pub alerts: AlertsSettings,
-    pub model: ModelSettings,
+    /// The legacy `[model]` section: the pose model, as `[models.pose]` (both at once is an error).
+    /// Moved into `models` when the settings are loaded, so it is always `None` afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSettings>,
+    /// `[models.<name>]`: every model the process loads, once, shared by the cameras that name it
+    /// in their `models` list.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSettings>,
     pub capture: CaptureSettings,
     pub api: ApiSettings,
     #[serde(default)]
@@ -137,7 +144,8 @@ fn validate_socket(section: &str, heartbeat: f64, client_timeout: f64, send_time
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
-    /// Turns inference off for every camera, whatever their `ai_enabled`.
+    /// false: the model is not loaded, and cameras that name it run without it.
+    #[serde(default = "default_true")]
     pub enabled: bool,
     pub weights: PathBuf,
     /// The network input's longer side; the shorter one follows the frame's aspect ratio (rounded up
@@ -154,31 +162,44 @@ pub struct ModelSettings {
     /// `cuda`/`cudnn` or `metal` feature).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Only these classes (by name, as the model's checkpoint names them) are kept, before NMS;
+    /// none: every class. Checked against the model's names when it is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
 }
 
 impl ModelSettings {
     /// Every rule about `[model]`; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("model.input_size", Some(self.input_size)),
-            ("model.input_width", self.input_width),
-            ("model.input_height", self.input_height),
-        ] {
+        self.validate_as("model")
+    }
+
+    /// Every rule about one model's section (`model`, `models.objects`); the message names the setting.
+    pub fn validate_as(&self, section: &str) -> Result<(), String> {
+        for (name, v) in [("input_size", Some(self.input_size)), ("input_width", self.input_width), ("input_height", self.input_height)] {
             let Some(v) = v else { continue };
             if v == 0 || v % 32 != 0 || v > 2048 {
-                return Err(format!("{name} {v} must be a multiple of 32 between 32 and 2048"));
+                return Err(format!("{section}.{name} {v} must be a multiple of 32 between 32 and 2048"));
             }
         }
-        for (name, v) in [("model.conf_threshold", self.conf_threshold), ("model.iou_threshold", self.iou_threshold)] {
+        for (name, v) in [("conf_threshold", self.conf_threshold), ("iou_threshold", self.iou_threshold)] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{name} {v} is out of range 0-1"));
+                return Err(format!("{section}.{name} {v} is out of range 0-1"));
             }
         }
-        crate::text::check("model.weights", &self.weights.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
+        crate::text::check("weights", &self.weights.to_string_lossy(), crate::text::PATH).map_err(|e| format!("{section}.{e}"))?;
+        if let Some(classes) = &self.classes {
+            if classes.is_empty() {
+                return Err(format!("{section}.classes is empty: leave it out to keep every class"));
+            }
+            for c in classes {
+                crate::text::check("classes", c, crate::text::SOURCE).map_err(|e| format!("{section}.{e}"))?;
+            }
+        }
         // A device this build cannot drive fails here, at start-up; one the machine lacks, at load.
-        self.device_spec().and_then(|d| d.built_in()).map_err(|e| format!("model.{e}"))?;
+        self.device_spec().and_then(|d| d.built_in()).map_err(|e| format!("{section}.{e}"))?;
         // The engine's own rules, should they ever be stricter than the ones above.
-        self.pose_options().validate().map_err(|e| format!("model: {e}"))
+        self.pose_options().validate().map_err(|e| format!("{section}: {e}"))
     }
 
     /// The network input frames are letterboxed into: `input_width` x `input_height` when both are
@@ -204,6 +225,7 @@ impl ModelSettings {
             conf_threshold: self.conf_threshold,
             iou_threshold: self.iou_threshold,
             device: self.device_spec().unwrap_or_default(),
+            ..haven_pose::PoseOptions::default()
         }
     }
 
@@ -232,7 +254,12 @@ fn validate_events(e: &EventSettings) -> Result<(), String> {
     }
     crate::text::check("events.data_dir", &e.data_dir.to_string_lossy(), crate::text::PATH).map_err(|e| e.to_string())?;
     validate_fall("events.fall", &e.fall)?;
-    validate_tracker(&e.tracker)
+    validate_tracker("events.tracker", &e.tracker)?;
+    let o = &e.objects;
+    if !(o.min_secs >= 0.0 && o.min_secs <= 60.0) {
+        return Err(format!("events.objects.min_secs must lie in [0, 60], got {}", o.min_secs));
+    }
+    validate_tracker("events.objects", &o.tracker())
 }
 
 /// `[events.fall]`, or a camera's own `fall` (`section` says which).
@@ -246,7 +273,7 @@ fn validate_fall(section: &str, f: &FallConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_tracker(t: &TrackerConfig) -> Result<(), String> {
+fn validate_tracker(section: &str, t: &TrackerConfig) -> Result<(), String> {
     let ranges = [
         ("iou_threshold", t.iou_threshold as f64, 0.0, 1.0),
         ("max_center_distance", t.max_center_distance as f64, 0.0, 10.0),
@@ -255,7 +282,7 @@ fn validate_tracker(t: &TrackerConfig) -> Result<(), String> {
     ];
     for (name, v, lo, hi) in ranges {
         if !(v >= lo && v <= hi) {
-            return Err(format!("events.tracker.{name} must lie in [{lo}, {hi}], got {v}"));
+            return Err(format!("{section}.{name} must lie in [{lo}, {hi}], got {v}"));
         }
     }
     Ok(())
@@ -478,7 +505,17 @@ pub struct CameraConfig {
     /// the built-in defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub motion: Option<MotionSettings>,
+    /// The models (`[models.<name>]`) that look at this camera's frames; none: `["pose"]`. Changed
+    /// live by `PATCH /api/cameras/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    /// Classes (by name) of the camera's detect models that raise `object_detected` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_events: Option<Vec<String>>,
 }
+
+/// The models a camera runs unless it names others.
+pub const DEFAULT_CAMERA_MODELS: &[&str] = &["pose"];
 
 fn default_input_size() -> usize {
     640
@@ -513,7 +550,44 @@ impl CameraConfig {
             detect_fps: None,
             idle_detect_interval_secs: None,
             motion: None,
+            models: None,
+            object_events: None,
         }
+    }
+
+    /// The names of the models that look at this camera (`models`, or `["pose"]`).
+    pub fn model_names(&self) -> Vec<String> {
+        match &self.models {
+            Some(m) => m.clone(),
+            None => DEFAULT_CAMERA_MODELS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The classes that raise `object_detected` events on this camera.
+    pub fn object_event_classes(&self) -> &[String] {
+        self.object_events.as_deref().unwrap_or_default()
+    }
+
+    /// Checks the camera's `models` against the models the process has (`known`) and its
+    /// `object_events` against the classes its detect models can name (`classes`, `None` when no
+    /// detect model is loaded to ask). Messages name the camera and the setting.
+    pub fn validate_models(&self, known: impl Fn(&str) -> bool, known_list: &str, classes: Option<&dyn Fn(&str) -> bool>) -> Result<(), String> {
+        let id = crate::text::shown(&self.camera_id);
+        if let Some(models) = &self.models {
+            for name in models {
+                if !known(name) {
+                    return Err(format!("camera \"{id}\": models names \"{}\", which is not a model of this server (known: {known_list})", crate::text::shown(name)));
+                }
+            }
+        }
+        if let (Some(classes), Some(wanted)) = (classes, &self.object_events) {
+            for c in wanted {
+                if !classes(c) {
+                    return Err(format!("camera \"{id}\": object_events names \"{}\", which no detect model of this server has as a class", crate::text::shown(c)));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The source as it may be shown: RTSP credentials masked.
@@ -557,6 +631,19 @@ impl CameraConfig {
         if let Some(f) = &self.fall {
             validate_fall(&format!("camera \"{id}\": fall"), f)?;
         }
+        for (field, list) in [("models", &self.models), ("object_events", &self.object_events)] {
+            let Some(list) = list else { continue };
+            if list.len() > 32 {
+                return Err(format!("camera \"{id}\": {field} lists {} names; the limit is 32", list.len()));
+            }
+            let mut seen = HashSet::new();
+            for name in list {
+                crate::text::check(field, name, crate::text::SOURCE).map_err(|e| format!("camera \"{id}\": {e}"))?;
+                if !seen.insert(name) {
+                    return Err(format!("camera \"{id}\": {field} names \"{}\" twice", crate::text::shown(name)));
+                }
+            }
+        }
         if self.source_type == SourceType::Rtsp
             && !(self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://"))
         {
@@ -598,6 +685,7 @@ impl Settings {
         })?;
         settings.origin = origin;
         settings.file = Some(path.to_path_buf());
+        settings.resolve_models()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -609,8 +697,28 @@ impl Settings {
             message: e.to_string(),
         })?;
         settings.origin = origin.to_string();
+        settings.resolve_models()?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Moves the legacy `[model]` into `models` as the pose model (checked as `model.…` first, so
+    /// that its messages keep naming the section the file has). Both `[model]` and `[models.pose]`
+    /// is an error: which one is meant cannot be guessed.
+    pub fn resolve_models(&mut self) -> Result<(), SettingsError> {
+        let Some(model) = self.model.take() else { return Ok(()) };
+        let invalid = |message: String| SettingsError::Invalid { path: self.origin.clone(), message };
+        model.validate_as("model").map_err(invalid)?;
+        if self.models.contains_key("pose") {
+            return Err(invalid("both [model] and [models.pose] are set: [model] is the old name of [models.pose]; keep one".into()));
+        }
+        self.models.insert("pose".into(), model);
+        Ok(())
+    }
+
+    /// The pose model's settings (`[models.pose]`, or the legacy `[model]`).
+    pub fn pose_model(&self) -> Option<&ModelSettings> {
+        self.models.get("pose")
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -631,7 +739,13 @@ impl Settings {
         validate_socket("stream", s.heartbeat_interval_secs, s.client_timeout_secs, s.send_timeout_secs).map_err(invalid)?;
         let a = &self.alerts;
         validate_socket("alerts", a.heartbeat_interval_secs, a.client_timeout_secs, a.send_timeout_secs).map_err(invalid)?;
-        self.model.validate().map_err(invalid)?;
+        if let Some(model) = &self.model {
+            model.validate_as("model").map_err(invalid)?;
+        }
+        for (name, model) in &self.models {
+            crate::text::check("models", name, crate::text::ID).map_err(|e| invalid(format!("{e} (a [models.<name>] section)")))?;
+            model.validate_as(&format!("models.{name}")).map_err(invalid)?;
+        }
         let c = &self.capture;
         for (name, v) in [
             ("capture.open_timeout_secs", c.open_timeout_secs),
@@ -662,8 +776,13 @@ impl Settings {
             crate::text::check("api.media_dirs", &dir.to_string_lossy(), crate::text::PATH).map_err(|e| invalid(e.to_string()))?;
         }
         let mut seen = HashSet::new();
+        let known = match self.models.keys().map(String::as_str).collect::<Vec<_>>().join(", ") {
+            none if none.is_empty() => "none".to_string(),
+            list => list,
+        };
         for cam in &self.cameras {
             cam.validate().map_err(invalid)?;
+            cam.validate_models(|n| self.models.contains_key(n), &known, None).map_err(invalid)?;
             if !seen.insert(cam.camera_id.as_str()) {
                 return Err(invalid(format!("camera \"{}\": duplicate camera_id", cam.camera_id)));
             }
@@ -758,7 +877,8 @@ max_body_bytes = 65536
         // The file writes every default down: they must be the code's.
         assert_eq!(s.detection, DetectionSettings::default());
         assert_eq!(s.alerts, AlertsSettings::default());
-        assert_eq!(s.model.input_size, default_input_size());
+        assert_eq!(s.models["pose"].input_size, default_input_size());
+        assert_eq!(s.models.len(), 1, "the demo ships the pose model only");
     }
 
     #[test]
@@ -849,10 +969,10 @@ max_body_bytes = 65536
             assert_eq!(model(from, to).unwrap_err().to_string(), format!("test.toml: {message}"), "{to}");
         }
         // What the engine is given follows from the same settings.
-        let m = model("input_height = 640\n", "").unwrap().model;
+        let m = model("input_height = 640\n", "").unwrap().models["pose"].clone();
         assert_eq!(m.input(), InputSize::Fitted(640));
         assert_eq!((m.pose_options().input_width, m.pose_options().input_height), (640, 640));
-        let m = with("").unwrap().model;
+        let m = with("").unwrap().models["pose"].clone();
         assert_eq!(m.input(), InputSize::Fixed(640, 640));
         m.pose_options().validate().unwrap();
         assert_eq!((m.device.as_str(), m.pose_options().device), ("cpu", haven_pose::DeviceSpec::Cpu));
@@ -866,12 +986,68 @@ max_body_bytes = 65536
             return;
         }
         assert!(err.contains("model.device \"cuda:0\"") && err.contains("--features cuda"), "{err}");
-        let m = with_model_device("cpu").unwrap().model;
+        let m = with_model_device("cpu").unwrap().models["pose"].clone();
         assert_eq!(m.pose_options().device, haven_pose::DeviceSpec::Cpu);
     }
 
     fn with_model_device(device: &str) -> Result<Settings, SettingsError> {
         Settings::from_toml(&BASE.replace("iou_threshold = 0.7", &format!("iou_threshold = 0.7\ndevice = \"{device}\"")), "test.toml")
+    }
+
+    #[test]
+    fn named_models_and_each_cameras_models_are_checked_and_named() {
+        let objects = "[models.objects]\nweights = \"w/yolo11n.safetensors\"\nconf_threshold = 0.35\niou_threshold = 0.7\nclasses = [\"car\", \"dog\"]\n";
+        let cam = |extra: &str| format!("[[cameras]]\ncamera_id=\"c\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n{extra}");
+        // [model] is the pose model; [models.<name>] adds more; each is named in messages by its section.
+        let s = with(&format!("{objects}{}", cam("models = [\"pose\", \"objects\"]\nobject_events = [\"car\"]\n"))).unwrap();
+        assert_eq!(s.models.keys().collect::<Vec<_>>(), ["objects", "pose"]);
+        assert!(s.model.is_none(), "[model] was moved into models");
+        assert_eq!(s.models["objects"].classes.as_deref(), Some(&["car".to_string(), "dog".to_string()][..]));
+        assert_eq!(s.cameras[0].model_names(), ["pose", "objects"]);
+        assert_eq!(s.cameras[0].object_event_classes(), ["car"]);
+        // A camera that names none runs the pose model.
+        let s = with(&cam("")).unwrap();
+        assert_eq!(s.cameras[0].model_names(), ["pose"]);
+        assert!(s.cameras[0].object_event_classes().is_empty());
+        for (toml, message) in [
+            (cam("models = [\"pose\", \"objets\"]\n"), "camera \"c\": models names \"objets\", which is not a model of this server (known: pose)"),
+            (cam("models = [\"pose\", \"pose\"]\n"), "camera \"c\": models names \"pose\" twice"),
+            (cam("object_events = [\"\"]\n"), "camera \"c\": object_events is empty"),
+            (objects.replace("conf_threshold = 0.35", "conf_threshold = 2"), "models.objects.conf_threshold 2 is out of range 0-1"),
+            (objects.replace("[\"car\", \"dog\"]", "[]"), "models.objects.classes is empty: leave it out to keep every class"),
+            ("[models.\"a b\"]\nweights = \"w\"\nconf_threshold = 0.3\niou_threshold = 0.7\n".to_string(), "models may only hold letters, digits, '_', '-' and '.' (found ' ') (a [models.<name>] section)"),
+            ("[events.objects]\nmax_unseen_secs = 100\n".to_string(), "events.objects.max_unseen_secs must lie in [0, 60], got 100"),
+            ("[events.objects]\nmin_secs = -1\n".to_string(), "events.objects.min_secs must lie in [0, 60], got -1"),
+        ] {
+            assert_eq!(with(&toml).unwrap_err().to_string(), format!("test.toml: {message}"), "{toml}");
+        }
+        // [model] and [models.pose] are one model under two names: both at once is refused.
+        let twice = "[models.pose]\nweights = \"w\"\nconf_threshold = 0.3\niou_threshold = 0.7\n";
+        assert_eq!(
+            with(twice).unwrap_err().to_string(),
+            "test.toml: both [model] and [models.pose] are set: [model] is the old name of [models.pose]; keep one"
+        );
+        // [models.pose] alone is the pose model.
+        let only_new = Settings::from_toml(&BASE.replace("[model]", "[models.pose]"), "test.toml").unwrap();
+        assert_eq!(only_new.pose_model().unwrap().weights, PathBuf::from("weights/yolo11n-pose.safetensors"));
+    }
+
+    #[test]
+    fn a_cameras_object_events_are_checked_against_the_detect_models_classes() {
+        let mut cam = CameraConfig::new("yard", "a.mp4", SourceType::VideoFile);
+        cam.models = Some(vec!["pose".into(), "objects".into()]);
+        cam.object_events = Some(vec!["car".into(), "unicorn".into()]);
+        let known = |n: &str| n == "pose" || n == "objects";
+        let coco = |c: &str| ["person", "car", "dog"].contains(&c);
+        let err = cam.validate_models(known, "objects, pose", Some(&coco)).unwrap_err();
+        assert_eq!(err, "camera \"yard\": object_events names \"unicorn\", which no detect model of this server has as a class");
+        cam.object_events = Some(vec!["car".into()]);
+        cam.validate_models(known, "objects, pose", Some(&coco)).unwrap();
+        // Nothing loaded to ask: the classes cannot be checked, the models still are.
+        cam.object_events = Some(vec!["unicorn".into()]);
+        cam.validate_models(known, "objects, pose", None).unwrap();
+        cam.models = Some(vec!["cars".into()]);
+        assert!(cam.validate_models(known, "objects, pose", None).unwrap_err().contains("models names \"cars\""));
     }
 
     #[test]

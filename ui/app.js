@@ -263,6 +263,19 @@ const SKELETON = [
 ];
 const BOX_COLOR = 'rgb(0, 255, 0)';
 const KEYPOINT_COLOR = 'rgb(255, 0, 0)';
+// Objects (detections without keypoints) take their class's colour, as draw.rs gives it:
+// Ultralytics' palette, indexed by the class id.
+const PALETTE = [
+  '#FF3838', '#FF9D97', '#FF701F', '#FFB21D', '#CFD231', '#48F90A', '#92CC17', '#3DDB86', '#1A9334', '#00D4BB',
+  '#2C99A8', '#00C2FF', '#344593', '#6473FF', '#0018EC', '#8438FF', '#520085', '#CB38FF', '#FF95C8', '#FF37C7',
+];
+
+/** The colour of a detection: green for people with keypoints, the class's colour for objects. */
+function detectionColor(d) {
+  if (Array.isArray(d?.keypoints) && d.keypoints.length) return BOX_COLOR;
+  const id = Number.isInteger(d?.class_id) ? d.class_id : 0;
+  return PALETTE[id % PALETTE.length];
+}
 
 function limbColor(a, b) {
   if (Math.min(a, b) <= 4) return 'rgb(0, 200, 255)'; // head: light blue
@@ -305,13 +318,14 @@ function drawPoses(canvas, m, layers) {
   for (const d of dets) {
     const [x1, y1, x2, y2] = Array.isArray(d?.bbox) ? d.bbox.map((v) => Math.trunc(v * k)) : [];
     const boxed = [x1, y1, x2, y2].every(Number.isFinite);
+    const color = detectionColor(d);
     if (layers.boxes && boxed) {
-      ctx.strokeStyle = BOX_COLOR;
+      ctx.strokeStyle = color;
       ctx.strokeRect(x1, y1, Math.max(1, x2 - x1), Math.max(1, y2 - y1));
     }
     if (layers.labels && boxed && Number.isFinite(d.score)) {
-      ctx.fillStyle = BOX_COLOR;
-      ctx.fillText(`person ${d.score.toFixed(2)}`, x1, Math.max(y1 - 4, 10));
+      ctx.fillStyle = color;
+      ctx.fillText(`${typeof d.class === 'string' ? d.class : 'person'} ${d.score.toFixed(2)}`, x1, Math.max(y1 - 4, 10));
     }
     const kp = Array.isArray(d?.keypoints) ? d.keypoints : [];
     if (layers.skeletons && kp.length) {
@@ -424,6 +438,8 @@ class Tile {
     }
 
     this.c.ai.addEventListener('change', () => this.patch('ai', { ai_enabled: this.c.ai.checked }));
+    this.modelsEl = $('.c-models', el);
+    this.modelBoxes = new Map(); // model name → its checkbox
     this.c.quality.addEventListener('change', () => {
       const raw = this.c.quality.value;
       if (raw === '') {
@@ -664,10 +680,49 @@ class Tile {
     ].filter(Boolean).join(' · ');
     // Leave a control alone while the user edits it or while a change is in flight.
     if (!this.busy.has('ai')) this.c.ai.checked = !!s.ai_enabled;
+    this.renderModels();
     if (!this.busy.has('quality') && document.activeElement !== this.c.quality) {
       this.c.quality.value = s.jpeg_quality ?? '';
     }
     this.render();
+  }
+
+  /**
+   * One switch per model the server has loaded (GET /api/engine), checked where the camera runs it;
+   * switching one PATCHes the camera's `models`, live.
+   */
+  renderModels() {
+    const loaded = Array.isArray(engine?.models) ? engine.models : [];
+    const names = loaded.map((m) => m.name);
+    if (names.join('\n') !== [...this.modelBoxes.keys()].join('\n')) {
+      this.modelBoxes.clear();
+      this.modelsEl.replaceChildren(...loaded.map((m) => {
+        const box = document.createElement('input');
+        box.type = 'checkbox';
+        box.className = 'c-model';
+        box.dataset.model = m.name;
+        box.setAttribute('aria-label', `${m.name} model for ${this.id}`);
+        box.addEventListener('change', () => this.toggleModel(m.name, box.checked));
+        this.modelBoxes.set(m.name, box);
+        const label = document.createElement('label');
+        label.className = 'check model';
+        label.title = `${m.task === 'detect' ? `${m.classes} classes` : 'people and keypoints'} · ${m.description ?? ''}`;
+        label.append(box, ` ${m.name}`);
+        return label;
+      }));
+    }
+    const on = new Set(Array.isArray(this.status?.models) ? this.status.models : ['pose']);
+    for (const [name, box] of this.modelBoxes) {
+      if (!this.busy.has(`model:${name}`)) box.checked = on.has(name);
+    }
+    this.modelsEl.hidden = this.modelBoxes.size < 2; // one model: the AI switch says it all
+  }
+
+  toggleModel(name, on) {
+    const current = Array.isArray(this.status?.models) ? this.status.models : ['pose'];
+    const models = on ? [...new Set([...current, name])] : current.filter((m) => m !== name);
+    this.c[`model:${name}`] = this.modelBoxes.get(name);
+    this.patch(`model:${name}`, { models });
   }
 
   async patch(what, body) {
@@ -905,7 +960,11 @@ function renderSummary() {
   const all = [...tiles.values()];
   const streaming = all.filter((t) => t.status?.state === 'streaming').length;
   const parts = [`${all.length} camera${all.length === 1 ? '' : 's'}`, `${streaming} streaming`];
-  if (engine) parts.push(engine.loaded ? `pose: ${engine.name}` : 'pose: not loaded');
+  if (engine && Array.isArray(engine.models) && engine.models.length) {
+    parts.push(engine.models.map((m) => `${m.name}: ${m.description}`).join(' · '));
+  } else if (engine) {
+    parts.push(engine.loaded ? `pose: ${engine.name}` : 'pose: not loaded');
+  }
   $('#summary').textContent = parts.join(' · ');
 }
 
@@ -930,7 +989,10 @@ async function refresh() {
       }
       lastListOk = true;
       banner(null);
-      if (!engine) engine = await api('GET', '/api/engine').catch(() => null);
+      if (!engine) {
+        engine = await api('GET', '/api/engine').catch(() => null);
+        for (const t of tiles.values()) t.renderModels();
+      }
       renderSummary();
     } catch (e) {
       lastListOk = false;

@@ -113,7 +113,13 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-export const KIND_LABEL = { fall: 'Fall', person_detected: 'Person' };
+export const KIND_LABEL = { fall: 'Fall', person_detected: 'Person', object_detected: 'Object' };
+
+/** What the event is: its kind, and for an object its class ("Object: car"). */
+export function eventLabel(ev) {
+  const kind = KIND_LABEL[ev.kind] ?? ev.kind;
+  return ev.kind === 'object_detected' && ev.class ? `${kind}: ${ev.class}` : kind;
+}
 
 const fmt = {
   time: (t) => (Number.isFinite(t) ? new Date(t * 1000).toLocaleTimeString() : '–'),
@@ -370,7 +376,8 @@ async function getJson(path) {
 }
 
 const page = {
-  filters: { camera: '', kind: '', since: '' },
+  filters: { camera: '', kind: '', cls: '', since: '' },
+  classes: new Set(), // classes seen in events, for the class filter
   events: [], // what the list shows, newest first
   total: 0,
   rows: new Map(), // id → <li>
@@ -389,6 +396,7 @@ function matchesFilters(ev) {
   const f = page.filters;
   if (f.camera && ev.camera_id !== f.camera) return false;
   if (f.kind && ev.kind !== f.kind) return false;
+  if (f.cls && ev.class !== f.cls) return false;
   if (f.since && ev.started_at < Date.now() / 1000 - Number(f.since)) return false;
   return true;
 }
@@ -398,6 +406,7 @@ function query() {
   const f = page.filters;
   if (f.camera) q.set('camera', f.camera);
   if (f.kind) q.set('kind', f.kind);
+  if (f.cls) q.set('class', f.cls);
   if (f.since) q.set('since', String(Math.floor(Date.now() / 1000 - Number(f.since))));
   q.set('limit', String(LIST_LIMIT));
   return q;
@@ -475,6 +484,21 @@ function renderCameraOptions() {
     select.replaceChildren(...ids.map((id) => el('option', { value: id, text: id || 'All cameras' })));
   }
   select.value = page.filters.camera;
+  renderClassOptions();
+}
+
+/** The class filter: every class seen in the events listed (and the one chosen). */
+function renderClassOptions() {
+  for (const ev of page.events) if (ev.class) page.classes.add(ev.class);
+  if (page.filters.cls) page.classes.add(page.filters.cls);
+  const select = $('#f-class');
+  if (!select) return;
+  const names = ['', ...[...page.classes].sort((a, b) => a.localeCompare(b))];
+  const have = [...select.options].map((o) => o.value);
+  if (names.join('\n') !== have.join('\n')) {
+    select.replaceChildren(...names.map((c) => el('option', { value: c, text: c || 'All classes' })));
+  }
+  select.value = page.filters.cls;
 }
 
 /** What to expect of the event's clip, as the server says: none, recording, ready or failed. */
@@ -522,12 +546,13 @@ function fillRow(li, ev) {
     ? el('img', { class: 'thumb', src: withToken(`/api/events/${ev.id}/snapshot.jpg`), alt: `Snapshot of event ${ev.id}`, loading: 'lazy', decoding: 'async' })
     : el('div', { class: 'thumb thumb-empty', text: ev.phase === 'start' ? '●' : '–', 'aria-hidden': 'true' });
   const duration = Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : 'ongoing';
-  li.setAttribute('aria-label', `${KIND_LABEL[ev.kind] ?? ev.kind} on ${ev.camera_id} at ${fmt.dateTime(ev.started_at)}`);
+  li.setAttribute('aria-label', `${eventLabel(ev)} on ${ev.camera_id} at ${fmt.dateTime(ev.started_at)}`);
+  if (ev.class) li.dataset.class = ev.class;
   li.replaceChildren(
     thumb,
     el('div', { class: 'ev-main' },
       el('div', { class: 'ev-line' },
-        el('span', { class: 'kind', dataset: { kind: ev.kind }, text: KIND_LABEL[ev.kind] ?? ev.kind }),
+        el('span', { class: 'kind', dataset: { kind: ev.kind }, text: eventLabel(ev) }),
         el('span', { class: 'ev-camera', text: ev.camera_id }),
         el('span', { class: 'ev-id', text: `#${ev.id}` })),
       el('div', { class: 'ev-time', text: fmt.dateTime(ev.started_at) }),
@@ -570,8 +595,8 @@ function renderList() {
   const shown = ordered.length;
   const f = page.filters;
   const n = Math.max(shown, page.total);
-  const noun = { fall: ['fall', 'falls'], person_detected: ['person event', 'person events'] }[f.kind] ?? ['event', 'events'];
-  const what = `${noun[n === 1 ? 0 : 1]}${f.camera ? ` on ${f.camera}` : ''}`;
+  const noun = { fall: ['fall', 'falls'], person_detected: ['person event', 'person events'], object_detected: ['object event', 'object events'] }[f.kind] ?? ['event', 'events'];
+  const what = `${noun[n === 1 ? 0 : 1]}${f.cls ? ` (${f.cls})` : ''}${f.camera ? ` on ${f.camera}` : ''}`;
   $('#summary').textContent = page.total > shown ? `${shown} of ${page.total} ${what}` : `${shown} ${what}`;
   // The store answers at most LIST_LIMIT events, newest first.
   $('#list-limit').hidden = page.events.length < LIST_LIMIT;
@@ -734,12 +759,14 @@ function showEvent(ev) {
   viewer.dataset.eventId = String(ev.id);
   viewer.dataset.kind = ev.kind;
   $('#v-title').replaceChildren(
-    el('span', { class: 'kind', dataset: { kind: ev.kind }, text: KIND_LABEL[ev.kind] ?? ev.kind }),
+    el('span', { class: 'kind', dataset: { kind: ev.kind }, text: eventLabel(ev) }),
     ` ${ev.camera_id} · ${fmt.dateTime(ev.started_at)}`,
   );
   const details = [
     ['Camera', ev.camera_id],
     ['Kind', ev.kind],
+    ['Class', ev.class ?? '–'],
+    ['Model', ev.model ?? '–'],
     ['Track', ev.track_id ?? '–'],
     ['Started', fmt.dateTime(ev.started_at)],
     ['Ended', Number.isFinite(ev.ended_at) ? fmt.dateTime(ev.ended_at) : 'ongoing'],
@@ -772,8 +799,8 @@ function showEvent(ev) {
         ? 'The event is still going on: its clip is recorded until it ends.'
         : 'The clip is being finished (its post-roll, then the file)…',
       failed: `The clip could not be recorded: ${ev.clip_error ?? 'no reason given'}`,
-      none: ev.kind === 'person_detected'
-        ? 'No clip is recorded for this event (person_detected clips are off, or too many clips were being written at once).'
+      none: ev.kind === 'person_detected' || ev.kind === 'object_detected'
+        ? `No clip is recorded for this event (${ev.kind} clips are off, or too many clips were being written at once).`
         : 'No clip is recorded for this event.',
     }[clipState(ev)] ?? 'No clip.';
     viewer.dataset.clip = 'none';
@@ -925,6 +952,7 @@ function readUrl() {
   const q = new URLSearchParams(location.search);
   page.filters.camera = q.get('camera') ?? '';
   page.filters.kind = q.get('kind') ?? '';
+  page.filters.cls = q.get('class') ?? '';
   page.filters.since = q.get('since') ?? '';
   $('#f-kind').value = page.filters.kind;
   $('#f-since').value = page.filters.since;
@@ -934,8 +962,8 @@ function readUrl() {
 
 function writeUrl() {
   const url = new URL(location.href);
-  for (const k of ['camera', 'kind', 'since']) {
-    if (page.filters[k]) url.searchParams.set(k, page.filters[k]);
+  for (const [k, key] of [['camera', 'camera'], ['kind', 'kind'], ['class', 'cls'], ['since', 'since']]) {
+    if (page.filters[key]) url.searchParams.set(k, page.filters[key]);
     else url.searchParams.delete(k);
   }
   history.replaceState(null, '', url);
@@ -951,11 +979,12 @@ function initEventsPage() {
   const onFilter = () => {
     page.filters.camera = $('#f-camera').value;
     page.filters.kind = $('#f-kind').value;
+    page.filters.cls = $('#f-class').value;
     page.filters.since = $('#f-since').value;
     writeUrl();
     fetchList();
   };
-  for (const id of ['#f-camera', '#f-kind', '#f-since']) $(id).addEventListener('change', onFilter);
+  for (const id of ['#f-camera', '#f-kind', '#f-class', '#f-since']) $(id).addEventListener('change', onFilter);
   $('#filters').addEventListener('submit', (e) => e.preventDefault());
   $('#f-refresh').addEventListener('click', () => { fetchCameras(); fetchList(); });
 

@@ -35,12 +35,12 @@ fn unix_time(query: &HashMap<String, String>, name: &str) -> Result<Option<f64>,
     }
 }
 
-/// The filter `?camera=&kind=&since=&until=&limit=&offset=` stands for.
+/// The filter `?camera=&kind=&class=&since=&until=&limit=&offset=` stands for.
 pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
     let kind = match query.get("kind").map(String::as_str).filter(|s| !s.is_empty()) {
         None => None,
         Some(k) => Some(EventKind::parse(k).ok_or_else(|| {
-            ApiError::BadRequest(format!("kind must be person_detected or fall, got {k:?}"))
+            ApiError::BadRequest(format!("kind must be person_detected, fall or object_detected, got {k:?}"))
         })?),
     };
     let limit = match query.get("limit") {
@@ -61,6 +61,7 @@ pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiE
     let filter = EventFilter {
         camera_id: query.get("camera").filter(|s| !s.is_empty()).cloned(),
         kind,
+        class: query.get("class").filter(|s| !s.is_empty()).cloned(),
         since: unix_time(query, "since")?,
         until: unix_time(query, "until")?,
         limit: Some(limit),
@@ -95,7 +96,7 @@ async fn find(hub: &Hub, raw: &str) -> Result<Event, ApiError> {
     with_store(hub, move |s| s.get(id)).await?.ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
 }
 
-/// `GET /api/events?camera=&kind=&since=&until=&limit=&offset=`: newest first; `total` counts every
+/// `GET /api/events?camera=&kind=&class=&since=&until=&limit=&offset=`: newest first; `total` counts every
 /// event the filter selects, so a client pages with `offset` until it has them all.
 pub async fn list(hub: Hub, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;

@@ -42,7 +42,10 @@ const METRICS: &[Metric] = &[
     Metric { name: "haven_camera_inference_queue_seconds", kind: "histogram", help: "Time a frame waited for the shared model.", value: None },
     Metric { name: "haven_camera_renditions_encoded_total", kind: "counter", help: "JPEGs encoded for renditions other than the full frame (once per frame each, whatever the number of their viewers).", value: Some(|c| c.renditions_encoded as f64) },
     Metric { name: "haven_camera_rendition_viewers", kind: "gauge", help: "Viewers of each rendition the camera encodes now (width 0: full size; quality 0: the camera's).", value: None },
-    Metric { name: "haven_engine_inferences_total", kind: "counter", help: "Inference calls of the shared engine, all cameras together.", value: None },
+    Metric { name: "haven_camera_model_inferences_total", kind: "counter", help: "Frames of the camera each model looked at (one pass each).", value: None },
+    Metric { name: "haven_camera_model_inference_seconds", kind: "gauge", help: "Time of each model's last pass over the camera's frame.", value: None },
+    Metric { name: "haven_engine_inferences_total", kind: "counter", help: "Inference calls of the shared models, all models and cameras together.", value: None },
+    Metric { name: "haven_engine_model_inferences_total", kind: "counter", help: "Inference calls of each shared model, all cameras together.", value: None },
     Metric { name: "haven_process_resident_memory_bytes", kind: "gauge", help: "Resident memory of the HAVEN process.", value: None },
 ];
 
@@ -104,8 +107,21 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
                     }
                 }
             }
+            (None, name @ ("haven_camera_model_inferences_total" | "haven_camera_model_inference_seconds")) => {
+                for c in &cameras {
+                    for (model, stats) in &c.view.models_stats {
+                        let value = if name == "haven_camera_model_inferences_total" { stats.inferences as f64 } else { stats.inference_ms / 1000.0 };
+                        let _ = writeln!(out, "{name}{{camera=\"{}\",model=\"{}\"}} {value}", label(&c.view.camera_id), label(model));
+                    }
+                }
+            }
             (None, "haven_engine_inferences_total") => {
                 let _ = writeln!(out, "{} {}", m.name, engine.calls);
+            }
+            (None, "haven_engine_model_inferences_total") => {
+                for model in &engine.models {
+                    let _ = writeln!(out, "{}{{model=\"{}\"}} {}", m.name, label(&model.name), model.calls);
+                }
             }
             (None, "haven_process_resident_memory_bytes") => {
                 let _ = writeln!(out, "{} {}", m.name, resident_bytes());

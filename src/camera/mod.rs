@@ -120,6 +120,11 @@ impl Camera {
         patch.apply(&mut self.ctx.config.write().unwrap());
     }
 
+    /// A new configuration that differs only in live settings (a reload): used from the next frame.
+    pub fn set_config(&self, config: CameraConfig) {
+        *self.ctx.config.write().unwrap() = config;
+    }
+
     pub fn subscribe(&self) -> CameraLink {
         CameraLink { camera_id: self.id(), feed: self.ctx.feed.subscribe(), demand: self.ctx.demand.clone() }
     }

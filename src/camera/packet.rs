@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::motion::Motion;
 use super::rendition::{Format, Formats, Overlay, Rendition};
 use crate::events::Event;
-use crate::inference::Detection;
+use crate::inference::ModelDetections;
 
 /// One processed frame, shared by `Arc` between the camera and all of its viewers.
 #[derive(Debug)]
@@ -28,7 +28,8 @@ pub struct FramePacket {
     /// The annotated frame as JPEG, full size (for snapshots and MJPEG without encoding again), when
     /// someone needed it: a grid of small renditions does not pay for the full frame.
     pub jpeg: Option<Bytes>,
-    pub detections: Vec<Detection>,
+    /// The newest detections of each of the camera's models (none on a relayed packet).
+    pub detections: Vec<ModelDetections>,
     /// Every rendition a viewer wanted when the frame was made, each encoded and serialised once.
     pub renditions: Vec<RenditionFrame>,
 }
@@ -82,11 +83,13 @@ pub struct FrameMetadata<'a> {
     pub ai_enabled: bool,
     /// How long the model took for the poses shown.
     pub inference_ms: Option<f64>,
-    /// The newest poses, drawn on this frame; the model may have seen them in an earlier frame (`poses`).
-    /// Coordinates to a tenth of a pixel and scores to a hundredth: a person's keypoints at full
-    /// precision were 640 B of every message, half of a small rendition's JPEG.
+    /// The newest detections of every model of the camera, drawn on this frame, each with its
+    /// `model` and `class` (people from a pose model with their keypoints); a model may have seen
+    /// them in an earlier frame (`poses`). Coordinates to a tenth of a pixel and scores to a
+    /// hundredth: a person's keypoints at full precision were 640 B of every message, half of a
+    /// small rendition's JPEG.
     #[serde(serialize_with = "rounded")]
-    pub detections: &'a [Detection],
+    pub detections: &'a [ModelDetections],
     /// Which frame the detections come from and how much older than this frame it is.
     pub poses: Option<PosesMeta>,
     /// What moved in this frame (boxes in its pixels); absent when the camera runs no model.
@@ -177,21 +180,29 @@ impl FramePacket {
     }
 }
 
-fn rounded<S: serde::Serializer>(detections: &&[Detection], s: S) -> Result<S::Ok, S::Error> {
+/// Every model's detections as one list, each saying which model and class it comes from.
+fn rounded<S: serde::Serializer>(detections: &&[ModelDetections], s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
-    struct Rounded {
-        class: &'static str,
+    struct Rounded<'a> {
+        model: &'a str,
+        class: &'a str,
+        class_id: usize,
         score: f32,
         bbox: [f32; 4],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         keypoints: Vec<[f32; 3]>,
     }
     let tenth = |v: f32| (v * 10.0).round() / 10.0;
     let hundredth = |v: f32| (v * 100.0).round() / 100.0;
-    s.collect_seq(detections.iter().map(|d| Rounded {
-        class: d.class,
-        score: hundredth(d.score),
-        bbox: d.bbox.map(tenth),
-        keypoints: d.keypoints.iter().map(|&[x, y, c]| [tenth(x), tenth(y), hundredth(c)]).collect(),
+    s.collect_seq(detections.iter().flat_map(|group| {
+        group.detections.iter().map(move |d| Rounded {
+            model: &group.model,
+            class: &d.class,
+            class_id: crate::inference::class_id(d),
+            score: hundredth(d.score),
+            bbox: d.bbox.map(tenth),
+            keypoints: d.keypoints.iter().map(|&[x, y, c]| [tenth(x), tenth(y), hundredth(c)]).collect(),
+        })
     }))
 }
 
@@ -302,8 +313,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn detections_travel_to_a_tenth_of_a_pixel() {
-        let person = Detection { class: "person", score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
+    fn detections_travel_to_a_tenth_of_a_pixel_with_their_model_and_class() {
+        use crate::inference::{Detection, Task};
+        let person = Detection { class: "person".into(), score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
+        let car = Detection { class: "car".into(), score: 0.5, bbox: [1.0, 2.0, 3.0, 4.0], keypoints: Vec::new() };
+        let groups = [
+            ModelDetections { model: "pose".into(), task: Task::Pose, detections: vec![person] },
+            ModelDetections { model: "objects".into(), task: Task::Detect, detections: vec![car] },
+        ];
         let meta = FrameMetadata {
             camera_id: "cam1",
             seq: 1,
@@ -314,14 +331,16 @@ pub(crate) mod tests {
             height: 2,
             ai_enabled: true,
             inference_ms: None,
-            detections: std::slice::from_ref(&person),
+            detections: &groups,
             poses: None,
             motion: None,
             events: &[],
             rendition: None,
         };
         let text = serde_json::to_string(&meta).unwrap();
-        assert!(text.contains(r#""detections":[{"class":"person","score":0.88,"bbox":[10.1,21.0,30.1,40.0],"keypoints":[[1.2,2.3,0.91],"#), "{text}");
+        assert!(text.contains(r#""detections":[{"model":"pose","class":"person","class_id":0,"score":0.88,"bbox":[10.1,21.0,30.1,40.0],"keypoints":[[1.2,2.3,0.91],"#), "{text}");
+        // An object has no keypoints: none are sent.
+        assert!(text.contains(r#"{"model":"objects","class":"car","class_id":0,"score":0.5,"bbox":[1.0,2.0,3.0,4.0]}]"#), "{text}");
     }
 
     #[test]

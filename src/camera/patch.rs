@@ -21,6 +21,13 @@ pub struct CameraPatch {
     /// `null` returns to `[detection]`'s rate.
     #[serde(default, with = "double_option")]
     pub detect_fps: Option<Option<f64>>,
+    /// The models that look at the camera's frames (`["pose", "objects"]`); `null` returns to the
+    /// default (`["pose"]`). A model switched off stops at once; one switched on looks at the next frame.
+    #[serde(default, with = "double_option")]
+    pub models: Option<Option<Vec<String>>>,
+    /// Classes that raise `object_detected` events; `null` or `[]`: none.
+    #[serde(default, with = "double_option")]
+    pub object_events: Option<Option<Vec<String>>>,
 }
 
 mod present {
@@ -60,6 +67,12 @@ impl CameraPatch {
         }
         if let Some(v) = self.detect_fps {
             config.detect_fps = v;
+        }
+        if let Some(v) = &self.models {
+            config.models = v.clone();
+        }
+        if let Some(v) = &self.object_events {
+            config.object_events = v.clone().filter(|l| !l.is_empty());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Counters the worker thread updates and the API reads, without locks on the frame path.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -60,6 +61,19 @@ pub struct CameraStatus {
     pub dropped_frames: AtomicU64,
     pub loops: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Each model's passes over this camera's frames, by model name.
+    per_model: Mutex<BTreeMap<String, ModelStats>>,
+}
+
+/// One model's work on one camera, as `GET /api/cameras` reports it (`models_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModelStats {
+    /// Frames of this camera the model looked at (one pass each).
+    pub inferences: u64,
+    /// Time of its last pass, in milliseconds.
+    pub inference_ms: f64,
+    /// What it found in its last pass.
+    pub detections: u64,
 }
 
 /// Upper bounds of the time histograms' buckets, in milliseconds (`+Inf` is implied).
@@ -136,6 +150,7 @@ impl Default for CameraStatus {
             loops: AtomicU64::new(0),
             renditions_encoded: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            per_model: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -221,6 +236,20 @@ impl CameraStatus {
         self.queue_ms.store(f32_bits(queue_ms as f32), Ordering::Relaxed);
     }
 
+    /// One model's pass over one of this camera's frames.
+    pub fn record_model(&self, model: &str, ms: f64, detections: usize) {
+        let mut all = self.per_model.lock().unwrap();
+        let stats = all.entry(model.to_string()).or_default();
+        stats.inferences += 1;
+        stats.inference_ms = (ms * 100.0).round() / 100.0;
+        stats.detections = detections as u64;
+    }
+
+    /// Each model's passes over this camera's frames so far.
+    pub fn model_stats(&self) -> BTreeMap<String, ModelStats> {
+        self.per_model.lock().unwrap().clone()
+    }
+
     pub fn inference_ms(&self) -> f32 {
         f32::from_bits(self.inference_ms.load(Ordering::Relaxed))
     }
@@ -272,6 +301,9 @@ impl CameraStatus {
             loops: load(&self.loops),
             reconnects: load(&self.reconnects),
             loop_video: config.loop_video,
+            models: config.model_names(),
+            object_events: config.object_event_classes().to_vec(),
+            models_stats: self.model_stats(),
             jpeg_quality: config.jpeg_quality,
             resize_width: config.resize_width,
             max_fps: config.max_fps,
@@ -315,8 +347,9 @@ pub struct CameraStatusView {
     pub renditions_encoded: u64,
     /// The renditions viewers want now (sockets, MJPEG, snapshots), with how many viewers each.
     pub renditions: Vec<RenditionView>,
+    /// Frames looked at (by one model or several: each frame once).
     pub inferences: u64,
-    /// Time of the last inference.
+    /// Time of the last look, every model's pass together.
     pub inference_ms: f64,
     /// How long the last inferred frame waited for the shared model.
     pub queue_ms: f64,
@@ -338,6 +371,12 @@ pub struct CameraStatusView {
     pub loops: u64,
     pub reconnects: u64,
     pub loop_video: bool,
+    /// The models that look at this camera's frames (the setting; PATCH changes it live).
+    pub models: Vec<String>,
+    /// Classes that raise `object_detected` events here.
+    pub object_events: Vec<String>,
+    /// Each model's passes over this camera's frames: how many, the last one's time and findings.
+    pub models_stats: BTreeMap<String, ModelStats>,
     pub jpeg_quality: u8,
     pub resize_width: Option<u32>,
     pub max_fps: Option<f64>,

@@ -24,8 +24,8 @@ use super::source::{FrameSource, Opener, SourceError};
 use super::status::{CameraState, CameraStatus};
 use crate::events::{Event, EventEngine, EventHub, EventKind};
 use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
-use crate::inference::scheduler::{Job, Lane, Priority, Scheduler};
-use crate::inference::Detection;
+use crate::inference::scheduler::{Job, Lane, Priority, Run as ModelRun, Scheduler};
+use crate::inference::{Detection, ModelDetections, Task};
 use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
 
 /// The longest the worker sleeps before looking at its stop flag again.
@@ -297,25 +297,34 @@ impl RateCap {
     }
 }
 
-/// The newest poses the model gave for this camera, drawn on every frame until newer ones come.
-struct Poses {
+/// The newest answer one model gave for this camera, drawn on every frame until a newer one comes.
+struct Looked {
     detections: Vec<Detection>,
     frame_index: u64,
     timestamp: f64,
-    inference_ms: f64,
     /// Regions the model looked at (0: the whole frame).
     regions: usize,
 }
 
 /// What a camera's frames go through besides the source: its rate cap, its motion gate, its lane
-/// into the shared model, and its events.
+/// into the shared models, and its events.
 struct Pipeline {
     cap: RateCap,
     events: Option<EventEngine>,
     lane: Option<Lane>,
     motion: MotionDetector,
     gate: DetectGate,
-    poses: Option<Poses>,
+    /// Each model's newest answer, by the model's index in the scheduler (none: not looked yet, or
+    /// switched off).
+    looked: Vec<Option<Looked>>,
+    /// Models that have had their first look at this camera since they were switched on.
+    first_looked: Vec<bool>,
+    /// Bumped whenever `looked` changes: what is drawn and sent is rebuilt then.
+    generation: u64,
+    shown_generation: u64,
+    /// The newest detections of the camera's models, by model (metadata) and all together (drawing).
+    shown: Vec<ModelDetections>,
+    shown_flat: Vec<Detection>,
     /// This camera's share of the region budget, by how long its frames wait for the model.
     budget: BudgetControl,
     encoder: FrameEncoder,
@@ -323,12 +332,15 @@ struct Pipeline {
     epoch: Duration,
     /// Packets published (each packet's `seq`).
     packets: u64,
+    /// The last look's time, all models together.
+    inference_ms: f64,
 }
 
 impl Pipeline {
     fn new(ctx: &WorkerContext, config: &CameraConfig) -> Self {
         let (detect_fps, idle, motion) = detection_settings(config, &ctx.deps.detection);
         ctx.status.set_region_budget(ctx.deps.detection.region_budget);
+        let models = ctx.deps.inference.as_ref().map_or(0, |s| s.engines().0.len());
         Self {
             cap: RateCap::new(),
             events: ctx.deps.events.as_ref().map(|hub| {
@@ -341,11 +353,17 @@ impl Pipeline {
             lane: ctx.deps.inference.as_ref().map(|s| s.lane()),
             motion: MotionDetector::new(motion),
             gate: DetectGate::new(detect_fps, idle),
-            poses: None,
+            looked: (0..models).map(|_| None).collect(),
+            first_looked: vec![false; models],
+            generation: 0,
+            shown_generation: u64::MAX,
+            shown: Vec::new(),
+            shown_flat: Vec::new(),
             budget: BudgetControl::default(),
             encoder: FrameEncoder::default(),
             epoch: ctx.now(),
             packets: 0,
+            inference_ms: 0.0,
         }
     }
 
@@ -356,67 +374,145 @@ impl Pipeline {
         }
     }
 
+    fn task(&self, model: usize) -> Option<Task> {
+        self.lane.as_ref().and_then(|l| l.engines().0.get(model)).map(|e| e.task())
+    }
+
+    /// The camera's first pose model: its people feed the person and fall events.
+    fn pose_model(&self, wanted: &[usize]) -> Option<usize> {
+        wanted.iter().copied().find(|&m| self.task(m) == Some(Task::Pose))
+    }
+
     /// Whether anyone is tracked (events on) or was seen in the newest poses (events off).
-    fn tracking(&self) -> bool {
+    fn people_tracked(&self, wanted: &[usize]) -> bool {
         match &self.events {
             Some(events) => !events.tracks().is_empty(),
-            None => self.poses.as_ref().is_some_and(|p| !p.detections.is_empty()),
+            None => self.pose_model(wanted).and_then(|m| self.looked[m].as_ref()).is_some_and(|p| !p.detections.is_empty()),
         }
     }
 
-    /// Takes the model's newest answer for this camera, if one came, and hands it to the events.
-    fn collect(&mut self, ctx: &WorkerContext, id: &str, detect_fps: f64) {
-        let Some(result) = self.lane.as_ref().and_then(Lane::take) else { return };
+    /// Whether objects of the camera's event classes are followed (events on), or a detect model saw
+    /// something in its newest look (events off): a still scene is looked at again now and then.
+    fn objects_tracked(&self, wanted: &[usize]) -> bool {
+        match &self.events {
+            Some(events) => !events.object_tracks().is_empty(),
+            None => wanted
+                .iter()
+                .filter(|&&m| self.task(m) == Some(Task::Detect))
+                .any(|&m| self.looked[m].as_ref().is_some_and(|l| !l.detections.is_empty())),
+        }
+    }
+
+    /// Forgets the answers of models the camera no longer runs: their detections leave the picture
+    /// at once, and a model switched on again gets a first look of its own.
+    fn keep_only(&mut self, wanted: &[usize]) {
+        for m in 0..self.looked.len() {
+            if !wanted.contains(&m) && (self.looked[m].is_some() || self.first_looked[m]) {
+                self.looked[m] = None;
+                self.first_looked[m] = false;
+                self.generation += 1;
+            }
+        }
+    }
+
+    /// Takes the models' newest answer for this camera, if one came; returns the models with a fresh one.
+    fn collect(&mut self, ctx: &WorkerContext, id: &str, detect_fps: f64, wanted: &[usize]) -> Vec<usize> {
+        let Some(result) = self.lane.as_ref().and_then(Lane::take) else { return Vec::new() };
         ctx.status.record_inference(result.inference_ms, result.queue_ms);
+        self.inference_ms = result.inference_ms;
         // At every frame (detect_fps 0) a 10 fps camera's period.
         let period_ms = 1000.0 / if detect_fps > 0.0 { detect_fps } else { 10.0 };
         self.budget.observe(result.queue_ms, period_ms);
         ctx.status.set_region_budget(self.budget.share() * ctx.deps.detection.region_budget);
-        match result.detections {
-            Ok(detections) => {
-                log::debug!(
-                    target: "haven::detect",
-                    "[{id}] frame {}: {} people in {} ({:.1} ms, waited {:.1} ms): {:?}",
-                    result.frame_index,
-                    detections.len(),
-                    match result.regions {
-                        0 => "the whole frame".to_string(),
-                        n => format!("{n} regions"),
-                    },
-                    result.inference_ms,
-                    result.queue_ms,
-                    detections.iter().map(|d| (d.bbox.map(|v| v.round() as i32), (d.score * 100.0).round() / 100.0)).collect::<Vec<_>>()
-                );
-                self.poses = Some(Poses {
-                    detections,
-                    frame_index: result.frame_index,
-                    timestamp: result.timestamp,
-                    inference_ms: result.inference_ms,
-                    regions: result.regions,
-                });
-            }
-            Err(e) => {
-                log::warn!("[{id}] frame {}: {e}", result.frame_index);
-                ctx.status.set_error(Some(e.to_string()));
+        let mut fresh = Vec::new();
+        for r in result.results {
+            let name = self.lane.as_ref().and_then(|l| l.engines().0.get(r.model)).map(|e| e.model().clone());
+            let Some(name) = name else { continue };
+            match r.detections {
+                Ok(detections) => {
+                    ctx.status.record_model(&name, r.inference_ms, detections.len());
+                    log::debug!(
+                        target: "haven::detect",
+                        "[{id}] frame {}: {name}: {} found in {} ({:.1} ms, waited {:.1} ms): {:?}",
+                        result.frame_index,
+                        detections.len(),
+                        match r.regions {
+                            0 => "the whole frame".to_string(),
+                            n => format!("{n} regions"),
+                        },
+                        r.inference_ms,
+                        result.queue_ms,
+                        detections.iter().map(|d| (&*d.class, d.bbox.map(|v| v.round() as i32), (d.score * 100.0).round() / 100.0)).collect::<Vec<_>>()
+                    );
+                    // A model switched off while its pass ran: its answer is not shown.
+                    if !wanted.contains(&r.model) {
+                        continue;
+                    }
+                    self.looked[r.model] = Some(Looked {
+                        detections,
+                        frame_index: result.frame_index,
+                        timestamp: result.timestamp,
+                        regions: r.regions,
+                    });
+                    self.generation += 1;
+                    fresh.push(r.model);
+                }
+                Err(e) => {
+                    log::warn!("[{id}] frame {}: {name}: {e}", result.frame_index);
+                    ctx.status.set_error(Some(format!("{name}: {e}")));
+                }
             }
         }
+        fresh
     }
 
-    /// Hands the frame to the model if the gate says it is worth it.
-    fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool) -> Result<(), FrameError> {
-        let tracking = self.tracking();
-        let Some(lane) = &self.lane else { return Ok(()) };
+    /// The detections shown and sent, rebuilt when an answer came or a model was switched off.
+    fn refresh_shown(&mut self, wanted: &[usize]) {
+        if self.shown_generation == self.generation {
+            return;
+        }
+        self.shown_generation = self.generation;
+        let engines = self.lane.as_ref().map(|l| l.engines().clone()).unwrap_or_default();
+        self.shown = wanted
+            .iter()
+            .filter_map(|&m| {
+                let looked = self.looked.get(m)?.as_ref()?;
+                let engine = engines.0.get(m)?;
+                Some(ModelDetections { model: engine.model().clone(), task: engine.task(), detections: looked.detections.clone() })
+            })
+            .collect();
+        self.shown_flat = self.shown.iter().flat_map(|g| g.detections.iter().cloned()).collect();
+    }
+
+    /// Hands the frame to the models the gate says are worth a pass.
+    #[allow(clippy::too_many_arguments)]
+    fn maybe_detect(&mut self, ctx: &WorkerContext, frame: &Mat, frame_index: u64, timestamp: f64, motion: &Motion, watched: bool, wanted: &[usize]) -> Result<(), FrameError> {
+        if self.lane.is_none() || wanted.is_empty() {
+            return Ok(());
+        }
+        let (people, objects) = (self.people_tracked(wanted), self.objects_tracked(wanted));
         let now = (ctx.now() - self.epoch).as_secs_f64();
-        let decision = self.gate.decide(now, motion.moving, tracking);
-        match decision {
-            Decision::NoMotion => {
+        let decision = self.gate.decide(now, motion.moving, people || objects);
+        // A model switched on looks at once, whatever the gate says: a parked car is there though nothing moves.
+        let newly: Vec<usize> = wanted.iter().copied().filter(|&m| !self.first_looked[m]).collect();
+        let chosen: Vec<usize> = match decision {
+            Decision::FirstCheck | Decision::Motion => wanted.to_vec(),
+            // Still: the models with something to keep following (people, objects), and new ones.
+            Decision::IdleCheck => wanted
+                .iter()
+                .copied()
+                .filter(|&m| newly.contains(&m) || matches!(self.task(m), Some(Task::Pose) if people) || matches!(self.task(m), Some(Task::Detect) if objects))
+                .collect(),
+            Decision::NoMotion | Decision::RateLimited => newly.clone(),
+        };
+        if chosen.is_empty() {
+            if decision == Decision::NoMotion {
                 ctx.status.inferences_skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
             }
-            Decision::RateLimited => return Ok(()),
-            Decision::FirstCheck | Decision::Motion | Decision::IdleCheck => {}
+            return Ok(());
         }
         let active = self.events.as_ref().map(|e| e.active()).unwrap_or_default();
+        let Some(lane) = &self.lane else { return Ok(()) };
         lane.set_priority(if active.iter().any(|e| e.kind == EventKind::Fall) {
             Priority::Fall
         } else if !active.is_empty() {
@@ -426,31 +522,40 @@ impl Pipeline {
         } else {
             Priority::Background
         });
-        let (regions, region_scale) = match decision {
-            // Who is there? Only a look at everything can say.
-            Decision::FirstCheck => (Vec::new(), 1.0),
-            _ if !ctx.deps.detection.regions => (Vec::new(), 1.0),
-            _ => self.regions(lane, frame, motion, &ctx.deps.detection),
-        };
+        let mut runs = Vec::with_capacity(chosen.len());
+        for &m in &chosen {
+            // People: where something moves or people are tracked, in regions (small, far people are
+            // found there). Objects: the whole frame at the model's input, so that what stands still
+            // (a parked car) is seen as well as what moves.
+            let run = match (decision, self.task(m)) {
+                (Decision::FirstCheck, _) => ModelRun::whole(m),
+                _ if newly.contains(&m) => ModelRun::whole(m),
+                (_, Some(Task::Pose)) if ctx.deps.detection.regions => {
+                    let (regions, region_scale) = self.regions(m, frame, motion, &ctx.deps.detection);
+                    ModelRun { model: m, regions, region_scale }
+                }
+                _ => ModelRun::whole(m),
+            };
+            runs.push(run);
+        }
+        for &m in &chosen {
+            self.first_looked[m] = true;
+        }
+        let Some(lane) = &self.lane else { return Ok(()) };
         let replaced = lane.replaced();
-        lane.submit(Job {
-            frame: frame.try_clone()?,
-            frame_index,
-            timestamp,
-            regions,
-            region_scale,
-        });
+        lane.submit(Job { frame: frame.try_clone()?, frame_index, timestamp, runs });
         ctx.status.inferences_replaced.fetch_add(lane.replaced() - replaced, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Where to look: around what moves and the people tracked, in regions of the full frame enlarged
-    /// within the cost of one square pass; none (the whole frame) where regions would look no finer
-    /// than the whole frame does, or would be too many.
-    fn regions(&self, lane: &Lane, frame: &Mat, motion: &Motion, settings: &DetectionSettings) -> (Vec<Rect>, f32) {
+    /// Where the pose model `model` looks: around what moves and the people tracked, in regions of the
+    /// full frame enlarged within the cost of one square pass; none (the whole frame) where regions
+    /// would look no finer than the whole frame does, or would be too many.
+    fn regions(&self, model: usize, frame: &Mat, motion: &Motion, settings: &DetectionSettings) -> (Vec<Rect>, f32) {
+        let Some(lane) = &self.lane else { return (Vec::new(), 1.0) };
         let (w, h) = (frame.cols(), frame.rows());
-        let whole = lane.whole_frame_input(w as usize, h as usize);
-        let tracked: Vec<[f32; 4]> = self.poses.iter().flat_map(|p| p.detections.iter().map(|d| d.bbox)).collect();
+        let whole = lane.whole_frame_input(model, w as usize, h as usize);
+        let tracked: Vec<[f32; 4]> = self.looked[model].iter().flat_map(|p| p.detections.iter().map(|d| d.bbox)).collect();
         let budget = settings.region_budget * self.budget.share();
         let opts = RegionPlan { scale: settings.region_scale, budget, ..RegionPlan::default() };
         let plan = regions::plan(w, h, &motion.boxes, &tracked, &opts, whole);
@@ -566,11 +671,16 @@ fn stream_file(ctx: &WorkerContext, pipe: &mut Pipeline, mut source: Box<dyn Fra
 /// the result (no viewer, no events). Without `analyse` (fenced), no model and no events.
 fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64, analyse: bool) -> Result<(), FrameError> {
     let timestamp = ctx.deps.clock.wall();
-    let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings)) = {
+    let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings), model_names, object_classes) = {
         let c = ctx.config.read().unwrap();
-        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection))
+        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection), c.model_names(), c.object_event_classes().to_vec())
     };
-    let infer = analyse && pipe.lane.is_some() && ai_enabled;
+    // The camera's models that this server has loaded, by their index in the scheduler.
+    let wanted: Vec<usize> = match &pipe.lane {
+        Some(lane) => model_names.iter().filter_map(|n| lane.engines().0.iter().position(|e| &**e.model() == n.as_str())).collect(),
+        None => Vec::new(),
+    };
+    let infer = analyse && pipe.lane.is_some() && ai_enabled && !wanted.is_empty();
     let watched = ctx.feed.receiver_count() > 0;
     let has_events = pipe.events.is_some() && infer;
     if !watched {
@@ -595,36 +705,50 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     let motion = pipe.motion.update(frame)?;
     ctx.status.set_motion(motion.moving, motion.area);
 
-    // New poses first, so that this frame shows them and the events see them with this frame.
-    let previous_poses = pipe.poses.as_ref().map(|p| p.timestamp);
-    if infer {
-        pipe.collect(ctx, id, detect_fps);
-        pipe.maybe_detect(ctx, frame, frame_index, timestamp, &motion, watched)?;
+    // New answers first, so that this frame shows them and the events see them with this frame.
+    let fresh = if infer {
+        pipe.keep_only(&wanted);
+        let fresh = pipe.collect(ctx, id, detect_fps, &wanted);
+        pipe.maybe_detect(ctx, frame, frame_index, timestamp, &motion, watched, &wanted)?;
+        fresh
     } else {
-        pipe.poses = None;
-    }
-    let fresh_poses = pipe.poses.as_ref().map(|p| p.timestamp) != previous_poses;
+        pipe.keep_only(&[]);
+        Vec::new()
+    };
+    pipe.refresh_shown(if infer { &wanted } else { &[] });
 
     let encode_started = Instant::now();
     let (width, height) = (frame.cols(), frame.rows());
     ctx.status.set_frame_size(width, height);
-    let poses_at = pipe.poses.as_ref().map(|p| p.timestamp);
-    pipe.encoder.begin(ctx.now(), motion.moving, poses_at, (width, height));
-    let wanted = if watched { ctx.demand.current() } else { Vec::new() };
+    // What is drawn changes with each answer: the JPEG cache keys on it.
+    let drawn_at = (!pipe.shown.is_empty()).then_some(pipe.shown_generation as f64);
+    pipe.encoder.begin(ctx.now(), motion.moving, drawn_at, (width, height));
+    let wanted_renditions = if watched { ctx.demand.current() } else { Vec::new() };
     // The full annotated JPEG: for the events' clips and snapshots, and for viewers of the full frame.
     let full_spec = JpegSpec { width, height, quality: jpeg_quality, drawn: true };
-    let full_wanted = wanted.iter().any(|(r, _)| spec_of(r, width, height, jpeg_quality) == full_spec);
-    let detections = pipe.poses.as_ref().map_or(&[][..], |p| &p.detections[..]);
+    let full_wanted = wanted_renditions.iter().any(|(r, _)| spec_of(r, width, height, jpeg_quality) == full_spec);
     let full = match has_events || full_wanted {
-        true => Some(jpeg(ctx, &mut pipe.encoder, frame, full_spec, detections)?),
+        true => Some(jpeg(ctx, &mut pipe.encoder, frame, full_spec, &pipe.shown_flat)?),
         false => None,
     };
 
+    let pose_model = pipe.pose_model(&wanted);
     let active_events: Vec<Event> = match (pipe.events.as_mut().filter(|_| infer), &full) {
         (Some(events), Some(jpeg)) => {
             events.push_frame(jpeg, timestamp);
-            if let (true, Some(p)) = (fresh_poses, &pipe.poses) {
-                events.on_detections(&p.detections, p.timestamp, Some(jpeg));
+            events.set_object_classes(&object_classes);
+            for &m in &fresh {
+                let Some(looked) = pipe.looked[m].as_ref() else { continue };
+                let Some(engine) = pipe.lane.as_ref().and_then(|l| l.engines().0.get(m)) else { continue };
+                match engine.task() {
+                    Task::Pose if Some(m) == pose_model => {
+                        events.on_detections(&looked.detections, looked.timestamp, Some(jpeg));
+                    }
+                    Task::Detect => {
+                        events.on_objects(engine.model(), &looked.detections, looked.timestamp, Some(jpeg));
+                    }
+                    Task::Pose => {}
+                }
             }
             events.active()
         }
@@ -633,10 +757,10 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     if ctx.feed.receiver_count() == 0 {
         return Ok(()); // encoded for the events' clips only: no message to build
     }
-    let mut renditions = Vec::with_capacity(wanted.len());
-    for (rendition, formats) in wanted {
+    let mut renditions = Vec::with_capacity(wanted_renditions.len());
+    for (rendition, formats) in wanted_renditions {
         let spec = spec_of(&rendition, width, height, jpeg_quality);
-        let jpeg = jpeg(ctx, &mut pipe.encoder, frame, spec, detections)?;
+        let jpeg = jpeg(ctx, &mut pipe.encoder, frame, spec, &pipe.shown_flat)?;
         let meta = RenditionMeta { width: spec.width, height: spec.height, quality: spec.quality, overlay: rendition.overlay };
         renditions.push(EncodedRendition { rendition, formats, meta, jpeg });
     }
@@ -647,8 +771,8 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         _ => 0,
     };
     pipe.packets = pipe.packets.max(previous_seq) + 1;
-    let empty = Vec::new();
-    let poses = pipe.poses.as_ref().filter(|_| infer);
+    // Which frame the newest people (or, without a pose model, objects) come from.
+    let poses = pose_model.or(wanted.first().copied()).and_then(|m| pipe.looked[m].as_ref()).filter(|_| infer);
     let packet = FramePacket::new(
         FrameMetadata {
             camera_id: id,
@@ -659,8 +783,8 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
             width,
             height,
             ai_enabled: infer,
-            inference_ms: poses.map(|p| (p.inference_ms * 100.0).round() / 100.0),
-            detections: poses.map_or(&empty, |p| &p.detections),
+            inference_ms: (infer && !pipe.shown.is_empty()).then(|| (pipe.inference_ms * 100.0).round() / 100.0),
+            detections: &pipe.shown,
             poses: poses.map(|p| PosesMeta {
                 frame_index: p.frame_index,
                 timestamp: p.timestamp,

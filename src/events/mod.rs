@@ -40,22 +40,23 @@ pub const DB_FILE: &str = "events.db";
 pub enum EventKind {
     PersonDetected,
     Fall,
+    /// An object of a class the camera names in `object_events`, from one of its detect models.
+    ObjectDetected,
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::PersonDetected, EventKind::Fall, EventKind::ObjectDetected];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::PersonDetected => "person_detected",
             EventKind::Fall => "fall",
+            EventKind::ObjectDetected => "object_detected",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "person_detected" => Some(EventKind::PersonDetected),
-            "fall" => Some(EventKind::Fall),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -91,7 +92,12 @@ pub struct Event {
     pub kind: EventKind,
     pub phase: EventPhase,
     pub track_id: u64,
-    /// Unix seconds: the person first seen (person_detected) or gone down (fall).
+    /// The model whose detections raised it ("pose" for people and falls); `None` in events stored
+    /// before models had names.
+    pub model: Option<String>,
+    /// What it is about: "person", or the object's class (`object_detected`).
+    pub class: Option<String>,
+    /// Unix seconds: the person (object) first seen, or gone down (fall).
     pub started_at: f64,
     /// Unix seconds: the person last seen, or up again; `None` while the event goes on.
     pub ended_at: Option<f64>,
@@ -99,7 +105,7 @@ pub struct Event {
     pub score: f32,
     /// The person's box (x1, y1, x2, y2, frame pixels) when the event was raised.
     pub bbox: [f32; 4],
-    /// The 17 COCO keypoints [x, y, conf] that raised the event.
+    /// The 17 COCO keypoints [x, y, conf] that raised the event (empty for objects).
     pub keypoints: Vec<[f32; 3]>,
     /// Relative to `events.data_dir`; set once the clip is complete (serve it by `/api/events/{id}/clip.mp4`).
     pub clip_path: Option<String>,
@@ -146,6 +152,46 @@ pub struct EventSettings {
     pub retention_max_bytes: u64,
     pub fall: FallConfig,
     pub tracker: TrackerConfig,
+    /// `object_detected`: how objects are followed from look to look.
+    pub objects: ObjectEventSettings,
+}
+
+/// `[events.objects]`: one `object_detected` event per object presence, an object being followed
+/// across looks by its own tracker (same class, overlapping or near boxes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectEventSettings {
+    /// An object must be seen this long (and in two looks) before its event starts: a box the model
+    /// gives once is not an event.
+    pub min_secs: f64,
+    /// The event ends when the object has not been seen for this long. Longer than people's: a still
+    /// scene is looked at only at `idle_detect_interval_secs`, and detect models miss objects now and then.
+    pub max_unseen_secs: f64,
+    /// Detections scoring below this are not followed.
+    pub min_score: f32,
+    /// A detection continues an object's track whose box it overlaps by at least this IoU...
+    pub iou_threshold: f32,
+    /// ...or whose centre lies within this fraction of the larger box's larger side.
+    pub max_center_distance: f32,
+    /// Record clips for `object_detected` (a snapshot is always kept).
+    pub clips: bool,
+}
+
+impl Default for ObjectEventSettings {
+    fn default() -> Self {
+        Self { min_secs: 1.0, max_unseen_secs: 5.0, min_score: 0.4, iou_threshold: 0.3, max_center_distance: 0.5, clips: false }
+    }
+}
+
+impl ObjectEventSettings {
+    pub fn tracker(&self) -> TrackerConfig {
+        TrackerConfig {
+            iou_threshold: self.iou_threshold,
+            max_center_distance: self.max_center_distance,
+            max_unseen_secs: self.max_unseen_secs,
+            min_score: self.min_score,
+        }
+    }
 }
 
 impl Default for EventSettings {
@@ -163,6 +209,7 @@ impl Default for EventSettings {
             retention_max_bytes: 2 << 30,
             fall: FallConfig::default(),
             tracker: TrackerConfig::default(),
+            objects: ObjectEventSettings::default(),
         }
     }
 }
@@ -174,9 +221,11 @@ impl EventSettings {
             post_roll_secs: self.post_roll_secs,
             // A fall is known min_duration after it started, a person person_min_secs after first seen.
             // A track ends max_unseen_secs after it was last seen, a fall 1 s after the person got up.
+            // (Object events end `objects.max_unseen_secs` after last seen: their clips, when on,
+            // may run that much past the end; people's clips are not delayed for them.)
             end_delay_secs: self.tracker.max_unseen_secs.max(1.0) + 0.5,
             ring_secs: self.pre_roll_secs
-                + (self.fall.min_duration_secs as f64).max(self.person_min_secs)
+                + (self.fall.min_duration_secs as f64).max(self.person_min_secs).max(self.objects.min_secs)
                 + self.tracker.max_unseen_secs.max(1.0)
                 + 3.0,
             max_clip_secs: self.max_clip_secs,
@@ -326,10 +375,15 @@ pub struct EventEngine {
     settings: EventSettings,
     tracker: Tracker,
     people: HashMap<u64, PersonState>,
+    /// Objects of the classes the camera names (`object_events`), and each one's event once started.
+    objects: Tracker,
+    object_classes: Vec<String>,
+    object_events: HashMap<u64, Event>,
     recorder: Option<Recorder>,
-    /// The newest frame pushed, and the newest frame the model looked at.
+    /// The newest frame pushed, and the newest frame the model looked at (people, objects).
     last_t: f64,
     last_detection_t: f64,
+    last_objects_t: f64,
 }
 
 impl EventEngine {
@@ -339,13 +393,61 @@ impl EventEngine {
         Self {
             camera_id: camera_id.to_string(),
             tracker: Tracker::new(settings.tracker),
+            objects: Tracker::for_classes(settings.objects.tracker(), &[]),
+            object_classes: Vec::new(),
+            object_events: HashMap::new(),
             settings,
             hub,
             people: HashMap::new(),
             recorder,
             last_t: f64::NEG_INFINITY,
             last_detection_t: f64::NEG_INFINITY,
+            last_objects_t: f64::NEG_INFINITY,
         }
+    }
+
+    /// The classes that raise `object_detected` (the camera's `object_events`); objects of classes
+    /// no longer named end their events as if gone.
+    pub fn set_object_classes(&mut self, classes: &[String]) {
+        if self.object_classes != classes {
+            self.object_classes = classes.to_vec();
+            self.objects.set_classes(classes);
+        }
+    }
+
+    /// The objects followed now (for the gate: a parked car is looked at again now and then).
+    pub fn object_tracks(&self) -> &[TrackedPerson] {
+        self.objects.tracks()
+    }
+
+    /// What a detect model (`model`) found in the frame captured at `t`: objects of the named
+    /// classes are followed, and each one seen for `objects.min_secs` (in two looks at least) gets
+    /// one `object_detected` event, which ends when it has been gone for `objects.max_unseen_secs`.
+    pub fn on_objects(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_objects_t {
+            return Vec::new();
+        }
+        self.last_objects_t = t;
+        let mut out = Vec::new();
+        let tracks = self.objects.update(detections, t);
+        for track in tracks.iter().filter(|tr| tr.seen_now()) {
+            let start = !self.object_events.contains_key(&track.track_id)
+                && track.age_secs + 1e-9 >= self.settings.objects.min_secs
+                && track.hits >= 2;
+            if start {
+                let mut ev = self.new_event(EventKind::ObjectDetected, track, track.first_seen, track.score, &[], track.bbox);
+                ev.model = Some(model.to_string());
+                let ev = self.start(ev, jpeg);
+                self.object_events.insert(track.track_id, ev.clone());
+                out.push(ev);
+            }
+        }
+        for gone in self.objects.take_expired() {
+            if let Some(ev) = self.object_events.remove(&gone.track_id) {
+                out.push(self.end(ev, gone.last_seen));
+            }
+        }
+        out
     }
 
     pub fn camera_id(&self) -> &str {
@@ -370,6 +472,7 @@ impl EventEngine {
             .values()
             .flat_map(|p| [p.person.clone(), p.fall_event.clone()])
             .flatten()
+            .chain(self.object_events.values().cloned())
             .collect();
         v.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
         v
@@ -478,6 +581,11 @@ impl EventEngine {
         for id in ids {
             out.extend(self.end_person(id, at));
         }
+        let seen: HashMap<u64, f64> = self.objects.clear().into_iter().map(|t| (t.track_id, t.last_seen)).collect();
+        let open: Vec<(u64, Event)> = self.object_events.drain().collect();
+        for (id, ev) in open {
+            out.push(self.end(ev, seen.get(&id).copied().unwrap_or(at).min(at)));
+        }
         if let Some(rec) = &mut self.recorder {
             rec.finish();
         }
@@ -504,6 +612,8 @@ impl EventEngine {
             kind,
             phase: EventPhase::Start,
             track_id: track.track_id,
+            model: Some("pose".into()),
+            class: Some(track.class.clone()),
             started_at,
             ended_at: None,
             score,
@@ -526,7 +636,12 @@ impl EventEngine {
     /// Stores, records and broadcasts a new event.
     fn start(&mut self, mut ev: Event, jpeg: Option<&[u8]>) -> Event {
         let record = self.recorder.as_ref().is_some_and(|r| {
-            ev.kind == EventKind::Fall || (self.settings.person_clips && r.open_clips() < self.settings.max_concurrent_clips)
+            let wanted = match ev.kind {
+                EventKind::Fall => return true,
+                EventKind::PersonDetected => self.settings.person_clips,
+                EventKind::ObjectDetected => self.settings.objects.clips,
+            };
+            wanted && r.open_clips() < self.settings.max_concurrent_clips
         });
         match self.hub.store().insert(&ev, record) {
             Ok(id) => ev.id = Some(id),
@@ -590,7 +705,7 @@ impl EventEngine {
 
 impl Drop for EventEngine {
     fn drop(&mut self) {
-        if self.people.values().any(|p| p.person.is_some() || p.fall_event.is_some()) {
+        if self.people.values().any(|p| p.person.is_some() || p.fall_event.is_some()) || !self.object_events.is_empty() {
             self.finish();
         }
     }
@@ -712,6 +827,50 @@ mod tests {
         assert_eq!(person.len(), 1);
         assert!(person[0].clip_path.is_none() && person[0].snapshot_path.is_some());
         assert_eq!(person[0].clip_status, ClipStatus::None);
+    }
+
+    fn object(class: &'static str, bbox: [f32; 4]) -> Detection {
+        Detection { class: class.into(), score: 0.8, bbox, keypoints: Vec::new() }
+    }
+
+    #[test]
+    fn an_object_of_a_named_class_gives_one_event_per_presence_with_its_model_and_class() {
+        let dir = TempDir::new("engine-objects");
+        let hub = hub(&dir.0, false);
+        let (_, mut alerts) = hub.subscribe(None);
+        let mut engine = hub.engine("drive");
+        engine.set_object_classes(&["car".to_string()]);
+        let t0 = now().floor();
+        let car = [100.0, 200.0, 300.0, 300.0];
+        let mut events = Vec::new();
+        // A car parked for 3 s, looked at 5 times a second (it shifts a little), a dog passing by
+        // (not a named class), then 6 s of nothing.
+        for i in 0..15 {
+            let t = t0 + i as f64 * 0.2;
+            let dets = [object("car", car.map(|v| v + (i % 3) as f32)), object("dog", [400.0, 250.0, 450.0, 300.0])];
+            events.extend(engine.on_objects("objects", &dets, t, None));
+        }
+        for i in 15..45 {
+            let t = t0 + i as f64 * 0.2;
+            events.extend(engine.on_objects("objects", &[], t, None));
+        }
+        let summary: Vec<_> = events.iter().map(|e| (e.kind, e.phase, e.class.as_deref(), e.model.as_deref())).collect();
+        assert_eq!(
+            summary,
+            [
+                (EventKind::ObjectDetected, EventPhase::Start, Some("car"), Some("objects")),
+                (EventKind::ObjectDetected, EventPhase::End, Some("car"), Some("objects")),
+            ]
+        );
+        // It started once seen for min_secs (1 s) and ended when last seen.
+        assert!((events[0].started_at - t0).abs() < 1e-6 && (events[1].ended_at.unwrap() - (t0 + 14.0 * 0.2)).abs() < 1e-6, "{events:?}");
+        assert!(events[0].keypoints.is_empty());
+        let pushed: Vec<_> = std::iter::from_fn(|| alerts.try_recv().ok()).map(|e| (e.kind, e.phase)).collect();
+        assert_eq!(pushed.len(), 2);
+        let stored = hub.store().list(&EventFilter { class: Some("car".into()), ..Default::default() }).unwrap();
+        assert_eq!((stored.len(), stored[0].kind, stored[0].model.as_deref()), (1, EventKind::ObjectDetected, Some("objects")));
+        assert!(hub.store().list(&EventFilter { class: Some("dog".into()), ..Default::default() }).unwrap().is_empty());
+        assert_eq!(EventKind::parse("object_detected"), Some(EventKind::ObjectDetected));
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn repo() -> PathBuf {
 
 fn engine() -> Option<PoseEngine> {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().model;
+    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
     m.weights = repo().join("weights/yolo11n-pose.safetensors");
     assert!(m.weights.is_file(), "{} is missing: run `bash scripts/fetch-weights.sh`", m.weights.display());
     Some(PoseEngine::load(&m).expect("the pose model loads"))

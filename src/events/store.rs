@@ -29,6 +29,8 @@ pub enum StoreError {
 pub struct EventFilter {
     pub camera_id: Option<String>,
     pub kind: Option<EventKind>,
+    /// Only events about this class ("person", "car", …).
+    pub class: Option<String>,
     /// Events that started at or after this (unix seconds)...
     pub since: Option<f64>,
     /// ...and at or before this.
@@ -82,14 +84,16 @@ CREATE TABLE IF NOT EXISTS events (
     snapshot_path TEXT,
     bytes INTEGER NOT NULL DEFAULT 0,
     recording INTEGER NOT NULL DEFAULT 0,
-    clip_error TEXT
+    clip_error TEXT,
+    model TEXT,
+    class TEXT
 );
 CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -114,6 +118,8 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         kind: EventKind::parse(&kind).unwrap_or(EventKind::PersonDetected),
         phase: if ended_at.is_some() { EventPhase::End } else { EventPhase::Start },
         track_id: row.get::<_, i64>(3)? as u64,
+        model: row.get(16)?,
+        class: row.get(17)?,
         started_at: row.get(4)?,
         ended_at,
         score: row.get::<_, f64>(6)? as f32,
@@ -141,6 +147,10 @@ fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
         args.push(k.as_str().to_string().into());
         sql += &format!(" AND kind = ?{}", args.len());
     }
+    if let Some(c) = &filter.class {
+        args.push(c.clone().into());
+        sql += &format!(" AND class = ?{}", args.len());
+    }
     if let Some(s) = filter.since {
         args.push(s.into());
         sql += &format!(" AND started_at >= ?{}", args.len());
@@ -164,14 +174,16 @@ impl EventStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        // Stores made before clips' errors were kept.
-        let has_clip_error: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'clip_error'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_clip_error {
-            conn.execute("ALTER TABLE events ADD COLUMN clip_error TEXT", [])?;
+        // Stores made before clips' errors were kept, and before events named their model and class.
+        for column in ["clip_error", "model", "class"] {
+            let has: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has {
+                conn.execute(&format!("ALTER TABLE events ADD COLUMN {column} TEXT"), [])?;
+            }
         }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
         // Their clips will not come: say so (the partial files go with `sweep_orphans`).
@@ -200,8 +212,8 @@ impl EventStore {
     /// (retention leaves it alone until `set_clip` or `set_clip_failed`).
     pub fn insert(&self, ev: &Event, recording: bool) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, model, class)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 ev.camera_id,
                 ev.kind.as_str(),
@@ -212,6 +224,8 @@ impl EventStore {
                 serde_json::to_string(&ev.bbox)?,
                 serde_json::to_string(&ev.keypoints)?,
                 recording as i64,
+                ev.model,
+                ev.class,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -393,6 +407,8 @@ pub(crate) mod tests {
             kind,
             phase: EventPhase::Start,
             track_id: 7,
+            model: Some("pose".into()),
+            class: Some("person".into()),
             started_at,
             ended_at: None,
             score: 0.8,

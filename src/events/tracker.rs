@@ -33,6 +33,8 @@ impl Default for TrackerConfig {
 pub struct TrackedPerson {
     /// Unique per camera for the life of the tracker.
     pub track_id: u64,
+    /// What was tracked ("person" for the pose model's people; an object tracker's classes).
+    pub class: String,
     pub bbox: [f32; 4],
     pub keypoints: Vec<[f32; 3]>,
     pub score: f32,
@@ -76,6 +78,9 @@ fn centre(r: &[f32; 4]) -> (f32, f32) {
 
 pub struct Tracker {
     config: TrackerConfig,
+    /// The classes followed: `None` for people ("person"), or an object tracker's classes. A track
+    /// only continues with a detection of its own class.
+    classes: Option<std::collections::HashSet<String>>,
     next_id: u64,
     tracks: Vec<TrackedPerson>,
     expired: Vec<TrackedPerson>,
@@ -83,7 +88,24 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Self {
-        Self { config, next_id: 1, tracks: Vec::new(), expired: Vec::new() }
+        Self { config, classes: None, next_id: 1, tracks: Vec::new(), expired: Vec::new() }
+    }
+
+    /// A tracker of objects of these classes (a car stays a car: tracks match their own class only).
+    pub fn for_classes(config: TrackerConfig, classes: &[String]) -> Self {
+        Self { classes: Some(classes.iter().cloned().collect()), ..Self::new(config) }
+    }
+
+    /// Follows these classes from now on (tracks of others end as unseen ones do).
+    pub fn set_classes(&mut self, classes: &[String]) {
+        self.classes = Some(classes.iter().cloned().collect());
+    }
+
+    fn follows(&self, class: &str) -> bool {
+        match &self.classes {
+            None => class == "person",
+            Some(set) => set.contains(class),
+        }
     }
 
     /// Matches this frame's detections (at `t` seconds) to the tracks and returns every live track,
@@ -91,13 +113,16 @@ impl Tracker {
     /// `max_unseen_secs` end; `take_expired` hands them out.
     pub fn update(&mut self, detections: &[Detection], t: f64) -> Vec<TrackedPerson> {
         let dets: Vec<&Detection> =
-            detections.iter().filter(|d| d.class == "person" && d.score >= self.config.min_score).collect();
+            detections.iter().filter(|d| self.follows(&d.class) && d.score >= self.config.min_score).collect();
         // Every acceptable (track, detection) pair with its affinity: IoU matches (1 + IoU) before
         // centre-distance ones (0..1).
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (i, track) in self.tracks.iter().enumerate() {
             let (cx, cy) = centre(&track.bbox);
             for (j, det) in dets.iter().enumerate() {
+                if *det.class != *track.class {
+                    continue;
+                }
                 let overlap = iou(&track.bbox, &det.bbox);
                 if overlap >= self.config.iou_threshold {
                     pairs.push((1.0 + overlap, i, j));
@@ -139,11 +164,12 @@ impl Tracker {
             // A second box on a person already boxed (the model sometimes gives a lying person a
             // whole-body and a part-body box that NMS keeps both of) is not a new person.
             let duplicate = dets.iter().enumerate().any(|(k, other)| {
-                k != j && other.score > det.score && containment(&det.bbox, &other.bbox) >= DUPLICATE_CONTAINMENT
+                k != j && other.class == det.class && other.score > det.score && containment(&det.bbox, &other.bbox) >= DUPLICATE_CONTAINMENT
             });
             if !det_taken[j] && !duplicate {
                 self.tracks.push(TrackedPerson {
                     track_id: self.next_id,
+                    class: det.class.to_string(),
                     bbox: det.bbox,
                     keypoints: det.keypoints.clone(),
                     score: det.score,

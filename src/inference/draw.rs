@@ -35,20 +35,36 @@ pub fn scaled(detections: &[Detection], factor: f32) -> Vec<Detection> {
         .collect()
 }
 
-/// Draws boxes, scores, the skeleton and confident keypoints in place.
+/// Ultralytics' palette (RGB): an object's box and label take the colour of its class id, the same
+/// for every frame, camera and viewer (`ui/app.js` has the same list).
+pub const PALETTE: [u32; 20] = [
+    0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334, 0x00D4BB,
+    0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
+];
+
+/// The colour of objects of class `class_id` (BGR).
+pub fn class_color(class_id: usize) -> Scalar {
+    let rgb = PALETTE[class_id % PALETTE.len()];
+    bgr((rgb & 0xFF) as f64, ((rgb >> 8) & 0xFF) as f64, (rgb >> 16) as f64)
+}
+
+/// Draws boxes and labels ("person 0.87", "car 0.64"), and for people the skeleton and confident
+/// keypoints, in place. People (detections with keypoints) are green as they always were; objects
+/// take their class's colour.
 pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()> {
     let thickness = ((frame.cols().max(frame.rows()) as f32) / 400.0).ceil().max(1.0) as i32;
     for det in detections {
         let [x1, y1, x2, y2] = det.bbox;
         let rect = Rect::new(x1 as i32, y1 as i32, (x2 - x1).max(1.0) as i32, (y2 - y1).max(1.0) as i32);
-        imgproc::rectangle(frame, rect, bgr(0.0, 255.0, 0.0), thickness, imgproc::LINE_8, 0)?;
+        let color = if det.keypoints.is_empty() { class_color(super::class_id(det)) } else { bgr(0.0, 255.0, 0.0) };
+        imgproc::rectangle(frame, rect, color, thickness, imgproc::LINE_8, 0)?;
         imgproc::put_text(
             frame,
-            &format!("person {:.2}", det.score),
+            &format!("{} {:.2}", &*det.class, det.score),
             Point::new(rect.x, (rect.y - 4).max(10)),
             imgproc::FONT_HERSHEY_SIMPLEX,
             0.4 * thickness as f64,
-            bgr(0.0, 255.0, 0.0),
+            color,
             thickness.max(1),
             imgproc::LINE_AA,
             false,

@@ -8,9 +8,42 @@ pub mod scheduler;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use haven_pose::Detection;
+pub use haven_pose::{Detection, Letterbox};
 use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
+use serde::Serialize;
+
+/// What a model finds: people with their keypoints, or objects of its classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Pose,
+    Detect,
+}
+
+/// A loaded model as `GET /api/engine` describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub task: Task,
+    /// "V8", "V11" for the YOLO models.
+    pub arch: Option<String>,
+    /// "n", "s", "m", "l", "x".
+    pub scale: Option<String>,
+    /// The class names, in the model's order (class ids index them).
+    pub class_names: Vec<String>,
+    /// The network input: "640 fitted to the frame" or "640x640".
+    pub input: String,
+    pub device: String,
+}
+
+/// Detections of one model, as a frame's metadata, snapshots and events carry them.
+#[derive(Debug, Clone)]
+pub struct ModelDetections {
+    /// The model's name (`[models.<name>]`).
+    pub model: Arc<str>,
+    pub task: Task,
+    pub detections: Vec<Detection>,
+}
 
 /// Why the engine could not look at a frame (or load), with the source error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +85,26 @@ pub trait AiEngine: Send + Sync + 'static {
         (w, h)
     }
 
+    /// What the model finds and how it is built (for `GET /api/engine`).
+    fn info(&self) -> ModelInfo {
+        ModelInfo { task: Task::Pose, arch: None, scale: None, class_names: vec!["person".into()], input: String::new(), device: "cpu".into() }
+    }
+
+    fn task(&self) -> Task {
+        self.info().task
+    }
+
+    /// Whether the engine takes its whole-frame input letterboxed by the caller (BGR, pad 114, the
+    /// size [`AiEngine::input_for`] gives), so that models with the same input share one.
+    fn takes_letterboxed(&self) -> bool {
+        false
+    }
+
+    /// Detections in a frame letterboxed by the caller (see [`AiEngine::takes_letterboxed`]).
+    fn detect_letterboxed(&self, frame: &Mat, _boxed: &Mat, _lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
+        self.detect(frame)
+    }
+
     /// People in a part of a frame, looked at `scale` times its own resolution (the network input
     /// follows the part's size, not the model's default). Engines without sizes of their own ignore it.
     fn detect_scaled(&self, part: &Mat, _scale: f32) -> Result<Vec<Detection>, EngineError> {
@@ -67,20 +120,54 @@ pub trait AiEngine: Send + Sync + 'static {
     }
 }
 
-/// The process's one engine, with a count of its passes so that "one inference per frame,
-/// whatever the number of viewers" can be checked from the outside (`GET /api/engine`).
+/// One loaded model of the process, under its name, with a count of its passes so that "one
+/// inference per model per frame, whatever the number of viewers" can be checked from the outside
+/// (`GET /api/engine`).
 pub struct SharedEngine {
+    /// The model's name in the settings (`[models.<name>]`; `[model]` is "pose").
+    model: Arc<str>,
     engine: Arc<dyn AiEngine>,
+    info: ModelInfo,
     calls: AtomicU64,
 }
 
 impl SharedEngine {
+    /// The pose model (the name the legacy `[model]` section has).
     pub fn new(engine: Arc<dyn AiEngine>) -> Arc<Self> {
-        Arc::new(Self { engine, calls: AtomicU64::new(0) })
+        Self::named("pose", engine)
     }
 
+    pub fn named(model: &str, engine: Arc<dyn AiEngine>) -> Arc<Self> {
+        let info = engine.info();
+        Arc::new(Self { model: model.into(), engine, info, calls: AtomicU64::new(0) })
+    }
+
+    /// The model's name in the settings.
+    pub fn model(&self) -> &Arc<str> {
+        &self.model
+    }
+
+    /// What the engine says it is (weights, architecture, input).
     pub fn name(&self) -> String {
         self.engine.name()
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn task(&self) -> Task {
+        self.info.task
+    }
+
+    pub fn takes_letterboxed(&self) -> bool {
+        self.engine.takes_letterboxed()
+    }
+
+    /// Detections in the whole frame, its input letterboxed by the caller (shared with other models).
+    pub fn detect_letterboxed(&self, frame: &Mat, boxed: &Mat, lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.engine.detect_letterboxed(frame, boxed, lb)
     }
 
     /// The network input a whole `w` x `h` frame is looked at in.
@@ -125,6 +212,38 @@ impl SharedEngine {
         }
         Ok(merge_overlapping(all))
     }
+}
+
+/// The models a server runs, in the settings' order, each loaded once and shared by every camera
+/// that names it.
+#[derive(Clone, Default)]
+pub struct Engines(pub Vec<Arc<SharedEngine>>);
+
+impl Engines {
+    /// `(name, engine)` pairs.
+    pub fn named(list: Vec<(&str, Arc<dyn AiEngine>)>) -> Self {
+        Self(list.into_iter().map(|(n, e)| SharedEngine::named(n, e)).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<SharedEngine>> {
+        self.0.iter().find(|e| &**e.model() == name)
+    }
+}
+
+/// One engine: the pose model (what servers ran before models had names).
+impl From<Option<Arc<dyn AiEngine>>> for Engines {
+    fn from(engine: Option<Arc<dyn AiEngine>>) -> Self {
+        Self(engine.map(SharedEngine::new).into_iter().collect())
+    }
+}
+
+/// The detection's class id in its model (0 for people of a pose model).
+pub fn class_id(_d: &Detection) -> usize {
+    0
 }
 
 /// A detection made in `region` of a frame, moved into the frame's pixels.

@@ -10,8 +10,25 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::regions::region_input;
-use super::{AiEngine, Detection, EngineError};
+use super::{AiEngine, Detection, EngineError, ModelInfo, Task};
 use crate::settings::ModelSettings;
+
+/// `classes` (names) against the class names the loaded model has.
+pub fn check_classes(section: &str, settings: &ModelSettings, names: &[String]) -> Result<(), String> {
+    for c in settings.classes.iter().flatten() {
+        if !names.iter().any(|n| n == c) {
+            let some: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
+            return Err(format!(
+                "{section}.classes names \"{c}\", which {} does not have (its {} classes: {}{})",
+                settings.weights.display(),
+                names.len(),
+                some.join(", "),
+                if names.len() > some.len() { ", …" } else { "" }
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The grey Ultralytics pads with.
 const PAD: f64 = 114.0;
@@ -20,6 +37,7 @@ pub struct PoseEngine {
     model: PoseModel,
     name: String,
     input: InputSize,
+    device: String,
 }
 
 /// The network input a frame is letterboxed into.
@@ -61,32 +79,73 @@ impl PoseEngine {
             InputSize::Fitted(side) => format!("{side} fitted to the frame"),
         };
         let name = format!("{} ({:?}-pose {}, {size})", stem, model.arch(), model.scale_name());
-        Ok(Self { model, name, input })
+        Ok(Self { model, name, input, device: settings.device.clone() })
     }
 
     /// The engine a server should run with: `None` (with a warning that says how to fix it) when the
     /// model is turned off or its weights cannot be loaded, so the server still starts, without AI.
     pub fn for_server(settings: &ModelSettings) -> Option<Arc<dyn AiEngine>> {
+        Self::for_server_named("model", settings)
+    }
+
+    /// As [`PoseEngine::for_server`], for the model of `[models.<name>]` (`section` names it in messages).
+    fn for_server_named(section: &str, settings: &ModelSettings) -> Option<Arc<dyn AiEngine>> {
         if !settings.enabled {
-            log::info!("AI disabled in settings (model.enabled = false)");
+            log::info!("{section}: disabled in settings ({section}.enabled = false); cameras naming it run without it");
             return None;
         }
         match Self::load(settings) {
             Ok(engine) => {
-                log::info!("AI engine loaded: {}", engine.name);
+                log::info!("{section}: loaded {}", engine.name);
                 Some(Arc::new(engine))
             }
             Err(e) => {
-                log::warn!("AI disabled, cameras will stream without detections: {e}");
+                log::warn!("{section}: not loaded, cameras naming it run without it: {e}");
                 None
             }
         }
+    }
+
+    /// Every model of the settings (`[models.<name>]`, `[model]` as "pose"), each loaded once. A
+    /// model that cannot be loaded is left out with a warning (its cameras stream without it); a
+    /// class filter naming a class the model does not have stops the start.
+    pub fn engines_for_server(models: &std::collections::BTreeMap<String, ModelSettings>) -> Result<super::Engines, String> {
+        let mut list = Vec::new();
+        for (name, settings) in models {
+            if let Some(engine) = Self::for_server_named(&format!("models.{name}"), settings) {
+                check_classes(&format!("models.{name}"), settings, &engine.info().class_names)?;
+                list.push(super::SharedEngine::named(name, engine));
+            }
+        }
+        Ok(super::Engines(list))
     }
 }
 
 impl AiEngine for PoseEngine {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            task: Task::Pose,
+            arch: Some(format!("{:?}", self.model.arch())),
+            scale: Some(self.model.scale_name().to_string()),
+            class_names: vec!["person".into()],
+            input: match self.input {
+                InputSize::Fixed(w, h) => format!("{w}x{h}"),
+                InputSize::Fitted(side) => format!("{side} fitted to the frame"),
+            },
+            device: self.device.clone(),
+        }
+    }
+
+    fn takes_letterboxed(&self) -> bool {
+        true
+    }
+
+    fn detect_letterboxed(&self, _frame: &Mat, boxed: &Mat, lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
+        Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, lb)?)
     }
 
     fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {
@@ -116,7 +175,7 @@ impl AiEngine for PoseEngine {
         let mut ready: Vec<(usize, Mat, Letterbox)> = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
             let size = self.input.for_frame(frame.cols().max(0) as usize, frame.rows().max(0) as usize);
-            match self.letterboxed(frame, size) {
+            match letterbox(frame, size) {
                 Ok((boxed, lb)) => {
                     results.push(None);
                     ready.push((i, boxed, lb));
@@ -155,34 +214,35 @@ const GPU_BATCH: usize = 8;
 impl PoseEngine {
     /// People in `frame`, letterboxed into a `input_width` x `input_height` network input (multiples of 32).
     pub fn detect_sized(&self, frame: &Mat, size: (usize, usize)) -> Result<Vec<Detection>, EngineError> {
-        let (boxed, lb) = self.letterboxed(frame, size)?;
+        let (boxed, lb) = letterbox(frame, size)?;
         Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, &lb)?)
     }
+}
 
-    /// `frame` letterboxed into a `input_width` x `input_height` network input (BGR, pad 114).
-    fn letterboxed(&self, frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<(Mat, Letterbox), EngineError> {
-        let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
-        if src_w == 0 || src_h == 0 {
-            return Err(EngineError::EmptyFrame);
-        }
-        let lb = Letterbox::new(src_w, src_h, input_width, input_height);
-        let (w, h) = lb.resized_size();
-        let mut resized = Mat::default();
-        imgproc::resize(frame, &mut resized, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
-        let (left, top) = (lb.pad_x as i32, lb.pad_y as i32);
-        let mut boxed = Mat::default();
-        core::copy_make_border(
-            &resized,
-            &mut boxed,
-            top,
-            input_height as i32 - h as i32 - top,
-            left,
-            input_width as i32 - w as i32 - left,
-            core::BORDER_CONSTANT,
-            Scalar::all(PAD),
-        )?;
-        Ok((boxed, lb))
+/// `frame` letterboxed into a `input_width` x `input_height` network input (BGR, pad 114): resized
+/// once, for every model whose input has this size.
+pub fn letterbox(frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<(Mat, Letterbox), EngineError> {
+    let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
+    if src_w == 0 || src_h == 0 {
+        return Err(EngineError::EmptyFrame);
     }
+    let lb = Letterbox::new(src_w, src_h, input_width, input_height);
+    let (w, h) = lb.resized_size();
+    let mut resized = Mat::default();
+    imgproc::resize(frame, &mut resized, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+    let (left, top) = (lb.pad_x as i32, lb.pad_y as i32);
+    let mut boxed = Mat::default();
+    core::copy_make_border(
+        &resized,
+        &mut boxed,
+        top,
+        input_height as i32 - h as i32 - top,
+        left,
+        input_width as i32 - w as i32 - left,
+        core::BORDER_CONSTANT,
+        Scalar::all(PAD),
+    )?;
+    Ok((boxed, lb))
 }
 
 #[cfg(test)]
@@ -192,7 +252,7 @@ mod tests {
     #[test]
     fn a_load_failure_keeps_the_pose_error_as_its_source() {
         let text = include_str!("../../settings/default.toml");
-        let mut model = crate::settings::Settings::from_toml(text, "default.toml").unwrap().model;
+        let mut model = crate::settings::Settings::from_toml(text, "default.toml").unwrap().models["pose"].clone();
         model.weights = "/nonexistent/w.safetensors".into();
         let err = match PoseEngine::load(&model) {
             Ok(_) => panic!("loaded weights that do not exist"),

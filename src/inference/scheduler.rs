@@ -16,8 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use opencv::core::{Mat, Rect};
+use opencv::prelude::*;
 
-use super::{Detection, EngineError, SharedEngine};
+use super::{Detection, Engines, EngineError, SharedEngine};
 
 /// Who goes first when several cameras wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,31 +54,64 @@ impl Priority {
     }
 }
 
-/// A frame handed to the model.
+/// A frame handed to the models: decoded once, looked at by each model it names.
 pub struct Job {
     /// The decoded BGR frame (owned: the camera goes on with the next one).
     pub frame: Mat,
     pub frame_index: u64,
     /// Capture time, seconds since the Unix epoch.
     pub timestamp: f64,
+    /// One pass per model.
+    pub runs: Vec<Run>,
+}
+
+/// One model's pass over a [`Job`]'s frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The model: its index in the scheduler's [`Engines`].
+    pub model: usize,
     /// Parts of the frame to look at, in its pixels; empty means the whole frame.
     pub regions: Vec<Rect>,
     /// Regions are looked at this many times the frame's own resolution.
     pub region_scale: f32,
 }
 
-/// What the model made of a [`Job`].
+impl Run {
+    /// The whole frame, at the model's own input size.
+    pub fn whole(model: usize) -> Self {
+        Self { model, regions: Vec::new(), region_scale: 1.0 }
+    }
+}
+
+/// What the models made of a [`Job`].
 #[derive(Debug)]
 pub struct Inferred {
-    pub detections: Result<Vec<Detection>, EngineError>,
     pub frame_index: u64,
     pub timestamp: f64,
     /// How long the frame waited for a worker.
     pub queue_ms: f64,
-    /// How long the model took.
+    /// How long the models took together (preparing their inputs included).
+    pub inference_ms: f64,
+    /// Each model's answer, in the job's order.
+    pub results: Vec<ModelResult>,
+}
+
+/// One model's answer about a frame.
+#[derive(Debug)]
+pub struct ModelResult {
+    pub model: usize,
+    pub detections: Result<Vec<Detection>, EngineError>,
+    /// How long this model took (its share of a batch, on a GPU).
     pub inference_ms: f64,
     /// Regions looked at (0: the whole frame).
     pub regions: usize,
+}
+
+impl Inferred {
+    /// The first model's detections (tests, and callers with one model).
+    pub fn detections(&self) -> Option<&Result<Vec<Detection>, EngineError>> {
+        self.results.first().map(|r| &r.detections)
+    }
 }
 
 struct Slot {
@@ -95,7 +129,9 @@ struct State {
 }
 
 struct Shared {
-    engine: Arc<SharedEngine>,
+    engines: Engines,
+    /// Whole-frame inputs letterboxed once and given to more than one model.
+    shared_inputs: AtomicU64,
     state: Mutex<State>,
     wake: Condvar,
     next_lane: AtomicU64,
@@ -121,9 +157,16 @@ pub fn default_workers(cores: usize) -> usize {
 }
 
 impl Scheduler {
+    /// One model (the pose model of servers before models had names, and tests).
     pub fn new(engine: Arc<SharedEngine>, workers: usize) -> Arc<Self> {
+        Self::with_engines(Engines(vec![engine]), workers)
+    }
+
+    /// Every model of the server behind one queue: a frame waits once, whatever the models it needs.
+    pub fn with_engines(engines: Engines, workers: usize) -> Arc<Self> {
         let shared = Arc::new(Shared {
-            engine,
+            engines,
+            shared_inputs: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             next_lane: AtomicU64::new(1),
@@ -144,8 +187,18 @@ impl Scheduler {
         self.workers.len()
     }
 
+    /// The first model (the pose model where there is one).
     pub fn engine(&self) -> &Arc<SharedEngine> {
-        &self.shared.engine
+        &self.shared.engines.0[0]
+    }
+
+    pub fn engines(&self) -> &Engines {
+        &self.shared.engines
+    }
+
+    /// Whole-frame inputs letterboxed once and given to more than one model.
+    pub fn shared_inputs(&self) -> u64 {
+        self.shared.shared_inputs.load(Ordering::Relaxed)
     }
 
     /// A camera's way in; its waiting frame is dropped with it.
@@ -212,9 +265,14 @@ impl Lane {
         self.inner.priority.store(p as u8, Ordering::Relaxed);
     }
 
-    /// The network input a whole `w` x `h` frame is looked at in (what one pass over it costs).
-    pub fn whole_frame_input(&self, w: usize, h: usize) -> (usize, usize) {
-        self.shared.engine.input_for(w, h)
+    /// The network input a whole `w` x `h` frame is looked at in by `model` (what one pass over it costs).
+    pub fn whole_frame_input(&self, model: usize, w: usize, h: usize) -> (usize, usize) {
+        self.shared.engines.0.get(model).map_or((w, h), |e| e.input_for(w, h))
+    }
+
+    /// The models behind this lane.
+    pub fn engines(&self) -> &Engines {
+        &self.shared.engines
     }
 
     /// Frames that a newer frame replaced before a worker took them.
@@ -240,7 +298,7 @@ fn pick(state: &mut State, whole_only: bool) -> Option<(u64, Job, Instant, Arc<L
     let (&id, _) = state
         .slots
         .iter()
-        .filter(|(_, s)| !s.running && s.waiting.as_ref().is_some_and(|j| !whole_only || j.regions.is_empty()))
+        .filter(|(_, s)| !s.running && s.waiting.as_ref().is_some_and(|j| !whole_only || j.is_whole()))
         .max_by(|(_, a), (_, b)| {
             let (ra, rb) = (rank(a), rank(b));
             ra.0.cmp(&rb.0).then(ra.1.total_cmp(&rb.1))
@@ -251,10 +309,70 @@ fn pick(state: &mut State, whole_only: bool) -> Option<(u64, Job, Instant, Arc<L
     Some((id, slot.waiting.take()?, slot.waiting_since, lane))
 }
 
-/// A worker: takes the next frame (with an engine that batches, and that frame looked at whole, up to
-/// `max_batch` whole frames of other cameras in the same order), runs the model, hands each lane its result.
+impl Job {
+    /// Whether every model looks at the whole frame (a batch can take it).
+    fn is_whole(&self) -> bool {
+        self.runs.iter().all(|r| r.regions.is_empty())
+    }
+}
+
+/// Runs a job's models over its frame, one pass each. Models that take a letterboxed whole frame of
+/// the same input size share one: the frame is resized and padded once for all of them.
+fn run_job(shared: &Shared, job: &Job) -> Vec<ModelResult> {
+    let (w, h) = (job.frame.cols().max(0) as usize, job.frame.rows().max(0) as usize);
+    let mut inputs: Vec<((usize, usize), Result<(Mat, super::Letterbox), String>, usize)> = Vec::new();
+    let mut out = Vec::with_capacity(job.runs.len());
+    for run in &job.runs {
+        let Some(engine) = shared.engines.0.get(run.model) else { continue };
+        let started = Instant::now();
+        let detections = if run.regions.is_empty() && engine.takes_letterboxed() {
+            let size = engine.input_for(w, h);
+            let i = match inputs.iter().position(|(s, _, _)| *s == size) {
+                Some(i) => i,
+                None => {
+                    let made = super::pose::letterbox(&job.frame, size).map_err(|e| e.to_string());
+                    inputs.push((size, made, 0));
+                    inputs.len() - 1
+                }
+            };
+            inputs[i].2 += 1;
+            if inputs[i].2 == 2 {
+                shared.shared_inputs.fetch_add(1, Ordering::Relaxed);
+            }
+            match &inputs[i].1 {
+                Ok((boxed, lb)) => engine.detect_letterboxed(&job.frame, boxed, lb),
+                Err(_) => engine.detect_regions(&job.frame, &[], 1.0),
+            }
+        } else {
+            engine.detect_regions(&job.frame, &run.regions, run.region_scale)
+        };
+        out.push(ModelResult { model: run.model, detections, inference_ms: started.elapsed().as_secs_f64() * 1000.0, regions: run.regions.len() });
+    }
+    out
+}
+
+/// Several cameras' whole frames in one pass per model (an engine that batches: a GPU).
+fn run_batch(shared: &Shared, jobs: &[&Job]) -> Vec<Vec<ModelResult>> {
+    let mut out: Vec<Vec<ModelResult>> = jobs.iter().map(|_| Vec::new()).collect();
+    for (m, engine) in shared.engines.0.iter().enumerate() {
+        let mine: Vec<usize> = (0..jobs.len()).filter(|&j| jobs[j].runs.iter().any(|r| r.model == m)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let results = engine.detect_batch(&mine.iter().map(|&j| &jobs[j].frame).collect::<Vec<_>>());
+        let ms = started.elapsed().as_secs_f64() * 1000.0 / mine.len() as f64;
+        for (j, detections) in mine.into_iter().zip(results) {
+            out[j].push(ModelResult { model: m, detections, inference_ms: ms, regions: 0 });
+        }
+    }
+    out
+}
+
+/// A worker: takes the next frame (with engines that batch, and that frame looked at whole, up to
+/// `max_batch` whole frames of other cameras in the same order), runs its models, hands each lane its result.
 fn work(shared: &Shared) {
-    let max_batch = shared.engine.max_batch();
+    let max_batch = shared.engines.0.iter().map(|e| e.max_batch()).min().unwrap_or(1);
     loop {
         let batch = {
             let mut state = shared.state.lock().unwrap();
@@ -264,7 +382,7 @@ fn work(shared: &Shared) {
                 }
                 if let Some(first) = pick(&mut state, false) {
                     let mut batch = vec![first];
-                    while batch.len() < max_batch && batch[0].1.regions.is_empty() {
+                    while batch.len() < max_batch && batch[0].1.is_whole() {
                         match pick(&mut state, true) {
                             Some(next) => batch.push(next),
                             None => break,
@@ -277,19 +395,18 @@ fn work(shared: &Shared) {
         };
         let started = Instant::now();
         let results = match batch.as_slice() {
-            [(_, job, _, _)] => vec![shared.engine.detect_regions(&job.frame, &job.regions, job.region_scale)],
-            _ => shared.engine.detect_batch(&batch.iter().map(|(_, job, _, _)| &job.frame).collect::<Vec<_>>()),
+            [(_, job, _, _)] => vec![run_job(shared, job)],
+            _ => run_batch(shared, &batch.iter().map(|(_, job, _, _)| job).collect::<Vec<_>>()),
         };
         let inference_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut ids = Vec::with_capacity(batch.len());
-        for ((id, job, since, lane), detections) in batch.into_iter().zip(results) {
+        for ((id, job, since, lane), results) in batch.into_iter().zip(results) {
             *lane.result.lock().unwrap() = Some(Inferred {
-                detections,
                 frame_index: job.frame_index,
                 timestamp: job.timestamp,
                 queue_ms: (started - since).as_secs_f64() * 1000.0,
                 inference_ms,
-                regions: job.regions.len(),
+                results,
             });
             ids.push(id);
         }
@@ -310,7 +427,6 @@ mod tests {
     use super::*;
     use crate::inference::AiEngine;
     use opencv::core::{Scalar, CV_8UC3};
-    use opencv::prelude::*;
     use std::time::Duration;
 
     /// Takes `ms` per frame and remembers which frames it saw (the frame's first pixel is its number).
@@ -332,7 +448,7 @@ mod tests {
 
     fn numbered(n: u8) -> Job {
         let frame = Mat::new_rows_cols_with_default(4, 4, CV_8UC3, Scalar::all(n as f64)).unwrap();
-        Job { frame, frame_index: n as u64, timestamp: n as f64, regions: Vec::new(), region_scale: 1.0 }
+        Job { frame, frame_index: n as u64, timestamp: n as f64, runs: vec![Run::whole(0)] }
     }
 
     fn scheduler(ms: u64, workers: usize) -> (Arc<Scheduler>, Arc<SlowEngine>) {
@@ -493,6 +609,28 @@ mod tests {
         assert_eq!(s.waiting(), 0);
     }
 
+    #[test]
+    fn a_frame_for_two_models_waits_once_and_each_model_looks_at_it_once() {
+        let pose = Arc::new(SlowEngine { ms: 10, seen: Mutex::new(Vec::new()) });
+        let objects = Arc::new(SlowEngine { ms: 10, seen: Mutex::new(Vec::new()) });
+        let s = Scheduler::with_engines(Engines::named(vec![("pose", pose.clone()), ("objects", objects.clone())]), 1);
+        let (both, only_pose) = (s.lane(), s.lane());
+        let mut job = numbered(1);
+        job.runs = vec![Run::whole(0), Run::whole(1)];
+        both.submit(job);
+        only_pose.submit(numbered(2));
+        wait_idle(&[&both, &only_pose]);
+        let r = both.take().unwrap();
+        assert_eq!(r.results.iter().map(|m| m.model).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(r.results.iter().all(|m| m.detections.is_ok() && m.inference_ms >= 9.0), "{r:?}");
+        assert_eq!(only_pose.take().unwrap().results.len(), 1);
+        let (mut p, o) = (pose.seen.lock().unwrap().clone(), objects.seen.lock().unwrap().clone());
+        p.sort();
+        assert_eq!((p, o), (vec![1, 2], vec![1]));
+        assert_eq!((s.engines().0[0].calls(), s.engines().0[1].calls()), (2, 1));
+        assert_eq!(s.engines().get("objects").unwrap().model().as_ref(), "objects");
+    }
+
     /// Takes up to `max` whole frames per pass and remembers each pass's frames.
     struct BatchEngine {
         max: usize,
@@ -525,7 +663,7 @@ mod tests {
         lanes[0].submit(numbered(1));
         until_taken(&s); // frame 1 is in the model, alone
         let mut in_regions = numbered(9);
-        in_regions.regions = vec![Rect::new(0, 0, 2, 2)];
+        in_regions.runs[0].regions = vec![Rect::new(0, 0, 2, 2)];
         lanes[1].submit(in_regions);
         for n in 2..=5 {
             lanes[n as usize].submit(numbered(n));
@@ -536,8 +674,8 @@ mod tests {
         assert_eq!(*engine.passes.lock().unwrap(), vec![vec![1], vec![9], vec![2, 3, 4], vec![5]]);
         for (lane, n) in lanes.iter().zip([1, 9, 2, 3, 4, 5]) {
             let r = lane.take().unwrap();
-            assert_eq!((r.frame_index, r.regions), (n, (n == 9) as usize));
-            assert!(r.detections.is_ok());
+            assert_eq!((r.frame_index, r.results[0].regions), (n, (n == 9) as usize));
+            assert!(r.results[0].detections.is_ok());
         }
         assert_eq!(s.engine().calls(), 6);
     }

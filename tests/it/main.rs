@@ -8,6 +8,7 @@ mod faults;
 mod live_view;
 mod manage;
 mod media;
+mod models;
 mod pose;
 mod process;
 mod rtsp;

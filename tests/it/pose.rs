@@ -18,7 +18,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn model_settings(width: usize, height: usize) -> haven::settings::ModelSettings {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().model;
+    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
     m.weights = repo().join("weights/yolo11n-pose.safetensors");
     assert!(m.weights.is_file(), "{} is missing: run `bash scripts/fetch-weights.sh`", m.weights.display());
     m.input_width = Some(width);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use awc::ws::{Frame, Message};
 use futures_util::{SinkExt, StreamExt};
-use haven::inference::AiEngine;
+use haven::inference::{AiEngine, Engines};
 use haven::settings::{CameraConfig, Settings, SourceType};
 use haven::{Application, Stopper};
 use serde_json::Value;
@@ -101,9 +101,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(settings: Settings, engine: Option<Arc<dyn AiEngine>>) -> Self {
+        Self::start_with(settings, Engines::from(engine)).await
+    }
+
+    /// A server running these models (by name).
+    pub async fn start_with(settings: Settings, engines: Engines) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
         haven::configure_process_env();
-        let app = Application::build(settings, engine).await.expect("server starts");
+        let app = Application::build(settings, engines).await.expect("server starts");
         let port = app.port();
         let stopper = app.stopper();
         actix_web::rt::spawn(app.run());

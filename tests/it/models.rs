@@ -1,0 +1,152 @@
+//! Two models on one camera, end to end: the real pose model and a (seeded-random) YOLOv8n detect
+//! model behind the shared scheduler, a real demo video decoded by OpenCV, real WebSocket viewers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use awc::ws::Frame;
+use futures_util::StreamExt;
+use haven::inference::pose::PoseEngine;
+use haven::inference::{AiEngine, Engines};
+use haven::settings::Settings;
+use serde_json::{json, Value};
+
+use crate::pose::pose_engine;
+use crate::support::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// The seeded-random detect fixture (80 COCO classes; it finds a handful of random boxes).
+pub fn detect_fixture() -> std::path::PathBuf {
+    let path = repo().join("tests/fixtures/detect/yolov8n-random.safetensors");
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+pub fn objects_engine() -> Arc<dyn AiEngine> {
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
+    m.weights = detect_fixture();
+    m.conf_threshold = 0.25;
+    Arc::new(PoseEngine::load(&m).expect("the detect fixture loads"))
+}
+
+async fn patch(server: &TestServer, id: &str, body: Value) -> (u16, Value) {
+    let mut res = awc::Client::new().patch(server.url(&format!("/api/cameras/{id}"))).send_json(&body).await.unwrap();
+    let code = res.status().as_u16();
+    (code, serde_json::from_slice(&res.body().await.unwrap()).unwrap_or(Value::Null))
+}
+
+fn of_model<'a>(frame: &'a Value, model: &str) -> Vec<&'a Value> {
+    frame["metadata"]["detections"].as_array().unwrap().iter().filter(|d| d["model"] == model).collect()
+}
+
+#[actix_web::test]
+async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_switch_off_live() {
+    let s = Scratch::new("models");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 53.0, 20.0, None); // pedestrians in view throughout
+    let objects = objects_engine();
+    let names = objects.info().class_names.clone();
+    assert_eq!(names.len(), 80, "COCO classes");
+    let mut cam = camera("yard", &clip);
+    cam.ai_enabled = true;
+    cam.models = Some(vec!["pose".into(), "objects".into()]);
+    // The random model gives random classes: every class raises events.
+    cam.object_events = Some(names.clone());
+    let mut settings = settings(vec![cam]);
+    settings.models.insert("objects".into(), settings.models["pose"].clone());
+    settings.events.objects.min_secs = 0.0;
+    settings.events.objects.max_center_distance = 2.0;
+    settings.events.objects.min_score = 0.0;
+    settings.validate().unwrap();
+    let server = TestServer::start_with(settings, Engines::named(vec![("pose", pose_engine(640, 480)), ("objects", objects)])).await;
+    let (_, mut alerts) = awc::Client::new().ws(server.ws_url("/ws/alerts?camera=yard")).connect().await.unwrap();
+    let mut viewer = server.viewer("/ws/stream/yard").await;
+
+    // Both kinds of detections reach the viewer: people with keypoints, objects with COCO classes.
+    let (mut people, mut things) = (None, None);
+    let deadline = Instant::now() + 60 * SECOND;
+    while (people.is_none() || things.is_none()) && Instant::now() < deadline {
+        let frame = viewer.next_frame(30 * SECOND).await;
+        if let Some(p) = of_model(&frame, "pose").first() {
+            people = Some((*p).clone());
+        }
+        if let Some(o) = of_model(&frame, "objects").first() {
+            things = Some((*o).clone());
+        }
+    }
+    let person = people.expect("a person from the pose model reached the viewer");
+    assert_eq!((person["class"].as_str(), person["keypoints"].as_array().map(Vec::len)), (Some("person"), Some(17)), "{person}");
+    let thing = things.expect("an object from the objects model reached the viewer");
+    assert!(names.iter().any(|n| thing["class"] == n.as_str()), "{thing}");
+    assert!(thing.get("keypoints").is_none(), "objects carry no keypoints: {thing}");
+
+    // One pass per model per frame looked at: each model's count on the camera is the engine's
+    // count of that model (this is its only camera), and neither passes the frames looked at.
+    let (_, engine) = server.get("/api/engine").await;
+    let status = server.camera_status("yard").await;
+    let looked = status["inferences"].as_u64().unwrap();
+    let model_calls = |name: &str| engine["models"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["calls"].as_u64().unwrap();
+    for name in ["pose", "objects"] {
+        let on_camera = status["models_stats"][name]["inferences"].as_u64().unwrap();
+        let calls = model_calls(name);
+        assert!(on_camera > 0 && on_camera <= looked, "{name}: {on_camera} passes for {looked} frames looked at: {status}");
+        // A pass in flight when the two were read counts in the engine, not yet on the camera.
+        assert!(calls >= on_camera && calls <= on_camera + 1, "{name}: engine {calls}, camera {on_camera}");
+    }
+    let m = engine["models"].as_array().unwrap();
+    assert_eq!((m[0]["name"].as_str(), m[0]["task"].as_str()), (Some("objects"), Some("detect")), "{engine}");
+    assert_eq!((m[1]["name"].as_str(), m[1]["task"].as_str()), (Some("pose"), Some("pose")), "{engine}");
+    assert_eq!(m[0]["classes"], 80);
+    assert_eq!(m[0]["cameras"], json!(["yard"]));
+    // Both look at the whole first frame at 640x480: letterboxed once for the two.
+    assert!(engine["shared_inputs"].as_u64().unwrap() >= 1, "{engine}");
+
+    // object_detected events: pushed on /ws/alerts, stored with their model and class.
+    let deadline = Instant::now() + 30 * SECOND;
+    let alert = loop {
+        assert!(Instant::now() < deadline, "no object_detected alert within 30 s");
+        if let Ok(Some(Ok(Frame::Text(bytes)))) = tokio::time::timeout(SECOND, alerts.next()).await {
+            let e: Value = serde_json::from_slice(&bytes).unwrap();
+            if e["kind"] == "object_detected" {
+                break e;
+            }
+        }
+    };
+    assert_eq!((alert["model"].as_str(), alert["camera_id"].as_str()), (Some("objects"), Some("yard")), "{alert}");
+    let class = alert["class"].as_str().unwrap().to_string();
+    assert!(names.contains(&class), "{alert}");
+    let (code, list) = server.get(&format!("/api/events?camera=yard&kind=object_detected&class={class}")).await;
+    assert_eq!(code, 200, "{list}");
+    let stored = list["events"].as_array().unwrap();
+    assert!(stored.iter().any(|e| e["id"] == alert["id"] && e["class"] == class.as_str() && e["model"] == "objects"), "{list}");
+
+    // Switching objects off by PATCH: no restart, no more object detections nor passes.
+    let uptime = server.camera_status("yard").await["uptime_seconds"].as_f64().unwrap();
+    let (code, after) = patch(&server, "yard", json!({"models": ["pose"]})).await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["models"], json!(["pose"]));
+    // Frames made before the change may still be on their way; from then on, none has objects.
+    for _ in 0..3 {
+        viewer.next_frame(10 * SECOND).await;
+    }
+    let objects_before = server.camera_status("yard").await["models_stats"]["objects"]["inferences"].as_u64().unwrap();
+    let pose_before = server.camera_status("yard").await["models_stats"]["pose"]["inferences"].as_u64().unwrap();
+    let mut frames = 0;
+    while frames < 20 {
+        let frame = viewer.next_frame(10 * SECOND).await;
+        assert!(of_model(&frame, "objects").is_empty(), "objects after they were switched off: {}", frame["metadata"]);
+        frames += 1;
+    }
+    let status = server.camera_status("yard").await;
+    assert_eq!(status["models_stats"]["objects"]["inferences"].as_u64().unwrap(), objects_before, "{status}");
+    assert!(status["models_stats"]["pose"]["inferences"].as_u64().unwrap() > pose_before, "pose goes on: {status}");
+    assert!(status["uptime_seconds"].as_f64().unwrap() > uptime, "the camera was not restarted: {status}");
+
+    // A model the server does not have is refused, naming it.
+    let (code, body) = patch(&server, "yard", json!({"models": ["pose", "cars"]})).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("\"cars\""), "{body}");
+    server.stop().await;
+}
