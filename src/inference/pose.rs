@@ -100,7 +100,7 @@ impl PoseEngine {
                 Some(Arc::new(engine))
             }
             Err(e) => {
-                log::warn!("{section}: not loaded, cameras naming it run without it: {e}");
+                log::warn!("{section}: not loaded; AI disabled for it, the cameras naming it stream without its detections: {e}");
                 None
             }
         }

@@ -1,0 +1,189 @@
+// Browser tests of the per-camera model switches and the events page's kind and class filters, in
+// headless Chromium against the real server on loopback, with two models loaded: the pose model and
+// the seeded-random detect fixture as "objects" (it finds a handful of random COCO objects).
+//
+//   cargo build -p haven && node tests/browser/models.mjs
+//
+// Environment as for run.mjs: HAVEN_BIN, CHROMIUM, HEADED=1.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-random.safetensors';
+const WAIT_MS = 60_000;
+
+const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-models-'));
+let child;
+let base;
+let browser;
+let page;
+const errors = [];
+
+process.on('exit', () => {
+  try { child?.kill('SIGKILL'); } catch { /* gone */ }
+  rmSync(scratch, { recursive: true, force: true });
+});
+setTimeout(() => {
+  console.error('models browser tests: global timeout (6 min)');
+  process.exit(1);
+}, 6 * 60_000).unref();
+
+/** The shipped settings without their cameras, plus the objects model and one camera running both. */
+function settingsFile() {
+  const text = readFileSync(path.join(ROOT, 'settings/default.toml'), 'utf8');
+  const head = text.slice(0, text.search(/^\[\[cameras\]\]/m));
+  const file = path.join(scratch, 'models.toml');
+  writeFileSync(file, `${head}
+[models.objects]
+weights = "${DETECT}"
+conf_threshold = 0.25
+iou_threshold = 0.7
+
+[[cameras]]
+camera_id = "yard"
+source = "data/1.mp4"
+source_type = "video_file"
+models = ["pose", "objects"]
+object_events = ["person", "bicycle", "car", "dog", "cat", "bird", "chair", "bottle", "cup", "tv", "book", "clock"]
+`);
+  return file;
+}
+
+async function until(what, fn, timeout = WAIT_MS) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function getJson(p) {
+  const res = await fetch(base + p, { cache: 'no-store' });
+  return res.json();
+}
+
+before(async () => {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build it first (cargo build -p haven)`);
+  child = spawn(BIN, ['--settings', settingsFile()], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      HAVEN__SERVER__BIND: '127.0.0.1:0',
+      HAVEN__EVENTS__DATA_DIR: path.join(scratch, 'events'),
+      // The random model's objects come and go: let each one seen twice be an event.
+      HAVEN__EVENTS__OBJECTS__MIN_SECS: '0',
+      HAVEN__EVENTS__OBJECTS__MIN_SCORE: '0',
+      HAVEN__EVENTS__OBJECTS__MAX_CENTER_DISTANCE: '2',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = [];
+  base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 90_000);
+    const onData = (chunk) => {
+      log.push(chunk.toString());
+      const m = /HAVEN listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log.join(''));
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`server exited (${code}):\n${log.join('')}`)));
+  });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: !process.env.HEADED, args: ['--no-sandbox', '--disable-gpu'] });
+  page = await (await browser.newContext({ viewport: { width: 1180, height: 900 } })).newPage();
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+});
+
+test('each tile has a switch per loaded model, and switching one PATCHes the camera live', async () => {
+  await page.goto(`${base}/`);
+  const tile = page.locator('.tile[data-camera-id="yard"]');
+  await until('the model switches', async () => (await tile.locator('input.c-model').count()) === 2);
+  const pose = tile.locator('input.c-model[data-model="pose"]');
+  const objects = tile.locator('input.c-model[data-model="objects"]');
+  assert.equal(await pose.isChecked(), true);
+  assert.equal(await objects.isChecked(), true);
+  // Objects drawn by the server and sent in the metadata reach the page.
+  await until('an object in a frame', () => page.evaluate(() => {
+    const el = document.querySelector('.tile[data-camera-id="yard"]');
+    return Number(el?.dataset.frames || 0) > 0;
+  }));
+  const uptime = (await getJson('/api/cameras/yard')).uptime_seconds;
+  await objects.uncheck();
+  await until('the server to run pose only', async () => JSON.stringify((await getJson('/api/cameras/yard')).models) === '["pose"]');
+  assert.equal(await objects.isChecked(), false);
+  const status = await getJson('/api/cameras/yard');
+  assert.ok(status.uptime_seconds >= uptime, 'not restarted');
+  await objects.check();
+  await until('objects back on', async () => JSON.stringify((await getJson('/api/cameras/yard')).models) === '["pose","objects"]');
+});
+
+test('the browser draws objects in their class colour when it draws the overlay', async () => {
+  await page.evaluate(() => {
+    localStorage.setItem('haven.view', JSON.stringify({ clientOverlay: true, skeletons: true, boxes: true, labels: true, saver: false }));
+  });
+  await page.reload();
+  // dataset.drawn counts what the canvas drew: people and objects together.
+  await until('objects drawn by the browser', () => page.evaluate(() => {
+    const el = document.querySelector('.tile[data-camera-id="yard"]');
+    return Number(el?.dataset.drawn || 0) > 0;
+  }));
+  await page.evaluate(() => localStorage.removeItem('haven.view'));
+});
+
+test('the events page filters object events by kind and by class', async () => {
+  const listed = await until('an object_detected event', async () => {
+    const r = await getJson('/api/events?kind=object_detected');
+    return r.events.length ? r.events : null;
+  });
+  const cls = listed[0].class;
+  await page.goto(`${base}/events`);
+  await page.selectOption('#f-kind', 'object_detected');
+  await until('the list of object events', async () => (await page.locator('#event-list li').count()) > 0);
+  const kinds = await page.locator('#event-list li').evaluateAll((lis) => lis.map((li) => li.dataset.kind));
+  assert.ok(kinds.every((k) => k === 'object_detected'), kinds.join(','));
+  await until('the class filter offers the class', async () => (await page.locator(`#f-class option[value="${cls}"]`).count()) === 1);
+  await page.selectOption('#f-class', cls);
+  await until('only that class listed', async () => {
+    const classes = await page.locator('#event-list li').evaluateAll((lis) => lis.map((li) => li.dataset.class));
+    return classes.length > 0 && classes.every((c) => c === cls);
+  });
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get('kind'), 'object_detected');
+  assert.equal(url.searchParams.get('class'), cls);
+  assert.match(await page.locator('#event-list li .kind').first().textContent(), new RegExp(`Object: ${cls}`));
+});
+
+test('no script errors', () => {
+  assert.deepEqual(errors, []);
+});
