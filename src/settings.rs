@@ -631,10 +631,10 @@ impl CameraConfig {
         if let Some(f) = &self.fall {
             validate_fall(&format!("camera \"{id}\": fall"), f)?;
         }
-        for (field, list) in [("models", &self.models), ("object_events", &self.object_events)] {
+        for (field, list, limit) in [("models", &self.models, 32), ("object_events", &self.object_events, 1000)] {
             let Some(list) = list else { continue };
-            if list.len() > 32 {
-                return Err(format!("camera \"{id}\": {field} lists {} names; the limit is 32", list.len()));
+            if list.len() > limit {
+                return Err(format!("camera \"{id}\": {field} lists {} names; the limit is {limit}", list.len()));
             }
             let mut seen = HashSet::new();
             for name in list {

@@ -315,8 +315,8 @@ pub(crate) mod tests {
     #[test]
     fn detections_travel_to_a_tenth_of_a_pixel_with_their_model_and_class() {
         use crate::inference::{Detection, Task};
-        let person = Detection { class: "person".into(), score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
-        let car = Detection { class: "car".into(), score: 0.5, bbox: [1.0, 2.0, 3.0, 4.0], keypoints: Vec::new() };
+        let person = Detection { class_id: 0, class: "person".into(), score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
+        let car = Detection { class_id: 2, class: "car".into(), score: 0.5, bbox: [1.0, 2.0, 3.0, 4.0], keypoints: Vec::new() };
         let groups = [
             ModelDetections { model: "pose".into(), task: Task::Pose, detections: vec![person] },
             ModelDetections { model: "objects".into(), task: Task::Detect, detections: vec![car] },
@@ -340,7 +340,7 @@ pub(crate) mod tests {
         let text = serde_json::to_string(&meta).unwrap();
         assert!(text.contains(r#""detections":[{"model":"pose","class":"person","class_id":0,"score":0.88,"bbox":[10.1,21.0,30.1,40.0],"keypoints":[[1.2,2.3,0.91],"#), "{text}");
         // An object has no keypoints: none are sent.
-        assert!(text.contains(r#"{"model":"objects","class":"car","class_id":0,"score":0.5,"bbox":[1.0,2.0,3.0,4.0]}]"#), "{text}");
+        assert!(text.contains(r#"{"model":"objects","class":"car","class_id":2,"score":0.5,"bbox":[1.0,2.0,3.0,4.0]}]"#), "{text}");
     }
 
     #[test]

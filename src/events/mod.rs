@@ -756,7 +756,7 @@ mod tests {
     }
 
     fn det(k: Vec<[f32; 3]>) -> Detection {
-        Detection { class: "person", score: 0.9, bbox: bbox_of(&k), keypoints: k }
+        Detection { class_id: 0, class: "person".into(), score: 0.9, bbox: bbox_of(&k), keypoints: k }
     }
 
     #[test]
@@ -830,7 +830,8 @@ mod tests {
     }
 
     fn object(class: &'static str, bbox: [f32; 4]) -> Detection {
-        Detection { class: class.into(), score: 0.8, bbox, keypoints: Vec::new() }
+        let class_id = haven_pose::COCO_NAMES.iter().position(|n| *n == class).unwrap();
+        Detection { class_id, class: class.into(), score: 0.8, bbox, keypoints: Vec::new() }
     }
 
     #[test]

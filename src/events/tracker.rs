@@ -214,7 +214,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn person(bbox: [f32; 4]) -> Detection {
-        Detection { class: "person", score: 0.9, bbox, keypoints: vec![[0.0, 0.0, 0.0]; 17] }
+        Detection { class_id: 0, class: "person".into(), score: 0.9, bbox, keypoints: vec![[0.0, 0.0, 0.0]; 17] }
     }
 
     fn shifted(b: [f32; 4], dx: f32) -> [f32; 4] {
@@ -315,7 +315,8 @@ pub(crate) mod tests {
         let mut weak = person([0.0, 0.0, 10.0, 10.0]);
         weak.score = 0.1;
         let mut car = person([50.0, 50.0, 90.0, 90.0]);
-        car.class = "car";
+        car.class = "car".into();
+        car.class_id = 2;
         assert!(tracker.update(&[weak, car], 0.0).is_empty());
     }
 }

@@ -13,12 +13,30 @@ use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 use serde::Serialize;
 
-/// What a model finds: people with their keypoints, or objects of its classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    Pose,
-    Detect,
+/// What a model finds: people with their keypoints (`pose`), or objects of its classes (`detect`).
+pub use haven_pose::Task;
+
+/// A whole frame letterboxed for one network input size, shared by every model of a frame that takes
+/// that size: resized and padded once, and converted to the network's input tensor once (on first use).
+pub struct Prepared {
+    pub boxed: Mat,
+    pub lb: Letterbox,
+    input: std::sync::OnceLock<Result<haven_pose::Input, String>>,
+}
+
+impl Prepared {
+    pub fn new(boxed: Mat, lb: Letterbox) -> Self {
+        Self { boxed, lb, input: std::sync::OnceLock::new() }
+    }
+
+    /// The network input tensor (BGR HWC u8 to RGB CHW f32, once for every model that asks).
+    pub fn input(&self) -> Result<&haven_pose::Input, EngineError> {
+        let made = self.input.get_or_init(|| {
+            let bytes = self.boxed.data_bytes().map_err(|e| e.to_string())?;
+            haven_pose::Input::from_letterboxed_bgr(&[(bytes, &self.lb)]).map_err(|e| e.to_string())
+        });
+        made.as_ref().map_err(|e| EngineError::Prepare(e.clone()))
+    }
 }
 
 /// A loaded model as `GET /api/engine` describes it.
@@ -56,6 +74,12 @@ pub enum EngineError {
     Device(haven_pose::PoseError),
     #[error("inference failed: empty frame")]
     EmptyFrame,
+    /// A class filter names a class the model does not have.
+    #[error("{0}")]
+    Classes(String),
+    /// The shared network input could not be made.
+    #[error("inference failed: preparing the input: {0}")]
+    Prepare(String),
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }
@@ -100,8 +124,9 @@ pub trait AiEngine: Send + Sync + 'static {
         false
     }
 
-    /// Detections in a frame letterboxed by the caller (see [`AiEngine::takes_letterboxed`]).
-    fn detect_letterboxed(&self, frame: &Mat, _boxed: &Mat, _lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
+    /// Detections in a frame letterboxed by the caller (see [`AiEngine::takes_letterboxed`]), its
+    /// input shared with the other models of the frame that take the same size.
+    fn detect_letterboxed(&self, frame: &Mat, _prepared: &Prepared) -> Result<Vec<Detection>, EngineError> {
         self.detect(frame)
     }
 
@@ -165,9 +190,9 @@ impl SharedEngine {
     }
 
     /// Detections in the whole frame, its input letterboxed by the caller (shared with other models).
-    pub fn detect_letterboxed(&self, frame: &Mat, boxed: &Mat, lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
+    pub fn detect_letterboxed(&self, frame: &Mat, prepared: &Prepared) -> Result<Vec<Detection>, EngineError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        self.engine.detect_letterboxed(frame, boxed, lb)
+        self.engine.detect_letterboxed(frame, prepared)
     }
 
     /// The network input a whole `w` x `h` frame is looked at in.
@@ -242,8 +267,8 @@ impl From<Option<Arc<dyn AiEngine>>> for Engines {
 }
 
 /// The detection's class id in its model (0 for people of a pose model).
-pub fn class_id(_d: &Detection) -> usize {
-    0
+pub fn class_id(d: &Detection) -> usize {
+    d.class_id
 }
 
 /// A detection made in `region` of a frame, moved into the frame's pixels.

@@ -10,24 +10,19 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::regions::region_input;
-use super::{AiEngine, Detection, EngineError, ModelInfo, Task};
+use super::{AiEngine, Detection, EngineError, ModelInfo, Prepared};
 use crate::settings::ModelSettings;
 
-/// `classes` (names) against the class names the loaded model has.
-pub fn check_classes(section: &str, settings: &ModelSettings, names: &[String]) -> Result<(), String> {
-    for c in settings.classes.iter().flatten() {
-        if !names.iter().any(|n| n == c) {
-            let some: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
-            return Err(format!(
-                "{section}.classes names \"{c}\", which {} does not have (its {} classes: {}{})",
-                settings.weights.display(),
-                names.len(),
-                some.join(", "),
-                if names.len() > some.len() { ", …" } else { "" }
-            ));
-        }
-    }
-    Ok(())
+/// "models.objects.classes names "cars", which w.safetensors does not have (its 80 classes: person, …)".
+fn unknown_class(setting: &str, settings: &ModelSettings, names: &[String], class: &str) -> String {
+    let some: Vec<&str> = names.iter().take(12).map(String::as_str).collect();
+    format!(
+        "{setting} names \"{class}\", which {} does not have (its {} classes: {}{})",
+        settings.weights.display(),
+        names.len(),
+        some.join(", "),
+        if names.len() > some.len() { ", …" } else { "" }
+    )
 }
 
 /// The grey Ultralytics pads with.
@@ -69,16 +64,28 @@ impl InputSize {
 impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
         let input = settings.input();
-        let model = PoseModel::load(&settings.weights, settings.pose_options()).map_err(|e| match e {
-            e @ haven_pose::PoseError::Device { .. } => EngineError::Device(e),
-            e => e.into(),
-        })?;
+        let load = |opts| {
+            PoseModel::load(&settings.weights, opts).map_err(|e| match e {
+                e @ haven_pose::PoseError::Device { .. } => EngineError::Device(e),
+                e => e.into(),
+            })
+        };
+        let mut model = load(settings.pose_options())?;
+        // A class filter by name: the names are the checkpoint's, known once it is loaded; the model is
+        // loaded again with their ids (start-up only).
+        if let Some(names) = &settings.classes {
+            let ids = names
+                .iter()
+                .map(|n| model.class_id(n).ok_or_else(|| EngineError::Classes(unknown_class("classes", settings, model.class_names(), n))))
+                .collect::<Result<Vec<usize>, _>>()?;
+            model = load(haven_pose::PoseOptions { classes: Some(ids), ..settings.pose_options() })?;
+        }
         let stem = Path::new(&settings.weights).file_stem().and_then(|s| s.to_str()).unwrap_or("weights");
         let size = match input {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
             InputSize::Fitted(side) => format!("{side} fitted to the frame"),
         };
-        let name = format!("{} ({:?}-pose {}, {size})", stem, model.arch(), model.scale_name());
+        let name = format!("{} ({:?}-{} {}, {size})", stem, model.arch(), model.task(), model.scale_name());
         Ok(Self { model, name, input, device: settings.device.clone() })
     }
 
@@ -112,9 +119,19 @@ impl PoseEngine {
     pub fn engines_for_server(models: &std::collections::BTreeMap<String, ModelSettings>) -> Result<super::Engines, String> {
         let mut list = Vec::new();
         for (name, settings) in models {
-            if let Some(engine) = Self::for_server_named(&format!("models.{name}"), settings) {
-                check_classes(&format!("models.{name}"), settings, &engine.info().class_names)?;
-                list.push(super::SharedEngine::named(name, engine));
+            let section = format!("models.{name}");
+            if !settings.enabled {
+                log::info!("{section}: disabled in settings ({section}.enabled = false); cameras naming it run without it");
+                continue;
+            }
+            match Self::load(settings) {
+                Ok(engine) => {
+                    log::info!("{section}: loaded {}", engine.name);
+                    list.push(super::SharedEngine::named(name, Arc::new(engine)));
+                }
+                // A class filter the model cannot have is a mistake in the settings: stop.
+                Err(EngineError::Classes(message)) => return Err(message.replacen("classes", &format!("{section}.classes"), 1)),
+                Err(e) => log::warn!("{section}: not loaded; AI disabled for it, the cameras naming it stream without its detections: {e}"),
             }
         }
         Ok(super::Engines(list))
@@ -128,10 +145,10 @@ impl AiEngine for PoseEngine {
 
     fn info(&self) -> ModelInfo {
         ModelInfo {
-            task: Task::Pose,
+            task: self.model.task(),
             arch: Some(format!("{:?}", self.model.arch())),
             scale: Some(self.model.scale_name().to_string()),
-            class_names: vec!["person".into()],
+            class_names: self.model.class_names().to_vec(),
             input: match self.input {
                 InputSize::Fixed(w, h) => format!("{w}x{h}"),
                 InputSize::Fitted(side) => format!("{side} fitted to the frame"),
@@ -144,8 +161,8 @@ impl AiEngine for PoseEngine {
         true
     }
 
-    fn detect_letterboxed(&self, _frame: &Mat, boxed: &Mat, lb: &Letterbox) -> Result<Vec<Detection>, EngineError> {
-        Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, lb)?)
+    fn detect_letterboxed(&self, _frame: &Mat, prepared: &Prepared) -> Result<Vec<Detection>, EngineError> {
+        Ok(self.model.detect_input(prepared.input()?)?.pop().unwrap_or_default())
     }
 
     fn detect(&self, frame: &Mat) -> Result<Vec<Detection>, EngineError> {

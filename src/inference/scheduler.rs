@@ -320,7 +320,7 @@ impl Job {
 /// the same input size share one: the frame is resized and padded once for all of them.
 fn run_job(shared: &Shared, job: &Job) -> Vec<ModelResult> {
     let (w, h) = (job.frame.cols().max(0) as usize, job.frame.rows().max(0) as usize);
-    let mut inputs: Vec<((usize, usize), Result<(Mat, super::Letterbox), String>, usize)> = Vec::new();
+    let mut inputs: Vec<((usize, usize), Result<super::Prepared, String>, usize)> = Vec::new();
     let mut out = Vec::with_capacity(job.runs.len());
     for run in &job.runs {
         let Some(engine) = shared.engines.0.get(run.model) else { continue };
@@ -330,7 +330,7 @@ fn run_job(shared: &Shared, job: &Job) -> Vec<ModelResult> {
             let i = match inputs.iter().position(|(s, _, _)| *s == size) {
                 Some(i) => i,
                 None => {
-                    let made = super::pose::letterbox(&job.frame, size).map_err(|e| e.to_string());
+                    let made = super::pose::letterbox(&job.frame, size).map(|(boxed, lb)| super::Prepared::new(boxed, lb)).map_err(|e| e.to_string());
                     inputs.push((size, made, 0));
                     inputs.len() - 1
                 }
@@ -340,7 +340,7 @@ fn run_job(shared: &Shared, job: &Job) -> Vec<ModelResult> {
                 shared.shared_inputs.fetch_add(1, Ordering::Relaxed);
             }
             match &inputs[i].1 {
-                Ok((boxed, lb)) => engine.detect_letterboxed(&job.frame, boxed, lb),
+                Ok(prepared) => engine.detect_letterboxed(&job.frame, prepared),
                 Err(_) => engine.detect_regions(&job.frame, &[], 1.0),
             }
         } else {

@@ -18,7 +18,7 @@ import { chromium } from 'playwright-core';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-random.safetensors';
+const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-detect-random.safetensors';
 const WAIT_MS = 60_000;
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-models-'));

@@ -18,7 +18,7 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// The seeded-random detect fixture (80 COCO classes; it finds a handful of random boxes).
 pub fn detect_fixture() -> std::path::PathBuf {
-    let path = repo().join("tests/fixtures/detect/yolov8n-random.safetensors");
+    let path = repo().join("tests/fixtures/detect/yolov8n-detect-random.safetensors");
     assert!(path.is_file(), "{} is missing", path.display());
     path
 }
@@ -51,11 +51,11 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
     assert_eq!(names.len(), 80, "COCO classes");
     let mut cam = camera("yard", &clip);
     cam.ai_enabled = true;
-    cam.models = Some(vec!["pose".into(), "objects".into()]);
-    // The random model gives random classes: every class raises events.
-    cam.object_events = Some(names.clone());
     let mut settings = settings(vec![cam]);
     settings.models.insert("objects".into(), settings.models["pose"].clone());
+    settings.cameras[0].models = Some(vec!["pose".into(), "objects".into()]);
+    // The random model gives random classes: every class raises events.
+    settings.cameras[0].object_events = Some(names.clone());
     settings.events.objects.min_secs = 0.0;
     settings.events.objects.max_center_distance = 2.0;
     settings.events.objects.min_score = 0.0;
@@ -95,11 +95,11 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
         // A pass in flight when the two were read counts in the engine, not yet on the camera.
         assert!(calls >= on_camera && calls <= on_camera + 1, "{name}: engine {calls}, camera {on_camera}");
     }
-    let m = engine["models"].as_array().unwrap();
-    assert_eq!((m[0]["name"].as_str(), m[0]["task"].as_str()), (Some("objects"), Some("detect")), "{engine}");
-    assert_eq!((m[1]["name"].as_str(), m[1]["task"].as_str()), (Some("pose"), Some("pose")), "{engine}");
-    assert_eq!(m[0]["classes"], 80);
-    assert_eq!(m[0]["cameras"], json!(["yard"]));
+    let model = |name: &str| engine["models"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap().clone();
+    let (pose, objects) = (model("pose"), model("objects"));
+    assert_eq!((pose["task"].as_str(), objects["task"].as_str()), (Some("pose"), Some("detect")), "{engine}");
+    assert_eq!((pose["classes"].as_u64(), objects["classes"].as_u64()), (Some(1), Some(80)), "{engine}");
+    assert_eq!(objects["cameras"], json!(["yard"]));
     // Both look at the whole first frame at 640x480: letterboxed once for the two.
     assert!(engine["shared_inputs"].as_u64().unwrap() >= 1, "{engine}");
 
