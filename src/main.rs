@@ -186,7 +186,8 @@ fn describe(m: &haven_pose::YoloModel) -> String {
         haven_pose::Arch::V11 => "YOLO11",
     };
     let keypoints = if m.num_keypoints() > 0 { format!(", {} keypoints", m.num_keypoints()) } else { String::new() };
-    format!("task {}, {arch} scale {}, {} classes: {}{keypoints}", m.task(), m.scale_name(), names.len(), shown.join(", "))
+    let classes = if names.len() == 1 { "class" } else { "classes" };
+    format!("task {}, {arch} scale {}, {} {classes}: {}{keypoints}", m.task(), m.scale_name(), names.len(), shown.join(", "))
 }
 
 fn check_weights(weights: &Path) -> Result<(), Failure> {
@@ -333,6 +334,20 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::ConvertWeights { check: Some(ref w), input: None, output: None }) if w == Path::new("w.safetensors")));
         let cli = Cli::try_parse_from(["haven", "convert-weights", "a.pt", "b.safetensors"]).unwrap();
         assert!(matches!(cli.command, Some(Command::ConvertWeights { check: None, input: Some(_), output: Some(_) })));
+    }
+
+    /// A detect checkpoint converts (task and class names kept) and `--check` describes it.
+    #[test]
+    fn a_detect_checkpoint_converts_and_checks() {
+        let pt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect/yolo11n-detect-random.pt");
+        let out = std::env::temp_dir().join(format!("haven-detect-convert-{}.safetensors", std::process::id()));
+        convert(&pt, &out).unwrap();
+        check_weights(&out).unwrap();
+        let m = load_weights(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        assert_eq!(describe(&m), "task detect, YOLO11 scale n, 4 classes: bicycle, car, dog, package");
+        let pose = load_weights(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pose/yolov8n-pose-random.safetensors")).unwrap();
+        assert_eq!(describe(&pose), "task pose, YOLOv8 scale n, 1 class: person, 17 keypoints");
     }
 
     #[test]

@@ -22,14 +22,15 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let pose_w = args
-        .first()
+    // an empty argument takes the default
+    let arg = |i: usize| args.get(i).filter(|a| !a.is_empty());
+    let pose_w = arg(0)
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("weights/yolo11n-pose.safetensors"));
-    let det_w = args.get(1).map(PathBuf::from).unwrap_or_else(|| {
+    let det_w = arg(1).map(PathBuf::from).unwrap_or_else(|| {
         root.join("tests/fixtures/detect/yolov8n-detect-random.safetensors")
     });
-    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let rounds: usize = arg(2).and_then(|s| s.parse().ok()).unwrap_or(20);
     let load = |p: &PathBuf| {
         YoloModel::load(p, PoseOptions::default()).unwrap_or_else(|e| {
             eprintln!("error: {e}");
