@@ -199,8 +199,9 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
     // PyTorch writes the archive from byte 0: say so rather than let the reader guess a prefix
     // (its guess failed on a torch 2.15 checkpoint whose random fp16 data held central-directory-like
     // bytes: "Invalid Central Directory header"); a guess is still the fallback.
-    let mut config = zip::read::Config::default();
-    config.archive_offset = zip::read::ArchiveOffset::Known(0);
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
     let mut zip = zip::ZipArchive::with_config(config, std::io::BufReader::new(file))
         .or_else(|_| {
             let file = std::fs::File::open(pt)?;

@@ -335,8 +335,8 @@ fn pose_and_detect_share_one_input() {
     let people = pose.detect_input(&input).unwrap();
     let objects = det.detect_input(&input).unwrap();
     assert_eq!((people.len(), objects.len()), (2, 2));
-    for i in 0..2 {
-        assert_matches(&objects[i], &g.dets, &g.names);
+    for frame in &objects {
+        assert_matches(frame, &g.dets, &g.names);
     }
     assert!(!people[0].is_empty(), "the random pose model finds someone at conf 0.01");
     let alone = pose.detect_letterboxed_bgr(&bgr, &lb).unwrap();
@@ -392,4 +392,31 @@ fn metadata_task_and_names_are_checked() {
     let m = YoloModel::load(&p, PoseOptions::default()).unwrap();
     assert_eq!(m.class_names(), names);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The detect goldens on another device, `HAVEN_TEST_DEVICE=cuda:0` in a build with `--features cuda`
+/// (scripts/gpu_check.sh): both models' raw output against onnxruntime, and a batch of two frames
+/// against Ultralytics' detections. Skipped, saying so, when the variable is unset.
+#[test]
+fn detect_goldens_on_the_device_named_by_haven_test_device() {
+    let Ok(name) = std::env::var("HAVEN_TEST_DEVICE") else {
+        eprintln!("skipped: set HAVEN_TEST_DEVICE (e.g. cuda:0) to run the detect goldens on that device");
+        return;
+    };
+    let opts = PoseOptions {
+        device: name.parse().unwrap(),
+        ..PoseOptions::default()
+    };
+    for model in [V8, V11] {
+        let m = YoloModel::load(&weights(model), opts.clone()).unwrap();
+        eprintln!("{model} on {name}: {:?}", m.device());
+        let io = io(model);
+        let out = m.forward_raw(&input_of(&io)).unwrap();
+        compare(&out.to_device(&Device::Cpu).unwrap(), &io["output0"], 0.5, 1e-3);
+        let g = golden(model);
+        let (bgr, lb) = (bgr_of(&io), g.letterbox());
+        for dets in m.detect_batch(&[(&bgr, &lb), (&bgr, &lb)]).unwrap() {
+            assert_matches(&dets, &g.dets, &g.names);
+        }
+    }
 }
