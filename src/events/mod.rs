@@ -756,7 +756,7 @@ mod tests {
     }
 
     fn det(k: Vec<[f32; 3]>) -> Detection {
-        Detection { class_id: 0, class: "person".into(), score: 0.9, bbox: bbox_of(&k), keypoints: k }
+        Detection::person(0.9, bbox_of(&k), k)
     }
 
     #[test]

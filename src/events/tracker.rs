@@ -214,7 +214,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn person(bbox: [f32; 4]) -> Detection {
-        Detection { class_id: 0, class: "person".into(), score: 0.9, bbox, keypoints: vec![[0.0, 0.0, 0.0]; 17] }
+        Detection::person(0.9, bbox, vec![[0.0, 0.0, 0.0]; 17])
     }
 
     fn shifted(b: [f32; 4], dx: f32) -> [f32; 4] {
