@@ -83,3 +83,23 @@ pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::{Vec3b, CV_8UC3};
+
+    #[test]
+    fn objects_take_their_class_colour_and_people_stay_green() {
+        let mut frame = Mat::new_rows_cols_with_default(200, 200, CV_8UC3, Scalar::all(90.0)).unwrap();
+        let car = Detection { class_id: 2, class: "car".into(), score: 0.7, bbox: [20.0, 20.0, 120.0, 120.0], keypoints: Vec::new() };
+        let person = Detection::person(0.9, [140.0, 20.0, 190.0, 180.0], vec![[0.0, 0.0, 0.0]; 17]);
+        annotate(&mut frame, &[car, person]).unwrap();
+        let px = |x: i32, y: i32| *frame.at_2d::<Vec3b>(y, x).unwrap();
+        let c = class_color(2);
+        assert_eq!(px(20, 70), Vec3b::from([c[0] as u8, c[1] as u8, c[2] as u8]), "the car's box is the class's colour");
+        assert_eq!(px(140, 100), Vec3b::from([0, 255, 0]), "a person's box is green");
+        assert_ne!(class_color(2), class_color(3));
+        assert_eq!(class_color(2), class_color(2 + PALETTE.len()), "stable per class id");
+    }
+}

@@ -157,3 +157,32 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
     assert!(body["error"].as_str().unwrap().contains("\"cars\""), "{body}");
     server.stop().await;
 }
+
+#[test]
+fn a_class_filter_by_name_keeps_only_those_classes_and_a_name_the_model_lacks_stops_the_start() {
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
+    m.weights = detect_fixture();
+    let mut models = std::collections::BTreeMap::new();
+    models.insert("objects".to_string(), m.clone());
+    let frame = opencv::imgcodecs::imread(repo().join("tests/fixtures/pose/zidane.jpg").to_str().unwrap(), opencv::imgcodecs::IMREAD_COLOR).unwrap();
+    let all = PoseEngine::engines_for_server(&models).unwrap().0[0].detect_regions(&frame, &[], 1.0).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for d in &all {
+        *counts.entry(d.class.to_string()).or_insert(0) += 1;
+    }
+    assert!(counts.len() >= 3, "the random model finds several classes: {counts:?}");
+    // Keep the two most frequent classes: only they come out, all of them.
+    let mut by_count: Vec<(String, usize)> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1));
+    let kept: Vec<String> = by_count.iter().take(2).map(|(c, _)| c.clone()).collect();
+    models.get_mut("objects").unwrap().classes = Some(kept.clone());
+    let filtered = PoseEngine::engines_for_server(&models).unwrap().0[0].detect_regions(&frame, &[], 1.0).unwrap();
+    assert!(!filtered.is_empty() && filtered.iter().all(|d| kept.contains(&d.class.to_string())), "{kept:?}: {filtered:?}");
+    assert_eq!(filtered.len(), by_count[0].1 + by_count[1].1, "class-aware NMS: filtering first drops none of theirs");
+    // A class the model lacks is a settings mistake, named.
+    models.get_mut("objects").unwrap().classes = Some(vec!["cars".into()]);
+    let err = PoseEngine::engines_for_server(&models).err().expect("an unknown class stops the start");
+    assert!(err.starts_with("models.objects.classes names \"cars\", which "), "{err}");
+    assert!(err.contains("does not have (its 80 classes: person, bicycle, car,"), "{err}");
+}
