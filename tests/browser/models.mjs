@@ -153,11 +153,21 @@ test('the browser draws objects in their class colour when it draws the overlay'
     localStorage.setItem('haven.view', JSON.stringify({ clientOverlay: true, skeletons: true, boxes: true, labels: true, saver: false }));
   });
   await page.reload();
-  // dataset.drawn counts what the canvas drew: people and objects together.
-  await until('objects drawn by the browser', () => page.evaluate(() => {
+  // dataset.drawn counts what the canvas drew: people and objects together; objects' boxes are in
+  // the colours of Ultralytics' palette (draw.rs), which neither people's green nor the limbs use.
+  const palette = ['FF3838', 'FF9D97', 'FF701F', 'FFB21D', 'CFD231', '48F90A', '92CC17', '3DDB86', '1A9334', '00D4BB',
+    '2C99A8', '00C2FF', '344593', '6473FF', '0018EC', '8438FF', '520085', 'CB38FF', 'FF95C8', 'FF37C7'];
+  await until('objects drawn by the browser in their class colours', () => page.evaluate((colours) => {
     const el = document.querySelector('.tile[data-camera-id="yard"]');
-    return Number(el?.dataset.drawn || 0) > 0;
-  }));
+    const canvas = el?.querySelector('canvas.poses');
+    if (!canvas || canvas.hidden || !(Number(el.dataset.drawn || 0) > 0)) return false;
+    const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+    const wanted = new Set(colours.map((h) => parseInt(h, 16)));
+    for (let i = 0; i < data.length; i += 4) {
+      if (data[i + 3] === 255 && wanted.has((data[i] << 16) | (data[i + 1] << 8) | data[i + 2])) return true;
+    }
+    return false;
+  }, palette));
   await page.evaluate(() => localStorage.removeItem('haven.view'));
 });
 
