@@ -145,6 +145,20 @@ impl Handler<Register> for StreamHub {
     }
 }
 
+/// Checks a camera's `models` and `object_events` against this server's models (a cluster node checks
+/// a camera before it goes into the inventory).
+#[derive(Message)]
+#[rtype(result = "Result<(), HubError>")]
+pub struct CheckModels(pub CameraConfig);
+
+impl Handler<CheckModels> for StreamHub {
+    type Result = Result<(), HubError>;
+
+    fn handle(&mut self, CheckModels(config): CheckModels, _: &mut Context<Self>) -> Self::Result {
+        self.catalog.check(&config).map_err(HubError::InvalidCamera)
+    }
+}
+
 /// Stops a camera, closes its viewers ("camera removed") and forgets it.
 #[derive(Message)]
 #[rtype(result = "Result<(), HubError>")]

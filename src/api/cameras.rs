@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::camera::CameraPatch;
-use crate::hub::{GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
+use crate::hub::{CheckModels, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
 use crate::settings::{ApiSettings, CameraConfig, SourceType};
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -46,6 +46,7 @@ pub async fn create(state: web::Data<AppState>, body: web::Payload) -> Result<Ht
     config.validate().map_err(ApiError::BadRequest)?;
     check_media_path(&config, &state.api)?;
     if let Some(cluster) = &state.cluster {
+        state.hub.send(CheckModels(config.clone())).await??;
         // Into the inventory: every node registers it, the rendezvous winner takes its lease.
         cluster.add_camera(&config).await?;
         cluster.sync().await?;
@@ -65,7 +66,13 @@ pub async fn update(
     let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
     let id = path.into_inner();
     if let Some(cluster) = &state.cluster {
-        // In the inventory, at the revision read: the owner applies it (restarting the camera).
+        // The models and classes it names, against this node's (every node loads the same settings).
+        if patch.models.is_some() || patch.object_events.is_some() {
+            let mut named = CameraConfig::new(&id, "-", SourceType::VideoFile);
+            patch.apply(&mut named);
+            state.hub.send(CheckModels(named)).await??;
+        }
+        // In the inventory, at the revision read: the owner applies it (live settings in place).
         cluster
             .update_camera(&id, |config| {
                 patch.apply(config);

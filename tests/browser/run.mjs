@@ -709,7 +709,8 @@ test('a hidden tab closes its sockets and comes back when shown', async () => {
     const { body } = await getJson(server.base, '/api/cameras');
     return body.cameras.every((c) => c.viewers >= 1);
   });
-  const before = await frameOf(page, 'cam2');
+  // The picture may be between two frames (decoding) at the moment it is read: wait for one shown.
+  const before = await until('a frame shown', () => frameOf(page, 'cam2'), FRAME_WAIT_MS);
   await until('frames again', async () => (await frameOf(page, 'cam2'))?.frames > before.frames, FRAME_WAIT_MS);
 });
 

@@ -102,6 +102,17 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
     assert_eq!(objects["cameras"], json!(["yard"]));
     // Both look at the whole first frame at 640x480: letterboxed once for the two.
     assert!(engine["shared_inputs"].as_u64().unwrap() >= 1, "{engine}");
+    // Per model in /metrics too.
+    let mut res = awc::Client::new().get(server.url("/metrics")).send().await.unwrap();
+    let metrics = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    for needle in [
+        "haven_camera_model_inferences_total{camera=\"yard\",model=\"objects\"} ",
+        "haven_camera_model_inferences_total{camera=\"yard\",model=\"pose\"} ",
+        "haven_camera_model_inference_seconds{camera=\"yard\",model=\"objects\"} ",
+        "haven_engine_model_inferences_total{model=\"objects\"} ",
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle:?}:\n{metrics}");
+    }
 
     // object_detected events: pushed on /ws/alerts, stored with their model and class.
     let deadline = Instant::now() + 30 * SECOND;
