@@ -10,3 +10,4 @@ cargo test --workspace -- --test-threads=1 "$@"
 cargo build --quiet -p haven
 bash tests/browser/setup.sh
 node tests/browser/run.mjs
+node tests/browser/models.mjs
