@@ -162,6 +162,19 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
     assert!(status["models_stats"]["pose"]["inferences"].as_u64().unwrap() > pose_before, "pose goes on: {status}");
     assert!(status["uptime_seconds"].as_f64().unwrap() > uptime, "the camera was not restarted: {status}");
 
+    // Switched on again: its first look comes with the next frames, whatever the motion gate says.
+    let (code, after) = patch(&server, "yard", json!({"models": ["pose", "objects"]})).await;
+    assert_eq!((code, &after["models"]), (200, &json!(["pose", "objects"])), "{after}");
+    let mut back = false;
+    for _ in 0..30 {
+        if !of_model(&viewer.next_frame(10 * SECOND).await, "objects").is_empty() {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "objects came back within 30 frames of being switched on");
+    assert!(server.camera_status("yard").await["models_stats"]["objects"]["inferences"].as_u64().unwrap() > objects_before);
+
     // A model the server does not have is refused, naming it.
     let (code, body) = patch(&server, "yard", json!({"models": ["pose", "cars"]})).await;
     assert_eq!(code, 400, "{body}");
