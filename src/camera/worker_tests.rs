@@ -196,3 +196,88 @@ fn past_its_fence_a_camera_shows_frames_to_local_viewers_but_counts_none_as_proc
     run(&next);
     assert_eq!((h.count(&next.status.frames_fenced), h.count(&next.status.frames_processed)), (0, 10));
 }
+
+/// Counts its passes; a detect model finds one car wherever it looks.
+struct Counting {
+    task: crate::inference::Task,
+    calls: std::sync::Mutex<u32>,
+}
+
+impl crate::inference::AiEngine for Counting {
+    fn name(&self) -> String {
+        "counting".into()
+    }
+    fn info(&self) -> crate::inference::ModelInfo {
+        let names = match self.task {
+            crate::inference::Task::Pose => vec!["person".to_string()],
+            crate::inference::Task::Detect => haven_pose::COCO_NAMES.iter().map(|s| s.to_string()).collect(),
+        };
+        crate::inference::ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into() }
+    }
+    fn detect(&self, _frame: &Mat) -> Result<Vec<Detection>, crate::inference::EngineError> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(match self.task {
+            crate::inference::Task::Pose => Vec::new(),
+            crate::inference::Task::Detect => vec![Detection { class_id: 2, class: "car".into(), score: 0.9, bbox: [1.0, 1.0, 20.0, 20.0], keypoints: Vec::new() }],
+        })
+    }
+}
+
+#[test]
+fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leaves_the_picture() {
+    use crate::inference::{Engines, Task};
+    let pose = Arc::new(Counting { task: Task::Pose, calls: Default::default() });
+    let objects = Arc::new(Counting { task: Task::Detect, calls: Default::default() });
+    let scheduler = Scheduler::with_engines(Engines::named(vec![("pose", pose.clone()), ("objects", objects.clone())]), 1);
+    let clock = Arc::new(SimClock::new(0.0));
+    let deps = CameraDeps {
+        inference: Some(scheduler),
+        capture: Arc::new(capture()),
+        detection: Arc::new(DetectionSettings::default()),
+        events: None,
+        opener: Arc::new(ScriptedOpener::new(clock.clone(), Vec::new())),
+        clock: clock.clone(),
+    };
+    let config = CameraConfig::new("cam", "scripted.mp4", SourceType::VideoFile);
+    let ctx = WorkerContext::new(config.clone(), Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps);
+    let _viewer = ctx.feed.subscribe(); // someone watches: every frame is processed and published
+    let mut pipe = Pipeline::new(&ctx, &config);
+    let still = Mat::new_rows_cols_with_default(48, 64, opencv::core::CV_8UC3, opencv::core::Scalar::all(90.0)).unwrap();
+    let mut index = 0;
+    // One frame: processed, then the models' answer waited for (it is taken with the next frame).
+    let mut step = |pipe: &mut Pipeline| {
+        let mut frame = still.clone();
+        process(&ctx, pipe, "cam", &mut frame, index, true).unwrap();
+        index += 1;
+        clock.advance(Duration::from_millis(100));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while pipe.lane.as_ref().unwrap().busy() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let shown = |ctx: &WorkerContext| match &*ctx.feed.borrow() {
+        Feed::Frame(p) => p.detections.iter().map(|g| (g.model.to_string(), g.detections.len())).collect::<Vec<_>>(),
+        _ => panic!("no packet"),
+    };
+    let calls = || (*pose.calls.lock().unwrap(), *objects.calls.lock().unwrap());
+    // The default: pose only; a still scene is looked at once.
+    for _ in 0..5 {
+        step(&mut pipe);
+    }
+    assert_eq!(calls(), (1, 0));
+    // Objects switched on: the next frame goes to them alone, though nothing moves.
+    ctx.config.write().unwrap().models = Some(vec!["pose".into(), "objects".into()]);
+    step(&mut pipe);
+    assert_eq!(calls(), (1, 1), "the new model looks at once, the other is not asked again");
+    step(&mut pipe);
+    assert_eq!(shown(&ctx), [("pose".to_string(), 0), ("objects".to_string(), 1)]);
+    // Off again: the car leaves the picture with the next frame, and no more passes.
+    ctx.config.write().unwrap().models = Some(vec!["pose".into()]);
+    for _ in 0..3 {
+        step(&mut pipe);
+    }
+    assert_eq!(shown(&ctx), [("pose".to_string(), 0)]);
+    assert_eq!(calls(), (1, 1));
+    let stats = ctx.status.model_stats();
+    assert_eq!((stats["pose"].inferences, stats["objects"].inferences, stats["objects"].detections), (1, 1, 1));
+}
