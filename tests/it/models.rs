@@ -210,3 +210,32 @@ fn a_class_filter_by_name_keeps_only_those_classes_and_a_name_the_model_lacks_st
     assert!(err.starts_with("models.objects.classes names \"cars\", which "), "{err}");
     assert!(err.contains("does not have (its 80 classes: person, bicycle, car,"), "{err}");
 }
+
+/// The server's own start-up (`haven serve`): a camera's `models` and `object_events` are checked
+/// against the models the settings load, and a mistake stops it with the settings' exit code (3),
+/// naming the camera and the setting.
+#[test]
+fn the_server_refuses_to_start_with_a_camera_naming_a_model_or_class_it_lacks() {
+    let s = Scratch::new("models-start");
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let head = text.split("[[cameras]]").next().unwrap();
+    let objects = format!("[models.objects]\nweights = \"{}\"\nconf_threshold = 0.25\niou_threshold = 0.7\n\n", detect_fixture().display());
+    let cam = |extra: &str| format!("[[cameras]]\ncamera_id = \"yard\"\nsource = \"data/1.mp4\"\nsource_type = \"video_file\"\n{extra}");
+    for (body, message) in [
+        (cam("models = [\"pose\", \"objets\"]\n"), "camera \"yard\": models names \"objets\", which is not a model of this server (known: objects, pose)"),
+        (cam("models = [\"pose\", \"objects\"]\nobject_events = [\"car\", \"unicorn\"]\n"), "camera \"yard\": object_events names \"unicorn\", which no detect model of this server has as a class"),
+    ] {
+        let file = s.path("s.toml");
+        std::fs::write(&file, format!("{head}{objects}{body}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+            .current_dir(repo())
+            .args(["--settings", file.to_str().unwrap()])
+            .env("HAVEN__SERVER__BIND", "127.0.0.1:0")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+}
