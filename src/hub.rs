@@ -159,6 +159,9 @@ pub struct ReloadSummary {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
+    /// Changed only in settings that apply live (`ReloadLive`): patched, not restarted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patched: Vec<String>,
 }
 
 impl ReloadSummary {
@@ -183,7 +186,7 @@ impl ReloadSummary {
     }
 
     fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty()
+        self.added.is_empty() && self.removed.is_empty() && self.restarted.is_empty() && self.patched.is_empty()
     }
 }
 
@@ -191,7 +194,42 @@ impl Handler<Reload> for StreamHub {
     type Result = MessageResult<Reload>;
 
     fn handle(&mut self, Reload(wanted): Reload, _: &mut Context<Self>) -> Self::Result {
-        let summary = ReloadSummary::diff(&self.configs(), &wanted);
+        MessageResult(self.reload(wanted, false))
+    }
+}
+
+/// A cluster node's `Reload` of the inventory: a camera changed only in settings that apply live
+/// (what a PATCH changes) is patched like a single server's PATCH, not restarted.
+#[derive(Message)]
+#[rtype(result = "ReloadSummary")]
+pub struct ReloadLive(pub Vec<CameraConfig>);
+
+impl Handler<ReloadLive> for StreamHub {
+    type Result = MessageResult<ReloadLive>;
+
+    fn handle(&mut self, ReloadLive(wanted): ReloadLive, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.reload(wanted, true))
+    }
+}
+
+impl StreamHub {
+    fn reload(&mut self, wanted: Vec<CameraConfig>, live: bool) -> ReloadSummary {
+        let mut summary = ReloadSummary::diff(&self.configs(), &wanted);
+        if live {
+            let (mut patched, mut restarted) = (Vec::new(), Vec::new());
+            for id in std::mem::take(&mut summary.restarted) {
+                let (Some(camera), Some(w)) = (self.find(&id), wanted.iter().find(|w| w.camera_id == id)) else { continue };
+                match CameraPatch::between(&camera.config(), w) {
+                    Some(patch) => {
+                        camera.update(&patch);
+                        patched.push(id);
+                    }
+                    None => restarted.push(id),
+                }
+            }
+            summary.patched = patched;
+            summary.restarted = restarted;
+        }
         for id in &summary.removed {
             if let Some(i) = self.position(id) {
                 self.cameras.remove(i).stop(Some("camera removed"));
@@ -207,15 +245,16 @@ impl Handler<Reload> for StreamHub {
             }
         }
         if summary.is_empty() {
-            return MessageResult(summary);
+            return summary;
         }
         log::info!(
-            "Reloaded cameras: added [{}], removed [{}], restarted [{}]",
+            "Reloaded cameras: added [{}], removed [{}], restarted [{}], changed live [{}]",
             summary.added.join(", "),
             summary.removed.join(", "),
-            summary.restarted.join(", ")
+            summary.restarted.join(", "),
+            summary.patched.join(", ")
         );
-        MessageResult(summary)
+        summary
     }
 }
 
@@ -228,9 +267,9 @@ pub struct ReloadFile(pub PathBuf);
 impl Handler<ReloadFile> for StreamHub {
     type Result = Result<ReloadSummary, crate::settings::SettingsError>;
 
-    fn handle(&mut self, ReloadFile(path): ReloadFile, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, ReloadFile(path): ReloadFile, _: &mut Context<Self>) -> Self::Result {
         let settings = crate::settings::Settings::load(&path)?;
-        Ok(<Self as Handler<Reload>>::handle(self, Reload(settings.cameras), ctx).0)
+        Ok(self.reload(settings.cameras, false))
     }
 }
 
@@ -456,7 +495,7 @@ mod tests {
         let mut b2 = cam("b");
         b2.jpeg_quality = 50;
         let diff = ReloadSummary::diff(&[cam("a"), cam("b"), cam("c")], &[cam("a"), b2, cam("d")]);
-        assert_eq!(diff, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+        assert_eq!(diff, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]), ..Default::default() });
         assert!(ReloadSummary::diff(&[cam("a"), cam("b")], &[cam("b"), cam("a")]).is_empty(), "order alone changes nothing");
         assert_eq!(ReloadSummary::diff(&[], &[cam("a"), cam("a")]).added, ids(&["a"]), "a camera is added once");
         assert_eq!(ReloadSummary::diff(&[cam("a")], &[]).removed, ids(&["a"]));
@@ -540,7 +579,7 @@ mod tests {
         let mut b2 = cam("b");
         b2.jpeg_quality = 50;
         let summary = hub.send(Reload(vec![cam("a"), b2, cam("d")])).await.unwrap();
-        assert_eq!(summary, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]) });
+        assert_eq!(summary, ReloadSummary { added: ids(&["d"]), removed: ids(&["c"]), restarted: ids(&["b"]), ..Default::default() });
 
         assert!(matches!(&*c.borrow(), Feed::Closed("camera removed")), "c's viewer is told why");
         // b (restarted) and d (added) open their sources; b's viewer stays and gets the new worker's

@@ -283,6 +283,15 @@ pub struct ClusterSettings {
     /// with its owner until the owner stops or dies).
     #[serde(default)]
     pub rebalance: bool,
+    /// JetStream replicas of the buckets, the events stream and the media store when this node
+    /// creates them: 1 on a single nats-server, 3 on a three-server NATS cluster (so that losing
+    /// one server loses nothing).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 /// `nats_url = "nats://a:4222"` or `nats_url = ["nats://a:4222", "nats://b:4222"]`.
@@ -320,6 +329,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("capacity", &self.capacity)
             .field("lease_secs", &self.lease_secs)
             .field("rebalance", &self.rebalance)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -350,6 +360,9 @@ impl ClusterSettings {
         }
         if !(self.lease_secs >= 1.0 && self.lease_secs <= 300.0) {
             return Err(format!("cluster.lease_secs {} is out of range [1, 300]", self.lease_secs));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!("cluster.replicas {} is out of range [1, 5]", self.replicas));
         }
         Ok(())
     }

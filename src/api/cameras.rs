@@ -65,7 +65,8 @@ pub async fn update(
     let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
     let id = path.into_inner();
     if let Some(cluster) = &state.cluster {
-        // In the inventory, at the revision read: the owner applies it (restarting the camera).
+        // In the inventory, at the revision read: every node applies it live at its next round (the
+        // owner's worker from its next frame), as a single server does.
         cluster
             .update_camera(&id, |config| {
                 patch.apply(config);

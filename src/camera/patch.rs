@@ -42,6 +42,22 @@ mod double_option {
 }
 
 impl CameraPatch {
+    /// The patch that turns `old` into `new`, if they differ only in settings that change live
+    /// (a cluster node applies an inventory change this way instead of restarting the camera).
+    pub fn between(old: &CameraConfig, new: &CameraConfig) -> Option<Self> {
+        let patch = Self {
+            ai_enabled: Some(new.ai_enabled),
+            jpeg_quality: Some(new.jpeg_quality),
+            resize_width: Some(new.resize_width),
+            loop_video: Some(new.loop_video),
+            max_fps: Some(new.max_fps),
+            detect_fps: Some(new.detect_fps),
+        };
+        let mut patched = old.clone();
+        patch.apply(&mut patched);
+        (patched == *new).then_some(patch)
+    }
+
     pub fn apply(&self, config: &mut CameraConfig) {
         if let Some(v) = self.ai_enabled {
             config.ai_enabled = v;

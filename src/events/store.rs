@@ -62,7 +62,13 @@ pub struct RetentionReport {
 pub struct EventStore {
     conn: Connection,
     root: PathBuf,
+    /// On a cluster node: its name (stored with each event it raises) and the first id of its own
+    /// range, so that ids are the same on every node (`set_cluster`).
+    cluster: Option<(String, i64)>,
 }
+
+/// Ids a cluster node gives its events: `base + 1 ..< base + ID_RANGE`.
+pub const ID_RANGE: i64 = 1 << 32;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -82,14 +88,15 @@ CREATE TABLE IF NOT EXISTS events (
     snapshot_path TEXT,
     bytes INTEGER NOT NULL DEFAULT 0,
     recording INTEGER NOT NULL DEFAULT 0,
-    clip_error TEXT
+    clip_error TEXT,
+    node TEXT
 );
 CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -126,6 +133,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         snapshot_path: row.get(13)?,
         clip_error,
         clip_status,
+        node: row.get(16)?,
     })
 }
 
@@ -173,6 +181,15 @@ impl EventStore {
         if !has_clip_error {
             conn.execute("ALTER TABLE events ADD COLUMN clip_error TEXT", [])?;
         }
+        // Stores made before clusters.
+        let has_node: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'node'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_node {
+            conn.execute("ALTER TABLE events ADD COLUMN node TEXT", [])?;
+        }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
         // Their clips will not come: say so (the partial files go with `sweep_orphans`).
         conn.execute(
@@ -183,7 +200,56 @@ impl EventStore {
         if interrupted > 0 {
             log::warn!("{}: closed {interrupted} events left open by the previous run", path.display());
         }
-        Ok(Self { conn, root })
+        Ok(Self { conn, root, cluster: None })
+    }
+
+    /// A cluster node's store: its events carry `node` and take ids from `base` on (a range of
+    /// `ID_RANGE` per node, so that an event has the same id on every node that lists it).
+    pub fn set_cluster(&mut self, node: &str, base: i64) {
+        self.cluster = Some((node.to_string(), base));
+    }
+
+    /// Stores (or updates) an event another node raised, as its latest message says: ends and
+    /// files are never taken back by an older message. Its files stay on the node that wrote them
+    /// (and in the cluster's media store), so they count no bytes here. `false` if `ev` has no id
+    /// or its id belongs to an event of another node (two nodes' ranges met: not overwritten).
+    pub fn upsert_remote(&self, ev: &Event) -> Result<bool, StoreError> {
+        let Some(id) = ev.id else { return Ok(false) };
+        let n = self.conn.execute(
+            "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path,
+                 clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, 0)
+             ON CONFLICT(id) DO UPDATE SET
+                 ended_at = COALESCE(events.ended_at, excluded.ended_at),
+                 clip_path = COALESCE(excluded.clip_path, events.clip_path),
+                 clip_frames = COALESCE(excluded.clip_frames, events.clip_frames),
+                 clip_fps = COALESCE(excluded.clip_fps, events.clip_fps),
+                 clip_started_at = COALESCE(excluded.clip_started_at, events.clip_started_at),
+                 snapshot_path = COALESCE(excluded.snapshot_path, events.snapshot_path),
+                 clip_error = COALESCE(excluded.clip_error, events.clip_error),
+                 recording = CASE WHEN events.clip_path IS NOT NULL OR events.clip_error IS NOT NULL THEN 0 ELSE excluded.recording END
+             WHERE events.node IS excluded.node",
+            params![
+                id,
+                ev.camera_id,
+                ev.kind.as_str(),
+                ev.track_id as i64,
+                ev.started_at,
+                ev.ended_at,
+                ev.score as f64,
+                serde_json::to_string(&ev.bbox)?,
+                serde_json::to_string(&ev.keypoints)?,
+                ev.clip_path,
+                ev.clip_frames.map(|n| n as i64),
+                ev.clip_fps.map(|f| f as f64),
+                ev.clip_started_at,
+                ev.snapshot_path,
+                ev.clip_error,
+                (ev.clip_status == ClipStatus::Recording) as i64,
+                ev.node,
+            ],
+        )?;
+        Ok(n == 1)
     }
 
     /// The directory clip and snapshot paths are relative to.
@@ -199,6 +265,28 @@ impl EventStore {
     /// Stores a new event and returns its id. `recording` marks it as having a clip in progress
     /// (retention leaves it alone until `set_clip` or `set_clip_failed`).
     pub fn insert(&self, ev: &Event, recording: bool) -> Result<i64, StoreError> {
+        if let Some((node, base)) = &self.cluster {
+            self.conn.execute(
+                "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, node)
+                 VALUES ((SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12),
+                         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11)",
+                params![
+                    ev.camera_id,
+                    ev.kind.as_str(),
+                    ev.track_id as i64,
+                    ev.started_at,
+                    ev.ended_at,
+                    ev.score as f64,
+                    serde_json::to_string(&ev.bbox)?,
+                    serde_json::to_string(&ev.keypoints)?,
+                    recording as i64,
+                    base,
+                    node,
+                    ID_RANGE,
+                ],
+            )?;
+            return Ok(self.conn.last_insert_rowid());
+        }
         self.conn.execute(
             "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -405,6 +493,7 @@ pub(crate) mod tests {
             clip_started_at: None,
             clip_error: None,
             clip_status: ClipStatus::None,
+            node: None,
         }
     }
 
