@@ -706,7 +706,7 @@ async fn a_node_whose_lease_secs_differs_from_the_clusters_refuses_to_start_and_
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = b.log_so_far(Duration::from_millis(200));
-    eprintln!("{}", log.lines().last().unwrap_or_default());
+    eprintln!("{}", log.lines().find(|l| l.starts_with("error:")).unwrap_or_default());
     assert_eq!(code, Some(4), "exit code 4 (could not start): {log}");
     assert!(log.contains(&format!("cluster.lease_secs is {other} here but {} in the cluster", lease_secs())), "{log}");
     // The cluster is untouched: a still owns its camera.
