@@ -223,7 +223,8 @@ async fn main() {
     let (camera, owner) = placed[0].clone();
     let oi = nodes.iter().position(|n| n.name == owner).unwrap();
     let ri = (oi + 1) % 3;
-    let (owner_port, relay_port, owner_pid) = (nodes[oi].haven.port, nodes[ri].haven.port, nodes[oi].haven.pid());
+    let (owner_port, relay_port, owner_pid, relay_pid) = (nodes[oi].haven.port, nodes[ri].haven.port, nodes[oi].haven.pid(), nodes[ri].haven.pid());
+    let (mut relay1, mut relay100) = (Vec::new(), Vec::new());
     let mut lat_owner = Vec::new();
     let mut lat_relay = Vec::new();
     let mut msgs = Vec::new();
@@ -240,9 +241,9 @@ async fn main() {
         ages_o.lock().unwrap().clear();
         ages_r.lock().unwrap().clear();
         let v0 = get_json(owner_port, "/api/cluster").await;
-        let (cpu0, t0) = (cpu_seconds(owner_pid), Instant::now());
+        let t0 = Instant::now();
         actix_web::rt::time::sleep(Duration::from_secs_f64(args.window)).await;
-        let (cpu_1, secs) = (cpu_seconds(owner_pid) - cpu0, t0.elapsed().as_secs_f64());
+        let secs = t0.elapsed().as_secs_f64();
         let v1 = get_json(owner_port, "/api/cluster").await;
         let count = |v: &Value, k: &str| v[k][&camera].as_u64().unwrap_or(0) as f64;
         let (m, b) = ((count(&v1, "relay_published") - count(&v0, "relay_published")) / secs, (count(&v1, "relay_published_bytes") - count(&v0, "relay_published_bytes")) / secs);
@@ -250,18 +251,30 @@ async fn main() {
         for t in tasks {
             t.abort();
         }
-        // The owner's CPU with 100 viewers on another node (and none on the owner).
-        let frames = Arc::new(AtomicU64::new(0));
-        let tasks = viewers(relay_port, &camera, 100, frames.clone(), None).await;
-        actix_web::rt::time::sleep(Duration::from_secs(3)).await;
-        let (cpu0, f0, t0) = (cpu_seconds(owner_pid), frames.load(Ordering::Relaxed), Instant::now());
-        actix_web::rt::time::sleep(Duration::from_secs_f64(args.window)).await;
-        let cpu_100 = cpu_seconds(owner_pid) - cpu0;
-        let fps = (frames.load(Ordering::Relaxed) - f0) as f64 / t0.elapsed().as_secs_f64() / 100.0;
-        for t in tasks {
-            t.abort();
+        // The owner's (and the relaying node's) CPU with 1, then 100 viewers on the other node and
+        // none on the owner.
+        let mut cpu = Vec::new();
+        for n in [1, 100] {
+            let frames = Arc::new(AtomicU64::new(0));
+            let tasks = viewers(relay_port, &camera, n, frames.clone(), None).await;
+            actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+            let (c0, r0, f0, t0) = (cpu_seconds(owner_pid), cpu_seconds(relay_pid), frames.load(Ordering::Relaxed), Instant::now());
+            actix_web::rt::time::sleep(Duration::from_secs_f64(args.window)).await;
+            let (c, r) = (cpu_seconds(owner_pid) - c0, cpu_seconds(relay_pid) - r0);
+            let fps = (frames.load(Ordering::Relaxed) - f0) as f64 / t0.elapsed().as_secs_f64() / n as f64;
+            for t in tasks {
+                t.abort();
+            }
+            cpu.push((c, r, fps));
+            actix_web::rt::time::sleep(Duration::from_secs(2)).await;
         }
-        eprintln!("round {round}: capture-to-viewer median {lo:.1} ms on the owner, {lr:.1} ms relayed; {m:.1} msg/s, {:.0} kB/s; owner CPU {cpu_1:.2} s (1 remote viewer + 1 local), {cpu_100:.2} s (100 remote viewers, {fps:.1} fps each)", b / 1000.0);
+        let (cpu_1, cpu_100) = (cpu[0].0, cpu[1].0);
+        relay1.push(cpu[0].1);
+        relay100.push(cpu[1].1);
+        eprintln!(
+            "round {round}: capture-to-viewer median {lo:.1} ms on the owner, {lr:.1} ms relayed; {m:.1} msg/s, {:.0} kB/s; owner CPU {cpu_1:.2} s with 1 remote viewer, {cpu_100:.2} s with 100 ({:.1} fps each); relaying node {:.2} s, {:.2} s",
+            b / 1000.0, cpu[1].2, cpu[0].1, cpu[1].1
+        );
         lat_owner.push(lo);
         lat_relay.push(lr);
         msgs.push(m);
@@ -318,8 +331,10 @@ async fn main() {
     println!("| capture to viewer through another node (relay) | {lr:.1} ms | +{:.1} ms, ratio {:.2} |", lr - lo, lr / lo);
     println!("| NATS messages per relayed camera | {:.1} msg/s | |", median(msgs));
     println!("| NATS bytes per relayed camera | {:.0} kB/s | |", median(bytes) / 1000.0);
-    println!("| owner CPU, 1 viewer on another node (+1 on the owner) | {c1:.2} s / {} s | |", args.window);
-    println!("| owner CPU, 100 viewers on another node | {c100:.2} s / {} s | ratio {:.2} |", args.window, c100 / c1);
+    println!("| owner CPU, 1 viewer on another node | {c1:.2} s / {} s | |", args.window);
+    println!("| owner CPU, 100 viewers on another node | {c100:.2} s / {} s | ratio to 1 viewer {:.2} |", args.window, c100 / c1);
+    let (r1, r100) = (median(relay1), median(relay100));
+    println!("| relaying node's CPU, 1 viewer / 100 viewers | {r1:.2} / {r100:.2} s / {} s | ratio {:.2} |", args.window, r100 / r1);
     println!("| failover after kill -9 (frames again on a surviving node), {} times | {:.2} s | lease {} s |", failovers.len(), median(failovers), args.lease);
     for n in nodes {
         n.haven.stop();
