@@ -600,4 +600,31 @@ mod tests {
         hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
         assert!(matches!(&*a.borrow(), Feed::Closed("server shutting down")));
     }
+
+    #[actix_web::test]
+    async fn a_live_reload_patches_what_a_patch_could_change_and_restarts_only_for_the_rest() {
+        let (hub, opener) = scripted_hub(3);
+        for id in ["a", "b"] {
+            hub.send(Register { config: cam(id), persist: false }).await.unwrap().unwrap();
+        }
+        hub.send(StartAll).await.unwrap();
+        let mut a = hub.send(Subscribe { camera_id: Some("a".into()) }).await.unwrap().unwrap().feed;
+        let seq = next_frame(&mut a, 0).await;
+        let (mut a2, mut b2) = (cam("a"), cam("b"));
+        a2.jpeg_quality = 55;
+        b2.source = "elsewhere.mp4".into();
+        let summary = hub.send(ReloadLive(vec![a2, b2])).await.unwrap();
+        assert_eq!(summary, ReloadSummary { restarted: ids(&["b"]), patched: ids(&["a"]), ..Default::default() });
+        next_frame(&mut a, seq).await;
+        let status = hub.send(GetStatus("a".into())).await.unwrap().unwrap();
+        assert_eq!(status.jpeg_quality, 55);
+        for _ in 0..1000 {
+            if opener.opens.lock().unwrap().len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(opener.opens.lock().unwrap().len(), 3, "a kept its source open; b opened its new one");
+        hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
+    }
 }

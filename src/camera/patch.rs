@@ -79,3 +79,23 @@ impl CameraPatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SourceType;
+
+    #[test]
+    fn between_is_the_patch_a_live_change_needs_and_none_for_another_change() {
+        let old = CameraConfig::new("a", "a.mp4", SourceType::VideoFile);
+        let mut new = old.clone();
+        new.jpeg_quality = 55;
+        new.max_fps = Some(5.0);
+        let patch = CameraPatch::between(&old, &new).expect("a live change");
+        let mut patched = old.clone();
+        patch.apply(&mut patched);
+        assert_eq!(patched, new);
+        new.source = "b.mp4".into();
+        assert!(CameraPatch::between(&old, &new).is_none(), "a new source needs a restart");
+    }
+}

@@ -866,6 +866,40 @@ mod tests {
     }
 
     #[test]
+    fn another_nodes_events_are_stored_pushed_when_live_and_ended_when_their_owner_is_gone() {
+        let dir = TempDir::new("engine-cluster");
+        let hub = hub(&dir.0, false);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        hub.join_cluster("b", 7 * store::ID_RANGE, Box::new(move |id, change, _| log.lock().unwrap().push((id, change))));
+        let (_, mut alerts) = hub.subscribe(None);
+        let mut theirs = store::tests::event("cam1", EventKind::Fall, now() - 5.0);
+        theirs.id = Some(3 * store::ID_RANGE + 1);
+        theirs.node = Some("a".into());
+        theirs.clip_status = ClipStatus::Recording;
+        // Replayed at start-up: stored and active, not pushed; then a live one is pushed.
+        hub.receive(&theirs, EventChange::Start, false);
+        assert!(alerts.try_recv().is_err());
+        assert_eq!(hub.active(Some("cam1")).len(), 1);
+        let mut live = theirs.clone();
+        live.id = Some(3 * store::ID_RANGE + 2);
+        live.camera_id = "cam2".into();
+        hub.receive(&live, EventChange::Start, true);
+        assert_eq!(alerts.try_recv().unwrap().id, live.id);
+        assert!(sent.lock().unwrap().is_empty(), "another node's events are not published again");
+        // This node takes cam1 over: a's open fall ends now, its clip will never come.
+        let ended = hub.end_abandoned("cam1", now());
+        assert_eq!(ended.len(), 1);
+        let pushed = alerts.try_recv().unwrap();
+        assert_eq!((pushed.id, pushed.phase, pushed.node.as_deref()), (theirs.id, EventPhase::End, Some("a")));
+        let stored = hub.store().get(theirs.id.unwrap()).unwrap().unwrap();
+        assert_eq!(stored.clip_status, ClipStatus::Failed);
+        assert!(stored.clip_error.unwrap().contains("node a"));
+        assert_eq!(*sent.lock().unwrap(), vec![(theirs.id.unwrap(), EventChange::End)], "the end goes to the cluster");
+        assert!(hub.end_abandoned("cam2", now()).len() == 1 && hub.active(None).is_empty());
+    }
+
+    #[test]
     fn the_openapi_event_schema_lists_every_field_and_clip_status() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
         let schema = &doc["components"]["schemas"]["Event"]["properties"];

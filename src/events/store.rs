@@ -545,6 +545,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_cluster_nodes_ids_lie_in_its_range_and_other_nodes_events_merge_without_going_back() {
+        let dir = TempDir::new("store-cluster");
+        let mut store = EventStore::open(&dir.0.join("events.db")).unwrap();
+        let single = store.insert(&event("cam1", EventKind::Fall, 1.0), false).unwrap();
+        let base = 5 * ID_RANGE;
+        store.set_cluster("a", base);
+        let (one, two) = (store.insert(&event("cam1", EventKind::Fall, 2.0), false).unwrap(), store.insert(&event("cam1", EventKind::Fall, 3.0), false).unwrap());
+        assert_eq!((single, one, two), (1, base + 1, base + 2), "a node's own range, after a single server's ids");
+        assert_eq!(store.get(one).unwrap().unwrap().node.as_deref(), Some("a"));
+
+        // Node b's event: its start, its end, then an older message: the end stays.
+        let mut theirs = event("cam2", EventKind::Fall, 4.0);
+        theirs.id = Some(9 * ID_RANGE + 1);
+        theirs.node = Some("b".into());
+        theirs.clip_status = ClipStatus::Recording;
+        assert!(store.upsert_remote(&theirs).unwrap());
+        let mut ended = theirs.clone();
+        ended.ended_at = Some(6.0);
+        ended.clip_path = Some("clips/cam2/x.mp4".into());
+        ended.clip_status = ClipStatus::Ready;
+        assert!(store.upsert_remote(&ended).unwrap());
+        assert!(store.upsert_remote(&theirs).unwrap());
+        let got = store.get(theirs.id.unwrap()).unwrap().unwrap();
+        assert_eq!((got.ended_at, got.clip_status, got.node.as_deref()), (Some(6.0), ClipStatus::Ready, Some("b")));
+        assert_eq!(store.total_bytes().unwrap(), 0, "another node's files take no room here");
+        // An id of this node's own: never overwritten by another node's message.
+        let mut clash = theirs.clone();
+        clash.id = Some(one);
+        assert!(!store.upsert_remote(&clash).unwrap());
+        assert_eq!(store.get(one).unwrap().unwrap().camera_id, "cam1");
+        assert_eq!(store.count(&EventFilter::default()).unwrap(), 4);
+    }
+
+    #[test]
     fn a_store_from_before_clip_errors_opens_and_keeps_why_a_clip_failed() {
         let dir = TempDir::new("store-migrate");
         let path = dir.0.join("events.db");
