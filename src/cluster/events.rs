@@ -13,6 +13,7 @@
 //! the media's max bytes, oldest first), cluster-wide; a node's own retention deletes rows and
 //! local files only, never the objects others serve.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,17 @@ pub const MEDIA: &str = "HAVEN_MEDIA";
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long a node keeps retrying to publish one change while NATS is away.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(120);
+
+/// This node's traffic on the events stream, for `/api/cluster` and `/metrics`.
+#[derive(Default)]
+pub struct EventCounters {
+    /// Changes of this node's events (and of abandoned ones it ended) stored in the stream.
+    pub published: AtomicU64,
+    /// Changes given up after `PUBLISH_PATIENCE` (kept in this node's store only).
+    pub unpublished: AtomicU64,
+    /// Other nodes' changes taken into this node's store.
+    pub received: AtomicU64,
+}
 
 pub fn subject(camera_id: &str) -> String {
     format!("haven.events.{camera_id}")
@@ -108,7 +120,7 @@ pub async fn open(js: &jetstream::Context, events: &EventSettings, replicas: usi
 
 /// Links this node's `EventHub` to the cluster: its changes out (a publisher task), the others' in
 /// (a consumer task from the stream's start). Call before any camera starts.
-pub async fn link(js: jetstream::Context, media: ObjectStore, node: String, hub: Arc<EventHub>) -> Result<(), ClusterError> {
+pub async fn link(js: jetstream::Context, media: ObjectStore, node: String, hub: Arc<EventHub>, counters: Arc<EventCounters>) -> Result<(), ClusterError> {
     let (tx, rx) = mpsc::unbounded_channel::<(i64, EventChange, Option<Event>)>();
     hub.join_cluster(&node, id_base(&node), Box::new(move |id, change, event| {
         let _ = tx.send((id, change, event));
@@ -123,17 +135,19 @@ pub async fn link(js: jetstream::Context, media: ObjectStore, node: String, hub:
         .await
         .map_err(|e| bucket_err(STREAM)(&e))?;
     let messages = consumer.messages().await.map_err(|e| bucket_err(STREAM)(&e))?;
-    tokio::spawn(consume(messages, node.clone(), hub.clone(), replayed));
-    tokio::spawn(publish(js, media, rx, hub));
+    tokio::spawn(consume(messages, node.clone(), hub.clone(), replayed, counters.clone()));
+    tokio::spawn(publish(js, media, rx, hub, counters));
     Ok(())
 }
 
-async fn consume(mut messages: jetstream::consumer::push::Ordered, node: String, hub: Arc<EventHub>, replayed: u64) {
+async fn consume(mut messages: jetstream::consumer::push::Ordered, node: String, hub: Arc<EventHub>, replayed: u64, counters: Arc<EventCounters>) {
     while let Some(message) = messages.next().await {
         let message = match message {
             Ok(m) => m,
             Err(e) => {
+                // The ordered consumer recreates itself (NATS away, a server lost); no busy loop meanwhile.
                 log::warn!("events stream: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
@@ -150,13 +164,14 @@ async fn consume(mut messages: jetstream::consumer::push::Ordered, node: String,
         }
         let hub = hub.clone();
         let live = seq > replayed;
+        counters.received.fetch_add(1, Ordering::Relaxed);
         // SQLite off the async workers.
         let _ = tokio::task::spawn_blocking(move || hub.receive(&parsed.event, parsed.change, live)).await;
     }
     log::warn!("events stream: the consumer ended; other nodes' events are no longer followed");
 }
 
-async fn publish(js: jetstream::Context, media: ObjectStore, mut rx: mpsc::UnboundedReceiver<(i64, EventChange, Option<Event>)>, hub: Arc<EventHub>) {
+async fn publish(js: jetstream::Context, media: ObjectStore, mut rx: mpsc::UnboundedReceiver<(i64, EventChange, Option<Event>)>, hub: Arc<EventHub>, counters: Arc<EventCounters>) {
     while let Some((id, change, given)) = rx.recv().await {
         let read = match given {
             Some(event) => Ok(Ok(Some(event))),
@@ -185,7 +200,10 @@ async fn publish(js: jetstream::Context, media: ObjectStore, mut rx: mpsc::Unbou
         let mut wait = Duration::from_millis(250);
         loop {
             match publish_one(&js, &media, &hub, &message, file.as_deref(), payload.clone()).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    counters.published.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
                 Err(e) if started.elapsed() < PUBLISH_PATIENCE => {
                     log::debug!("event {id}: publishing its {} failed ({e}); retrying", change.as_str());
                     tokio::time::sleep(wait).await;
@@ -193,6 +211,7 @@ async fn publish(js: jetstream::Context, media: ObjectStore, mut rx: mpsc::Unbou
                 }
                 Err(e) => {
                     log::warn!("event {id}: its {} was not published to the cluster: {e}", change.as_str());
+                    counters.unpublished.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
             }

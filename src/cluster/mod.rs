@@ -145,6 +145,7 @@ pub struct Cluster {
     /// The cluster's snapshots and clips, and this node's events (`link_events`).
     media: OnceLock<jetstream::object_store::ObjectStore>,
     events: OnceLock<Arc<crate::events::EventHub>>,
+    pub event_counters: Arc<events::EventCounters>,
 }
 
 /// `GET /api/cluster`.
@@ -170,6 +171,11 @@ pub struct ClusterView {
     pub relay_published_bytes: HashMap<String, u64>,
     /// Packets received from owners, per camera followed here.
     pub relay_received: HashMap<String, u64>,
+    /// Event changes this node stored in `HAVEN_EVENTS`, gave up on (NATS away too long), and
+    /// took in from the other nodes.
+    pub events_published: u64,
+    pub events_unpublished: u64,
+    pub events_received: u64,
 }
 
 impl Cluster {
@@ -218,6 +224,7 @@ impl Cluster {
             draining: AtomicBool::new(false),
             media: OnceLock::new(),
             events: OnceLock::new(),
+            event_counters: Arc::default(),
         });
         cluster.seed(seed).await?;
         log::info!("Cluster node {} joined NATS at {shown}", cluster.node);
@@ -243,7 +250,7 @@ impl Cluster {
     /// others' in. Call after `join`, before any camera starts.
     pub async fn link_events(&self, hub: Arc<crate::events::EventHub>, settings: &crate::events::EventSettings) -> Result<(), ClusterError> {
         let media = events::open(&self.js, settings, self.settings.replicas).await?;
-        events::link(self.js.clone(), media.clone(), self.node.clone(), hub.clone()).await?;
+        events::link(self.js.clone(), media.clone(), self.node.clone(), hub.clone(), self.event_counters.clone()).await?;
         let _ = self.media.set(media);
         let _ = self.events.set(hub);
         Ok(())
@@ -631,6 +638,9 @@ impl Cluster {
             relay_published: self.relay.published_view(),
             relay_published_bytes: self.relay.published_bytes_view(),
             relay_received: self.relay.received_view(),
+            events_published: load(&self.event_counters.published),
+            events_unpublished: load(&self.event_counters.unpublished),
+            events_received: load(&self.event_counters.received),
         }
     }
 

@@ -650,7 +650,14 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
     let mut ranged = awc::Client::new().get(clip_url(other)).insert_header(("Range", "bytes=10-19")).send().await.unwrap();
     assert_eq!(ranged.status().as_u16(), 206);
     assert_eq!(ranged.body().await.unwrap().to_vec(), from_owner[10..20].to_vec());
-    eprintln!("fall {id} of node {}: listed, pushed and served by node {} ({} B snapshot, {} B clip)", owner.name, other.name, snapshot.len(), from_other.len());
+    let (ov, tv) = (cluster_view(owner).await, cluster_view(other).await);
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    assert!(count(&ov, "events_published") >= 4 && count(&tv, "events_received") >= 4, "the fall's start, snapshot, end and clip at least: {ov} {tv}");
+    assert_eq!(count(&ov, "events_unpublished"), 0);
+    eprintln!(
+        "fall {id} of node {}: listed, pushed and served by node {} ({} B snapshot, {} B clip); {} changes published, {} received",
+        owner.name, other.name, snapshot.len(), from_other.len(), count(&ov, "events_published"), count(&tv, "events_received")
+    );
 
     // PATCH through the node that does not own the camera: the owner applies it live (its worker
     // keeps running: uptime and counters go on, frames keep coming), as a single server does.
