@@ -650,6 +650,11 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
     let mut ranged = awc::Client::new().get(clip_url(other)).insert_header(("Range", "bytes=10-19")).send().await.unwrap();
     assert_eq!(ranged.status().as_u16(), 206);
     assert_eq!(ranged.body().await.unwrap().to_vec(), from_owner[10..20].to_vec());
+    // A file gone from the owner's disk (deleted by hand here) is served from the media store too.
+    let snapshot_rel = event["snapshot_path"].as_str().unwrap();
+    std::fs::remove_file(s.path(&format!("events-{}", owner.name)).join(snapshot_rel)).unwrap();
+    let again = get_bytes_when_ready(&owner.url(&format!("/api/events/{id}/snapshot.jpg")), Duration::from_secs(5)).await;
+    assert_eq!(again, snapshot, "the owner serves its deleted snapshot from NATS");
     let (ov, tv) = (cluster_view(owner).await, cluster_view(other).await);
     let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
     assert!(count(&ov, "events_published") >= 4 && count(&tv, "events_received") >= 4, "the fall's start, snapshot, end and clip at least: {ov} {tv}");
@@ -694,6 +699,21 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
     assert!(stored["clip_error"].as_str().unwrap().contains(&format!("node {}", owner.name)), "{stored}");
     assert!(stored["ended_at"].as_f64().is_some());
     eprintln!("abandoned fall {id}: ended by node {} after the takeover: {}", other.name, stored["clip_error"]);
+
+    // The stream, as NATS holds it: every change of every event once, each with its raising node.
+    let js = async_nats::jetstream::new(async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await.unwrap());
+    let stream = js.get_stream("HAVEN_EVENTS").await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    let mut seen = HashSet::new();
+    for seq in 1..=last {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let key = (v["event"]["id"].as_i64().unwrap(), v["change"].as_str().unwrap().to_string());
+        assert!(v["event"]["node"].is_string(), "{v}");
+        assert!(seen.insert(key.clone()), "{key:?} stored twice");
+    }
+    assert!(seen.contains(&(id, "end".to_string())), "the abandoned fall's end is in the stream");
+    eprintln!("HAVEN_EVENTS: {last} messages, each change once");
     drop(nats);
 }
 
