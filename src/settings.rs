@@ -903,6 +903,7 @@ max_body_bytes = 65536
             ("nats_url = \"nats://x:1\"\nnode_name = \"a.b\"", "cluster.node_name \"a.b\" must not contain '.' (it is one token of NATS subjects)"),
             ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\ncapacity = 0", "cluster.capacity 0 is out of range (0, 1000]"),
             ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\nlease_secs = 0.5", "cluster.lease_secs 0.5 is out of range [1, 300]"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\nreplicas = 0", "cluster.replicas 0 is out of range [1, 5]"),
         ] {
             assert_eq!(with(&format!("[cluster]\n{lines}\n")).unwrap_err().to_string(), format!("test.toml: {message}"), "{lines}");
         }
