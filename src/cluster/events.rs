@@ -44,6 +44,8 @@ pub struct EventCounters {
     pub unpublished: AtomicU64,
     /// Other nodes' changes taken into this node's store.
     pub received: AtomicU64,
+    /// Changes waiting to be published (a draining node waits for them).
+    pub queued: AtomicU64,
 }
 
 pub fn subject(camera_id: &str) -> String {
@@ -122,8 +124,12 @@ pub async fn open(js: &jetstream::Context, events: &EventSettings, replicas: usi
 /// (a consumer task from the stream's start). Call before any camera starts.
 pub async fn link(js: jetstream::Context, media: ObjectStore, node: String, hub: Arc<EventHub>, counters: Arc<EventCounters>) -> Result<(), ClusterError> {
     let (tx, rx) = mpsc::unbounded_channel::<(i64, EventChange, Option<Event>)>();
+    let queued = counters.clone();
     hub.join_cluster(&node, id_base(&node), Box::new(move |id, change, event| {
-        let _ = tx.send((id, change, event));
+        queued.queued.fetch_add(1, Ordering::AcqRel);
+        if tx.send((id, change, event)).is_err() {
+            queued.queued.fetch_sub(1, Ordering::AcqRel);
+        }
     }));
     let mut events = js.get_stream(STREAM).await.map_err(|e| bucket_err(STREAM)(&e))?;
     let replayed = events.info().await.map_err(|e| bucket_err(STREAM)(&e))?.state.last_sequence;
@@ -173,47 +179,64 @@ async fn consume(mut messages: jetstream::consumer::push::Ordered, node: String,
 
 async fn publish(js: jetstream::Context, media: ObjectStore, mut rx: mpsc::UnboundedReceiver<(i64, EventChange, Option<Event>)>, hub: Arc<EventHub>, counters: Arc<EventCounters>) {
     while let Some((id, change, given)) = rx.recv().await {
-        let read = match given {
-            Some(event) => Ok(Ok(Some(event))),
-            None => {
-                let hub = hub.clone();
-                tokio::task::spawn_blocking(move || hub.store().get(id)).await
+        publish_change(&js, &media, &hub, &counters, id, change, given).await;
+        counters.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits until every change queued so far is published (or given up), at most `timeout`.
+pub async fn flush(counters: &EventCounters, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while counters.queued.load(Ordering::Acquire) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+async fn publish_change(js: &jetstream::Context, media: &ObjectStore, hub: &Arc<EventHub>, counters: &EventCounters, id: i64, change: EventChange, given: Option<Event>) {
+    let read = match given {
+        Some(event) => Ok(Ok(Some(event))),
+        None => {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || hub.store().get(id)).await
+        }
+    };
+    let event = match read {
+        Ok(Ok(Some(event))) => event,
+        Ok(Ok(None)) => return, // deleted meanwhile (retention)
+        Ok(Err(e)) => {
+            log::warn!("event {id}: cannot read it to publish: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let file = match change {
+        EventChange::Snapshot => event.snapshot_path.clone(),
+        EventChange::Clip => event.clip_path.clone(),
+        _ => None,
+    };
+    let message = EventMessage { change, event };
+    let payload = serde_json::to_vec(&message).expect("an event serialises");
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match publish_one(js, media, hub, &message, file.as_deref(), payload.clone()).await {
+            Ok(()) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
+                break;
             }
-        };
-        let event = match read {
-            Ok(Ok(Some(event))) => event,
-            Ok(Ok(None)) => continue, // deleted meanwhile (retention)
-            Ok(Err(e)) => {
-                log::warn!("event {id}: cannot read it to publish: {e}");
-                continue;
+            Err(e) if started.elapsed() < PUBLISH_PATIENCE => {
+                log::debug!("event {id}: publishing its {} failed ({e}); retrying", change.as_str());
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(_) => continue,
-        };
-        let file = match change {
-            EventChange::Snapshot => event.snapshot_path.clone(),
-            EventChange::Clip => event.clip_path.clone(),
-            _ => None,
-        };
-        let message = EventMessage { change, event };
-        let payload = serde_json::to_vec(&message).expect("an event serialises");
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_millis(250);
-        loop {
-            match publish_one(&js, &media, &hub, &message, file.as_deref(), payload.clone()).await {
-                Ok(()) => {
-                    counters.published.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Err(e) if started.elapsed() < PUBLISH_PATIENCE => {
-                    log::debug!("event {id}: publishing its {} failed ({e}); retrying", change.as_str());
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    log::warn!("event {id}: its {} was not published to the cluster: {e}", change.as_str());
-                    counters.unpublished.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
+            Err(e) => {
+                log::warn!("event {id}: its {} was not published to the cluster: {e}", change.as_str());
+                counters.unpublished.fetch_add(1, Ordering::Relaxed);
+                break;
             }
         }
     }

@@ -696,6 +696,10 @@ impl Cluster {
     /// and this node's heartbeat are deleted and the other nodes take over at their next round.
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        // The ends of the events the stopped cameras closed, their clips: out before the leases go.
+        if !events::flush(&self.event_counters, Duration::from_secs(3)).await {
+            log::warn!("Cluster node {}: some event changes were not published before the drain", self.node);
+        }
         let owned: Vec<(String, u64)> = {
             let state = self.state.lock().unwrap();
             state.cameras.iter().filter_map(|(id, c)| c.lease.as_ref().map(|(r, _)| (id.clone(), *r))).collect()
