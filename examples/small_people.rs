@@ -180,7 +180,7 @@ fn main() {
             for k in 0..scales.len() {
                 let found: Vec<Detection> = tracked[k]
                     .iter()
-                    .map(|b| Detection { class: "person", score: 1.0, bbox: *b, keypoints: Vec::new() })
+                    .map(|b| Detection::person(1.0, *b, Vec::new()))
                     .collect();
                 ways[region_ways + k].found += matched(&found, &reference);
             }

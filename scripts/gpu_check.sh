@@ -25,7 +25,7 @@ build() { # DIR: release binaries of the golden tests and the bench, with the da
   command -v cargo >/dev/null || { echo "no cargo here: build with --build-only elsewhere, copy DIR, run with GPU_CHECK_BIN=DIR" >&2; exit 2; }
   [ -z "$features" ] || command -v nvcc >/dev/null ||
     { echo "no nvcc on PATH: the CUDA build compiles candle's kernels with it" >&2; exit 2; }
-  mkdir -p "$dir/weights" "$dir/tests/fixtures/pose"
+  mkdir -p "$dir/weights" "$dir/tests/fixtures/pose" "$dir/tests/fixtures/detect"
   local feat=()
   [ -n "$features" ] && feat=(--features "$features")
   cargo build --offline --release -p haven-pose "${feat[@]}" --example bench
@@ -33,6 +33,12 @@ build() { # DIR: release binaries of the golden tests and the bench, with the da
   golden=$(cargo test --offline --release -p haven-pose "${feat[@]}" --test golden --no-run 2>&1 |
     tee /dev/stderr | sed -n 's/.*Executable tests\/golden.rs (\(.*\))/\1/p' | tail -1)
   [ -n "$golden" ] || { echo "could not find the golden test binary" >&2; exit 1; }
+  local detect
+  detect=$(cargo test --offline --release -p haven-pose "${feat[@]}" --test detect --no-run 2>&1 |
+    tee /dev/stderr | sed -n 's/.*Executable tests\/detect.rs (\(.*\))/\1/p' | tail -1)
+  [ -n "$detect" ] || { echo "could not find the detect test binary" >&2; exit 1; }
+  cp "$detect" "$dir/detect"
+  cp tests/fixtures/detect/* "$dir/tests/fixtures/detect/"
   cp target/release/examples/bench "$dir/bench"
   cp "$golden" "$dir/golden"
   cp -L weights/yolo11n-pose.safetensors "$dir/weights/"
@@ -58,6 +64,9 @@ echo "== golden parity tests, the CPU ones and the same goldens on $device"
 status=0
 HAVEN_REPO_ROOT=$dir HAVEN_TEST_DEVICE=$device "$dir/golden" --test-threads=1 --nocapture 2>&1 |
   grep -E '^test |max \|diff|device|skipped|panicked|test result' || status=$?
+echo "== object-detection goldens (YOLOv8n, YOLO11n detect) on the CPU and on $device"
+HAVEN_REPO_ROOT=$dir HAVEN_TEST_DEVICE=$device "$dir/detect" --test-threads=1 --nocapture 2>&1 |
+  grep -E '^test |max \|diff|on cuda|on metal|skipped|panicked|test result' || status=$?
 
 echo "== bench on $device, 640x640, batch 1, 4 and 16 ($runs runs each)"
 BENCH_DEVICE=$device BENCH_BATCH=1,4,16 BENCH_SIZES=640x640,640x384 "$dir/bench" "$dir/weights/yolo11n-pose.safetensors" "$runs"

@@ -59,11 +59,14 @@ enum Command {
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
     },
-    /// Convert Ultralytics YOLOv8-pose / YOLO11-pose weights (.pt) to the f32 safetensors file HAVEN
-    /// loads, without PyTorch; the result is loaded once to verify it
+    /// Convert Ultralytics YOLOv8 / YOLO11 weights (.pt), pose or detect (any scale, COCO or custom
+    /// classes), to the f32 safetensors file HAVEN loads, without PyTorch. The checkpoint's task and
+    /// class names are checked and kept; segment, obb and classify models are refused. The result is
+    /// loaded once to verify it
     #[command(after_help = EXIT_CODES)]
     ConvertWeights {
-        /// Only check that WEIGHTS (a .safetensors file) loads as a pose model
+        /// Only check that WEIGHTS (a .safetensors file) loads, and print its task, architecture, scale
+        /// and classes
         #[arg(long, value_name = "WEIGHTS", conflicts_with_all = ["input", "output"])]
         check: Option<PathBuf>,
         /// The Ultralytics checkpoint (.pt)
@@ -170,26 +173,42 @@ fn load_weights(weights: &Path) -> Result<haven_pose::PoseModel, haven_pose::Pos
     haven_pose::PoseModel::load(weights, haven_pose::PoseOptions::default())
 }
 
+/// "task detect, YOLOv8 scale n, 80 classes: person, bicycle, car, motorcycle, airplane, ... 75 more".
+fn describe(m: &haven_pose::YoloModel) -> String {
+    let names = m.class_names();
+    let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = format!("... {} more", names.len().saturating_sub(5));
+    if names.len() > 5 {
+        shown.push(&more);
+    }
+    let arch = match m.arch() {
+        haven_pose::Arch::V8 => "YOLOv8",
+        haven_pose::Arch::V11 => "YOLO11",
+    };
+    let keypoints = if m.num_keypoints() > 0 { format!(", {} keypoints", m.num_keypoints()) } else { String::new() };
+    let classes = if names.len() == 1 { "class" } else { "classes" };
+    format!("task {}, {arch} scale {}, {} {classes}: {}{keypoints}", m.task(), m.scale_name(), names.len(), shown.join(", "))
+}
+
 fn check_weights(weights: &Path) -> Result<(), Failure> {
     let m = load_weights(weights).map_err(|e| pose_failure(e, weights))?;
-    println!("{}: {:?}-pose, scale {}", weights.display(), m.arch(), m.scale_name());
+    println!("{}: {}", weights.display(), describe(&m));
     Ok(())
 }
 
 fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
     let summary = haven_pose::convert_pt_to_safetensors(input, output).map_err(|e| pose_failure(e, input))?;
     let m = load_weights(output).map_err(|e| {
-        Failure::Model(format!("converted {} but it does not load as a pose model: {e}", output.display()))
+        Failure::Model(format!("converted {} but it does not load: {e}", output.display()))
     })?;
     println!(
-        "wrote {}: {} tensors, {} parameters (from {:?}, BatchNorm eps {:?}), {:?}-pose scale {}",
+        "wrote {}: {} tensors, {} parameters (from {:?}, BatchNorm eps {:?}), {}",
         output.display(),
         summary.tensors,
         summary.parameters,
         summary.source_dtypes,
         summary.bn_eps,
-        m.arch(),
-        m.scale_name()
+        describe(&m)
     );
     Ok(())
 }
@@ -235,7 +254,12 @@ fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Pat
             for d in &detections {
                 let [x1, y1, x2, y2] = d.bbox;
                 let visible = d.keypoints.iter().filter(|k| k[2] >= draw::KEYPOINT_MIN_CONF).count();
-                println!("  person {:.2} box [{x1:.0}, {y1:.0}, {x2:.0}, {y2:.0}], {visible}/17 keypoints visible", d.score);
+                let keypoints = if d.keypoints.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {visible}/{} keypoints visible", d.keypoints.len())
+                };
+                println!("  {} {:.2} box [{x1:.0}, {y1:.0}, {x2:.0}, {y2:.0}]{keypoints}", d.class, d.score);
             }
         }
         results.push(serde_json::json!({
@@ -280,6 +304,7 @@ mod tests {
             (&["haven", "detect", "--help"], "--out <DIR>"),
             (&["haven", "serve", "--help"], "HAVEN_SETTINGS"),
             (&["haven", "convert-weights", "--help"], "OUT.safetensors"),
+            (&["haven", "convert-weights", "--help"], "pose or detect"),
         ] {
             let err = Cli::try_parse_from(args.iter().copied()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
@@ -309,6 +334,20 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::ConvertWeights { check: Some(ref w), input: None, output: None }) if w == Path::new("w.safetensors")));
         let cli = Cli::try_parse_from(["haven", "convert-weights", "a.pt", "b.safetensors"]).unwrap();
         assert!(matches!(cli.command, Some(Command::ConvertWeights { check: None, input: Some(_), output: Some(_) })));
+    }
+
+    /// A detect checkpoint converts (task and class names kept) and `--check` describes it.
+    #[test]
+    fn a_detect_checkpoint_converts_and_checks() {
+        let pt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect/yolo11n-detect-random.pt");
+        let out = std::env::temp_dir().join(format!("haven-detect-convert-{}.safetensors", std::process::id()));
+        convert(&pt, &out).unwrap();
+        check_weights(&out).unwrap();
+        let m = load_weights(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        assert_eq!(describe(&m), "task detect, YOLO11 scale n, 4 classes: bicycle, car, dog, package");
+        let pose = load_weights(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pose/yolov8n-pose-random.safetensors")).unwrap();
+        assert_eq!(describe(&pose), "task pose, YOLOv8 scale n, 1 class: person, 17 keypoints");
     }
 
     #[test]

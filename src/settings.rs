@@ -204,6 +204,7 @@ impl ModelSettings {
             conf_threshold: self.conf_threshold,
             iou_threshold: self.iou_threshold,
             device: self.device_spec().unwrap_or_default(),
+            classes: None,
         }
     }
 

@@ -103,7 +103,7 @@ mod tests {
     }
 
     fn person() -> Detection {
-        Detection { class: "person", score: 0.9, bbox: [40.0, 20.0, 100.0, 110.0], keypoints: vec![[70.0, 30.0, 0.9]; 17] }
+        Detection::person(0.9, [40.0, 20.0, 100.0, 110.0], vec![[70.0, 30.0, 0.9]; 17])
     }
 
     fn full(drawn: bool) -> JpegSpec {

@@ -179,16 +179,18 @@ impl FramePacket {
 
 fn rounded<S: serde::Serializer>(detections: &&[Detection], s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
-    struct Rounded {
-        class: &'static str,
+    struct Rounded<'a> {
+        class: &'a str,
         score: f32,
         bbox: [f32; 4],
+        // absent for object detections, as in `Detection`'s own JSON
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         keypoints: Vec<[f32; 3]>,
     }
     let tenth = |v: f32| (v * 10.0).round() / 10.0;
     let hundredth = |v: f32| (v * 100.0).round() / 100.0;
     s.collect_seq(detections.iter().map(|d| Rounded {
-        class: d.class,
+        class: &d.class,
         score: hundredth(d.score),
         bbox: d.bbox.map(tenth),
         keypoints: d.keypoints.iter().map(|&[x, y, c]| [tenth(x), tenth(y), hundredth(c)]).collect(),
@@ -303,7 +305,7 @@ pub(crate) mod tests {
 
     #[test]
     fn detections_travel_to_a_tenth_of_a_pixel() {
-        let person = Detection { class: "person", score: 0.876_543, bbox: [10.123_45, 20.987, 30.05, 40.0], keypoints: vec![[1.234_567, 2.345_678, 0.912_345]; 17] };
+        let person = Detection::person(0.876_543, [10.123_45, 20.987, 30.05, 40.0], vec![[1.234_567, 2.345_678, 0.912_345]; 17]);
         let meta = FrameMetadata {
             camera_id: "cam1",
             seq: 1,

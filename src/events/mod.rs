@@ -764,7 +764,7 @@ mod tests {
     }
 
     fn det(k: Vec<[f32; 3]>) -> Detection {
-        Detection { class: "person", score: 0.9, bbox: bbox_of(&k), keypoints: k }
+        Detection::person(0.9, bbox_of(&k), k)
     }
 
     #[test]

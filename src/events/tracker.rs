@@ -91,7 +91,7 @@ impl Tracker {
     /// `max_unseen_secs` end; `take_expired` hands them out.
     pub fn update(&mut self, detections: &[Detection], t: f64) -> Vec<TrackedPerson> {
         let dets: Vec<&Detection> =
-            detections.iter().filter(|d| d.class == "person" && d.score >= self.config.min_score).collect();
+            detections.iter().filter(|d| &*d.class == "person" && d.score >= self.config.min_score).collect();
         // Every acceptable (track, detection) pair with its affinity: IoU matches (1 + IoU) before
         // centre-distance ones (0..1).
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
@@ -188,7 +188,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn person(bbox: [f32; 4]) -> Detection {
-        Detection { class: "person", score: 0.9, bbox, keypoints: vec![[0.0, 0.0, 0.0]; 17] }
+        Detection::person(0.9, bbox, vec![[0.0, 0.0, 0.0]; 17])
     }
 
     fn shifted(b: [f32; 4], dx: f32) -> [f32; 4] {
@@ -289,7 +289,7 @@ pub(crate) mod tests {
         let mut weak = person([0.0, 0.0, 10.0, 10.0]);
         weak.score = 0.1;
         let mut car = person([50.0, 50.0, 90.0, 90.0]);
-        car.class = "car";
+        car.class = "car".into();
         assert!(tracker.update(&[weak, car], 0.0).is_empty());
     }
 }

@@ -4,15 +4,18 @@
 //! object, "ema": ..., "train_args": ...}`) and `<dir>/data/<key>` hold the raw storages. We unpickle
 //! with [`crate::pickle`], walk the module tree (`_parameters`, `_buffers`, `_modules`) to produce the
 //! state-dict names (`model.0.conv.weight`, …), convert every float tensor to f32 and write them with
-//! metadata (`bn_eps`, `arch`, `source`, `names`). Plain state dicts (`torch.save(model.state_dict())`)
-//! are accepted too.
+//! metadata (`bn_eps`, `arch`, `source`, `haven.task`, `haven.names`). Plain state dicts
+//! (`torch.save(model.state_dict())`) are accepted too (task from the tensor names, no class names).
+//!
+//! What is checked: the head's class (`Pose` or `Detect`; a `Segment`, `OBB`, `Classify` or other head is
+//! refused, naming its task), that the model's `names` are strings and as many as the head's classes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
 use crate::pickle::{Machine, Val, V};
-use crate::PoseError;
+use crate::{PoseError, Task};
 
 /// What a conversion produced.
 #[derive(Clone, Debug)]
@@ -29,12 +32,89 @@ pub struct ConvertSummary {
     pub arch: Option<String>,
     /// Integer buffers skipped (BatchNorm's `num_batches_tracked`).
     pub skipped: usize,
+    /// Pose or detect (from the head's class, or the tensor names of a plain state dict).
+    pub task: Task,
+    /// The class names found on the model (`names`), index = class id; empty for a plain state dict.
+    pub names: Vec<String>,
 }
 
 struct Walk {
     tensors: Vec<(String, V)>,
     eps: Vec<f64>,
     classes: Vec<String>,
+    /// the first head module found: its class name and state
+    head: Option<(String, V)>,
+}
+
+/// Ultralytics head classes and the task each one is (`ultralytics/nn/modules/head.py`).
+const HEADS: &[(&str, &str)] = &[
+    ("Pose", "pose"),
+    ("Detect", "detect"),
+    ("Segment", "segment"),
+    ("OBB", "obb"),
+    ("Classify", "classify"),
+    ("Pose26", "pose (YOLO26)"),
+    ("Segment26", "segment (YOLO26)"),
+    ("OBB26", "obb (YOLO26)"),
+    ("v10Detect", "detect (YOLOv10, end-to-end)"),
+    ("WorldDetect", "open-vocabulary detect (YOLO-World)"),
+    ("YOLOEDetect", "open-vocabulary detect (YOLOE)"),
+    ("YOLOESegment", "open-vocabulary segment (YOLOE)"),
+    ("RTDETRDecoder", "detect (RT-DETR)"),
+];
+
+/// The task of a head module (its class and state), or an error naming the task HAVEN does not run.
+fn head_task(pt: &Path, class: &str, state: &V) -> Result<Task, PoseError> {
+    let task = HEADS
+        .iter()
+        .find(|(c, _)| *c == class)
+        .map_or(class, |(_, t)| *t);
+    let end2end = state
+        .get("end2end")
+        .and_then(|v| v.as_int())
+        .is_some_and(|v| v != 0);
+    match task {
+        "pose" | "detect" if end2end => Err(PoseError::UnsupportedTask {
+            path: pt.to_path_buf(),
+            task: format!("{task} (end-to-end, NMS-free head)"),
+        }),
+        "pose" => Ok(Task::Pose),
+        "detect" => Ok(Task::Detect),
+        other => Err(PoseError::UnsupportedTask {
+            path: pt.to_path_buf(),
+            task: other.to_string(),
+        }),
+    }
+}
+
+/// The model's `names` (a dict index -> name, or a list) as a list in index order; every name must
+/// be a string and the indices 0, 1, ... without gaps.
+fn names_list(names: &V) -> Result<Vec<String>, String> {
+    let entries: Vec<(Option<i64>, V)> = if let Some(e) = names.entries() {
+        e.into_iter().map(|(k, v)| (k.as_int(), v)).collect()
+    } else if let Some(items) = names.items() {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Some(i as i64), v))
+            .collect()
+    } else {
+        return Err(format!("`names` is neither a dict nor a list: {names:?}"));
+    };
+    let mut out: Vec<Option<String>> = vec![None; entries.len()];
+    for (k, v) in entries {
+        let Some(i) = k.filter(|&i| i >= 0 && (i as usize) < out.len()) else {
+            return Err(format!(
+                "`names` keys must be the class indices 0..{}, found {k:?}",
+                out.len()
+            ));
+        };
+        let name = v
+            .as_str()
+            .ok_or_else(|| format!("names[{i}] is {v:?}, not a string"))?;
+        out[i as usize] = Some(name.to_string());
+    }
+    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 fn walk(obj: &V, prefix: &str, w: &mut Walk) {
@@ -44,6 +124,9 @@ fn walk(obj: &V, prefix: &str, w: &mut Walk) {
     };
     let Some(state) = state else { return };
     w.classes.push(name.clone());
+    if w.head.is_none() && HEADS.iter().any(|(c, _)| *c == name) {
+        w.head = Some((name.clone(), state.clone()));
+    }
     if name.starts_with("BatchNorm") {
         if let Some(e) = state.get("eps").and_then(|e| e.as_float()) {
             w.eps.push(e);
@@ -113,11 +196,22 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         path: pt.to_path_buf(),
         source,
     })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
-        err(format!(
-            "not a PyTorch zip checkpoint ({e}); legacy non-zip .pt files are not supported"
-        ))
-    })?;
+    // PyTorch writes the archive from byte 0: say so rather than let the reader guess a prefix
+    // (its guess failed on a torch 2.15 checkpoint whose random fp16 data held central-directory-like
+    // bytes: "Invalid Central Directory header"); a guess is still the fallback.
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut zip = zip::ZipArchive::with_config(config, std::io::BufReader::new(file))
+        .or_else(|_| {
+            let file = std::fs::File::open(pt)?;
+            zip::ZipArchive::new(std::io::BufReader::new(file))
+        })
+        .map_err(|e| {
+            err(format!(
+                "not a PyTorch zip checkpoint ({e}); legacy non-zip .pt files are not supported"
+            ))
+        })?;
     let names: Vec<String> = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()))
@@ -154,6 +248,7 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         tensors: vec![],
         eps: vec![],
         classes: vec![],
+        head: None,
     };
     let mut names_meta = None;
     match &*root {
@@ -193,6 +288,38 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
             "no tensors found (expected an Ultralytics checkpoint with a `model` entry)".into(),
         ));
     }
+    // the task: the head module's class, else (a plain state dict) the tensor names
+    let task = match &w.head {
+        Some((class, state)) => head_task(pt, class, state)?,
+        None => {
+            let has = |part: &str| w.tensors.iter().any(|(n, _)| n.contains(part));
+            if has(".proto.") {
+                return Err(PoseError::UnsupportedTask {
+                    path: pt.to_path_buf(),
+                    task: "segment".into(),
+                });
+            } else if has(".linear.weight") && !has(".dfl.") {
+                return Err(PoseError::UnsupportedTask {
+                    path: pt.to_path_buf(),
+                    task: "classify".into(),
+                });
+            } else if has(".cv4.") {
+                Task::Pose
+            } else {
+                Task::Detect
+            }
+        }
+    };
+    let nc = w
+        .head
+        .as_ref()
+        .and_then(|(_, st)| st.get("nc"))
+        .and_then(|v| v.as_int())
+        .map(|v| v as usize);
+    let names = match names_meta {
+        Some(n) => names_list(&n).map_err(|m| err(format!("the model's class names: {m}")))?,
+        None => Vec::new(),
+    };
 
     // Read storages once each.
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
@@ -283,13 +410,18 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
     if let Some(a) = &arch {
         meta.insert("arch".to_string(), a.clone());
     }
-    if let Some(n) = names_meta.and_then(|n| n.entries()) {
-        let list: Vec<String> = n
-            .iter()
-            .filter_map(|(_, v)| v.as_str().map(str::to_string))
-            .collect();
-        meta.insert("names".to_string(), serde_json::to_string(&list).unwrap());
+    meta.insert("haven.task".to_string(), task.to_string());
+    if !names.is_empty() {
+        let list = serde_json::to_string(&names).unwrap();
+        meta.insert("haven.names".to_string(), list.clone());
+        meta.insert("names".to_string(), list);
     }
+    // the class count of the tensors themselves (the last class convolution of level 0)
+    let conv_nc = out_tensors
+        .iter()
+        .find(|(k, _)| k.ends_with(".cv3.0.2.weight"))
+        .map(|(_, (shape, _))| shape[0]);
+    check_classes(task, &names, nc, conv_nc).map_err(err)?;
 
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = out_tensors
         .iter()
@@ -330,5 +462,104 @@ pub fn convert_pt_to_safetensors(pt: &Path, out: &Path) -> Result<ConvertSummary
         bn_eps,
         arch,
         skipped,
+        task,
+        names,
     })
+}
+
+/// The class names against the head's class count (its `nc` attribute and its last class
+/// convolution's outputs): as many names as classes.
+fn check_classes(
+    task: Task,
+    names: &[String],
+    nc_attr: Option<usize>,
+    conv_nc: Option<usize>,
+) -> Result<(), String> {
+    if let (Some(a), Some(c)) = (nc_attr, conv_nc) {
+        if a != c {
+            return Err(format!(
+                "the {task} head says nc = {a} but its class convolution has {c} outputs"
+            ));
+        }
+    }
+    match nc_attr.or(conv_nc) {
+        Some(nc) if !names.is_empty() && names.len() != nc => Err(format!(
+            "the model names {} classes ({}) but its {task} head has {nc}",
+            names.len(),
+            preview(names)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first few names of a list, for messages.
+pub(crate) fn preview(names: &[String]) -> String {
+    let mut s: Vec<String> = names.iter().take(5).map(|n| format!("{n:?}")).collect();
+    if names.len() > 5 {
+        s.push(format!("... {} more", names.len() - 5));
+    }
+    s.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    fn st(s: &str) -> V {
+        Rc::new(Val::Str(s.into()))
+    }
+    fn int(i: i64) -> V {
+        Rc::new(Val::Int(i))
+    }
+    fn dict(e: Vec<(V, V)>) -> V {
+        Rc::new(Val::Dict(RefCell::new(e)))
+    }
+
+    #[test]
+    fn head_classes_map_to_tasks() {
+        let p = Path::new("m.pt");
+        let plain = dict(vec![(st("nc"), int(80))]);
+        assert_eq!(head_task(p, "Detect", &plain).unwrap(), Task::Detect);
+        assert_eq!(head_task(p, "Pose", &plain).unwrap(), Task::Pose);
+        for (class, task) in [("Segment", "segment"), ("OBB", "obb"), ("Classify", "classify")] {
+            let e = head_task(p, class, &plain).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("m.pt: a {task} model; HAVEN runs pose and detect models")),
+                "{e}"
+            );
+        }
+        let e2e = dict(vec![(st("end2end"), Rc::new(Val::Bool(true)))]);
+        let e = head_task(p, "Detect", &e2e).unwrap_err().to_string();
+        assert!(e.contains("end-to-end"), "{e}");
+    }
+
+    #[test]
+    fn names_are_read_in_index_order_and_must_be_strings() {
+        let d = dict(vec![(int(1), st("dog")), (int(0), st("cat"))]);
+        assert_eq!(names_list(&d).unwrap(), ["cat", "dog"]);
+        let l = Rc::new(Val::List(RefCell::new(vec![st("a"), st("b")])));
+        assert_eq!(names_list(&l).unwrap(), ["a", "b"]);
+        let bad = dict(vec![(int(0), st("cat")), (int(1), int(7))]);
+        let e = names_list(&bad).unwrap_err();
+        assert!(e.contains("names[1]") && e.contains("not a string"), "{e}");
+        let gap = dict(vec![(int(0), st("cat")), (int(5), st("dog"))]);
+        assert!(names_list(&gap).unwrap_err().contains("class indices"));
+        assert!(names_list(&st("x")).is_err());
+    }
+
+    #[test]
+    fn class_count_must_match_the_names() {
+        let names: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        assert!(check_classes(Task::Detect, &names, Some(3), Some(3)).is_ok());
+        assert!(check_classes(Task::Detect, &[], Some(80), Some(80)).is_ok());
+        let e = check_classes(Task::Detect, &names, Some(80), None).unwrap_err();
+        assert!(e.contains("names 3 classes") && e.contains("detect head has 80"), "{e}");
+        let e = check_classes(Task::Detect, &names, None, Some(4)).unwrap_err();
+        assert!(e.contains("head has 4"), "{e}");
+        let e = check_classes(Task::Pose, &names, Some(3), Some(1)).unwrap_err();
+        assert!(e.contains("nc = 3") && e.contains("1 outputs"), "{e}");
+    }
 }

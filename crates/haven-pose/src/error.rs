@@ -1,4 +1,4 @@
-//! Errors of the pose engine. Every message says what went wrong and where.
+//! Errors of the engine (pose and detect models). Every message says what went wrong and where.
 
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ pub enum PoseError {
     /// A tensor the architecture needs is absent.
     #[error(
         "{}: missing tensor `{name}` (needed for {what}); the file is incomplete or is not an Ultralytics \
-         YOLOv8-pose / YOLO11-pose state dict",
+         YOLOv8 / YOLO11 pose or detect state dict",
         path.display()
     )]
     MissingTensor {
@@ -45,7 +45,14 @@ pub enum PoseError {
         expected: String,
     },
 
-    /// Neither the YOLOv8-pose nor the YOLO11-pose layout was recognised.
+    /// The weights are of an Ultralytics task HAVEN does not run (segment, obb, classify, ...).
+    #[error(
+        "{}: a {task} model; HAVEN runs pose and detect models (Ultralytics YOLOv8 / YOLO11 Pose or Detect heads)",
+        path.display()
+    )]
+    UnsupportedTask { path: PathBuf, task: String },
+
+    /// Neither the YOLOv8 nor the YOLO11 layout was recognised.
     #[error("{}: unknown model layout: {msg}", path.display())]
     UnknownLayout { path: PathBuf, msg: String },
 

@@ -2,7 +2,7 @@
 //! apply on the CPU device.
 //!
 //! Granularity: one op per convolution layer that stands alone in the graph, and one op per *block*
-//! (C2f/C3k2, SPPF, C2PSA) and for the Pose head, rather than one per convolution. Inside a block the
+//! (C2f/C3k2, SPPF, C2PSA) and for the head (Detect or Pose), rather than one per convolution. Inside a block the
 //! kernels write straight into slices of the block's concatenation buffer and recycle their scratch
 //! maps through the buffer pool (`kernels::pool`); a Candle op per convolution would instead give every
 //! intermediate map its own fresh tensor and copy each one again for `cat`/`chunk` (the block-level op
@@ -22,7 +22,7 @@ use crate::kernels::elementwise as ops;
 use crate::kernels::gemm;
 use crate::kernels::pool::{self, PBuf};
 use crate::kernels::pooling;
-use crate::net::{Attention, Bottleneck, C2f, C2psa, C3k, ConvBn, Inner, PoseHead, PsaBlock, Sppf};
+use crate::net::{Attention, Bottleneck, C2f, C2psa, C3k, ConvBn, Head, Inner, PsaBlock, Sppf};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -191,9 +191,9 @@ pub(crate) fn reclaim(t: &Tensor) {
     }
 }
 
-/// The Pose head over the three levels' maps, with their strides in input pixels.
+/// The Detect or Pose head over the three levels' maps, with their strides in input pixels.
 pub(crate) struct HeadOp<'a> {
-    pub head: &'a PoseHead,
+    pub head: &'a Head,
     pub strides: [f32; 3],
 }
 
@@ -206,7 +206,7 @@ struct Map<'a> {
 
 impl CustomOp3 for HeadOp<'_> {
     fn name(&self) -> &'static str {
-        "haven-pose-head"
+        "haven-head"
     }
     fn cpu_fwd(
         &self,
@@ -386,8 +386,8 @@ impl C2psa {
     }
 }
 
-impl PoseHead {
-    /// Raw output [4 + nc + nk, N] like ONNX `output0`, for one image.
+impl Head {
+    /// Raw output [4 + nc + nk, N] like ONNX `output0`, for one image (nk = 0 for a Detect head).
     fn cpu(&self, xs: &[Map], strides: &[f32]) -> PBuf {
         let ntot: usize = xs.iter().map(|x| x.h * x.w).sum();
         let rows = self.rows();
@@ -396,27 +396,33 @@ impl PoseHead {
         let first: Vec<Option<&Conv>> = self.first.iter().map(Option::as_ref).collect();
         // The three levels' box, keypoint and class branches are independent chains of convolutions:
         // run them side by side, so that the small maps' convolutions (too small to split well over
-        // the threads on their own) fill each other's gaps.
-        let branches: Vec<(PBuf, PBuf, PBuf, f64)> = xs
+        // the threads on their own) fill each other's gaps. A Detect head has no keypoint branch.
+        let branches: Vec<(PBuf, Option<PBuf>, PBuf, f64)> = xs
             .par_iter()
             .enumerate()
             .map(|(lvl, x)| {
                 let t0 = std::time::Instant::now();
                 let hw = x.h * x.w;
+                let kpt = self.kpt.get(lvl);
                 let ((bx, kp), cl) = rayon::join(
-                    || match first[lvl] {
-                        Some(f) => {
+                    || match (first.get(lvl).copied().flatten(), kpt) {
+                        (Some(f), Some(kpt)) => {
                             let y = f.forward(x.d, x.h, x.w);
                             let nb = self.boxes[lvl][0].cout * hw;
-                            rayon::join(
+                            let (bx, kp) = rayon::join(
                                 || chain(&self.boxes[lvl][1..], &y[..nb], x.h, x.w),
-                                || chain(&self.kpt[lvl][1..], &y[nb..], x.h, x.w),
-                            )
+                                || chain(&kpt[1..], &y[nb..], x.h, x.w),
+                            );
+                            (bx, Some(kp))
                         }
-                        None => rayon::join(
-                            || chain(&self.boxes[lvl], x.d, x.h, x.w),
-                            || chain(&self.kpt[lvl], x.d, x.h, x.w),
-                        ),
+                        (_, Some(kpt)) => {
+                            let (bx, kp) = rayon::join(
+                                || chain(&self.boxes[lvl], x.d, x.h, x.w),
+                                || chain(kpt, x.d, x.h, x.w),
+                            );
+                            (bx, Some(kp))
+                        }
+                        (_, None) => (chain(&self.boxes[lvl], x.d, x.h, x.w), None),
                     },
                     || chain(&self.cls[lvl], x.d, x.h, x.w),
                 );
@@ -483,6 +489,7 @@ impl PoseHead {
                 ops::sigmoid_into(dst, &cl[c * hw..(c + 1) * hw]);
             }
             let kbase = 4 + self.nc;
+            let kp = kp.as_deref().unwrap_or(&[]);
             for j in 0..self.nk {
                 let dst = &mut out[(kbase + j) * ntot + off..(kbase + j) * ntot + off + hw];
                 let src = &kp[j * hw..(j + 1) * hw];

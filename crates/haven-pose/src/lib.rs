@@ -1,14 +1,18 @@
-//! HAVEN's pose engine: YOLOv8-pose and YOLO11-pose (Ultralytics layouts) in Candle.
+//! HAVEN's engine: YOLOv8 and YOLO11 (Ultralytics layouts), pose and object detection, in Candle.
 //!
-//! * [`PoseModel::load`] reads a `.safetensors` state dict (`model.N.…` names), detects the
-//!   architecture ([`Arch`]) and scale from the tensor names and shapes, folds every BatchNorm into
+//! * [`YoloModel::load`] reads a `.safetensors` state dict (`model.N.…` names), detects the
+//!   architecture ([`Arch`]), the task ([`Task`]: a Pose head has a keypoint branch `cv4`, a Detect
+//!   head not) and scale from the tensor names and shapes, reads the class names (the converter's
+//!   `haven.names` metadata), folds every BatchNorm into
 //!   its convolution and puts the network on the device of [`PoseOptions::device`] ([`DeviceSpec`]:
 //!   `cpu`, `cuda:N` with the `cuda`/`cudnn` features, `metal` with the `metal` feature).
-//! * [`PoseModel::forward_raw`] gives the raw `[B, 56, N]` output, row for row the ONNX `output0`
-//!   (cx, cy, w, h, person score, 17 x (x, y, visibility), in input pixels).
+//! * [`PoseModel::forward_raw`] gives the raw `[B, 4 + nc + 3K, N]` output, row for row the ONNX
+//!   `output0` (cx, cy, w, h, the nc class scores, then for a pose model K x (x, y, visibility), in input
+//!   pixels): `[B, 56, N]` for COCO pose, `[B, 84, N]` for COCO detect.
 //! * [`PoseModel::detect_letterboxed_bgr`] is the server's path: letterboxed BGR frame in,
 //!   [`Detection`]s in source-frame pixels out (confidence filter, NMS, mapping back);
-//!   [`PoseModel::detect_batch`] runs several frames as one batch (worth it on a GPU).
+//!   [`PoseModel::detect_batch`] runs several frames as one batch (worth it on a GPU);
+//!   [`Input`] converts frames once for several models of one input size ([`YoloModel::detect_input`]).
 //! * [`convert_pt_to_safetensors`] converts an Ultralytics `.pt` checkpoint without PyTorch.
 //!
 //! The network is written once, as Candle modules (`net.rs`), and runs on any Candle device. On the
@@ -46,15 +50,46 @@ pub use convert::{convert_pt_to_safetensors, ConvertSummary};
 pub use device::DeviceSpec;
 pub use error::PoseError;
 pub use kernels::{pooled_bytes, KernelOptions, Winograd4};
-pub use post::{iou, postprocess_raw, Detection, Letterbox};
+pub use post::{
+    default_class_names, iou, postprocess_raw, postprocess_raw_with, Decode, Detection, Letterbox,
+    COCO_NAMES,
+};
+
+use std::sync::Arc;
 
 /// The network family, detected from the tensor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Arch {
-    /// YOLOv8-pose: C2f blocks, SPPF, Pose head at `model.22`.
+    /// YOLOv8: C2f blocks, SPPF, head at `model.22`.
     V8,
-    /// YOLO11-pose: C3k2 blocks, SPPF, C2PSA at `model.10`, DWConv class branch, Pose head at `model.23`.
+    /// YOLO11: C3k2 blocks, SPPF, C2PSA at `model.10`, DWConv class branch, head at `model.23`.
     V11,
+}
+
+/// What a model computes, detected from the tensor names: a Pose head has a keypoint branch
+/// (`cv4.*`), a Detect head not. Serialized as `"pose"` / `"detect"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Boxes, class scores and keypoints per detection (`yolov8n-pose.pt`, `yolo11n-pose.pt`).
+    Pose,
+    /// Boxes and class scores (`yolov8n.pt`, `yolo11n.pt`, custom-class detect models).
+    Detect,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Pose => "pose",
+            Task::Detect => "detect",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Inference settings.
@@ -70,7 +105,13 @@ pub struct PoseOptions {
     pub iou_threshold: f32,
     /// Where the network runs (default the CPU).
     pub device: DeviceSpec,
+    /// Keep only these class ids (Ultralytics `classes=`: the best class of a box must be listed;
+    /// applied before NMS). `None` (default): every class.
+    pub classes: Option<Vec<usize>>,
 }
+
+/// [`PoseOptions`] under the name that fits a detect model as well.
+pub type ModelOptions = PoseOptions;
 
 impl Default for PoseOptions {
     fn default() -> Self {
@@ -80,6 +121,7 @@ impl Default for PoseOptions {
             conf_threshold: 0.25,
             iou_threshold: 0.7,
             device: DeviceSpec::Cpu,
+            classes: None,
         }
     }
 }
@@ -175,14 +217,46 @@ pub const SKELETON: [(usize, usize); 19] = [
     (4, 6),
 ];
 
-/// A loaded pose network. `Send + Sync`: share one `Arc<PoseModel>` between camera threads;
-/// every method takes `&self`.
-pub struct PoseModel {
+/// A loaded pose or detect network. `Send + Sync`: share one `Arc<YoloModel>` between camera
+/// threads; every method takes `&self`.
+pub struct YoloModel {
     net: net::Net,
     opts: PoseOptions,
+    /// class names, index = class id (as given by [`YoloModel::class_names`])
+    names: Vec<String>,
+    /// the same, shared by the detections
+    names_arc: Vec<Arc<str>>,
 }
 
-impl PoseModel {
+/// The pose engine's former name: a [`YoloModel`] (pose or detect).
+pub type PoseModel = YoloModel;
+
+/// Class names of a state dict: the converter's `haven.names` (or `names`) metadata, a JSON array of
+/// strings; without it [`default_class_names`]. A list whose length is not the model's class count is
+/// an error naming both.
+fn class_names_of(st: &store::Store, nc: usize, task: Task) -> Result<Vec<String>, PoseError> {
+    let Some((key, text)) = ["haven.names", "names"]
+        .iter()
+        .find_map(|k| st.metadata.get(*k).map(|v| (*k, v)))
+    else {
+        return Ok(default_class_names(nc, task == Task::Pose));
+    };
+    let bad = |msg: String| PoseError::BadWeightsFile {
+        path: st.path.clone(),
+        msg,
+    };
+    let names: Vec<String> = serde_json::from_str(text)
+        .map_err(|e| bad(format!("metadata `{key}` is not a JSON array of strings: {e}")))?;
+    if names.len() != nc {
+        return Err(bad(format!(
+            "metadata `{key}` names {} classes, the head has {nc}",
+            names.len()
+        )));
+    }
+    Ok(names)
+}
+
+impl YoloModel {
     /// Loads a `.safetensors` state dict (as written by `convert-weights`, or any Ultralytics state dict).
     /// The engine switches come from the environment ([`EngineOptions::from_env`]), read here once.
     pub fn load(path: &Path, opts: PoseOptions) -> Result<Self, PoseError> {
@@ -199,7 +273,54 @@ impl PoseModel {
         let device = opts.device.open()?;
         let st = store::Store::load(path)?;
         let net = net::Net::load(&st, &engine, device)?;
-        Ok(Self { net, opts })
+        let nc = net.head().nc;
+        let names = class_names_of(&st, nc, net.task)?;
+        if let Some(bad) = opts.classes.iter().flatten().find(|&&c| c >= nc) {
+            return Err(PoseError::BadInput(format!(
+                "class filter: class {bad} does not exist (the model has {nc} classes, ids 0 to {})",
+                nc.saturating_sub(1)
+            )));
+        }
+        let names_arc = names.iter().map(|n| Arc::from(n.as_str())).collect();
+        Ok(Self {
+            net,
+            opts,
+            names,
+            names_arc,
+        })
+    }
+
+    /// Pose or detect.
+    pub fn task(&self) -> Task {
+        self.net.task
+    }
+
+    /// Class names, index = class id: `["person"]` for a COCO pose model, the 80 COCO names for a
+    /// COCO detect model, a custom model's own names.
+    pub fn class_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Number of classes (the length of [`YoloModel::class_names`]).
+    pub fn num_classes(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The id of the class called `name`, if the model has one.
+    pub fn class_id(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// How [`YoloModel::postprocess`] decodes (this model's classes, names, thresholds and filter).
+    fn decode(&self) -> Decode<'_> {
+        Decode {
+            nc: self.net.head().nc,
+            names: &self.names_arc,
+            conf: self.opts.conf_threshold,
+            iou: self.opts.iou_threshold,
+            classes: self.opts.classes.as_deref(),
+            agnostic: false,
+        }
     }
 
     pub fn arch(&self) -> Arch {
@@ -220,12 +341,12 @@ impl PoseModel {
         Letterbox::new(src_w, src_h, self.opts.input_width, self.opts.input_height)
     }
 
-    /// Number of keypoints per detection (17 for COCO pose models).
+    /// Number of keypoints per detection (17 for COCO pose models, 0 for detect models).
     pub fn num_keypoints(&self) -> usize {
         self.net.head().nk / 3
     }
 
-    /// Rows of the raw output: 4 + classes + 3 * keypoints (56).
+    /// Rows of the raw output: 4 + classes + 3 * keypoints (56 for COCO pose, 84 for COCO detect).
     pub fn output_rows(&self) -> usize {
         self.net.head().rows()
     }
@@ -282,15 +403,7 @@ impl PoseModel {
             )));
         }
         let v = raw.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(postprocess_raw(
-            &v,
-            rows,
-            n,
-            self.net.head().nc,
-            lb,
-            self.opts.conf_threshold,
-            self.opts.iou_threshold,
-        ))
+        Ok(postprocess_raw_with(&v, rows, n, lb, &self.decode()))
     }
 
     /// The server's path: `bgr` is the letterboxed frame (BGR u8, HWC, contiguous, `lb.dst_w` x `lb.dst_h`,
@@ -310,17 +423,52 @@ impl PoseModel {
         &self,
         frames: &[(&[u8], &Letterbox)],
     ) -> Result<Vec<Vec<Detection>>, PoseError> {
-        let Some((_, lb0)) = frames.first() else {
+        if frames.is_empty() {
             return Ok(Vec::new());
+        }
+        self.detect_input(&Input::from_letterboxed_bgr(frames)?)
+    }
+
+    /// Detections for frames already converted to the network's input ([`Input`]): several models
+    /// of one input size (pose and detect on the same camera) convert each frame once. One list of
+    /// detections per frame.
+    pub fn detect_input(&self, input: &Input) -> Result<Vec<Vec<Detection>>, PoseError> {
+        let out = self.net.forward(&input.x.to_device(&self.net.device)?)?;
+        let (_, rows, n) = out.dims3()?;
+        let raw = out.flatten_all()?.to_vec1::<f32>()?;
+        // this call's own output: its memory back to the buffer pool
+        fused::reclaim(&out);
+        let decode = self.decode();
+        Ok(input
+            .lbs
+            .iter()
+            .zip(raw.chunks_exact(rows * n))
+            .map(|(lb, out)| postprocess_raw_with(out, rows, n, lb, &decode))
+            .collect())
+    }
+}
+
+/// Letterboxed frames converted once to a network input (RGB / 255, NCHW f32, on the CPU), for every
+/// model of that input size ([`YoloModel::detect_input`]): pose and detect on the same frame share
+/// the conversion. Its memory goes back to the engine's buffer pool when dropped.
+pub struct Input {
+    x: Tensor,
+    lbs: Vec<Letterbox>,
+}
+
+impl Input {
+    /// `frames`: letterboxed BGR u8 HWC frames (contiguous, `lb.dst_w` x `lb.dst_h`, pad value 114),
+    /// all of one size.
+    pub fn from_letterboxed_bgr(frames: &[(&[u8], &Letterbox)]) -> Result<Self, PoseError> {
+        let Some((_, lb0)) = frames.first() else {
+            return Err(PoseError::BadInput("no frames to convert".into()));
         };
         let (w, h) = (lb0.dst_w, lb0.dst_h);
         check_dims(w, h)?;
         let per = 3 * w * h;
-        // HAVEN's ops read the first values of a longer (pooled) vector; Candle's get exactly these
+        // a pooled vector (possibly longer), cut to its values: both HAVEN's ops and Candle's read it
         let mut chw = kernels::pool::PBuf::new(frames.len() * per).into_storage();
-        if !self.uses_haven_kernels() {
-            chw.truncate(frames.len() * per);
-        }
+        chw.truncate(frames.len() * per);
         for ((bgr, lb), dst) in frames.iter().zip(chw.chunks_exact_mut(per)) {
             if (lb.dst_w, lb.dst_h) != (w, h) {
                 return Err(PoseError::BadInput(format!(
@@ -336,32 +484,37 @@ impl PoseModel {
             }
             hwc_u8_to_chw_into(bgr, w, h, true, dst);
         }
-        let stored = chw.len();
-        let x = Tensor::from_vec(chw, stored, &Device::Cpu)?
-            .narrow(0, 0, frames.len() * per)?
-            .reshape((frames.len(), 3, h, w))?;
-        let out = self.net.forward(&x.to_device(&self.net.device)?)?;
-        let (_, rows, n) = out.dims3()?;
-        let raw = out.flatten_all()?.to_vec1::<f32>()?;
-        // this call's own tensors: their memory back to the buffer pool
-        fused::reclaim(&x);
-        fused::reclaim(&out);
-        let head = self.net.head();
-        Ok(frames
-            .iter()
-            .zip(raw.chunks_exact(rows * n))
-            .map(|((_, lb), out)| {
-                postprocess_raw(
-                    out,
-                    rows,
-                    n,
-                    head.nc,
-                    lb,
-                    self.opts.conf_threshold,
-                    self.opts.iou_threshold,
-                )
-            })
-            .collect())
+        let x = Tensor::from_vec(chw, (frames.len(), 3, h, w), &Device::Cpu)?;
+        Ok(Self {
+            x,
+            lbs: frames.iter().map(|(_, lb)| **lb).collect(),
+        })
+    }
+
+    /// Network input (width, height).
+    pub fn size(&self) -> (usize, usize) {
+        (self.lbs[0].dst_w, self.lbs[0].dst_h)
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.lbs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lbs.is_empty()
+    }
+
+    /// The frames' letterboxes.
+    pub fn letterboxes(&self) -> &[Letterbox] {
+        &self.lbs
+    }
+
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        fused::reclaim(&self.x);
     }
 }
 

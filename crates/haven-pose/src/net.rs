@@ -1,16 +1,17 @@
-//! The YOLOv8-pose and YOLO11-pose networks as Candle modules, written once for every device.
+//! The YOLOv8 and YOLO11 networks (pose and detect) as Candle modules, written once for every device.
 //!
 //! Each block is loaded from an Ultralytics state dict (`model.N.…`) through a [`Vb`] (a
 //! `VarBuilder`-style prefix walker over the weights file) and has `forward(&Tensor) -> Tensor` on
 //! NCHW tensors of any batch size. Channel counts, kernel sizes, repeat counts and the C3k/Bottleneck
 //! choice are read from the tensor shapes and names; strides, shortcuts and the layer wiring follow the
-//! reference yaml files (`yolov8-pose.yaml`, `yolo11-pose.yaml`), identical for every scale.
+//! reference yaml files (`yolov8-pose.yaml`, `yolo11-pose.yaml`, `yolov8.yaml`, `yolo11.yaml`), identical
+//! for every scale. The Detect head is the Pose head without its keypoint branch ([`Head`]).
 //!
 //! How a block computes depends on where its tensors live ([`Ops`], fixed at load):
 //! * [`Ops::Candle`]: Candle's own ops (`candle_nn::Conv2d`, `silu`, `cat`, `matmul`, `softmax`, …), on
 //!   the CPU, CUDA (cuDNN where built in) or Metal device;
 //! * [`Ops::Haven`] (the CPU default): each convolution layer, each block (C2f/C3k2, SPPF, C2PSA) and the
-//!   Pose head is one Candle custom op whose `cpu_fwd` runs HAVEN's kernels (`crate::fused`).
+//!   head is one Candle custom op whose `cpu_fwd` runs HAVEN's kernels (`crate::fused`).
 //!
 //! Both paths share this file's graph, weights loading and BatchNorm folding; `tests/golden.rs` checks
 //! both against the reference outputs.
@@ -23,7 +24,7 @@ use crate::kernels::gemm::Kernel;
 use crate::kernels::KernelOptions;
 use crate::store::{Store, Tensor32};
 use crate::EngineOptions;
-use crate::{Arch, PoseError};
+use crate::{Arch, PoseError, Task};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -539,12 +540,15 @@ impl Module for C2psa {
     }
 }
 
-/// The `Pose` head (Detect + keypoints): DFL box regression, class scores, 17x3 keypoints.
-pub(crate) struct PoseHead {
-    /// HAVEN's path, per level: the box and keypoint branches' first convolutions merged (if compatible)
+/// The `Detect` head (DFL box regression and class scores) and the `Pose` head (the same plus a
+/// keypoint branch, `cv4`): one type, the keypoint branch being empty for a detect model.
+pub(crate) struct Head {
+    /// HAVEN's path, per level: the box and keypoint branches' first convolutions merged (if compatible;
+    /// empty for a detect model)
     pub first: Vec<Option<Conv>>,
     pub boxes: Vec<Vec<ConvBn>>,
     pub cls: Vec<Vec<ConvBn>>,
+    /// per level the keypoint branch (`cv4`); empty for a detect model
     pub kpt: Vec<Vec<ConvBn>>,
     pub nc: usize,
     pub nk: usize,
@@ -577,8 +581,15 @@ fn merge_convs(a: &Conv, b: &Conv) -> Option<Conv> {
     ))
 }
 
-impl PoseHead {
-    fn load(vb: &Vb, chs: &[usize], v11: bool, profile: bool) -> Result<Self, PoseError> {
+impl Head {
+    /// The head at `vb`; its keypoint branch (`cv4`) is loaded when `pose`.
+    fn load(
+        vb: &Vb,
+        chs: &[usize],
+        v11: bool,
+        pose: bool,
+        profile: bool,
+    ) -> Result<Self, PoseError> {
         let (mut boxes, mut cls, mut kpt) = (Vec::new(), Vec::new(), Vec::new());
         let conv = |name: String, cin| ConvBn::load(&vb.pp(name), cin, 1, true);
         let plain = |name: String, cin| ConvBn::load_plain(&vb.pp(name), cin);
@@ -600,14 +611,16 @@ impl PoseHead {
                 let c = plain(format!("cv3.{i}.2"), b.cout)?;
                 cls.push(vec![a, b, c]);
             }
-            let a = conv(format!("cv4.{i}.0"), ch)?;
-            let b = conv(format!("cv4.{i}.1"), a.cout)?;
-            let c = plain(format!("cv4.{i}.2"), b.cout)?;
-            kpt.push(vec![a, b, c]);
+            if pose {
+                let a = conv(format!("cv4.{i}.0"), ch)?;
+                let b = conv(format!("cv4.{i}.1"), a.cout)?;
+                let c = plain(format!("cv4.{i}.2"), b.cout)?;
+                kpt.push(vec![a, b, c]);
+            }
         }
         let nbox = boxes[0][2].cout;
         let nc = cls[0].last().unwrap().cout;
-        let nk = kpt[0][2].cout;
+        let nk = kpt.first().map_or(0, |k| k[2].cout);
         if nbox % 4 != 0 || nk % 3 != 0 {
             return Err(vb.bad_shape(
                 "cv2.0.2.weight",
@@ -616,7 +629,9 @@ impl PoseHead {
             ));
         }
         for i in 1..chs.len() {
-            if boxes[i][2].cout != nbox || cls[i].last().unwrap().cout != nc || kpt[i][2].cout != nk
+            if boxes[i][2].cout != nbox
+                || cls[i].last().unwrap().cout != nc
+                || kpt.get(i).map_or(0, |k| k[2].cout) != nk
             {
                 return Err(vb.bad_shape(
                     &format!("cv2.{i}.2.weight"),
@@ -630,6 +645,7 @@ impl PoseHead {
             Some(t) if t.data.len() == reg_max => t.data.clone(),
             _ => (0..reg_max).map(|i| i as f32).collect(),
         };
+        // only a Pose head has a keypoint branch to merge with
         let first = match vb.ops {
             Ops::Haven(_) => boxes
                 .iter()
@@ -690,7 +706,11 @@ impl PoseHead {
             let bh = ((&t + &bt)? * s)?;
             let cl =
                 candle_nn::ops::sigmoid(&chain(&self.cls[lvl], x)?.reshape((b, self.nc, hw))?)?;
-            let kp = chain(&self.kpt[lvl], x)?.reshape((b, self.nk / 3, 3, hw))?;
+            let Some(kpt) = self.kpt.get(lvl) else {
+                levels.push(Tensor::cat(&[cx, cy, bw, bh, cl], 1)?);
+                continue;
+            };
+            let kp = chain(kpt, x)?.reshape((b, self.nk / 3, 3, hw))?;
             let (gx, gy) = (gx.unsqueeze(0)?, gy.unsqueeze(0)?);
             let kx = ((kp.narrow(2, 0, 1)? * 2.0)?.broadcast_add(&gx)? * s)?;
             let ky = ((kp.narrow(2, 1, 1)? * 2.0)?.broadcast_add(&gy)? * s)?;
@@ -709,7 +729,7 @@ pub(crate) enum Layer {
     C2psa(C2psa),
     Upsample,
     Concat,
-    Pose(PoseHead),
+    Head(Head),
 }
 
 struct Node {
@@ -717,7 +737,7 @@ struct Node {
     layer: Layer,
 }
 
-/// A whole pose network on one device.
+/// A whole pose or detect network on one device.
 pub(crate) struct Net {
     nodes: Vec<Node>,
     /// index of the last node that reads each node's output
@@ -725,6 +745,7 @@ pub(crate) struct Net {
     /// HAVEN's path: upsamplings done by the concatenation that reads them (`fused::CatOp`)
     up_in_concat: Vec<bool>,
     pub arch: Arch,
+    pub task: Task,
     pub scale: String,
     pub device: Device,
     pub ops: Ops,
@@ -740,7 +761,7 @@ enum Kind {
     C2psa,
     Up,
     Cat,
-    Pose,
+    Head,
 }
 
 const V8: &[(&[isize], Kind)] = &[
@@ -766,7 +787,7 @@ const V8: &[(&[isize], Kind)] = &[
     (&[-1], Kind::Conv),
     (&[-1, 9], Kind::Cat),
     (&[-1], Kind::C2f(false)),
-    (&[15, 18, 21], Kind::Pose),
+    (&[15, 18, 21], Kind::Head),
 ];
 
 const V11: &[(&[isize], Kind)] = &[
@@ -793,16 +814,49 @@ const V11: &[(&[isize], Kind)] = &[
     (&[-1], Kind::Conv),
     (&[-1, 10], Kind::Cat),
     (&[-1], Kind::C2f(true)),
-    (&[16, 19, 22], Kind::Pose),
+    (&[16, 19, 22], Kind::Head),
 ];
 
-pub(crate) fn detect_arch(st: &Store) -> Result<Arch, PoseError> {
-    let v11 = st.has_prefix("model.23.cv4.") || st.has_prefix("model.10.m.0.attn.");
-    let v8 = st.has_prefix("model.22.cv4.") && !st.has_prefix("model.23.");
+/// The task a head's name says (`haven.task` metadata from the converter), or its tensors.
+fn task_of_tensors(st: &Store, head: usize) -> Result<Task, PoseError> {
+    let unsupported = |task: &str| PoseError::UnsupportedTask {
+        path: st.path.clone(),
+        task: task.to_string(),
+    };
+    if let Some(t) = st.metadata.get("haven.task") {
+        match t.as_str() {
+            "pose" | "detect" => {}
+            other => return Err(unsupported(other)),
+        }
+    }
+    let p = |name: &str| format!("model.{head}.{name}");
+    if st.has_prefix(&p("proto.")) {
+        return Err(unsupported("segment"));
+    }
+    match st.tensors.get(&p("cv4.0.2.weight")) {
+        // OBB: one angle per box
+        Some(t) if t.shape.first() == Some(&1) => Err(unsupported("obb")),
+        Some(_) => Ok(Task::Pose),
+        None if st.has_prefix(&p("cv4.")) => Ok(Task::Pose), // incomplete: loading names the tensor
+        None => Ok(Task::Detect),
+    }
+}
+
+/// The architecture and task of a state dict, from its tensor names: the head is at `model.22`
+/// (YOLOv8) or `model.23` (YOLO11); a Pose head has a keypoint branch (`cv4.*`), a Detect head not.
+pub(crate) fn detect_layout(st: &Store) -> Result<(Arch, Task), PoseError> {
+    let v11 = st.has_prefix("model.23.cv2.") || st.has_prefix("model.10.m.0.attn.");
+    let v8 = st.has_prefix("model.22.cv2.") && !st.has_prefix("model.23.");
     match (v11, v8) {
-        (true, _) => Ok(Arch::V11),
-        (false, true) => Ok(Arch::V8),
+        (true, _) => Ok((Arch::V11, task_of_tensors(st, 23)?)),
+        (false, true) => Ok((Arch::V8, task_of_tensors(st, 22)?)),
         _ => {
+            if st.tensors.keys().any(|k| k.ends_with(".linear.weight")) {
+                return Err(PoseError::UnsupportedTask {
+                    path: st.path.clone(),
+                    task: "classify".into(),
+                });
+            }
             let mut heads: Vec<&str> = st
                 .tensors
                 .keys()
@@ -822,7 +876,7 @@ pub(crate) fn detect_arch(st: &Store) -> Result<Arch, PoseError> {
                 )
             } else {
                 format!(
-                    "no pose head found: expected `model.22.cv4.*` (YOLOv8-pose) or `model.23.cv4.*` (YOLO11-pose){}",
+                    "no pose or detect head found: expected `model.22.cv2.*` (YOLOv8) or `model.23.cv2.*` (YOLO11){}",
                     if heads.is_empty() { String::new() } else { format!("; head-like tensors: {heads:?}") }
                 )
             };
@@ -858,7 +912,7 @@ impl Net {
     /// The network of `st` on `device`; HAVEN's kernels run it when the device is the CPU, unless
     /// `engine.candle_cpu_ops` asks for Candle's own CPU ops.
     pub fn load(st: &Store, engine: &EngineOptions, device: Device) -> Result<Self, PoseError> {
-        let arch = detect_arch(st)?;
+        let (arch, task) = detect_layout(st)?;
         let eps = st
             .metadata
             .get("bn_eps")
@@ -894,11 +948,12 @@ impl Net {
                 Kind::C2psa => "C2PSA",
                 Kind::Up => "Upsample",
                 Kind::Cat => "Concat",
-                Kind::Pose => "the Pose head",
+                Kind::Head if task == Task::Pose => "the Pose head",
+                Kind::Head => "the Detect head",
             };
             let vb = root
                 .pp(i)
-                .with_what(format!("layer {i} ({name}) of the {arch:?} pose model"));
+                .with_what(format!("layer {i} ({name}) of the {arch:?} {task} model"));
             let (layer, cout) = match kind {
                 Kind::Conv => {
                     let c = ConvBn::load(&vb, cin, 2, true)?;
@@ -922,12 +977,13 @@ impl Net {
                 }
                 Kind::Up => (Layer::Upsample, cin),
                 Kind::Cat => (Layer::Concat, from.iter().map(|&f| chans[f]).sum()),
-                Kind::Pose => {
+                Kind::Head => {
                     let chs: Vec<usize> = from.iter().map(|&f| chans[f]).collect();
-                    let vb = vb.with_what("the Pose head".into());
-                    let hd = PoseHead::load(&vb, &chs, arch == Arch::V11, engine.layer_profile)?;
+                    let vb = vb.with_what(name.into());
+                    let pose = task == Task::Pose;
+                    let hd = Head::load(&vb, &chs, arch == Arch::V11, pose, engine.layer_profile)?;
                     let co = hd.rows();
-                    (Layer::Pose(hd), co)
+                    (Layer::Head(hd), co)
                 }
             };
             chans.push(cout);
@@ -968,6 +1024,7 @@ impl Net {
             last_use,
             up_in_concat,
             arch,
+            task,
             scale,
             device,
             ops,
@@ -975,9 +1032,9 @@ impl Net {
         })
     }
 
-    pub fn head(&self) -> &PoseHead {
+    pub fn head(&self) -> &Head {
         match &self.nodes.last().unwrap().layer {
-            Layer::Pose(h) => h,
+            Layer::Head(h) => h,
             _ => unreachable!(),
         }
     }
@@ -1059,7 +1116,7 @@ impl Net {
                         .collect();
                     Tensor::cat(&parts, 1)?
                 }
-                Layer::Pose(hd) => {
+                Layer::Head(hd) => {
                     let xs: Vec<Tensor> = node
                         .from
                         .iter()
@@ -1069,7 +1126,7 @@ impl Net {
                     let r = hd.forward(&xs, [s(&xs[0])?, s(&xs[1])?, s(&xs[2])?])?;
                     if self.profile {
                         eprintln!(
-                            "layer {i:2} Pose      {:7.2} ms",
+                            "layer {i:2} Head      {:7.2} ms",
                             t0.elapsed().as_secs_f64() * 1e3
                         );
                     }
@@ -1088,7 +1145,7 @@ impl Net {
                     Layer::C2psa(_) => "C2PSA",
                     Layer::Upsample => "Upsample",
                     Layer::Concat => "Concat",
-                    Layer::Pose(_) => "Pose",
+                    Layer::Head(_) => "Head",
                 };
                 eprintln!(
                     "layer {i:2} {name:9} {:7.2} ms  -> {:?}",
@@ -1108,6 +1165,6 @@ impl Net {
                 }
             }
         }
-        unreachable!("the last layer is the Pose head")
+        unreachable!("the last layer is the head")
     }
 }
