@@ -9,10 +9,10 @@
 //!   owner and one on another node, over the same window; medians and the difference;
 //! - what a relayed camera costs NATS: messages and bytes per second the owner publishes;
 //! - the owner's CPU over the window with 1 viewer on another node, then with 100 (one relay stream
-//!   per camera per node: it must not grow with remote viewers);
+//!   per camera per node: it must not grow with remote viewers), and the relaying node's;
+//!
 //! then `--failovers` times: kill -9 the owner of a watched camera, time until its viewer on a
-//! surviving node gets frames again, restart the node.
-//! Prints medians and ratios as a markdown table.
+//! surviving node gets frames again, restart the node. Prints medians and ratios as a markdown table.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -636,7 +636,7 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
     assert_eq!((&on_owner["node"], &on_owner["started_at"]), (&fall["node"], &fall["started_at"]), "one event, the same on both nodes");
     let ended = next_alert(&mut alerts, Duration::from_secs(30), "fall end", |e| e["id"] == id && e["phase"] == "end").await;
     assert!(ended["ended_at"].as_f64().unwrap() >= fall["started_at"].as_f64().unwrap());
-    let listed = get_json(&other.url(&format!("/api/events?kind=fall&camera=ward"))).await;
+    let listed = get_json(&other.url("/api/events?kind=fall&camera=ward")).await;
     assert!(listed["events"].as_array().unwrap().iter().any(|e| e["id"] == id && e["node"] == owner.name.as_str()), "{listed}");
     let snapshot = get_bytes_when_ready(&other.url(&format!("/api/events/{id}/snapshot.jpg")), Duration::from_secs(20)).await;
     assert!(snapshot.starts_with(&[0xff, 0xd8]), "a JPEG");
