@@ -209,25 +209,9 @@ pub struct ReloadSummary {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
-    /// Changed only in settings that apply live (models, detect rate, quality, …): not restarted.
+    /// Changed only in settings that apply live (what `PATCH` changes: models, detect rate,
+    /// quality, …): updated in place, not restarted.
     pub updated: Vec<String>,
-}
-
-/// Whether `a` and `b` differ only in settings that `PATCH` changes live.
-fn differ_only_live(a: &CameraConfig, b: &CameraConfig) -> bool {
-    let live = CameraPatch {
-        ai_enabled: Some(b.ai_enabled),
-        jpeg_quality: Some(b.jpeg_quality),
-        resize_width: Some(b.resize_width),
-        loop_video: Some(b.loop_video),
-        max_fps: Some(b.max_fps),
-        detect_fps: Some(b.detect_fps),
-        models: Some(b.models.clone()),
-        object_events: Some(b.object_events.clone()),
-    };
-    let mut a = a.clone();
-    live.apply(&mut a);
-    a == *b
 }
 
 impl ReloadSummary {
@@ -240,7 +224,7 @@ impl ReloadSummary {
         for c in current {
             match find(wanted, &c.camera_id) {
                 None => summary.removed.push(c.camera_id.clone()),
-                Some(w) if w != *c && differ_only_live(c, &w) => summary.updated.push(c.camera_id.clone()),
+                Some(w) if w != *c && CameraPatch::between(c, &w).is_some() => summary.updated.push(c.camera_id.clone()),
                 Some(w) if w != *c => summary.restarted.push(c.camera_id.clone()),
                 Some(_) => {}
             }
@@ -262,6 +246,12 @@ impl Handler<Reload> for StreamHub {
     type Result = MessageResult<Reload>;
 
     fn handle(&mut self, Reload(wanted): Reload, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.reload(wanted))
+    }
+}
+
+impl StreamHub {
+    fn reload(&mut self, wanted: Vec<CameraConfig>) -> ReloadSummary {
         let summary = ReloadSummary::diff(&self.configs(), &wanted);
         for id in &summary.removed {
             if let Some(i) = self.position(id) {
@@ -282,7 +272,7 @@ impl Handler<Reload> for StreamHub {
             }
         }
         if summary.is_empty() {
-            return MessageResult(summary);
+            return summary;
         }
         log::info!(
             "Reloaded cameras: added [{}], removed [{}], restarted [{}], updated live [{}]",
@@ -291,7 +281,7 @@ impl Handler<Reload> for StreamHub {
             summary.restarted.join(", "),
             summary.updated.join(", ")
         );
-        MessageResult(summary)
+        summary
     }
 }
 
@@ -304,12 +294,12 @@ pub struct ReloadFile(pub PathBuf);
 impl Handler<ReloadFile> for StreamHub {
     type Result = Result<ReloadSummary, crate::settings::SettingsError>;
 
-    fn handle(&mut self, ReloadFile(path): ReloadFile, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, ReloadFile(path): ReloadFile, _: &mut Context<Self>) -> Self::Result {
         let settings = crate::settings::Settings::load(&path)?;
         for camera in &settings.cameras {
             self.catalog.check(camera).map_err(|message| crate::settings::SettingsError::Invalid { path: path.display().to_string(), message })?;
         }
-        Ok(<Self as Handler<Reload>>::handle(self, Reload(settings.cameras), ctx).0)
+        Ok(self.reload(settings.cameras))
     }
 }
 
@@ -685,5 +675,32 @@ mod tests {
         assert_eq!(listed, ids(&["a", "b", "d"]));
         hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
         assert!(matches!(&*a.borrow(), Feed::Closed("server shutting down")));
+    }
+
+    #[actix_web::test]
+    async fn a_reload_patches_what_a_patch_could_change_and_restarts_only_for_the_rest() {
+        let (hub, opener) = scripted_hub(3);
+        for id in ["a", "b"] {
+            hub.send(Register { config: cam(id), persist: false }).await.unwrap().unwrap();
+        }
+        hub.send(StartAll).await.unwrap();
+        let mut a = hub.send(Subscribe { camera_id: Some("a".into()) }).await.unwrap().unwrap().feed;
+        let seq = next_frame(&mut a, 0).await;
+        let (mut a2, mut b2) = (cam("a"), cam("b"));
+        a2.jpeg_quality = 55;
+        b2.source = "elsewhere.mp4".into();
+        let summary = hub.send(Reload(vec![a2, b2])).await.unwrap();
+        assert_eq!(summary, ReloadSummary { restarted: ids(&["b"]), updated: ids(&["a"]), ..Default::default() });
+        next_frame(&mut a, seq).await;
+        let status = hub.send(GetStatus("a".into())).await.unwrap().unwrap();
+        assert_eq!(status.jpeg_quality, 55);
+        for _ in 0..1000 {
+            if opener.opens.lock().unwrap().len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(opener.opens.lock().unwrap().len(), 3, "a kept its source open; b opened its new one");
+        hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
     }
 }

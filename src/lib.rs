@@ -144,6 +144,7 @@ impl Application {
             Some(cluster) => {
                 // Cameras are registered from the inventory and started only where this node holds their lease.
                 let cluster = Cluster::join(cluster, &settings.cameras, hub.clone()).await?;
+                cluster.link_events(events.clone(), &settings.events).await?;
                 cluster.sync().await?;
                 actix_web::rt::spawn(cluster.clone().run());
                 Some(cluster)

@@ -310,6 +310,15 @@ pub struct ClusterSettings {
     /// with its owner until the owner stops or dies).
     #[serde(default)]
     pub rebalance: bool,
+    /// JetStream replicas of the buckets, the events stream and the media store when this node
+    /// creates them: 1 on a single nats-server, 3 on a three-server NATS cluster (so that losing
+    /// one server loses nothing).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+}
+
+fn default_replicas() -> usize {
+    1
 }
 
 /// `nats_url = "nats://a:4222"` or `nats_url = ["nats://a:4222", "nats://b:4222"]`.
@@ -347,6 +356,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("capacity", &self.capacity)
             .field("lease_secs", &self.lease_secs)
             .field("rebalance", &self.rebalance)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -377,6 +387,9 @@ impl ClusterSettings {
         }
         if !(self.lease_secs >= 1.0 && self.lease_secs <= 300.0) {
             return Err(format!("cluster.lease_secs {} is out of range [1, 300]", self.lease_secs));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!("cluster.replicas {} is out of range [1, 5]", self.replicas));
         }
         Ok(())
     }
@@ -1066,6 +1079,7 @@ max_body_bytes = 65536
             ("nats_url = \"nats://x:1\"\nnode_name = \"a.b\"", "cluster.node_name \"a.b\" must not contain '.' (it is one token of NATS subjects)"),
             ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\ncapacity = 0", "cluster.capacity 0 is out of range (0, 1000]"),
             ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\nlease_secs = 0.5", "cluster.lease_secs 0.5 is out of range [1, 300]"),
+            ("nats_url = \"nats://x:1\"\nnode_name = \"a\"\nreplicas = 0", "cluster.replicas 0 is out of range [1, 5]"),
         ] {
             assert_eq!(with(&format!("[cluster]\n{lines}\n")).unwrap_err().to_string(), format!("test.toml: {message}"), "{lines}");
         }

@@ -72,7 +72,8 @@ pub async fn update(
             patch.apply(&mut named);
             state.hub.send(CheckModels(named)).await??;
         }
-        // In the inventory, at the revision read: the owner applies it (live settings in place).
+        // In the inventory, at the revision read: every node applies it live at its next round (the
+        // owner's worker from its next frame), as a single server does.
         cluster
             .update_camera(&id, |config| {
                 patch.apply(config);

@@ -110,15 +110,26 @@ pub async fn get(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(find(&hub, &path).await?))
 }
 
+/// A snapshot or clip, whole: from this node's disk, else (on a cluster node: another node wrote
+/// it, or this node's retention deleted it) from the cluster's media store.
+async fn read_media(hub: &Hub, state: Option<&web::Data<AppState>>, rel: &str, what: &str, path: &str) -> Result<Vec<u8>, ApiError> {
+    let file = hub.store().resolve(rel);
+    let local = web::block(move || std::fs::read(file)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    match (local, state.and_then(|s| s.cluster.as_ref())) {
+        (Ok(bytes), _) => Ok(bytes),
+        (Err(e), Some(cluster)) if e.kind() == std::io::ErrorKind::NotFound => match cluster.media(rel).await? {
+            Some(bytes) => Ok(bytes),
+            None => Err(ApiError::NotFound(format!("event {path}: {what} is neither on this node nor in the cluster's media store"))),
+        },
+        (Err(e), _) => Err(ApiError::NotFound(format!("event {path}: {what} unreadable: {e}"))),
+    }
+}
+
 /// `GET /api/events/{id}/snapshot.jpg`.
-pub async fn snapshot(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn snapshot(hub: Hub, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let event = find(&hub, &path).await?;
     let rel = event.snapshot_path.ok_or_else(|| ApiError::NotFound(format!("event {path} has no snapshot")))?;
-    let file = hub.store().resolve(&rel);
-    let bytes = web::block(move || std::fs::read(file))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::NotFound(format!("event {path}: snapshot unreadable: {e}")))?;
+    let bytes = read_media(&hub, state.as_ref(), &rel, "snapshot", &path).await?;
     Ok(HttpResponse::Ok()
         .content_type("image/jpeg")
         .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
@@ -187,7 +198,7 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<V
 
 /// `GET /api/events/{id}/clip.mp4`, with single-range requests: 206 and `Content-Range`, 416 when
 /// the range starts past the end.
-pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn clip(req: HttpRequest, hub: Hub, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let event = find(&hub, &path).await?;
     let rel = event.clip_path.ok_or_else(|| {
         ApiError::NotFound(match (event.clip_status, &event.clip_error) {
@@ -197,9 +208,16 @@ pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result
         })
     })?;
     let file = hub.store().resolve(&rel);
-    let size = std::fs::metadata(&file)
-        .map_err(|e| ApiError::NotFound(format!("event {path}: clip unreadable: {e}")))?
-        .len();
+    // Another node's clip (or one retention deleted here): whole from the media store, then ranged.
+    let remote = match (std::fs::metadata(&file), state.as_ref().and_then(|s| s.cluster.as_ref())) {
+        (Err(e), Some(_)) if e.kind() == std::io::ErrorKind::NotFound => Some(read_media(&hub, state.as_ref(), &rel, "clip", &path).await?),
+        (Err(e), _) => return Err(ApiError::NotFound(format!("event {path}: clip unreadable: {e}"))),
+        (Ok(_), _) => None,
+    };
+    let size = match &remote {
+        Some(bytes) => bytes.len() as u64,
+        None => std::fs::metadata(&file).map_err(|e| ApiError::NotFound(format!("event {path}: clip unreadable: {e}")))?.len(),
+    };
     let range = parse_range(req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()), size);
     let (status, start, end) = match range {
         RangeRequest::Full => (StatusCode::OK, 0, size.saturating_sub(1)),
@@ -212,10 +230,17 @@ pub async fn clip(req: HttpRequest, hub: Hub, path: web::Path<String>) -> Result
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let bytes = web::block(move || read_range(&file, start, len))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("event {path}: clip unreadable: {e}")))?;
+    let bytes = match remote {
+        Some(mut bytes) => {
+            bytes.truncate((start + len) as usize);
+            bytes.drain(..start as usize);
+            bytes
+        }
+        None => web::block(move || read_range(&file, start, len))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(format!("event {path}: clip unreadable: {e}")))?,
+    };
     let mut res = HttpResponse::build(status);
     res.content_type("video/mp4")
         .insert_header((header::ACCEPT_RANGES, "bytes"))

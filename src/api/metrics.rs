@@ -147,6 +147,9 @@ fn render_cluster(out: &mut String, v: &crate::cluster::ClusterView) {
         ("haven_cluster_leases_taken_total", "counter", "Cameras this node took over.", v.leases_taken as f64),
         ("haven_cluster_leases_lost_total", "counter", "Cameras whose lease another node held at renewal: stopped here at once.", v.leases_lost as f64),
         ("haven_cluster_leases_released_total", "counter", "Leases given up (drain, rebalance, camera removed).", v.leases_released as f64),
+        ("haven_cluster_events_published_total", "counter", "Event changes (start, end, snapshot, clip) this node stored in the cluster's events stream.", v.events_published as f64),
+        ("haven_cluster_events_unpublished_total", "counter", "Event changes given up after two minutes of failed publishing (kept on this node only).", v.events_unpublished as f64),
+        ("haven_cluster_events_received_total", "counter", "Other nodes' event changes taken into this node's store.", v.events_received as f64),
     ];
     for (name, kind, help, value) in scalars {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {value}");

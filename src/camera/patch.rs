@@ -49,6 +49,24 @@ mod double_option {
 }
 
 impl CameraPatch {
+    /// The patch that turns `old` into `new`, if they differ only in settings that change live
+    /// (a cluster node applies an inventory change this way instead of restarting the camera).
+    pub fn between(old: &CameraConfig, new: &CameraConfig) -> Option<Self> {
+        let patch = Self {
+            ai_enabled: Some(new.ai_enabled),
+            jpeg_quality: Some(new.jpeg_quality),
+            resize_width: Some(new.resize_width),
+            loop_video: Some(new.loop_video),
+            max_fps: Some(new.max_fps),
+            detect_fps: Some(new.detect_fps),
+            models: Some(new.models.clone()),
+            object_events: Some(new.object_events.clone()),
+        };
+        let mut patched = old.clone();
+        patch.apply(&mut patched);
+        (patched == *new).then_some(patch)
+    }
+
     pub fn apply(&self, config: &mut CameraConfig) {
         if let Some(v) = self.ai_enabled {
             config.ai_enabled = v;
@@ -74,5 +92,25 @@ impl CameraPatch {
         if let Some(v) = &self.object_events {
             config.object_events = v.clone().filter(|l| !l.is_empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SourceType;
+
+    #[test]
+    fn between_is_the_patch_a_live_change_needs_and_none_for_another_change() {
+        let old = CameraConfig::new("a", "a.mp4", SourceType::VideoFile);
+        let mut new = old.clone();
+        new.jpeg_quality = 55;
+        new.max_fps = Some(5.0);
+        let patch = CameraPatch::between(&old, &new).expect("a live change");
+        let mut patched = old.clone();
+        patch.apply(&mut patched);
+        assert_eq!(patched, new);
+        new.source = "b.mp4".into();
+        assert!(CameraPatch::between(&old, &new).is_none(), "a new source needs a restart");
     }
 }

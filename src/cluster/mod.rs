@@ -12,14 +12,17 @@
 //!   sent; past it the worker shows frames to this node's viewers but analyses and relays nothing.
 //! - Heartbeats in `haven_nodes`, owned cameras' statuses in `haven_status` (both expire after a
 //!   lease), so any node lists the whole cluster.
-//! - Frames: see `relay`.
+//! - Frames: see `relay`; events, snapshots and clips: see `events`.
+//! - Settings every node must share (`lease_secs`) are kept in `haven_cluster` by the first node;
+//!   a node started with another value refuses to start.
 
+pub mod events;
 pub mod relay;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -37,6 +40,7 @@ const CAMERAS: &str = "haven_cameras";
 const LEASES: &str = "haven_leases";
 const NODES: &str = "haven_nodes";
 const STATUS: &str = "haven_status";
+const SHARED: &str = "haven_cluster";
 
 /// The fence closes this far into a lease: the rest is the margin for clocks and a late renewal.
 const FENCE_SHARE: f64 = 0.75;
@@ -57,6 +61,9 @@ pub enum ClusterError {
     Nats(String),
     #[error("{0}")]
     Conflict(String),
+    /// A setting that must be the same on every node differs from the cluster's.
+    #[error("{0}")]
+    Disagrees(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -123,6 +130,7 @@ pub struct Cluster {
     pub node: String,
     settings: ClusterSettings,
     client: async_nats::Client,
+    js: jetstream::Context,
     cameras: kv::Store,
     leases: kv::Store,
     nodes: kv::Store,
@@ -134,6 +142,10 @@ pub struct Cluster {
     /// Set by a local API write: run a round now rather than at the next tick.
     wake: tokio::sync::Notify,
     draining: AtomicBool,
+    /// The cluster's snapshots and clips, and this node's events (`link_events`).
+    media: OnceLock<jetstream::object_store::ObjectStore>,
+    events: OnceLock<Arc<crate::events::EventHub>>,
+    pub event_counters: Arc<events::EventCounters>,
 }
 
 /// `GET /api/cluster`.
@@ -141,6 +153,8 @@ pub struct Cluster {
 pub struct ClusterView {
     pub node: String,
     pub nats_connected: bool,
+    /// The NATS server this node is connected to now (its name, or host:port).
+    pub nats_server: Option<String>,
     pub lease_secs: f64,
     pub capacity: f64,
     pub rebalance: bool,
@@ -157,6 +171,11 @@ pub struct ClusterView {
     pub relay_published_bytes: HashMap<String, u64>,
     /// Packets received from owners, per camera followed here.
     pub relay_received: HashMap<String, u64>,
+    /// Event changes this node stored in `HAVEN_EVENTS`, gave up on (NATS away too long), and
+    /// took in from the other nodes.
+    pub events_published: u64,
+    pub events_unpublished: u64,
+    pub events_received: u64,
 }
 
 impl Cluster {
@@ -182,14 +201,17 @@ impl Cluster {
         let client = options.connect(urls).await.map_err(|e| ClusterError::Connect { urls: shown.clone(), message: e.to_string() })?;
         let js = jetstream::new(client.clone());
         let lease = Duration::from_secs_f64(settings.lease_secs);
-        let cameras = bucket(&js, CAMERAS, "HAVEN camera inventory", Duration::ZERO).await?;
-        let leases = bucket(&js, LEASES, "HAVEN camera leases (value: owner node)", lease).await?;
-        let nodes = bucket(&js, NODES, "HAVEN node heartbeats", lease).await?;
-        let status = bucket(&js, STATUS, "HAVEN owned cameras' statuses", lease).await?;
+        let cameras = bucket(&js, CAMERAS, "HAVEN camera inventory", Duration::ZERO, settings.replicas).await?;
+        let leases = bucket(&js, LEASES, "HAVEN camera leases (value: owner node)", lease, settings.replicas).await?;
+        let nodes = bucket(&js, NODES, "HAVEN node heartbeats", lease, settings.replicas).await?;
+        let status = bucket(&js, STATUS, "HAVEN owned cameras' statuses", lease, settings.replicas).await?;
+        let shared = bucket(&js, SHARED, "HAVEN settings every node must share", Duration::ZERO, settings.replicas).await?;
+        agree(&shared, "lease_secs", settings.lease_secs).await?;
         let cluster = Arc::new(Self {
             node: settings.node_name.clone(),
             settings: settings.clone(),
             client,
+            js,
             cameras,
             leases,
             nodes,
@@ -200,6 +222,9 @@ impl Cluster {
             relay: relay::RelayCounters::default(),
             wake: tokio::sync::Notify::new(),
             draining: AtomicBool::new(false),
+            media: OnceLock::new(),
+            events: OnceLock::new(),
+            event_counters: Arc::default(),
         });
         cluster.seed(seed).await?;
         log::info!("Cluster node {} joined NATS at {shown}", cluster.node);
@@ -219,6 +244,24 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Events cluster-wide (see `events`): this node's out to the stream and the media store, the
+    /// others' in. Call after `join`, before any camera starts.
+    pub async fn link_events(&self, hub: Arc<crate::events::EventHub>, settings: &crate::events::EventSettings) -> Result<(), ClusterError> {
+        let media = events::open(&self.js, settings, self.settings.replicas).await?;
+        events::link(self.js.clone(), media.clone(), self.node.clone(), hub.clone(), self.event_counters.clone()).await?;
+        let _ = self.media.set(media);
+        let _ = self.events.set(hub);
+        Ok(())
+    }
+
+    /// A snapshot or clip (its path relative to `events.data_dir`) from the cluster's media store.
+    pub async fn media(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        match self.media.get() {
+            Some(media) => events::fetch(media, name).await,
+            None => Ok(None),
+        }
     }
 
     fn lease(&self) -> Duration {
@@ -354,8 +397,9 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Registers added cameras (not started), restarts changed ones, removes the rest (releasing
-    /// their leases); a relay follower per camera.
+    /// Registers added cameras (not started), applies changes live where a PATCH could have made
+    /// them (restarts the camera otherwise), removes the rest (releasing their leases); a relay
+    /// follower per camera.
     async fn apply_inventory(&self, inventory: Vec<CameraConfig>) {
         if self.state.lock().unwrap().inventory == inventory {
             return;
@@ -445,6 +489,14 @@ impl Cluster {
                         c.vacant_rounds = 0;
                     } else {
                         publisher.abort();
+                    }
+                }
+                // Events the previous owner left open (it died, or was cut off) end now.
+                if let Some(hub) = self.events.get().cloned() {
+                    let camera = id.to_string();
+                    let ended = tokio::task::spawn_blocking(move || hub.end_abandoned(&camera, crate::events::now())).await.unwrap_or_default();
+                    if !ended.is_empty() {
+                        log::info!("[{id}] ended {} events its previous owner left open", ended.len());
                     }
                 }
                 let _ = self.hub.send(SetRunning(id.to_string(), true)).await;
@@ -572,6 +624,7 @@ impl Cluster {
         ClusterView {
             node: self.node.clone(),
             nats_connected: self.nats_connected(),
+            nats_server: self.client.try_server_info().map(|i| if i.server_name.is_empty() { format!("{}:{}", i.host, i.port) } else { i.server_name }),
             lease_secs: self.settings.lease_secs,
             capacity: self.settings.capacity,
             rebalance: self.settings.rebalance,
@@ -585,6 +638,9 @@ impl Cluster {
             relay_published: self.relay.published_view(),
             relay_published_bytes: self.relay.published_bytes_view(),
             relay_received: self.relay.received_view(),
+            events_published: load(&self.event_counters.published),
+            events_unpublished: load(&self.event_counters.unpublished),
+            events_received: load(&self.event_counters.received),
         }
     }
 
@@ -640,6 +696,10 @@ impl Cluster {
     /// and this node's heartbeat are deleted and the other nodes take over at their next round.
     pub async fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        // The ends of the events the stopped cameras closed, their clips: out before the leases go.
+        if !events::flush(&self.event_counters, Duration::from_secs(3)).await {
+            log::warn!("Cluster node {}: some event changes were not published before the drain", self.node);
+        }
         let owned: Vec<(String, u64)> = {
             let state = self.state.lock().unwrap();
             state.cameras.iter().filter_map(|(id, c)| c.lease.as_ref().map(|(r, _)| (id.clone(), *r))).collect()
@@ -657,7 +717,26 @@ impl Cluster {
     }
 }
 
-async fn bucket(js: &jetstream::Context, name: &'static str, description: &str, max_age: Duration) -> Result<kv::Store, ClusterError> {
+/// Stores `value` as the cluster's `key` if none is stored yet; otherwise it must be the same.
+async fn agree(shared: &kv::Store, key: &str, value: f64) -> Result<(), ClusterError> {
+    match shared.create(key, value.to_string().into()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let stored = shared.get(key).await.map_err(nats_err)?.unwrap_or_default();
+            let stored = String::from_utf8_lossy(&stored).into_owned();
+            match stored.parse::<f64>() {
+                Ok(theirs) if (theirs - value).abs() < 1e-9 => Ok(()),
+                _ => Err(ClusterError::Disagrees(format!(
+                    "cluster.{key} is {value} here but {stored} in the cluster (every node must use the same; \
+                     the first node to start stored it in the NATS bucket {SHARED}): set {key} = {stored}"
+                ))),
+            }
+        }
+        Err(e) => Err(ClusterError::Bucket { bucket: SHARED, message: e.to_string() }),
+    }
+}
+
+async fn bucket(js: &jetstream::Context, name: &'static str, description: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, ClusterError> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
@@ -676,7 +755,7 @@ async fn bucket(js: &jetstream::Context, name: &'static str, description: &str, 
             deny_delete: true,
             allow_direct: true,
             discard: jetstream::stream::DiscardPolicy::New,
-            num_replicas: 1,
+            num_replicas: replicas,
             ..Default::default()
         })
         .await;

@@ -15,7 +15,7 @@ pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,37 @@ pub struct Event {
     pub clip_error: Option<String>,
     /// What to expect of the clip: none, recording, ready (`clip_path`) or failed (`clip_error`).
     pub clip_status: ClipStatus,
+    /// The cluster node that raised it (absent on a single server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
+
+/// What changed in a stored event: what a cluster node tells the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventChange {
+    Start,
+    End,
+    /// Its snapshot is written.
+    Snapshot,
+    /// Its clip is complete, or failed.
+    Clip,
+}
+
+impl EventChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventChange::Start => "start",
+            EventChange::End => "end",
+            EventChange::Snapshot => "snapshot",
+            EventChange::Clip => "clip",
+        }
+    }
+}
+
+/// Told of every change to a stored event (a cluster node's link to the others), with the event
+/// as it is at that change where the caller has it (else the sink reads the store).
+pub type EventSink = Box<dyn Fn(i64, EventChange, Option<Event>) + Send + Sync>;
 
 impl Event {
     pub fn is_active(&self) -> bool {
@@ -242,6 +272,8 @@ pub struct EventHub {
     /// Events started and not yet ended, by id (or by a negative key for events the store refused).
     active: Mutex<BTreeMap<i64, Event>>,
     unstored: Mutex<i64>,
+    /// On a cluster node: its name and where changes go (`join_cluster`).
+    cluster: OnceLock<(String, EventSink)>,
 }
 
 impl EventHub {
@@ -258,6 +290,7 @@ impl EventHub {
             alerts,
             active: Mutex::new(BTreeMap::new()),
             unstored: Mutex::new(0),
+            cluster: OnceLock::new(),
         });
         hub.enforce_retention();
         Ok(hub)
@@ -288,8 +321,90 @@ impl EventHub {
         self.subscribe(camera).0
     }
 
-    /// Records a start or end in the active set and pushes it to every alert viewer.
+    /// A cluster node: its events carry `node` and ids from `id_base` on, and every change to a
+    /// stored event goes to `sink` too. Call before any camera starts.
+    pub fn join_cluster(&self, node: &str, id_base: i64, sink: EventSink) {
+        self.store().set_cluster(node, id_base);
+        let _ = self.cluster.set((node.to_string(), sink));
+    }
+
+    /// This node's name in a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.cluster.get().map(|(n, _)| n.as_str())
+    }
+
+    /// Tells the cluster (if any) that event `id` changed (to `event`, if given).
+    pub fn changed(&self, id: i64, change: EventChange, event: Option<&Event>) {
+        if let Some((_, sink)) = self.cluster.get() {
+            sink(id, change, event.cloned());
+        }
+    }
+
+    /// Records a start or end in the active set and pushes it to every alert viewer (and the cluster).
     pub fn publish(&self, event: &Event) -> i64 {
+        let mut event = event.clone();
+        if event.node.is_none() {
+            event.node = self.node().map(str::to_string);
+        }
+        let key = self.announce(&event, true);
+        if let Some(id) = event.id {
+            self.changed(id, if event.is_active() { EventChange::Start } else { EventChange::End }, Some(&event));
+        }
+        key
+    }
+
+    /// Another node's event as its latest message says: into the store, and (a start or an end)
+    /// into the active set, pushed to this node's alert viewers when `live` (not a replay of the
+    /// stream at start-up).
+    pub fn receive(&self, event: &Event, change: EventChange, live: bool) {
+        match self.store().upsert_remote(event) {
+            Ok(true) => {}
+            Ok(false) => {
+                log::warn!("event {:?} of node {:?}: its id is taken here by another node's event; not stored", event.id, event.node);
+                return;
+            }
+            Err(e) => log::warn!("cannot store event {:?} of node {:?}: {e}", event.id, event.node),
+        }
+        if matches!(change, EventChange::Start | EventChange::End) {
+            self.announce(event, live);
+        }
+    }
+
+    /// Ends the events of `camera` still active here that another node raised: that node stopped
+    /// owning the camera without ending them (killed, cut off). They end `at` (the takeover), a
+    /// clip they were recording is marked failed; returns them (already pushed to this node's
+    /// viewers and, through `changed`, to the cluster).
+    pub fn end_abandoned(&self, camera: &str, at: f64) -> Vec<Event> {
+        let me = self.node();
+        let abandoned: Vec<Event> = self
+            .active(Some(camera))
+            .into_iter()
+            .filter(|e| e.id.is_some() && e.node.is_some() && e.node.as_deref() != me)
+            .collect();
+        let mut out = Vec::new();
+        for mut ev in abandoned {
+            let id = ev.id.expect("filtered");
+            let at = at.max(ev.started_at);
+            ev.ended_at = Some(at);
+            ev.phase = EventPhase::End;
+            let store = self.store();
+            let _ = store.set_ended(id, at);
+            if ev.clip_status == ClipStatus::Recording {
+                let why = format!("node {} stopped before the clip was complete", ev.node.as_deref().unwrap_or("?"));
+                let _ = store.set_clip_failed(id, &why);
+                ev.clip_status = ClipStatus::Failed;
+                ev.clip_error = Some(why);
+            }
+            drop(store);
+            self.announce(&ev, true);
+            self.changed(id, EventChange::End, Some(&ev));
+            out.push(ev);
+        }
+        out
+    }
+
+    /// Records a start or end in the active set and, if `push`, pushes it to every alert viewer.
+    fn announce(&self, event: &Event, push: bool) -> i64 {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         let key = match event.id {
             Some(id) => id,
@@ -313,7 +428,9 @@ impl EventHub {
         } else {
             active.remove(&key);
         }
-        let _ = self.alerts.send(event.clone());
+        if push {
+            let _ = self.alerts.send(event.clone());
+        }
         key
     }
 
@@ -626,6 +743,7 @@ impl EventEngine {
             clip_started_at: None,
             clip_error: None,
             clip_status: ClipStatus::None,
+            node: None,
         }
     }
 
@@ -662,6 +780,8 @@ impl EventEngine {
                         Ok(bytes) => {
                             if !matches!(hub.store().set_snapshot(id, &rel, bytes), Ok(true)) {
                                 let _ = std::fs::remove_file(&path);
+                            } else {
+                                hub.changed(id, EventChange::Snapshot, None);
                             }
                         }
                         Err(e) => log::warn!("event {id}: snapshot not written: {e}"),
@@ -721,13 +841,16 @@ fn clip_done(hub: &EventHub, id: i64, rel: String, path: &Path, result: Result<C
                 // The event is gone (retention, or the store failed): the file must go too.
                 log::warn!("event {id}: clip not recorded ({stored:?}); deleting it");
                 let _ = std::fs::remove_file(path);
+            } else {
+                hub.changed(id, EventChange::Clip, None);
             }
             hub.enforce_retention();
         }
         Err(e) => {
             log::warn!("event {id}: no clip: {e}");
-            if let Err(stored) = hub.store().set_clip_failed(id, &e) {
-                log::warn!("event {id}: {stored}");
+            match hub.store().set_clip_failed(id, &e) {
+                Ok(()) => hub.changed(id, EventChange::Clip, None),
+                Err(stored) => log::warn!("event {id}: {stored}"),
             }
         }
     }
@@ -903,10 +1026,46 @@ mod tests {
     }
 
     #[test]
+    fn another_nodes_events_are_stored_pushed_when_live_and_ended_when_their_owner_is_gone() {
+        let dir = TempDir::new("engine-cluster");
+        let hub = hub(&dir.0, false);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        hub.join_cluster("b", 7 * store::ID_RANGE, Box::new(move |id, change, _| log.lock().unwrap().push((id, change))));
+        let (_, mut alerts) = hub.subscribe(None);
+        let mut theirs = store::tests::event("cam1", EventKind::Fall, now() - 5.0);
+        theirs.id = Some(3 * store::ID_RANGE + 1);
+        theirs.node = Some("a".into());
+        theirs.clip_status = ClipStatus::Recording;
+        // Replayed at start-up: stored and active, not pushed; then a live one is pushed.
+        hub.receive(&theirs, EventChange::Start, false);
+        assert!(alerts.try_recv().is_err());
+        assert_eq!(hub.active(Some("cam1")).len(), 1);
+        let mut live = theirs.clone();
+        live.id = Some(3 * store::ID_RANGE + 2);
+        live.camera_id = "cam2".into();
+        hub.receive(&live, EventChange::Start, true);
+        assert_eq!(alerts.try_recv().unwrap().id, live.id);
+        assert!(sent.lock().unwrap().is_empty(), "another node's events are not published again");
+        // This node takes cam1 over: a's open fall ends now, its clip will never come.
+        let ended = hub.end_abandoned("cam1", now());
+        assert_eq!(ended.len(), 1);
+        let pushed = alerts.try_recv().unwrap();
+        assert_eq!((pushed.id, pushed.phase, pushed.node.as_deref()), (theirs.id, EventPhase::End, Some("a")));
+        let stored = hub.store().get(theirs.id.unwrap()).unwrap().unwrap();
+        assert_eq!(stored.clip_status, ClipStatus::Failed);
+        assert!(stored.clip_error.unwrap().contains("node a"));
+        assert_eq!(*sent.lock().unwrap(), vec![(theirs.id.unwrap(), EventChange::End)], "the end goes to the cluster");
+        assert!(hub.end_abandoned("cam2", now()).len() == 1 && hub.active(None).is_empty());
+    }
+
+    #[test]
     fn the_openapi_event_schema_lists_every_field_and_clip_status() {
         let doc: serde_json::Value = serde_json::from_str(include_str!("../api/openapi.json")).unwrap();
         let schema = &doc["components"]["schemas"]["Event"]["properties"];
-        let event = serde_json::to_value(super::store::tests::event("cam1", EventKind::Fall, 1.0)).unwrap();
+        let mut event = super::store::tests::event("cam1", EventKind::Fall, 1.0);
+        event.node = Some("a".into());
+        let event = serde_json::to_value(event).unwrap();
         let mut fields: Vec<&String> = event.as_object().unwrap().keys().collect();
         let mut documented: Vec<&String> = schema.as_object().unwrap().keys().collect();
         fields.sort();

@@ -64,7 +64,13 @@ pub struct RetentionReport {
 pub struct EventStore {
     conn: Connection,
     root: PathBuf,
+    /// On a cluster node: its name (stored with each event it raises) and the first id of its own
+    /// range, so that ids are the same on every node (`set_cluster`).
+    cluster: Option<(String, i64)>,
 }
+
+/// Ids a cluster node gives its events: `base + 1 ..< base + ID_RANGE`.
+pub const ID_RANGE: i64 = 1 << 32;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -86,14 +92,15 @@ CREATE TABLE IF NOT EXISTS events (
     recording INTEGER NOT NULL DEFAULT 0,
     clip_error TEXT,
     model TEXT,
-    class TEXT
+    class TEXT,
+    node TEXT
 );
 CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -132,6 +139,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         snapshot_path: row.get(13)?,
         clip_error,
         clip_status,
+        node: row.get(18)?,
     })
 }
 
@@ -174,8 +182,9 @@ impl EventStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        // Stores made before clips' errors were kept, and before events named their model and class.
-        for column in ["clip_error", "model", "class"] {
+        // Stores made before clips' errors were kept, before events named their model and class,
+        // and before clusters.
+        for column in ["clip_error", "model", "class", "node"] {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",
                 [column],
@@ -195,7 +204,58 @@ impl EventStore {
         if interrupted > 0 {
             log::warn!("{}: closed {interrupted} events left open by the previous run", path.display());
         }
-        Ok(Self { conn, root })
+        Ok(Self { conn, root, cluster: None })
+    }
+
+    /// A cluster node's store: its events carry `node` and take ids from `base` on (a range of
+    /// `ID_RANGE` per node, so that an event has the same id on every node that lists it).
+    pub fn set_cluster(&mut self, node: &str, base: i64) {
+        self.cluster = Some((node.to_string(), base));
+    }
+
+    /// Stores (or updates) an event another node raised, as its latest message says: ends and
+    /// files are never taken back by an older message. Its files stay on the node that wrote them
+    /// (and in the cluster's media store), so they count no bytes here. `false` if `ev` has no id
+    /// or its id belongs to an event of another node (two nodes' ranges met: not overwritten).
+    pub fn upsert_remote(&self, ev: &Event) -> Result<bool, StoreError> {
+        let Some(id) = ev.id else { return Ok(false) };
+        let n = self.conn.execute(
+            "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path,
+                 clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, model, class, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0)
+             ON CONFLICT(id) DO UPDATE SET
+                 ended_at = COALESCE(events.ended_at, excluded.ended_at),
+                 clip_path = COALESCE(excluded.clip_path, events.clip_path),
+                 clip_frames = COALESCE(excluded.clip_frames, events.clip_frames),
+                 clip_fps = COALESCE(excluded.clip_fps, events.clip_fps),
+                 clip_started_at = COALESCE(excluded.clip_started_at, events.clip_started_at),
+                 snapshot_path = COALESCE(excluded.snapshot_path, events.snapshot_path),
+                 clip_error = COALESCE(excluded.clip_error, events.clip_error),
+                 recording = CASE WHEN events.clip_path IS NOT NULL OR events.clip_error IS NOT NULL THEN 0 ELSE excluded.recording END
+             WHERE events.node IS excluded.node",
+            params![
+                id,
+                ev.camera_id,
+                ev.kind.as_str(),
+                ev.track_id as i64,
+                ev.started_at,
+                ev.ended_at,
+                ev.score as f64,
+                serde_json::to_string(&ev.bbox)?,
+                serde_json::to_string(&ev.keypoints)?,
+                ev.clip_path,
+                ev.clip_frames.map(|n| n as i64),
+                ev.clip_fps.map(|f| f as f64),
+                ev.clip_started_at,
+                ev.snapshot_path,
+                ev.clip_error,
+                (ev.clip_status == ClipStatus::Recording) as i64,
+                ev.node,
+                ev.model,
+                ev.class,
+            ],
+        )?;
+        Ok(n == 1)
     }
 
     /// The directory clip and snapshot paths are relative to.
@@ -211,6 +271,30 @@ impl EventStore {
     /// Stores a new event and returns its id. `recording` marks it as having a clip in progress
     /// (retention leaves it alone until `set_clip` or `set_clip_failed`).
     pub fn insert(&self, ev: &Event, recording: bool) -> Result<i64, StoreError> {
+        if let Some((node, base)) = &self.cluster {
+            self.conn.execute(
+                "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, node, model, class)
+                 VALUES ((SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12),
+                         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14)",
+                params![
+                    ev.camera_id,
+                    ev.kind.as_str(),
+                    ev.track_id as i64,
+                    ev.started_at,
+                    ev.ended_at,
+                    ev.score as f64,
+                    serde_json::to_string(&ev.bbox)?,
+                    serde_json::to_string(&ev.keypoints)?,
+                    recording as i64,
+                    base,
+                    node,
+                    ID_RANGE,
+                    ev.model,
+                    ev.class,
+                ],
+            )?;
+            return Ok(self.conn.last_insert_rowid());
+        }
         self.conn.execute(
             "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, model, class)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -421,6 +505,7 @@ pub(crate) mod tests {
             clip_started_at: None,
             clip_error: None,
             clip_status: ClipStatus::None,
+            node: None,
         }
     }
 
@@ -469,6 +554,40 @@ pub(crate) mod tests {
             ids(EventFilter { camera_id: Some("cam1".into()), kind: Some(EventKind::Fall), since: Some(200.0), ..Default::default() }),
             [b]
         );
+    }
+
+    #[test]
+    fn a_cluster_nodes_ids_lie_in_its_range_and_other_nodes_events_merge_without_going_back() {
+        let dir = TempDir::new("store-cluster");
+        let mut store = EventStore::open(&dir.0.join("events.db")).unwrap();
+        let single = store.insert(&event("cam1", EventKind::Fall, 1.0), false).unwrap();
+        let base = 5 * ID_RANGE;
+        store.set_cluster("a", base);
+        let (one, two) = (store.insert(&event("cam1", EventKind::Fall, 2.0), false).unwrap(), store.insert(&event("cam1", EventKind::Fall, 3.0), false).unwrap());
+        assert_eq!((single, one, two), (1, base + 1, base + 2), "a node's own range, after a single server's ids");
+        assert_eq!(store.get(one).unwrap().unwrap().node.as_deref(), Some("a"));
+
+        // Node b's event: its start, its end, then an older message: the end stays.
+        let mut theirs = event("cam2", EventKind::Fall, 4.0);
+        theirs.id = Some(9 * ID_RANGE + 1);
+        theirs.node = Some("b".into());
+        theirs.clip_status = ClipStatus::Recording;
+        assert!(store.upsert_remote(&theirs).unwrap());
+        let mut ended = theirs.clone();
+        ended.ended_at = Some(6.0);
+        ended.clip_path = Some("clips/cam2/x.mp4".into());
+        ended.clip_status = ClipStatus::Ready;
+        assert!(store.upsert_remote(&ended).unwrap());
+        assert!(store.upsert_remote(&theirs).unwrap());
+        let got = store.get(theirs.id.unwrap()).unwrap().unwrap();
+        assert_eq!((got.ended_at, got.clip_status, got.node.as_deref()), (Some(6.0), ClipStatus::Ready, Some("b")));
+        assert_eq!(store.total_bytes().unwrap(), 0, "another node's files take no room here");
+        // An id of this node's own: never overwritten by another node's message.
+        let mut clash = theirs.clone();
+        clash.id = Some(one);
+        assert!(!store.upsert_remote(&clash).unwrap());
+        assert_eq!(store.get(one).unwrap().unwrap().camera_id, "cam1");
+        assert_eq!(store.count(&EventFilter::default()).unwrap(), 4);
     }
 
     #[test]

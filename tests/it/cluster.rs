@@ -78,6 +78,13 @@ fn node_settings(s: &Scratch, name: &str, nats: u16, cameras: &[(String, PathBuf
 }
 
 fn node_settings_with(s: &Scratch, name: &str, nats: u16, cameras: &[(String, PathBuf)], rebalance: bool) -> String {
+    let configs: Vec<haven::settings::CameraConfig> = cameras.iter().map(|(id, clip)| camera(id, clip)).collect();
+    node_settings_doc(s, name, &[nats], &configs, |doc| doc["cluster"]["rebalance"] = toml_edit::value(rebalance))
+}
+
+/// A node's settings file as `node_settings`, connected to every NATS server of `nats`, with the
+/// given camera configurations, changed by `edit` last.
+fn node_settings_doc(s: &Scratch, name: &str, nats: &[u16], cameras: &[haven::settings::CameraConfig], edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> String {
     let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
     doc["server"]["bind"] = toml_edit::value("127.0.0.1:0");
@@ -88,17 +95,25 @@ fn node_settings_with(s: &Scratch, name: &str, nats: u16, cameras: &[(String, Pa
     media.push(s.0.display().to_string());
     doc["api"]["media_dirs"] = toml_edit::value(media);
     let mut list = toml_edit::ArrayOfTables::new();
-    for (id, clip) in cameras {
-        let config = camera(id, clip);
-        list.push(toml_edit::ser::to_document(&config).unwrap().as_table().clone());
+    for config in cameras {
+        list.push(toml_edit::ser::to_document(config).unwrap().as_table().clone());
     }
     doc.insert("cameras", toml_edit::Item::ArrayOfTables(list));
     let mut cluster = toml_edit::Table::new();
-    cluster["nats_url"] = toml_edit::value(format!("nats://127.0.0.1:{nats}"));
+    if let [one] = nats {
+        cluster["nats_url"] = toml_edit::value(format!("nats://127.0.0.1:{one}"));
+    } else {
+        let mut urls = toml_edit::Array::new();
+        for port in nats {
+            urls.push(format!("nats://127.0.0.1:{port}"));
+        }
+        cluster["nats_url"] = toml_edit::value(urls);
+    }
     cluster["node_name"] = toml_edit::value(name);
     cluster["lease_secs"] = toml_edit::value(lease_secs());
-    cluster["rebalance"] = toml_edit::value(rebalance);
+    cluster["rebalance"] = toml_edit::value(false);
     doc.insert("cluster", toml_edit::Item::Table(cluster));
+    edit(&mut doc);
     let path = s.path(&format!("{name}.toml"));
     std::fs::write(&path, doc.to_string()).unwrap();
     path.display().to_string()
@@ -555,4 +570,280 @@ async fn with_rebalance_a_node_that_joins_gets_the_cameras_rendezvous_hashing_gi
     assert_eq!(moved as usize, expected.values().filter(|o| *o == "b").count(), "a released exactly the cameras that moved: {views:?}");
     eprintln!("rebalanced to {expected:?}: {moved} cameras handed over, one per round");
     drop(nats);
+}
+
+/// The next alert on `alerts` that `pred` accepts, within `within`.
+async fn next_alert(alerts: &mut Viewer, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no {what} alert within {within:?}"));
+        match alerts.next_event(left).await {
+            Some(Event::Frame(alert)) if pred(&alert) => return alert,
+            Some(Event::Frame(_)) => {}
+            Some(Event::Closed(r)) => panic!("the alerts socket closed: {r:?}"),
+            None => panic!("no {what} alert within {within:?}"),
+        }
+    }
+}
+
+/// GETs `url` until it answers 200 (the event's file reached the store), within `within`.
+async fn get_bytes_when_ready(url: &str, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut res = awc::Client::new().get(url).timeout(Duration::from_secs(10)).send().await.unwrap();
+        if res.status().as_u16() == 200 {
+            return res.body().limit(64 << 20).await.unwrap().to_vec();
+        }
+        let body = res.body().await.unwrap_or_default();
+        assert!(Instant::now() < deadline, "GET {url}: {} {}", res.status(), String::from_utf8_lossy(&body));
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn status_of(list: &Value, id: &str) -> Value {
+    list["cameras"].as_array().unwrap().iter().find(|c| c["camera_id"] == id).cloned().unwrap_or(Value::Null)
+}
+
+#[actix_web::test]
+async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_live_and_a_dead_owners_open_events_end() {
+    let Some(nats_bin) = nats_server() else { return };
+    let s = Scratch::new("cluster-events");
+    let nats_dir = s.path("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats = Nats::start(&nats_bin, &nats_dir);
+    // A person falls every 8.8 s: the video loops, AI on.
+    let video = s.path("fall.mp4");
+    crate::events::write_fall_video_lying(&video, 4.0, false);
+    let ward = haven::settings::CameraConfig { ai_enabled: true, loop_video: true, ..camera("ward", &video) };
+    let with_model = |doc: &mut toml_edit::DocumentMut| {
+        doc["model"]["enabled"] = toml_edit::value(true);
+        doc["events"]["pre_roll_secs"] = toml_edit::value(2.0);
+        doc["events"]["post_roll_secs"] = toml_edit::value(1.0);
+    };
+    let a = Node::start("a", node_settings_doc(&s, "a", &[nats.port], &[ward], with_model));
+    let b = Node::start("b", node_settings_doc(&s, "b", &[nats.port], &[], with_model));
+    let placed = settled(&[&a, &b], &["ward".to_string()], &["a", "b"], Duration::from_secs(60)).await;
+    let (owner, other) = if placed["ward"] == "a" { (&a, &b) } else { (&b, &a) };
+
+    // A fall on the owner: the other node pushes it on its /ws/alerts, names the node, lists it
+    // under the same id and serves its snapshot and clip, which only the owner wrote.
+    let mut alerts = Viewer::connect(&other.ws("/ws/alerts")).await;
+    let mut owner_alerts = Viewer::connect(&owner.ws("/ws/alerts")).await;
+    let fall = next_alert(&mut alerts, Duration::from_secs(60), "fall start", |e| e["kind"] == "fall" && e["phase"] == "start").await;
+    assert_eq!(fall["node"], owner.name.as_str(), "{fall}");
+    let id = fall["id"].as_i64().unwrap();
+    let on_owner = next_alert(&mut owner_alerts, Duration::from_secs(30), "the same fall on the owner", |e| e["id"] == id && e["phase"] == "start").await;
+    assert_eq!((&on_owner["node"], &on_owner["started_at"]), (&fall["node"], &fall["started_at"]), "one event, the same on both nodes");
+    let ended = next_alert(&mut alerts, Duration::from_secs(30), "fall end", |e| e["id"] == id && e["phase"] == "end").await;
+    assert!(ended["ended_at"].as_f64().unwrap() >= fall["started_at"].as_f64().unwrap());
+    let listed = get_json(&other.url("/api/events?kind=fall&camera=ward")).await;
+    assert!(listed["events"].as_array().unwrap().iter().any(|e| e["id"] == id && e["node"] == owner.name.as_str()), "{listed}");
+    let snapshot = get_bytes_when_ready(&other.url(&format!("/api/events/{id}/snapshot.jpg")), Duration::from_secs(20)).await;
+    assert!(snapshot.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let clip_url = |n: &Node| n.url(&format!("/api/events/{id}/clip.mp4"));
+    let from_other = get_bytes_when_ready(&clip_url(other), Duration::from_secs(30)).await;
+    let from_owner = get_bytes_when_ready(&clip_url(owner), Duration::from_secs(5)).await;
+    assert_eq!(from_other, from_owner, "the clip, byte for byte, through the media store");
+    let event = get_json(&other.url(&format!("/api/events/{id}"))).await;
+    let rel = event["clip_path"].as_str().unwrap();
+    assert!(!s.path(&format!("events-{}", other.name)).join(rel).exists(), "not on the other node's disk: served from NATS");
+    let mut ranged = awc::Client::new().get(clip_url(other)).insert_header(("Range", "bytes=10-19")).send().await.unwrap();
+    assert_eq!(ranged.status().as_u16(), 206);
+    assert_eq!(ranged.body().await.unwrap().to_vec(), from_owner[10..20].to_vec());
+    // A file gone from the owner's disk (deleted by hand here) is served from the media store too.
+    let snapshot_rel = event["snapshot_path"].as_str().unwrap();
+    std::fs::remove_file(s.path(&format!("events-{}", owner.name)).join(snapshot_rel)).unwrap();
+    let again = get_bytes_when_ready(&owner.url(&format!("/api/events/{id}/snapshot.jpg")), Duration::from_secs(5)).await;
+    assert_eq!(again, snapshot, "the owner serves its deleted snapshot from NATS");
+    let (ov, tv) = (cluster_view(owner).await, cluster_view(other).await);
+    let count = |v: &Value, k: &str| v[k].as_u64().unwrap();
+    assert!(count(&ov, "events_published") >= 4 && count(&tv, "events_received") >= 4, "the fall's start, snapshot, end and clip at least: {ov} {tv}");
+    assert_eq!(count(&ov, "events_unpublished"), 0);
+    eprintln!(
+        "fall {id} of node {}: listed, pushed and served by node {} ({} B snapshot, {} B clip); {} changes published, {} received",
+        owner.name, other.name, snapshot.len(), from_other.len(), count(&ov, "events_published"), count(&tv, "events_received")
+    );
+
+    // PATCH through the node that does not own the camera: the owner applies it live (its worker
+    // keeps running: uptime and counters go on, frames keep coming), as a single server does.
+    let mut viewer = Viewer::connect(&owner.ws("/ws/stream/ward")).await;
+    viewer.next_frame(Duration::from_secs(20)).await;
+    let before = status_of(&get_json(&owner.url("/api/cameras")).await, "ward");
+    let res = awc::Client::new().patch(other.url("/api/cameras/ward")).send_json(&serde_json::json!({"jpeg_quality": 55})).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let now = status_of(&get_json(&owner.url("/api/cameras")).await, "ward");
+        if now["jpeg_quality"] == 55 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the owner did not apply the change: {now}");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    let n = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    eprintln!("patch: uptime {:.1} -> {:.1} s, frames_processed {} -> {}", n(&before, "uptime_seconds"), n(&after, "uptime_seconds"), before["frames_processed"], after["frames_processed"]);
+    assert!(n(&after, "uptime_seconds") >= n(&before, "uptime_seconds"), "the camera was restarted: {before} then {after}");
+    assert!(n(&after, "frames_processed") >= n(&before, "frames_processed"), "the camera's counters started again: {before} then {after}");
+    assert!(count_until(&mut viewer, Duration::from_secs(2)).await >= 5, "frames keep coming");
+    viewer.close().await;
+
+    // kill -9 the owner while a fall goes on: the node that takes the camera over ends the dead
+    // owner's open events; they keep their node and id, and the clip that will never come says so.
+    let fall = next_alert(&mut alerts, Duration::from_secs(60), "next fall start", |e| e["kind"] == "fall" && e["phase"] == "start" && e["node"] == owner.name.as_str()).await;
+    owner.signal("-KILL");
+    let id = fall["id"].as_i64().unwrap();
+    let ended = next_alert(&mut alerts, Duration::from_secs(30), "the abandoned fall's end", |e| e["id"] == id && e["phase"] == "end").await;
+    assert_eq!(ended["node"], owner.name.as_str());
+    let stored = get_json(&other.url(&format!("/api/events/{id}"))).await;
+    assert_eq!(stored["clip_status"], "failed", "{stored}");
+    assert!(stored["clip_error"].as_str().unwrap().contains(&format!("node {}", owner.name)), "{stored}");
+    assert!(stored["ended_at"].as_f64().is_some());
+    eprintln!("abandoned fall {id}: ended by node {} after the takeover: {}", other.name, stored["clip_error"]);
+
+    // The stream, as NATS holds it: every change of every event once, each with its raising node.
+    let js = async_nats::jetstream::new(async_nats::connect(format!("nats://127.0.0.1:{}", nats.port)).await.unwrap());
+    let stream = js.get_stream("HAVEN_EVENTS").await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    let mut seen = HashSet::new();
+    for seq in 1..=last {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let key = (v["event"]["id"].as_i64().unwrap(), v["change"].as_str().unwrap().to_string());
+        assert!(v["event"]["node"].is_string(), "{v}");
+        assert!(seen.insert(key.clone()), "{key:?} stored twice");
+    }
+    assert!(seen.contains(&(id, "end".to_string())), "the abandoned fall's end is in the stream");
+    eprintln!("HAVEN_EVENTS: {last} messages, each change once");
+    drop(nats);
+}
+
+#[actix_web::test]
+async fn a_node_whose_lease_secs_differs_from_the_clusters_refuses_to_start_and_names_the_setting() {
+    let Some(Setup { s, nats, seed, .. }) = setup("cluster-lease", 1, 2.0) else { return };
+    let a = Node::start("a", node_settings(&s, "a", nats.port, &seed));
+    let other = lease_secs() + 1.0;
+    let settings = node_settings_doc(&s, "b", &[nats.port], &[], |doc| doc["cluster"]["lease_secs"] = toml_edit::value(other));
+    let mut b = Running::start(&settings, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = b.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "the node with another lease_secs kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = b.log_so_far(Duration::from_millis(200));
+    eprintln!("{}", log.lines().find(|l| l.starts_with("error:")).unwrap_or_default());
+    assert_eq!(code, Some(4), "exit code 4 (could not start): {log}");
+    assert!(log.contains(&format!("cluster.lease_secs is {other} here but {} in the cluster", lease_secs())), "{log}");
+    // The cluster is untouched: a still owns its camera.
+    assert_eq!(cluster_view(&a).await["cameras_owned"], serde_json::json!(["cam1"]));
+}
+
+/// Three nats-servers in one NATS cluster (routes between them, JetStream on each), killed on drop.
+struct NatsCluster {
+    servers: Vec<Option<Nats>>,
+    client_ports: Vec<u16>,
+}
+
+impl NatsCluster {
+    fn start(bin: &Path, dir: &Path) -> Self {
+        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let monitor_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = route_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let mut servers = Vec::new();
+        for i in 0..3 {
+            let store = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&store).unwrap();
+            let child = Command::new(bin)
+                .args(["-js", "-a", "127.0.0.1", "-p", &client_ports[i].to_string(), "-n", &format!("n{i}"), "--cluster_name", "haven"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", route_ports[i]), "--routes", &routes, "-m", &monitor_ports[i].to_string(), "-sd"])
+                .arg(&store)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts");
+            servers.push(Some(Nats { child, port: client_ports[i] }));
+        }
+        for port in &client_ports {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not listen on {port} within 20 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        wait_for_jetstream_leader(&monitor_ports);
+        NatsCluster { servers, client_ports }
+    }
+}
+
+#[actix_web::test]
+async fn a_node_whose_nats_server_dies_reconnects_to_another_of_its_list_and_keeps_its_cameras() {
+    let Some(Setup { s, nats, seed, ids, .. }) = setup("cluster-nats3", 2, 4.0) else { return };
+    drop(nats);
+    let bin = nats_server().unwrap();
+    let mut cluster = NatsCluster::start(&bin, &s.path("nats3"));
+    let configs: Vec<haven::settings::CameraConfig> = seed.iter().map(|(id, clip)| camera(id, clip)).collect();
+    // Three replicas: what the node keeps in NATS survives the loss of one server.
+    // A lease long enough to ride out the election of new stream leaders when a server goes.
+    let a = Node::start("a", node_settings_doc(&s, "a", &cluster.client_ports, &configs, |doc| {
+        doc["cluster"]["replicas"] = toml_edit::value(3);
+        doc["cluster"]["lease_secs"] = toml_edit::value(10.0);
+    }));
+    settled(&[&a], &ids, &["a"], Duration::from_secs(60)).await;
+    let view = cluster_view(&a).await;
+    let server = view["nats_server"].as_str().unwrap().to_string();
+    let i: usize = server.trim_start_matches('n').parse().unwrap_or_else(|_| panic!("a server name: {view}"));
+    let mut viewer = Viewer::connect(&a.ws("/ws/stream/cam1")).await;
+    viewer.next_frame(Duration::from_secs(20)).await;
+
+    // Kill the server the node is connected to: it connects to another of its list, keeps both
+    // cameras (no lease lost) and goes on processing them.
+    cluster.servers[i].take();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    let view = loop {
+        let v = cluster_view(&a).await;
+        if v["nats_connected"] == true && v["nats_server"].as_str().is_some_and(|n| n != server) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the node did not reconnect to another server: {v}");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("nats server {server} killed: node a on {} {:.1} s later", view["nats_server"], killed.elapsed().as_secs_f64());
+    let processed = local_processed(&a).await;
+    assert!(count_until(&mut viewer, Duration::from_secs(3)).await >= 10, "frames keep coming");
+    // A lease later: renewals went through the new server.
+    actix_web::rt::time::sleep(Duration::from_secs(10)).await;
+    let view = cluster_view(&a).await;
+    assert_eq!(view["cameras_owned"], serde_json::json!(ids), "{view}");
+    assert_eq!(view["leases_lost"], 0, "{view}");
+    let later = local_processed(&a).await;
+    for id in &ids {
+        assert!(later[id] > processed[id], "{id} is still processed: {processed:?} then {later:?}");
+    }
+    drop(cluster);
+}
+
+/// Waits until the NATS cluster's JetStream has elected its meta leader (before that, no bucket can
+/// be made), as every server's monitoring endpoint (`/jsz`) says.
+fn wait_for_jetstream_leader(monitor_ports: &[u16]) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in monitor_ports {
+        loop {
+            let body = TcpStream::connect(("127.0.0.1", *port)).ok().and_then(|mut c| {
+                c.write_all(b"GET /jsz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+                let mut text = String::new();
+                c.read_to_string(&mut text).ok()?;
+                Some(text)
+            });
+            if body.is_some_and(|b| b.contains("\"leader\": \"n")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "NATS JetStream elected no meta leader within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
