@@ -43,7 +43,8 @@ enum Command {
     /// Run the server (the default): cameras, REST API, WebSockets, events, the web UI
     #[command(after_help = EXIT_CODES)]
     Serve,
-    /// Find people and their 17 keypoints in still images, with the server's model settings
+    /// Find people and their 17 keypoints (or, with --model, a detect model's objects) in still
+    /// images, with the server's model settings
     #[command(after_help = EXIT_CODES)]
     Detect {
         /// Images to read (any format OpenCV reads: JPEG, PNG, BMP, ...)
@@ -58,6 +59,9 @@ enum Command {
         /// Run the model on DEVICE ("cpu", "cuda:N", "metal") instead of the settings' model.device
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
+        /// Which of the settings' models looks at the images ([models.NAME]; [model] is "pose")
+        #[arg(long, value_name = "NAME", default_value = "pose")]
+        model: String,
     },
     /// Convert Ultralytics YOLOv8 / YOLO11 weights (.pt), pose or detect (any scale, COCO or custom
     /// classes), to the f32 safetensors file HAVEN loads, without PyTorch. The checkpoint's task and
@@ -112,7 +116,7 @@ fn main() -> ExitCode {
     haven::configure_process_env();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings),
-        Command::Detect { images, json, out, device } => detect(&cli.settings, &images, json, out.as_deref(), device),
+        Command::Detect { images, json, out, device, model } => detect(&cli.settings, &images, json, out.as_deref(), device, &model),
         Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
         Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
         Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
@@ -219,12 +223,12 @@ fn convert(input: &Path, output: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>, device: Option<String>) -> Result<(), Failure> {
+fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Path>, device: Option<String>, name: &str) -> Result<(), Failure> {
     let settings = Settings::load(settings_path)?;
-    let mut model = settings
-        .pose_model()
-        .cloned()
-        .ok_or_else(|| Failure::Model(format!("{}: no pose model ([models.pose] or [model])", settings.origin)))?;
+    let mut model = settings.models.get(name).cloned().ok_or_else(|| {
+        let loaded: Vec<&str> = settings.models.keys().map(String::as_str).collect();
+        Failure::Model(format!("{}: no model named {name:?} (the settings have [{}])", settings.origin, loaded.join(", ")))
+    })?;
     if let Some(device) = device {
         model.device = device;
         model.validate().map_err(|e| Failure::Model(format!("--device: {e}")))?;
@@ -260,7 +264,8 @@ fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Pat
             }
         }
         if !json {
-            println!("{name}: {} people ({}x{}, {ms:.0} ms)", detections.len(), frame.cols(), frame.rows());
+            let found = if engine.task() == haven_pose::Task::Detect { "objects" } else { "people" };
+            println!("{name}: {} {found} ({}x{}, {ms:.0} ms)", detections.len(), frame.cols(), frame.rows());
             for d in &detections {
                 let [x1, y1, x2, y2] = d.bbox;
                 let visible = d.keypoints.iter().filter(|k| k[2] >= draw::KEYPOINT_MIN_CONF).count();
@@ -302,9 +307,11 @@ mod tests {
         assert_eq!(cli.settings, PathBuf::from("a.toml"));
         let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--settings", "b.toml", "--json"]).unwrap();
         assert_eq!(cli.settings, PathBuf::from("b.toml"));
-        assert!(matches!(cli.command, Some(Command::Detect { json: true, ref images, out: None, device: None }) if images == &[PathBuf::from("x.jpg")]));
+        assert!(matches!(cli.command, Some(Command::Detect { json: true, ref images, out: None, device: None, ref model }) if images == &[PathBuf::from("x.jpg")] && model == "pose"));
         let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--device", "cuda:1"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Detect { device: Some(ref d), .. }) if d == "cuda:1"));
+        let cli = Cli::try_parse_from(["haven", "detect", "x.jpg", "--model", "objects"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Detect { ref model, .. }) if model == "objects"));
     }
 
     #[test]

@@ -156,7 +156,11 @@ pub struct ModelSettings {
     pub input_width: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_height: Option<usize>,
+    /// Keep detections scoring above this (Ultralytics' default, 0.25, when left out).
+    #[serde(default = "default_conf_threshold")]
     pub conf_threshold: f32,
+    /// NMS: drop boxes overlapping a better one of their class above this IoU (0.7 when left out).
+    #[serde(default = "default_iou_threshold")]
     pub iou_threshold: f32,
     /// Where the network runs: "cpu" (HAVEN's kernels), "cuda:N" or "metal" (a build with the
     /// `cuda`/`cudnn` or `metal` feature).
@@ -529,6 +533,14 @@ pub struct CameraConfig {
 
 /// The models a camera runs unless it names others.
 pub const DEFAULT_CAMERA_MODELS: &[&str] = &["pose"];
+
+fn default_conf_threshold() -> f32 {
+    0.25
+}
+
+fn default_iou_threshold() -> f32 {
+    0.7
+}
 
 fn default_input_size() -> usize {
     640
@@ -1018,6 +1030,10 @@ max_body_bytes = 65536
         assert_eq!(s.models["objects"].classes.as_deref(), Some(&["car".to_string(), "dog".to_string()][..]));
         assert_eq!(s.cameras[0].model_names(), ["pose", "objects"]);
         assert_eq!(s.cameras[0].object_event_classes(), ["car"]);
+        // A section that gives only its weights takes Ultralytics' thresholds and the other defaults.
+        let s = with("[models.objects]\nweights = \"w/yolo11n.safetensors\"\n").unwrap();
+        let m = &s.models["objects"];
+        assert_eq!((m.conf_threshold, m.iou_threshold, m.input_size, m.device.as_str(), m.enabled), (0.25, 0.7, 640, "cpu", true));
         // A camera that names none runs the pose model.
         let s = with(&cam("")).unwrap();
         assert_eq!(s.cameras[0].model_names(), ["pose"]);

@@ -271,33 +271,17 @@ impl EventStore {
     /// Stores a new event and returns its id. `recording` marks it as having a clip in progress
     /// (retention leaves it alone until `set_clip` or `set_clip_failed`).
     pub fn insert(&self, ev: &Event, recording: bool) -> Result<i64, StoreError> {
-        if let Some((node, base)) = &self.cluster {
-            self.conn.execute(
-                "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, node, model, class)
-                 VALUES ((SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12),
-                         ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14)",
-                params![
-                    ev.camera_id,
-                    ev.kind.as_str(),
-                    ev.track_id as i64,
-                    ev.started_at,
-                    ev.ended_at,
-                    ev.score as f64,
-                    serde_json::to_string(&ev.bbox)?,
-                    serde_json::to_string(&ev.keypoints)?,
-                    recording as i64,
-                    base,
-                    node,
-                    ID_RANGE,
-                    ev.model,
-                    ev.class,
-                ],
-            )?;
-            return Ok(self.conn.last_insert_rowid());
-        }
+        // A cluster node takes the next id of its own range; a single server lets SQLite pick (NULL).
+        let (node, base) = match &self.cluster {
+            Some((node, base)) => (Some(node.as_str()), Some(*base)),
+            None => (None, None),
+        };
         self.conn.execute(
-            "INSERT INTO events (camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording, model, class)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording,
+                 node, model, class)
+             VALUES (CASE WHEN ?10 IS NULL THEN NULL
+                          ELSE (SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12) END,
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14)",
             params![
                 ev.camera_id,
                 ev.kind.as_str(),
@@ -308,6 +292,9 @@ impl EventStore {
                 serde_json::to_string(&ev.bbox)?,
                 serde_json::to_string(&ev.keypoints)?,
                 recording as i64,
+                base,
+                node,
+                ID_RANGE,
                 ev.model,
                 ev.class,
             ],
