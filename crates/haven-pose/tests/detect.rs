@@ -8,25 +8,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use haven_pose::{
     Arch, Detection, EngineOptions, Input, Letterbox, PoseError, PoseOptions, Task, YoloModel,
     COCO_NAMES,
 };
 
-fn root() -> PathBuf {
-    std::env::var_os("HAVEN_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
+mod common;
+use common::{letterboxed_bgr as bgr_of, letterboxed_input as input_of, root};
 
 fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures/detect").join(name)
+    common::fixture_in("detect", name)
 }
 
 fn load_st(path: &Path) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    common::load_safetensors(path)
 }
 
 fn scratch() -> PathBuf {
@@ -63,24 +59,6 @@ fn weights(name: &str) -> PathBuf {
 
 fn io(name: &str) -> HashMap<String, Tensor> {
     load_st(&fixture(&format!("{name}_io.safetensors")))
-}
-
-/// The letterboxed RGB u8 frame as the network's input, [1, 3, H, W] / 255.
-fn input_of(io: &HashMap<String, Tensor>) -> Tensor {
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap()
-}
-
-/// The same frame as the server hands it over: BGR u8, HWC.
-fn bgr_of(io: &HashMap<String, Tensor>) -> Vec<u8> {
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    rgb.chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect()
 }
 
 fn load(name: &str, opts: PoseOptions, candle_ops: bool) -> YoloModel {

@@ -12,22 +12,15 @@ use haven_pose::{
     Winograd4,
 };
 
-/// The repository root: where the build was made, or `HAVEN_REPO_ROOT` (a test binary copied to
-/// another machine with the weights and fixtures, see scripts/gpu_check.sh).
-fn root() -> PathBuf {
-    std::env::var_os("HAVEN_REPO_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
+mod common;
+use common::{letterboxed_bgr as zidane_bgr, letterboxed_input as zidane_input, root};
 
 fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures/pose").join(name)
+    common::fixture_in("pose", name)
 }
 
 fn load_st(name: &str) -> HashMap<String, Tensor> {
-    let p = fixture(name);
-    candle_core::safetensors::load(&p, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+    common::load_safetensors(&fixture(name))
 }
 
 fn real_weights() -> PathBuf {
@@ -39,24 +32,6 @@ fn real_weights() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// The golden letterboxed zidane frame as the network's input, [1, 3, 640, 640] RGB / 255.
-fn zidane_input(io: &HashMap<String, Tensor>) -> Tensor {
-    let img = io["letterboxed_rgb_hwc_u8"].to_dtype(DType::F32).unwrap();
-    (img.permute((2, 0, 1)).unwrap().unsqueeze(0).unwrap() / 255.0).unwrap()
-}
-
-/// The golden letterboxed zidane frame as the server hands it over: BGR u8, HWC.
-fn zidane_bgr(io: &HashMap<String, Tensor>) -> Vec<u8> {
-    let rgb = io["letterboxed_rgb_hwc_u8"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<u8>()
-        .unwrap();
-    rgb.chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect()
 }
 
 /// Compares [1, 56, N] outputs: box/keypoint coordinates within `px`, scores/visibilities within `prob`.
