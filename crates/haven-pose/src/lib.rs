@@ -466,9 +466,10 @@ impl Input {
         let (w, h) = (lb0.dst_w, lb0.dst_h);
         check_dims(w, h)?;
         let per = 3 * w * h;
-        // a pooled vector (possibly longer), cut to its values: both HAVEN's ops and Candle's read it
+        // a pooled vector, possibly longer than the values: not truncated, so that it goes back to the
+        // pool at its full length (a shortened one is zero-filled again when the pool hands it out for
+        // a larger map); the tensor is a view of its first values, which both HAVEN's ops and Candle's read
         let mut chw = kernels::pool::PBuf::new(frames.len() * per).into_storage();
-        chw.truncate(frames.len() * per);
         for ((bgr, lb), dst) in frames.iter().zip(chw.chunks_exact_mut(per)) {
             if (lb.dst_w, lb.dst_h) != (w, h) {
                 return Err(PoseError::BadInput(format!(
@@ -484,7 +485,10 @@ impl Input {
             }
             hwc_u8_to_chw_into(bgr, w, h, true, dst);
         }
-        let x = Tensor::from_vec(chw, (frames.len(), 3, h, w), &Device::Cpu)?;
+        let stored = chw.len();
+        let x = Tensor::from_vec(chw, stored, &Device::Cpu)?
+            .narrow(0, 0, frames.len() * per)?
+            .reshape((frames.len(), 3, h, w))?;
         Ok(Self {
             x,
             lbs: frames.iter().map(|(_, lb)| **lb).collect(),
