@@ -148,7 +148,7 @@ fn check_accepted(s: &Settings) -> Result<(), String> {
         }
     }
     for cam in &s.cameras {
-        if let Some(f) = cam.fall {
+        if let Some(f) = &cam.fall {
             if Duration::try_from_secs_f64(f.min_duration_secs as f64).is_err() {
                 return Err(format!("camera {}: accepted fall.min_duration_secs = {}", cam.camera_id, f.min_duration_secs));
             }

@@ -613,6 +613,7 @@ mod tests {
             events: None,
             opener: opener.clone(),
             clock,
+            wait_for_models: false,
         };
         (StreamHub::new(deps, None).start(), opener)
     }

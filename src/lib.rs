@@ -3,9 +3,11 @@
 //! `Application::build` loads the engine, registers the cameras and binds the HTTP server;
 //! tests start it in-process on port 0.
 
+pub mod analyze;
 pub mod api;
 pub mod camera;
 pub mod cluster;
+pub mod evaluate;
 pub mod events;
 pub mod hub;
 pub mod inference;
@@ -128,6 +130,7 @@ impl Application {
             events: camera_events,
             opener: Arc::new(OpenCvOpener),
             clock: Arc::new(SystemClock::default()),
+            wait_for_models: false,
         };
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.

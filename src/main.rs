@@ -1,4 +1,5 @@
-//! `haven [serve]` runs the server; `haven detect` runs the pose engine on still images;
+//! `haven [serve]` runs the server; `haven detect` runs the pose engine on still images; `haven
+//! analyze` runs a camera's pipeline over video files and `haven evaluate` judges falls on labelled clips;
 //! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads.
 //! `haven --help` (and `haven SUB-COMMAND --help`) describe them, with the exit codes.
 
@@ -9,6 +10,8 @@ use clap::{Parser, Subcommand};
 use haven::inference::pose::PoseEngine;
 use haven::inference::{draw, AiEngine};
 use haven::settings::{Settings, SettingsError};
+use haven::analyze::{AnalyzeError, Analyzer};
+use haven::evaluate::EvaluateError;
 use haven::Application;
 use opencv::core::Vector;
 use opencv::imgcodecs;
@@ -62,6 +65,45 @@ enum Command {
         /// Which of the settings' models looks at the images ([models.NAME]; [model] is "pose")
         #[arg(long, value_name = "NAME", default_value = "pose")]
         model: String,
+    },
+    /// Run video files through a camera's whole pipeline (motion gate, detect rate, regions, every
+    /// model the settings give the camera, tracker, fall rule) in the video's own time, as fast as the
+    /// CPU allows, and print the events each raised (kind, start, alert and end in seconds of the video,
+    /// and why)
+    #[command(after_help = EXIT_CODES)]
+    Analyze {
+        /// Video files (any format OpenCV reads through FFmpeg)
+        #[arg(required = true, value_name = "VIDEO")]
+        videos: Vec<PathBuf>,
+        /// Print the results as JSON (one array, one object per video) instead of text
+        #[arg(long)]
+        json: bool,
+        /// Use this camera's own settings from the settings file (detect rate, motion, models, fall
+        /// rule); without it, a camera with the settings file's defaults
+        #[arg(long, value_name = "ID")]
+        camera: Option<String>,
+        /// Show each video's last frame again for this many seconds at its end, as a camera would go
+        /// on showing someone who stays down
+        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+        hold_last: f64,
+    },
+    /// Judge the fall detector on labelled clips: DIR holds the clips and a labels.json (the format of
+    /// the development set: file, kind "fall" or "adl", fall_times_s). Prints per clip and in total
+    /// the falls raised and missed, false alarms, and seconds from reaching the floor to the alert
+    #[command(after_help = EXIT_CODES)]
+    Evaluate {
+        /// The folder with labels.json and the clips it names
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Print the results as JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Use this camera's own settings from the settings file
+        #[arg(long, value_name = "ID")]
+        camera: Option<String>,
+        /// Seconds each clip's last frame is held at its end (the person stays down)
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        hold_last: f64,
     },
     /// Convert Ultralytics YOLOv8 / YOLO11 weights (.pt), pose or detect (any scale, COCO or custom
     /// classes), to the f32 safetensors file HAVEN loads, without PyTorch. The checkpoint's task and
@@ -117,6 +159,8 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings),
         Command::Detect { images, json, out, device, model } => detect(&cli.settings, &images, json, out.as_deref(), device, &model),
+        Command::Analyze { videos, json, camera, hold_last } => analyze(&cli.settings, &videos, json, camera.as_deref(), hold_last),
+        Command::Evaluate { dir, json, camera, hold_last } => evaluate(&cli.settings, &dir, json, camera.as_deref(), hold_last),
         Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
         Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
         Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
@@ -284,6 +328,95 @@ fn detect(settings_path: &Path, images: &[PathBuf], json: bool, out: Option<&Pat
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&results).map_err(anyhow::Error::from)?);
+    }
+    Ok(())
+}
+
+impl From<AnalyzeError> for Failure {
+    fn from(e: AnalyzeError) -> Self {
+        match e {
+            AnalyzeError::Input { path, message } => Failure::Input { path, message },
+            AnalyzeError::Camera(message) => Failure::Run(anyhow::anyhow!(message)),
+            other => Failure::Run(other.into()),
+        }
+    }
+}
+
+impl From<EvaluateError> for Failure {
+    fn from(e: EvaluateError) -> Self {
+        match e {
+            EvaluateError::Labels { path, message } => Failure::Input { path, message },
+            EvaluateError::Analyze(e) => e.into(),
+        }
+    }
+}
+
+/// The settings and their models, for `analyze` and `evaluate`.
+fn analyzer(settings_path: &Path, camera: Option<&str>, hold_last: f64) -> Result<Analyzer, Failure> {
+    if !(hold_last.is_finite() && (0.0..=3600.0).contains(&hold_last)) {
+        return Err(anyhow::anyhow!("--hold-last {hold_last}: must lie in [0, 3600] seconds").into());
+    }
+    let settings = Settings::load(settings_path)?;
+    let invalid = |message: String| Failure::Settings(SettingsError::Invalid { path: settings.origin.clone(), message });
+    let engines = PoseEngine::engines_for_server(&settings.models).map_err(invalid)?;
+    if engines.is_empty() {
+        return Err(Failure::Model(format!("{}: no model could be loaded (see the warnings above)", settings.origin)));
+    }
+    Ok(Analyzer::new(settings, engines, camera, hold_last)?)
+}
+
+fn analyze(settings_path: &Path, videos: &[PathBuf], json: bool, camera: Option<&str>, hold_last: f64) -> Result<(), Failure> {
+    // A mistyped name fails at once, before the models load.
+    if let Some(missing) = videos.iter().find(|v| !v.is_file()) {
+        return Err(Failure::Input { path: missing.display().to_string(), message: "no such file".into() });
+    }
+    let analyzer = analyzer(settings_path, camera, hold_last)?;
+    let mut reports = Vec::new();
+    for video in videos {
+        let report = analyzer.run(video)?;
+        if !json {
+            let looks: Vec<String> = report.looks.iter().map(|(m, n)| format!("{m} {n}")).collect();
+            println!(
+                "{}: {:.1} s, {} frames, looks: {}; {} events",
+                report.file,
+                report.duration_s,
+                report.frames,
+                if looks.is_empty() { "none".into() } else { looks.join(", ") },
+                report.events.len()
+            );
+            for e in &report.events {
+                let end = e.end_s.map_or("on at the end".to_string(), |t| format!("ended {t:.2} s"));
+                let why = e.reason.as_ref().map(|r| format!(": {}", r.summary)).unwrap_or_default();
+                println!("  {} (track {}) from {:.2} s, raised {:.2} s, {end}, score {:.2}{why}", e.kind, e.track_id, e.start_s, e.raised_s, e.score);
+            }
+        }
+        reports.push(report);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).map_err(anyhow::Error::from)?);
+    }
+    Ok(())
+}
+
+fn evaluate(settings_path: &Path, dir: &Path, json: bool, camera: Option<&str>, hold_last: f64) -> Result<(), Failure> {
+    let labels_path = dir.join("labels.json");
+    if !labels_path.is_file() {
+        return Err(Failure::Input { path: labels_path.display().to_string(), message: "no such file".into() });
+    }
+    let labels = haven::evaluate::read_labels(&labels_path)?;
+    if let Some(missing) = labels.iter().map(|l| dir.join(&l.file)).find(|p| !p.is_file()) {
+        return Err(Failure::Input { path: missing.display().to_string(), message: "no such file (named in labels.json)".into() });
+    }
+    let analyzer = analyzer(settings_path, camera, hold_last)?;
+    let evaluation = haven::evaluate::evaluate(&analyzer, &labels_path, &labels, |clip| {
+        if !json {
+            eprintln!("{}: {} of {} falls, {} false alarms", clip.file, clip.raised(), clip.fall_times_s.len(), clip.false_alarms);
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&evaluation).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{}", evaluation.table());
     }
     Ok(())
 }

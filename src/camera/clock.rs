@@ -43,18 +43,30 @@ impl Clock for SystemClock {
     }
 }
 
-/// Simulated time for unit tests: sleeping moves time on at once, and so can a scripted source.
-#[cfg(test)]
+/// Simulated time: sleeping moves time on at once, and so can a scripted source. Unit tests use it
+/// with a breath of real time per sleep; `haven analyze` without one (a video as fast as the CPU
+/// allows, in the video's own time).
 pub struct SimClock {
     now: std::sync::Mutex<Duration>,
     jitter: f64,
+    /// Real time slept per simulated sleep.
+    breath: Duration,
 }
 
-#[cfg(test)]
+/// Where simulated wall time starts (an arbitrary instant, 2027-01-15).
+pub const SIM_EPOCH: f64 = 1_800_000_000.0;
+
 impl SimClock {
-    /// Starts at an arbitrary wall time; every `jitter()` returns `jitter`.
+    /// Starts at `SIM_EPOCH`; every `jitter()` returns `jitter`; each sleep lets 200 µs of real time
+    /// pass, so that other threads (a live source's reader, the test, other cameras) run between
+    /// simulated steps and a looping camera does not spin a core.
     pub fn new(jitter: f64) -> Self {
-        Self { now: std::sync::Mutex::new(Duration::ZERO), jitter }
+        Self { now: std::sync::Mutex::new(Duration::ZERO), jitter, breath: Duration::from_micros(200) }
+    }
+
+    /// Simulated time that never waits for real time.
+    pub fn instant() -> Self {
+        Self { breath: Duration::ZERO, ..Self::new(0.0) }
     }
 
     pub fn advance(&self, d: Duration) {
@@ -62,21 +74,20 @@ impl SimClock {
     }
 }
 
-#[cfg(test)]
 impl Clock for SimClock {
     fn monotonic(&self) -> Duration {
         *self.now.lock().unwrap()
     }
 
     fn wall(&self) -> f64 {
-        1_800_000_000.0 + self.monotonic().as_secs_f64()
+        SIM_EPOCH + self.monotonic().as_secs_f64()
     }
 
     fn sleep(&self, d: Duration) {
         self.advance(d);
-        // A breath of real time, so that other threads (a live source's reader, the test, other
-        // cameras) run between simulated steps and a looping camera does not spin a core.
-        std::thread::sleep(Duration::from_micros(200));
+        if !self.breath.is_zero() {
+            std::thread::sleep(self.breath);
+        }
     }
 
     fn jitter(&self) -> f64 {

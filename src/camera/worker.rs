@@ -44,6 +44,9 @@ pub struct CameraDeps {
     pub events: Option<Arc<EventHub>>,
     pub opener: Arc<dyn Opener>,
     pub clock: Arc<dyn Clock>,
+    /// Wait for each look's answer before the next frame (`haven analyze`: in simulated time the
+    /// models take no time); a server's cameras never wait for the model.
+    pub wait_for_models: bool,
 }
 
 /// Everything one worker thread shares with its camera's handle.
@@ -334,6 +337,10 @@ struct Pipeline {
     packets: u64,
     /// The last look's time, all models together.
     inference_ms: f64,
+    /// The fall model the events ask where the pose saw someone go down or vanish (its index in
+    /// the scheduler), and its newest answer not yet handed to them.
+    fall_model: Option<usize>,
+    fall_looked: Option<Looked>,
 }
 
 impl Pipeline {
@@ -341,15 +348,24 @@ impl Pipeline {
         let (detect_fps, idle, motion) = detection_settings(config, &ctx.deps.detection);
         ctx.status.set_region_budget(ctx.deps.detection.region_budget);
         let models = ctx.deps.inference.as_ref().map_or(0, |s| s.engines().0.len());
+        let mut events = ctx.deps.events.as_ref().map(|hub| {
+            let mut engine = hub.engine(&config.camera_id);
+            if let Some(fall) = &config.fall {
+                engine.set_fall_config(fall.clone());
+            }
+            engine
+        });
+        let fall_model = match (&mut events, &ctx.deps.inference) {
+            (Some(events), Some(scheduler)) => {
+                let found = fall_model_index(scheduler.engines(), &events.fall_config().model);
+                events.set_fall_model(found.map(|m| &**scheduler.engines().0[m].model()));
+                found
+            }
+            _ => None,
+        };
         Self {
             cap: RateCap::new(),
-            events: ctx.deps.events.as_ref().map(|hub| {
-                let mut engine = hub.engine(&config.camera_id);
-                if let Some(fall) = config.fall {
-                    engine.set_fall_config(fall);
-                }
-                engine
-            }),
+            events,
             lane: ctx.deps.inference.as_ref().map(|s| s.lane()),
             motion: MotionDetector::new(motion),
             gate: DetectGate::new(detect_fps, idle),
@@ -364,6 +380,8 @@ impl Pipeline {
             epoch: ctx.now(),
             packets: 0,
             inference_ms: 0.0,
+            fall_model,
+            fall_looked: None,
         }
     }
 
@@ -383,10 +401,11 @@ impl Pipeline {
         wanted.iter().copied().find(|&m| self.task(m) == Some(Task::Pose))
     }
 
-    /// Whether anyone is tracked (events on) or was seen in the newest poses (events off).
+    /// Whether anyone is tracked (events on: or a fall story followed, a person lying where the pose
+    /// model no longer sees them), or was seen in the newest poses (events off).
     fn people_tracked(&self, wanted: &[usize]) -> bool {
         match &self.events {
-            Some(events) => !events.tracks().is_empty(),
+            Some(events) => !events.tracks().is_empty() || events.fall_watch_active(),
             None => self.pose_model(wanted).and_then(|m| self.looked[m].as_ref()).is_some_and(|p| !p.detections.is_empty()),
         }
     }
@@ -444,6 +463,11 @@ impl Pipeline {
                         result.queue_ms,
                         detections.iter().map(|d| (&*d.class, d.bbox.map(|v| v.round() as i32), (d.score * 100.0).round() / 100.0)).collect::<Vec<_>>()
                     );
+                    // The fall model's answer is for the events only.
+                    if Some(r.model) == self.fall_model && !wanted.contains(&r.model) {
+                        self.fall_looked = Some(Looked { detections, frame_index: result.frame_index, timestamp: result.timestamp, regions: r.regions });
+                        continue;
+                    }
                     // A model switched off while its pass ran: its answer is not shown.
                     if !wanted.contains(&r.model) {
                         continue;
@@ -538,6 +562,12 @@ impl Pipeline {
             };
             runs.push(run);
         }
+        // The fall model, where a person's story asks for it (with the pose model's look).
+        if let (Some(f), Some(events)) = (self.fall_model, &self.events) {
+            if !chosen.contains(&f) && chosen.iter().any(|&m| self.task(m) == Some(Task::Pose)) && events.wants_fall_look(timestamp) {
+                runs.push(ModelRun::whole(f));
+            }
+        }
         for &m in &chosen {
             self.first_looked[m] = true;
         }
@@ -545,6 +575,9 @@ impl Pipeline {
         let replaced = lane.replaced();
         lane.submit(Job { frame: frame.try_clone()?, frame_index, timestamp, runs });
         ctx.status.inferences_replaced.fetch_add(lane.replaced() - replaced, Ordering::Relaxed);
+        if ctx.deps.wait_for_models {
+            lane.wait_idle();
+        }
         Ok(())
     }
 
@@ -565,6 +598,25 @@ impl Pipeline {
             Plan::WholeFrame | Plan::Nothing => (Vec::new(), 1.0),
         }
     }
+}
+
+/// The scheduler's index of the fall model `name`: a detect model with a class `Fall`. `None` (the
+/// pose rule alone) when the name is empty or no such model is loaded.
+fn fall_model_index(engines: &crate::inference::Engines, name: &str) -> Option<usize> {
+    if name.is_empty() {
+        return None;
+    }
+    let found = engines.0.iter().position(|e| &**e.model() == name);
+    let usable = found.filter(|&m| {
+        let e = &engines.0[m];
+        e.task() == Task::Detect && e.info().class_names.iter().any(|c| crate::events::story::is_fall_class(c))
+    });
+    match (found, usable) {
+        (Some(_), None) => log::warn!("events.fall.model names \"{name}\", which is not a detect model with a class \"Fall\": falls from the pose rule alone"),
+        (None, _) => log::debug!("events.fall.model \"{name}\" is not loaded: falls from the pose rule alone"),
+        _ => {}
+    }
+    usable
 }
 
 /// A camera's detect rate, idle re-check interval and motion settings: its own, else `[detection]`'s.
@@ -737,6 +789,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
         (Some(events), Some(jpeg)) => {
             events.push_frame(jpeg, timestamp);
             events.set_object_classes(&object_classes);
+            events.set_frame_size(width, height);
             for &m in &fresh {
                 let Some(looked) = pipe.looked[m].as_ref() else { continue };
                 let Some(engine) = pipe.lane.as_ref().and_then(|l| l.engines().0.get(m)) else { continue };
@@ -748,6 +801,12 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
                         events.on_objects(engine.model(), &looked.detections, looked.timestamp, Some(jpeg));
                     }
                     Task::Pose => {}
+                }
+            }
+            // The fall model's look, after the pose model's of the same frame.
+            if let (Some(looked), Some(f)) = (pipe.fall_looked.take(), pipe.fall_model) {
+                if let Some(engine) = pipe.lane.as_ref().and_then(|l| l.engines().0.get(f)) {
+                    events.on_fall_model(engine.model(), &looked.detections, looked.timestamp, Some(jpeg));
                 }
             }
             events.active()

@@ -38,6 +38,7 @@ impl Harness {
             events: None,
             opener: opener.clone(),
             clock: clock.clone(),
+            wait_for_models: false,
         };
         let config = CameraConfig::new("cam", "scripted.mp4", source_type);
         let ctx = WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps);
@@ -237,6 +238,7 @@ fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leave
         events: None,
         opener: Arc::new(ScriptedOpener::new(clock.clone(), Vec::new())),
         clock: clock.clone(),
+        wait_for_models: false,
     };
     let config = CameraConfig::new("cam", "scripted.mp4", SourceType::VideoFile);
     let ctx = WorkerContext::new(config.clone(), Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps);

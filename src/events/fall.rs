@@ -40,7 +40,7 @@ const ANGLE_WEIGHT: f32 = 0.6;
 const ASPECT_WEIGHT: f32 = 0.4;
 
 /// Per camera (`[events.fall]`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallConfig {
     pub enabled: bool,
@@ -48,11 +48,15 @@ pub struct FallConfig {
     pub sensitivity: f32,
     /// How long the person must stay down after the drop before the fall is raised.
     pub min_duration_secs: f32,
+    /// The fall model (`[models.<name>]`: a detect model with a class `Fall`) that looks where the pose
+    /// saw someone who was upright drop, turn towards lying or vanish, and sees them lying where the
+    /// pose model no longer does; "" (or a model that is not loaded): the pose rule alone.
+    pub model: String,
 }
 
 impl Default for FallConfig {
     fn default() -> Self {
-        Self { enabled: true, sensitivity: 0.5, min_duration_secs: 1.5 }
+        Self { enabled: true, sensitivity: 0.5, min_duration_secs: 1.5, model: "fall".into() }
     }
 }
 
@@ -61,11 +65,12 @@ impl FallConfig {
     pub fn thresholds(&self) -> Thresholds {
         let s = self.sensitivity.clamp(0.0, 1.0);
         let on = 0.8 - 0.3 * s;
-        Thresholds { down_on: on, down_off: on - 0.25, drop: 0.35 - 0.2 * s }
+        Thresholds { down_on: on, down_off: on - 0.25, drop: 0.35 - 0.2 * s, model_fall: 0.5 - 0.3 * s }
     }
 }
 
-/// What a sensitivity means (at 0.5: down at 0.65, up below 0.40, drop of 0.25 body lengths).
+/// What a sensitivity means (at 0.5: down at 0.65, up below 0.40, drop of 0.25 body lengths, the
+/// fall model's `Fall` from 0.35).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// Smoothed down score at which a pose counts as down.
@@ -74,6 +79,8 @@ pub struct Thresholds {
     pub down_off: f32,
     /// Drop of the hips within `DROP_WINDOW_SECS`, as a fraction of the body's length.
     pub drop: f32,
+    /// The fall model's `Fall` score from which a look counts as seeing the person down.
+    pub model_fall: f32,
 }
 
 /// The geometry of one pose, as the rule sees it.
@@ -121,6 +128,10 @@ pub fn features(keypoints: &[[f32; 3]], bbox: [f32; 4]) -> PoseFeatures {
     }
 }
 
+pub(crate) fn round2(v: f32) -> f32 {
+    (v * 100.0).round() / 100.0
+}
+
 fn ramp(v: f32, low: f32, high: f32) -> f32 {
     ((v - low) / (high - low)).clamp(0.0, 1.0)
 }
@@ -131,12 +142,32 @@ pub fn down_score(f: &PoseFeatures) -> Option<f32> {
     Some(ANGLE_WEIGHT * ramp(angle, ANGLE_LOW, ANGLE_HIGH) + ASPECT_WEIGHT * ramp(f.aspect, ASPECT_LOW, ASPECT_HIGH))
 }
 
+/// Why a fall was raised: the evidence and its scores, as the event carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallReason {
+    /// What raised it: "pose" (the rule on the tracked pose), "model" (the fall model's looks), or
+    /// "pose+model" (both agreed).
+    pub by: String,
+    /// One line for people: what was seen, with the scores.
+    pub summary: String,
+    /// The pose's down score (0 upright .. 1 lying), averaged while down.
+    pub pose_down: Option<f32>,
+    /// How far the hips fell within a second, in body lengths.
+    pub drop: Option<f32>,
+    /// The fall model's mean `Fall` score over its looks that said so.
+    pub model_fall: Option<f32>,
+    /// The fall model's looks that said `Fall` there.
+    pub model_looks: Option<u32>,
+    /// The pose model had lost the person lying there.
+    pub unseen: bool,
+}
+
 /// What one frame changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FallUpdate {
     None,
     /// A fall, confirmed now; it began at `started_at` (when the person went down).
-    Fell { started_at: f64, score: f32, keypoints: Vec<[f32; 3]>, bbox: [f32; 4] },
+    Fell { started_at: f64, score: f32, keypoints: Vec<[f32; 3]>, bbox: [f32; 4], reason: FallReason },
     /// The fallen person has been up for `RECOVER_SECS`; up since `ended_at`.
     Recovered { ended_at: f64 },
 }
@@ -168,8 +199,8 @@ pub struct FallDetector {
 impl FallDetector {
     pub fn new(config: FallConfig) -> Self {
         Self {
-            config,
             th: config.thresholds(),
+            config,
             smoothed: None,
             last_t: None,
             history: VecDeque::new(),
@@ -179,8 +210,17 @@ impl FallDetector {
     }
 
     pub fn set_config(&mut self, config: FallConfig) {
-        self.config = config;
         self.th = config.thresholds();
+        self.config = config;
+    }
+
+    pub fn thresholds(&self) -> Thresholds {
+        self.th
+    }
+
+    /// The fast drop of the hips seen at most `DESCENT_LOOKBACK_SECS` before `t`, in body lengths.
+    pub fn recent_drop(&self, t: f64) -> Option<f32> {
+        self.last_drop.filter(|(at, _)| *at >= t - DESCENT_LOOKBACK_SECS).map(|(_, d)| d)
     }
 
     /// The smoothed down score (0 upright .. 1 lying), once the torso has been seen.
@@ -297,7 +337,18 @@ impl FallDetector {
         let pose = score_sum / frames as f32;
         let drop = self.last_drop.map(|d| d.1).unwrap_or(0.0);
         let score = (0.7 * pose + 0.3 * (drop / (2.0 * self.th.drop)).min(1.0)).clamp(0.0, 1.0);
-        FallUpdate::Fell { started_at: since, score, keypoints: keypoints.to_vec(), bbox }
+        let f = features(keypoints, bbox);
+        let torso = f.torso_angle.map(|a| format!("torso {a:.0}°, ")).unwrap_or_default();
+        let reason = FallReason {
+            by: "pose".into(),
+            summary: format!("pose: down {pose:.2} ({torso}box {:.1}:1) for {:.1} s after a drop of {drop:.2} body lengths", f.aspect, t - since),
+            pose_down: Some(round2(pose)),
+            drop: Some(round2(drop)),
+            model_fall: None,
+            model_looks: None,
+            unseen: false,
+        };
+        FallUpdate::Fell { started_at: since, score, keypoints: keypoints.to_vec(), bbox, reason }
     }
 }
 

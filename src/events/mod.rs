@@ -10,6 +10,7 @@
 pub mod fall;
 pub mod recorder;
 pub mod store;
+pub mod story;
 pub mod tracker;
 
 
@@ -21,9 +22,10 @@ use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-pub use fall::{FallConfig, FallDetector, FallUpdate};
+pub use fall::{FallConfig, FallDetector, FallReason, FallUpdate};
 pub use recorder::{ClipDone, Recorder, RecorderConfig};
 pub use store::{ClipInfo, EventFilter, EventStore, RetentionReport, StoreError};
+pub use story::{Story, StoryUpdate, Trigger};
 pub use tracker::{TrackedPerson, Tracker, TrackerConfig};
 
 use crate::inference::Detection;
@@ -121,6 +123,13 @@ pub struct Event {
     /// The cluster node that raised it (absent on a single server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Unix seconds: when the event was raised (its alert sent). A fall is raised once it is sure,
+    /// after it began (`started_at`); `None` in events stored before this was kept.
+    #[serde(default)]
+    pub raised_at: Option<f64>,
+    /// Why a fall was raised: which evidence, with its scores (`None` for other kinds).
+    #[serde(default)]
+    pub reason: Option<FallReason>,
 }
 
 /// What changed in a stored event: what a cluster node tells the others.
@@ -459,6 +468,11 @@ impl EventHub {
     }
 }
 
+/// Whether two falls' boxes are about the same person.
+fn story_overlap(a: &[f32; 4], b: &[f32; 4]) -> bool {
+    crate::inference::containment(a, b).max(crate::inference::containment(b, a)) >= 0.5
+}
+
 /// Unix time in seconds.
 pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
@@ -479,9 +493,24 @@ struct PersonState {
     fall: Option<FallDetector>,
     /// The person_detected event, once started.
     person: Option<Event>,
-    /// The fall in progress.
+    /// The fall in progress (raised by the pose rule or by the story).
     fall_event: Option<Event>,
+    /// What the fall model is asked about this person (cameras with a fall model only).
+    story: Option<Story>,
+    /// The last time the pose saw them upright.
+    upright_at: Option<f64>,
+    /// Their body's length: the largest box side the pose gave them.
+    body: f32,
+    /// Their last keypoints, for a fall raised while the pose model no longer sees them.
+    keypoints: Vec<[f32; 3]>,
+    /// The tracker ended their track: only their story (a fall going on) keeps them.
+    gone: bool,
 }
+
+/// A box within this share of the frame's width from its left or right edge is at the edge: a person
+/// lost there walked out of view. (The top and bottom are not: a person near the camera is cut off
+/// there while still in the room.)
+const EDGE_MARGIN: f32 = 0.02;
 
 /// One camera's events. The camera thread calls `on_frame` once per processed frame; the work it
 /// does there is the tracker, the fall rule, a JPEG copy into the clip queue and, rarely (when an
@@ -497,10 +526,15 @@ pub struct EventEngine {
     object_classes: Vec<String>,
     object_events: HashMap<u64, Event>,
     recorder: Option<Recorder>,
-    /// The newest frame pushed, and the newest frame the model looked at (people, objects).
+    /// The newest frame pushed, and the newest frame the model looked at (people, objects, falls).
     last_t: f64,
     last_detection_t: f64,
     last_objects_t: f64,
+    last_fall_look_t: f64,
+    /// The fall model this camera asks (`[events.fall] model`, when it is loaded).
+    fall_model: Option<String>,
+    /// The frame's size (width, height): people lost at its edges walked out of view.
+    frame_size: (f32, f32),
 }
 
 impl EventEngine {
@@ -520,7 +554,44 @@ impl EventEngine {
             last_t: f64::NEG_INFINITY,
             last_detection_t: f64::NEG_INFINITY,
             last_objects_t: f64::NEG_INFINITY,
+            last_fall_look_t: f64::NEG_INFINITY,
+            fall_model: None,
+            frame_size: (0.0, 0.0),
         }
+    }
+
+    /// The fall model the camera asks where the pose saw someone go down or vanish (`None`: the
+    /// pose rule alone).
+    pub fn set_fall_model(&mut self, model: Option<&str>) {
+        self.fall_model = model.map(str::to_string);
+        if self.fall_model.is_none() {
+            for p in self.people.values_mut() {
+                p.story = None;
+            }
+        }
+    }
+
+    pub fn set_frame_size(&mut self, width: i32, height: i32) {
+        self.frame_size = (width as f32, height as f32);
+    }
+
+    /// Whether the fall model should look at the frame captured at `t`.
+    pub fn wants_fall_look(&self, t: f64) -> bool {
+        self.fall_model.is_some() && self.people.values().any(|p| p.story.as_ref().is_some_and(|s| s.wants_look(t)))
+    }
+
+    /// Whether a story is being followed (the camera keeps looking, now and then, while nothing moves).
+    pub fn fall_watch_active(&self) -> bool {
+        self.people.values().any(|p| p.story.as_ref().is_some_and(|s| s.alive(self.last_detection_t)))
+    }
+
+    fn at_edge(&self, b: &[f32; 4]) -> bool {
+        let (w, h) = self.frame_size;
+        if w <= 0.0 {
+            return false;
+        }
+        let mx = EDGE_MARGIN * w;
+        h > 0.0 && (b[0] <= mx || b[2] >= w - mx)
     }
 
     /// The classes that raise `object_detected` (the camera's `object_events`); objects of classes
@@ -552,7 +623,7 @@ impl EventEngine {
                 && track.age_secs + 1e-9 >= self.settings.objects.min_secs
                 && track.hits >= 2;
             if start {
-                let mut ev = self.new_event(EventKind::ObjectDetected, track, track.first_seen, track.score, &[], track.bbox);
+                let mut ev = self.new_event(EventKind::ObjectDetected, track.track_id, &track.class, track.first_seen, t, track.score, &[], track.bbox);
                 ev.model = Some(model.to_string());
                 let ev = self.start(ev, jpeg);
                 self.object_events.insert(track.track_id, ev.clone());
@@ -574,12 +645,17 @@ impl EventEngine {
     /// A camera's own fall settings (from its `[[cameras]]` entry, say); applies to people from now on
     /// and to those already tracked.
     pub fn set_fall_config(&mut self, config: FallConfig) {
-        self.settings.fall = config;
         for p in self.people.values_mut() {
             if let Some(d) = &mut p.fall {
-                d.set_config(config);
+                d.set_config(config.clone());
             }
         }
+        self.settings.fall = config;
+    }
+
+    /// This camera's fall settings.
+    pub fn fall_config(&self) -> &FallConfig {
+        &self.settings.fall
     }
 
     /// This camera's active events (for frame metadata).
@@ -648,39 +724,192 @@ impl EventEngine {
         self.last_detection_t = t;
         let mut out = Vec::new();
         let tracks = self.tracker.update(detections, t);
+        let with_model = self.fall_model.is_some();
+        for track in tracks.iter().filter(|tr| !tr.seen_now()) {
+            // Lost now, away from the frame's edges, shortly after being seen upright: perhaps down
+            // where the pose model no longer sees them. The fall model is asked.
+            if with_model && track.lost_frames == 1 && !self.at_edge(&track.bbox) {
+                if let Some(state) = self.people.get_mut(&track.track_id) {
+                    match &mut state.story {
+                        Some(story) => story.unseen = true,
+                        None if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
+                            state.story = Some(Story::open(Trigger::Lost, track.bbox, state.body, t));
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
         for track in tracks.iter().filter(|tr| tr.seen_now()) {
-            let fall_config = self.settings.fall;
+            let fall_config = &self.settings.fall;
             let state = self.people.entry(track.track_id).or_default();
-            let update = state
-                .fall
-                .get_or_insert_with(|| FallDetector::new(fall_config))
-                .update(&track.keypoints, track.bbox, t);
+            let detector = state.fall.get_or_insert_with(|| FallDetector::new(fall_config.clone()));
+            let update = detector.update(&track.keypoints, track.bbox, t);
+            let down = detector.score();
+            let drop = detector.recent_drop(t);
+            // Upright in this very frame (the smoothed score keeps its last value while the torso is
+            // not seen, as it often is not when someone lies on the floor).
+            let now_down = fall::down_score(&fall::features(&track.keypoints, track.bbox));
+            state.body = state.body.max((track.bbox[2] - track.bbox[0]).max(track.bbox[3] - track.bbox[1]));
+            state.keypoints.clone_from(&track.keypoints);
+            if now_down.is_some_and(|s| s < story::UPRIGHT_SCORE) && down.is_some_and(|s| s < story::UPRIGHT_SCORE) {
+                state.upright_at = Some(t);
+            }
+            let mut story_update = StoryUpdate::None;
+            if with_model {
+                // A fast drop of someone who was upright: the fall model is asked.
+                match (&mut state.story, drop) {
+                    (Some(story), Some(_)) => story.retrigger(t),
+                    (None, Some(d)) if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
+                        state.story = Some(Story::open(Trigger::Drop(d), track.bbox, state.body, t));
+                    }
+                    _ => {}
+                }
+                if let Some(story) = &mut state.story {
+                    story_update = story.pose_seen(track.bbox, now_down.zip(down).map(|(a, b)| a.max(b)), t);
+                }
+            }
             let start_person = state.person.is_none()
                 && track.age_secs + 1e-9 >= self.settings.person_min_secs
                 && track.hits >= 2;
             if start_person {
-                let ev = self.new_event(EventKind::PersonDetected, track, track.first_seen, track.score, &track.keypoints, track.bbox);
+                let ev = self.new_event(EventKind::PersonDetected, track.track_id, &track.class, track.first_seen, t, track.score, &track.keypoints, track.bbox);
                 let ev = self.start(ev, jpeg);
                 self.people.entry(track.track_id).or_default().person = Some(ev.clone());
                 out.push(ev);
             }
+            if let StoryUpdate::Up { at } = story_update {
+                log::debug!(target: "haven::falls", "[{}] track {}: seen up by the pose since {at:.2}", self.camera_id, track.track_id);
+                out.extend(self.end_fall(track.track_id, at));
+            }
             match update {
-                FallUpdate::Fell { started_at, score, keypoints, bbox } => {
-                    let ev = self.new_event(EventKind::Fall, track, started_at, score, &keypoints, bbox);
+                FallUpdate::Fell { started_at, score, keypoints, bbox, mut reason } => {
+                    let state = self.people.entry(track.track_id).or_default();
+                    if state.fall_event.is_some() {
+                        continue; // the story raised it already
+                    }
+                    if let Some(story) = &mut state.story {
+                        if let Some((looks, mean)) = story.model_agrees() {
+                            reason.by = "pose+model".into();
+                            reason.model_fall = Some(fall::round2(mean));
+                            reason.model_looks = Some(looks);
+                            reason.summary += &format!("; fall model: Fall {mean:.2} in {looks} looks");
+                        }
+                        story.raised_by_pose();
+                    }
+                    let mut ev = self.new_event(EventKind::Fall, track.track_id, &track.class, started_at, t, score, &keypoints, bbox);
+                    ev.reason = Some(reason);
                     let ev = self.start(ev, jpeg);
                     self.people.entry(track.track_id).or_default().fall_event = Some(ev.clone());
                     out.push(ev);
                 }
                 FallUpdate::Recovered { ended_at } => {
-                    if let Some(ev) = self.people.get_mut(&track.track_id).and_then(|p| p.fall_event.take()) {
-                        out.push(self.end(ev, ended_at));
+                    if let Some(state) = self.people.get_mut(&track.track_id) {
+                        state.story = None;
                     }
+                    out.extend(self.end_fall(track.track_id, ended_at));
                 }
                 FallUpdate::None => {}
             }
         }
         for gone in self.tracker.take_expired() {
-            out.extend(self.end_person(gone.track_id, gone.last_seen));
+            out.extend(self.expire_person(&gone));
+        }
+        out
+    }
+
+    /// What the fall model (`model`) found in the frame captured at `t`: each person's story looks
+    /// at the boxes about them, and raises or ends their fall.
+    pub fn on_fall_model(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_fall_look_t {
+            return Vec::new();
+        }
+        self.last_fall_look_t = t;
+        let (min_score, min_secs) = (self.settings.fall.thresholds().model_fall, self.settings.fall.min_duration_secs as f64);
+        let mut out = Vec::new();
+        let ids: Vec<u64> = self.people.iter().filter(|(_, p)| p.story.is_some()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(state) = self.people.get_mut(&id) else { continue };
+            let Some(story) = state.story.as_mut() else { continue };
+            let update = story.look(detections, t, min_score, min_secs);
+            log::debug!(target: "haven::falls", "[{}] track {id}: fall model look at {t:.2}: {update:?} ({story:?})", self.camera_id);
+            match update {
+                StoryUpdate::Fell { since, mean_fall, looks, bbox } => {
+                    let (trigger, unseen) = (story.trigger, story.unseen);
+                    let down = state.fall.as_ref().and_then(FallDetector::score);
+                    let keypoints = state.keypoints.clone();
+                    let already = state.fall_event.is_some()
+                        || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story_overlap(&e.bbox, &bbox)));
+                    if already {
+                        continue;
+                    }
+                    let why = match trigger {
+                        Trigger::Drop(d) => format!("after a drop of {d:.2} body lengths"),
+                        Trigger::Lost => "after the pose model lost them".into(),
+                        Trigger::Raised => "while down".into(),
+                    };
+                    let pose = match (unseen, down) {
+                        (true, _) => "the pose model no longer sees them".to_string(),
+                        (false, Some(d)) => format!("pose down {d:.2}"),
+                        (false, None) => "no torso seen".into(),
+                    };
+                    let reason = FallReason {
+                        by: "model".into(),
+                        summary: format!("fall model: Fall {mean_fall:.2} in {looks} looks over {:.1} s {why}; {pose}", t - since),
+                        pose_down: down.map(fall::round2),
+                        drop: match trigger {
+                            Trigger::Drop(d) => Some(fall::round2(d)),
+                            _ => None,
+                        },
+                        model_fall: Some(fall::round2(mean_fall)),
+                        model_looks: Some(looks),
+                        unseen,
+                    };
+                    let mut ev = self.new_event(EventKind::Fall, id, "person", since, t, mean_fall, &keypoints, bbox);
+                    ev.model = Some(model.to_string());
+                    ev.reason = Some(reason);
+                    let ev = self.start(ev, jpeg);
+                    self.people.entry(id).or_default().fall_event = Some(ev.clone());
+                    out.push(ev);
+                }
+                StoryUpdate::Up { at } | StoryUpdate::Gone { at } => out.extend(self.end_fall(id, at)),
+                StoryUpdate::Closed => state.story = None,
+                StoryUpdate::None => {}
+            }
+            // A person the tracker let go is kept only while their story goes on.
+            if let Some(state) = self.people.get(&id) {
+                if state.gone && state.fall_event.is_none() && !state.story.as_ref().is_some_and(|s| s.alive(t)) {
+                    self.people.remove(&id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the fall of this person, if one is going on.
+    fn end_fall(&mut self, track_id: u64, at: f64) -> Vec<Event> {
+        match self.people.get_mut(&track_id).and_then(|p| p.fall_event.take()) {
+            Some(ev) => vec![self.end(ev, at)],
+            None => Vec::new(),
+        }
+    }
+
+    /// The tracker ended a person's track: their person event ends; their fall goes on while the
+    /// fall model can follow it (they lie where the pose model no longer sees them), else it ends.
+    fn expire_person(&mut self, gone: &TrackedPerson) -> Vec<Event> {
+        let now = self.last_detection_t;
+        let keep = self.fall_model.is_some()
+            && self.people.get(&gone.track_id).is_some_and(|p| p.fall_event.is_some() || p.story.as_ref().is_some_and(|s| s.alive(now)));
+        if !keep {
+            return self.end_person(gone.track_id, gone.last_seen);
+        }
+        let mut out = Vec::new();
+        let Some(state) = self.people.get_mut(&gone.track_id) else { return out };
+        state.gone = true;
+        let story = state.story.get_or_insert_with(|| Story::open(Trigger::Raised, gone.bbox, state.body, now));
+        story.unseen = true;
+        if let Some(ev) = state.person.take() {
+            out.push(self.end(ev, gone.last_seen));
         }
         out
     }
@@ -722,15 +951,17 @@ impl EventEngine {
         out
     }
 
-    fn new_event(&self, kind: EventKind, track: &TrackedPerson, started_at: f64, score: f32, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> Event {
+    /// A new event about track `track_id`, raised at `raised_at` (the frame the model looked at).
+    #[allow(clippy::too_many_arguments)]
+    fn new_event(&self, kind: EventKind, track_id: u64, class: &str, started_at: f64, raised_at: f64, score: f32, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> Event {
         Event {
             id: None,
             camera_id: self.camera_id.clone(),
             kind,
             phase: EventPhase::Start,
-            track_id: track.track_id,
+            track_id,
             model: Some("pose".into()),
-            class: Some(track.class.clone()),
+            class: Some(class.to_string()),
             started_at,
             ended_at: None,
             score,
@@ -744,6 +975,8 @@ impl EventEngine {
             clip_error: None,
             clip_status: ClipStatus::None,
             node: None,
+            raised_at: Some(raised_at),
+            reason: None,
         }
     }
 

@@ -93,14 +93,17 @@ CREATE TABLE IF NOT EXISTS events (
     clip_error TEXT,
     model TEXT,
     class TEXT,
-    node TEXT
+    node TEXT,
+    raised_at REAL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
 CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
 ";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
-                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node";
+                       clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node, \
+                       raised_at, reason";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -140,7 +143,13 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         clip_error,
         clip_status,
         node: row.get(18)?,
+        raised_at: row.get(19)?,
+        reason: row.get::<_, Option<String>>(20)?.and_then(|r| serde_json::from_str(&r).ok()),
     })
+}
+
+fn reason_json(ev: &Event) -> Result<Option<String>, serde_json::Error> {
+    ev.reason.as_ref().map(serde_json::to_string).transpose()
 }
 
 /// The SQL condition (with numbered parameters) for `filter`'s camera, kind and time range.
@@ -183,15 +192,15 @@ impl EventStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         // Stores made before clips' errors were kept, before events named their model and class,
-        // and before clusters.
-        for column in ["clip_error", "model", "class", "node"] {
+        // before clusters, and before events said when and why they were raised.
+        for (column, kind) in [("clip_error", "TEXT"), ("model", "TEXT"), ("class", "TEXT"), ("node", "TEXT"), ("raised_at", "REAL"), ("reason", "TEXT")] {
             let has: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",
                 [column],
                 |r| r.get::<_, i64>(0).map(|n| n > 0),
             )?;
             if !has {
-                conn.execute(&format!("ALTER TABLE events ADD COLUMN {column} TEXT"), [])?;
+                conn.execute(&format!("ALTER TABLE events ADD COLUMN {column} {kind}"), [])?;
             }
         }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
@@ -221,8 +230,9 @@ impl EventStore {
         let Some(id) = ev.id else { return Ok(false) };
         let n = self.conn.execute(
             "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path,
-                 clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, model, class, bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0)
+                 clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, model, class, bytes,
+                 raised_at, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0, ?20, ?21)
              ON CONFLICT(id) DO UPDATE SET
                  ended_at = COALESCE(events.ended_at, excluded.ended_at),
                  clip_path = COALESCE(excluded.clip_path, events.clip_path),
@@ -253,6 +263,8 @@ impl EventStore {
                 ev.node,
                 ev.model,
                 ev.class,
+                ev.raised_at,
+                reason_json(ev)?,
             ],
         )?;
         Ok(n == 1)
@@ -278,10 +290,10 @@ impl EventStore {
         };
         self.conn.execute(
             "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording,
-                 node, model, class)
+                 node, model, class, raised_at, reason)
              VALUES (CASE WHEN ?10 IS NULL THEN NULL
                           ELSE (SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12) END,
-                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14)",
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14, ?15, ?16)",
             params![
                 ev.camera_id,
                 ev.kind.as_str(),
@@ -297,6 +309,8 @@ impl EventStore {
                 ID_RANGE,
                 ev.model,
                 ev.class,
+                ev.raised_at,
+                reason_json(ev)?,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
@@ -493,6 +507,16 @@ pub(crate) mod tests {
             clip_error: None,
             clip_status: ClipStatus::None,
             node: None,
+            raised_at: Some(started_at + 1.5),
+            reason: (kind == EventKind::Fall).then(|| crate::events::FallReason {
+                by: "pose".into(),
+                summary: "pose: down 0.90 after a drop of 0.40 body lengths".into(),
+                pose_down: Some(0.9),
+                drop: Some(0.4),
+                model_fall: None,
+                model_looks: None,
+                unseen: false,
+            }),
         }
     }
 

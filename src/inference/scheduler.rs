@@ -256,6 +256,15 @@ impl Lane {
         state.slots.get(&self.id).is_some_and(|s| s.running || s.waiting.is_some())
     }
 
+    /// Blocks until this camera's frame has been through its models (its result is then waiting
+    /// for `take`): `haven analyze` runs a video in simulated time, where the models answer before
+    /// the next frame.
+    pub fn wait_idle(&self) {
+        while self.busy() {
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
+
     /// The newest result not yet taken.
     pub fn take(&self) -> Option<Inferred> {
         self.inner.result.lock().unwrap().take()
