@@ -27,6 +27,9 @@ const DROP_WINDOW_SECS: f64 = 1.0;
 const HISTORY_SECS: f64 = 3.0;
 /// A down pose is a fall only if the fast drop happened at most this long before it began.
 const DESCENT_LOOKBACK_SECS: f64 = 2.0;
+/// A drop this fraction of the rule's own is enough to ask the fall model (which then has to see the
+/// person down): a person falling towards the camera drops less, in body lengths, than one seen side on.
+const ASK_DROP_FACTOR: f32 = 0.6;
 /// A fallen person must be up this long for the fall to end.
 const RECOVER_SECS: f64 = 1.0;
 /// Torso angle (degrees from vertical) where the angle evidence starts, and where it is full.
@@ -193,6 +196,8 @@ pub struct FallDetector {
     /// (t, hip_y, size)
     history: VecDeque<(f64, f32, f32)>,
     last_drop: Option<(f64, f32)>,
+    /// The last drop worth asking the fall model about (`ASK_DROP_FACTOR` of the rule's).
+    last_dip: Option<(f64, f32)>,
     state: State,
 }
 
@@ -205,6 +210,7 @@ impl FallDetector {
             last_t: None,
             history: VecDeque::new(),
             last_drop: None,
+            last_dip: None,
             state: State::Up,
         }
     }
@@ -218,9 +224,10 @@ impl FallDetector {
         self.th
     }
 
-    /// The fast drop of the hips seen at most `DESCENT_LOOKBACK_SECS` before `t`, in body lengths.
+    /// A fast drop of the hips worth asking the fall model about, seen at most
+    /// `DESCENT_LOOKBACK_SECS` before `t`, in body lengths.
     pub fn recent_drop(&self, t: f64) -> Option<f32> {
-        self.last_drop.filter(|(at, _)| *at >= t - DESCENT_LOOKBACK_SECS).map(|(_, d)| d)
+        self.last_dip.filter(|(at, _)| *at >= t - DESCENT_LOOKBACK_SECS).map(|(_, d)| d)
     }
 
     /// The smoothed down score (0 upright .. 1 lying), once the torso has been seen.
@@ -269,6 +276,9 @@ impl FallDetector {
         let drop = (f.hip_y - highest) / length;
         if drop >= self.th.drop {
             self.last_drop = Some((t, drop));
+        }
+        if drop >= ASK_DROP_FACTOR * self.th.drop && self.last_dip.is_none_or(|(at, d)| at < t - DESCENT_LOOKBACK_SECS || drop > d) {
+            self.last_dip = Some((t, drop));
         }
         let recent_drop = |since: f64| self.last_drop.is_some_and(|(at, _)| at >= since - DESCENT_LOOKBACK_SECS);
 

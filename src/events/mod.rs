@@ -503,6 +503,10 @@ struct PersonState {
     body: f32,
     /// Their last keypoints, for a fall raised while the pose model no longer sees them.
     keypoints: Vec<[f32; 3]>,
+    /// Their box (width / height, height) the last time they were seen upright.
+    upright_shape: Option<(f32, f32)>,
+    /// Their box's shape changed from the upright one (wider, or much shorter) in their last sighting.
+    reshaped: bool,
     /// The tracker ended their track: only their story (a fall going on) keeps them.
     gone: bool,
 }
@@ -726,13 +730,17 @@ impl EventEngine {
         let tracks = self.tracker.update(detections, t);
         let with_model = self.fall_model.is_some();
         for track in tracks.iter().filter(|tr| !tr.seen_now()) {
-            // Lost now, away from the frame's edges, shortly after being seen upright: perhaps down
-            // where the pose model no longer sees them. The fall model is asked.
+            // Lost now, away from the frame's edges, shortly after being seen upright and then less
+            // so: perhaps down where the pose model no longer sees them. The fall model is asked.
             if with_model && track.lost_frames == 1 && !self.at_edge(&track.bbox) {
                 if let Some(state) = self.people.get_mut(&track.track_id) {
                     match &mut state.story {
                         Some(story) => story.unseen = true,
-                        None if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
+                        None if state.fall_event.is_none()
+                            && state.reshaped
+                            && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) =>
+                        {
+                            log::debug!(target: "haven::falls", "[{}] track {}: lost at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
                             state.story = Some(Story::open(Trigger::Lost, track.bbox, state.body, t));
                         }
                         None => {}
@@ -752,15 +760,25 @@ impl EventEngine {
             let now_down = fall::down_score(&fall::features(&track.keypoints, track.bbox));
             state.body = state.body.max((track.bbox[2] - track.bbox[0]).max(track.bbox[3] - track.bbox[1]));
             state.keypoints.clone_from(&track.keypoints);
-            if now_down.is_some_and(|s| s < story::UPRIGHT_SCORE) && down.is_some_and(|s| s < story::UPRIGHT_SCORE) {
+            // Without a torso (a small, far person), a box much taller than wide is upright too.
+            let upright = match now_down {
+                Some(s) => s < story::UPRIGHT_SCORE && down.is_none_or(|d| d < story::UPRIGHT_SCORE),
+                None => (track.bbox[2] - track.bbox[0]) < story::UPRIGHT_ASPECT * (track.bbox[3] - track.bbox[1]),
+            };
+            let (w, h) = ((track.bbox[2] - track.bbox[0]).max(1.0), (track.bbox[3] - track.bbox[1]).max(1.0));
+            if upright {
                 state.upright_at = Some(t);
+                state.upright_shape = Some((w / h, h));
             }
+            state.reshaped = state.upright_shape.is_some_and(|(aspect, height)| story::reshaped(aspect, height, w / h, h));
             let mut story_update = StoryUpdate::None;
             if with_model {
-                // A fast drop of someone who was upright: the fall model is asked.
-                match (&mut state.story, drop) {
+                // A fast drop of someone who was upright, their box no longer an upright one: the
+                // fall model is asked.
+                match (&mut state.story, drop.filter(|_| state.reshaped)) {
                     (Some(story), Some(_)) => story.retrigger(t),
                     (None, Some(d)) if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
+                        log::debug!(target: "haven::falls", "[{}] track {}: a drop of {d:.2} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
                         state.story = Some(Story::open(Trigger::Drop(d), track.bbox, state.body, t));
                     }
                     _ => {}

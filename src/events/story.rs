@@ -18,6 +18,23 @@ const KEEP_SECS: f64 = 2.0;
 pub const UPRIGHT_BEFORE_SECS: f64 = 3.0;
 /// A pose with a smoothed down score under this is upright (standing, walking, sitting up).
 pub const UPRIGHT_SCORE: f32 = 0.25;
+/// A person's box this much wider (width / height) than when they were upright ...
+const RESHAPED_ASPECT: f32 = 1.5;
+/// ... or this much shorter, is no longer an upright person's: walking people keep their box's shape
+/// from look to look; a falling one's turns wide and short.
+const RESHAPED_HEIGHT: f32 = 0.75;
+
+/// Whether a box of `aspect` (width / height) and `height` is no longer the upright one.
+pub fn reshaped(upright_aspect: f32, upright_height: f32, aspect: f32, height: f32) -> bool {
+    aspect >= RESHAPED_ASPECT * upright_aspect || height <= RESHAPED_HEIGHT * upright_height
+}
+
+/// Before a fall is raised, the fall model looks at most this often (at least three looks over
+/// `min_duration_secs` still confirm it, at half the cost of every look at 5 a second).
+const UNSURE_LOOK_SECS: f64 = 0.35;
+
+/// A box this much narrower than tall is an upright person's, when the pose shows no torso.
+pub const UPRIGHT_ASPECT: f32 = 0.5;
 /// A model box is about the person when it overlaps their place by this much (of the smaller box) ...
 const MIN_OVERLAP: f32 = 0.3;
 /// ... and is not much smaller than the person (a picture on the wall, a cushion).
@@ -116,11 +133,8 @@ impl Story {
 
     /// Whether the fall model should look at this person in the frame of `t`.
     pub fn wants_look(&self, t: f64) -> bool {
-        if self.raised {
-            t - self.last_look >= RAISED_LOOK_SECS - 1e-6
-        } else {
-            t <= self.watch_until
-        }
+        let every = if self.raised { RAISED_LOOK_SECS } else { UNSURE_LOOK_SECS };
+        t - self.last_look >= every - 1e-6 && (self.raised || t <= self.watch_until)
     }
 
     /// Whether the story still has anything to follow at `t`.
