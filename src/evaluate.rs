@@ -203,6 +203,14 @@ impl Evaluation {
         if let (Some(m), Some(x)) = (self.median_delay_s, self.max_delay_s) {
             out += &format!("floor to alert: median {m:+.2} s, latest {x:+.2} s\n");
         }
+        let mut looks: std::collections::BTreeMap<&str, u64> = Default::default();
+        for c in &self.clips {
+            for (model, n) in &c.looks {
+                *looks.entry(model).or_default() += n;
+            }
+        }
+        let looks: Vec<String> = looks.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        out += &format!("model looks, all clips: {}\n", if looks.is_empty() { "none".into() } else { looks.join(", ") });
         out
     }
 }

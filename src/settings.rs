@@ -903,7 +903,8 @@ max_body_bytes = 65536
         assert_eq!(s.detection, DetectionSettings::default());
         assert_eq!(s.alerts, AlertsSettings::default());
         assert_eq!(s.models["pose"].input_size, default_input_size());
-        assert_eq!(s.models.len(), 1, "the demo ships the pose model only");
+        assert_eq!(s.models.keys().collect::<Vec<_>>(), ["fall", "pose"], "the demo ships the pose and the fall model");
+        assert_eq!(s.events.fall, crate::events::FallConfig::default());
     }
 
     #[test]

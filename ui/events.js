@@ -115,6 +115,14 @@ function el(tag, props = {}, ...children) {
 
 export const KIND_LABEL = { fall: 'Fall', person_detected: 'Person', object_detected: 'Object' };
 
+export const REASON_LABEL = { pose: 'pose', model: 'fall model', 'pose+model': 'pose + fall model' };
+
+/** What raised a fall, in a few words ("fall model"); '' for other events. */
+export function reasonLabel(ev) {
+  const by = ev.reason?.by;
+  return by ? `by ${REASON_LABEL[by] ?? by}` : '';
+}
+
 /** What the event is: its kind, and for an object its class ("Object: car"). */
 export function eventLabel(ev) {
   const kind = KIND_LABEL[ev.kind] ?? ev.kind;
@@ -298,6 +306,7 @@ class AlertBanner {
       el('b', { class: 'alert-camera', text: ev.camera_id }),
       ` at ${fmt.time(ev.started_at)}`,
       ended && Number.isFinite(ev.ended_at) ? ` · over after ${fmt.secs(ev.ended_at - ev.started_at)}` : ' · ongoing',
+      ev.reason ? el('span', { class: 'alert-reason', title: ev.reason.summary ?? '', text: ` · ${reasonLabel(ev)}` }) : null,
     );
     const view = $('.alert-view', row);
     if (ev.id != null) {
@@ -559,6 +568,7 @@ function fillRow(li, ev) {
       el('div', { class: 'ev-sub' },
         el('span', { class: 'ev-duration', text: duration }),
         el('span', { class: 'ev-score', text: Number.isFinite(ev.score) ? `score ${ev.score.toFixed(2)}` : '' }),
+        ev.reason ? el('span', { class: 'ev-reason', title: ev.reason.summary ?? '', text: reasonLabel(ev) }) : null,
         el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clipLabel(ev), title: ev.clip_error ?? '' }))),
   );
 }
@@ -772,6 +782,8 @@ function showEvent(ev) {
     ['Ended', Number.isFinite(ev.ended_at) ? fmt.dateTime(ev.ended_at) : 'ongoing'],
     ['Duration', Number.isFinite(ev.ended_at) ? fmt.secs(ev.ended_at - ev.started_at) : '–'],
     ['Score', Number.isFinite(ev.score) ? ev.score.toFixed(2) : '–'],
+    ...(Number.isFinite(ev.raised_at) ? [['Raised', `${fmt.dateTime(ev.raised_at)} (${fmt.secs(Math.max(0, ev.raised_at - ev.started_at))} after it began)`]] : []),
+    ...(ev.reason ? [['Why', ev.reason.summary ?? reasonLabel(ev)]] : []),
     ['Clip', {
       ready: `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps`,
       recording: ev.phase === 'start' ? 'recording…' : 'being finished…',

@@ -299,7 +299,7 @@ mod tests {
         assert!((since - 10.0).abs() < 1e-9 && (t - 11.6).abs() < 1e-6, "raised at {t}");
         assert!((mean_fall - 0.7).abs() < 1e-6 && *looks >= 8);
         assert_eq!(*bbox, LYING, "the person's box, not the bed's");
-        assert!(s.raised && !s.wants_look(12.0) && s.wants_look(12.6), "looks once a second while down");
+        assert!(s.raised && !s.wants_look(16.0) && s.wants_look(16.8), "looks once a second while down");
     }
 
     #[test]

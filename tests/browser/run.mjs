@@ -1113,6 +1113,10 @@ test('events: the page lists the fall with its snapshot, and filters by kind and
   const row = p.locator(`#event-list .event[data-event-id="${ev.fallId}"]`);
   await until('the row to say its clip is ready', async () => (await row.getAttribute('data-clip')) === 'ready', API_WAIT_MS);
   assert.match(await row.textContent(), /Fall\s*ward/);
+  // It says what raised it, and why in full on hover and in the player.
+  const reason = row.locator('.ev-reason');
+  assert.match(await reason.textContent(), /^by (pose|fall model|pose \+ fall model)$/);
+  assert.equal(await reason.getAttribute('title'), ev.fall.reason.summary);
   const thumb = row.locator('img.thumb');
   assert.match(await thumb.getAttribute('src'), new RegExp(`/api/events/${ev.fallId}/snapshot\\.jpg$`));
   const size = await until('the snapshot to load', () => thumb.evaluate((img) => (img.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null)));
@@ -1123,6 +1127,7 @@ test('events: the page lists the fall with its snapshot, and filters by kind and
   await alert.locator('.alert-view').click();
   await p.locator('#viewer').waitFor();
   assert.equal(await p.locator('#viewer').getAttribute('data-event-id'), String(ev.fallId));
+  assert.ok((await p.locator('#v-details').textContent()).includes(`Why${ev.fall.reason.summary}`), 'the player says why');
   assert.equal(new URL(p.url()).pathname, '/events');
   await p.locator('#v-close').click();
   await alert.locator('.alert-dismiss').click();
