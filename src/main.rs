@@ -135,6 +135,9 @@ enum Failure {
     Model(String),
     #[error("{path}: {message}")]
     Input { path: String, message: String },
+    /// A command-line value clap cannot check (a camera the settings lack, a duration out of range).
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Run(#[from] anyhow::Error),
 }
@@ -147,6 +150,7 @@ impl Failure {
             Failure::Start(_) => 4,
             Failure::Model(_) => 5,
             Failure::Input { .. } => 6,
+            Failure::Usage(_) => 2,
         }
     }
 }
@@ -336,7 +340,7 @@ impl From<AnalyzeError> for Failure {
     fn from(e: AnalyzeError) -> Self {
         match e {
             AnalyzeError::Input { path, message } => Failure::Input { path, message },
-            AnalyzeError::Camera(message) => Failure::Run(anyhow::anyhow!(message)),
+            AnalyzeError::Camera(message) => Failure::Usage(format!("--camera: {message}")),
             other => Failure::Run(other.into()),
         }
     }
@@ -354,7 +358,7 @@ impl From<EvaluateError> for Failure {
 /// The settings and their models, for `analyze` and `evaluate`.
 fn analyzer(settings_path: &Path, camera: Option<&str>, hold_last: f64) -> Result<Analyzer, Failure> {
     if !(hold_last.is_finite() && (0.0..=3600.0).contains(&hold_last)) {
-        return Err(anyhow::anyhow!("--hold-last {hold_last}: must lie in [0, 3600] seconds").into());
+        return Err(Failure::Usage(format!("--hold-last {hold_last}: must lie in [0, 3600] seconds")));
     }
     let settings = Settings::load(settings_path)?;
     let invalid = |message: String| Failure::Settings(SettingsError::Invalid { path: settings.origin.clone(), message });

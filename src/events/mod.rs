@@ -503,8 +503,8 @@ struct PersonState {
     body: f32,
     /// Their last keypoints, for a fall raised while the pose model no longer sees them.
     keypoints: Vec<[f32; 3]>,
-    /// Their box (width / height, height) the last time they were seen upright.
-    upright_shape: Option<(f32, f32)>,
+    /// Their boxes while seen upright, the last few seconds (time, box).
+    upright_boxes: std::collections::VecDeque<(f64, [f32; 4])>,
     /// Their box's shape changed from the upright one (wider, or much shorter) in their last sighting.
     reshaped: bool,
     /// The tracker ended their track: only their story (a fall going on) keeps them.
@@ -765,17 +765,31 @@ impl EventEngine {
                 Some(s) => s < story::UPRIGHT_SCORE && down.is_none_or(|d| d < story::UPRIGHT_SCORE),
                 None => (track.bbox[2] - track.bbox[0]) < story::UPRIGHT_ASPECT * (track.bbox[3] - track.bbox[1]),
             };
-            let (w, h) = ((track.bbox[2] - track.bbox[0]).max(1.0), (track.bbox[3] - track.bbox[1]).max(1.0));
             if upright {
                 state.upright_at = Some(t);
-                state.upright_shape = Some((w / h, h));
+                state.upright_boxes.push_back((t, track.bbox));
             }
-            state.reshaped = state.upright_shape.is_some_and(|(aspect, height)| story::reshaped(aspect, height, w / h, h));
+            while state.upright_boxes.front().is_some_and(|b| b.0 < t - story::UPRIGHT_BEFORE_SECS) {
+                state.upright_boxes.pop_front();
+            }
+            // Against their tallest upright box of the last seconds (mid-fall the pose may still
+            // look upright for a look or two while the box already shrinks).
+            let tallest = state.upright_boxes.iter().max_by(|a, b| (a.1[3] - a.1[1]).total_cmp(&(b.1[3] - b.1[1])));
+            state.reshaped = tallest.is_some_and(|(_, upright)| story::reshaped(upright, &track.bbox));
+            log::trace!(
+                target: "haven::falls",
+                "[{}] track {} at {t:.2}: down {down:?} (now {now_down:?}), drop {drop:?}, upright {:?} ago, reshaped {}",
+                self.camera_id,
+                track.track_id,
+                state.upright_at.map(|u| t - u),
+                state.reshaped
+            );
             let mut story_update = StoryUpdate::None;
             if with_model {
-                // A fast drop of someone who was upright, their box no longer an upright one: the
-                // fall model is asked.
-                match (&mut state.story, drop.filter(|_| state.reshaped)) {
+                // A fast drop of someone who was upright, their box no longer an upright one, their
+                // pose not plainly upright now: the fall model is asked.
+                let leaning = now_down.is_none_or(|s| s >= story::LEANING_SCORE);
+                match (&mut state.story, drop.filter(|_| state.reshaped && leaning)) {
                     (Some(story), Some(_)) => story.retrigger(t),
                     (None, Some(d)) if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
                         log::debug!(target: "haven::falls", "[{}] track {}: a drop of {d:.2} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);

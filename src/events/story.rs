@@ -8,6 +8,8 @@
 //! raises a fall only when it keeps saying `Fall` there for `min_duration_secs`.
 //! (docs/events.md, "Falls the pose model cannot see").
 
+use haven_pose::iou;
+
 use crate::inference::{containment, Detection};
 
 /// A story opened by a trigger watches this long for `Fall` looks ...
@@ -20,25 +22,39 @@ pub const UPRIGHT_BEFORE_SECS: f64 = 3.0;
 pub const UPRIGHT_SCORE: f32 = 0.25;
 /// A person's box this much wider (width / height) than when they were upright ...
 const RESHAPED_ASPECT: f32 = 1.5;
-/// ... or this much shorter, is no longer an upright person's: walking people keep their box's shape
-/// from look to look; a falling one's turns wide and short.
+/// ... or this much shorter ...
 const RESHAPED_HEIGHT: f32 = 0.75;
+/// ... with its top (the head) this far down, in upright heights ...
+const HEAD_DOWN: f32 = 0.25;
+/// ... and its bottom no higher than this: a falling person's box turns wide and short from the
+/// top while the feet stay on the floor; a walking person's keeps its shape, and one hidden behind
+/// someone else or furniture loses its bottom.
+const FEET_UP: f32 = 0.2;
 
-/// Whether a box of `aspect` (width / height) and `height` is no longer the upright one.
-pub fn reshaped(upright_aspect: f32, upright_height: f32, aspect: f32, height: f32) -> bool {
-    aspect >= RESHAPED_ASPECT * upright_aspect || height <= RESHAPED_HEIGHT * upright_height
+/// Whether `now`, a person's box, is no longer the `upright` one of a moment ago: shorter or wider,
+/// the head come down, the feet where they were.
+pub fn reshaped(upright: &[f32; 4], now: &[f32; 4]) -> bool {
+    let (uw, uh) = ((upright[2] - upright[0]).max(1.0), (upright[3] - upright[1]).max(1.0));
+    let (w, h) = ((now[2] - now[0]).max(1.0), (now[3] - now[1]).max(1.0));
+    let shape = w / h >= RESHAPED_ASPECT * (uw / uh) || h <= RESHAPED_HEIGHT * uh;
+    shape && now[1] - upright[1] >= HEAD_DOWN * uh && upright[3] - now[3] <= FEET_UP * uh
 }
 
 /// Before a fall is raised, the fall model looks at most this often (at least three looks over
 /// `min_duration_secs` still confirm it, at half the cost of every look at 5 a second).
 const UNSURE_LOOK_SECS: f64 = 0.35;
 
+/// A pose whose down score is under this is plainly upright (standing or walking, torso vertical,
+/// box tall): a drop of its hips is the model's noise or a step, not a fall.
+pub const LEANING_SCORE: f32 = 0.05;
 /// A box this much narrower than tall is an upright person's, when the pose shows no torso.
 pub const UPRIGHT_ASPECT: f32 = 0.5;
 /// A model box is about the person when it overlaps their place by this much (of the smaller box) ...
 const MIN_OVERLAP: f32 = 0.3;
 /// ... and is not much smaller than the person (a picture on the wall, a cushion).
 const MIN_SIZE: f32 = 0.6;
+/// A `Fall` box this much like the person's place (IoU) becomes their place.
+const PLACE_IOU: f32 = 0.2;
 /// Consecutive looks not saying `Fall` that end a streak of them.
 const MAX_MISSES: u32 = 2;
 /// A streak must say `Fall` in this share of its looks.
@@ -178,11 +194,12 @@ impl Story {
         StoryUpdate::None
     }
 
-    /// The model box (of `dets`) about this person, if any: the one overlapping their place most.
+    /// The model box (of `dets`) about this person, if any: of those overlapping their place, the
+    /// one most like it (IoU: a bed or a cushion inside a lying person's place is not them).
     fn about<'a>(&self, dets: &'a [Detection]) -> Option<&'a Detection> {
         dets.iter()
             .filter(|d| overlap(&d.bbox, &self.place) >= MIN_OVERLAP && larger_side(&d.bbox) >= MIN_SIZE * self.body)
-            .max_by(|a, b| overlap(&a.bbox, &self.place).total_cmp(&overlap(&b.bbox, &self.place)).then(a.score.total_cmp(&b.score)))
+            .max_by(|a, b| iou(&a.bbox, &self.place).total_cmp(&iou(&b.bbox, &self.place)).then(a.score.total_cmp(&b.score)))
     }
 
     /// One look of the fall model at the frame of `t`. `min_score`: a `Fall` box counts from this
@@ -193,8 +210,9 @@ impl Story {
         let fall = about.filter(|d| is_fall_class(&d.class) && d.score >= min_score);
         if let Some(d) = about {
             self.last_seen = t;
-            // A lying person's box is where they are now.
-            if fall.is_some() {
+            // A lying person's box is where they are now (if it is much like where they were: the
+            // place does not jump to something else the model calls `Fall`).
+            if fall.is_some() && iou(&d.bbox, &self.place) >= PLACE_IOU {
                 self.place = d.bbox;
             }
         }
@@ -324,6 +342,20 @@ mod tests {
         let mut s = Story::open(Trigger::Lost, STANDING, 320.0, 0.0);
         let updates = looks(&mut s, 0.0, 8.0, &[det("Fall", 0.3, LYING)]);
         assert!(updates.iter().all(|u| !matches!(u.1, StoryUpdate::Fell { .. })), "{updates:?}");
+    }
+
+    #[test]
+    fn a_box_is_reshaped_when_the_head_comes_down_and_the_feet_stay() {
+        let standing = [200.0, 0.0, 300.0, 360.0];
+        // Mid-fall and lying: wide, short, the top come down, the feet on the floor.
+        assert!(reshaped(&standing, &[205.0, 151.0, 403.0, 359.0]));
+        assert!(reshaped(&standing, &[150.0, 250.0, 480.0, 355.0]));
+        // Walking on, a little further away: the same shape.
+        assert!(!reshaped(&standing, &[260.0, 20.0, 350.0, 340.0]));
+        // Legs hidden behind a table: shorter, but the top stays and the bottom rises.
+        assert!(!reshaped(&standing, &[200.0, 0.0, 300.0, 200.0]));
+        // Bending over: wider, but the head comes down less.
+        assert!(!reshaped(&standing, &[180.0, 60.0, 330.0, 360.0]));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod cluster;
 mod core;
 mod detect;
 mod events;
+mod falls;
 mod faults;
 mod live_view;
 mod manage;
