@@ -730,22 +730,29 @@ impl EventEngine {
         let tracks = self.tracker.update(detections, t);
         let with_model = self.fall_model.is_some();
         for track in tracks.iter().filter(|tr| !tr.seen_now()) {
-            // Lost now, away from the frame's edges, shortly after being seen upright and then less
-            // so: perhaps down where the pose model no longer sees them. The fall model is asked.
-            if with_model && track.lost_frames == 1 && !self.at_edge(&track.bbox) {
-                if let Some(state) = self.people.get_mut(&track.track_id) {
-                    match &mut state.story {
-                        Some(story) => story.unseen = true,
-                        None if state.fall_event.is_none()
-                            && state.reshaped
-                            && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) =>
-                        {
-                            log::debug!(target: "haven::falls", "[{}] track {}: lost at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
-                            state.story = Some(Story::open(Trigger::Lost, track.bbox, state.body, t));
-                        }
-                        None => {}
-                    }
+            // Lost now, away from the frame's edges, shortly after being seen upright: perhaps down
+            // where the pose model no longer sees them (it often loses a person at the very start of
+            // a fast fall). The fall model is asked when their box had already turned from upright,
+            // or when they were seen clearly (large, a sure score: small far people flicker in and
+            // out of the model's sight) with nobody else near them (no one to hide them: in a crowd
+            // people are lost behind each other all the time).
+            if !with_model || track.lost_frames != 1 || self.at_edge(&track.bbox) {
+                continue;
+            }
+            let clear = track.score >= story::CLEAR_SCORE && track.bbox[3] - track.bbox[1] >= story::CLEAR_HEIGHT * self.frame_size.1;
+            let alone = clear && !tracks.iter().any(|other| other.track_id != track.track_id && story::near(&other.bbox, &track.bbox));
+            let Some(state) = self.people.get_mut(&track.track_id) else { continue };
+            match &mut state.story {
+                Some(story) => story.unseen = true,
+                None if state.fall_event.is_none()
+                    && (state.reshaped || alone)
+                    && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) =>
+                {
+                    let trigger = if state.reshaped { Trigger::Lost } else { Trigger::Vanished };
+                    log::debug!(target: "haven::falls", "[{}] track {}: {trigger:?} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
+                    state.story = Some(Story::open(trigger, track.bbox, state.body, t));
                 }
+                None => {}
             }
         }
         for track in tracks.iter().filter(|tr| tr.seen_now()) {
@@ -877,7 +884,8 @@ impl EventEngine {
                     }
                     let why = match trigger {
                         Trigger::Drop(d) => format!("after a drop of {d:.2} body lengths"),
-                        Trigger::Lost => "after the pose model lost them".into(),
+                        Trigger::Lost => "after the pose model lost them going down".into(),
+                        Trigger::Vanished => "after the pose model lost them".into(),
                         Trigger::Raised => "while down".into(),
                     };
                     let pose = match (unseen, down) {

@@ -12,7 +12,8 @@ use haven_pose::iou;
 
 use crate::inference::{containment, Detection};
 
-/// A story opened by a trigger watches this long for `Fall` looks ...
+/// A story opened by a trigger watches this long for `Fall` looks (a vanished person's, half as
+/// long) ...
 pub const WATCH_SECS: f64 = 4.0;
 /// ... and this long after its latest one.
 const KEEP_SECS: f64 = 2.0;
@@ -30,6 +31,19 @@ const HEAD_DOWN: f32 = 0.25;
 /// top while the feet stay on the floor; a walking person's keeps its shape, and one hidden behind
 /// someone else or furniture loses its bottom.
 const FEET_UP: f32 = 0.2;
+
+/// A person lost upright is worth a look only if the pose model was this sure of them ...
+pub const CLEAR_SCORE: f32 = 0.6;
+/// ... and their box this tall a share of the frame.
+pub const CLEAR_HEIGHT: f32 = 0.2;
+
+/// Whether two people's boxes are near each other: one could hide the other (within a box's larger
+/// side of each other's centres).
+pub fn near(a: &[f32; 4], b: &[f32; 4]) -> bool {
+    let (ca, cb) = (((a[0] + a[2]) / 2.0, (a[1] + a[3]) / 2.0), ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0));
+    let reach = larger_side(a).max(larger_side(b));
+    ((ca.0 - cb.0).powi(2) + (ca.1 - cb.1).powi(2)).sqrt() < reach
+}
 
 /// Whether `now`, a person's box, is no longer the `upright` one of a moment ago: shorter or wider,
 /// the head come down, the feet where they were.
@@ -51,8 +65,9 @@ pub const LEANING_SCORE: f32 = 0.05;
 pub const UPRIGHT_ASPECT: f32 = 0.5;
 /// A model box is about the person when it overlaps their place by this much (of the smaller box) ...
 const MIN_OVERLAP: f32 = 0.3;
-/// ... and is not much smaller than the person (a picture on the wall, a cushion).
-const MIN_SIZE: f32 = 0.6;
+/// ... and is not much smaller than the person (a picture on the wall, a cushion). A person sitting
+/// or lying on the floor facing the camera is boxed at under half their standing height.
+const MIN_SIZE: f32 = 0.35;
 /// A `Fall` box this much like the person's place (IoU) becomes their place.
 const PLACE_IOU: f32 = 0.2;
 /// Consecutive looks not saying `Fall` that end a streak of them.
@@ -71,8 +86,12 @@ const RAISED_LOOK_SECS: f64 = 1.0;
 pub enum Trigger {
     /// The hips dropped fast (body lengths within a second).
     Drop(f32),
-    /// The pose model lost the person away from the frame's edges.
+    /// The pose model lost the person away from the frame's edges, their box already turned from
+    /// upright.
     Lost,
+    /// The pose model lost an upright person away from the frame's edges, nobody else near them: a
+    /// short watch (the fall model's first looks tell whether they are down there).
+    Vanished,
     /// A fall the pose rule raised goes on while the pose model no longer sees the person.
     Raised,
 }
@@ -132,10 +151,10 @@ impl Story {
             trigger,
             place,
             body: body.max(larger_side(&place)),
-            watch_until: t + WATCH_SECS,
+            watch_until: t + if trigger == Trigger::Vanished { WATCH_SECS / 2.0 } else { WATCH_SECS },
             streak: None,
             raised: matches!(trigger, Trigger::Raised),
-            unseen: matches!(trigger, Trigger::Lost | Trigger::Raised),
+            unseen: matches!(trigger, Trigger::Lost | Trigger::Vanished | Trigger::Raised),
             last_look: f64::NEG_INFINITY,
             last_seen: t,
             up_since: None,
