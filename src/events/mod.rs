@@ -843,10 +843,12 @@ impl EventEngine {
                     out.push(ev);
                 }
                 FallUpdate::Recovered { ended_at } => {
-                    if let Some(state) = self.people.get_mut(&track.track_id) {
-                        state.story = None;
+                    // A fall the story follows ends when the story says (the pose alone is least
+                    // sure of people lying on the floor).
+                    let followed = self.people.get(&track.track_id).is_some_and(|p| p.story.as_ref().is_some_and(|s| s.raised));
+                    if !followed {
+                        out.extend(self.end_fall(track.track_id, ended_at));
                     }
-                    out.extend(self.end_fall(track.track_id, ended_at));
                 }
                 FallUpdate::None => {}
             }

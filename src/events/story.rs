@@ -68,8 +68,11 @@ const MIN_OVERLAP: f32 = 0.3;
 /// ... and is not much smaller than the person (a picture on the wall, a cushion). A person sitting
 /// or lying on the floor facing the camera is boxed at under half their standing height.
 const MIN_SIZE: f32 = 0.35;
+/// A box about the person reaches down to within this share of their place's height from its bottom
+/// (their feet, or where they lie).
+const ON_FLOOR: f32 = 0.35;
 /// A `Fall` box this much like the person's place (IoU) becomes their place.
-const PLACE_IOU: f32 = 0.2;
+const PLACE_IOU: f32 = 0.15;
 /// Consecutive looks not saying `Fall` that end a streak of them.
 const MAX_MISSES: u32 = 2;
 /// A streak must say `Fall` in this share of its looks.
@@ -121,6 +124,9 @@ pub struct Story {
     watch_until: f64,
     /// The current streak of `Fall` looks: when it began, its scores, its looks, its misses in a row.
     streak: Option<(f64, Vec<f32>, u32, u32)>,
+    /// The newest `Fall` box about the person, and when the model saw it.
+    fall_box: [f32; 4],
+    fall_at: f64,
     /// A fall is raised for this person (by the story or the pose rule).
     pub raised: bool,
     /// The pose model no longer sees the person.
@@ -153,6 +159,8 @@ impl Story {
             body: body.max(larger_side(&place)),
             watch_until: t + if trigger == Trigger::Vanished { WATCH_SECS / 2.0 } else { WATCH_SECS },
             streak: None,
+            fall_box: place,
+            fall_at: f64::NEG_INFINITY,
             raised: matches!(trigger, Trigger::Raised),
             unseen: matches!(trigger, Trigger::Lost | Trigger::Vanished | Trigger::Raised),
             last_look: f64::NEG_INFINITY,
@@ -188,7 +196,9 @@ impl Story {
         self.place = bbox;
         self.body = self.body.max(larger_side(&bbox));
         self.last_seen = t;
-        let upright = down.is_some_and(|s| s < UPRIGHT_SCORE);
+        // The pose model is least sure of people lying down: while the fall model still sees them
+        // down, a pose that looks upright is not them getting up.
+        let upright = down.is_some_and(|s| s < UPRIGHT_SCORE) && t - self.fall_at > RECOVER_SECS;
         self.up(upright, t)
     }
 
@@ -213,11 +223,13 @@ impl Story {
         StoryUpdate::None
     }
 
-    /// The model box (of `dets`) about this person, if any: of those overlapping their place, the
-    /// one most like it (IoU: a bed or a cushion inside a lying person's place is not them).
+    /// The model box (of `dets`) about this person, if any: of those overlapping their place, on the
+    /// floor where they stood (not a bed or a table top beside them) and not much smaller than them,
+    /// the one most like their place (IoU: a cushion inside a lying person's place is not them).
     fn about<'a>(&self, dets: &'a [Detection]) -> Option<&'a Detection> {
+        let floor = self.place[3] - ON_FLOOR * (self.place[3] - self.place[1]);
         dets.iter()
-            .filter(|d| overlap(&d.bbox, &self.place) >= MIN_OVERLAP && larger_side(&d.bbox) >= MIN_SIZE * self.body)
+            .filter(|d| overlap(&d.bbox, &self.place) >= MIN_OVERLAP && larger_side(&d.bbox) >= MIN_SIZE * self.body && d.bbox[3] >= floor)
             .max_by(|a, b| iou(&a.bbox, &self.place).total_cmp(&iou(&b.bbox, &self.place)).then(a.score.total_cmp(&b.score)))
     }
 
@@ -231,8 +243,12 @@ impl Story {
             self.last_seen = t;
             // A lying person's box is where they are now (if it is much like where they were: the
             // place does not jump to something else the model calls `Fall`).
-            if fall.is_some() && iou(&d.bbox, &self.place) >= PLACE_IOU {
-                self.place = d.bbox;
+            if fall.is_some() {
+                self.fall_box = d.bbox;
+                self.fall_at = t;
+                if iou(&d.bbox, &self.place) >= PLACE_IOU {
+                    self.place = d.bbox;
+                }
             }
         }
         if self.raised {
@@ -271,7 +287,7 @@ impl Story {
             let share = scores.len() as f32 / *looks as f32;
             if t - since + 1e-9 >= min_secs && scores.len() >= 3 && share >= MIN_SHARE {
                 let mean = scores.iter().sum::<f32>() / scores.len() as f32;
-                let update = StoryUpdate::Fell { since: *since, mean_fall: mean, looks: scores.len() as u32, bbox: self.place };
+                let update = StoryUpdate::Fell { since: *since, mean_fall: mean, looks: scores.len() as u32, bbox: self.fall_box };
                 self.raised = true;
                 self.streak = None;
                 self.up_since = None;
@@ -384,7 +400,7 @@ mod tests {
         for t in [3.0, 3.5, 4.0, 4.5] {
             assert_eq!(s.pose_seen([578.0, 137.0, 595.0, 257.0], Some(0.0), t), StoryUpdate::None);
         }
-        assert!(s.raised && s.place == LYING);
+        assert!(s.raised && s.place == LYING, "{s:?}");
     }
 
     #[test]
