@@ -224,13 +224,13 @@ impl Story {
     }
 
     /// The model box (of `dets`) about this person, if any: of those overlapping their place, on the
-    /// floor where they stood (not a bed or a table top beside them) and not much smaller than them,
-    /// the one most like their place (IoU: a cushion inside a lying person's place is not them).
+    /// floor where they stood (not a bed or a table top beside them) and not much smaller than them
+    /// (not a cushion), the one the model is surest of.
     fn about<'a>(&self, dets: &'a [Detection]) -> Option<&'a Detection> {
         let floor = self.place[3] - ON_FLOOR * (self.place[3] - self.place[1]);
         dets.iter()
             .filter(|d| overlap(&d.bbox, &self.place) >= MIN_OVERLAP && larger_side(&d.bbox) >= MIN_SIZE * self.body && d.bbox[3] >= floor)
-            .max_by(|a, b| iou(&a.bbox, &self.place).total_cmp(&iou(&b.bbox, &self.place)).then(a.score.total_cmp(&b.score)))
+            .max_by(|a, b| a.score.total_cmp(&b.score))
     }
 
     /// One look of the fall model at the frame of `t`. `min_score`: a `Fall` box counts from this
