@@ -467,6 +467,9 @@ pub struct ModelView {
     pub calls: u64,
     /// The cameras that run it (their `models`).
     pub cameras: Vec<String>,
+    /// The events' fall model (`[events.fall] model`): cameras ask it where someone may be down,
+    /// not on every look, so it is no camera's switch.
+    pub fall_model: bool,
 }
 
 #[derive(Message)]
@@ -479,6 +482,7 @@ impl Handler<GetEngineInfo> for StreamHub {
     fn handle(&mut self, _: GetEngineInfo, _: &mut Context<Self>) -> Self::Result {
         let scheduler = self.deps.inference.as_ref();
         let configs = self.configs();
+        let fall_model = self.deps.events.as_ref().map(|e| e.settings().fall.model.clone()).unwrap_or_default();
         let models: Vec<ModelView> = scheduler
             .map(|s| s.engines().0.clone())
             .unwrap_or_default()
@@ -490,6 +494,7 @@ impl Handler<GetEngineInfo> for StreamHub {
                 classes: e.info().class_names.len(),
                 calls: e.calls(),
                 cameras: configs.iter().filter(|c| c.model_names().iter().any(|n| n == &**e.model())).map(|c| c.camera_id.clone()).collect(),
+                fall_model: !fall_model.is_empty() && *fall_model == **e.model(),
             })
             .collect();
         MessageResult(EngineInfo {

@@ -692,7 +692,8 @@ class Tile {
    * switching one PATCHes the camera's `models`, live.
    */
   renderModels() {
-    const loaded = Array.isArray(engine?.models) ? engine.models : [];
+    // The fall model is asked by the events where someone may be down, not switched per camera.
+    const loaded = (Array.isArray(engine?.models) ? engine.models : []).filter((m) => !m.fall_model);
     const names = loaded.map((m) => m.name);
     if (names.join('\n') !== [...this.modelBoxes.keys()].join('\n')) {
       this.modelBoxes.clear();

@@ -463,10 +463,11 @@ impl Pipeline {
                         result.queue_ms,
                         detections.iter().map(|d| (&*d.class, d.bbox.map(|v| v.round() as i32), (d.score * 100.0).round() / 100.0)).collect::<Vec<_>>()
                     );
-                    // The fall model's answer is for the events only.
-                    if Some(r.model) == self.fall_model && !wanted.contains(&r.model) {
-                        self.fall_looked = Some(Looked { detections, frame_index: result.frame_index, timestamp: result.timestamp, regions: r.regions });
-                        continue;
+                    // The fall model's answer goes to the events (and is shown only where the
+                    // camera names the model among its own).
+                    if Some(r.model) == self.fall_model {
+                        let looked = Looked { detections: detections.clone(), frame_index: result.frame_index, timestamp: result.timestamp, regions: r.regions };
+                        self.fall_looked = Some(looked);
                     }
                     // A model switched off while its pass ran: its answer is not shown.
                     if !wanted.contains(&r.model) {

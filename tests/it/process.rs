@@ -164,7 +164,11 @@ async fn sighup_reloads_the_cameras_from_the_settings_file() {
 async fn without_weights_the_server_starts_with_ai_off_and_says_how_to_fetch_them() {
     let mut haven = Running::start(
         "settings/default.toml",
-        &[("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__MODEL__WEIGHTS", "weights/not-there.safetensors")],
+        &[
+            ("HAVEN__SERVER__BIND", "127.0.0.1:0"),
+            ("HAVEN__MODEL__WEIGHTS", "weights/not-there.safetensors"),
+            ("HAVEN__MODELS__FALL__WEIGHTS", "weights/not-there-either.safetensors"),
+        ],
     );
     let port = haven.port();
     let warning = haven.expect_log("AI disabled", Duration::from_secs(5));
