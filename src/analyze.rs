@@ -14,7 +14,7 @@ use opencv::prelude::*;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::camera::clock::{SimClock, SIM_EPOCH};
+use crate::camera::clock::{Clock, SimClock, SIM_EPOCH};
 use crate::camera::packet::Feed;
 use crate::camera::source::{FrameSource, Opener, SourceError, SourceInfo, VideoSource};
 use crate::camera::worker::{self, CameraDeps, WorkerContext};
@@ -172,17 +172,12 @@ impl Analyzer {
         let status = &ctx.status;
         Ok(FileReport {
             file: path,
-            duration_s: secs(clock_wall(&*clock)),
+            duration_s: secs(clock.wall()),
             frames: status.frames_processed.load(Ordering::Relaxed),
             looks: status.model_stats().into_iter().map(|(name, s)| (name, s.inferences)).collect(),
             events,
         })
     }
-}
-
-fn clock_wall(clock: &SimClock) -> f64 {
-    use crate::camera::clock::Clock;
-    clock.wall()
 }
 
 /// What a failed open says, without repeating the path (the caller's message names it).

@@ -21,11 +21,11 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  failed while running (the server stopped on an error, a result could not be written)
-  2  bad command line (unknown option, missing argument)
+  2  bad command line (unknown option, missing argument, a --camera the settings lack)
   3  settings file missing, unreadable or invalid
   4  the server could not start (address in use, event store unusable)
   5  model weights missing or unusable, or a conversion that failed
-  6  an input file (image, checkpoint) missing or unreadable
+  6  an input file (image, checkpoint, video, labels.json) missing, unreadable or malformed
 
 Errors are one line on stderr; RUST_BACKTRACE=1 adds the chain of causes and a backtrace.";
 
@@ -67,7 +67,7 @@ enum Command {
         model: String,
     },
     /// Run video files through a camera's whole pipeline (motion gate, detect rate, regions, every
-    /// model the settings give the camera, tracker, fall rule) in the video's own time, as fast as the
+    /// model the settings give the camera, tracker, fall rule and fall model) in the video's own time, as fast as the
     /// CPU allows, and print the events each raised (kind, start, alert and end in seconds of the video,
     /// and why)
     #[command(after_help = EXIT_CODES)]
@@ -459,6 +459,8 @@ mod tests {
             (&["haven", "serve", "--help"], "HAVEN_SETTINGS"),
             (&["haven", "convert-weights", "--help"], "OUT.safetensors"),
             (&["haven", "convert-weights", "--help"], "pose or detect"),
+            (&["haven", "analyze", "--help"], "--hold-last <SECS>"),
+            (&["haven", "evaluate", "--help"], "labels.json"),
         ] {
             let err = Cli::try_parse_from(args.iter().copied()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
@@ -477,6 +479,9 @@ mod tests {
             &["haven", "convert-weights"],
             &["haven", "convert-weights", "--check", "w", "a.pt"],
             &["haven", "nothing"],
+            &["haven", "analyze"],
+            &["haven", "evaluate"],
+            &["haven", "analyze", "v.mp4", "--hold-last", "soon"],
         ] {
             assert_eq!(Cli::try_parse_from(args.iter().copied()).unwrap_err().exit_code(), 2, "{args:?}");
         }

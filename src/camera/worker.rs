@@ -441,7 +441,11 @@ impl Pipeline {
         self.inference_ms = result.inference_ms;
         // At every frame (detect_fps 0) a 10 fps camera's period.
         let period_ms = 1000.0 / if detect_fps > 0.0 { detect_fps } else { 10.0 };
-        self.budget.observe(result.queue_ms, period_ms);
+        // In simulated time (`haven analyze`) frames never wait for the model: the regions keep their
+        // whole budget, whatever else the machine is doing (the analysis repeats exactly).
+        if !ctx.deps.wait_for_models {
+            self.budget.observe(result.queue_ms, period_ms);
+        }
         ctx.status.set_region_budget(self.budget.share() * ctx.deps.detection.region_budget);
         let mut fresh = Vec::new();
         for r in result.results {

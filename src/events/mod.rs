@@ -1227,6 +1227,88 @@ mod tests {
         assert_eq!(person[0].clip_status, ClipStatus::None);
     }
 
+    fn fall_box(class: &str, score: f32, bbox: [f32; 4]) -> Detection {
+        Detection { class_id: (class == "Fall") as usize, class: class.into(), score, bbox, keypoints: Vec::new() }
+    }
+
+    /// A person seen upright for 2 s whom the pose model then loses (they fell where it no longer
+    /// sees them), the fall model looking where the camera asks it to with `model_says`, for `secs`.
+    fn vanish_and_look(engine: &mut EventEngine, t0: f64, secs: f64, model_says: &[Detection]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let frames = (secs * FPS) as usize;
+        for i in 0..frames {
+            let t = t0 + i as f64 / FPS;
+            let dets = if i < 20 { vec![det(pivoted(300.0, 0.0))] } else { Vec::new() };
+            events.extend(engine.on_frame(&synthetic_frame(i), None, &dets, t));
+            if engine.wants_fall_look(t) {
+                events.extend(engine.on_fall_model("fall", model_says, t, None));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn a_person_the_pose_model_loses_on_the_floor_is_raised_by_the_fall_model_with_its_reason() {
+        let dir = TempDir::new("engine-story");
+        let hub = hub(&dir.0, false);
+        let mut engine = hub.engine("hall");
+        engine.set_fall_model(Some("fall"));
+        let t0 = now().floor();
+        // Lying on the floor where they stood (the box reaches the floor at their feet), and a bed
+        // beside them that the model calls Fall all along.
+        let on_floor = [250.0, 330.0, 600.0, 440.0];
+        let says = [fall_box("Fall", 0.7, on_floor), fall_box("Fall", 0.6, [380.0, 200.0, 560.0, 260.0])];
+        let events = vanish_and_look(&mut engine, t0, 8.0, &says);
+        let falls: Vec<&Event> = events.iter().filter(|e| e.kind == EventKind::Fall).collect();
+        assert_eq!(falls.len(), 1, "one fall, however long they lie there: {events:?}");
+        let fall = falls[0];
+        assert_eq!(fall.phase, EventPhase::Start, "still down when the video ends");
+        let reason = fall.reason.as_ref().unwrap();
+        assert_eq!((reason.by.as_str(), reason.unseen, reason.model_fall), ("model", true, Some(0.7)), "{reason:?}");
+        assert!(reason.summary.contains("Fall 0.70") && reason.summary.contains("lost them"), "{}", reason.summary);
+        assert_eq!((fall.model.as_deref(), fall.bbox), (Some("fall"), on_floor));
+        // Lost at 2.0 s; raised once the model said Fall for min_duration_secs (1.5 s).
+        let (lost, raised) = (t0 + 2.0, fall.raised_at.unwrap());
+        assert!(raised - lost >= 1.5 && raised - lost < 2.5, "raised {:.2} s after the loss", raised - lost);
+        // The person event ended when the tracker let them go; the fall goes on, and the camera
+        // keeps asking the model about it, once a second.
+        assert!(events.iter().any(|e| e.kind == EventKind::PersonDetected && e.phase == EventPhase::End));
+        assert!(engine.fall_watch_active() && engine.active().iter().any(|e| e.kind == EventKind::Fall));
+        let stored = hub.store().get(fall.id.unwrap()).unwrap().unwrap();
+        assert_eq!(stored.reason.as_ref(), Some(reason), "stored with its reason");
+        assert_eq!(stored.raised_at, fall.raised_at);
+
+        // Up again: the model sees them Normal there for a second, and the fall ends.
+        let t1 = t0 + 8.0;
+        let mut ended = Vec::new();
+        for i in 0..30 {
+            let t = t1 + i as f64 / FPS;
+            ended.extend(engine.on_frame(&synthetic_frame(i), None, &[], t));
+            if engine.wants_fall_look(t) {
+                ended.extend(engine.on_fall_model("fall", &[fall_box("Normal", 0.8, [260.0, 120.0, 340.0, 435.0])], t, None));
+            }
+        }
+        assert!(matches!(ended.as_slice(), [e] if e.kind == EventKind::Fall && e.phase == EventPhase::End), "{ended:?}");
+        engine.finish();
+    }
+
+    #[test]
+    fn a_person_who_walks_behind_something_raises_no_fall() {
+        let dir = TempDir::new("engine-story-none");
+        let hub = hub(&dir.0, false);
+        let mut engine = hub.engine("hall");
+        engine.set_fall_model(Some("fall"));
+        let t0 = now().floor();
+        // The model sees nobody where they were, only the bed beside it it calls Fall.
+        let events = vanish_and_look(&mut engine, t0, 8.0, &[fall_box("Fall", 0.6, [380.0, 200.0, 560.0, 260.0])]);
+        assert!(events.iter().all(|e| e.kind != EventKind::Fall), "{events:?}");
+        assert!(!engine.fall_watch_active(), "the story closed");
+        // Without the fall model the camera never asks it.
+        engine.set_fall_model(None);
+        assert!(!engine.wants_fall_look(t0 + 9.0));
+        engine.finish();
+    }
+
     fn object(class: &'static str, bbox: [f32; 4]) -> Detection {
         let class_id = haven_pose::COCO_NAMES.iter().position(|n| *n == class).unwrap();
         Detection { class_id, class: class.into(), score: 0.8, bbox, keypoints: Vec::new() }

@@ -222,7 +222,7 @@ fn the_server_refuses_to_start_with_a_camera_naming_a_model_or_class_it_lacks() 
     let objects = format!("[models.objects]\nweights = \"{}\"\nconf_threshold = 0.25\niou_threshold = 0.7\n\n", detect_fixture().display());
     let cam = |extra: &str| format!("[[cameras]]\ncamera_id = \"yard\"\nsource = \"data/1.mp4\"\nsource_type = \"video_file\"\n{extra}");
     for (body, message) in [
-        (cam("models = [\"pose\", \"objets\"]\n"), "camera \"yard\": models names \"objets\", which is not a model of this server (known: objects, pose)"),
+        (cam("models = [\"pose\", \"objets\"]\n"), "camera \"yard\": models names \"objets\", which is not a model of this server (known: fall, objects, pose)"),
         (cam("models = [\"pose\", \"objects\"]\nobject_events = [\"car\", \"unicorn\"]\n"), "camera \"yard\": object_events names \"unicorn\", which no detect model of this server has as a class"),
     ] {
         let file = s.path("s.toml");
