@@ -511,6 +511,12 @@ struct PersonState {
     gone: bool,
 }
 
+/// Looks of the fall model for stories not yet sure: at most this many in a row (enough for a fall
+/// and a false start or two) ...
+const FALL_LOOKS_BURST: f64 = 16.0;
+/// ... then this many a second on average (a camera where nobody falls costs at most this).
+const FALL_LOOKS_PER_SEC: f64 = 0.25;
+
 /// A box within this share of the frame's width from its left or right edge is at the edge: a person
 /// lost there walked out of view. (The top and bottom are not: a person near the camera is cut off
 /// there while still in the room.)
@@ -537,6 +543,10 @@ pub struct EventEngine {
     last_fall_look_t: f64,
     /// The fall model this camera asks (`[events.fall] model`, when it is loaded).
     fall_model: Option<String>,
+    /// Looks of the fall model left for stories not yet sure (refilled over time; `FALL_LOOKS_*`),
+    /// and when they were last counted.
+    fall_looks_left: f64,
+    fall_looks_at: f64,
     /// The frame's size (width, height): people lost at its edges walked out of view.
     frame_size: (f32, f32),
 }
@@ -560,6 +570,8 @@ impl EventEngine {
             last_objects_t: f64::NEG_INFINITY,
             last_fall_look_t: f64::NEG_INFINITY,
             fall_model: None,
+            fall_looks_left: FALL_LOOKS_BURST,
+            fall_looks_at: f64::NEG_INFINITY,
             frame_size: (0.0, 0.0),
         }
     }
@@ -579,9 +591,20 @@ impl EventEngine {
         self.frame_size = (width as f32, height as f32);
     }
 
-    /// Whether the fall model should look at the frame captured at `t`.
+    /// Whether the fall model should look at the frame captured at `t`: a fall going on always
+    /// may; stories not yet sure share a budget of looks, so that a scene that keeps opening them
+    /// (people vanishing where the pose model cannot follow them) cannot keep the fall model busy.
     pub fn wants_fall_look(&self, t: f64) -> bool {
-        self.fall_model.is_some() && self.people.values().any(|p| p.story.as_ref().is_some_and(|s| s.wants_look(t)))
+        if self.fall_model.is_none() {
+            return false;
+        }
+        let mut wanting = self.people.values().filter_map(|p| p.story.as_ref()).filter(|s| s.wants_look(t));
+        wanting.clone().any(|s| s.raised) || (wanting.next().is_some() && self.fall_looks_available(t) >= 1.0)
+    }
+
+    fn fall_looks_available(&self, t: f64) -> f64 {
+        let refill = if self.fall_looks_at.is_finite() { (t - self.fall_looks_at).max(0.0) * FALL_LOOKS_PER_SEC } else { 0.0 };
+        (self.fall_looks_left + refill).min(FALL_LOOKS_BURST)
     }
 
     /// Whether a story is being followed (the camera keeps looking, now and then, while nothing moves).
@@ -866,6 +889,10 @@ impl EventEngine {
             return Vec::new();
         }
         self.last_fall_look_t = t;
+        if self.people.values().any(|p| p.story.as_ref().is_some_and(|s| !s.raised)) {
+            self.fall_looks_left = (self.fall_looks_available(t) - 1.0).max(0.0);
+            self.fall_looks_at = t;
+        }
         let (min_score, min_secs) = (self.settings.fall.thresholds().model_fall, self.settings.fall.min_duration_secs as f64);
         let mut out = Vec::new();
         let ids: Vec<u64> = self.people.iter().filter(|(_, p)| p.story.is_some()).map(|(id, _)| *id).collect();
