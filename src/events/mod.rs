@@ -468,11 +468,6 @@ impl EventHub {
     }
 }
 
-/// Whether two falls' boxes are about the same person.
-fn story_overlap(a: &[f32; 4], b: &[f32; 4]) -> bool {
-    crate::inference::containment(a, b).max(crate::inference::containment(b, a)) >= 0.5
-}
-
 /// Unix time in seconds.
 pub fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
@@ -510,6 +505,9 @@ struct PersonState {
     /// The tracker ended their track: only their story (a fall going on) keeps them.
     gone: bool,
 }
+
+/// Two falls whose boxes overlap this much (of the smaller) are about the same person.
+const SAME_FALL_OVERLAP: f32 = 0.5;
 
 /// Looks of the fall model for stories not yet sure: at most this many in a row (enough for a fall
 /// and a false start or two) ...
@@ -788,7 +786,7 @@ impl EventEngine {
             // Upright in this very frame (the smoothed score keeps its last value while the torso is
             // not seen, as it often is not when someone lies on the floor).
             let now_down = fall::down_score(&fall::features(&track.keypoints, track.bbox));
-            state.body = state.body.max((track.bbox[2] - track.bbox[0]).max(track.bbox[3] - track.bbox[1]));
+            state.body = state.body.max(tracker::larger_side(&track.bbox));
             state.keypoints.clone_from(&track.keypoints);
             // Without a torso (a small, far person), a box much taller than wide is upright too.
             let upright = match now_down {
@@ -907,7 +905,7 @@ impl EventEngine {
                     let down = state.fall.as_ref().and_then(FallDetector::score);
                     let keypoints = state.keypoints.clone();
                     let already = state.fall_event.is_some()
-                        || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story_overlap(&e.bbox, &bbox)));
+                        || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story::overlap(&e.bbox, &bbox) >= SAME_FALL_OVERLAP));
                     if already {
                         continue;
                     }

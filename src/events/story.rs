@@ -10,6 +10,7 @@
 
 use haven_pose::iou;
 
+use super::tracker::larger_side;
 use crate::inference::{containment, Detection};
 
 /// A story opened by a trigger watches this long for `Fall` looks (a vanished person's, half as
@@ -138,12 +139,8 @@ pub struct Story {
 }
 
 /// The overlap of two boxes as a share of the smaller one.
-fn overlap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+pub fn overlap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     containment(a, b).max(containment(b, a))
-}
-
-fn larger_side(b: &[f32; 4]) -> f32 {
-    (b[2] - b[0]).max(b[3] - b[1])
 }
 
 /// A fall model's class names: which of its classes says lying, and which upright.

@@ -67,7 +67,7 @@ fn reach_factor(since_last_seen: f64) -> f32 {
 /// An unmatched detection lying this much (by area) inside a better one is a duplicate box.
 const DUPLICATE_CONTAINMENT: f32 = 0.7;
 
-fn larger_side(r: &[f32; 4]) -> f32 {
+pub(crate) fn larger_side(r: &[f32; 4]) -> f32 {
     (r[2] - r[0]).max(r[3] - r[1])
 }
 
