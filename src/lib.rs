@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod api;
 pub mod camera;
 pub mod cluster;
+pub mod config;
 pub mod evaluate;
 pub mod events;
 pub mod hub;

@@ -1,0 +1,79 @@
+//! What every part's typed settings share: the error a setting gives when it is invalid, and the
+//! range checks most of them need. A leaf: it imports nothing from the crate, so each part's
+//! settings (`camera::config`, `events::config`, …) can live with its code and the loader
+//! (`crate::settings`) can sit on top of them all.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// One invalid setting: which (`events.fall.sensitivity`, `camera "door": jpeg_quality`) and why
+/// (`must lie in [0, 1], got 2`). Shown as `"{field} {reason}"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field.is_empty() {
+            true => f.write_str(&self.reason),
+            false => write!(f, "{} {}", self.field, self.reason),
+        }
+    }
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+
+    /// The same error seen from the section holding it: `weights` within `models.pose` is
+    /// `models.pose.weights`.
+    pub fn within(self, section: &str) -> Self {
+        let field = match self.field.is_empty() {
+            true => section.to_string(),
+            false => format!("{section}.{}", self.field),
+        };
+        Self { field, ..self }
+    }
+
+    /// The same error on one camera's own setting: `camera "door": jpeg_quality`.
+    pub fn on_camera(self, camera_id: &str) -> Self {
+        Self { field: format!("camera \"{camera_id}\": {}", self.field), ..self }
+    }
+}
+
+impl From<crate::text::TextError> for ConfigError {
+    /// The text validator's message already names its field first.
+    fn from(e: crate::text::TextError) -> Self {
+        let message = e.to_string();
+        match message.split_once(' ') {
+            Some((field, reason)) => Self::new(field, reason),
+            None => Self::new("", message),
+        }
+    }
+}
+
+/// `field` must lie in `range` (`must lie in [lo, hi], got v`).
+pub fn check_within(field: &str, v: f64, range: RangeInclusive<f64>) -> Result<(), ConfigError> {
+    match range.contains(&v) {
+        true => Ok(()),
+        false => Err(ConfigError::new(field, format!("must lie in [{}, {}], got {v}", range.start(), range.end()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_names_its_setting_from_the_top() {
+        let e = ConfigError::new("sensitivity", "must lie in [0, 1], got 2").within("fall").within("events");
+        assert_eq!(e.to_string(), "events.fall.sensitivity must lie in [0, 1], got 2");
+        let e = ConfigError::new("jpeg_quality", "0 is out of range 1-100").on_camera("door");
+        assert_eq!(e.to_string(), "camera \"door\": jpeg_quality 0 is out of range 1-100");
+        assert!(check_within("x", f64::NAN, 0.0..=1.0).is_err());
+        assert!(check_within("x", 1.0, 0.0..=1.0).is_ok());
+    }
+}
