@@ -16,9 +16,10 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field.is_empty() {
-            true => f.write_str(&self.reason),
-            false => write!(f, "{} {}", self.field, self.reason),
+        match (self.field.is_empty(), self.reason.starts_with(':')) {
+            (true, _) => f.write_str(&self.reason),
+            (false, true) => write!(f, "{}{}", self.field, self.reason),
+            (false, false) => write!(f, "{} {}", self.field, self.reason),
         }
     }
 }
@@ -42,12 +43,9 @@ impl ConfigError {
     pub fn on_camera(self, camera_id: &str) -> Self {
         Self { field: format!("camera \"{camera_id}\": {}", self.field), ..self }
     }
-}
 
-impl From<crate::text::TextError> for ConfigError {
-    /// The text validator's message already names its field first.
-    fn from(e: crate::text::TextError) -> Self {
-        let message = e.to_string();
+    /// A message that names its field first (`device "cuda:9" is not …`), as other parts' errors do.
+    pub fn from_message(message: String) -> Self {
         match message.split_once(' ') {
             Some((field, reason)) => Self::new(field, reason),
             None => Self::new("", message),
@@ -55,9 +53,15 @@ impl From<crate::text::TextError> for ConfigError {
     }
 }
 
-/// `field` must lie in `range` (`must lie in [lo, hi], got v`).
-pub fn check_within(field: &str, v: f64, range: RangeInclusive<f64>) -> Result<(), ConfigError> {
-    match range.contains(&v) {
+impl From<crate::text::TextError> for ConfigError {
+    fn from(e: crate::text::TextError) -> Self {
+        Self::from_message(e.to_string())
+    }
+}
+
+/// `field` must lie in `range` (`must lie in [lo, hi], got v`, v shown as its own type shows it).
+pub fn check_within<V: Into<f64> + Copy + fmt::Display>(field: &str, v: V, range: RangeInclusive<f64>) -> Result<(), ConfigError> {
+    match range.contains(&v.into()) {
         true => Ok(()),
         false => Err(ConfigError::new(field, format!("must lie in [{}, {}], got {v}", range.start(), range.end()))),
     }

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::camera::{Camera, CameraDeps, CameraPort, CameraPatch, CameraState, CameraStatus, CameraStatusView, HistogramView};
 use crate::inference::{Engines, Task};
-use crate::settings::{save_cameras, CameraConfig, Settings};
+use crate::camera::config::CameraConfig;
+use crate::config::ConfigError;
+use crate::settings::{save_cameras, Settings};
 
 pub use crate::camera::CameraLink;
 
@@ -19,7 +21,7 @@ pub enum HubError {
     #[error("unknown camera: {0}")]
     UnknownCamera(String),
     #[error("{0}")]
-    InvalidCamera(String),
+    InvalidCamera(#[from] ConfigError),
     #[error("{0}")]
     Persist(String),
 }
@@ -42,7 +44,7 @@ impl ModelCatalog {
     }
 
     /// A camera's `models` and `object_events`; the message names the camera and the setting.
-    pub fn check(&self, config: &CameraConfig) -> Result<(), String> {
+    pub fn check(&self, config: &CameraConfig) -> Result<(), ConfigError> {
         let Some(configured) = &self.configured else { return Ok(()) };
         let list = if configured.is_empty() { "none".to_string() } else { configured.join(", ") };
         let classes = self.classes.as_ref().map(|c| move |name: &str| c.contains(name));
@@ -297,7 +299,7 @@ impl Handler<ReloadFile> for StreamHub {
     fn handle(&mut self, ReloadFile(path): ReloadFile, _: &mut Context<Self>) -> Self::Result {
         let settings = crate::settings::Settings::load(&path)?;
         for camera in &settings.cameras {
-            self.catalog.check(camera).map_err(|message| crate::settings::SettingsError::Invalid { path: path.display().to_string(), message })?;
+            self.catalog.check(camera).map_err(|e| crate::settings::SettingsError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
         }
         Ok(self.reload(settings.cameras))
     }

@@ -208,7 +208,7 @@ fn serve(settings_path: &Path) -> Result<(), Failure> {
     // Cameras' object_events against the classes of the models that did load.
     let catalog = haven::hub::ModelCatalog::new(&settings, &engines);
     for camera in &settings.cameras {
-        catalog.check(camera).map_err(invalid)?;
+        catalog.check(camera).map_err(|e| invalid(e.to_string()))?;
     }
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings, engines).await?;

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::camera::CameraPatch;
 use crate::hub::{CheckModels, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
-use crate::settings::{ApiSettings, CameraConfig, SourceType};
+use crate::api::config::ApiSettings;
+use crate::camera::config::{CameraConfig, SourceType};
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cameras = state.hub.send(Statuses).await?;
@@ -43,7 +44,7 @@ pub async fn engine(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// `POST /api/cameras`: 201 with the new camera's status.
 pub async fn create(state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let config: CameraConfig = read_json(body, state.api.max_body_bytes).await?;
-    config.validate().map_err(ApiError::BadRequest)?;
+    config.validate().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     check_media_path(&config, &state.api)?;
     if let Some(cluster) = &state.cluster {
         state.hub.send(CheckModels(config.clone())).await??;
@@ -77,7 +78,7 @@ pub async fn update(
         cluster
             .update_camera(&id, |config| {
                 patch.apply(config);
-                config.validate()
+                config.validate().map_err(|e| e.to_string())
             })
             .await?;
         cluster.sync().await?;

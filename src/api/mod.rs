@@ -1,6 +1,7 @@
 //! HTTP and WebSocket routes.
 
 pub mod cameras;
+pub mod config;
 pub mod events;
 pub mod media;
 pub mod metrics;
@@ -17,7 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
-use crate::settings::{AlertsSettings, ApiSettings, StreamSettings};
+use crate::api::config::{AlertsSettings, ApiSettings, StreamSettings};
 
 /// Shared by every handler.
 pub struct AppState {

@@ -18,7 +18,7 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use super::ApiError;
-use crate::settings::{AlertsSettings, StreamSettings};
+use crate::api::config::{AlertsSettings, StreamSettings};
 
 /// A socket's timeouts: how often the server pings, how long a silent client may stay, how long one
 /// send may wait (`[stream]` for viewers, `[alerts]` for `/ws/alerts`).

@@ -3,6 +3,7 @@
 //! thread and sees its source and its time only through the `Opener` and `Clock` seams.
 
 pub mod clock;
+pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod fence;
@@ -29,7 +30,7 @@ pub use patch::CameraPatch;
 pub use status::{CameraState, CameraStatus, CameraStatusView, HistogramView};
 pub use worker::CameraDeps;
 
-use crate::settings::CameraConfig;
+use crate::camera::config::CameraConfig;
 use fence::Fence;
 use rendition::{Demand, Format, Rendition, Wanted};
 use worker::{CameraWorker, Run, WorkerContext};

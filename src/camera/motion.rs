@@ -17,6 +17,8 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
+
 /// Most boxes one frame reports; beyond it the closest boxes are merged.
 const MAX_BOXES: usize = 16;
 /// Beyond this many raw contours the motion is everywhere: one box around all of it.
@@ -65,36 +67,30 @@ impl Default for MotionSettings {
 }
 
 impl MotionSettings {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every rule about a motion section; the error names the field (its caller, the section).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let out_of = |field: &str, v: &dyn std::fmt::Display, range: &str| Err(ConfigError::new(field, format!("{v} is out of range {range}")));
         if !(16..=1920).contains(&self.width) {
-            return Err(format!("motion.width {} is out of range 16-1920", self.width));
+            return out_of("width", &self.width, "16-1920");
         }
         if !(1..=254).contains(&self.threshold) {
-            return Err(format!("motion.threshold {} is out of range 1-254", self.threshold));
+            return out_of("threshold", &self.threshold, "1-254");
         }
         if !(0.0..=1.0).contains(&self.min_area) {
-            return Err(format!("motion.min_area {} is out of range [0, 1]", self.min_area));
+            return out_of("min_area", &self.min_area, "[0, 1]");
         }
         if !(self.background_alpha > 0.0 && self.background_alpha <= 1.0) {
-            return Err(format!(
-                "motion.background_alpha {} is out of range (0, 1]",
-                self.background_alpha
-            ));
+            return out_of("background_alpha", &self.background_alpha, "(0, 1]");
         }
         if self.blur > 1 && (self.blur.is_multiple_of(2) || self.blur > 31) {
-            return Err(format!("motion.blur {} must be 0, 1 or an odd size 3-31", self.blur));
+            return Err(ConfigError::new("blur", format!("{} must be 0, 1 or an odd size 3-31", self.blur)));
         }
         if !(self.lighting_change > 0.0 && self.lighting_change <= 1.0) {
-            return Err(format!(
-                "motion.lighting_change {} is out of range (0, 1]",
-                self.lighting_change
-            ));
+            return out_of("lighting_change", &self.lighting_change, "(0, 1]");
         }
         if self.lighting_change <= self.min_area {
-            return Err(format!(
-                "motion.lighting_change {} must be above motion.min_area {}",
-                self.lighting_change, self.min_area
-            ));
+            let reason = format!("{} must be above motion.min_area {}", self.lighting_change, self.min_area);
+            return Err(ConfigError::new("lighting_change", reason));
         }
         Ok(())
     }
@@ -975,7 +971,7 @@ mod tests {
             ),
         ];
         for (s, field) in cases {
-            let e = s.validate().expect_err(field);
+            let e = s.validate().map_err(|e| e.within("motion").to_string()).expect_err(field);
             assert!(e.contains(field), "{e:?} should name {field}");
             assert!(
                 e.contains("range") || e.contains("must"),

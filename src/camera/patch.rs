@@ -1,6 +1,6 @@
 //! The camera settings that change live, on the next frame, without restarting the camera.
 
-use crate::settings::CameraConfig;
+use crate::camera::config::CameraConfig;
 
 /// Settings that take effect on the next frame, without restarting the camera.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -98,7 +98,7 @@ impl CameraPatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::SourceType;
+    use crate::camera::config::SourceType;
 
     #[test]
     fn between_is_the_patch_a_live_change_needs_and_none_for_another_change() {

@@ -10,7 +10,7 @@ use opencv::core::{Mat, Scalar, CV_8UC3};
 use super::clock::{Clock, SimClock};
 use super::source::{FrameSource, Opener, SourceError, SourceInfo};
 use super::status::CameraStatus;
-use crate::settings::{CameraConfig, CaptureSettings};
+use crate::camera::config::{CameraConfig, CaptureSettings};
 
 /// What one open of the source gives.
 pub enum Opening {

@@ -8,7 +8,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 use crate::redact::redact_in;
-use crate::settings::{CameraConfig, CaptureSettings, SourceType};
+use crate::camera::config::{CameraConfig, CaptureSettings, SourceType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::rendition::RenditionView;
-use crate::settings::{CameraConfig, DetectionSettings};
+use crate::camera::config::{CameraConfig, DetectionSettings};
 
 /// Where a camera is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -386,7 +386,7 @@ pub struct CameraStatusView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::SourceType;
+    use crate::camera::config::SourceType;
 
     #[test]
     fn the_openapi_camera_status_lists_every_field_the_api_gives() {

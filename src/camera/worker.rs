@@ -26,7 +26,7 @@ use crate::events::{Event, EventEngine, EventHub, EventKind};
 use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
 use crate::inference::scheduler::{Job, Lane, Priority, Run as ModelRun, Scheduler};
 use crate::inference::{Detection, ModelDetections, Task};
-use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
+use crate::camera::config::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
 
 /// The longest the worker sleeps before looking at its stop flag again.
 const STOP_POLL: Duration = Duration::from_millis(50);

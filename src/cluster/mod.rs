@@ -16,6 +16,7 @@
 //! - Settings every node must share (`lease_secs`) are kept in `haven_cluster` by the first node;
 //!   a node started with another value refuses to start.
 
+pub mod config;
 pub mod events;
 pub mod relay;
 pub mod wire;
@@ -34,7 +35,8 @@ use tokio::task::JoinHandle;
 
 use crate::camera::{CameraPort, CameraStatusView};
 use crate::hub::{Reload, SetRunning, Statuses, StreamHub};
-use crate::settings::{CameraConfig, ClusterSettings};
+use crate::camera::config::CameraConfig;
+use crate::cluster::config::ClusterSettings;
 
 const CAMERAS: &str = "haven_cameras";
 const LEASES: &str = "haven_leases";

@@ -12,6 +12,7 @@ pub mod recorder;
 pub mod store;
 pub mod story;
 pub mod tracker;
+mod validate;
 
 
 use std::collections::{BTreeMap, HashMap};

@@ -13,15 +13,13 @@ use super::store::tests::TempDir;
 use super::*;
 use crate::inference::pose::PoseEngine;
 use crate::inference::AiEngine;
-use crate::settings::Settings;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn engine() -> Option<PoseEngine> {
-    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
-    let mut m = Settings::from_toml(&text, "settings/default.toml").unwrap().models["pose"].clone();
+    let mut m = crate::inference::config::shipped_pose_model();
     m.weights = repo().join("weights/yolo11n-pose.safetensors");
     assert!(m.weights.is_file(), "{} is missing: run `bash scripts/fetch-weights.sh`", m.weights.display());
     Some(PoseEngine::load(&m).expect("the pose model loads"))

@@ -1,5 +1,6 @@
 //! The AI engine contract shared by every camera, and its implementations.
 
+pub mod config;
 pub mod draw;
 pub mod pose;
 pub mod regions;

@@ -11,7 +11,7 @@ use opencv::prelude::*;
 
 use super::regions::region_input;
 use super::{AiEngine, Detection, EngineError, ModelInfo, Prepared};
-use crate::settings::ModelSettings;
+use crate::inference::config::ModelSettings;
 
 /// "models.objects.classes names "cars", which w.safetensors does not have (its 80 classes: person, …)".
 fn unknown_class(setting: &str, settings: &ModelSettings, names: &[String], class: &str) -> String {
@@ -268,8 +268,7 @@ mod tests {
 
     #[test]
     fn a_load_failure_keeps_the_pose_error_as_its_source() {
-        let text = include_str!("../../settings/default.toml");
-        let mut model = crate::settings::Settings::from_toml(text, "default.toml").unwrap().models["pose"].clone();
+        let mut model = crate::inference::config::shipped_pose_model();
         model.weights = "/nonexistent/w.safetensors".into();
         let err = match PoseEngine::load(&model) {
             Ok(_) => panic!("loaded weights that do not exist"),
