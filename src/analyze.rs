@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::camera::clock::{Clock, SimClock, SIM_EPOCH};
+use crate::config::Live;
 use crate::camera::packet::Feed;
 use crate::camera::source::{FrameSource, Opener, SourceError, SourceInfo, VideoSource};
 use crate::camera::worker::{self, CameraDeps, WorkerContext};
@@ -136,7 +137,7 @@ impl Analyzer {
         let deps = CameraDeps {
             inference: self.scheduler.clone(),
             capture: Arc::new(self.settings.capture.clone()),
-            detection: Arc::new(self.settings.detection.clone()),
+            detection: Live::new(self.settings.detection.clone()),
             events: Some(hub.clone()),
             opener: opener.clone(),
             clock: clock.clone(),

@@ -80,4 +80,63 @@ mod tests {
         assert!(check_within("x", f64::NAN, 0.0..=1.0).is_err());
         assert!(check_within("x", 1.0, 0.0..=1.0).is_ok());
     }
+
+    #[test]
+    fn a_live_section_is_seen_new_by_every_holder_and_says_it_changed() {
+        let live = Live::new(5.0);
+        let camera = live.clone();
+        let seen = camera.version();
+        live.set(2.0);
+        assert_eq!(*camera.get(), 2.0);
+        assert_ne!(camera.version(), seen);
+    }
+}
+
+/// A section that a reload may replace while the server runs (`[detection]`, `[events]`,
+/// `[stream]`, `[alerts]`): readers take the newest value when they next look, and can tell
+/// cheaply whether it changed since (a camera rebuilds what it derives from it only then).
+#[derive(Debug)]
+pub struct Live<T> {
+    inner: std::sync::Arc<LiveInner<T>>,
+}
+
+#[derive(Debug)]
+struct LiveInner<T> {
+    value: std::sync::RwLock<std::sync::Arc<T>>,
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl<T> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Self {
+        let inner = LiveInner { value: std::sync::RwLock::new(std::sync::Arc::new(value)), version: Default::default() };
+        Self { inner: std::sync::Arc::new(inner) }
+    }
+
+    /// The newest value.
+    pub fn get(&self) -> std::sync::Arc<T> {
+        self.inner.value.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts the values set since `new`: a reader compares it with the one it last saw.
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Replaces the value for every reader.
+    pub fn set(&self, value: T) {
+        *self.inner.value.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(value);
+        self.inner.version.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl<T: Default> Default for Live<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
 }

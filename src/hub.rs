@@ -1,6 +1,5 @@
 //! `StreamHub`: the registry of cameras and owner of the one shared AI engine.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture};
@@ -10,7 +9,6 @@ use crate::camera::{Camera, CameraDeps, CameraPort, CameraPatch, CameraState, Ca
 use crate::inference::{Engines, Task};
 use crate::camera::config::CameraConfig;
 use crate::config::ConfigError;
-use crate::settings::{save_cameras, Settings};
 
 pub use crate::camera::CameraLink;
 
@@ -24,6 +22,8 @@ pub enum HubError {
     InvalidCamera(#[from] ConfigError),
     #[error("{0}")]
     Persist(String),
+    #[error("{0}")]
+    Reload(String),
 }
 
 /// What cameras may name: the models of the settings (loaded or not) and the classes of the loaded
@@ -37,10 +37,11 @@ pub struct ModelCatalog {
 }
 
 impl ModelCatalog {
-    pub fn new(settings: &Settings, engines: &Engines) -> Self {
+    /// `configured`: the names of the settings' `[models.<name>]` sections.
+    pub fn new(configured: impl IntoIterator<Item = String>, engines: &Engines) -> Self {
         let detect: Vec<_> = engines.0.iter().filter(|e| e.task() == Task::Detect).collect();
         let classes = (!detect.is_empty()).then(|| detect.iter().flat_map(|e| e.info().class_names.iter().cloned()).collect());
-        Self { configured: Some(settings.models.keys().cloned().collect()), classes }
+        Self { configured: Some(configured.into_iter().collect()), classes }
     }
 
     /// A camera's `models` and `object_events`; the message names the camera and the setting.
@@ -58,13 +59,14 @@ pub struct StreamHub {
     /// What every camera is given: the shared model, settings, events, source opener and clock.
     deps: CameraDeps,
     running: bool,
-    /// The settings file that run-time changes are written back to (none in tests that build settings in memory).
-    settings_file: Option<PathBuf>,
+    /// The settings file that run-time changes are written back to (none in tests that build
+    /// settings in memory, and on a cluster node).
+    settings_file: Option<Box<dyn SettingsFile>>,
     catalog: ModelCatalog,
 }
 
 impl StreamHub {
-    pub fn new(deps: CameraDeps, settings_file: Option<PathBuf>) -> Self {
+    pub fn new(deps: CameraDeps, settings_file: Option<Box<dyn SettingsFile>>) -> Self {
         Self { cameras: Vec::new(), deps, running: false, settings_file, catalog: ModelCatalog::default() }
     }
 
@@ -94,7 +96,7 @@ impl StreamHub {
     /// saved is not made, so the file and the running server never disagree.
     fn persist(&self, cameras: &[CameraConfig]) -> Result<(), HubError> {
         match &self.settings_file {
-            Some(path) => save_cameras(path, cameras).map_err(|e| HubError::Persist(e.to_string())),
+            Some(file) => file.save_cameras(cameras).map_err(HubError::Persist),
             None => Ok(()),
         }
     }
@@ -287,21 +289,59 @@ impl StreamHub {
     }
 }
 
-/// Reloads the settings file from inside the hub, so that the read is ordered with `persist`: the
-/// cameras applied are never older than a change the API has already made and written.
+/// The settings file as the hub sees it: where the camera list is written back after a change made
+/// at run time, and read again on reload. The hub does both itself, in order: a copy read elsewhere
+/// and applied later could be older than a change the API made meanwhile, and would undo it. The
+/// loader at the top implements it (`crate::reload::WatchedFile`), so that the hub needs nothing of
+/// the settings but the cameras.
+pub trait SettingsFile: Send {
+    fn save_cameras(&self, cameras: &[CameraConfig]) -> Result<(), String>;
+
+    /// Reads the file again and applies every section that can change live but the cameras,
+    /// which it returns (already checked) for the hub to apply.
+    fn reload(&self) -> Result<ReloadedFile, String>;
+}
+
+/// What a reload of the settings file found: the cameras to apply, the sections it applied live
+/// (`detection`, `stream`…) and the changed settings that need a restart (`server.bind`…).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadedFile {
+    pub cameras: Vec<CameraConfig>,
+    pub applied: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
+/// The reload's answer: what happened to the cameras, the sections applied live, and the changes
+/// that take effect only after a restart.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct ReloadAnswer {
+    pub cameras: ReloadSummary,
+    pub applied: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
+/// Reloads the settings file from inside the hub, in order with `persist`.
 #[derive(Message)]
-#[rtype(result = "Result<ReloadSummary, crate::settings::SettingsError>")]
-pub struct ReloadFile(pub PathBuf);
+#[rtype(result = "Result<ReloadAnswer, HubError>")]
+pub struct ReloadFile;
 
 impl Handler<ReloadFile> for StreamHub {
-    type Result = Result<ReloadSummary, crate::settings::SettingsError>;
+    type Result = Result<ReloadAnswer, HubError>;
 
-    fn handle(&mut self, ReloadFile(path): ReloadFile, _: &mut Context<Self>) -> Self::Result {
-        let settings = crate::settings::Settings::load(&path)?;
-        for camera in &settings.cameras {
-            self.catalog.check(camera).map_err(|e| crate::settings::SettingsError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
+    fn handle(&mut self, _: ReloadFile, _: &mut Context<Self>) -> Self::Result {
+        let file = self.settings_file.as_ref().ok_or_else(|| HubError::Persist("no settings file to reload".into()))?;
+        let reloaded = file.reload().map_err(HubError::Reload)?;
+        for camera in &reloaded.cameras {
+            self.catalog.check(camera)?;
         }
-        Ok(self.reload(settings.cameras))
+        let answer = ReloadAnswer { cameras: self.reload(reloaded.cameras), applied: reloaded.applied, needs_restart: reloaded.needs_restart };
+        if !answer.applied.is_empty() {
+            log::info!("Reloaded settings applied live: {}", answer.applied.join(", "));
+        }
+        if !answer.needs_restart.is_empty() {
+            log::warn!("Reloaded settings that take effect only after a restart: {}", answer.needs_restart.join(", "));
+        }
+        Ok(answer)
     }
 }
 
@@ -555,7 +595,8 @@ mod tests {
     use crate::camera::clock::SimClock;
     use crate::camera::scripted::{Opening, ScriptedOpener};
     use crate::camera::Feed;
-    use crate::settings::{CaptureSettings, DetectionSettings, SourceType};
+    use crate::camera::config::{CaptureSettings, SourceType};
+    use crate::config::Live;
 
     fn cam(id: &str) -> CameraConfig {
         CameraConfig::new(id, &format!("{id}.mp4"), SourceType::VideoFile)
@@ -616,7 +657,7 @@ mod tests {
         let deps = CameraDeps {
             inference: None,
             capture: Arc::new(capture),
-            detection: Arc::new(DetectionSettings::default()),
+            detection: Live::default(),
             events: None,
             opener: opener.clone(),
             clock,

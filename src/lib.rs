@@ -33,8 +33,9 @@ use crate::camera::clock::SystemClock;
 use crate::camera::source::OpenCvOpener;
 use crate::camera::CameraDeps;
 use crate::cluster::Cluster;
+use crate::reload::{LiveSections, WatchedFile};
 use crate::events::EventHub;
-use crate::hub::{Register, StartAll, StopAll, StreamHub};
+use crate::hub::{Register, SettingsFile, StartAll, StopAll, StreamHub};
 use crate::hub::ModelCatalog;
 use crate::inference::scheduler::Scheduler;
 use crate::inference::Engines;
@@ -106,7 +107,7 @@ impl Application {
     /// `engines`: the loaded models by name (`Engines`), or one pose engine (`Option<Arc<dyn AiEngine>>`).
     pub async fn build(settings: Settings, engines: impl Into<Engines>) -> Result<Self, AppError> {
         let engines = engines.into();
-        let catalog = ModelCatalog::new(&settings, &engines);
+        let catalog = ModelCatalog::new(settings.models.keys().cloned(), &engines);
         for camera in &settings.cameras {
             catalog.check(camera).map_err(|e| AppError::Models(format!("{}: {e}", settings.origin)))?;
         }
@@ -123,11 +124,12 @@ impl Application {
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
         let camera_events = settings.events.enabled.then(|| events.clone());
+        let live = LiveSections::new(&settings);
         let inference = (!engines.is_empty()).then(|| Scheduler::with_engines(engines, settings.detection.worker_count()));
         let deps = CameraDeps {
             inference,
             capture: Arc::new(settings.capture.clone()),
-            detection: Arc::new(settings.detection.clone()),
+            detection: live.detection.clone(),
             events: camera_events,
             opener: Arc::new(OpenCvOpener),
             clock: Arc::new(SystemClock::default()),
@@ -136,7 +138,8 @@ impl Application {
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
         let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };
-        let hub = StreamHub::new(deps, settings_file.clone()).with_catalog(catalog).start();
+        let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
+        let hub = StreamHub::new(deps, file).with_catalog(catalog).start();
         let cluster = match &settings.cluster {
             None => {
                 for camera in &settings.cameras {
@@ -157,8 +160,8 @@ impl Application {
 
         let state = web::Data::new(AppState {
             hub: hub.clone(),
-            stream: settings.stream.clone(),
-            alerts: settings.alerts.clone(),
+            stream: live.stream.clone(),
+            alerts: live.alerts.clone(),
             api: settings.api.clone(),
             cluster: cluster.clone(),
         });

@@ -206,7 +206,7 @@ fn serve(settings_path: &Path) -> Result<(), Failure> {
     let invalid = |message: String| Failure::Settings(SettingsError::Invalid { path: settings.origin.clone(), message });
     let engines = PoseEngine::engines_for_server(&settings.models).map_err(invalid)?;
     // Cameras' object_events against the classes of the models that did load.
-    let catalog = haven::hub::ModelCatalog::new(&settings, &engines);
+    let catalog = haven::hub::ModelCatalog::new(settings.models.keys().cloned(), &engines);
     for camera in &settings.cameras {
         catalog.check(camera).map_err(|e| invalid(e.to_string()))?;
     }

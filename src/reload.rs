@@ -1,29 +1,152 @@
 //! Applying an edited settings file without a restart: on SIGHUP, or when the file changes on disk.
+//! Every section that can change live is applied (`[detection]`, `[events]`, `[stream]`,
+//! `[alerts]`, the cameras); a changed setting that cannot is named in the log and in the answer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use actix::Addr;
+use serde::Serialize;
+use serde_json::Value;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::hub::{ReloadFile, StreamHub};
+use crate::api::config::{AlertsSettings, StreamSettings};
+use crate::camera::config::{CameraConfig, DetectionSettings};
+use crate::config::Live;
+use crate::events::EventSettings;
+use crate::hub::{ReloadAnswer, ReloadFile, ReloadedFile, SettingsFile, StreamHub};
+use crate::settings::{save_cameras, Settings};
 
 /// How often the file's modification time is checked.
 const POLL: Duration = Duration::from_secs(2);
+
+/// The sections a reload replaces while the server runs, shared with the parts that read them.
+#[derive(Debug, Clone)]
+pub struct LiveSections {
+    pub detection: Live<DetectionSettings>,
+    pub events: Live<EventSettings>,
+    pub stream: Live<StreamSettings>,
+    pub alerts: Live<AlertsSettings>,
+}
+
+impl LiveSections {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            detection: Live::new(settings.detection.clone()),
+            events: Live::new(settings.events.clone()),
+            stream: Live::new(settings.stream.clone()),
+            alerts: Live::new(settings.alerts.clone()),
+        }
+    }
+}
+
+/// Settings inside a live section that still need a restart: what was built from them at start-up
+/// (the inference threads, the event store's directory, whether cameras feed events at all).
+const STARTUP_ONLY: &[&str] = &["detection.workers", "events.data_dir", "events.enabled"];
+
+/// The settings file the server was started with, as the hub writes and re-reads it.
+pub struct WatchedFile {
+    path: PathBuf,
+    /// The settings last applied: a reload names what changed since.
+    applied: Mutex<Settings>,
+    live: LiveSections,
+}
+
+impl WatchedFile {
+    pub fn new(path: PathBuf, settings: Settings, live: LiveSections) -> Self {
+        Self { path, applied: Mutex::new(settings), live }
+    }
+
+    /// Applies the live sections of `new` and names every changed setting that needs a restart.
+    fn apply(&self, old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
+        let (mut applied, mut needs_restart) = (Vec::new(), Vec::new());
+        let mut apply_live = |name: &str, changed: bool, set: &dyn Fn()| {
+            if changed {
+                set();
+                applied.push(name.to_string());
+            }
+        };
+        let l = &self.live;
+        apply_live("detection", differs(&old.detection, &new.detection), &|| l.detection.set(new.detection.clone()));
+        apply_live("events", differs(&old.events, &new.events), &|| l.events.set(new.events.clone()));
+        apply_live("stream", differs(&old.stream, &new.stream), &|| l.stream.set(new.stream.clone()));
+        apply_live("alerts", differs(&old.alerts, &new.alerts), &|| l.alerts.set(new.alerts.clone()));
+        for (section, before, after) in [
+            ("detection", json(&old.detection), json(&new.detection)),
+            ("events", json(&old.events), json(&new.events)),
+        ] {
+            needs_restart.extend(changed_keys(section, &before, &after).into_iter().filter(|k| STARTUP_ONLY.contains(&k.as_str())));
+        }
+        for (section, before, after) in [
+            ("server", json(&old.server), json(&new.server)),
+            ("api", json(&old.api), json(&new.api)),
+            ("capture", json(&old.capture), json(&new.capture)),
+            ("models", json(&old.models), json(&new.models)),
+            ("cluster", json(&old.cluster), json(&new.cluster)),
+        ] {
+            needs_restart.extend(changed_keys(section, &before, &after));
+        }
+        (applied, needs_restart)
+    }
+}
+
+impl SettingsFile for WatchedFile {
+    fn save_cameras(&self, cameras: &[CameraConfig]) -> Result<(), String> {
+        save_cameras(&self.path, cameras).map_err(|e| e.to_string())?;
+        self.applied.lock().unwrap_or_else(|e| e.into_inner()).cameras = cameras.to_vec();
+        Ok(())
+    }
+
+    fn reload(&self) -> Result<ReloadedFile, String> {
+        let new = Settings::load(&self.path).map_err(|e| e.to_string())?;
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        let (live, needs_restart) = self.apply(&applied, &new);
+        let cameras = new.cameras.clone();
+        *applied = new;
+        Ok(ReloadedFile { cameras, applied: live, needs_restart })
+    }
+}
+
+fn json(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn differs(a: &impl Serialize, b: &impl Serialize) -> bool {
+    json(a) != json(b)
+}
+
+/// `section.key` for every key whose value differs (the section itself when it appeared or went).
+fn changed_keys(section: &str, before: &Value, after: &Value) -> Vec<String> {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().filter(|k| b.get(*k) != a.get(*k)).map(|k| format!("{section}.{k}")).collect()
+        }
+        (b, a) if b != a => vec![section.to_string()],
+        _ => Vec::new(),
+    }
+}
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Has the hub load the file and apply its cameras. The hub reads it itself, in order with the API's
-/// write-backs to the same file: a copy read here and applied later could be older than a change the
-/// API made meanwhile, and would undo it (a deleted camera would come back). A broken file changes
-/// nothing and says why.
-pub async fn reload(path: &Path, hub: &Addr<StreamHub>) {
-    match hub.send(ReloadFile(path.to_path_buf())).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => log::error!("Settings not reloaded, cameras unchanged: {e}"),
-        Err(e) => log::error!("Settings not reloaded: the camera registry is not answering ({e})"),
+/// Has the hub reload the file (it reads it itself, in order with its write-backs). A broken file
+/// changes nothing and says why.
+pub async fn reload(hub: &Addr<StreamHub>) -> Option<ReloadAnswer> {
+    match hub.send(ReloadFile).await {
+        Ok(Ok(answer)) => Some(answer),
+        Ok(Err(e)) => {
+            log::error!("Settings not reloaded, cameras unchanged: {e}");
+            None
+        }
+        Err(e) => {
+            log::error!("Settings not reloaded: the camera registry is not answering ({e})");
+            None
+        }
     }
 }
 
@@ -42,16 +165,30 @@ pub async fn watch(path: PathBuf, hub: Addr<StreamHub>) {
             _ = hangup.recv() => {
                 log::info!("SIGHUP: reloading {}", path.display());
                 last = modified(&path);
-                reload(&path, &hub).await;
+                reload(&hub).await;
             }
             _ = tick.tick() => {
                 let now = modified(&path);
                 if now != last {
                     last = now;
                     log::info!("{} changed: reloading", path.display());
-                    reload(&path, &hub).await;
+                    reload(&hub).await;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_setting_is_named_with_its_section() {
+        let before = serde_json::json!({"bind": "127.0.0.1:8080", "workers": 0});
+        let after = serde_json::json!({"bind": "0.0.0.0:8080", "workers": 0});
+        assert_eq!(changed_keys("server", &before, &after), vec!["server.bind"]);
+        assert_eq!(changed_keys("cluster", &Value::Null, &after), vec!["cluster"]);
+        assert!(changed_keys("server", &after, &after).is_empty());
     }
 }

@@ -265,7 +265,7 @@ pub async fn alerts(
     let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
     let (response, session, messages, pending) = upgrade(&req, body).await?;
     let (active, rx) = hub.subscribe(camera.as_deref());
-    let timeouts = Timeouts::from(&state.alerts);
+    let timeouts = Timeouts::from(&*state.alerts.get());
     actix_web::rt::spawn(run_alerts(session, messages, camera, active, rx, pending, timeouts));
     Ok(response)
 }

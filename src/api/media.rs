@@ -107,7 +107,7 @@ pub async fn mjpeg(
     path: web::Path<String>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?);
+    let period = Duration::from_secs_f64(1.0 / viewer_fps(&query, state.stream.get().fps_limit, state.stream.get().max_fps)?);
     let rendition = rendition(&query)?;
     let (feed, wanted) = follow(&state, path.into_inner(), rendition).await?;
     let start = (feed, wanted, 0u64, Throttle::new(period));

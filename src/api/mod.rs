@@ -19,12 +19,14 @@ use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
 use crate::api::config::{AlertsSettings, ApiSettings, StreamSettings};
+use crate::config::Live;
 
 /// Shared by every handler.
 pub struct AppState {
     pub hub: Addr<StreamHub>,
-    pub stream: StreamSettings,
-    pub alerts: AlertsSettings,
+    /// `[stream]` and `[alerts]`, as the settings file has them now: each socket takes them when it opens.
+    pub stream: Live<StreamSettings>,
+    pub alerts: Live<AlertsSettings>,
     pub api: ApiSettings,
     /// `Some` on a node of a cluster (`[cluster]`).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
@@ -53,7 +55,7 @@ impl From<HubError> for ApiError {
             HubError::UnknownCamera(_) => ApiError::NotFound(e.to_string()),
             HubError::Duplicate(_) => ApiError::Conflict(e.to_string()),
             HubError::InvalidCamera(_) => ApiError::BadRequest(e.to_string()),
-            HubError::Persist(_) => ApiError::Internal(e.to_string()),
+            HubError::Persist(_) | HubError::Reload(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -57,7 +57,7 @@ async fn open(
     camera_id: Option<String>,
     query: HashMap<String, String>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let fps = viewer_fps(&query, state.stream.fps_limit, state.stream.max_fps)?;
+    let fps = viewer_fps(&query, state.stream.get().fps_limit, state.stream.get().max_fps)?;
     let view = (Rendition::from_query(&query).map_err(ApiError::from)?, Format::from_query(&query).map_err(ApiError::from)?);
     let link = state
         .hub
@@ -75,7 +75,7 @@ async fn open(
         .map_into_boxed_body();
     let limits = Limits {
         period: Duration::from_secs_f64(1.0 / fps),
-        timeouts: Timeouts::from(&state.stream),
+        timeouts: Timeouts::from(&*state.stream.get()),
     };
     log::debug!("[{}] viewer joined at {fps} fps", link.camera_id);
     actix_web::rt::spawn(run_viewer(link, view, session, messages, taken, limits, pending));

@@ -137,7 +137,7 @@ impl Camera {
     pub fn status(&self, engine_loaded: bool) -> CameraStatusView {
         let config = self.ctx.config.read().unwrap();
         let ai = config.ai_enabled && engine_loaded;
-        self.ctx.status.snapshot(&config, &self.ctx.deps.detection, ai, self.ctx.feed.receiver_count(), self.ctx.demand.view())
+        self.ctx.status.snapshot(&config, &self.ctx.deps.detection.get(), ai, self.ctx.feed.receiver_count(), self.ctx.demand.view())
     }
 
     /// The live counters of the current worker: to wait for it to stop, and for `/metrics`.

@@ -27,6 +27,7 @@ use crate::inference::regions::{self, BudgetControl, Plan, RegionPlan};
 use crate::inference::scheduler::{Job, Lane, Priority, Run as ModelRun, Scheduler};
 use crate::inference::{Detection, ModelDetections, Task};
 use crate::camera::config::{CameraConfig, CaptureSettings, DetectionSettings, SourceType};
+use crate::config::Live;
 
 /// The longest the worker sleeps before looking at its stop flag again.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -39,7 +40,8 @@ pub struct CameraDeps {
     pub inference: Option<Arc<Scheduler>>,
     pub capture: Arc<CaptureSettings>,
     /// Detect rate and motion defaults for cameras that set none of their own.
-    pub detection: Arc<DetectionSettings>,
+    /// `[detection]`: the defaults of every camera, replaced by a reload of the settings file.
+    pub detection: Live<DetectionSettings>,
     /// Where events go; `None` when events are turned off.
     pub events: Option<Arc<EventHub>>,
     pub opener: Arc<dyn Opener>,
@@ -345,8 +347,8 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(ctx: &WorkerContext, config: &CameraConfig) -> Self {
-        let (detect_fps, idle, motion) = detection_settings(config, &ctx.deps.detection);
-        ctx.status.set_region_budget(ctx.deps.detection.region_budget);
+        let (detect_fps, idle, motion) = detection_settings(config, &ctx.deps.detection.get());
+        ctx.status.set_region_budget(ctx.deps.detection.get().region_budget);
         let models = ctx.deps.inference.as_ref().map_or(0, |s| s.engines().0.len());
         let mut events = ctx.deps.events.as_ref().map(|hub| {
             let mut engine = hub.engine(&config.camera_id);
@@ -446,7 +448,7 @@ impl Pipeline {
         if !ctx.deps.wait_for_models {
             self.budget.observe(result.queue_ms, period_ms);
         }
-        ctx.status.set_region_budget(self.budget.share() * ctx.deps.detection.region_budget);
+        ctx.status.set_region_budget(self.budget.share() * ctx.deps.detection.get().region_budget);
         let mut fresh = Vec::new();
         for r in result.results {
             let name = self.lane.as_ref().and_then(|l| l.engines().0.get(r.model)).map(|e| e.model().clone());
@@ -559,8 +561,8 @@ impl Pipeline {
             let run = match (decision, self.task(m)) {
                 (Decision::FirstCheck, _) => ModelRun::whole(m),
                 _ if newly.contains(&m) => ModelRun::whole(m),
-                (_, Some(Task::Pose)) if ctx.deps.detection.regions => {
-                    let (regions, region_scale) = self.regions(m, frame, motion, &ctx.deps.detection);
+                (_, Some(Task::Pose)) if ctx.deps.detection.get().regions => {
+                    let (regions, region_scale) = self.regions(m, frame, motion, &ctx.deps.detection.get());
                     ModelRun { model: m, regions, region_scale }
                 }
                 _ => ModelRun::whole(m),
@@ -730,7 +732,7 @@ fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, 
     let timestamp = ctx.deps.clock.wall();
     let (resize_width, jpeg_quality, ai_enabled, (detect_fps, idle, motion_settings), model_names, object_classes) = {
         let c = ctx.config.read().unwrap();
-        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection), c.model_names(), c.object_event_classes().to_vec())
+        (c.resize_width, c.jpeg_quality, c.ai_enabled, detection_settings(&c, &ctx.deps.detection.get()), c.model_names(), c.object_event_classes().to_vec())
     };
     // The camera's models that this server has loaded, by their index in the scheduler.
     let wanted: Vec<usize> = match &pipe.lane {

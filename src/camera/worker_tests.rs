@@ -34,7 +34,7 @@ impl Harness {
         let deps = CameraDeps {
             inference: None,
             capture: Arc::new(capture()),
-            detection: Arc::new(DetectionSettings::default()),
+            detection: Live::default(),
             events: None,
             opener: opener.clone(),
             clock: clock.clone(),
@@ -234,7 +234,7 @@ fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leave
     let deps = CameraDeps {
         inference: Some(scheduler),
         capture: Arc::new(capture()),
-        detection: Arc::new(DetectionSettings::default()),
+        detection: Live::default(),
         events: None,
         opener: Arc::new(ScriptedOpener::new(clock.clone(), Vec::new())),
         clock: clock.clone(),
