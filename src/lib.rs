@@ -112,77 +112,21 @@ impl Application {
             catalog.check(camera).map_err(|e| AppError::Models(format!("{}: {e}", settings.origin)))?;
         }
         // Bind first: a taken port should fail before any camera thread starts.
-        let listener = TcpListener::bind(&settings.server.bind).map_err(|source| AppError::Bind {
-            bind: settings.server.bind.clone(),
-            source,
-        })?;
-        let port = listener.local_addr().map_err(|source| AppError::Bind {
-            bind: settings.server.bind.clone(),
-            source,
-        })?.port();
+        let bind_error = |source| AppError::Bind { bind: settings.server.bind.clone(), source };
+        let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
 
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
-        let camera_events = settings.events.enabled.then(|| events.clone());
         let live = LiveSections::new(&settings);
-        let inference = (!engines.is_empty()).then(|| Scheduler::with_engines(engines, settings.detection.worker_count()));
-        let deps = CameraDeps {
-            inference,
-            capture: Arc::new(settings.capture.clone()),
-            detection: live.detection.clone(),
-            events: camera_events,
-            opener: Arc::new(OpenCvOpener),
-            clock: Arc::new(SystemClock::default()),
-            wait_for_models: false,
-        };
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
         let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };
         let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
-        let hub = StreamHub::new(deps, file).with_catalog(catalog).start();
-        let cluster = match &settings.cluster {
-            None => {
-                for camera in &settings.cameras {
-                    hub.send(Register { config: camera.clone(), persist: false }).await??;
-                }
-                hub.send(StartAll).await?;
-                None
-            }
-            Some(cluster) => {
-                // Cameras are registered from the inventory and started only where this node holds their lease.
-                let cluster = Cluster::join(cluster, &settings.cameras, hub.clone()).await?;
-                cluster.link_events(events.clone(), &settings.events).await?;
-                cluster.sync().await?;
-                actix_web::rt::spawn(cluster.clone().run());
-                Some(cluster)
-            }
-        };
-
-        let state = web::Data::new(AppState {
-            hub: hub.clone(),
-            stream: live.stream.clone(),
-            alerts: live.alerts.clone(),
-            api: settings.api.clone(),
-            cluster: cluster.clone(),
-        });
-        let events = web::Data::new(events);
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(events.clone())
-                .wrap(actix_web::middleware::from_fn(api::guard_reads))
-                .configure(api::routes)
-        })
-            .on_connect(limit_unsent_bytes)
-            .disable_signals()
-            .shutdown_timeout(2);
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|source| AppError::Bind { bind: settings.server.bind.clone(), source })?
-            .run();
+        let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
+        let cluster = start_cameras(&settings, &hub, &events).await?;
+        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone() };
+        let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {
             Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),
             None => log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len()),
@@ -222,6 +166,58 @@ impl Application {
         }
         self.server.await
     }
+}
+
+/// What every camera is given: the shared models, the live `[detection]`, the events, the real
+/// source opener and clock.
+fn camera_deps(settings: &Settings, engines: Engines, events: &Arc<EventHub>, live: &LiveSections) -> CameraDeps {
+    let inference = (!engines.is_empty()).then(|| Scheduler::with_engines(engines, settings.detection.worker_count()));
+    CameraDeps {
+        inference,
+        capture: Arc::new(settings.capture.clone()),
+        detection: live.detection.clone(),
+        events: settings.events.enabled.then(|| events.clone()),
+        opener: Arc::new(OpenCvOpener),
+        clock: Arc::new(SystemClock::default()),
+        wait_for_models: false,
+    }
+}
+
+/// A single server registers and starts its cameras; a cluster node joins the cluster, which
+/// registers the inventory and starts cameras only where this node holds their lease.
+async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<EventHub>) -> Result<Option<Arc<Cluster>>, AppError> {
+    let Some(cluster) = &settings.cluster else {
+        for camera in &settings.cameras {
+            hub.send(Register { config: camera.clone(), persist: false }).await??;
+        }
+        hub.send(StartAll).await?;
+        return Ok(None);
+    };
+    let cluster = Cluster::join(cluster, &settings.cameras, hub.clone()).await?;
+    cluster.link_events(events.clone(), &settings.events).await?;
+    cluster.sync().await?;
+    actix_web::rt::spawn(cluster.clone().run());
+    Ok(Some(cluster))
+}
+
+/// The HTTP server on the bound listener (served once awaited).
+fn serve_http(settings: &Settings, listener: TcpListener, state: AppState, events: Arc<EventHub>) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let events = web::Data::new(events);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(events.clone())
+            .wrap(actix_web::middleware::from_fn(api::guard_reads))
+            .configure(api::routes)
+    })
+    .on_connect(limit_unsent_bytes)
+    .disable_signals()
+    .shutdown_timeout(2);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
 }
 
 #[derive(Clone)]

@@ -179,6 +179,14 @@ pub struct CameraConfig {
     pub object_events: Option<Vec<String>>,
 }
 
+/// A camera's effective detection settings (`CameraConfig::detection`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraDetection {
+    pub detect_fps: f64,
+    pub idle_detect_interval_secs: f64,
+    pub motion: MotionSettings,
+}
+
 /// The models a camera runs unless it names others.
 pub const DEFAULT_CAMERA_MODELS: &[&str] = &["pose"];
 
@@ -209,6 +217,16 @@ impl CameraConfig {
             motion: None,
             models: None,
             object_events: None,
+        }
+    }
+
+    /// When this camera's frames go to the models: its own settings where it has them, `[detection]`'s
+    /// where not. The one place a camera's effective detect rate, idle interval and motion are found.
+    pub fn detection(&self, defaults: &DetectionSettings) -> CameraDetection {
+        CameraDetection {
+            detect_fps: self.detect_fps.unwrap_or(defaults.detect_fps),
+            idle_detect_interval_secs: self.idle_detect_interval_secs.unwrap_or(defaults.idle_detect_interval_secs),
+            motion: self.motion.unwrap_or(defaults.motion),
         }
     }
 

@@ -297,7 +297,7 @@ impl CameraStatus {
             motion_area: (f32::from_bits(self.motion_area.load(Ordering::Relaxed)) as f64 * 1e4).round() / 1e4,
             inferences_skipped: load(&self.inferences_skipped),
             inferences_replaced: load(&self.inferences_replaced),
-            detect_fps: config.detect_fps.unwrap_or(detection.detect_fps),
+            detect_fps: config.detection(detection).detect_fps,
             loops: load(&self.loops),
             reconnects: load(&self.reconnects),
             loop_video: config.loop_video,

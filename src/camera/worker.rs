@@ -628,11 +628,8 @@ fn fall_model_index(engines: &crate::inference::Engines, name: &str) -> Option<u
 
 /// A camera's detect rate, idle re-check interval and motion settings: its own, else `[detection]`'s.
 fn detection_settings(config: &CameraConfig, defaults: &DetectionSettings) -> (f64, f64, MotionSettings) {
-    (
-        config.detect_fps.unwrap_or(defaults.detect_fps),
-        config.idle_detect_interval_secs.unwrap_or(defaults.idle_detect_interval_secs),
-        config.motion.unwrap_or(defaults.motion),
-    )
+    let d = config.detection(defaults);
+    (d.detect_fps, d.idle_detect_interval_secs, d.motion)
 }
 
 /// Processes one frame (if the rate cap lets it through) and counts it, whatever happens to it.
