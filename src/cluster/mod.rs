@@ -21,11 +21,17 @@ mod hands;
 mod inventory;
 pub mod kv;
 pub mod leases;
+#[cfg(test)]
+mod memory_kv;
 mod nats_kv;
 pub mod relay;
 mod rendezvous;
 pub mod round;
+#[cfg(test)]
+mod sim;
 mod statuses;
+#[cfg(test)]
+mod stories;
 mod view;
 pub mod wire;
 
