@@ -19,14 +19,14 @@
 pub mod events;
 mod hands;
 mod inventory;
-pub mod kv;
-pub mod leases;
+mod kv;
+mod leases;
 #[cfg(test)]
 mod memory_kv;
 mod nats_kv;
 pub mod relay;
 mod rendezvous;
-pub mod round;
+mod round;
 #[cfg(test)]
 mod sim;
 mod statuses;
