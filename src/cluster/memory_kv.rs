@@ -36,6 +36,9 @@ struct Version {
     written: Instant,
 }
 
+/// A key's last write as a compare-and-set sees it: its value (`None`: deleted) and revision.
+type Last = Option<(Option<Vec<u8>>, u64)>;
+
 /// A bucket's every write, by key; values older than `max_age` are gone, as in JetStream.
 pub struct Store {
     clock: Clock,
@@ -49,7 +52,7 @@ impl Store {
     }
 
     /// The key's last write as seen at `at` (`None`: never written, or expired).
-    fn last_at(&self, versions: &[Version], at: Instant) -> Option<(Option<Vec<u8>>, u64)> {
+    fn last_at(&self, versions: &[Version], at: Instant) -> Last {
         let last = versions.iter().rev().find(|v| v.written <= at)?;
         let expired = self.max_age.is_some_and(|age| at >= last.written + age);
         (!expired).then(|| (last.value.clone(), last.revision))
@@ -67,7 +70,7 @@ impl Store {
     }
 
     /// Writes `value` (`None`: deletes) if `allowed` accepts the key's last write (value, revision).
-    fn write(&self, key: &str, value: Option<Vec<u8>>, allowed: impl Fn(Option<(Option<Vec<u8>>, u64)>) -> KvResult<()>) -> KvResult<u64> {
+    fn write(&self, key: &str, value: Option<Vec<u8>>, allowed: impl Fn(Last) -> KvResult<()>) -> KvResult<u64> {
         let now = self.clock.now();
         let mut writes = self.writes.lock().unwrap();
         let last = writes.1.get(key).and_then(|v| self.last_at(v, now));
@@ -122,7 +125,7 @@ impl Handle {
         }
     }
 
-    fn at_revision(revision: u64) -> impl Fn(Option<(Option<Vec<u8>>, u64)>) -> KvResult<()> {
+    fn at_revision(revision: u64) -> impl Fn(Last) -> KvResult<()> {
         move |last| if last.is_some_and(|(_, r)| r == revision) { Ok(()) } else { Err(KvError::WrongRevision) }
     }
 }

@@ -15,6 +15,10 @@
 //! - Frames: see `relay`; events, snapshots and clips: see `events`.
 //! - Settings every node must share (`lease_secs`) are kept in `haven_cluster` by the first node;
 //!   a node started with another value refuses to start.
+//!
+//! Where it lives: the decisions in `leases` (a state machine: no I/O, no clock), a round of them
+//! on the buckets in `round`, the buckets behind `kv` (`nats_kv` here, `memory_kv` in the tests,
+//! whose `sim` runs the stories of `stories`); `Cluster` below drives rounds and serves the API.
 
 pub mod events;
 mod hands;

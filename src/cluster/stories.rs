@@ -223,10 +223,11 @@ fn a_camera_removed_from_the_inventory_is_stopped_and_nobody_takes_it() {
 fn a_vacant_camera_whose_winner_does_not_take_it_is_taken_by_another_node_after_two_rounds() {
     let mut sim = settled(&["a", "b"], &[], false);
     // A camera b wins; b stops right after a heartbeat, so a still counts b live.
-    let id = (1..).map(|i| format!("cam{i}")).find(|id| winners(&[id.clone()], &[("a", 1.0), ("b", 1.0)])[0].1 == "b").unwrap();
+    let both = [("a".to_string(), 1.0), ("b".to_string(), 1.0)];
+    let id = (1..).map(|i| format!("cam{i}")).find(|id| rendezvous_winner(id, &both).as_deref() == Some("b")).unwrap();
     sim.run_until(secs(2.0), |sim| sim.node("b").last_round == sim.clock.now() - STEP);
     sim.node_mut("b").paused = true;
-    sim.add_cameras(&[id.clone()]);
+    sim.add_cameras(std::slice::from_ref(&id));
     let added = sim.clock.now();
     let taken = sim.run_until(secs(5.0), |sim| sim.holder(&id).is_some());
     assert_eq!(sim.holder(&id).as_deref(), Some("a"));
