@@ -1,4 +1,5 @@
-//! Frame sources that play a script in simulated time, for unit tests of the worker without FFmpeg.
+//! Frame sources that play a script in simulated time, and a model that counts its passes, for unit
+//! tests of the worker without FFmpeg or weights.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use opencv::core::{Mat, Scalar, CV_8UC3};
 use super::clock::{Clock, SimClock};
 use super::source::{FrameSource, Opener, SourceError, SourceInfo};
 use super::status::CameraStatus;
+use crate::inference::{AiEngine, Detection, EngineError, ModelInfo, Task};
 use crate::settings::{CameraConfig, CaptureSettings};
 
 /// What one open of the source gives.
@@ -228,5 +230,40 @@ impl FrameSource for ScriptedLive {
 
     fn rewind(&mut self) -> Result<bool, SourceError> {
         Ok(false)
+    }
+}
+
+/// A scripted model that counts its passes: a pose model finds nobody, a detect model one car
+/// wherever it looks.
+pub struct Counting {
+    task: Task,
+    pub calls: Mutex<u32>,
+}
+
+impl Counting {
+    pub fn new(task: Task) -> Arc<Self> {
+        Arc::new(Self { task, calls: Mutex::default() })
+    }
+}
+
+impl AiEngine for Counting {
+    fn name(&self) -> String {
+        "counting".into()
+    }
+
+    fn info(&self) -> ModelInfo {
+        let names = match self.task {
+            Task::Pose => vec!["person".to_string()],
+            Task::Detect => haven_pose::COCO_NAMES.iter().map(|s| s.to_string()).collect(),
+        };
+        ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into() }
+    }
+
+    fn detect(&self, _frame: &Mat) -> Result<Vec<Detection>, EngineError> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(match self.task {
+            Task::Pose => Vec::new(),
+            Task::Detect => vec![Detection { class_id: 2, class: "car".into(), score: 0.9, bbox: [1.0, 1.0, 20.0, 20.0], keypoints: Vec::new() }],
+        })
     }
 }
