@@ -23,6 +23,8 @@ pub mod rendition;
 #[cfg(test)]
 pub mod scripted;
 pub mod source;
+#[cfg(test)]
+mod stage_tests;
 pub mod status;
 pub mod worker;
 

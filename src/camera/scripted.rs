@@ -6,13 +6,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use opencv::core::{Mat, Scalar, CV_8UC3};
 
 use super::clock::{Clock, SimClock};
 use super::source::{FrameSource, Opener, SourceError, SourceInfo};
 use super::status::CameraStatus;
-use crate::inference::{AiEngine, Detection, EngineError, ModelInfo, Task};
-use crate::settings::{CameraConfig, CaptureSettings};
+use super::packet::Feed;
+use super::worker::{CameraDeps, WorkerContext};
+use crate::events::EventHub;
+use crate::inference::scheduler::Scheduler;
+use crate::inference::{AiEngine, Detection, EngineError, Engines, ModelInfo, Task};
+use crate::settings::{CameraConfig, CaptureSettings, DetectionSettings};
 
 /// What one open of the source gives.
 pub enum Opening {
@@ -266,4 +272,30 @@ impl AiEngine for Counting {
             Task::Detect => vec![Detection { class_id: 2, class: "car".into(), score: 0.9, bbox: [1.0, 1.0, 20.0, 20.0], keypoints: Vec::new() }],
         })
     }
+}
+
+/// A camera's worker context in simulated time: `engines` behind a one-worker scheduler (empty: no
+/// model), events into `events` (none: off), no source (the tests hand frames over themselves).
+pub fn context(clock: Arc<SimClock>, engines: Engines, events: Option<Arc<EventHub>>, config: CameraConfig) -> WorkerContext {
+    let deps = CameraDeps {
+        inference: (!engines.is_empty()).then(|| Scheduler::with_engines(engines, 1)),
+        capture: Arc::new(CaptureSettings {
+            open_timeout_secs: 5.0,
+            read_timeout_secs: 5.0,
+            watchdog_secs: 2.0,
+            reconnect_initial_secs: 1.0,
+            reconnect_max_secs: 4.0,
+        }),
+        detection: Arc::new(DetectionSettings::default()),
+        events,
+        opener: Arc::new(ScriptedOpener::new(clock.clone(), Vec::new())),
+        clock,
+        wait_for_models: false,
+    };
+    WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps)
+}
+
+/// A uniform `width` x `height` frame of grey `value`.
+pub fn still_frame(width: i32, height: i32, value: f64) -> Mat {
+    Mat::new_rows_cols_with_default(height, width, CV_8UC3, Scalar::all(value)).unwrap()
 }
