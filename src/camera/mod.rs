@@ -26,6 +26,7 @@ pub mod source;
 #[cfg(test)]
 mod stage_tests;
 pub mod status;
+pub mod stream;
 pub mod worker;
 
 use std::sync::atomic::Ordering;

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opencv::core::Mat;
 use tokio::sync::watch;
 
 use super::*;
