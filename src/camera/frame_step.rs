@@ -79,7 +79,7 @@ impl Pipeline {
         };
         Self {
             settings,
-            cap: RateCap::new(),
+            cap: RateCap::default(),
             analyser: Analyser::new(ctx, &first, fall_model),
             events,
             renderer: Renderer::default(),

@@ -96,11 +96,13 @@ pub struct RateCap {
     last: Option<Duration>,
 }
 
-impl RateCap {
-    pub fn new() -> Self {
+impl Default for RateCap {
+    fn default() -> Self {
         Self { allowance: 1.0, last: None }
     }
+}
 
+impl RateCap {
     /// Whether a frame arriving now may be processed; frames over the cap are passed over.
     fn admit(&mut self, ctx: &WorkerContext, max_fps: Option<f64>) -> bool {
         let Some(max_fps) = max_fps else {
