@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opencv::core::{Mat, Scalar, CV_8UC3};
 use tokio::sync::watch;
 
-use opencv::core::{Mat, Scalar, CV_8UC3};
-
 use super::clock::{Clock, SimClock};
+use super::packet::Feed;
 use super::source::{FrameSource, Opener, SourceError, SourceInfo};
 use super::status::CameraStatus;
-use super::packet::Feed;
 use super::worker::{CameraDeps, WorkerContext};
 use crate::events::EventHub;
 use crate::inference::scheduler::Scheduler;
