@@ -40,7 +40,7 @@ pub use patch::CameraPatch;
 pub use status::{CameraState, CameraStatus, CameraStatusView, HistogramView};
 pub use worker::CameraDeps;
 
-use crate::settings::CameraConfig;
+use crate::settings::{CameraConfig, DetectionSettings};
 use fence::Fence;
 use rendition::{Demand, Format, Rendition, Wanted};
 use worker::{CameraWorker, Run, WorkerContext};
@@ -134,6 +134,12 @@ impl Camera {
     /// A new configuration that differs only in live settings (a reload): used from the next frame.
     pub fn set_config(&self, config: CameraConfig) {
         *self.ctx.config.write().unwrap() = config;
+    }
+
+    /// New `[detection]` defaults (a reload): the camera uses them, where it sets none of its own,
+    /// from its next frame.
+    pub fn set_detection(&self, detection: Arc<DetectionSettings>) {
+        self.ctx.config.set_detection(detection);
     }
 
     pub fn subscribe(&self) -> CameraLink {

@@ -258,3 +258,35 @@ fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leave
     let stats = ctx.status.model_stats();
     assert_eq!((stats["pose"].inferences, stats["objects"].inferences, stats["objects"].detections), (1, 1, 1));
 }
+
+#[test]
+fn new_detection_defaults_reach_a_running_camera_from_its_next_frame_like_a_patch() {
+    use crate::camera::motion::MotionSettings;
+    use crate::camera::scripted::{context, still_frame};
+    use crate::inference::{Engines, Task};
+    let pose = Counting::new(Task::Pose);
+    let clock = Arc::new(SimClock::new(0.0));
+    let config = CameraConfig::new("cam", "scripted.mp4", SourceType::VideoFile);
+    let ctx = context(clock.clone(), Engines::named(vec![("pose", pose.clone())]), None, config.clone());
+    let _viewer = ctx.feed.subscribe();
+    let mut pipe = Pipeline::new(&ctx, &config);
+    let mut index = 0;
+    let mut frames = |pipe: &mut Pipeline, n: usize| {
+        for _ in 0..n {
+            process(&ctx, pipe, "cam", &mut still_frame(64, 48, 90.0), index, true).unwrap();
+            index += 1;
+            clock.advance(Duration::from_millis(100));
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while pipe.lane().unwrap().busy() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    frames(&mut pipe, 5);
+    assert_eq!(*pose.calls.lock().unwrap(), 1, "a still scene is looked at once");
+    // `[detection]` now has motion off (every frame moving) at every frame: each frame is looked at.
+    let motion = MotionSettings { enabled: false, ..MotionSettings::default() };
+    ctx.config.set_detection(Arc::new(DetectionSettings { motion, detect_fps: 0.0, ..DetectionSettings::default() }));
+    frames(&mut pipe, 5);
+    assert_eq!(*pose.calls.lock().unwrap(), 6);
+}
