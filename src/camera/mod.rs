@@ -2,21 +2,32 @@
 //! The worker (capture, motion, inference hand-off, annotation, encoding) runs on a `SyncArbiter`
 //! thread and sees its source and its time only through the `Opener` and `Clock` seams.
 
+pub mod analyse;
 pub mod clock;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod event_feed;
 pub mod fence;
+pub mod frame_settings;
+pub mod frame_step;
 pub mod gate;
 pub mod live;
+pub mod live_config;
+pub mod looks;
 pub mod motion;
 pub mod packet;
 pub mod patch;
+pub mod publish;
+pub mod render;
 pub mod rendition;
 #[cfg(test)]
 pub mod scripted;
 pub mod source;
+#[cfg(test)]
+mod stage_tests;
 pub mod status;
+pub mod stream;
 pub mod worker;
 
 use std::sync::atomic::Ordering;
@@ -137,7 +148,7 @@ impl Camera {
     pub fn status(&self, engine_loaded: bool) -> CameraStatusView {
         let config = self.ctx.config.read().unwrap();
         let ai = config.ai_enabled && engine_loaded;
-        self.ctx.status.snapshot(&config, &self.ctx.deps.detection.get(), ai, self.ctx.feed.receiver_count(), self.ctx.demand.view())
+        self.ctx.status.snapshot(&config, &self.ctx.config.detection(), ai, self.ctx.feed.receiver_count(), self.ctx.demand.view())
     }
 
     /// The live counters of the current worker: to wait for it to stop, and for `/metrics`.

@@ -109,6 +109,27 @@ pub struct Motion {
     pub boxes: Vec<[f32; 4]>,
 }
 
+impl Motion {
+    /// Nothing moved; `area` of the frame changed (noise, or a lighting change).
+    fn still(area: f32) -> Self {
+        Self { moving: false, area, boxes: Vec::new() }
+    }
+}
+
+/// 8-bit grey, BGR or BGRA: what the detector reads.
+fn check_format(frame: &Mat) -> opencv::Result<()> {
+    if frame.depth() != core::CV_8U || ![1, 3, 4].contains(&frame.channels()) {
+        return Err(opencv::Error::new(
+            core::StsUnsupportedFormat,
+            format!(
+                "motion: frames must be 8-bit grey, BGR or BGRA, not type {}",
+                frame.typ()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub struct MotionDetector {
     settings: MotionSettings,
     /// Full-frame (cols, rows) and small (cols, rows) the background belongs to; `None`: no background yet.
@@ -183,15 +204,7 @@ impl MotionDetector {
         if frame.empty() || cols <= 0 || rows <= 0 {
             return Ok(Motion::default());
         }
-        if frame.depth() != core::CV_8U || ![1, 3, 4].contains(&frame.channels()) {
-            return Err(opencv::Error::new(
-                core::StsUnsupportedFormat,
-                format!(
-                    "motion: frames must be 8-bit grey, BGR or BGRA, not type {}",
-                    frame.typ()
-                ),
-            ));
-        }
+        check_format(frame)?;
         let s = self.settings;
         if !s.enabled {
             self.reset();
@@ -211,8 +224,30 @@ impl MotionDetector {
             return Ok(Motion::default());
         }
 
-        // The scene's brightness shift since the last frame, then the difference against the
-        // background shifted by it.
+        let (shift, changed) = self.difference()?;
+        let area = changed as f32 / (sw as f32 * sh as f32);
+        if shift.unsigned_abs() > s.threshold as u32 || area > s.lighting_change {
+            self.restart(sw)?;
+            return Ok(Motion::still(area));
+        }
+        self.update_background(shift)?;
+        if changed == 0 || area < s.min_area {
+            return Ok(Motion::still(area));
+        }
+        self.changed_boxes(sw, sh)?;
+        if self.rects.is_empty() {
+            return Ok(Motion::still(area));
+        }
+        Ok(Motion {
+            moving: true,
+            area,
+            boxes: self.full_frame_boxes(&geo, cols, rows),
+        })
+    }
+
+    /// The scene's brightness shift since the last frame, then the pixels that differ from the
+    /// background shifted by it (`self.opened`, isolated noise pixels removed): (shift, how many).
+    fn difference(&mut self) -> opencv::Result<(i32, i32)> {
         let shift = brightness_shift(
             self.cur.data_bytes()?,
             self.background.data_typed::<f32>()?,
@@ -224,7 +259,7 @@ impl MotionDetector {
         imgproc::threshold(
             &self.diff,
             &mut self.mask,
-            s.threshold as f64,
+            self.settings.threshold as f64,
             255.0,
             imgproc::THRESH_BINARY,
         )?;
@@ -238,35 +273,24 @@ impl MotionDetector {
             core::BORDER_CONSTANT,
             imgproc::morphology_default_border_value()?,
         )?;
-        let changed = core::count_non_zero(&self.opened)?;
-        let area = changed as f32 / (sw as f32 * sh as f32);
+        Ok((shift, core::count_non_zero(&self.opened)?))
+    }
 
-        if shift.unsigned_abs() > s.threshold as u32 || area > s.lighting_change {
-            self.restart(sw)?;
-            return Ok(Motion {
-                moving: false,
-                area,
-                boxes: Vec::new(),
-            });
-        }
-
-        // background = (1 - alpha) * (background + shift) + alpha * cur
-        let alpha = s.background_alpha as f64;
+    /// background = (1 - alpha) * (background + shift) + alpha * cur
+    fn update_background(&mut self, shift: i32) -> opencv::Result<()> {
+        let alpha = self.settings.background_alpha as f64;
         imgproc::accumulate_weighted(&self.cur, &mut self.background, alpha, &core::no_array())?;
         if shift != 0 {
             let by = Scalar::all((1.0 - alpha) * shift as f64);
             core::add(&self.background, &by, &mut self.spare, &core::no_array(), -1)?;
             std::mem::swap(&mut self.background, &mut self.spare);
         }
+        Ok(())
+    }
 
-        if changed == 0 || area < s.min_area {
-            return Ok(Motion {
-                moving: false,
-                area,
-                boxes: Vec::new(),
-            });
-        }
-
+    /// The changed pixels joined (dilated) into regions, their boxes in the small copy's pixels
+    /// (`self.rects`, of `sw` x `sh`), the dilation undone, too small ones dropped, close ones merged.
+    fn changed_boxes(&mut self, sw: i32, sh: i32) -> opencv::Result<()> {
         imgproc::dilate(
             &self.opened,
             &mut self.dilated,
@@ -297,16 +321,14 @@ impl MotionDetector {
             }
         }
         merge_boxes(&mut self.rects, MERGE_GAP, MAX_BOXES);
-        if self.rects.is_empty() {
-            return Ok(Motion {
-                moving: false,
-                area,
-                boxes: Vec::new(),
-            });
-        }
+        Ok(())
+    }
+
+    /// `self.rects` scaled back to the full frame's `cols` x `rows` pixels.
+    fn full_frame_boxes(&self, geo: &Geometry, cols: i32, rows: i32) -> Vec<[f32; 4]> {
+        let (sw, sh) = (geo.small.width, geo.small.height);
         let (fx, fy) = (geo.used.width as f32 / sw as f32, geo.used.height as f32 / sh as f32);
-        let boxes = self
-            .rects
+        self.rects
             .iter()
             .map(|b| {
                 [
@@ -316,12 +338,7 @@ impl MotionDetector {
                     (b[3] as f32 * fy).min(rows as f32),
                 ]
             })
-            .collect();
-        Ok(Motion {
-            moving: true,
-            area,
-            boxes,
-        })
+            .collect()
     }
 
     /// `frame` → `self.cur`: the small blurred grey copy. INTER_AREA is only fast for an integer

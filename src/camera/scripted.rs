@@ -1,4 +1,5 @@
-//! Frame sources that play a script in simulated time, for unit tests of the worker without FFmpeg.
+//! Frame sources that play a script in simulated time, and a model that counts its passes, for unit
+//! tests of the worker without FFmpeg or weights.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -6,11 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opencv::core::{Mat, Scalar, CV_8UC3};
+use tokio::sync::watch;
 
 use super::clock::{Clock, SimClock};
+use super::packet::Feed;
 use super::source::{FrameSource, Opener, SourceError, SourceInfo};
 use super::status::CameraStatus;
+use super::worker::{CameraDeps, WorkerContext};
+use crate::events::EventHub;
+use crate::inference::scheduler::Scheduler;
+use crate::inference::{AiEngine, Detection, EngineError, Engines, ModelInfo, Task};
 use crate::camera::config::{CameraConfig, CaptureSettings};
+use crate::config::Live;
 
 /// What one open of the source gives.
 pub enum Opening {
@@ -229,4 +237,65 @@ impl FrameSource for ScriptedLive {
     fn rewind(&mut self) -> Result<bool, SourceError> {
         Ok(false)
     }
+}
+
+/// A scripted model that counts its passes: a pose model finds nobody, a detect model one car
+/// wherever it looks.
+pub struct Counting {
+    task: Task,
+    pub calls: Mutex<u32>,
+}
+
+impl Counting {
+    pub fn new(task: Task) -> Arc<Self> {
+        Arc::new(Self { task, calls: Mutex::default() })
+    }
+}
+
+impl AiEngine for Counting {
+    fn name(&self) -> String {
+        "counting".into()
+    }
+
+    fn info(&self) -> ModelInfo {
+        let names = match self.task {
+            Task::Pose => vec!["person".to_string()],
+            Task::Detect => haven_pose::COCO_NAMES.iter().map(|s| s.to_string()).collect(),
+        };
+        ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into() }
+    }
+
+    fn detect(&self, _frame: &Mat) -> Result<Vec<Detection>, EngineError> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(match self.task {
+            Task::Pose => Vec::new(),
+            Task::Detect => vec![Detection { class_id: 2, class: "car".into(), score: 0.9, bbox: [1.0, 1.0, 20.0, 20.0], keypoints: Vec::new() }],
+        })
+    }
+}
+
+/// A camera's worker context in simulated time: `engines` behind a one-worker scheduler (empty: no
+/// model), events into `events` (none: off), no source (the tests hand frames over themselves).
+pub fn context(clock: Arc<SimClock>, engines: Engines, events: Option<Arc<EventHub>>, config: CameraConfig) -> WorkerContext {
+    let deps = CameraDeps {
+        inference: (!engines.is_empty()).then(|| Scheduler::with_engines(engines, 1)),
+        capture: Arc::new(CaptureSettings {
+            open_timeout_secs: 5.0,
+            read_timeout_secs: 5.0,
+            watchdog_secs: 2.0,
+            reconnect_initial_secs: 1.0,
+            reconnect_max_secs: 4.0,
+        }),
+        detection: Live::default(),
+        events,
+        opener: Arc::new(ScriptedOpener::new(clock.clone(), Vec::new())),
+        clock,
+        wait_for_models: false,
+    };
+    WorkerContext::new(config, Arc::new(watch::channel(Feed::Waiting).0), Default::default(), deps)
+}
+
+/// A uniform `width` x `height` frame of grey `value`.
+pub fn still_frame(width: i32, height: i32, value: f64) -> Mat {
+    Mat::new_rows_cols_with_default(height, width, CV_8UC3, Scalar::all(value)).unwrap()
 }

@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opencv::core::Mat;
 use tokio::sync::watch;
 
 use super::*;
 use crate::camera::clock::SimClock;
-use crate::camera::scripted::{Opening, ScriptedOpener, Step};
+use crate::camera::scripted::{Counting, Opening, ScriptedOpener, Step};
 
 fn capture() -> CaptureSettings {
     CaptureSettings {
@@ -198,37 +199,11 @@ fn past_its_fence_a_camera_shows_frames_to_local_viewers_but_counts_none_as_proc
     assert_eq!((h.count(&next.status.frames_fenced), h.count(&next.status.frames_processed)), (0, 10));
 }
 
-/// Counts its passes; a detect model finds one car wherever it looks.
-struct Counting {
-    task: crate::inference::Task,
-    calls: std::sync::Mutex<u32>,
-}
-
-impl crate::inference::AiEngine for Counting {
-    fn name(&self) -> String {
-        "counting".into()
-    }
-    fn info(&self) -> crate::inference::ModelInfo {
-        let names = match self.task {
-            crate::inference::Task::Pose => vec!["person".to_string()],
-            crate::inference::Task::Detect => haven_pose::COCO_NAMES.iter().map(|s| s.to_string()).collect(),
-        };
-        crate::inference::ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into() }
-    }
-    fn detect(&self, _frame: &Mat) -> Result<Vec<Detection>, crate::inference::EngineError> {
-        *self.calls.lock().unwrap() += 1;
-        Ok(match self.task {
-            crate::inference::Task::Pose => Vec::new(),
-            crate::inference::Task::Detect => vec![Detection { class_id: 2, class: "car".into(), score: 0.9, bbox: [1.0, 1.0, 20.0, 20.0], keypoints: Vec::new() }],
-        })
-    }
-}
-
 #[test]
 fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leaves_the_picture() {
     use crate::inference::{Engines, Task};
-    let pose = Arc::new(Counting { task: Task::Pose, calls: Default::default() });
-    let objects = Arc::new(Counting { task: Task::Detect, calls: Default::default() });
+    let pose = Counting::new(Task::Pose);
+    let objects = Counting::new(Task::Detect);
     let scheduler = Scheduler::with_engines(Engines::named(vec![("pose", pose.clone()), ("objects", objects.clone())]), 1);
     let clock = Arc::new(SimClock::new(0.0));
     let deps = CameraDeps {
@@ -253,7 +228,7 @@ fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leave
         index += 1;
         clock.advance(Duration::from_millis(100));
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        while pipe.lane.as_ref().unwrap().busy() && std::time::Instant::now() < until {
+        while pipe.lane().unwrap().busy() && std::time::Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
     };
@@ -282,4 +257,36 @@ fn a_model_switched_on_in_a_still_scene_looks_at_once_and_one_switched_off_leave
     assert_eq!(calls(), (1, 1));
     let stats = ctx.status.model_stats();
     assert_eq!((stats["pose"].inferences, stats["objects"].inferences, stats["objects"].detections), (1, 1, 1));
+}
+
+#[test]
+fn new_detection_defaults_reach_a_running_camera_from_its_next_frame_like_a_patch() {
+    use crate::camera::motion::MotionSettings;
+    use crate::camera::scripted::{context, still_frame};
+    use crate::inference::{Engines, Task};
+    let pose = Counting::new(Task::Pose);
+    let clock = Arc::new(SimClock::new(0.0));
+    let config = CameraConfig::new("cam", "scripted.mp4", SourceType::VideoFile);
+    let ctx = context(clock.clone(), Engines::named(vec![("pose", pose.clone())]), None, config.clone());
+    let _viewer = ctx.feed.subscribe();
+    let mut pipe = Pipeline::new(&ctx, &config);
+    let mut index = 0;
+    let mut frames = |pipe: &mut Pipeline, n: usize| {
+        for _ in 0..n {
+            process(&ctx, pipe, "cam", &mut still_frame(64, 48, 90.0), index, true).unwrap();
+            index += 1;
+            clock.advance(Duration::from_millis(100));
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while pipe.lane().unwrap().busy() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    frames(&mut pipe, 5);
+    assert_eq!(*pose.calls.lock().unwrap(), 1, "a still scene is looked at once");
+    // `[detection]` now has motion off (every frame moving) at every frame: each frame is looked at.
+    let motion = MotionSettings { enabled: false, ..MotionSettings::default() };
+    ctx.deps.detection.set(DetectionSettings { motion, detect_fps: 0.0, ..DetectionSettings::default() });
+    frames(&mut pipe, 5);
+    assert_eq!(*pose.calls.lock().unwrap(), 6);
 }
