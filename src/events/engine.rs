@@ -1,0 +1,675 @@
+//! One camera's events: people followed by the tracker, their falls (the pose rule, and the fall
+//! model's stories), objects of the named classes, and the snapshots and clips of each event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opencv::core::Mat;
+
+use super::hub::clip_done;
+use super::{
+    fall, now, recorder, story, tracker, ClipStatus, Event, EventChange, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
+    FallDetector, FallReason, FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger, CLIPS_DIR, SNAPSHOTS_DIR,
+};
+use crate::inference::Detection;
+
+/// A camera id as a path component.
+fn path_safe(id: &str) -> String {
+    let s: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+#[derive(Default)]
+struct PersonState {
+    fall: Option<FallDetector>,
+    /// The person_detected event, once started.
+    person: Option<Event>,
+    /// The fall in progress (raised by the pose rule or by the story).
+    fall_event: Option<Event>,
+    /// What the fall model is asked about this person (cameras with a fall model only).
+    story: Option<Story>,
+    /// The last time the pose saw them upright.
+    upright_at: Option<f64>,
+    /// Their body's length: the largest box side the pose gave them.
+    body: f32,
+    /// Their last keypoints, for a fall raised while the pose model no longer sees them.
+    keypoints: Vec<[f32; 3]>,
+    /// Their boxes while seen upright, the last few seconds (time, box).
+    upright_boxes: std::collections::VecDeque<(f64, [f32; 4])>,
+    /// Their box's shape changed from the upright one (wider, or much shorter) in their last sighting.
+    reshaped: bool,
+    /// The tracker ended their track: only their story (a fall going on) keeps them.
+    gone: bool,
+}
+
+/// Two falls whose boxes overlap this much (of the smaller) are about the same person.
+const SAME_FALL_OVERLAP: f32 = 0.5;
+
+/// Looks of the fall model for stories not yet sure: at most this many in a row (enough for a fall
+/// and a false start or two) ...
+const FALL_LOOKS_BURST: f64 = 16.0;
+/// ... then this many a second on average (a camera where nobody falls costs at most this).
+const FALL_LOOKS_PER_SEC: f64 = 0.25;
+
+/// A box within this share of the frame's width from its left or right edge is at the edge: a person
+/// lost there walked out of view. (The top and bottom are not: a person near the camera is cut off
+/// there while still in the room.)
+const EDGE_MARGIN: f32 = 0.02;
+
+/// One camera's events. The camera thread calls `on_frame` once per processed frame; the work it
+/// does there is the tracker, the fall rule, a JPEG copy into the clip queue and, rarely (when an
+/// event starts or ends), one SQLite row. Clips and snapshots are written by the recorder's thread.
+pub struct EventEngine {
+    camera_id: String,
+    hub: Arc<EventHub>,
+    settings: EventSettings,
+    tracker: Tracker,
+    people: HashMap<u64, PersonState>,
+    /// Objects of the classes the camera names (`object_events`), and each one's event once started.
+    objects: Tracker,
+    object_classes: Vec<String>,
+    object_events: HashMap<u64, Event>,
+    recorder: Option<Recorder>,
+    /// The newest frame pushed, and the newest frame the model looked at (people, objects, falls).
+    last_t: f64,
+    last_detection_t: f64,
+    last_objects_t: f64,
+    last_fall_look_t: f64,
+    /// The fall model this camera asks (`[events.fall] model`, when it is loaded).
+    fall_model: Option<String>,
+    /// Looks of the fall model left for stories not yet sure (refilled over time; `FALL_LOOKS_*`),
+    /// and when they were last counted.
+    fall_looks_left: f64,
+    fall_looks_at: f64,
+    /// The frame's size (width, height): people lost at its edges walked out of view.
+    frame_size: (f32, f32),
+}
+
+impl EventEngine {
+    pub fn new(camera_id: &str, hub: Arc<EventHub>) -> Self {
+        let settings = hub.settings().clone();
+        let recorder = settings.enabled.then(|| Recorder::new(camera_id, settings.recorder_config()));
+        Self {
+            camera_id: camera_id.to_string(),
+            tracker: Tracker::new(settings.tracker),
+            objects: Tracker::for_classes(settings.objects.tracker(), &[]),
+            object_classes: Vec::new(),
+            object_events: HashMap::new(),
+            settings,
+            hub,
+            people: HashMap::new(),
+            recorder,
+            last_t: f64::NEG_INFINITY,
+            last_detection_t: f64::NEG_INFINITY,
+            last_objects_t: f64::NEG_INFINITY,
+            last_fall_look_t: f64::NEG_INFINITY,
+            fall_model: None,
+            fall_looks_left: FALL_LOOKS_BURST,
+            fall_looks_at: f64::NEG_INFINITY,
+            frame_size: (0.0, 0.0),
+        }
+    }
+
+    /// The fall model the camera asks where the pose saw someone go down or vanish (`None`: the
+    /// pose rule alone).
+    pub fn set_fall_model(&mut self, model: Option<&str>) {
+        self.fall_model = model.map(str::to_string);
+        if self.fall_model.is_none() {
+            for p in self.people.values_mut() {
+                p.story = None;
+            }
+        }
+    }
+
+    pub fn set_frame_size(&mut self, width: i32, height: i32) {
+        self.frame_size = (width as f32, height as f32);
+    }
+
+    /// Whether the fall model should look at the frame captured at `t`: a fall going on always
+    /// may; stories not yet sure share a budget of looks, so that a scene that keeps opening them
+    /// (people vanishing where the pose model cannot follow them) cannot keep the fall model busy.
+    pub fn wants_fall_look(&self, t: f64) -> bool {
+        if self.fall_model.is_none() {
+            return false;
+        }
+        let mut wanting = self.people.values().filter_map(|p| p.story.as_ref()).filter(|s| s.wants_look(t));
+        wanting.clone().any(|s| s.raised) || (wanting.next().is_some() && self.fall_looks_available(t) >= 1.0)
+    }
+
+    fn fall_looks_available(&self, t: f64) -> f64 {
+        let refill = if self.fall_looks_at.is_finite() { (t - self.fall_looks_at).max(0.0) * FALL_LOOKS_PER_SEC } else { 0.0 };
+        (self.fall_looks_left + refill).min(FALL_LOOKS_BURST)
+    }
+
+    /// Whether a story is being followed (the camera keeps looking, now and then, while nothing moves).
+    pub fn fall_watch_active(&self) -> bool {
+        self.people.values().any(|p| p.story.as_ref().is_some_and(|s| s.alive(self.last_detection_t)))
+    }
+
+    fn at_edge(&self, b: &[f32; 4]) -> bool {
+        let (w, h) = self.frame_size;
+        if w <= 0.0 {
+            return false;
+        }
+        let mx = EDGE_MARGIN * w;
+        h > 0.0 && (b[0] <= mx || b[2] >= w - mx)
+    }
+
+    /// The classes that raise `object_detected` (the camera's `object_events`); objects of classes
+    /// no longer named end their events as if gone.
+    pub fn set_object_classes(&mut self, classes: &[String]) {
+        if self.object_classes != classes {
+            self.object_classes = classes.to_vec();
+            self.objects.set_classes(classes);
+        }
+    }
+
+    /// The objects followed now (for the gate: a parked car is looked at again now and then).
+    pub fn object_tracks(&self) -> &[TrackedPerson] {
+        self.objects.tracks()
+    }
+
+    /// What a detect model (`model`) found in the frame captured at `t`: objects of the named
+    /// classes are followed, and each one seen for `objects.min_secs` (in two looks at least) gets
+    /// one `object_detected` event, which ends when it has been gone for `objects.max_unseen_secs`.
+    pub fn on_objects(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_objects_t {
+            return Vec::new();
+        }
+        self.last_objects_t = t;
+        let mut out = Vec::new();
+        let tracks = self.objects.update(detections, t);
+        for track in tracks.iter().filter(|tr| tr.seen_now()) {
+            let start = !self.object_events.contains_key(&track.track_id)
+                && track.age_secs + 1e-9 >= self.settings.objects.min_secs
+                && track.hits >= 2;
+            if start {
+                let mut ev = self.new_event(EventKind::ObjectDetected, track.track_id, &track.class, track.first_seen, t, track.score, &[], track.bbox);
+                ev.model = Some(model.to_string());
+                let ev = self.start(ev, jpeg);
+                self.object_events.insert(track.track_id, ev.clone());
+                out.push(ev);
+            }
+        }
+        for gone in self.objects.take_expired() {
+            if let Some(ev) = self.object_events.remove(&gone.track_id) {
+                out.push(self.end(ev, gone.last_seen));
+            }
+        }
+        out
+    }
+
+    pub fn camera_id(&self) -> &str {
+        &self.camera_id
+    }
+
+    /// A camera's own fall settings (from its `[[cameras]]` entry, say); applies to people from now on
+    /// and to those already tracked.
+    pub fn set_fall_config(&mut self, config: FallConfig) {
+        for p in self.people.values_mut() {
+            if let Some(d) = &mut p.fall {
+                d.set_config(config.clone());
+            }
+        }
+        self.settings.fall = config;
+    }
+
+    /// This camera's fall settings.
+    pub fn fall_config(&self) -> &FallConfig {
+        &self.settings.fall
+    }
+
+    /// This camera's active events (for frame metadata).
+    pub fn active(&self) -> Vec<Event> {
+        let mut v: Vec<Event> = self
+            .people
+            .values()
+            .flat_map(|p| [p.person.clone(), p.fall_event.clone()])
+            .flatten()
+            .chain(self.object_events.values().cloned())
+            .collect();
+        v.sort_by(|a, b| a.started_at.total_cmp(&b.started_at));
+        v
+    }
+
+    /// The people tracked now.
+    pub fn tracks(&self) -> &[TrackedPerson] {
+        self.tracker.tracks()
+    }
+
+    /// One processed frame with the model's detections in it: [`Self::push_frame`] then
+    /// [`Self::on_detections`]. Returns the events that started or ended with this frame.
+    pub fn on_frame(&mut self, frame: &Mat, jpeg: Option<&[u8]>, detections: &[Detection], t: f64) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_t {
+            return Vec::new();
+        }
+        let encoded;
+        let jpeg = match jpeg {
+            Some(j) => Some(j),
+            None => match crate::jpeg::encode(frame, recorder::JPEG_QUALITY) {
+                Ok(j) => {
+                    encoded = j;
+                    Some(&encoded[..])
+                }
+                Err(e) => {
+                    log::warn!("[{}] events: cannot encode the frame: {e}", self.camera_id);
+                    None
+                }
+            },
+        };
+        if let Some(j) = jpeg {
+            self.push_frame(j, t);
+        }
+        self.on_detections(detections, t, jpeg)
+    }
+
+    /// A frame for the clips (its JPEG, `t` its unix time). Every streamed frame goes here, whether
+    /// the model looked at it or not.
+    pub fn push_frame(&mut self, jpeg: &[u8], t: f64) {
+        if !self.settings.enabled || t <= self.last_t {
+            return;
+        }
+        self.last_t = t;
+        if let Some(rec) = &mut self.recorder {
+            rec.push_frame(t, jpeg);
+        }
+    }
+
+    /// What the model found in the frame captured at `t` (unix time; increasing from call to call).
+    /// `jpeg` is the frame to keep as an event's snapshot. Returns the events that started or ended
+    /// (already stored and broadcast).
+    pub fn on_detections(&mut self, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_detection_t {
+            return Vec::new();
+        }
+        self.last_detection_t = t;
+        let mut out = Vec::new();
+        let tracks = self.tracker.update(detections, t);
+        let with_model = self.fall_model.is_some();
+        for track in tracks.iter().filter(|tr| !tr.seen_now()) {
+            // Lost now, away from the frame's edges, shortly after being seen upright: perhaps down
+            // where the pose model no longer sees them (it often loses a person at the very start of
+            // a fast fall). The fall model is asked when their box had already turned from upright,
+            // or when they were seen clearly (large, a sure score: small far people flicker in and
+            // out of the model's sight) with nobody else near them (no one to hide them: in a crowd
+            // people are lost behind each other all the time).
+            if !with_model || track.lost_frames != 1 || self.at_edge(&track.bbox) {
+                continue;
+            }
+            let clear = track.score >= story::CLEAR_SCORE && track.bbox[3] - track.bbox[1] >= story::CLEAR_HEIGHT * self.frame_size.1;
+            let alone = clear && !tracks.iter().any(|other| other.track_id != track.track_id && story::near(&other.bbox, &track.bbox));
+            let Some(state) = self.people.get_mut(&track.track_id) else { continue };
+            match &mut state.story {
+                Some(story) => story.unseen = true,
+                None if state.fall_event.is_none()
+                    && (state.reshaped || alone)
+                    && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) =>
+                {
+                    let trigger = if state.reshaped { Trigger::Lost } else { Trigger::Vanished };
+                    log::debug!(target: "haven::falls", "[{}] track {}: {trigger:?} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
+                    state.story = Some(Story::open(trigger, track.bbox, state.body, t));
+                }
+                None => {}
+            }
+        }
+        for track in tracks.iter().filter(|tr| tr.seen_now()) {
+            let fall_config = &self.settings.fall;
+            let state = self.people.entry(track.track_id).or_default();
+            let detector = state.fall.get_or_insert_with(|| FallDetector::new(fall_config.clone()));
+            let update = detector.update(&track.keypoints, track.bbox, t);
+            let down = detector.score();
+            let drop = detector.recent_drop(t);
+            // Upright in this very frame (the smoothed score keeps its last value while the torso is
+            // not seen, as it often is not when someone lies on the floor).
+            let now_down = fall::down_score(&fall::features(&track.keypoints, track.bbox));
+            state.body = state.body.max(tracker::larger_side(&track.bbox));
+            state.keypoints.clone_from(&track.keypoints);
+            // Without a torso (a small, far person), a box much taller than wide is upright too.
+            let upright = match now_down {
+                Some(s) => s < story::UPRIGHT_SCORE && down.is_none_or(|d| d < story::UPRIGHT_SCORE),
+                None => (track.bbox[2] - track.bbox[0]) < story::UPRIGHT_ASPECT * (track.bbox[3] - track.bbox[1]),
+            };
+            if upright {
+                state.upright_at = Some(t);
+                state.upright_boxes.push_back((t, track.bbox));
+            }
+            while state.upright_boxes.front().is_some_and(|b| b.0 < t - story::UPRIGHT_BEFORE_SECS) {
+                state.upright_boxes.pop_front();
+            }
+            // Against their tallest upright box of the last seconds (mid-fall the pose may still
+            // look upright for a look or two while the box already shrinks).
+            let tallest = state.upright_boxes.iter().max_by(|a, b| (a.1[3] - a.1[1]).total_cmp(&(b.1[3] - b.1[1])));
+            state.reshaped = tallest.is_some_and(|(_, upright)| story::reshaped(upright, &track.bbox));
+            log::trace!(
+                target: "haven::falls",
+                "[{}] track {} at {t:.2}: down {down:?} (now {now_down:?}), drop {drop:?}, upright {:?} ago, reshaped {}",
+                self.camera_id,
+                track.track_id,
+                state.upright_at.map(|u| t - u),
+                state.reshaped
+            );
+            let mut story_update = StoryUpdate::None;
+            if with_model {
+                // A fast drop of someone who was upright, their box no longer an upright one, their
+                // pose not plainly upright now: the fall model is asked.
+                let leaning = now_down.is_none_or(|s| s >= story::LEANING_SCORE);
+                match (&mut state.story, drop.filter(|_| state.reshaped && leaning)) {
+                    (Some(story), Some(_)) => story.retrigger(t),
+                    (None, Some(d)) if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
+                        log::debug!(target: "haven::falls", "[{}] track {}: a drop of {d:.2} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
+                        state.story = Some(Story::open(Trigger::Drop(d), track.bbox, state.body, t));
+                    }
+                    _ => {}
+                }
+                if let Some(story) = &mut state.story {
+                    story_update = story.pose_seen(track.bbox, now_down.zip(down).map(|(a, b)| a.max(b)), t);
+                }
+            }
+            let start_person = state.person.is_none()
+                && track.age_secs + 1e-9 >= self.settings.person_min_secs
+                && track.hits >= 2;
+            if start_person {
+                let ev = self.new_event(EventKind::PersonDetected, track.track_id, &track.class, track.first_seen, t, track.score, &track.keypoints, track.bbox);
+                let ev = self.start(ev, jpeg);
+                self.people.entry(track.track_id).or_default().person = Some(ev.clone());
+                out.push(ev);
+            }
+            if let StoryUpdate::Up { at } = story_update {
+                log::debug!(target: "haven::falls", "[{}] track {}: seen up by the pose since {at:.2}", self.camera_id, track.track_id);
+                out.extend(self.end_fall(track.track_id, at));
+            }
+            match update {
+                FallUpdate::Fell { started_at, score, keypoints, bbox, mut reason } => {
+                    let state = self.people.entry(track.track_id).or_default();
+                    if state.fall_event.is_some() {
+                        continue; // the story raised it already
+                    }
+                    if let Some(story) = &mut state.story {
+                        if let Some((looks, mean)) = story.model_agrees() {
+                            reason.by = "pose+model".into();
+                            reason.model_fall = Some(fall::round2(mean));
+                            reason.model_looks = Some(looks);
+                            reason.summary += &format!("; fall model: Fall {mean:.2} in {looks} looks");
+                        }
+                        story.raised_by_pose();
+                    }
+                    let mut ev = self.new_event(EventKind::Fall, track.track_id, &track.class, started_at, t, score, &keypoints, bbox);
+                    ev.reason = Some(reason);
+                    let ev = self.start(ev, jpeg);
+                    self.people.entry(track.track_id).or_default().fall_event = Some(ev.clone());
+                    out.push(ev);
+                }
+                FallUpdate::Recovered { ended_at } => {
+                    // A fall the story follows ends when the story says (the pose alone is least
+                    // sure of people lying on the floor).
+                    let followed = self.people.get(&track.track_id).is_some_and(|p| p.story.as_ref().is_some_and(|s| s.raised));
+                    if !followed {
+                        out.extend(self.end_fall(track.track_id, ended_at));
+                    }
+                }
+                FallUpdate::None => {}
+            }
+        }
+        for gone in self.tracker.take_expired() {
+            out.extend(self.expire_person(&gone));
+        }
+        out
+    }
+
+    /// What the fall model (`model`) found in the frame captured at `t`: each person's story looks
+    /// at the boxes about them, and raises or ends their fall.
+    pub fn on_fall_model(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        if !self.settings.enabled || t <= self.last_fall_look_t {
+            return Vec::new();
+        }
+        self.last_fall_look_t = t;
+        if self.people.values().any(|p| p.story.as_ref().is_some_and(|s| !s.raised)) {
+            self.fall_looks_left = (self.fall_looks_available(t) - 1.0).max(0.0);
+            self.fall_looks_at = t;
+        }
+        let (min_score, min_secs) = (self.settings.fall.thresholds().model_fall, self.settings.fall.min_duration_secs as f64);
+        let mut out = Vec::new();
+        let ids: Vec<u64> = self.people.iter().filter(|(_, p)| p.story.is_some()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(state) = self.people.get_mut(&id) else { continue };
+            let Some(story) = state.story.as_mut() else { continue };
+            let update = story.look(detections, t, min_score, min_secs);
+            log::debug!(target: "haven::falls", "[{}] track {id}: fall model look at {t:.2}: {update:?} ({story:?})", self.camera_id);
+            match update {
+                StoryUpdate::Fell { since, mean_fall, looks, bbox } => {
+                    let (trigger, unseen) = (story.trigger, story.unseen);
+                    let down = state.fall.as_ref().and_then(FallDetector::score);
+                    let keypoints = state.keypoints.clone();
+                    let already = state.fall_event.is_some()
+                        || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story::overlap(&e.bbox, &bbox) >= SAME_FALL_OVERLAP));
+                    if already {
+                        continue;
+                    }
+                    let why = match trigger {
+                        Trigger::Drop(d) => format!("after a drop of {d:.2} body lengths"),
+                        Trigger::Lost => "after the pose model lost them going down".into(),
+                        Trigger::Vanished => "after the pose model lost them".into(),
+                        Trigger::Raised => "while down".into(),
+                    };
+                    let pose = match (unseen, down) {
+                        (true, _) => "the pose model no longer sees them".to_string(),
+                        (false, Some(d)) => format!("pose down {d:.2}"),
+                        (false, None) => "no torso seen".into(),
+                    };
+                    let reason = FallReason {
+                        by: "model".into(),
+                        summary: format!("fall model: Fall {mean_fall:.2} in {looks} looks over {:.1} s {why}; {pose}", t - since),
+                        pose_down: down.map(fall::round2),
+                        drop: match trigger {
+                            Trigger::Drop(d) => Some(fall::round2(d)),
+                            _ => None,
+                        },
+                        model_fall: Some(fall::round2(mean_fall)),
+                        model_looks: Some(looks),
+                        unseen,
+                    };
+                    let mut ev = self.new_event(EventKind::Fall, id, "person", since, t, mean_fall, &keypoints, bbox);
+                    ev.model = Some(model.to_string());
+                    ev.reason = Some(reason);
+                    let ev = self.start(ev, jpeg);
+                    self.people.entry(id).or_default().fall_event = Some(ev.clone());
+                    out.push(ev);
+                }
+                StoryUpdate::Up { at } | StoryUpdate::Gone { at } => out.extend(self.end_fall(id, at)),
+                StoryUpdate::Closed => state.story = None,
+                StoryUpdate::None => {}
+            }
+            // A person the tracker let go is kept only while their story goes on.
+            if let Some(state) = self.people.get(&id) {
+                if state.gone && state.fall_event.is_none() && !state.story.as_ref().is_some_and(|s| s.alive(t)) {
+                    self.people.remove(&id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the fall of this person, if one is going on.
+    fn end_fall(&mut self, track_id: u64, at: f64) -> Vec<Event> {
+        match self.people.get_mut(&track_id).and_then(|p| p.fall_event.take()) {
+            Some(ev) => vec![self.end(ev, at)],
+            None => Vec::new(),
+        }
+    }
+
+    /// The tracker ended a person's track: their person event ends; their fall goes on while the
+    /// fall model can follow it (they lie where the pose model no longer sees them), else it ends.
+    fn expire_person(&mut self, gone: &TrackedPerson) -> Vec<Event> {
+        let now = self.last_detection_t;
+        let keep = self.fall_model.is_some()
+            && self.people.get(&gone.track_id).is_some_and(|p| p.fall_event.is_some() || p.story.as_ref().is_some_and(|s| s.alive(now)));
+        if !keep {
+            return self.end_person(gone.track_id, gone.last_seen);
+        }
+        let mut out = Vec::new();
+        let Some(state) = self.people.get_mut(&gone.track_id) else { return out };
+        state.gone = true;
+        let story = state.story.get_or_insert_with(|| Story::open(Trigger::Raised, gone.bbox, state.body, now));
+        story.unseen = true;
+        if let Some(ev) = state.person.take() {
+            out.push(self.end(ev, gone.last_seen));
+        }
+        out
+    }
+
+    /// Ends every active event now (at the last frame's time) and completes every clip so it plays;
+    /// waits for the clip writer. Call when the camera stops (SIGTERM, camera removed). Returns the
+    /// events it ended. The engine can be fed again afterwards (clips then resume).
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        let at = if self.last_t.is_finite() { self.last_t } else { now() };
+        for track in self.tracker.clear() {
+            out.extend(self.end_person(track.track_id, track.last_seen.min(at)));
+        }
+        let ids: Vec<u64> = self.people.keys().copied().collect();
+        for id in ids {
+            out.extend(self.end_person(id, at));
+        }
+        let seen: HashMap<u64, f64> = self.objects.clear().into_iter().map(|t| (t.track_id, t.last_seen)).collect();
+        let open: Vec<(u64, Event)> = self.object_events.drain().collect();
+        for (id, ev) in open {
+            out.push(self.end(ev, seen.get(&id).copied().unwrap_or(at).min(at)));
+        }
+        if let Some(rec) = &mut self.recorder {
+            rec.finish();
+        }
+        if self.settings.enabled {
+            self.recorder = Some(Recorder::new(&self.camera_id, self.settings.recorder_config()));
+        }
+        out
+    }
+
+    fn end_person(&mut self, track_id: u64, at: f64) -> Vec<Event> {
+        let mut out = Vec::new();
+        if let Some(p) = self.people.remove(&track_id) {
+            for ev in [p.fall_event, p.person].into_iter().flatten() {
+                out.push(self.end(ev, at));
+            }
+        }
+        out
+    }
+
+    /// A new event about track `track_id`, raised at `raised_at` (the frame the model looked at).
+    #[allow(clippy::too_many_arguments)]
+    fn new_event(&self, kind: EventKind, track_id: u64, class: &str, started_at: f64, raised_at: f64, score: f32, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> Event {
+        Event {
+            id: None,
+            camera_id: self.camera_id.clone(),
+            kind,
+            phase: EventPhase::Start,
+            track_id,
+            model: Some("pose".into()),
+            class: Some(class.to_string()),
+            started_at,
+            ended_at: None,
+            score,
+            bbox,
+            keypoints: keypoints.to_vec(),
+            clip_path: None,
+            snapshot_path: None,
+            clip_frames: None,
+            clip_fps: None,
+            clip_started_at: None,
+            clip_error: None,
+            clip_status: ClipStatus::None,
+            node: None,
+            raised_at: Some(raised_at),
+            reason: None,
+        }
+    }
+
+    fn file_name(&self, id: i64, kind: EventKind, ext: &str) -> String {
+        format!("{}/{}-{}.{ext}", path_safe(&self.camera_id), id, kind.as_str())
+    }
+
+    /// Stores, records and broadcasts a new event.
+    fn start(&mut self, mut ev: Event, jpeg: Option<&[u8]>) -> Event {
+        let record = self.recorder.as_ref().is_some_and(|r| {
+            let wanted = match ev.kind {
+                EventKind::Fall => return true,
+                EventKind::PersonDetected => self.settings.person_clips,
+                EventKind::ObjectDetected => self.settings.objects.clips,
+            };
+            wanted && r.open_clips() < self.settings.max_concurrent_clips
+        });
+        match self.hub.store().insert(&ev, record) {
+            Ok(id) => ev.id = Some(id),
+            Err(e) => log::warn!("[{}] cannot store a {} event: {e}", self.camera_id, ev.kind.as_str()),
+        }
+        if let (Some(id), true) = (ev.id, self.recorder.is_some()) {
+            let snapshot_rel = format!("{SNAPSHOTS_DIR}/{}", self.file_name(id, ev.kind, "jpg"));
+            let clip_rel = format!("{CLIPS_DIR}/{}", self.file_name(id, ev.kind, "mp4"));
+            let rec = self.recorder.as_mut().expect("checked");
+            if let Some(jpeg) = jpeg {
+                let rel = snapshot_rel;
+                let hub = self.hub.clone();
+                let path = hub.store().resolve(&rel);
+                rec.snapshot(
+                    path.clone(),
+                    jpeg,
+                    Box::new(move |r| match r {
+                        Ok(bytes) => {
+                            if !matches!(hub.store().set_snapshot(id, &rel, bytes), Ok(true)) {
+                                let _ = std::fs::remove_file(&path);
+                            } else {
+                                hub.changed(id, EventChange::Snapshot, None);
+                            }
+                        }
+                        Err(e) => log::warn!("event {id}: snapshot not written: {e}"),
+                    }),
+                );
+            }
+            if record {
+                ev.clip_status = ClipStatus::Recording;
+                let rel = clip_rel;
+                let hub = self.hub.clone();
+                let path = hub.store().resolve(&rel);
+                rec.start_clip(
+                    id,
+                    path.clone(),
+                    ev.started_at,
+                    Box::new(move |r| clip_done(&hub, id, rel, &path, r)),
+                );
+            }
+        }
+        self.hub.publish(&ev);
+        ev
+    }
+
+    /// Ends an event: stored, its clip given its post-roll, broadcast.
+    fn end(&mut self, mut ev: Event, at: f64) -> Event {
+        let at = at.max(ev.started_at);
+        ev.ended_at = Some(at);
+        ev.phase = EventPhase::End;
+        if let Some(id) = ev.id {
+            if let Err(e) = self.hub.store().set_ended(id, at) {
+                log::warn!("[{}] cannot store the end of event {id}: {e}", self.camera_id);
+            }
+            if let Some(rec) = &mut self.recorder {
+                rec.end_clip(id, at);
+            }
+        }
+        self.hub.publish(&ev);
+        ev
+    }
+}
+
+impl Drop for EventEngine {
+    fn drop(&mut self) {
+        if self.people.values().any(|p| p.person.is_some() || p.fall_event.is_some()) || !self.object_events.is_empty() {
+            self.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
