@@ -8,10 +8,13 @@ use opencv::core::Mat;
 
 use super::hub::clip_done;
 use super::{
-    fall, now, recorder, story, tracker, ClipStatus, Event, EventChange, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
+    fall, now, recorder, story, ClipStatus, Event, EventChange, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
     FallDetector, FallReason, FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger, CLIPS_DIR, SNAPSHOTS_DIR,
 };
 use crate::inference::Detection;
+use person::PersonState;
+
+mod person;
 
 /// A camera id as a path component.
 fn path_safe(id: &str) -> String {
@@ -21,29 +24,6 @@ fn path_safe(id: &str) -> String {
     } else {
         s
     }
-}
-
-#[derive(Default)]
-struct PersonState {
-    fall: Option<FallDetector>,
-    /// The person_detected event, once started.
-    person: Option<Event>,
-    /// The fall in progress (raised by the pose rule or by the story).
-    fall_event: Option<Event>,
-    /// What the fall model is asked about this person (cameras with a fall model only).
-    story: Option<Story>,
-    /// The last time the pose saw them upright.
-    upright_at: Option<f64>,
-    /// Their body's length: the largest box side the pose gave them.
-    body: f32,
-    /// Their last keypoints, for a fall raised while the pose model no longer sees them.
-    keypoints: Vec<[f32; 3]>,
-    /// Their boxes while seen upright, the last few seconds (time, box).
-    upright_boxes: std::collections::VecDeque<(f64, [f32; 4])>,
-    /// Their box's shape changed from the upright one (wider, or much shorter) in their last sighting.
-    reshaped: bool,
-    /// The tracker ended their track: only their story (a fall going on) keeps them.
-    gone: bool,
 }
 
 /// Two falls whose boxes overlap this much (of the smaller) are about the same person.
@@ -289,135 +269,111 @@ impl EventEngine {
         self.last_detection_t = t;
         let mut out = Vec::new();
         let tracks = self.tracker.update(detections, t);
-        let with_model = self.fall_model.is_some();
-        for track in tracks.iter().filter(|tr| !tr.seen_now()) {
-            // Lost now, away from the frame's edges, shortly after being seen upright: perhaps down
-            // where the pose model no longer sees them (it often loses a person at the very start of
-            // a fast fall). The fall model is asked when their box had already turned from upright,
-            // or when they were seen clearly (large, a sure score: small far people flicker in and
-            // out of the model's sight) with nobody else near them (no one to hide them: in a crowd
-            // people are lost behind each other all the time).
-            if !with_model || track.lost_frames != 1 || self.at_edge(&track.bbox) {
-                continue;
-            }
-            let clear = track.score >= story::CLEAR_SCORE && track.bbox[3] - track.bbox[1] >= story::CLEAR_HEIGHT * self.frame_size.1;
-            let alone = clear && !tracks.iter().any(|other| other.track_id != track.track_id && story::near(&other.bbox, &track.bbox));
-            let Some(state) = self.people.get_mut(&track.track_id) else { continue };
-            match &mut state.story {
-                Some(story) => story.unseen = true,
-                None if state.fall_event.is_none()
-                    && (state.reshaped || alone)
-                    && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) =>
-                {
-                    let trigger = if state.reshaped { Trigger::Lost } else { Trigger::Vanished };
-                    log::debug!(target: "haven::falls", "[{}] track {}: {trigger:?} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
-                    state.story = Some(Story::open(trigger, track.bbox, state.body, t));
-                }
-                None => {}
+        if self.fall_model.is_some() {
+            for track in tracks.iter().filter(|tr| !tr.seen_now()) {
+                self.person_lost(track, &tracks, t);
             }
         }
         for track in tracks.iter().filter(|tr| tr.seen_now()) {
-            let fall_config = &self.settings.fall;
-            let state = self.people.entry(track.track_id).or_default();
-            let detector = state.fall.get_or_insert_with(|| FallDetector::new(fall_config.clone()));
-            let update = detector.update(&track.keypoints, track.bbox, t);
-            let down = detector.score();
-            let drop = detector.recent_drop(t);
-            // Upright in this very frame (the smoothed score keeps its last value while the torso is
-            // not seen, as it often is not when someone lies on the floor).
-            let now_down = fall::down_score(&fall::features(&track.keypoints, track.bbox));
-            state.body = state.body.max(tracker::larger_side(&track.bbox));
-            state.keypoints.clone_from(&track.keypoints);
-            // Without a torso (a small, far person), a box much taller than wide is upright too.
-            let upright = match now_down {
-                Some(s) => s < story::UPRIGHT_SCORE && down.is_none_or(|d| d < story::UPRIGHT_SCORE),
-                None => (track.bbox[2] - track.bbox[0]) < story::UPRIGHT_ASPECT * (track.bbox[3] - track.bbox[1]),
-            };
-            if upright {
-                state.upright_at = Some(t);
-                state.upright_boxes.push_back((t, track.bbox));
-            }
-            while state.upright_boxes.front().is_some_and(|b| b.0 < t - story::UPRIGHT_BEFORE_SECS) {
-                state.upright_boxes.pop_front();
-            }
-            // Against their tallest upright box of the last seconds (mid-fall the pose may still
-            // look upright for a look or two while the box already shrinks).
-            let tallest = state.upright_boxes.iter().max_by(|a, b| (a.1[3] - a.1[1]).total_cmp(&(b.1[3] - b.1[1])));
-            state.reshaped = tallest.is_some_and(|(_, upright)| story::reshaped(upright, &track.bbox));
-            log::trace!(
-                target: "haven::falls",
-                "[{}] track {} at {t:.2}: down {down:?} (now {now_down:?}), drop {drop:?}, upright {:?} ago, reshaped {}",
-                self.camera_id,
-                track.track_id,
-                state.upright_at.map(|u| t - u),
-                state.reshaped
-            );
-            let mut story_update = StoryUpdate::None;
-            if with_model {
-                // A fast drop of someone who was upright, their box no longer an upright one, their
-                // pose not plainly upright now: the fall model is asked.
-                let leaning = now_down.is_none_or(|s| s >= story::LEANING_SCORE);
-                match (&mut state.story, drop.filter(|_| state.reshaped && leaning)) {
-                    (Some(story), Some(_)) => story.retrigger(t),
-                    (None, Some(d)) if state.fall_event.is_none() && state.upright_at.is_some_and(|u| t - u <= story::UPRIGHT_BEFORE_SECS) => {
-                        log::debug!(target: "haven::falls", "[{}] track {}: a drop of {d:.2} at {:?}: asking the fall model", self.camera_id, track.track_id, track.bbox);
-                        state.story = Some(Story::open(Trigger::Drop(d), track.bbox, state.body, t));
-                    }
-                    _ => {}
-                }
-                if let Some(story) = &mut state.story {
-                    story_update = story.pose_seen(track.bbox, now_down.zip(down).map(|(a, b)| a.max(b)), t);
-                }
-            }
-            let start_person = state.person.is_none()
-                && track.age_secs + 1e-9 >= self.settings.person_min_secs
-                && track.hits >= 2;
-            if start_person {
-                let ev = self.new_event(EventKind::PersonDetected, track.track_id, &track.class, track.first_seen, t, track.score, &track.keypoints, track.bbox);
-                let ev = self.start(ev, jpeg);
-                self.people.entry(track.track_id).or_default().person = Some(ev.clone());
-                out.push(ev);
-            }
-            if let StoryUpdate::Up { at } = story_update {
-                log::debug!(target: "haven::falls", "[{}] track {}: seen up by the pose since {at:.2}", self.camera_id, track.track_id);
-                out.extend(self.end_fall(track.track_id, at));
-            }
-            match update {
-                FallUpdate::Fell { started_at, score, keypoints, bbox, mut reason } => {
-                    let state = self.people.entry(track.track_id).or_default();
-                    if state.fall_event.is_some() {
-                        continue; // the story raised it already
-                    }
-                    if let Some(story) = &mut state.story {
-                        if let Some((looks, mean)) = story.model_agrees() {
-                            reason.by = "pose+model".into();
-                            reason.model_fall = Some(fall::round2(mean));
-                            reason.model_looks = Some(looks);
-                            reason.summary += &format!("; fall model: Fall {mean:.2} in {looks} looks");
-                        }
-                        story.raised_by_pose();
-                    }
-                    let mut ev = self.new_event(EventKind::Fall, track.track_id, &track.class, started_at, t, score, &keypoints, bbox);
-                    ev.reason = Some(reason);
-                    let ev = self.start(ev, jpeg);
-                    self.people.entry(track.track_id).or_default().fall_event = Some(ev.clone());
-                    out.push(ev);
-                }
-                FallUpdate::Recovered { ended_at } => {
-                    // A fall the story follows ends when the story says (the pose alone is least
-                    // sure of people lying on the floor).
-                    let followed = self.people.get(&track.track_id).is_some_and(|p| p.story.as_ref().is_some_and(|s| s.raised));
-                    if !followed {
-                        out.extend(self.end_fall(track.track_id, ended_at));
-                    }
-                }
-                FallUpdate::None => {}
-            }
+            out.extend(self.person_seen(track, t, jpeg));
         }
         for gone in self.tracker.take_expired() {
             out.extend(self.expire_person(&gone));
         }
         out
+    }
+
+    /// Lost now, away from the frame's edges, shortly after being seen upright: perhaps down where
+    /// the pose model no longer sees them (it often loses a person at the very start of a fast
+    /// fall). The fall model is asked when their box had already turned from upright, or when they
+    /// were seen clearly (large, a sure score: small far people flicker in and out of the model's
+    /// sight) with nobody else near them (no one to hide them: in a crowd people are lost behind
+    /// each other all the time).
+    fn person_lost(&mut self, track: &TrackedPerson, tracks: &[TrackedPerson], t: f64) {
+        if track.lost_frames != 1 || self.at_edge(&track.bbox) {
+            return;
+        }
+        let clear = track.score >= story::CLEAR_SCORE && track.bbox[3] - track.bbox[1] >= story::CLEAR_HEIGHT * self.frame_size.1;
+        let alone = clear && !tracks.iter().any(|other| other.track_id != track.track_id && story::near(&other.bbox, &track.bbox));
+        if let Some(state) = self.people.get_mut(&track.track_id) {
+            state.lost(track, alone, &self.camera_id, t);
+        }
+    }
+
+    /// A person seen in this frame: the pose rule and their story hear of it; their
+    /// `person_detected` event starts once they have been seen long enough; their fall starts or ends.
+    fn person_seen(&mut self, track: &TrackedPerson, t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
+        let state = self.people.entry(track.track_id).or_default();
+        let seen = state.see(track, &self.settings.fall, t);
+        log::trace!(
+            target: "haven::falls",
+            "[{}] track {} at {t:.2}: down {:?} (now {:?}), drop {:?}, upright {:?} ago, reshaped {}",
+            self.camera_id,
+            track.track_id,
+            seen.down,
+            seen.now_down,
+            seen.drop,
+            state.upright_at.map(|u| t - u),
+            state.reshaped
+        );
+        let story_update = if self.fall_model.is_some() { state.follow_story(track, &seen, &self.camera_id, t) } else { StoryUpdate::None };
+        let mut out = Vec::new();
+        out.extend(self.start_person_if_due(track, t, jpeg));
+        if let StoryUpdate::Up { at } = story_update {
+            log::debug!(target: "haven::falls", "[{}] track {}: seen up by the pose since {at:.2}", self.camera_id, track.track_id);
+            out.extend(self.end_fall(track.track_id, at));
+        }
+        match seen.update {
+            fell @ FallUpdate::Fell { .. } => out.extend(self.raise_pose_fall(track, fell, t, jpeg)),
+            FallUpdate::Recovered { ended_at } => {
+                // A fall the story follows ends when the story says (the pose alone is least
+                // sure of people lying on the floor).
+                let followed = self.people.get(&track.track_id).is_some_and(|p| p.story.as_ref().is_some_and(|s| s.raised));
+                if !followed {
+                    out.extend(self.end_fall(track.track_id, ended_at));
+                }
+            }
+            FallUpdate::None => {}
+        }
+        out
+    }
+
+    /// Their `person_detected` event, once they have been seen for `person_min_secs` (in two looks).
+    fn start_person_if_due(&mut self, track: &TrackedPerson, t: f64, jpeg: Option<&[u8]>) -> Option<Event> {
+        let due = self.people.get(&track.track_id).is_some_and(|p| p.person.is_none())
+            && track.age_secs + 1e-9 >= self.settings.person_min_secs
+            && track.hits >= 2;
+        if !due {
+            return None;
+        }
+        let ev = self.new_event(EventKind::PersonDetected, track.track_id, &track.class, track.first_seen, t, track.score, &track.keypoints, track.bbox);
+        let ev = self.start(ev, jpeg);
+        self.people.entry(track.track_id).or_default().person = Some(ev.clone());
+        Some(ev)
+    }
+
+    /// The pose rule says they fell: their fall starts (unless their story raised it already), with
+    /// the fall model's agreement in its reason where the story had asked it.
+    fn raise_pose_fall(&mut self, track: &TrackedPerson, fell: FallUpdate, t: f64, jpeg: Option<&[u8]>) -> Option<Event> {
+        let FallUpdate::Fell { started_at, score, keypoints, bbox, mut reason } = fell else { return None };
+        let state = self.people.entry(track.track_id).or_default();
+        if state.fall_event.is_some() {
+            return None; // the story raised it already
+        }
+        if let Some(story) = &mut state.story {
+            if let Some((looks, mean)) = story.model_agrees() {
+                reason.by = "pose+model".into();
+                reason.model_fall = Some(fall::round2(mean));
+                reason.model_looks = Some(looks);
+                reason.summary += &format!("; fall model: Fall {mean:.2} in {looks} looks");
+            }
+            story.raised_by_pose();
+        }
+        let mut ev = self.new_event(EventKind::Fall, track.track_id, &track.class, started_at, t, score, &keypoints, bbox);
+        ev.reason = Some(reason);
+        let ev = self.start(ev, jpeg);
+        self.people.entry(track.track_id).or_default().fall_event = Some(ev.clone());
+        Some(ev)
     }
 
     /// What the fall model (`model`) found in the frame captured at `t`: each person's story looks
