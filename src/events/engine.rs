@@ -6,34 +6,18 @@ use std::sync::Arc;
 
 use opencv::core::Mat;
 
-use super::hub::clip_done;
 use super::{
-    fall, now, recorder, story, ClipStatus, Event, EventChange, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
-    FallDetector, FallReason, FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger, CLIPS_DIR, SNAPSHOTS_DIR,
+    fall, now, recorder, story, ClipStatus, Event, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
+    FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger,
 };
 use crate::inference::Detection;
+use fall_model::FALL_LOOKS_BURST;
 use person::PersonState;
 
+mod fall_model;
+mod lifecycle;
+mod objects;
 mod person;
-
-/// A camera id as a path component.
-fn path_safe(id: &str) -> String {
-    let s: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    if s.is_empty() {
-        "_".into()
-    } else {
-        s
-    }
-}
-
-/// Two falls whose boxes overlap this much (of the smaller) are about the same person.
-const SAME_FALL_OVERLAP: f32 = 0.5;
-
-/// Looks of the fall model for stories not yet sure: at most this many in a row (enough for a fall
-/// and a false start or two) ...
-const FALL_LOOKS_BURST: f64 = 16.0;
-/// ... then this many a second on average (a camera where nobody falls costs at most this).
-const FALL_LOOKS_PER_SEC: f64 = 0.25;
 
 /// A box within this share of the frame's width from its left or right edge is at the edge: a person
 /// lost there walked out of view. (The top and bottom are not: a person near the camera is cut off
@@ -94,40 +78,8 @@ impl EventEngine {
         }
     }
 
-    /// The fall model the camera asks where the pose saw someone go down or vanish (`None`: the
-    /// pose rule alone).
-    pub fn set_fall_model(&mut self, model: Option<&str>) {
-        self.fall_model = model.map(str::to_string);
-        if self.fall_model.is_none() {
-            for p in self.people.values_mut() {
-                p.story = None;
-            }
-        }
-    }
-
     pub fn set_frame_size(&mut self, width: i32, height: i32) {
         self.frame_size = (width as f32, height as f32);
-    }
-
-    /// Whether the fall model should look at the frame captured at `t`: a fall going on always
-    /// may; stories not yet sure share a budget of looks, so that a scene that keeps opening them
-    /// (people vanishing where the pose model cannot follow them) cannot keep the fall model busy.
-    pub fn wants_fall_look(&self, t: f64) -> bool {
-        if self.fall_model.is_none() {
-            return false;
-        }
-        let mut wanting = self.people.values().filter_map(|p| p.story.as_ref()).filter(|s| s.wants_look(t));
-        wanting.clone().any(|s| s.raised) || (wanting.next().is_some() && self.fall_looks_available(t) >= 1.0)
-    }
-
-    fn fall_looks_available(&self, t: f64) -> f64 {
-        let refill = if self.fall_looks_at.is_finite() { (t - self.fall_looks_at).max(0.0) * FALL_LOOKS_PER_SEC } else { 0.0 };
-        (self.fall_looks_left + refill).min(FALL_LOOKS_BURST)
-    }
-
-    /// Whether a story is being followed (the camera keeps looking, now and then, while nothing moves).
-    pub fn fall_watch_active(&self) -> bool {
-        self.people.values().any(|p| p.story.as_ref().is_some_and(|s| s.alive(self.last_detection_t)))
     }
 
     fn at_edge(&self, b: &[f32; 4]) -> bool {
@@ -137,50 +89,6 @@ impl EventEngine {
         }
         let mx = EDGE_MARGIN * w;
         h > 0.0 && (b[0] <= mx || b[2] >= w - mx)
-    }
-
-    /// The classes that raise `object_detected` (the camera's `object_events`); objects of classes
-    /// no longer named end their events as if gone.
-    pub fn set_object_classes(&mut self, classes: &[String]) {
-        if self.object_classes != classes {
-            self.object_classes = classes.to_vec();
-            self.objects.set_classes(classes);
-        }
-    }
-
-    /// The objects followed now (for the gate: a parked car is looked at again now and then).
-    pub fn object_tracks(&self) -> &[TrackedPerson] {
-        self.objects.tracks()
-    }
-
-    /// What a detect model (`model`) found in the frame captured at `t`: objects of the named
-    /// classes are followed, and each one seen for `objects.min_secs` (in two looks at least) gets
-    /// one `object_detected` event, which ends when it has been gone for `objects.max_unseen_secs`.
-    pub fn on_objects(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
-        if !self.settings.enabled || t <= self.last_objects_t {
-            return Vec::new();
-        }
-        self.last_objects_t = t;
-        let mut out = Vec::new();
-        let tracks = self.objects.update(detections, t);
-        for track in tracks.iter().filter(|tr| tr.seen_now()) {
-            let start = !self.object_events.contains_key(&track.track_id)
-                && track.age_secs + 1e-9 >= self.settings.objects.min_secs
-                && track.hits >= 2;
-            if start {
-                let mut ev = self.new_event(EventKind::ObjectDetected, track.track_id, &track.class, track.first_seen, t, track.score, &[], track.bbox);
-                ev.model = Some(model.to_string());
-                let ev = self.start(ev, jpeg);
-                self.object_events.insert(track.track_id, ev.clone());
-                out.push(ev);
-            }
-        }
-        for gone in self.objects.take_expired() {
-            if let Some(ev) = self.object_events.remove(&gone.track_id) {
-                out.push(self.end(ev, gone.last_seen));
-            }
-        }
-        out
     }
 
     pub fn camera_id(&self) -> &str {
@@ -376,79 +284,6 @@ impl EventEngine {
         Some(ev)
     }
 
-    /// What the fall model (`model`) found in the frame captured at `t`: each person's story looks
-    /// at the boxes about them, and raises or ends their fall.
-    pub fn on_fall_model(&mut self, model: &str, detections: &[Detection], t: f64, jpeg: Option<&[u8]>) -> Vec<Event> {
-        if !self.settings.enabled || t <= self.last_fall_look_t {
-            return Vec::new();
-        }
-        self.last_fall_look_t = t;
-        if self.people.values().any(|p| p.story.as_ref().is_some_and(|s| !s.raised)) {
-            self.fall_looks_left = (self.fall_looks_available(t) - 1.0).max(0.0);
-            self.fall_looks_at = t;
-        }
-        let (min_score, min_secs) = (self.settings.fall.thresholds().model_fall, self.settings.fall.min_duration_secs as f64);
-        let mut out = Vec::new();
-        let ids: Vec<u64> = self.people.iter().filter(|(_, p)| p.story.is_some()).map(|(id, _)| *id).collect();
-        for id in ids {
-            let Some(state) = self.people.get_mut(&id) else { continue };
-            let Some(story) = state.story.as_mut() else { continue };
-            let update = story.look(detections, t, min_score, min_secs);
-            log::debug!(target: "haven::falls", "[{}] track {id}: fall model look at {t:.2}: {update:?} ({story:?})", self.camera_id);
-            match update {
-                StoryUpdate::Fell { since, mean_fall, looks, bbox } => {
-                    let (trigger, unseen) = (story.trigger, story.unseen);
-                    let down = state.fall.as_ref().and_then(FallDetector::score);
-                    let keypoints = state.keypoints.clone();
-                    let already = state.fall_event.is_some()
-                        || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story::overlap(&e.bbox, &bbox) >= SAME_FALL_OVERLAP));
-                    if already {
-                        continue;
-                    }
-                    let why = match trigger {
-                        Trigger::Drop(d) => format!("after a drop of {d:.2} body lengths"),
-                        Trigger::Lost => "after the pose model lost them going down".into(),
-                        Trigger::Vanished => "after the pose model lost them".into(),
-                        Trigger::Raised => "while down".into(),
-                    };
-                    let pose = match (unseen, down) {
-                        (true, _) => "the pose model no longer sees them".to_string(),
-                        (false, Some(d)) => format!("pose down {d:.2}"),
-                        (false, None) => "no torso seen".into(),
-                    };
-                    let reason = FallReason {
-                        by: "model".into(),
-                        summary: format!("fall model: Fall {mean_fall:.2} in {looks} looks over {:.1} s {why}; {pose}", t - since),
-                        pose_down: down.map(fall::round2),
-                        drop: match trigger {
-                            Trigger::Drop(d) => Some(fall::round2(d)),
-                            _ => None,
-                        },
-                        model_fall: Some(fall::round2(mean_fall)),
-                        model_looks: Some(looks),
-                        unseen,
-                    };
-                    let mut ev = self.new_event(EventKind::Fall, id, "person", since, t, mean_fall, &keypoints, bbox);
-                    ev.model = Some(model.to_string());
-                    ev.reason = Some(reason);
-                    let ev = self.start(ev, jpeg);
-                    self.people.entry(id).or_default().fall_event = Some(ev.clone());
-                    out.push(ev);
-                }
-                StoryUpdate::Up { at } | StoryUpdate::Gone { at } => out.extend(self.end_fall(id, at)),
-                StoryUpdate::Closed => state.story = None,
-                StoryUpdate::None => {}
-            }
-            // A person the tracker let go is kept only while their story goes on.
-            if let Some(state) = self.people.get(&id) {
-                if state.gone && state.fall_event.is_none() && !state.story.as_ref().is_some_and(|s| s.alive(t)) {
-                    self.people.remove(&id);
-                }
-            }
-        }
-        out
-    }
-
     /// Ends the fall of this person, if one is going on.
     fn end_fall(&mut self, track_id: u64, at: f64) -> Vec<Event> {
         match self.people.get_mut(&track_id).and_then(|p| p.fall_event.take()) {
@@ -473,6 +308,16 @@ impl EventEngine {
         story.unseen = true;
         if let Some(ev) = state.person.take() {
             out.push(self.end(ev, gone.last_seen));
+        }
+        out
+    }
+
+    fn end_person(&mut self, track_id: u64, at: f64) -> Vec<Event> {
+        let mut out = Vec::new();
+        if let Some(p) = self.people.remove(&track_id) {
+            for ev in [p.fall_event, p.person].into_iter().flatten() {
+                out.push(self.end(ev, at));
+            }
         }
         out
     }
@@ -504,119 +349,6 @@ impl EventEngine {
         out
     }
 
-    fn end_person(&mut self, track_id: u64, at: f64) -> Vec<Event> {
-        let mut out = Vec::new();
-        if let Some(p) = self.people.remove(&track_id) {
-            for ev in [p.fall_event, p.person].into_iter().flatten() {
-                out.push(self.end(ev, at));
-            }
-        }
-        out
-    }
-
-    /// A new event about track `track_id`, raised at `raised_at` (the frame the model looked at).
-    #[allow(clippy::too_many_arguments)]
-    fn new_event(&self, kind: EventKind, track_id: u64, class: &str, started_at: f64, raised_at: f64, score: f32, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> Event {
-        Event {
-            id: None,
-            camera_id: self.camera_id.clone(),
-            kind,
-            phase: EventPhase::Start,
-            track_id,
-            model: Some("pose".into()),
-            class: Some(class.to_string()),
-            started_at,
-            ended_at: None,
-            score,
-            bbox,
-            keypoints: keypoints.to_vec(),
-            clip_path: None,
-            snapshot_path: None,
-            clip_frames: None,
-            clip_fps: None,
-            clip_started_at: None,
-            clip_error: None,
-            clip_status: ClipStatus::None,
-            node: None,
-            raised_at: Some(raised_at),
-            reason: None,
-        }
-    }
-
-    fn file_name(&self, id: i64, kind: EventKind, ext: &str) -> String {
-        format!("{}/{}-{}.{ext}", path_safe(&self.camera_id), id, kind.as_str())
-    }
-
-    /// Stores, records and broadcasts a new event.
-    fn start(&mut self, mut ev: Event, jpeg: Option<&[u8]>) -> Event {
-        let record = self.recorder.as_ref().is_some_and(|r| {
-            let wanted = match ev.kind {
-                EventKind::Fall => return true,
-                EventKind::PersonDetected => self.settings.person_clips,
-                EventKind::ObjectDetected => self.settings.objects.clips,
-            };
-            wanted && r.open_clips() < self.settings.max_concurrent_clips
-        });
-        match self.hub.store().insert(&ev, record) {
-            Ok(id) => ev.id = Some(id),
-            Err(e) => log::warn!("[{}] cannot store a {} event: {e}", self.camera_id, ev.kind.as_str()),
-        }
-        if let (Some(id), true) = (ev.id, self.recorder.is_some()) {
-            let snapshot_rel = format!("{SNAPSHOTS_DIR}/{}", self.file_name(id, ev.kind, "jpg"));
-            let clip_rel = format!("{CLIPS_DIR}/{}", self.file_name(id, ev.kind, "mp4"));
-            let rec = self.recorder.as_mut().expect("checked");
-            if let Some(jpeg) = jpeg {
-                let rel = snapshot_rel;
-                let hub = self.hub.clone();
-                let path = hub.store().resolve(&rel);
-                rec.snapshot(
-                    path.clone(),
-                    jpeg,
-                    Box::new(move |r| match r {
-                        Ok(bytes) => {
-                            if !matches!(hub.store().set_snapshot(id, &rel, bytes), Ok(true)) {
-                                let _ = std::fs::remove_file(&path);
-                            } else {
-                                hub.changed(id, EventChange::Snapshot, None);
-                            }
-                        }
-                        Err(e) => log::warn!("event {id}: snapshot not written: {e}"),
-                    }),
-                );
-            }
-            if record {
-                ev.clip_status = ClipStatus::Recording;
-                let rel = clip_rel;
-                let hub = self.hub.clone();
-                let path = hub.store().resolve(&rel);
-                rec.start_clip(
-                    id,
-                    path.clone(),
-                    ev.started_at,
-                    Box::new(move |r| clip_done(&hub, id, rel, &path, r)),
-                );
-            }
-        }
-        self.hub.publish(&ev);
-        ev
-    }
-
-    /// Ends an event: stored, its clip given its post-roll, broadcast.
-    fn end(&mut self, mut ev: Event, at: f64) -> Event {
-        let at = at.max(ev.started_at);
-        ev.ended_at = Some(at);
-        ev.phase = EventPhase::End;
-        if let Some(id) = ev.id {
-            if let Err(e) = self.hub.store().set_ended(id, at) {
-                log::warn!("[{}] cannot store the end of event {id}: {e}", self.camera_id);
-            }
-            if let Some(rec) = &mut self.recorder {
-                rec.end_clip(id, at);
-            }
-        }
-        self.hub.publish(&ev);
-        ev
-    }
 }
 
 impl Drop for EventEngine {
