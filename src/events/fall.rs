@@ -252,16 +252,29 @@ impl FallDetector {
         let dt = self.last_t.map(|last| t - last).unwrap_or(0.0);
         self.last_t = Some(t);
         if let Some(raw) = down_score(&f) {
-            self.smoothed = Some(match self.smoothed {
-                None => raw,
-                Some(s) => {
-                    let alpha = (1.0 - (-dt / SMOOTHING_SECS).exp()) as f32;
-                    s + alpha * (raw - s)
-                }
-            });
+            self.smooth(raw, dt);
         }
+        self.note_drop(&f, t);
+        let Some(score) = self.smoothed else {
+            return FallUpdate::None;
+        };
+        self.step(score, t, keypoints, bbox)
+    }
 
-        // The hips' drop over the last second, against the body's length over the last seconds.
+    /// The down score, smoothed over `SMOOTHING_SECS`.
+    fn smooth(&mut self, raw: f32, dt: f64) {
+        self.smoothed = Some(match self.smoothed {
+            None => raw,
+            Some(s) => {
+                let alpha = (1.0 - (-dt / SMOOTHING_SECS).exp()) as f32;
+                s + alpha * (raw - s)
+            }
+        });
+    }
+
+    /// The hips' drop over the last second, against the body's length over the last seconds: a
+    /// drop the rule counts (`last_drop`), and one worth asking the fall model about (`last_dip`).
+    fn note_drop(&mut self, f: &PoseFeatures, t: f64) {
         self.history.push_back((t, f.hip_y, f.size));
         while self.history.front().is_some_and(|h| h.0 < t - HISTORY_SECS) {
             self.history.pop_front();
@@ -280,16 +293,21 @@ impl FallDetector {
         if drop >= ASK_DROP_FACTOR * self.th.drop && self.last_dip.is_none_or(|(at, d)| at < t - DESCENT_LOOKBACK_SECS || drop > d) {
             self.last_dip = Some((t, drop));
         }
-        let recent_drop = |since: f64| self.last_drop.is_some_and(|(at, _)| at >= since - DESCENT_LOOKBACK_SECS);
+    }
 
-        let Some(score) = self.smoothed else {
-            return FallUpdate::None;
-        };
+    /// A drop the rule counts, seen at most `DESCENT_LOOKBACK_SECS` before `since` (or after).
+    fn dropped_since(&self, since: f64) -> bool {
+        self.last_drop.is_some_and(|(at, _)| at >= since - DESCENT_LOOKBACK_SECS)
+    }
+
+    /// The state machine, one frame on, with the smoothed down `score`: up, down (a fall if it lasts
+    /// and came with a drop), lying, fallen (recovered once up for `RECOVER_SECS`).
+    fn step(&mut self, score: f32, t: f64, keypoints: &[[f32; 3]], bbox: [f32; 4]) -> FallUpdate {
         let min_duration = self.config.min_duration_secs as f64;
         match self.state.clone() {
             State::Up => {
                 if score >= self.th.down_on {
-                    self.state = State::Down { since: t, descended: recent_drop(t), score_sum: score, frames: 1 };
+                    self.state = State::Down { since: t, descended: self.dropped_since(t), score_sum: score, frames: 1 };
                     return self.check_down(t, min_duration, keypoints, bbox);
                 }
             }
@@ -299,7 +317,7 @@ impl FallDetector {
                 } else {
                     self.state = State::Down {
                         since,
-                        descended: descended || recent_drop(since),
+                        descended: descended || self.dropped_since(since),
                         score_sum: score_sum + score,
                         frames: frames + 1,
                     };
@@ -315,19 +333,23 @@ impl FallDetector {
                     return self.check_down(t, min_duration, keypoints, bbox);
                 }
             }
-            State::Fallen { up_since } => {
-                if score < self.th.down_off {
-                    let up_since = up_since.unwrap_or(t);
-                    if t - up_since >= RECOVER_SECS {
-                        self.state = State::Up;
-                        self.last_drop = None;
-                        return FallUpdate::Recovered { ended_at: up_since };
-                    }
-                    self.state = State::Fallen { up_since: Some(up_since) };
-                } else {
-                    self.state = State::Fallen { up_since: None };
-                }
+            State::Fallen { up_since } => return self.while_fallen(score, up_since, t),
+        }
+        FallUpdate::None
+    }
+
+    /// Fallen: recovered once up (below `down_off`) for `RECOVER_SECS`.
+    fn while_fallen(&mut self, score: f32, up_since: Option<f64>, t: f64) -> FallUpdate {
+        if score < self.th.down_off {
+            let up_since = up_since.unwrap_or(t);
+            if t - up_since >= RECOVER_SECS {
+                self.state = State::Up;
+                self.last_drop = None;
+                return FallUpdate::Recovered { ended_at: up_since };
             }
+            self.state = State::Fallen { up_since: Some(up_since) };
+        } else {
+            self.state = State::Fallen { up_since: None };
         }
         FallUpdate::None
     }
