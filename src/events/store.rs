@@ -14,6 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{ClipStatus, Event, EventKind, EventPhase};
 
+mod schema;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("event store: {0}")]
@@ -22,6 +24,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("event store: {0}")]
     Json(#[from] serde_json::Error),
+    /// A newer HAVEN wrote the store: this one does not know its schema and leaves it as it is.
+    #[error("event store: schema version {found} is newer than this HAVEN knows ({known}): written by a newer HAVEN, left unchanged")]
+    NewerSchema { found: i64, known: i64 },
 }
 
 /// `GET /api/events` filters; all optional.
@@ -71,35 +76,6 @@ pub struct EventStore {
 
 /// Ids a cluster node gives its events: `base + 1 ..< base + ID_RANGE`.
 pub const ID_RANGE: i64 = 1 << 32;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    camera_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    track_id INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    score REAL NOT NULL,
-    bbox TEXT NOT NULL,
-    keypoints TEXT NOT NULL,
-    clip_path TEXT,
-    clip_frames INTEGER,
-    clip_fps REAL,
-    clip_started_at REAL,
-    snapshot_path TEXT,
-    bytes INTEGER NOT NULL DEFAULT 0,
-    recording INTEGER NOT NULL DEFAULT 0,
-    clip_error TEXT,
-    model TEXT,
-    class TEXT,
-    node TEXT,
-    raised_at REAL,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS events_started ON events (started_at);
-CREATE INDEX IF NOT EXISTS events_camera_started ON events (camera_id, started_at);
-";
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
                        clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node, \
@@ -186,23 +162,12 @@ impl EventStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         std::fs::create_dir_all(&root)?;
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Before anything is written: a store from a newer HAVEN is refused as it is.
+        schema::migrate(&mut conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
-        // Stores made before clips' errors were kept, before events named their model and class,
-        // before clusters, and before events said when and why they were raised.
-        for (column, kind) in [("clip_error", "TEXT"), ("model", "TEXT"), ("class", "TEXT"), ("node", "TEXT"), ("raised_at", "REAL"), ("reason", "TEXT")] {
-            let has: bool = conn.query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",
-                [column],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )?;
-            if !has {
-                conn.execute(&format!("ALTER TABLE events ADD COLUMN {column} {kind}"), [])?;
-            }
-        }
         let interrupted = conn.execute("UPDATE events SET ended_at = started_at WHERE ended_at IS NULL", [])?;
         // Their clips will not come: say so (the partial files go with `sweep_orphans`).
         conn.execute(
@@ -607,7 +572,7 @@ pub(crate) mod tests {
         let path = dir.0.join("events.db");
         {
             let old = Connection::open(&path).unwrap();
-            old.execute_batch(&SCHEMA.replace(",\n    clip_error TEXT", "")).unwrap();
+            old.execute_batch(schema::ORIGINAL).unwrap();
             old.execute(
                 "INSERT INTO events (camera_id, kind, track_id, started_at, score, bbox, keypoints)
                  VALUES ('cam1', 'fall', 1, 10.0, 0.9, '[0,0,1,1]', '[]')",
