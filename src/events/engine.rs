@@ -7,7 +7,7 @@ use std::sync::Arc;
 use opencv::core::Mat;
 
 use super::{
-    fall, now, recorder, story, ClipStatus, Event, EventHub, EventKind, EventPhase, EventSettings, FallConfig,
+    fall, now, recorder, story, Event, EventHub, EventKind, EventSettings, FallConfig,
     FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger,
 };
 use crate::inference::Detection;

@@ -6,7 +6,7 @@ use crate::events::fall::tests::{bbox_of, fall, pivoted, FPS};
 use crate::events::hub::tests::hub;
 use crate::events::recorder::tests::{count_frames, synthetic_frame};
 use crate::events::store::tests::TempDir;
-use crate::events::EventFilter;
+use crate::events::{ClipStatus, EventFilter, EventPhase};
 
 fn det(k: Vec<[f32; 3]>) -> Detection {
     Detection::person(0.9, bbox_of(&k), k)
