@@ -7,8 +7,8 @@ use std::sync::Arc;
 use opencv::core::Mat;
 
 use super::{
-    fall, now, recorder, story, Event, EventHub, EventKind, EventSettings, FallConfig,
-    FallUpdate, Recorder, Story, StoryUpdate, TrackedPerson, Tracker, Trigger,
+    fall, now, recorder, story, Event, EventHub, EventKind, EventSettings, FallConfig, FallUpdate, Recorder, Story, StoryUpdate,
+    TrackedPerson, Tracker, Trigger,
 };
 use crate::inference::Detection;
 use fall_model::FALL_LOOKS_BURST;
