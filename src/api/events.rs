@@ -358,32 +358,115 @@ mod tests {
         }
     }
 
+    use std::future::Future;
+    use std::path::Path;
+
+    use actix_web::dev::ServiceResponse;
+    use actix_web::test::{call_service, init_service, read_body, read_body_json, TestRequest};
+    use actix_web::App;
+
+    use crate::events::store::tests::{event, TempDir};
+    use crate::events::{now, ClipInfo, EventSettings};
+
+    /// A fall (ended, with its clip of `clip` bytes and its snapshot under `dir`) and, after it, a
+    /// person event without files: their ids.
+    fn a_fall_with_its_files_then_a_person(hub: &EventHub, dir: &Path, clip: &[u8], t: f64) -> (i64, i64) {
+        let store = hub.store();
+        let fall = store.insert(&event("cam1", EventKind::Fall, t - 10.0), false).unwrap();
+        store.set_ended(fall, t - 5.0).unwrap();
+        std::fs::create_dir_all(dir.join("clips/cam1")).unwrap();
+        std::fs::create_dir_all(dir.join("snapshots/cam1")).unwrap();
+        std::fs::write(dir.join("clips/cam1/1-fall.mp4"), clip).unwrap();
+        std::fs::write(dir.join("snapshots/cam1/1-fall.jpg"), b"\xff\xd8jpeg").unwrap();
+        let info = ClipInfo { path: "clips/cam1/1-fall.mp4".into(), frames: 10, fps: 10.0, started_at: t - 13.0, bytes: 1000 };
+        store.set_clip(fall, &info).unwrap();
+        store.set_snapshot(fall, "snapshots/cam1/1-fall.jpg", 6).unwrap();
+        let person = store.insert(&event("cam2", EventKind::PersonDetected, t - 1.0), false).unwrap();
+        (fall, person)
+    }
+
+    async fn json(res: ServiceResponse) -> serde_json::Value {
+        read_body_json(res).await
+    }
+
+    /// `GET /api/events`: newest first, filtered, paged with the total of every match; a bad
+    /// filter is refused, naming it.
+    async fn the_list_filters_and_pages<F: Fn(String) -> R, R: Future<Output = ServiceResponse>>(get: &F, person: i64) {
+        let res = get("/api/events".into()).await;
+        assert_eq!(res.status(), 200);
+        let body = json(res).await;
+        assert_eq!(body["total"], 2);
+        assert_eq!(body["events"][0]["id"], person);
+        assert_eq!(body["events"][1]["kind"], "fall");
+        assert_eq!(body["events"][1]["phase"], "end");
+        let body = json(get("/api/events?kind=fall&camera=cam1".into()).await).await;
+        assert_eq!(body["total"], 1);
+        // A page of one: the total still counts both, the second page holds the older one.
+        let body = json(get("/api/events?limit=1&offset=1".into()).await).await;
+        assert_eq!((body["total"].as_u64(), body["offset"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+        assert_eq!(body["events"][0]["kind"], "fall");
+        let res = get("/api/events?kind=nope".into()).await;
+        assert_eq!(res.status(), 400);
+        let body = json(res).await;
+        assert!(body["error"].as_str().unwrap().contains("kind"));
+    }
+
+    /// `GET /api/events/{id}`: the event with its clip's status; an unknown or malformed id is 404.
+    async fn one_event_by_its_id<F: Fn(String) -> R, R: Future<Output = ServiceResponse>>(get: &F, fall: i64, person: i64) {
+        let body = json(get(format!("/api/events/{fall}")).await).await;
+        assert_eq!((&body["clip_frames"], &body["clip_status"]), (&json!(10), &json!("ready")));
+        let person_body = json(get(format!("/api/events/{person}")).await).await;
+        assert_eq!((&person_body["clip_status"], &person_body["clip_error"]), (&json!("none"), &json!(null)));
+        assert_eq!(get("/api/events/9999".into()).await.status(), 404);
+        assert_eq!(get("/api/events/abc".into()).await.status(), 404);
+    }
+
+    /// The fall's snapshot is a JPEG; the person event has no snapshot, and no clip, saying why.
+    async fn a_snapshot_and_a_clip_never_recorded<F: Fn(String) -> R, R: Future<Output = ServiceResponse>>(get: &F, fall: i64, person: i64) {
+        let res = get(format!("/api/events/{fall}/snapshot.jpg")).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("content-type").unwrap(), "image/jpeg");
+        assert_eq!(get(format!("/api/events/{person}/snapshot.jpg")).await.status(), 404);
+        let res = get(format!("/api/events/{person}/clip.mp4")).await;
+        assert_eq!(res.status(), 404);
+        let body = json(res).await;
+        assert_eq!(body["error"], format!("event {person} has no clip: none is recorded for it"), "not \"still being recorded\"");
+    }
+
+    /// The fall's clip whole (`bytes`), then by ranges: a slice, a suffix, one past the end (416).
+    async fn the_clip_whole_and_by_ranges<G, F, R>(get: &G, ranged: &F, fall: i64, bytes: &[u8])
+    where
+        G: Fn(String) -> R,
+        F: Fn(String, &'static str) -> R,
+        R: Future<Output = ServiceResponse>,
+    {
+        let uri = format!("/api/events/{fall}/clip.mp4");
+        let res = get(uri.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("accept-ranges").unwrap(), "bytes");
+        assert_eq!(res.headers().get("content-type").unwrap(), "video/mp4");
+        assert_eq!(read_body(res).await.to_vec(), bytes);
+
+        let res = ranged(uri.clone(), "bytes=100-199").await;
+        assert_eq!(res.status(), 206);
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 100-199/1000");
+        assert_eq!(read_body(res).await.to_vec(), bytes[100..200].to_vec());
+        let res = ranged(uri.clone(), "bytes=-10").await;
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 990-999/1000");
+        assert_eq!(read_body(res).await.len(), 10);
+        let res = ranged(uri, "bytes=1000-").await;
+        assert_eq!(res.status(), 416);
+        assert_eq!(res.headers().get("content-range").unwrap(), "bytes */1000");
+    }
+
     #[actix_web::test]
     async fn list_get_snapshot_and_clip_with_ranges() {
-        use actix_web::{test, App};
-
-        use crate::events::store::tests::{event, TempDir};
-        use crate::events::{now, ClipInfo, EventSettings};
-
         let dir = TempDir::new("api-events");
         let hub = EventHub::open(&EventSettings { data_dir: dir.0.clone(), ..EventSettings::default() }).unwrap();
         let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        let t = now();
-        let (fall, person) = {
-            let store = hub.store();
-            let fall = store.insert(&event("cam1", EventKind::Fall, t - 10.0), false).unwrap();
-            store.set_ended(fall, t - 5.0).unwrap();
-            std::fs::create_dir_all(dir.0.join("clips/cam1")).unwrap();
-            std::fs::create_dir_all(dir.0.join("snapshots/cam1")).unwrap();
-            std::fs::write(dir.0.join("clips/cam1/1-fall.mp4"), &bytes).unwrap();
-            std::fs::write(dir.0.join("snapshots/cam1/1-fall.jpg"), b"\xff\xd8jpeg").unwrap();
-            let info = ClipInfo { path: "clips/cam1/1-fall.mp4".into(), frames: 10, fps: 10.0, started_at: t - 13.0, bytes: 1000 };
-            store.set_clip(fall, &info).unwrap();
-            store.set_snapshot(fall, "snapshots/cam1/1-fall.jpg", 6).unwrap();
-            let person = store.insert(&event("cam2", EventKind::PersonDetected, t - 1.0), false).unwrap();
-            (fall, person)
-        };
-        let app = test::init_service(
+        let (fall, person) = a_fall_with_its_files_then_a_person(&hub, &dir.0, &bytes, now());
+        let app = init_service(
             App::new()
                 .app_data(web::Data::new(hub.clone()))
                 .route("/api/events", web::get().to(list))
@@ -392,62 +475,20 @@ mod tests {
                 .route("/api/events/{id}/clip.mp4", web::get().to(clip)),
         )
         .await;
-        let get_json = |uri: String| {
-            let req = test::TestRequest::get().uri(&uri).to_request();
-            test::call_service(&app, req)
+        let send = |uri: String, range: Option<&'static str>| {
+            let req = TestRequest::get().uri(&uri);
+            let req = match range {
+                Some(range) => req.insert_header(("Range", range)),
+                None => req,
+            };
+            call_service(&app, req.to_request())
         };
-        let res = get_json("/api/events".into()).await;
-        assert_eq!(res.status(), 200);
-        let body: serde_json::Value = test::read_body_json(res).await;
-        assert_eq!(body["total"], 2);
-        assert_eq!(body["events"][0]["id"], person);
-        assert_eq!(body["events"][1]["kind"], "fall");
-        assert_eq!(body["events"][1]["phase"], "end");
-        let body: serde_json::Value = test::read_body_json(get_json("/api/events?kind=fall&camera=cam1".into()).await).await;
-        assert_eq!(body["total"], 1);
-        // A page of one: the total still counts both, the second page holds the older one.
-        let body: serde_json::Value = test::read_body_json(get_json("/api/events?limit=1&offset=1".into()).await).await;
-        assert_eq!((body["total"].as_u64(), body["offset"].as_u64()), (Some(2), Some(1)));
-        assert_eq!(body["events"].as_array().unwrap().len(), 1);
-        assert_eq!(body["events"][0]["kind"], "fall");
-        let res = get_json("/api/events?kind=nope".into()).await;
-        assert_eq!(res.status(), 400);
-        let body: serde_json::Value = test::read_body_json(res).await;
-        assert!(body["error"].as_str().unwrap().contains("kind"));
+        let get = |uri: String| send(uri, None);
+        let ranged = |uri: String, range: &'static str| send(uri, Some(range));
 
-        let body: serde_json::Value = test::read_body_json(get_json(format!("/api/events/{fall}")).await).await;
-        assert_eq!((&body["clip_frames"], &body["clip_status"]), (&json!(10), &json!("ready")));
-        let person_body: serde_json::Value = test::read_body_json(get_json(format!("/api/events/{person}")).await).await;
-        assert_eq!((&person_body["clip_status"], &person_body["clip_error"]), (&json!("none"), &json!(null)));
-        assert_eq!(get_json("/api/events/9999".into()).await.status(), 404);
-        assert_eq!(get_json("/api/events/abc".into()).await.status(), 404);
-
-        let res = get_json(format!("/api/events/{fall}/snapshot.jpg")).await;
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers().get("content-type").unwrap(), "image/jpeg");
-        assert_eq!(get_json(format!("/api/events/{person}/snapshot.jpg")).await.status(), 404);
-        let res = get_json(format!("/api/events/{person}/clip.mp4")).await;
-        assert_eq!(res.status(), 404);
-        let body: serde_json::Value = test::read_body_json(res).await;
-        assert_eq!(body["error"], format!("event {person} has no clip: none is recorded for it"), "not \"still being recorded\"");
-
-        let uri = format!("/api/events/{fall}/clip.mp4");
-        let res = get_json(uri.clone()).await;
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers().get("accept-ranges").unwrap(), "bytes");
-        assert_eq!(res.headers().get("content-type").unwrap(), "video/mp4");
-        assert_eq!(test::read_body(res).await.to_vec(), bytes);
-
-        let ranged = |range: &'static str| test::TestRequest::get().uri(&uri).insert_header(("Range", range)).to_request();
-        let res = test::call_service(&app, ranged("bytes=100-199")).await;
-        assert_eq!(res.status(), 206);
-        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 100-199/1000");
-        assert_eq!(test::read_body(res).await.to_vec(), bytes[100..200].to_vec());
-        let res = test::call_service(&app, ranged("bytes=-10")).await;
-        assert_eq!(res.headers().get("content-range").unwrap(), "bytes 990-999/1000");
-        assert_eq!(test::read_body(res).await.len(), 10);
-        let res = test::call_service(&app, ranged("bytes=1000-")).await;
-        assert_eq!(res.status(), 416);
-        assert_eq!(res.headers().get("content-range").unwrap(), "bytes */1000");
+        the_list_filters_and_pages(&get, person).await;
+        one_event_by_its_id(&get, fall, person).await;
+        a_snapshot_and_a_clip_never_recorded(&get, fall, person).await;
+        the_clip_whole_and_by_ranges(&get, &ranged, fall, &bytes).await;
     }
 }

@@ -58,15 +58,60 @@ fn settings(dir: &std::path::Path) -> EventSettings {
     EventSettings { data_dir: dir.to_path_buf(), pre_roll_secs: 2.0, post_roll_secs: 1.0, ..EventSettings::default() }
 }
 
-#[test]
-fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
-    let Some(model) = engine() else { return };
-    let person = standing_person();
-    // 2 s upright, a 0.8 s fall (accelerating), 4 s lying, then 3 s of empty scene.
+/// The person's rotation in each frame at `FPS`: 2 s upright, a 0.8 s fall (accelerating), 4 s
+/// lying, then 3 s of empty scene (`None`).
+fn upright_falling_lying_then_gone() -> Vec<Option<f64>> {
     let mut angles: Vec<Option<f64>> = vec![Some(0.0); 20];
     angles.extend((1..=8).map(|i| Some(90.0 * (i as f64 / 8.0).powi(2))));
     angles.extend(std::iter::repeat(Some(90.0)).take(40));
     angles.extend(std::iter::repeat(None).take(30));
+    angles
+}
+
+/// Where the input frames go (kept with `HAVEN_KEEP_FALL_CLIP`, to look at).
+fn input_writer(path: &std::path::Path) -> videoio::VideoWriter {
+    videoio::VideoWriter::new(path, videoio::VideoWriter::fourcc('m', 'p', '4', 'v').unwrap(), FPS, Size::new(640, 480), true).unwrap()
+}
+
+/// Frame `i`, the person rotated by `phi`: the model must see them; what it sees is logged.
+fn the_model_sees_the_person(i: usize, phi: f64, dets: &[crate::inference::Detection]) {
+    let d = dets.iter().max_by(|a, b| a.score.total_cmp(&b.score));
+    let d = d.unwrap_or_else(|| panic!("frame {i} (rotated {phi:.0}°): the model sees nobody"));
+    let f = fall::features(&d.keypoints, d.bbox);
+    if (23..=28).contains(&i) {
+        for d in dets {
+            eprintln!("    det {:.2} {:?}", d.score, d.bbox.map(|v| v.round()));
+        }
+    }
+    eprintln!(
+        "frame {i:3} phi {phi:5.1}: score {:.2} torso {:?} aspect {:.2} hip_y {:.0} down {:?}",
+        d.score,
+        f.torso_angle.map(|a| a.round()),
+        f.aspect,
+        f.hip_y,
+        fall::down_score(&f)
+    );
+}
+
+/// The stored fall has ended, and its clip holds every frame from 2 s before it to 1 s after it
+/// (`times`: every frame's time), with its snapshot beside it. Returns the clip.
+fn its_clip_holds_the_fall_with_its_rolls(hub: &EventHub, fall: &Event, times: &[f64]) -> PathBuf {
+    let stored = hub.store().get(fall.id.unwrap()).unwrap().unwrap();
+    let ended = stored.ended_at.expect("the fall ended when the person left");
+    let (from, until) = (stored.started_at - 2.0, ended + 1.0);
+    let expected = times.iter().filter(|t| **t >= from && **t <= until).count() as u32;
+    assert_eq!(stored.clip_frames, Some(expected));
+    let clip = hub.store().resolve(stored.clip_path.as_deref().unwrap());
+    assert_eq!(count_frames_any(&clip), expected, "{}", clip.display());
+    assert!(hub.store().resolve(stored.snapshot_path.as_deref().unwrap()).is_file());
+    clip
+}
+
+#[test]
+fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
+    let Some(model) = engine() else { return };
+    let person = standing_person();
+    let angles = upright_falling_lying_then_gone();
 
     let dir = TempDir::new("real-fall");
     let hub = EventHub::open(&settings(&dir.0)).unwrap();
@@ -76,14 +121,7 @@ fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
     let mut times = Vec::new();
     let mut events = Vec::new();
     let blank = Mat::new_rows_cols_with_default(480, 640, CV_8UC3, Scalar::all(114.0)).unwrap();
-    let mut writer = videoio::VideoWriter::new(
-        dir.0.join("input.mp4"),
-        videoio::VideoWriter::fourcc('m', 'p', '4', 'v').unwrap(),
-        FPS,
-        Size::new(640, 480),
-        true,
-    )
-    .unwrap();
+    let mut writer = input_writer(&dir.0.join("input.mp4"));
     for (i, phi) in angles.iter().enumerate() {
         let frame = match phi {
             Some(phi) => rotated(&person, *phi),
@@ -92,22 +130,7 @@ fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
         writer.write(&frame).unwrap();
         let dets = model.detect(&frame).unwrap();
         if let Some(phi) = phi {
-            let d = dets.iter().max_by(|a, b| a.score.total_cmp(&b.score));
-            let d = d.unwrap_or_else(|| panic!("frame {i} (rotated {phi:.0}°): the model sees nobody"));
-            let f = fall::features(&d.keypoints, d.bbox);
-            if (23..=28).contains(&i) {
-                for d in &dets {
-                    eprintln!("    det {:.2} {:?}", d.score, d.bbox.map(|v| v.round()));
-                }
-            }
-            eprintln!(
-                "frame {i:3} phi {phi:5.1}: score {:.2} torso {:?} aspect {:.2} hip_y {:.0} down {:?}",
-                d.score,
-                f.torso_angle.map(|a| a.round()),
-                f.aspect,
-                f.hip_y,
-                fall::down_score(&f)
-            );
+            the_model_sees_the_person(i, *phi, &dets);
         }
         let t = t0 + i as f64 / FPS;
         times.push(t);
@@ -130,14 +153,7 @@ fn a_real_person_rotated_to_lying_raises_one_fall_with_its_clip() {
     }
     assert_eq!(pushed, 1);
 
-    let stored = hub.store().get(fall.id.unwrap()).unwrap().unwrap();
-    let ended = stored.ended_at.expect("the fall ended when the person left");
-    let (from, until) = (stored.started_at - 2.0, ended + 1.0);
-    let expected = times.iter().filter(|t| **t >= from && **t <= until).count() as u32;
-    assert_eq!(stored.clip_frames, Some(expected));
-    let clip = hub.store().resolve(stored.clip_path.as_deref().unwrap());
-    assert_eq!(count_frames_any(&clip), expected, "{}", clip.display());
-    assert!(hub.store().resolve(stored.snapshot_path.as_deref().unwrap()).is_file());
+    let clip = its_clip_holds_the_fall_with_its_rolls(&hub, fall, &times);
     if let Ok(keep) = std::env::var("HAVEN_KEEP_FALL_CLIP") {
         std::fs::copy(&clip, &keep).unwrap();
         std::fs::copy(dir.0.join("input.mp4"), format!("{keep}.input.mp4")).unwrap();

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use haven_pose::iou;
 
 use crate::inference::{containment, Detection};
+use crate::config::{check_within, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -206,6 +207,18 @@ impl Tracker {
 
     pub fn tracks(&self) -> &[TrackedPerson] {
         &self.tracks
+    }
+}
+
+impl TrackerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ranges = [
+            ("iou_threshold", self.iou_threshold as f64, 0.0, 1.0),
+            ("max_center_distance", self.max_center_distance as f64, 0.0, 10.0),
+            ("max_unseen_secs", self.max_unseen_secs, 0.0, 60.0),
+            ("min_score", self.min_score as f64, 0.0, 1.0),
+        ];
+        ranges.into_iter().try_for_each(|(name, v, lo, hi)| check_within(name, v, lo..=hi))
     }
 }
 
