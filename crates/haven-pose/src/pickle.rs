@@ -244,285 +244,362 @@ impl Machine {
         Ok(rc(Val::Storage { dtype, key, numel }))
     }
 
+    /// Runs the pickle program `bytes` and gives the value it stops with.
     pub fn run(bytes: &[u8]) -> Result<V, String> {
         let mut m = Machine::new();
         let mut r = Reader { b: bytes, pos: 0 };
         loop {
-            let op = r.u8()?;
-            match op {
-                0x80 => {
-                    r.u8()?;
-                } // PROTO
-                0x95 => {
-                    r.take(8)?;
-                } // FRAME
-                b'.' => return m.pop(), // STOP
-                b'(' => m.marks.push(m.stack.len()),
-                b'N' => m.stack.push(rc(Val::None)),
-                0x88 => m.stack.push(rc(Val::Bool(true))),
-                0x89 => m.stack.push(rc(Val::Bool(false))),
-                b'K' => {
-                    let v = r.u8()? as i64;
-                    m.stack.push(rc(Val::Int(v)))
-                }
-                b'M' => {
-                    let v = r.u16()? as i64;
-                    m.stack.push(rc(Val::Int(v)))
-                }
-                b'J' => {
-                    let v = r.u32()? as i32 as i64;
-                    m.stack.push(rc(Val::Int(v)))
-                }
-                0x8a => {
-                    // LONG1
-                    let n = r.u8()? as usize;
-                    let s = r.take(n)?;
-                    let mut v: i64 = 0;
-                    for (i, b) in s.iter().enumerate().take(8) {
-                        v |= (*b as i64) << (8 * i);
-                    }
-                    if n > 0 && n < 8 && s[n - 1] & 0x80 != 0 {
-                        v -= 1i64 << (8 * n);
-                    }
-                    m.stack.push(rc(Val::Int(v)))
-                }
-                b'G' => {
-                    let s = r.take(8)?;
-                    m.stack
-                        .push(rc(Val::Float(f64::from_be_bytes(s.try_into().unwrap()))))
-                }
-                b'X' => {
-                    let n = r.u32()? as usize;
-                    let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                    m.stack.push(rc(Val::Str(s)))
-                }
-                0x8c => {
-                    let n = r.u8()? as usize;
-                    let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                    m.stack.push(rc(Val::Str(s)))
-                }
-                b'T' => {
-                    let n = r.u32()? as usize;
-                    let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                    m.stack.push(rc(Val::Str(s)))
-                }
-                b'U' => {
-                    let n = r.u8()? as usize;
-                    let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                    m.stack.push(rc(Val::Str(s)))
-                }
-                b'B' => {
-                    let n = r.u32()? as usize;
-                    m.stack.push(rc(Val::Bytes(r.take(n)?.to_vec())))
-                }
-                b'C' => {
-                    let n = r.u8()? as usize;
-                    m.stack.push(rc(Val::Bytes(r.take(n)?.to_vec())))
-                }
-                b'c' => {
-                    let module = r.line()?;
-                    let name = r.line()?;
-                    m.stack.push(rc(Val::Global { module, name }))
-                }
-                0x93 => {
-                    // STACK_GLOBAL
-                    let name = m.pop()?;
-                    let module = m.pop()?;
-                    m.stack.push(rc(Val::Global {
-                        module: module.as_str().unwrap_or_default().to_string(),
-                        name: name.as_str().unwrap_or_default().to_string(),
-                    }))
-                }
-                b')' => m.stack.push(rc(Val::Tuple(vec![]))),
-                b't' => {
-                    let items = m.pop_mark()?;
-                    m.stack.push(rc(Val::Tuple(items)))
-                }
-                0x85 => {
-                    let a = m.pop()?;
-                    m.stack.push(rc(Val::Tuple(vec![a])))
-                }
-                0x86 => {
-                    let b = m.pop()?;
-                    let a = m.pop()?;
-                    m.stack.push(rc(Val::Tuple(vec![a, b])))
-                }
-                0x87 => {
-                    let c = m.pop()?;
-                    let b = m.pop()?;
-                    let a = m.pop()?;
-                    m.stack.push(rc(Val::Tuple(vec![a, b, c])))
-                }
-                b']' => m.stack.push(rc(Val::List(RefCell::new(vec![])))),
-                b'l' => {
-                    let items = m.pop_mark()?;
-                    m.stack.push(rc(Val::List(RefCell::new(items))))
-                }
-                b'}' => m.stack.push(rc(Val::Dict(RefCell::new(vec![])))),
-                b'd' => {
-                    let items = m.pop_mark()?;
-                    let pairs = items
-                        .chunks(2)
-                        .filter(|c| c.len() == 2)
-                        .map(|c| (c[0].clone(), c[1].clone()))
-                        .collect();
-                    m.stack.push(rc(Val::Dict(RefCell::new(pairs))))
-                }
-                0x8f => m.stack.push(rc(Val::List(RefCell::new(vec![])))), // EMPTY_SET (as a list)
-                0x90 => {
-                    // ADDITEMS
-                    let items = m.pop_mark()?;
-                    if let Val::List(l) = &**m.top()? {
-                        l.borrow_mut().extend(items)
-                    }
-                }
-                0x91 => {
-                    let items = m.pop_mark()?;
-                    m.stack.push(rc(Val::List(RefCell::new(items))))
-                }
-                b'a' => {
-                    let v = m.pop()?;
-                    match &**m.top()? {
-                        Val::List(l) => l.borrow_mut().push(v),
-                        other => return Err(format!("APPEND to {other:?}")),
-                    }
-                }
-                b'e' => {
-                    let items = m.pop_mark()?;
-                    match &**m.top()? {
-                        Val::List(l) => l.borrow_mut().extend(items),
-                        other => return Err(format!("APPENDS to {other:?}")),
-                    }
-                }
-                b's' => {
-                    let v = m.pop()?;
-                    let k = m.pop()?;
-                    match &**m.top()? {
-                        Val::Dict(d) => d.borrow_mut().push((k, v)),
-                        other => return Err(format!("SETITEM on {other:?}")),
-                    }
-                }
-                b'u' => {
-                    let items = m.pop_mark()?;
-                    match &**m.top()? {
-                        Val::Dict(d) => {
-                            let mut d = d.borrow_mut();
-                            for c in items.chunks(2) {
-                                if c.len() == 2 {
-                                    d.push((c[0].clone(), c[1].clone()));
-                                }
-                            }
-                        }
-                        other => return Err(format!("SETITEMS on {other:?}")),
-                    }
-                }
-                b'q' => {
-                    let i = r.u8()? as u32;
-                    let v = m.top()?.clone();
-                    m.memo.insert(i, v);
-                }
-                b'r' => {
-                    let i = r.u32()?;
-                    let v = m.top()?.clone();
-                    m.memo.insert(i, v);
-                }
-                0x94 => {
-                    // MEMOIZE
-                    let i = m.memo.len() as u32;
-                    let v = m.top()?.clone();
-                    m.memo.insert(i, v);
-                }
-                b'h' => {
-                    let i = r.u8()? as u32;
-                    let v = m
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| format!("memo {i} missing"))?;
-                    m.stack.push(v)
-                }
-                b'j' => {
-                    let i = r.u32()?;
-                    let v = m
-                        .memo
-                        .get(&i)
-                        .cloned()
-                        .ok_or_else(|| format!("memo {i} missing"))?;
-                    m.stack.push(v)
-                }
-                b'0' => {
-                    m.pop()?;
-                }
-                b'2' => {
-                    let v = m.top()?.clone();
-                    m.stack.push(v)
-                }
-                b'Q' => {
-                    let pid = m.pop()?;
-                    let v = m.persistent_load(pid)?;
-                    m.stack.push(v)
-                }
-                b'R' => {
-                    let args = m.pop()?;
-                    let f = m.pop()?;
-                    let v = m.reduce(f, args)?;
-                    m.stack.push(v)
-                }
-                0x81 => {
-                    // NEWOBJ
-                    let args = m.pop()?;
-                    let cls = m.pop()?;
-                    let v = match &*cls {
-                        Val::Global { module, name }
-                            if module == "collections" && name == "OrderedDict" =>
-                        {
-                            rc(Val::Dict(RefCell::new(vec![])))
-                        }
-                        Val::Global { module, name } => rc(Val::Object {
-                            module: module.clone(),
-                            name: name.clone(),
-                            args,
-                            state: RefCell::new(None),
-                        }),
-                        other => return Err(format!("NEWOBJ of {other:?}")),
-                    };
-                    m.stack.push(v)
-                }
-                0x92 => {
-                    // NEWOBJ_EX
-                    let _kw = m.pop()?;
-                    let args = m.pop()?;
-                    let cls = m.pop()?;
-                    let (module, name) = match &*cls {
-                        Val::Global { module, name } => (module.clone(), name.clone()),
-                        other => return Err(format!("NEWOBJ_EX of {other:?}")),
-                    };
-                    m.stack.push(rc(Val::Object {
-                        module,
-                        name,
-                        args,
-                        state: RefCell::new(None),
-                    }))
-                }
-                b'b' => {
-                    let st = m.pop()?;
-                    match &**m.top()? {
-                        Val::Object { state, .. } => *state.borrow_mut() = Some(st),
-                        Val::Dict(d) => {
-                            if let Some(e) = st.entries() {
-                                d.borrow_mut().extend(e)
-                            }
-                        }
-                        _ => {} // state of tensors and other values is irrelevant here
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "unsupported pickle opcode 0x{other:02x} at byte {}",
-                        r.pos - 1
-                    ));
-                }
+            let code = r.u8()?;
+            if code == op::STOP {
+                return m.pop();
+            }
+            let done = m.framing(code, &mut r)?
+                || m.literal(code, &mut r)?
+                || m.collection(code)?
+                || m.stack_and_memo(code, &mut r)?
+                || m.object(code)?;
+            if !done {
+                return Err(format!(
+                    "unsupported pickle opcode 0x{code:02x} at byte {}",
+                    r.pos - 1
+                ));
             }
         }
     }
+
+    fn push(&mut self, v: Val) {
+        self.stack.push(rc(v))
+    }
+
+    /// PROTO and FRAME: read and ignored.
+    fn framing(&mut self, code: u8, r: &mut Reader) -> Result<bool, String> {
+        match code {
+            op::PROTO => {
+                r.u8()?;
+            }
+            op::FRAME => {
+                r.take(8)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The opcodes that push a constant: None, booleans, integers, floats, strings, bytes, globals.
+    fn literal(&mut self, code: u8, r: &mut Reader) -> Result<bool, String> {
+        match code {
+            op::NONE => self.push(Val::None),
+            op::NEWTRUE => self.push(Val::Bool(true)),
+            op::NEWFALSE => self.push(Val::Bool(false)),
+            op::BININT1 => self.push(Val::Int(r.u8()? as i64)),
+            op::BININT2 => self.push(Val::Int(r.u16()? as i64)),
+            op::BININT => self.push(Val::Int(r.u32()? as i32 as i64)),
+            op::LONG1 => {
+                let n = r.u8()? as usize;
+                self.push(Val::Int(long1(r.take(n)?)))
+            }
+            op::BINFLOAT => {
+                let s = r.take(8)?;
+                self.push(Val::Float(f64::from_be_bytes(s.try_into().unwrap())))
+            }
+            op::BINUNICODE | op::BINSTRING => {
+                let n = r.u32()? as usize;
+                self.push(Val::Str(String::from_utf8_lossy(r.take(n)?).into_owned()))
+            }
+            op::SHORT_BINUNICODE | op::SHORT_BINSTRING => {
+                let n = r.u8()? as usize;
+                self.push(Val::Str(String::from_utf8_lossy(r.take(n)?).into_owned()))
+            }
+            op::BINBYTES => {
+                let n = r.u32()? as usize;
+                self.push(Val::Bytes(r.take(n)?.to_vec()))
+            }
+            op::SHORT_BINBYTES => {
+                let n = r.u8()? as usize;
+                self.push(Val::Bytes(r.take(n)?.to_vec()))
+            }
+            op::GLOBAL => {
+                let module = r.line()?;
+                let name = r.line()?;
+                self.push(Val::Global { module, name })
+            }
+            op::STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                self.push(Val::Global {
+                    module: module.as_str().unwrap_or_default().to_string(),
+                    name: name.as_str().unwrap_or_default().to_string(),
+                })
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The opcodes that build tuples, lists (sets too) and dicts.
+    fn collection(&mut self, code: u8) -> Result<bool, String> {
+        match code {
+            op::EMPTY_TUPLE => self.push(Val::Tuple(vec![])),
+            op::TUPLE => {
+                let items = self.pop_mark()?;
+                self.push(Val::Tuple(items))
+            }
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let n = (code - op::TUPLE1 + 1) as usize;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(Val::Tuple(items))
+            }
+            op::EMPTY_LIST | op::EMPTY_SET => self.push(Val::List(RefCell::new(vec![]))),
+            op::LIST | op::FROZENSET => {
+                let items = self.pop_mark()?;
+                self.push(Val::List(RefCell::new(items)))
+            }
+            op::EMPTY_DICT => self.push(Val::Dict(RefCell::new(vec![]))),
+            op::DICT => {
+                let items = self.pop_mark()?;
+                self.push(Val::Dict(RefCell::new(pairs(&items))))
+            }
+            op::ADDITEMS => {
+                let items = self.pop_mark()?;
+                if let Val::List(l) = &**self.top()? {
+                    l.borrow_mut().extend(items)
+                }
+            }
+            _ => return self.add_to_collection(code),
+        }
+        Ok(true)
+    }
+
+    /// APPEND, APPENDS, SETITEM, SETITEMS: into the list or dict below on the stack.
+    fn add_to_collection(&mut self, code: u8) -> Result<bool, String> {
+        match code {
+            op::APPEND => {
+                let v = self.pop()?;
+                match &**self.top()? {
+                    Val::List(l) => l.borrow_mut().push(v),
+                    other => return Err(format!("APPEND to {other:?}")),
+                }
+            }
+            op::APPENDS => {
+                let items = self.pop_mark()?;
+                match &**self.top()? {
+                    Val::List(l) => l.borrow_mut().extend(items),
+                    other => return Err(format!("APPENDS to {other:?}")),
+                }
+            }
+            op::SETITEM => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                match &**self.top()? {
+                    Val::Dict(d) => d.borrow_mut().push((k, v)),
+                    other => return Err(format!("SETITEM on {other:?}")),
+                }
+            }
+            op::SETITEMS => {
+                let items = self.pop_mark()?;
+                match &**self.top()? {
+                    Val::Dict(d) => d.borrow_mut().extend(pairs(&items)),
+                    other => return Err(format!("SETITEMS on {other:?}")),
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// MARK, POP, DUP and the memo (PUT, GET, MEMOIZE): shared references stay shared.
+    fn stack_and_memo(&mut self, code: u8, r: &mut Reader) -> Result<bool, String> {
+        match code {
+            op::MARK => self.marks.push(self.stack.len()),
+            op::POP => {
+                self.pop()?;
+            }
+            op::DUP => {
+                let v = self.top()?.clone();
+                self.stack.push(v)
+            }
+            op::BINPUT => {
+                let i = r.u8()? as u32;
+                self.memo.insert(i, self.top()?.clone());
+            }
+            op::LONG_BINPUT => {
+                let i = r.u32()?;
+                self.memo.insert(i, self.top()?.clone());
+            }
+            op::MEMOIZE => {
+                let i = self.memo.len() as u32;
+                self.memo.insert(i, self.top()?.clone());
+            }
+            op::BINGET => {
+                let i = r.u8()? as u32;
+                self.push_memo(i)?
+            }
+            op::LONG_BINGET => {
+                let i = r.u32()?;
+                self.push_memo(i)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn push_memo(&mut self, i: u32) -> Result<(), String> {
+        let v = self
+            .memo
+            .get(&i)
+            .cloned()
+            .ok_or_else(|| format!("memo {i} missing"))?;
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Objects: persistent ids (storages), REDUCE, NEWOBJ(_EX) and BUILD.
+    fn object(&mut self, code: u8) -> Result<bool, String> {
+        match code {
+            op::BINPERSID => {
+                let pid = self.pop()?;
+                let v = self.persistent_load(pid)?;
+                self.stack.push(v)
+            }
+            op::REDUCE => {
+                let args = self.pop()?;
+                let f = self.pop()?;
+                let v = self.reduce(f, args)?;
+                self.stack.push(v)
+            }
+            op::NEWOBJ => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let v = new_object(&cls, args)?;
+                self.stack.push(v)
+            }
+            op::NEWOBJ_EX => {
+                let _kw = self.pop()?;
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let (module, name) = match &*cls {
+                    Val::Global { module, name } => (module.clone(), name.clone()),
+                    other => return Err(format!("NEWOBJ_EX of {other:?}")),
+                };
+                self.push(Val::Object {
+                    module,
+                    name,
+                    args,
+                    state: RefCell::new(None),
+                })
+            }
+            op::BUILD => self.build()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// BUILD: the state below sets an object's `__dict__` or extends a dict.
+    fn build(&mut self) -> Result<(), String> {
+        let st = self.pop()?;
+        match &**self.top()? {
+            Val::Object { state, .. } => *state.borrow_mut() = Some(st),
+            Val::Dict(d) => {
+                if let Some(e) = st.entries() {
+                    d.borrow_mut().extend(e)
+                }
+            }
+            _ => {} // state of tensors and other values is irrelevant here
+        }
+        Ok(())
+    }
+}
+
+/// NEWOBJ of `cls`: an `OrderedDict` is a dict, any other class an inert object.
+fn new_object(cls: &V, args: V) -> Result<V, String> {
+    Ok(match &**cls {
+        Val::Global { module, name } if module == "collections" && name == "OrderedDict" => {
+            rc(Val::Dict(RefCell::new(vec![])))
+        }
+        Val::Global { module, name } => rc(Val::Object {
+            module: module.clone(),
+            name: name.clone(),
+            args,
+            state: RefCell::new(None),
+        }),
+        other => return Err(format!("NEWOBJ of {other:?}")),
+    })
+}
+
+/// Key-value pairs from a flat list (a trailing odd item is dropped).
+fn pairs(items: &[V]) -> Vec<(V, V)> {
+    items
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect()
+}
+
+/// LONG1's little-endian two's-complement integer (at most 8 bytes are read).
+fn long1(s: &[u8]) -> i64 {
+    let n = s.len();
+    let mut v: i64 = 0;
+    for (i, b) in s.iter().enumerate().take(8) {
+        v |= (*b as i64) << (8 * i);
+    }
+    if n > 0 && n < 8 && s[n - 1] & 0x80 != 0 {
+        v -= 1i64 << (8 * n);
+    }
+    v
+}
+
+/// The pickle opcodes this machine runs (names as in Python's `pickletools`).
+mod op {
+    pub const MARK: u8 = b'(';
+    pub const STOP: u8 = b'.';
+    pub const POP: u8 = b'0';
+    pub const DUP: u8 = b'2';
+    pub const BINFLOAT: u8 = b'G';
+    pub const BININT: u8 = b'J';
+    pub const BININT1: u8 = b'K';
+    pub const BININT2: u8 = b'M';
+    pub const NONE: u8 = b'N';
+    pub const BINPERSID: u8 = b'Q';
+    pub const REDUCE: u8 = b'R';
+    pub const BINSTRING: u8 = b'T';
+    pub const SHORT_BINSTRING: u8 = b'U';
+    pub const BINUNICODE: u8 = b'X';
+    pub const APPEND: u8 = b'a';
+    pub const BUILD: u8 = b'b';
+    pub const GLOBAL: u8 = b'c';
+    pub const DICT: u8 = b'd';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const APPENDS: u8 = b'e';
+    pub const BINGET: u8 = b'h';
+    pub const LONG_BINGET: u8 = b'j';
+    pub const LIST: u8 = b'l';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const BINPUT: u8 = b'q';
+    pub const LONG_BINPUT: u8 = b'r';
+    pub const SETITEM: u8 = b's';
+    pub const TUPLE: u8 = b't';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const SETITEMS: u8 = b'u';
+    pub const BINBYTES: u8 = b'B';
+    pub const SHORT_BINBYTES: u8 = b'C';
+    pub const PROTO: u8 = 0x80;
+    pub const NEWOBJ: u8 = 0x81;
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE2: u8 = 0x86;
+    pub const TUPLE3: u8 = 0x87;
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const LONG1: u8 = 0x8a;
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    pub const EMPTY_SET: u8 = 0x8f;
+    pub const ADDITEMS: u8 = 0x90;
+    pub const FROZENSET: u8 = 0x91;
+    pub const NEWOBJ_EX: u8 = 0x92;
+    pub const STACK_GLOBAL: u8 = 0x93;
+    pub const MEMOIZE: u8 = 0x94;
+    pub const FRAME: u8 = 0x95;
 }
