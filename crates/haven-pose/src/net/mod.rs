@@ -13,7 +13,7 @@
 //! * [`Ops::Haven`] (the CPU default): each convolution layer, each block (C2f/C3k2, SPPF, C2PSA) and the
 //!   head is one Candle custom op whose `cpu_fwd` runs HAVEN's kernels (`crate::fused`).
 //!
-//! Both paths share this file's graph, weights loading and BatchNorm folding; `tests/golden.rs` checks
+//! Both paths share this module's graph, weights loading and BatchNorm folding; `tests/golden.rs` checks
 //! both against the reference outputs.
 
 use candle_core::{Device, Module, Tensor};
