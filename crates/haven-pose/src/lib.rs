@@ -15,9 +15,9 @@
 //!   [`Input`] converts frames once for several models of one input size ([`YoloModel::detect_input`]).
 //! * [`convert_pt_to_safetensors`] converts an Ultralytics `.pt` checkpoint without PyTorch.
 //!
-//! The network is written once, as Candle modules (`net.rs`), and runs on any Candle device. On the
+//! The network is written once, as Candle modules (`net/`), and runs on any Candle device. On the
 //! CPU its convolution layers, blocks and head are Candle custom ops whose CPU path is this crate's
-//! own kernels (`fused.rs`, `kernels/`, see `docs/pose.md`): BatchNorm folded into the convolutions
+//! own kernels (`fused/`, `kernels/`, see `docs/pose.md`): BatchNorm folded into the convolutions
 //! at load time; every dense convolution is one GEMM over an implicit im2col (zero-padded,
 //! stride-phase-split input planes, so that no im2col matrix is materialised) with a hand-written
 //! AVX2/FMA 4x24 micro-kernel whose epilogue adds the bias and applies SiLU in registers; Winograd for

@@ -194,27 +194,7 @@ pub fn postprocess_raw_with(
     let nc = d.nc;
     assert!(rows >= 4 + nc, "{rows} rows cannot hold 4 + {nc} classes");
     let nk = (rows - 4 - nc) / 3;
-    // candidates
-    let mut cand: Vec<(f32, usize, usize)> = Vec::new(); // (score, class, anchor)
-    for a in 0..n {
-        let (mut best, mut cls) = (f32::NEG_INFINITY, 0);
-        for c in 0..nc {
-            let s = raw[(4 + c) * n + a];
-            if s > best {
-                best = s;
-                cls = c;
-            }
-        }
-        if best > d.conf && d.classes.is_none_or(|k| k.contains(&cls)) {
-            cand.push((best, cls, a));
-        }
-    }
-    cand.sort_by(|x, y| {
-        y.0.partial_cmp(&x.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(x.2.cmp(&y.2))
-    });
-    cand.truncate(MAX_NMS);
+    let cand = candidates(raw, n, d);
     let boxes: Vec<[f32; 4]> = cand
         .iter()
         .map(|&(_, _, a)| {
@@ -231,41 +211,87 @@ pub fn postprocess_raw_with(
         })
         .collect();
     let keep = nms_sorted(&offset, d.iou, MAX_DET);
-    let (sw, sh) = (lb.src_w as f32, lb.src_h as f32);
+    let raw = RawOutput { raw, n, nc, nk };
     keep.into_iter()
-        .map(|i| {
-            let (score, cls, a) = cand[i];
-            let b = boxes[i];
-            let bbox = [
-                lb.to_src_x(b[0]).clamp(0.0, sw),
-                lb.to_src_y(b[1]).clamp(0.0, sh),
-                lb.to_src_x(b[2]).clamp(0.0, sw),
-                lb.to_src_y(b[3]).clamp(0.0, sh),
-            ];
-            let kb = 4 + nc;
-            let keypoints = (0..nk)
-                .map(|k| {
-                    [
-                        lb.to_src_x(raw[(kb + 3 * k) * n + a]),
-                        lb.to_src_y(raw[(kb + 3 * k + 1) * n + a]),
-                        raw[(kb + 3 * k + 2) * n + a],
-                    ]
-                })
-                .collect();
-            let class = d
-                .names
-                .get(cls)
-                .cloned()
-                .unwrap_or_else(|| Arc::from(format!("class{cls}")));
-            Detection {
-                class_id: cls,
-                class,
-                score,
-                bbox,
-                keypoints,
-            }
-        })
+        .map(|i| raw.detection(cand[i], boxes[i], lb, d))
         .collect()
+}
+
+/// Per anchor its best class, kept if its score > `d.conf` and its class is asked for: (score,
+/// class, anchor), best first (ties: lower anchor first), at most `MAX_NMS`.
+fn candidates(raw: &[f32], n: usize, d: &Decode) -> Vec<(f32, usize, usize)> {
+    let mut cand: Vec<(f32, usize, usize)> = Vec::new();
+    for a in 0..n {
+        let (mut best, mut cls) = (f32::NEG_INFINITY, 0);
+        for c in 0..d.nc {
+            let s = raw[(4 + c) * n + a];
+            if s > best {
+                best = s;
+                cls = c;
+            }
+        }
+        if best > d.conf && d.classes.is_none_or(|k| k.contains(&cls)) {
+            cand.push((best, cls, a));
+        }
+    }
+    cand.sort_by(|x, y| {
+        y.0.partial_cmp(&x.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(x.2.cmp(&y.2))
+    });
+    cand.truncate(MAX_NMS);
+    cand
+}
+
+/// One image's raw `[rows, n]` output: 4 box rows, `nc` class rows, `nk` keypoints x 3 rows.
+struct RawOutput<'a> {
+    raw: &'a [f32],
+    n: usize,
+    nc: usize,
+    nk: usize,
+}
+
+impl RawOutput<'_> {
+    /// The detection of a kept candidate `(score, class, anchor)` with its box `[x1, y1, x2, y2]`,
+    /// in source-frame pixels (the box clamped to the frame).
+    fn detection(
+        &self,
+        (score, cls, a): (f32, usize, usize),
+        b: [f32; 4],
+        lb: &Letterbox,
+        d: &Decode,
+    ) -> Detection {
+        let (raw, n) = (self.raw, self.n);
+        let (sw, sh) = (lb.src_w as f32, lb.src_h as f32);
+        let bbox = [
+            lb.to_src_x(b[0]).clamp(0.0, sw),
+            lb.to_src_y(b[1]).clamp(0.0, sh),
+            lb.to_src_x(b[2]).clamp(0.0, sw),
+            lb.to_src_y(b[3]).clamp(0.0, sh),
+        ];
+        let kb = 4 + self.nc;
+        let keypoints = (0..self.nk)
+            .map(|k| {
+                [
+                    lb.to_src_x(raw[(kb + 3 * k) * n + a]),
+                    lb.to_src_y(raw[(kb + 3 * k + 1) * n + a]),
+                    raw[(kb + 3 * k + 2) * n + a],
+                ]
+            })
+            .collect();
+        let class = d
+            .names
+            .get(cls)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(format!("class{cls}")));
+        Detection {
+            class_id: cls,
+            class,
+            score,
+            bbox,
+            keypoints,
+        }
+    }
 }
 
 /// torchvision's `nms` on boxes already sorted best first: the indices kept (at most `max_det`).
