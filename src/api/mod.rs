@@ -5,6 +5,7 @@ pub mod config;
 pub mod events;
 pub mod media;
 pub mod metrics;
+pub mod overlay;
 pub mod stream;
 pub mod ui;
 pub mod ws;
@@ -191,6 +192,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/mjpeg").route(get().to(media::mjpeg)).default_service(allow("GET")))
             .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))
+            .service(resource("/overlay").route(get().to(overlay::get)).default_service(allow("GET")))
             .service(resource("/cluster").route(get().to(cameras::cluster)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))

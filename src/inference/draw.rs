@@ -11,15 +11,23 @@ use super::Detection;
 /// Keypoints below this confidence are neither drawn nor joined.
 pub const KEYPOINT_MIN_CONF: f32 = 0.5;
 
-fn bgr(b: f64, g: f64, r: f64) -> Scalar {
-    Scalar::new(b, g, r, 0.0)
+/// A person's box and label (RGB), green as they always were.
+pub const PERSON_RGB: u32 = 0x00FF00;
+/// The dots on a person's confident keypoints (RGB).
+pub const KEYPOINT_RGB: u32 = 0xFF0000;
+
+/// OpenCV's colour (BGR) of an RGB `0xRRGGBB`.
+fn bgr(rgb: u32) -> Scalar {
+    Scalar::new((rgb & 0xFF) as f64, ((rgb >> 8) & 0xFF) as f64, (rgb >> 16) as f64, 0.0)
 }
 
-fn limb_color(a: usize, b: usize) -> Scalar {
+/// The colour (RGB) of the limb between keypoints `a` and `b`, by body part: the same in the
+/// browser, which reads it from `GET /api/overlay`.
+pub fn limb_rgb(a: usize, b: usize) -> u32 {
     match (a.min(b), a.max(b)) {
-        (x, _) if x <= 4 => bgr(255.0, 200.0, 0.0),   // head: light blue
-        (_, y) if y <= 10 => bgr(0.0, 200.0, 255.0),  // arms: orange
-        _ => bgr(255.0, 0.0, 200.0),                  // torso and legs: violet
+        (x, _) if x <= 4 => 0x00C8FF,  // head: light blue
+        (_, y) if y <= 10 => 0xFFC800, // arms: orange
+        _ => 0xC800FF,                 // torso and legs: violet
     }
 }
 
@@ -36,7 +44,7 @@ pub fn scaled(detections: &[Detection], factor: f32) -> Vec<Detection> {
 }
 
 /// Ultralytics' palette (RGB): an object's box and label take the colour of its class id, the same
-/// for every frame, camera and viewer (`ui/app.js` has the same list).
+/// for every frame, camera and viewer (the browser reads it from `GET /api/overlay`).
 pub const PALETTE: [u32; 20] = [
     0xFF3838, 0xFF9D97, 0xFF701F, 0xFFB21D, 0xCFD231, 0x48F90A, 0x92CC17, 0x3DDB86, 0x1A9334, 0x00D4BB,
     0x2C99A8, 0x00C2FF, 0x344593, 0x6473FF, 0x0018EC, 0x8438FF, 0x520085, 0xCB38FF, 0xFF95C8, 0xFF37C7,
@@ -44,8 +52,7 @@ pub const PALETTE: [u32; 20] = [
 
 /// The colour of objects of class `class_id` (BGR).
 pub fn class_color(class_id: usize) -> Scalar {
-    let rgb = PALETTE[class_id % PALETTE.len()];
-    bgr((rgb & 0xFF) as f64, ((rgb >> 8) & 0xFF) as f64, (rgb >> 16) as f64)
+    bgr(PALETTE[class_id % PALETTE.len()])
 }
 
 /// Draws boxes and labels ("person 0.87", "car 0.64"), and for people the skeleton and confident
@@ -56,7 +63,7 @@ pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()>
     for det in detections {
         let [x1, y1, x2, y2] = det.bbox;
         let rect = Rect::new(x1 as i32, y1 as i32, (x2 - x1).max(1.0) as i32, (y2 - y1).max(1.0) as i32);
-        let color = if det.keypoints.is_empty() { class_color(super::class_id(det)) } else { bgr(0.0, 255.0, 0.0) };
+        let color = if det.keypoints.is_empty() { class_color(super::class_id(det)) } else { bgr(PERSON_RGB) };
         imgproc::rectangle(frame, rect, color, thickness, imgproc::LINE_8, 0)?;
         imgproc::put_text(
             frame,
@@ -74,11 +81,11 @@ pub fn annotate(frame: &mut Mat, detections: &[Detection]) -> opencv::Result<()>
         let visible = |i: usize| i < kp.len() && kp[i][2] >= KEYPOINT_MIN_CONF;
         for &(a, b) in SKELETON.iter() {
             if visible(a) && visible(b) {
-                imgproc::line(frame, point(a), point(b), limb_color(a, b), thickness, imgproc::LINE_AA, 0)?;
+                imgproc::line(frame, point(a), point(b), bgr(limb_rgb(a, b)), thickness, imgproc::LINE_AA, 0)?;
             }
         }
         for i in (0..kp.len()).filter(|&i| visible(i)) {
-            imgproc::circle(frame, point(i), thickness + 2, bgr(0.0, 0.0, 255.0), -1, imgproc::LINE_AA, 0)?;
+            imgproc::circle(frame, point(i), thickness + 2, bgr(KEYPOINT_RGB), -1, imgproc::LINE_AA, 0)?;
         }
     }
     Ok(())

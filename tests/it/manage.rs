@@ -300,7 +300,7 @@ async fn with_protected_reads_every_read_needs_the_token_but_the_page_loads() {
     let text = std::fs::read_to_string(&file).unwrap().replace("protect_reads = false", "protect_reads = true");
     std::fs::write(&file, text).unwrap();
     let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
-    for path in ["/api/cameras", "/api/cameras/cam1", "/metrics", "/api/events", "/api/cameras/cam1/snapshot.jpg"] {
+    for path in ["/api/cameras", "/api/cameras/cam1", "/metrics", "/api/events", "/api/cameras/cam1/snapshot.jpg", "/api/overlay"] {
         let (code, body) = send(&server, "GET", path, None, None).await;
         assert_eq!(code, 401, "{path} without a token: {body}");
         let (code, _) = send(&server, "GET", path, Some("wrong"), None).await;

@@ -106,7 +106,7 @@ async fn metrics_and_the_api_description_are_served() {
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/cameras", "/api/cameras/{camera_id}", "/api/cameras/{camera_id}/snapshot.jpg", "/api/cameras/{camera_id}/mjpeg",
-        "/metrics", "/api/events", "/api/events/{id}", "/api/events/{id}/clip.mp4", "/ws/alerts", "/ws/stream/{camera_id}",
+        "/metrics", "/api/events", "/api/events/{id}", "/api/events/{id}/clip.mp4", "/ws/alerts", "/ws/stream/{camera_id}", "/api/overlay",
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
@@ -116,5 +116,10 @@ async fn metrics_and_the_api_description_are_served() {
     for method in ["get", "patch", "delete"] {
         assert!(doc["paths"]["/api/cameras/{camera_id}"].get(method).is_some());
     }
+    // The browser draws poses with the server's own skeleton and colours.
+    let (code, overlay) = server.get("/api/overlay").await;
+    assert_eq!(code, 200);
+    assert_eq!(overlay["skeleton"].as_array().unwrap().len(), overlay["limb_colors"].as_array().unwrap().len());
+    assert_eq!(overlay["class_colors"][0], "#FF3838");
     server.stop().await;
 }
