@@ -13,4 +13,5 @@ mod models;
 mod pose;
 mod process;
 mod rtsp;
+mod structure;
 mod support;
