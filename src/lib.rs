@@ -118,7 +118,7 @@ impl Application {
 
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
-        let live = LiveSections::new(&settings);
+        let live = LiveSections::new(&settings, events.live_settings());
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
         let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };

@@ -31,10 +31,11 @@ pub struct LiveSections {
 }
 
 impl LiveSections {
-    pub fn new(settings: &Settings) -> Self {
+    /// `events`: the event hub's own handle (it and every camera's engine follow it).
+    pub fn new(settings: &Settings, events: Live<EventSettings>) -> Self {
         Self {
             detection: Live::new(settings.detection.clone()),
-            events: Live::new(settings.events.clone()),
+            events,
             stream: Live::new(settings.stream.clone()),
             alerts: Live::new(settings.alerts.clone()),
         }
@@ -190,5 +191,32 @@ mod tests {
         assert_eq!(changed_keys("server", &before, &after), vec!["server.bind"]);
         assert_eq!(changed_keys("cluster", &Value::Null, &after), vec!["cluster"]);
         assert!(changed_keys("server", &after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_reload_applies_the_live_sections_and_names_what_needs_a_restart() {
+        let dir = std::env::temp_dir().join(format!("haven-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("haven.toml");
+        let shipped = include_str!("../settings/default.toml");
+        std::fs::write(&path, shipped).unwrap();
+        let settings = Settings::load(&path).unwrap();
+        let events = Live::new(settings.events.clone());
+        let live = LiveSections::new(&settings, events);
+        let file = WatchedFile::new(path.clone(), settings, live.clone());
+        let (detection, stream) = (live.detection.version(), live.stream.version());
+
+        let edited = shipped
+            .replacen("\ndetect_fps = 5\n", "\ndetect_fps = 2\n", 1)
+            .replacen("\nfps_limit = 10", "\nfps_limit = 5", 1)
+            .replacen("bind = \"127.0.0.1:8000\"", "bind = \"127.0.0.1:8001\"", 1);
+        std::fs::write(&path, edited).unwrap();
+        let reloaded = file.reload().unwrap();
+        assert_eq!(reloaded.applied, ["detection", "stream"]);
+        assert_eq!(reloaded.needs_restart, ["server.bind"]);
+        assert_eq!((live.detection.get().detect_fps, live.stream.get().fps_limit), (2.0, 5.0));
+        assert!(live.detection.version() > detection && live.stream.version() > stream);
+        assert_eq!(file.reload().unwrap().applied, Vec::<String>::new(), "the same file again changes nothing");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -17,7 +17,7 @@ use super::publish::{forget_stale_packet, Publisher};
 use super::render::{Renderer, Wants};
 use super::stream::RateCap;
 use super::worker::WorkerContext;
-use crate::events::EventEngine;
+use crate::events::{EventEngine, EventSettings, FallConfig};
 use crate::inference::scheduler::Lane;
 use crate::inference::{Engines, Task};
 use crate::camera::config::CameraConfig;
@@ -52,6 +52,9 @@ pub struct Pipeline {
     pub cap: RateCap,
     analyser: Analyser,
     events: Option<EventEngine>,
+    /// The camera's own `fall` (over `[events.fall]`), and the version of `[events]` its engine has.
+    own_fall: Option<FallConfig>,
+    events_version: Option<u64>,
     renderer: Renderer,
     publisher: Publisher,
 }
@@ -62,29 +65,38 @@ impl Pipeline {
         let mut settings = SettingsWatch::new(&ctx.config, engines);
         let first = settings.current(&ctx.config, engines);
         ctx.status.set_region_budget(first.region_budget);
-        let mut events = ctx.deps.events.as_ref().map(|hub| {
-            let mut engine = hub.engine(&config.camera_id);
-            if let Some(fall) = &config.fall {
-                engine.set_fall_config(fall.clone());
-            }
-            engine
-        });
-        let fall_model = match (&mut events, &ctx.deps.inference) {
-            (Some(events), Some(scheduler)) => {
-                let found = fall_model_index(scheduler.engines(), &events.fall_config().model);
-                events.set_fall_model(found.map(|m| &**scheduler.engines().0[m].model()));
-                found
-            }
-            _ => None,
-        };
-        Self {
+        let mut pipe = Self {
             settings,
             cap: RateCap::default(),
-            analyser: Analyser::new(ctx, &first, fall_model),
-            events,
+            analyser: Analyser::new(ctx, &first, None),
+            events: ctx.deps.events.as_ref().map(|hub| hub.engine(&config.camera_id)),
+            own_fall: config.fall.clone(),
+            events_version: None,
             renderer: Renderer::default(),
             publisher: Publisher::default(),
+        };
+        pipe.follow_event_settings(ctx);
+        pipe
+    }
+
+    /// `[events]` as the settings file has them now (a reload replaces them): the camera's engine
+    /// takes them, its own `fall` over them, and the fall model they name, from this frame.
+    fn follow_event_settings(&mut self, ctx: &WorkerContext) {
+        let (Some(hub), Some(events)) = (&ctx.deps.events, &mut self.events) else { return };
+        let live = hub.live_settings();
+        if self.events_version == Some(live.version()) {
+            return;
         }
+        self.events_version = Some(live.version());
+        let now = live.get();
+        let fall = self.own_fall.clone().unwrap_or_else(|| now.fall.clone());
+        ctx.status.set_fall_sensitivity(fall.sensitivity);
+        events.apply_settings(EventSettings { fall, ..EventSettings::clone(&now) });
+        self.analyser.fall_model = ctx.deps.inference.as_ref().and_then(|scheduler| {
+            let found = fall_model_index(scheduler.engines(), &events.fall_config().model);
+            events.set_fall_model(found.map(|m| &**scheduler.engines().0[m].model()));
+            found
+        });
     }
 
     /// Stage (a): the camera's settings for this frame, rebuilt only when they changed.
@@ -129,6 +141,7 @@ fn fall_model_index(engines: &Engines, name: &str) -> Option<usize> {
 pub fn process(ctx: &WorkerContext, pipe: &mut Pipeline, id: &str, frame: &mut Mat, frame_index: u64, analyse: bool) -> Result<(), FrameError> {
     let timestamp = ctx.deps.clock.wall();
     let s = pipe.settings(ctx);
+    pipe.follow_event_settings(ctx);
     let infer = pipe.analyser.infers(&s, analyse);
     let watched = ctx.feed.receiver_count() > 0;
     let has_events = pipe.events.is_some() && infer;

@@ -39,6 +39,8 @@ pub struct CameraStatus {
     queue_ms: AtomicU32,
     cpu_percent: AtomicU32,
     region_budget: AtomicU32,
+    /// The fall rule's sensitivity the camera's events use now (NaN: no events).
+    fall_sensitivity: AtomicU32,
     /// How long the model took, and how long frames waited for it.
     inference_hist: Histogram,
     queue_hist: Histogram,
@@ -133,6 +135,7 @@ impl Default for CameraStatus {
             queue_ms: AtomicU32::new(0),
             cpu_percent: AtomicU32::new(0),
             region_budget: AtomicU32::new(0),
+            fall_sensitivity: AtomicU32::new(f32::NAN.to_bits()),
             inference_hist: Histogram::default(),
             queue_hist: Histogram::default(),
             motion: AtomicBool::new(false),
@@ -214,6 +217,10 @@ impl CameraStatus {
     }
 
     /// The region budget in force (a fraction of one square pass), after the load's share.
+    pub fn set_fall_sensitivity(&self, v: f32) {
+        self.fall_sensitivity.store(v.to_bits(), Ordering::Relaxed);
+    }
+
     pub fn set_region_budget(&self, v: f32) {
         self.region_budget.store(f32_bits(v), Ordering::Relaxed);
     }
@@ -293,6 +300,7 @@ impl CameraStatus {
             queue_ms: round2(f32::from_bits(self.queue_ms.load(Ordering::Relaxed))),
             cpu_percent: round2(f32::from_bits(self.cpu_percent.load(Ordering::Relaxed))),
             region_budget: round2(f32::from_bits(self.region_budget.load(Ordering::Relaxed))),
+            fall_sensitivity: Some(f32::from_bits(self.fall_sensitivity.load(Ordering::Relaxed))).filter(|v| !v.is_nan()).map(round2),
             motion: self.motion.load(Ordering::Relaxed),
             motion_area: (f32::from_bits(self.motion_area.load(Ordering::Relaxed)) as f64 * 1e4).round() / 1e4,
             inferences_skipped: load(&self.inferences_skipped),
@@ -359,6 +367,9 @@ pub struct CameraStatusView {
     /// What the regions of the last pass could cost, as a fraction of one square pass at the model's
     /// size: `detection.region_budget`, less while frames wait for the shared model.
     pub region_budget: f64,
+    /// The fall rule's sensitivity this camera's events use (its own `fall`, else `[events.fall]`,
+    /// as of a reload too); none while its events are off or it has not started.
+    pub fall_sensitivity: Option<f64>,
     /// Whether something moved in the newest frame, and the fraction of the frame that did.
     pub motion: bool,
     pub motion_area: f64,

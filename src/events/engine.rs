@@ -55,7 +55,7 @@ pub struct EventEngine {
 
 impl EventEngine {
     pub fn new(camera_id: &str, hub: Arc<EventHub>) -> Self {
-        let settings = hub.settings().clone();
+        let settings = EventSettings::clone(&hub.settings());
         let recorder = settings.enabled.then(|| Recorder::new(camera_id, settings.recorder_config()));
         Self {
             camera_id: camera_id.to_string(),
@@ -104,6 +104,19 @@ impl EventEngine {
             }
         }
         self.settings.fall = config;
+    }
+
+    /// New `[events]` settings (a reload; the camera's own `fall` already put over them): the
+    /// trackers, the clips to come and the fall rule, for people already tracked too, take them
+    /// from the next frame.
+    pub fn apply_settings(&mut self, settings: EventSettings) {
+        self.tracker.set_config(settings.tracker);
+        self.objects.set_config(settings.objects.tracker());
+        if let Some(recorder) = &mut self.recorder {
+            recorder.set_config(settings.recorder_config());
+        }
+        self.set_fall_config(settings.fall.clone());
+        self.settings = settings;
     }
 
     /// This camera's fall settings.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
 use super::{now, ClipDone, ClipInfo, ClipStatus, Event, EventChange, EventEngine, EventPhase, EventSettings, EventStore, RetentionReport, StoreError};
+use crate::config::Live;
 
 /// Alerts a slow `/ws/alerts` viewer may fall behind by before it misses some.
 const ALERT_CAPACITY: usize = 256;
@@ -21,7 +22,8 @@ pub type EventSink = Box<dyn Fn(i64, EventChange, Option<Event>) + Send + Sync>;
 
 /// Shared by every camera and every HTTP handler.
 pub struct EventHub {
-    settings: EventSettings,
+    /// `[events]`, replaced by a reload of the settings file; cameras follow it from their next frame.
+    settings: Live<EventSettings>,
     store: Mutex<EventStore>,
     alerts: broadcast::Sender<Event>,
     /// Events started and not yet ended, by id (or by a negative key for events the store refused).
@@ -40,7 +42,7 @@ impl EventHub {
         store.sweep_orphans(&[CLIPS_DIR, SNAPSHOTS_DIR])?;
         let (alerts, _) = broadcast::channel(ALERT_CAPACITY);
         let hub = Arc::new(Self {
-            settings: settings.clone(),
+            settings: Live::new(settings.clone()),
             store: Mutex::new(store),
             alerts,
             active: Mutex::new(BTreeMap::new()),
@@ -51,8 +53,14 @@ impl EventHub {
         Ok(hub)
     }
 
-    pub fn settings(&self) -> &EventSettings {
-        &self.settings
+    /// `[events]` as the settings file has them now.
+    pub fn settings(&self) -> Arc<EventSettings> {
+        self.settings.get()
+    }
+
+    /// The live `[events]` handle: a reload sets it, cameras compare its version with theirs.
+    pub fn live_settings(&self) -> Live<EventSettings> {
+        self.settings.clone()
     }
 
     /// The store, locked. Keep the guard briefly (one query).
@@ -192,8 +200,9 @@ impl EventHub {
     /// Deletes events (and their files) past `retention_days` or beyond `retention_max_bytes`.
     pub fn enforce_retention(&self) -> RetentionReport {
         let now = now();
-        let max_age = (self.settings.retention_days > 0.0).then_some(self.settings.retention_days * 86400.0);
-        let max_bytes = (self.settings.retention_max_bytes > 0).then_some(self.settings.retention_max_bytes);
+        let settings = self.settings.get();
+        let max_age = (settings.retention_days > 0.0).then_some(settings.retention_days * 86400.0);
+        let max_bytes = (settings.retention_max_bytes > 0).then_some(settings.retention_max_bytes);
         match self.store().apply_retention(now, max_age, max_bytes) {
             Ok(report) => {
                 if report.events > 0 {

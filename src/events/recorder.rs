@@ -105,6 +105,11 @@ impl Recorder {
         }
     }
 
+    /// New rolls and limits (a reload): clips started from now on follow them.
+    pub fn set_config(&mut self, config: RecorderConfig) {
+        self.config = config;
+    }
+
     pub fn config(&self) -> &RecorderConfig {
         &self.config
     }

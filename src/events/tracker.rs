@@ -98,6 +98,11 @@ impl Tracker {
     }
 
     /// Follows these classes from now on (tracks of others end as unseen ones do).
+    /// New thresholds (a reload), for the tracks already followed too.
+    pub fn set_config(&mut self, config: TrackerConfig) {
+        self.config = config;
+    }
+
     pub fn set_classes(&mut self, classes: &[String]) {
         self.classes = Some(classes.iter().cloned().collect());
     }

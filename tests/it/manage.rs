@@ -268,6 +268,46 @@ async fn editing_the_settings_file_applies_the_difference_without_disturbing_oth
     server.stop().await;
 }
 
+/// The camera's status once `pred` holds for it (the file watcher looks every 2 s).
+async fn camera_when(server: &TestServer, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + 10 * SECOND;
+    loop {
+        let (_, cam) = server.get("/api/cameras/cam1").await;
+        if pred(&cam) {
+            return cam;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not seen within 10 s: {cam}");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn editing_detection_and_fall_settings_in_the_file_applies_them_without_a_restart() {
+    let s = Scratch::new("reload-sections");
+    let clip = s.path("a.mp4");
+    make_clip(&clip, 0.0, 4.0, Some(320));
+    let file = settings_file(&s, &clip, "");
+    let server = TestServer::start(Settings::load(&file).unwrap(), None).await;
+    let mut viewer = server.viewer("/ws/stream/cam1").await;
+    viewer.next_frame(10 * SECOND).await;
+    let before = camera_when(&server, "the shipped fall sensitivity", |c| c["fall_sensitivity"] == 0.5).await;
+    assert_eq!(before["detect_fps"], 5.0);
+
+    // `[detection] detect_fps` and `[events.fall] sensitivity` changed in the file, nothing else.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\ndetect_fps = 5\n") && text.contains("\nsensitivity = 0.5\n"), "the shipped settings changed");
+    let edited = text.replacen("\ndetect_fps = 5\n", "\ndetect_fps = 2\n", 1).replacen("\nsensitivity = 0.5\n", "\nsensitivity = 0.8\n", 1);
+    std::fs::write(&file, edited).unwrap();
+
+    let after = camera_when(&server, "the new detect rate and fall sensitivity", |c| c["detect_fps"] == 2.0 && c["fall_sensitivity"] == 0.8).await;
+    // Applied live: the camera was not restarted and its viewer streams on.
+    assert!(after["uptime_seconds"].as_f64() >= before["uptime_seconds"].as_f64(), "{before} → {after}");
+    assert_eq!(after["reconnects"], before["reconnects"]);
+    let (counted, _) = viewer.count_frames(2 * SECOND).await; // panics if the viewer were closed
+    assert!(counted >= 10, "cam1's viewer was disturbed: {counted} frames in 2 s");
+    server.stop().await;
+}
+
 #[actix_web::test]
 async fn concurrent_changes_are_all_kept_in_the_file() {
     let s = Scratch::new("concurrent");
