@@ -749,7 +749,8 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(opener.opens.lock().unwrap().len(), 3, "a kept its source open; b opened its new one");
+        let b = hub.send(GetStatus("b".into())).await.unwrap().unwrap();
+        assert_eq!(opener.opens.lock().unwrap().len(), 3, "a kept its source open; b opened its new one: {:?} b: {b:?}", opener.opens.lock().unwrap());
         hub.send(StopAll { timeout: Duration::from_secs(5) }).await.unwrap();
     }
 }
