@@ -48,6 +48,10 @@ pub struct AnalyzedEvent {
     /// ... and when it ended (the person up again, or gone; the video's end for what was still on).
     pub end_s: Option<f64>,
     pub score: f32,
+    /// A fall still going on `long_lie_secs` after it was raised ...
+    pub long_lie: bool,
+    /// ... from this second of the video.
+    pub long_lie_s: Option<f64>,
     pub model: Option<String>,
     pub class: Option<String>,
     /// A fall's evidence.
@@ -164,6 +168,8 @@ impl Analyzer {
                 raised_s: secs(e.raised_at.unwrap_or(e.started_at)),
                 end_s: e.ended_at.map(secs),
                 score: (e.score * 1000.0).round() / 1000.0,
+                long_lie: e.long_lie,
+                long_lie_s: e.long_lie_at.map(secs),
                 model: e.model,
                 class: e.class,
                 reason: e.reason,

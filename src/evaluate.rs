@@ -269,6 +269,8 @@ mod tests {
                     raised_s: t,
                     end_s: None,
                     score: 0.9,
+                    long_lie: false,
+                    long_lie_s: None,
                     model: None,
                     class: None,
                     reason: None,

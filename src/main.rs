@@ -391,7 +391,8 @@ fn analyze(settings_path: &Path, videos: &[PathBuf], json: bool, camera: Option<
             for e in &report.events {
                 let end = e.end_s.map_or("on at the end".to_string(), |t| format!("ended {t:.2} s"));
                 let why = e.reason.as_ref().map(|r| format!(": {}", r.summary)).unwrap_or_default();
-                println!("  {} (track {}) from {:.2} s, raised {:.2} s, {end}, score {:.2}{why}", e.kind, e.track_id, e.start_s, e.raised_s, e.score);
+                let long_lie = e.long_lie_s.map(|t| format!(", long lie {t:.2} s")).unwrap_or_default();
+                println!("  {} (track {}) from {:.2} s, raised {:.2} s, {end}{long_lie}, score {:.2}{why}", e.kind, e.track_id, e.start_s, e.raised_s, e.score);
             }
         }
         reports.push(report);

@@ -321,6 +321,11 @@ max_body_bytes = 65536
             ("[events]\npre_roll_secs = -1\n", "events.pre_roll_secs must lie in [0, 60], got -1"),
             ("[events]\nmax_concurrent_clips = 0\n", "events.max_concurrent_clips must be at least 1"),
             ("[events.fall]\nsensitivity = 1.5\n", "events.fall.sensitivity must lie in [0, 1], got 1.5"),
+            ("[events.fall]\nlong_lie_secs = -1\n", "events.fall.long_lie_secs must lie in [0, 86400], got -1"),
+            (
+                "[[cameras]]\ncamera_id=\"c\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n[cameras.fall]\nlong_lie_secs = 100000\n",
+                "camera \"c\": fall.long_lie_secs must lie in [0, 86400], got 100000",
+            ),
             ("[events.tracker]\nmax_unseen_secs = 100\n", "events.tracker.max_unseen_secs must lie in [0, 60], got 100"),
             ("[events.tracker]\niou_threshold = 2\n", "events.tracker.iou_threshold must lie in [0, 1], got 2"),
             ("[events]\ndata_dir = \"\"\n", "events.data_dir is empty"),

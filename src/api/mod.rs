@@ -1,5 +1,6 @@
 //! HTTP and WebSocket routes.
 
+pub mod ack;
 pub mod cameras;
 pub mod config;
 pub mod events;
@@ -196,6 +197,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/cluster").route(get().to(cameras::cluster)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
+            .service(resource("/events/{id}/ack").route(write(post().to(ack::ack))).default_service(allow("POST")))
             .service(resource("/events/{id}/snapshot.jpg").route(get().to(events::snapshot)).default_service(allow("GET")))
             .service(resource("/events/{id}/clip.mp4").route(get().to(events::clip)).default_service(allow("GET")))
             .service(resource("/openapi.json").route(get().to(openapi)).default_service(allow("GET"))),

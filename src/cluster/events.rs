@@ -165,7 +165,9 @@ async fn consume(mut messages: jetstream::consumer::push::Ordered, node: String,
                 continue;
             }
         };
-        if parsed.event.node.as_deref() == Some(node.as_str()) || parsed.event.node.is_none() {
+        // This node's own events come back only as another node's acknowledgement of them.
+        let own = parsed.event.node.as_deref() == Some(node.as_str()) && parsed.change != EventChange::Ack;
+        if own || parsed.event.node.is_none() {
             continue;
         }
         let hub = hub.clone();

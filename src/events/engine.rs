@@ -178,6 +178,7 @@ impl EventEngine {
         if let Some(rec) = &mut self.recorder {
             rec.push_frame(t, jpeg);
         }
+        self.check_long_lies(t);
     }
 
     /// What the model found in the frame captured at `t` (unix time; increasing from call to call).

@@ -56,11 +56,17 @@ pub struct FallConfig {
     /// saw someone who was upright drop, turn towards lying or vanish, and sees them lying where the
     /// pose model no longer does; "" (or a model that is not loaded): the pose rule alone.
     pub model: String,
+    /// A fall still going on this long after it was raised becomes a long lie (published again,
+    /// `long_lie: true`): the person has not got up. 0: never.
+    pub long_lie_secs: f32,
 }
+
+/// The longest `long_lie_secs` may be (a day).
+pub const MAX_LONG_LIE_SECS: f64 = 86_400.0;
 
 impl Default for FallConfig {
     fn default() -> Self {
-        Self { enabled: true, sensitivity: 0.5, min_duration_secs: 1.5, model: "fall".into() }
+        Self { enabled: true, sensitivity: 0.5, min_duration_secs: 1.5, model: "fall".into(), long_lie_secs: 60.0 }
     }
 }
 
@@ -389,7 +395,8 @@ impl FallConfig {
     /// `[events.fall]`, or a camera's own `fall`: the error names the field, its caller the section.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_within("sensitivity", self.sensitivity, 0.0..=1.0)?;
-        check_within("min_duration_secs", self.min_duration_secs, 0.0..=60.0)
+        check_within("min_duration_secs", self.min_duration_secs, 0.0..=60.0)?;
+        check_within("long_lie_secs", self.long_lie_secs, 0.0..=MAX_LONG_LIE_SECS)
     }
 }
 

@@ -104,11 +104,13 @@ impl EventHub {
     }
 
     /// Records a start or end in the active set and pushes it to every alert viewer (and the cluster).
+    /// An acknowledgement or long lie the active copy has is kept (the engine's copy may lack it).
     pub fn publish(&self, event: &Event) -> i64 {
         let mut event = event.clone();
         if event.node.is_none() {
             event.node = self.node().map(str::to_string);
         }
+        self.keep_marks(&mut event);
         let key = self.announce(&event, true);
         if let Some(id) = event.id {
             self.changed(id, if event.is_active() { EventChange::Start } else { EventChange::End }, Some(&event));
@@ -116,10 +118,65 @@ impl EventHub {
         key
     }
 
+    /// A fall became a long lie (already stored): into the active set, pushed to every alert viewer
+    /// and the cluster as an update of the event. Returns it as pushed.
+    pub fn long_lie(&self, event: &Event) -> Event {
+        let mut event = event.clone();
+        if event.node.is_none() {
+            event.node = self.node().map(str::to_string);
+        }
+        self.keep_marks(&mut event);
+        self.announce(&event, true);
+        if let Some(id) = event.id {
+            self.changed(id, EventChange::LongLie, Some(&event));
+        }
+        event
+    }
+
+    /// A person acknowledges event `id` (`at` unix seconds, `by` their name, with a note): stored,
+    /// then pushed to every alert viewer and the cluster as an update. A second acknowledgement
+    /// changes nothing and pushes nothing: the first is kept. `None` if there is no such event;
+    /// else the event as stored and whether this call acknowledged it.
+    pub fn acknowledge(&self, id: i64, at: f64, by: &str, note: Option<&str>) -> Result<Option<(Event, bool)>, StoreError> {
+        let Some((mut event, now_acked)) = self.store().acknowledge(id, at, by, note)? else { return Ok(None) };
+        if !now_acked {
+            return Ok(Some((event, false)));
+        }
+        // The active copy is the freshest (phase, clip status): take it with the acknowledgement.
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        if let Some(mut current) = active {
+            current.keep_marks_of(&event);
+            event = current;
+        }
+        self.announce(&event, true);
+        self.changed(id, EventChange::Ack, Some(&event));
+        Ok(Some((event, true)))
+    }
+
+    /// Puts the acknowledgement and long lie of the active copy of `event` (if any) on it.
+    fn keep_marks(&self, event: &mut Event) {
+        if let Some(id) = event.id {
+            if let Some(active) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                event.keep_marks_of(active);
+            }
+        }
+    }
+
     /// Another node's event as its latest message says: into the store, and (a start or an end)
     /// into the active set, pushed to this node's alert viewers when `live` (not a replay of the
     /// stream at start-up).
     pub fn receive(&self, event: &Event, change: EventChange, live: bool) {
+        if change == EventChange::Ack {
+            // Also this node's own events, acknowledged on another node; once only (the stream
+            // brings back the acknowledgements this node published too).
+            let known = event.id.and_then(|id| self.store().get(id).ok().flatten());
+            if known.is_some_and(|k| k.acknowledged_at.is_some()) {
+                return;
+            }
+        }
+        let mut event = event.clone();
+        self.keep_marks(&mut event);
+        let event = &event;
         match self.store().upsert_remote(event) {
             Ok(true) => {}
             Ok(false) => {
@@ -128,7 +185,13 @@ impl EventHub {
             }
             Err(e) => log::warn!("cannot store event {:?} of node {:?}: {e}", event.id, event.node),
         }
-        if matches!(change, EventChange::Start | EventChange::End) {
+        if change == EventChange::Ack {
+            // The sender's copy may be older than this node's (an end it has not heard of yet).
+            let stored = event.id.and_then(|id| self.store().get(id).ok().flatten());
+            let mut ack = stored.unwrap_or_else(|| event.clone());
+            ack.node = ack.node.or_else(|| event.node.clone());
+            self.announce(&ack, live);
+        } else if matches!(change, EventChange::Start | EventChange::End | EventChange::LongLie) {
             self.announce(event, live);
         }
     }

@@ -98,6 +98,23 @@ pub struct Event {
     /// Why a fall was raised: which evidence, with its scores (`None` for other kinds).
     #[serde(default)]
     pub reason: Option<FallReason>,
+    /// Unix seconds: when a person acknowledged it (`POST /api/events/{id}/ack`); the first
+    /// acknowledgement is kept.
+    #[serde(default)]
+    pub acknowledged_at: Option<f64>,
+    /// Who acknowledged it, as they gave their name.
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    /// What they noted with it, if anything.
+    #[serde(default)]
+    pub ack_note: Option<String>,
+    /// A fall still going on `[events.fall] long_lie_secs` after it was raised: the person has not
+    /// got up, which matters more than the fall itself.
+    #[serde(default)]
+    pub long_lie: bool,
+    /// Unix seconds (frame time): when it became a long lie.
+    #[serde(default)]
+    pub long_lie_at: Option<f64>,
 }
 
 /// What changed in a stored event: what a cluster node tells the others.
@@ -110,6 +127,10 @@ pub enum EventChange {
     Snapshot,
     /// Its clip is complete, or failed.
     Clip,
+    /// A person acknowledged it (`acknowledged_at`, `acknowledged_by`, `ack_note`).
+    Ack,
+    /// A fall became a long lie (`long_lie`, `long_lie_at`).
+    LongLie,
 }
 
 impl EventChange {
@@ -119,6 +140,8 @@ impl EventChange {
             EventChange::End => "end",
             EventChange::Snapshot => "snapshot",
             EventChange::Clip => "clip",
+            EventChange::Ack => "ack",
+            EventChange::LongLie => "long_lie",
         }
     }
 }
@@ -126,6 +149,20 @@ impl EventChange {
 impl Event {
     pub fn is_active(&self) -> bool {
         self.ended_at.is_none()
+    }
+
+    /// Takes `other`'s acknowledgement and long lie where this copy has none (the engine's copy of
+    /// an event does not hear of an acknowledgement the API stored meanwhile).
+    pub fn keep_marks_of(&mut self, other: &Event) {
+        if self.acknowledged_at.is_none() && other.acknowledged_at.is_some() {
+            self.acknowledged_at = other.acknowledged_at;
+            self.acknowledged_by.clone_from(&other.acknowledged_by);
+            self.ack_note.clone_from(&other.ack_note);
+        }
+        if !self.long_lie && other.long_lie {
+            self.long_lie = true;
+            self.long_lie_at = other.long_lie_at;
+        }
     }
 }
 

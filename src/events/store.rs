@@ -79,7 +79,7 @@ pub const ID_RANGE: i64 = 1 << 32;
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
                        clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node, \
-                       raised_at, reason";
+                       raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -121,6 +121,11 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         node: row.get(18)?,
         raised_at: row.get(19)?,
         reason: row.get::<_, Option<String>>(20)?.and_then(|r| serde_json::from_str(&r).ok()),
+        acknowledged_at: row.get(21)?,
+        acknowledged_by: row.get(22)?,
+        ack_note: row.get(23)?,
+        long_lie: row.get::<_, i64>(24)? != 0,
+        long_lie_at: row.get(25)?,
     })
 }
 
@@ -196,8 +201,9 @@ impl EventStore {
         let n = self.conn.execute(
             "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path,
                  clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, model, class, bytes,
-                 raised_at, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0, ?20, ?21)
+                 raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0, ?20, ?21,
+                     ?22, ?23, ?24, ?25, ?26)
              ON CONFLICT(id) DO UPDATE SET
                  ended_at = COALESCE(events.ended_at, excluded.ended_at),
                  clip_path = COALESCE(excluded.clip_path, events.clip_path),
@@ -206,7 +212,12 @@ impl EventStore {
                  clip_started_at = COALESCE(excluded.clip_started_at, events.clip_started_at),
                  snapshot_path = COALESCE(excluded.snapshot_path, events.snapshot_path),
                  clip_error = COALESCE(excluded.clip_error, events.clip_error),
-                 recording = CASE WHEN events.clip_path IS NOT NULL OR events.clip_error IS NOT NULL THEN 0 ELSE excluded.recording END
+                 recording = CASE WHEN events.clip_path IS NOT NULL OR events.clip_error IS NOT NULL THEN 0 ELSE excluded.recording END,
+                 acknowledged_by = CASE WHEN events.acknowledged_at IS NULL THEN excluded.acknowledged_by ELSE events.acknowledged_by END,
+                 ack_note = CASE WHEN events.acknowledged_at IS NULL THEN excluded.ack_note ELSE events.ack_note END,
+                 acknowledged_at = COALESCE(events.acknowledged_at, excluded.acknowledged_at),
+                 long_lie = MAX(events.long_lie, excluded.long_lie),
+                 long_lie_at = COALESCE(events.long_lie_at, excluded.long_lie_at)
              WHERE events.node IS excluded.node",
             params![
                 id,
@@ -230,6 +241,11 @@ impl EventStore {
                 ev.class,
                 ev.raised_at,
                 reason_json(ev)?,
+                ev.acknowledged_at,
+                ev.acknowledged_by,
+                ev.ack_note,
+                ev.long_lie as i64,
+                ev.long_lie_at,
             ],
         )?;
         Ok(n == 1)
@@ -283,6 +299,23 @@ impl EventStore {
 
     pub fn set_ended(&self, id: i64, ended_at: f64) -> Result<(), StoreError> {
         self.conn.execute("UPDATE events SET ended_at = ?2 WHERE id = ?1", params![id, ended_at])?;
+        Ok(())
+    }
+
+    /// Records who acknowledged event `id`, when, and their note, unless it was acknowledged
+    /// already (the first acknowledgement is kept). `None` if there is no such event; else the
+    /// event as stored now and whether this call acknowledged it.
+    pub fn acknowledge(&self, id: i64, at: f64, by: &str, note: Option<&str>) -> Result<Option<(Event, bool)>, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE events SET acknowledged_at = ?2, acknowledged_by = ?3, ack_note = ?4 WHERE id = ?1 AND acknowledged_at IS NULL",
+            params![id, at, by, note],
+        )?;
+        Ok(self.get(id)?.map(|ev| (ev, n == 1)))
+    }
+
+    /// Marks a fall as a long lie from `at` on (once).
+    pub fn set_long_lie(&self, id: i64, at: f64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE events SET long_lie = 1, long_lie_at = COALESCE(long_lie_at, ?2) WHERE id = ?1", params![id, at])?;
         Ok(())
     }
 

@@ -32,6 +32,11 @@ impl EventEngine {
             node: None,
             raised_at: Some(raised_at),
             reason: None,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            ack_note: None,
+            long_lie: false,
+            long_lie_at: None,
         }
     }
 
@@ -108,6 +113,34 @@ impl EventEngine {
         }
         self.hub.publish(&ev);
         ev
+    }
+}
+
+impl EventEngine {
+    /// Falls still going on `long_lie_secs` after they were raised (frame time `t`) become long
+    /// lies, once each: stored, and published again as an update. Returns them.
+    pub(super) fn check_long_lies(&mut self, t: f64) -> Vec<Event> {
+        let secs = self.settings.fall.long_lie_secs as f64;
+        if secs <= 0.0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for state in self.people.values_mut() {
+            let Some(ev) = state.fall_event.as_mut() else { continue };
+            if ev.long_lie || t - ev.raised_at.unwrap_or(ev.started_at) < secs {
+                continue;
+            }
+            ev.long_lie = true;
+            ev.long_lie_at = Some(t);
+            if let Some(id) = ev.id {
+                if let Err(e) = self.hub.store().set_long_lie(id, t) {
+                    log::warn!("[{}] cannot store the long lie of event {id}: {e}", self.camera_id);
+                }
+            }
+            log::info!("[{}] fall {:?} (track {}): still down after {secs} s: a long lie", self.camera_id, ev.id, ev.track_id);
+            out.push(self.hub.long_lie(ev));
+        }
+        out
     }
 }
 

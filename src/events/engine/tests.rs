@@ -6,7 +6,7 @@ use crate::events::fall::tests::{bbox_of, fall, pivoted, FPS};
 use crate::events::hub::tests::hub;
 use crate::events::recorder::tests::{count_frames, synthetic_frame};
 use crate::events::store::tests::TempDir;
-use crate::events::{ClipStatus, EventFilter, EventPhase};
+use crate::events::{ClipStatus, EventFilter, EventPhase, FallConfig};
 
 fn det(k: Vec<[f32; 3]>) -> Detection {
     Detection::person(0.9, bbox_of(&k), k)
@@ -235,4 +235,81 @@ fn late_viewers_get_the_active_events_and_finish_ends_them() {
     assert_eq!(ev.clip_frames, Some(20));
     assert_eq!(ev.clip_status, ClipStatus::Ready);
     assert_eq!(count_frames(&hub.store().resolve(&ev.clip_path.unwrap())).0, 20);
+}
+
+#[test]
+fn a_fall_acknowledged_then_still_down_becomes_a_long_lie_and_ends_with_both() {
+    let dir = TempDir::new("engine-long-lie");
+    let hub = hub(&dir.0, false);
+    let (_, mut alerts) = hub.subscribe(None);
+    let mut engine = hub.engine("cam1");
+    engine.set_fall_config(FallConfig { long_lie_secs: 2.0, ..FallConfig::default() });
+    let poses: Vec<Vec<[f32; 3]>> = std::iter::repeat(pivoted(300.0, 0.0))
+        .take(30)
+        .chain(fall(0.8))
+        .chain(std::iter::repeat(pivoted(300.0, 90.0)).take(50))
+        .collect();
+    let t0 = now().floor();
+    let mut fall_id = None;
+    let n = poses.len();
+    for (i, k) in poses.iter().enumerate() {
+        let started = engine.on_frame(&synthetic_frame(i), None, &[det(k.clone())], t0 + i as f64 / FPS);
+        if let Some(id) = fall_id {
+            // Acknowledged once, right after it was raised; a second time changes nothing.
+            if hub.store().get(id).unwrap().unwrap().acknowledged_at.is_none() {
+                let (ev, acked) = hub.acknowledge(id, 1000.0, "Ann", Some("on my way")).unwrap().unwrap();
+                assert!(acked && ev.is_active(), "{ev:?}");
+                let (ev, acked) = hub.acknowledge(id, 2000.0, "Bob", None).unwrap().unwrap();
+                assert_eq!((acked, ev.acknowledged_by.as_deref(), ev.acknowledged_at), (false, Some("Ann"), Some(1000.0)));
+            }
+        }
+        fall_id = fall_id.or(started.iter().find(|e| e.kind == EventKind::Fall).and_then(|e| e.id));
+    }
+    for i in n..n + 30 {
+        engine.on_frame(&synthetic_frame(i), None, &[], t0 + i as f64 / FPS);
+    }
+    let id = fall_id.expect("a fall");
+    assert!(hub.acknowledge(id + 100, 1.0, "Ann", None).unwrap().is_none(), "no such event");
+    let falls: Vec<Event> = std::iter::from_fn(|| alerts.try_recv().ok()).filter(|e| e.kind == EventKind::Fall).collect();
+    let seen: Vec<(EventPhase, Option<&str>, bool)> = falls.iter().map(|e| (e.phase, e.acknowledged_by.as_deref(), e.long_lie)).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventPhase::Start, None, false),
+            (EventPhase::Start, Some("Ann"), false),
+            (EventPhase::Start, Some("Ann"), true),
+            (EventPhase::End, Some("Ann"), true),
+        ],
+        "start, ack, long lie, end: the end keeps both"
+    );
+    let raised = falls[0].raised_at.unwrap();
+    let at = falls[2].long_lie_at.unwrap();
+    assert!(at >= raised + 2.0 && at < raised + 2.0 + 1.5 / FPS, "long lie at {} s after it was raised", at - raised);
+    let stored = hub.store().get(id).unwrap().unwrap();
+    assert_eq!((stored.long_lie, stored.long_lie_at, stored.ack_note.as_deref()), (true, Some(at), Some("on my way")));
+}
+
+#[test]
+fn no_long_lie_while_it_is_off_or_the_person_gets_up_in_time() {
+    let dir = TempDir::new("engine-no-long-lie");
+    let hub = hub(&dir.0, false);
+    for (secs, lying) in [(0.0, 50), (10.0, 50)] {
+        let mut engine = hub.engine("cam1");
+        engine.set_fall_config(FallConfig { long_lie_secs: secs, ..FallConfig::default() });
+        let poses: Vec<Vec<[f32; 3]>> = std::iter::repeat(pivoted(300.0, 0.0))
+            .take(30)
+            .chain(fall(0.8))
+            .chain(std::iter::repeat(pivoted(300.0, 90.0)).take(lying))
+            .chain(std::iter::repeat(pivoted(300.0, 0.0)).take(30))
+            .collect();
+        let t0 = now().floor() + 1000.0 * secs as f64;
+        let mut events = Vec::new();
+        for (i, k) in poses.iter().enumerate() {
+            events.extend(engine.on_frame(&synthetic_frame(i), None, &[det(k.clone())], t0 + i as f64 / FPS));
+        }
+        engine.finish();
+        let fall = events.iter().find(|e| e.kind == EventKind::Fall).expect("a fall");
+        let stored = hub.store().get(fall.id.unwrap()).unwrap().unwrap();
+        assert!(!stored.long_lie && stored.long_lie_at.is_none() && stored.ended_at.is_some(), "long_lie_secs {secs}: {stored:?}");
+    }
 }

@@ -52,7 +52,19 @@ const MIGRATIONS: &[Migration] = &[
     Migration { what: "the cluster node that raised it", sql: "ALTER TABLE events ADD COLUMN node TEXT", adds_column: Some("node") },
     Migration { what: "when it was raised", sql: "ALTER TABLE events ADD COLUMN raised_at REAL", adds_column: Some("raised_at") },
     Migration { what: "why a fall was raised", sql: "ALTER TABLE events ADD COLUMN reason TEXT", adds_column: Some("reason") },
+    // Versioned from here on: no HAVEN before versions had these columns.
+    Migration { what: "acknowledgement and long lie", sql: ACK_AND_LONG_LIE, adds_column: None },
 ];
+
+/// Who acknowledged an event, when and with what note (`POST /api/events/{id}/ack`), and whether a
+/// fall became a long lie.
+const ACK_AND_LONG_LIE: &str = "
+ALTER TABLE events ADD COLUMN acknowledged_at REAL;
+ALTER TABLE events ADD COLUMN acknowledged_by TEXT;
+ALTER TABLE events ADD COLUMN ack_note TEXT;
+ALTER TABLE events ADD COLUMN long_lie INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN long_lie_at REAL;
+";
 
 /// The version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -193,13 +205,42 @@ mod tests {
     }
 
     #[test]
-    fn a_store_from_the_last_haven_before_versions_only_gets_its_version_recorded() {
+    fn a_store_from_the_last_haven_before_versions_gets_only_the_versioned_migrations() {
         let dir = TempDir::new("schema-last-unversioned");
         let path = dir.0.join("events.db");
         old_store(&path, &["clip_error", "model", "class", "node", "raised_at", "reason"]);
-        let before = schema_and_rows(&path);
+        assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), (7, false), "recognised by its columns");
+        let (before, rows) = schema_and_rows(&path);
         EventStore::open(&path).unwrap();
-        assert_eq!((user_version(&path), schema_and_rows(&path)), (LATEST, before));
+        let (after, rows_after) = schema_and_rows(&path);
+        assert_eq!((user_version(&path), rows_after), (LATEST, rows));
+        // The table gained the later columns; nothing else changed.
+        assert_eq!(after.len(), before.len());
+        assert!(after[0].contains("acknowledged_at") && !before[0].contains("acknowledged_at"), "{after:?}");
+        assert_eq!(after[1..], before[1..]);
+    }
+
+    #[test]
+    fn a_store_from_before_acknowledgements_is_upgraded_and_its_events_can_be_acknowledged() {
+        let dir = TempDir::new("schema-ack");
+        let path = dir.0.join("events.db");
+        old_store(&path, &["clip_error", "model", "class", "node", "raised_at", "reason"]);
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 7).unwrap();
+        let store = EventStore::open(&path).unwrap();
+        assert_eq!(user_version(&path), LATEST);
+        let old = store.get(1).unwrap().unwrap();
+        assert_eq!((old.acknowledged_at, old.acknowledged_by, old.ack_note, old.long_lie, old.long_lie_at), (None, None, None, false, None));
+        let (acked, now_acked) = store.acknowledge(1, 50.0, "Ann", Some("seen")).unwrap().unwrap();
+        assert!(now_acked);
+        assert_eq!((acked.acknowledged_at, acked.acknowledged_by.as_deref(), acked.ack_note.as_deref()), (Some(50.0), Some("Ann"), Some("seen")));
+        let (again, now_acked) = store.acknowledge(1, 60.0, "Bob", None).unwrap().unwrap();
+        assert!(!now_acked, "the first acknowledgement is kept");
+        assert_eq!(again, acked);
+        assert!(store.acknowledge(2, 60.0, "Bob", None).unwrap().is_none());
+        store.set_long_lie(1, 70.0).unwrap();
+        store.set_long_lie(1, 80.0).unwrap();
+        let got = store.get(1).unwrap().unwrap();
+        assert_eq!((got.long_lie, got.long_lie_at), (true, Some(70.0)));
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub fn event(camera: &str, kind: EventKind, started_at: f64) -> Event {
             model_looks: None,
             unseen: false,
         }),
+        acknowledged_at: None,
+        acknowledged_by: None,
+        ack_note: None,
+        long_lie: false,
+        long_lie_at: None,
     }
 }
 
