@@ -1,6 +1,7 @@
 // Fall alerts, on both pages: one socket to /ws/alerts per page, reconnecting with backoff, and a
 // dismissable banner line per fall.
 
+import { ackMarks } from './ack.js';
 import { storedToken } from './api.js';
 import { $, el } from './dom.js';
 import { reasonLabel } from './event-labels.js';
@@ -174,6 +175,8 @@ class AlertBanner {
       ` at ${fmt.time(ev.started_at)}`,
       ended && Number.isFinite(ev.ended_at) ? ` · over after ${fmt.secs(ev.ended_at - ev.started_at)}` : ' · ongoing',
       ev.reason ? el('span', { class: 'alert-reason', title: ev.reason.summary ?? '', text: ` · ${reasonLabel(ev)}` }) : null,
+      ' ',
+      ...ackMarks(ev, (acked) => this.onEvent(acked)),
     );
     const view = $('.alert-view', row);
     if (ev.id != null) {

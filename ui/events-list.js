@@ -1,6 +1,7 @@
 // The events page's list: the stored events (GET /api/events) as the filters choose them, read
 // again while clips are being finished, and the events pushed by /ws/alerts shown at once.
 
+import { ackMarks } from './ack.js';
 import { getJson, withToken } from './api.js';
 import { $, el } from './dom.js';
 import { clipLabel, clipState, eventLabel, reasonLabel } from './event-labels.js';
@@ -131,7 +132,7 @@ function renderClassOptions() {
 }
 
 function rowSignature(ev) {
-  return [ev.phase, ev.ended_at, ev.clip_status, ev.clip_path, ev.clip_error, ev.snapshot_path, ev.score].join('|');
+  return [ev.phase, ev.ended_at, ev.clip_status, ev.clip_path, ev.clip_error, ev.snapshot_path, ev.score, ev.acknowledged_at, ev.long_lie].join('|');
 }
 
 function makeRow(ev) {
@@ -173,7 +174,8 @@ function fillRow(li, ev) {
         el('span', { class: 'ev-duration', text: duration }),
         el('span', { class: 'ev-score', text: Number.isFinite(ev.score) ? `score ${ev.score.toFixed(2)}` : '' }),
         ev.reason ? el('span', { class: 'ev-reason', title: ev.reason.summary ?? '', text: reasonLabel(ev) }) : null,
-        el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clipLabel(ev), title: ev.clip_error ?? '' }))),
+        el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clipLabel(ev), title: ev.clip_error ?? '' }),
+        ...ackMarks(ev, onAlert))),
   );
 }
 

@@ -12,6 +12,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
     ("events.html", "text/html; charset=utf-8", include_str!("../../ui/events.html")),
+    ("ack.js", JS, include_str!("../../ui/ack.js")),
     ("alerts.js", JS, include_str!("../../ui/alerts.js")),
     ("api.js", JS, include_str!("../../ui/api.js")),
     ("app.js", JS, include_str!("../../ui/app.js")),

@@ -98,6 +98,25 @@ async fn analyze_and_a_served_camera_raise_the_same_fall_on_the_same_real_clip()
 }
 
 #[test]
+fn analyze_marks_the_real_fall_a_long_lie_once_down_long_lie_secs() {
+    let mut base = settings(Vec::new());
+    base.events.fall.long_lie_secs = 3.0;
+    let Some(engines) = shipped_models(&base) else { return };
+    let s = Scratch::new("falls-long-lie");
+    let clip = s.path("fall.mp4");
+    held(&fixture("gmdcsa24_S3_Fall_16.mp4"), 8.0, &clip);
+    let report = Analyzer::new(base, engines, None, 0.0).unwrap().run(&clip).unwrap();
+    let falls: Vec<_> = report.falls().collect();
+    assert_eq!(falls.len(), 1, "{report:#?}");
+    let (fall, at) = (falls[0], falls[0].long_lie_s.expect("a long lie"));
+    // In the video's own time: 3 s after it was raised, to the frame.
+    assert!(fall.long_lie && at - fall.raised_s >= 3.0 && at - fall.raised_s < 3.2, "{fall:?}");
+    let json = serde_json::to_value(fall).unwrap();
+    assert_eq!((json["long_lie"].as_bool(), json["long_lie_s"].as_f64()), (Some(true), Some(at)));
+    assert!(report.events.iter().all(|e| e.kind == "fall" || !e.long_lie), "only falls lie long");
+}
+
+#[test]
 fn evaluate_finds_the_real_fall_and_no_fall_in_the_squats() {
     let base = settings(Vec::new());
     let Some(engines) = shipped_models(&base) else { return };
