@@ -362,4 +362,45 @@ pub(crate) mod tests {
         assert_eq!(*sent.lock().unwrap(), vec![(theirs.id.unwrap(), EventChange::End)], "the end goes to the cluster");
         assert!(hub.end_abandoned("cam2", now()).len() == 1 && hub.active(None).is_empty());
     }
+
+    #[test]
+    fn an_acknowledgement_made_on_another_node_reaches_the_owner_once_and_its_end_keeps_it() {
+        let dir = TempDir::new("hub-ack-cluster");
+        let hub = hub(&dir.0, false);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        hub.join_cluster("a", 3 * store::ID_RANGE, Box::new(move |id, change, ev: Option<Event>| log.lock().unwrap().push((id, change, ev.and_then(|e| e.acknowledged_by)))));
+        // This node's fall, going on.
+        let mut fall = store::tests::event("cam1", EventKind::Fall, now() - 5.0);
+        fall.id = Some(hub.store().insert(&fall, false).unwrap());
+        hub.publish(&fall);
+        let id = fall.id.unwrap();
+        let (_, mut alerts) = hub.subscribe(None);
+        // Node b acknowledged it: its message (b's copy, perhaps older) comes through the stream.
+        let mut theirs = fall.clone();
+        theirs.node = Some("a".into());
+        theirs.acknowledged_at = Some(50.0);
+        theirs.acknowledged_by = Some("Bob".into());
+        hub.receive(&theirs, EventChange::Ack, true);
+        let pushed = alerts.try_recv().unwrap();
+        assert_eq!((pushed.id, pushed.acknowledged_by.as_deref(), pushed.phase), (Some(id), Some("Bob"), EventPhase::Start));
+        assert_eq!(hub.store().get(id).unwrap().unwrap().acknowledged_at, Some(50.0));
+        // The same message again (or this node's own acknowledgement coming back): nothing.
+        hub.receive(&theirs, EventChange::Ack, true);
+        assert!(alerts.try_recv().is_err());
+        assert_eq!(hub.acknowledge(id, 60.0, "Ann", None).unwrap().unwrap().1, false, "the first is kept");
+        // The engine's copy knows nothing of it: its end carries it all the same.
+        let mut end = fall.clone();
+        end.ended_at = Some(now());
+        end.phase = EventPhase::End;
+        hub.publish(&end);
+        assert_eq!(alerts.try_recv().unwrap().acknowledged_by.as_deref(), Some("Bob"));
+        let changes: Vec<_> = sent.lock().unwrap().iter().map(|(_, c, by)| (*c, by.clone())).collect();
+        assert_eq!(changes, [(EventChange::Start, None), (EventChange::End, Some("Bob".into()))], "received changes are not published again");
+        // A late copy of the start from the stream does not take the acknowledgement back.
+        let mut stale = fall.clone();
+        stale.node = Some("a".into());
+        hub.store().upsert_remote(&stale).unwrap();
+        assert_eq!(hub.store().get(id).unwrap().unwrap().acknowledged_by.as_deref(), Some("Bob"));
+    }
 }
