@@ -30,6 +30,13 @@ export function eventDetails(ev) {
     }[clipState(ev)]],
   ];
   if (ev.kind === 'fall' && Number.isFinite(ev.clip_started_at)) details.push(['Fall at', `${fmt.clock(ev.started_at - ev.clip_started_at)} into the clip`]);
+  if (ev.long_lie) details.push(['Long lie', `still down at ${fmt.dateTime(ev.long_lie_at)}`]);
+  if (ev.acknowledged_at != null) {
+    details.push(['Acknowledged', `by ${ev.acknowledged_by ?? '?'} at ${fmt.dateTime(ev.acknowledged_at)}`]);
+    if (ev.ack_note) details.push(['Note', ev.ack_note]);
+  } else if (ev.kind === 'fall') {
+    details.push(['Acknowledged', 'not yet']);
+  }
   return details;
 }
 

@@ -252,8 +252,8 @@ pub async fn clip(req: HttpRequest, hub: Hub, state: Option<web::Data<AppState>>
 }
 
 /// `WS /ws/alerts?camera=`: first the events still active (so a viewer joining late knows of a fall
-/// in progress), then every event as it starts and ends, each as one JSON text message (an
-/// [`Event`]). A viewer too slow to keep up skips the alerts it missed (`ALERT_CAPACITY`) rather
+/// in progress), then every event as it starts and ends, and again (same id, fields updated) when
+/// it is acknowledged or becomes a long lie, each as one JSON text message (an [`Event`]). A viewer too slow to keep up skips the alerts it missed (`ALERT_CAPACITY`) rather
 /// than holding them in memory.
 pub async fn alerts(
     req: HttpRequest,

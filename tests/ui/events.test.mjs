@@ -60,6 +60,13 @@ test('the viewer lists the event\'s details, and where the fall is in its clip',
   assert.equal(details.get('Clip'), '90 frames at 15.00 fps');
   assert.equal(details.get('Fall at'), '2.500 s into the clip');
   assert.ok(!details.has('Why'));
+  assert.equal(details.get('Acknowledged'), 'not yet');
+  assert.ok(!details.has('Long lie') && !details.has('Note'));
+  const acked = new Map(eventDetails({ ...fall, acknowledged_at: 1010, acknowledged_by: 'Ann', ack_note: 'on my way', long_lie: true, long_lie_at: 1070 }));
+  assert.match(acked.get('Acknowledged'), /^by Ann at /);
+  assert.equal(acked.get('Note'), 'on my way');
+  assert.match(acked.get('Long lie'), /^still down at /);
+  assert.ok(!new Map(eventDetails(car)).has('Acknowledged'), 'only falls wait for one');
 });
 
 test('frame k of a clip is shown from k / fps until the next frame', () => {
