@@ -1042,7 +1042,8 @@ test('events: a person falling raises the alert banner on the live page and on t
 
   ev.server = await startServer({
     settings: settingsCopy('events.toml', { cameras: false }),
-    env: { HAVEN__EVENTS__PRE_ROLL_SECS: '2', HAVEN__EVENTS__POST_ROLL_SECS: '1' },
+    // A long lie 1 s after the fall is raised: the person lies 4 s in the video.
+    env: { HAVEN__EVENTS__PRE_ROLL_SECS: '2', HAVEN__EVENTS__POST_ROLL_SECS: '1', HAVEN__EVENTS__FALL__LONG_LIE_SECS: '1' },
   });
   const base = ev.server.base;
   // A second camera, for the camera filter: it never delivers, so it has no events.
@@ -1087,6 +1088,25 @@ test('events: a person falling raises the alert banner on the live page and on t
   // The events page: the same banner, and the fall in its list without a reload.
   await ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`).waitFor({ timeout: API_WAIT_MS });
   await ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"][data-kind="fall"]`).waitFor({ timeout: API_WAIT_MS });
+
+  // Acknowledged from the events page's banner: asked for a name once (kept in this browser), then
+  // both pages' banners and the list say who; the button is gone, the store has it.
+  const ackItem = ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`);
+  ev.events.once('dialog', (d) => d.accept('  Ann Nurse '));
+  await ackItem.locator('.ack-button').click();
+  await until('the events page banner to say who acknowledged', async () => /acknowledged by Ann Nurse at /.test(await ackItem.textContent()), API_WAIT_MS);
+  assert.equal(await ackItem.locator('.ack-button').count(), 0, 'no button once acknowledged');
+  assert.equal(await ev.events.evaluate(() => localStorage.getItem('haven.ack-name')), 'Ann Nurse');
+  const ackRow = ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"]`);
+  await until('the list row to say who acknowledged', async () => (await ackRow.locator('.ack-by').count()) === 1, API_WAIT_MS);
+  await until('the live page banner to say who acknowledged', async () => /acknowledged by Ann Nurse/.test(await item.textContent()), API_WAIT_MS);
+  const acked = (await getJson(base, `/api/events/${ev.fallId}`)).body;
+  assert.equal(acked.acknowledged_by, 'Ann Nurse');
+  assert.ok(acked.acknowledged_at > 0);
+  // Still down a second after it was raised: a long lie, marked in red on both pages.
+  await ackItem.locator('.badge-long-lie').waitFor({ timeout: FRAME_WAIT_MS });
+  await ackRow.locator('.badge-long-lie').waitFor({ timeout: API_WAIT_MS });
+  assert.equal((await getJson(base, `/api/events/${ev.fallId}`)).body.long_lie, true);
 
   // Dismissed on the live page: gone, the title is back, and the tab remembers it.
   await item.locator('.alert-dismiss').click();
