@@ -638,6 +638,16 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
     assert!(ended["ended_at"].as_f64().unwrap() >= fall["started_at"].as_f64().unwrap());
     let listed = get_json(&other.url("/api/events?kind=fall&camera=ward")).await;
     assert!(listed["events"].as_array().unwrap().iter().any(|e| e["id"] == id && e["node"] == owner.name.as_str()), "{listed}");
+    // Acknowledged through the node that does not own it: both nodes' viewers get the update, the
+    // owner stores it (its own event, changed elsewhere), and the stream holds it once.
+    let mut res = awc::Client::new().post(other.url(&format!("/api/events/{id}/ack"))).send_json(&serde_json::json!({"by": "Nurse B"})).await.unwrap();
+    let acked: Value = res.json().await.unwrap();
+    assert_eq!((res.status().as_u16(), acked["acknowledged_by"].as_str()), (200, Some("Nurse B")), "{acked}");
+    next_alert(&mut alerts, Duration::from_secs(10), "the acknowledgement", |e| e["id"] == id && e["acknowledged_by"] == "Nurse B").await;
+    let on_owner = next_alert(&mut owner_alerts, Duration::from_secs(30), "the acknowledgement on the owner", |e| e["id"] == id && e["acknowledged_by"] == "Nurse B").await;
+    assert_eq!((on_owner["phase"].as_str(), on_owner["acknowledged_at"].as_f64()), (Some("end"), acked["acknowledged_at"].as_f64()), "{on_owner}");
+    let stored = get_json(&owner.url(&format!("/api/events/{id}"))).await;
+    assert_eq!(stored["acknowledged_by"], "Nurse B", "{stored}");
     let snapshot = get_bytes_when_ready(&other.url(&format!("/api/events/{id}/snapshot.jpg")), Duration::from_secs(20)).await;
     assert!(snapshot.starts_with(&[0xff, 0xd8]), "a JPEG");
     let clip_url = |n: &Node| n.url(&format!("/api/events/{id}/clip.mp4"));
@@ -713,6 +723,7 @@ async fn events_of_one_node_reach_the_others_with_their_files_a_patch_applies_li
         assert!(seen.insert(key.clone()), "{key:?} stored twice");
     }
     assert!(seen.contains(&(id, "end".to_string())), "the abandoned fall's end is in the stream");
+    assert!(seen.iter().any(|(_, change)| change == "ack"), "the acknowledgement is in the stream");
     eprintln!("HAVEN_EVENTS: {last} messages, each change once");
     drop(nats);
 }
