@@ -272,6 +272,7 @@ mod tests {
                     model: None,
                     class: None,
                     reason: None,
+                    zones: Vec::new(),
                 })
                 .collect(),
         }

@@ -98,6 +98,9 @@ pub struct Event {
     /// Why a fall was raised: which evidence, with its scores (`None` for other kinds).
     #[serde(default)]
     pub reason: Option<FallReason>,
+    /// The camera's zones (`no_falls`, `watch`) its person or object was in when it started.
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 /// What changed in a stored event: what a cluster node tells the others.

@@ -15,3 +15,4 @@ mod process;
 mod rtsp;
 mod structure;
 mod support;
+mod zones;

@@ -32,6 +32,7 @@ impl EventEngine {
             node: None,
             raised_at: Some(raised_at),
             reason: None,
+            zones: self.zones_at(keypoints, &bbox),
         }
     }
 

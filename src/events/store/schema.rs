@@ -52,6 +52,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { what: "the cluster node that raised it", sql: "ALTER TABLE events ADD COLUMN node TEXT", adds_column: Some("node") },
     Migration { what: "when it was raised", sql: "ALTER TABLE events ADD COLUMN raised_at REAL", adds_column: Some("raised_at") },
     Migration { what: "why a fall was raised", sql: "ALTER TABLE events ADD COLUMN reason TEXT", adds_column: Some("reason") },
+    Migration { what: "the zones an event started in (JSON)", sql: "ALTER TABLE events ADD COLUMN zones TEXT", adds_column: Some("zones") },
 ];
 
 /// The version this build writes.
@@ -158,6 +159,7 @@ mod tests {
         let id = store.insert(&fall, false).unwrap();
         let got = store.get(id).unwrap().unwrap();
         assert_eq!((got.model, got.class, got.raised_at, got.reason), (fall.model, fall.class, fall.raised_at, fall.reason));
+        assert_eq!(got.zones, ["hall"]);
     }
 
     #[test]
@@ -170,6 +172,7 @@ mod tests {
         let old = store.get(1).unwrap().unwrap();
         assert_eq!((old.camera_id.as_str(), old.kind, old.ended_at, old.bbox), ("cam1", EventKind::Fall, Some(12.0), [0.0, 0.0, 1.0, 1.0]));
         assert_eq!((old.model, old.class, old.node, old.raised_at, old.reason, old.clip_status), (None, None, None, None, None, ClipStatus::None));
+        assert!(old.zones.is_empty());
         // The new columns take new events whole.
         let fall = event("cam1", EventKind::Fall, 20.0);
         let id = store.insert(&fall, false).unwrap();
@@ -197,9 +200,14 @@ mod tests {
         let dir = TempDir::new("schema-last-unversioned");
         let path = dir.0.join("events.db");
         old_store(&path, &["clip_error", "model", "class", "node", "raised_at", "reason"]);
+        assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), (7, false), "recognised by its columns");
         let before = schema_and_rows(&path);
         EventStore::open(&path).unwrap();
-        assert_eq!((user_version(&path), schema_and_rows(&path)), (LATEST, before));
+        // Its rows as they were; only the columns of the versions after it added.
+        let after = schema_and_rows(&path);
+        assert_eq!((user_version(&path), after.1), (LATEST, before.1));
+        let added: Vec<&str> = MIGRATIONS[7..].iter().filter_map(|m| m.adds_column).collect();
+        assert!(added.iter().all(|c| columns(&Connection::open(&path).unwrap()).unwrap().contains(*c)), "{added:?}");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn event(camera: &str, kind: EventKind, started_at: f64) -> Event {
             model_looks: None,
             unseen: false,
         }),
+        zones: vec!["hall".into()],
     }
 }
 
