@@ -245,7 +245,7 @@ fn fall_with_zones(name: &str, zones: Vec<crate::zones::Zone>) -> Vec<(EventKind
     let mut engine = hub.engine("cam");
     engine.set_frame_size(640, 480);
     engine.set_zones(&Arc::new(zones));
-    let poses = std::iter::repeat(pivoted(300.0, 0.0)).take(30).chain(fall(0.8)).chain(std::iter::repeat(pivoted(300.0, 90.0)).take(50));
+    let poses = std::iter::repeat_n(pivoted(300.0, 0.0), 30).chain(fall(0.8)).chain(std::iter::repeat_n(pivoted(300.0, 90.0), 50));
     let t0 = now().floor();
     let mut events = Vec::new();
     for (i, k) in poses.enumerate() {
