@@ -13,3 +13,4 @@ cargo build --quiet -p haven
 bash tests/browser/setup.sh
 node tests/browser/run.mjs
 node tests/browser/models.mjs
+node tests/browser/zones.mjs

@@ -57,6 +57,9 @@ pub struct AnalyzedEvent {
     /// A fall's evidence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<FallReason>,
+    /// The camera's zones its person or object was in when it started (`--camera` with zones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
 }
 
 /// What one video gave.
@@ -173,6 +176,7 @@ impl Analyzer {
                 model: e.model,
                 class: e.class,
                 reason: e.reason,
+                zones: e.zones,
             })
             .collect();
         events.sort_by(|a, b| a.raised_s.total_cmp(&b.raised_s).then(a.kind.cmp(&b.kind)));

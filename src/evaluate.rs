@@ -274,6 +274,7 @@ mod tests {
                     model: None,
                     class: None,
                     reason: None,
+                    zones: Vec::new(),
                 })
                 .collect(),
         }

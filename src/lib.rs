@@ -18,6 +18,7 @@ pub mod redact;
 pub mod reload;
 pub mod settings;
 pub mod text;
+pub mod zones;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

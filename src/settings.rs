@@ -261,6 +261,19 @@ max_body_bytes = 65536
     }
 
     #[test]
+    fn a_cameras_zones_are_read_with_whole_numbers_too_and_bad_ones_named() {
+        let cam = "[[cameras]]\ncamera_id=\"door\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n";
+        let bed = "[[cameras.zones]]\nname = \"bed\"\nkind = \"no_falls\"\npoints = [[0, 0.5], [0.4, 0.5], [0.4, 1]]\n";
+        let s = with_cameras(&format!("{cam}{bed}")).unwrap();
+        assert_eq!(s.cameras[0].zones[0].points, [[0.0, 0.5], [0.4, 0.5], [0.4, 1.0]]);
+        let two = "[[cameras.zones]]\nname = \"tv\"\nkind = \"motion_mask\"\npoints = [[0, 0], [1, 1]]\n";
+        let err = with_cameras(&format!("{cam}{bed}{two}")).unwrap_err().to_string();
+        assert_eq!(err, "test.toml: camera \"door\": zones[1].points must have at least 3 points, got 2");
+        let err = with_cameras(&format!("{cam}{}", bed.replace("no_falls", "bedroom"))).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `bedroom`"), "{err}");
+    }
+
+    #[test]
     fn duplicate_ids_are_named() {
         let cam = "[[cameras]]\ncamera_id=\"cam1\"\nsource=\"a.mp4\"\nsource_type=\"video_file\"\n";
         let err = with_cameras(&format!("{cam}{cam}")).unwrap_err().to_string();

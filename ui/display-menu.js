@@ -1,4 +1,4 @@
-// The Display menu: who draws the poses, which layers the browser draws, the data saver.
+// The Display menu: who draws the poses, which layers the browser draws, the data saver, the zones.
 
 import { $ } from './dom.js';
 import { tiles } from './live-state.js';
@@ -14,11 +14,13 @@ export function initDisplayMenu() {
     boxes: $('#opt-boxes'),
     labels: $('#opt-labels'),
     saver: $('#opt-saver'),
+    zones: $('#opt-zones'),
   };
   const show = () => {
     c.client.checked = prefs.clientOverlay;
     for (const k of LAYERS) c[k].checked = prefs[k];
     c.saver.checked = prefs.saver;
+    c.zones.checked = prefs.showZones;
     $('#opt-layers').disabled = !prefs.clientOverlay;
     document.body.dataset.overlay = prefs.clientOverlay ? 'client' : 'server';
   };
@@ -44,6 +46,11 @@ export function initDisplayMenu() {
     prefs.saver = c.saver.checked;
     savePrefs();
     for (const t of tiles.values()) t.player.refresh();
+  });
+  c.zones.addEventListener('change', () => {
+    prefs.showZones = c.zones.checked;
+    savePrefs();
+    for (const t of tiles.values()) t.zoneEditor.render();
   });
   // Closes on a click elsewhere and on Escape.
   document.addEventListener('click', (ev) => {

@@ -9,6 +9,7 @@ export const prefs = {
   boxes: true,
   labels: true,
   saver: false, // grid tiles always 320 px at quality 40
+  showZones: false, // each camera's zones drawn over its picture (else only while edited)
 };
 
 /** The stored settings over the defaults (the data saver on where the browser asks to save data). */

@@ -13,6 +13,7 @@ import { prefs } from './prefs.js';
 import { chooseRendition } from './renditions.js';
 import { modelsOf, renderModels, withModel } from './tile-models.js';
 import { showLink, showReceived, showStatus, staleAfterMs } from './tile-status.js';
+import { ZoneEditor } from './zones.js';
 
 const MOTION_KEY = 'haven.motion.';
 // A tile scrolled out of view closes its socket after this long, and reopens it when it comes back.
@@ -83,6 +84,8 @@ export class Tile {
     $('.c-remove', el).setAttribute('aria-label', `Remove ${this.id}`);
     $('.c-snapshot', el).setAttribute('aria-label', `Snapshot of ${this.id}`);
     $('.fullscreen', el).setAttribute('aria-label', `Fullscreen ${this.id}`);
+    $('.c-zones', el).setAttribute('aria-label', `Edit the zones of ${this.id}`);
+    this.zoneEditor = new ZoneEditor(this);
   }
 
   /** The controls' and the picture's listeners. */
@@ -109,11 +112,15 @@ export class Tile {
     $('.c-focus', el).addEventListener('click', toggleFocus);
     $('.c-remove', el).addEventListener('click', () => actions.confirmRemove(this.id));
     $('.fullscreen', el).addEventListener('click', () => actions.toggleFullscreen(this));
+    $('.c-zones', el).addEventListener('click', () => this.zoneEditor.toggle());
     this.media.addEventListener('click', (ev) => {
       if (ev.target.closest('button, a')) return;
+      if (this.zoneEditor.click(ev)) return; // a zone's corner, while editing
       toggleFocus();
     });
-    this.media.addEventListener('dblclick', () => actions.toggleFullscreen(this));
+    this.media.addEventListener('dblclick', () => {
+      if (!this.zoneEditor.editing) actions.toggleFullscreen(this);
+    });
     el.addEventListener('keydown', (ev) => {
       if (ev.target !== el) return;
       if (ev.key === 'Enter' || ev.key === ' ') {
@@ -205,7 +212,10 @@ export class Tile {
       const r = this.shownMeta?.rendition;
       const d = this.el.dataset;
       const rendition = `${this.img.naturalWidth}x${this.img.naturalHeight}`;
-      if (d.rendition !== rendition) d.rendition = rendition;
+      if (d.rendition !== rendition) {
+        d.rendition = rendition;
+        this.zoneEditor.render(); // the zones follow the picture's proportions
+      }
       const overlay = r?.overlay ?? 'server';
       if (d.overlay !== overlay) d.overlay = overlay;
       this.drawPoses();
@@ -274,6 +284,10 @@ export class Tile {
     // Leave a control alone while the user edits it or while a change is in flight.
     if (!this.busy.has('ai')) this.c.ai.checked = !!status.ai_enabled;
     this.renderModels();
+    if (JSON.stringify(status.zones ?? []) !== this.zonesShown) {
+      this.zonesShown = JSON.stringify(status.zones ?? []);
+      this.zoneEditor.render();
+    }
     if (!this.busy.has('quality') && document.activeElement !== this.c.quality) {
       this.c.quality.value = status.jpeg_quality ?? '';
     }

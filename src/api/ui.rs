@@ -38,6 +38,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("tile-models.js", JS, include_str!("../../ui/tile-models.js")),
     ("tile-status.js", JS, include_str!("../../ui/tile-status.js")),
     ("tile.js", JS, include_str!("../../ui/tile.js")),
+    ("zones.js", JS, include_str!("../../ui/zones.js")),
 ];
 
 fn serve(name: &str) -> Result<HttpResponse, ApiError> {

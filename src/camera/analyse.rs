@@ -89,6 +89,7 @@ impl Analyser {
         if *self.motion.settings() != s.motion {
             self.motion.set_settings(s.motion);
         }
+        self.motion.set_mask(&s.motion_mask);
         let motion = self.motion.update(frame.image)?;
         ctx.status.set_motion(motion.moving, motion.area);
         let wanted: &[usize] = if infer { &s.models } else { &[] };

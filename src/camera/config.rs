@@ -10,6 +10,7 @@ use crate::camera::motion::MotionSettings;
 use crate::config::ConfigError;
 use crate::events::FallConfig;
 use crate::redact::redact_url;
+pub use crate::zones::{Zone, ZoneKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,6 +178,10 @@ pub struct CameraConfig {
     /// Classes (by name) of the camera's detect models that raise `object_detected` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_events: Option<Vec<String>>,
+    /// Named polygons of the frame (`[[cameras.zones]]`): no falls, motion ignored, or events only
+    /// inside (`crate::zones`). Changed live by `PATCH /api/cameras/{id}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<Zone>,
 }
 
 /// A camera's effective detection settings (`CameraConfig::detection`).
@@ -217,6 +222,7 @@ impl CameraConfig {
             motion: None,
             models: None,
             object_events: None,
+            zones: Vec::new(),
         }
     }
 
@@ -298,6 +304,7 @@ impl CameraConfig {
             f.validate().map_err(|e| e.within("fall"))?;
         }
         self.validate_name_lists()?;
+        crate::zones::validate(&self.zones)?;
         if self.source_type == SourceType::Rtsp && !(self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://")) {
             return Err(ConfigError::new("source_type", format!("is rtsp but source {} is not an rtsp:// URL", self.display_source())));
         }

@@ -14,6 +14,7 @@ use crate::inference::Task;
 pub fn feed(events: &mut EventEngine, analyser: &mut Analyser, s: &FrameSettings, fresh: &[usize], jpeg: &Bytes, frame: &Captured) -> Vec<Event> {
     events.push_frame(jpeg, frame.timestamp);
     events.set_object_classes(&s.object_classes);
+    events.set_zones(&s.zones);
     events.set_frame_size(frame.width(), frame.height());
     for &m in fresh {
         let Some(looked) = analyser.looks.get(m) else { continue };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::live_config::LiveConfig;
 use super::motion::MotionSettings;
 use crate::inference::{Engines, Task};
-use crate::camera::config::{CameraConfig, DetectionSettings};
+use crate::camera::config::{CameraConfig, DetectionSettings, Zone, ZoneKind};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameSettings {
@@ -30,6 +30,10 @@ pub struct FrameSettings {
     pub pose_model: Option<usize>,
     /// Classes that raise `object_detected` events.
     pub object_classes: Vec<String>,
+    /// The camera's zones (the events read `no_falls` and `watch`)...
+    pub zones: Arc<Vec<Zone>>,
+    /// ...and the polygons of its `motion_mask` ones (the motion detector's).
+    pub motion_mask: Vec<Vec<[f64; 2]>>,
 }
 
 impl FrameSettings {
@@ -56,6 +60,8 @@ impl FrameSettings {
             models,
             pose_model,
             object_classes: config.object_event_classes().to_vec(),
+            zones: Arc::new(config.zones.clone()),
+            motion_mask: crate::zones::of_kind(&config.zones, ZoneKind::MotionMask).map(|z| z.points.clone()).collect(),
         }
     }
 }

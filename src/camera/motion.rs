@@ -153,6 +153,11 @@ pub struct MotionDetector {
     contours: Vector<Vector<Point>>,
     hist: Vec<u32>,
     rects: Vec<[i32; 4]>,
+    /// The camera's `motion_mask` zones (0..1 of the frame): what changes there is not motion...
+    masked: Vec<Vec<[f64; 2]>>,
+    /// ...and where it counts (255) in the small copy of `keep_size`, built when first needed.
+    keep: Mat,
+    keep_size: Option<Size>,
 }
 
 impl MotionDetector {
@@ -176,6 +181,9 @@ impl MotionDetector {
             contours: Vector::new(),
             hist: vec![0; 511],
             rects: Vec::new(),
+            masked: Vec::new(),
+            keep: Mat::default(),
+            keep_size: None,
         }
     }
 
@@ -189,6 +197,31 @@ impl MotionDetector {
             self.reset();
         }
         self.settings = s;
+    }
+
+    /// The polygons (`[x, y]` in 0..1 of the frame: the camera's `motion_mask` zones) where nothing
+    /// that changes is motion: it neither wakes the model nor counts in the boxes or the area.
+    pub fn set_mask(&mut self, polygons: &[Vec<[f64; 2]>]) {
+        if polygons != self.masked.as_slice() {
+            self.masked = polygons.to_vec();
+            self.keep_size = None;
+        }
+    }
+
+    /// `self.keep` for a small copy of `size`: 255 but inside the masked polygons.
+    fn build_keep(&mut self, size: Size) -> opencv::Result<()> {
+        if self.keep_size == Some(size) {
+            return Ok(());
+        }
+        self.keep = Mat::new_size_with_default(size, core::CV_8U, Scalar::all(255.0))?;
+        let (w, h) = (size.width as f64, size.height as f64);
+        let mut polys: Vector<Vector<Point>> = Vector::new();
+        for poly in &self.masked {
+            polys.push(poly.iter().map(|p| Point::new((p[0] * w).round() as i32, (p[1] * h).round() as i32)).collect());
+        }
+        imgproc::fill_poly_def(&mut self.keep, &polys, Scalar::all(0.0))?;
+        self.keep_size = Some(size);
+        Ok(())
     }
 
     /// Forget the background: the next frame only sets it.
@@ -263,6 +296,11 @@ impl MotionDetector {
             255.0,
             imgproc::THRESH_BINARY,
         )?;
+        if !self.masked.is_empty() {
+            self.build_keep(self.mask.size()?)?;
+            core::bitwise_and(&self.mask, &self.keep, &mut self.diff, &core::no_array())?;
+            std::mem::swap(&mut self.mask, &mut self.diff);
+        }
         imgproc::morphology_ex(
             &self.mask,
             &mut self.opened,
@@ -715,6 +753,31 @@ mod tests {
             assert!(m.boxes.len() <= 2, "frame {}: {m:?}", i + 1);
             assert!(m.area > 0.0 && m.area < 0.01, "frame {}: area {}", i + 1, m.area);
         }
+    }
+
+    #[test]
+    fn a_mover_inside_a_motion_mask_is_not_motion_and_one_outside_still_is() {
+        let base = scene(21);
+        let mut rng = core::RNG::new(22).unwrap();
+        let mut det = MotionDetector::new(MotionSettings::default());
+        // The left half of the frame masked (a TV, a tree).
+        det.set_mask(&[vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]]);
+        for _ in 0..5 {
+            assert!(!det.update(&noisy(&base, 0.0, 3.0, &mut rng)).unwrap().moving);
+        }
+        for i in 0..10 {
+            let r = Rect::new(100 + 5 * i, 300, 40, 80);
+            let m = det.update(&noisy(&with_rects(&base, &[r]), 0.0, 3.0, &mut rng)).unwrap();
+            assert!(!m.moving && m.area == 0.0, "frame {}: a mover in the mask: {m:?}", i + 1);
+        }
+        let r = Rect::new(600, 300, 40, 80);
+        let m = det.update(&noisy(&with_rects(&base, &[r]), 0.0, 3.0, &mut rng)).unwrap();
+        assert!(m.moving && m.boxes.iter().all(|b| b[0] >= W as f32 / 2.0 - 6.0), "outside the mask: {m:?}");
+        // The mask removed: the left half moves again.
+        det.set_mask(&[]);
+        let r = Rect::new(150, 100, 40, 80);
+        let m = det.update(&noisy(&with_rects(&base, &[r]), 0.0, 3.0, &mut rng)).unwrap();
+        assert!(m.moving && m.boxes.iter().any(|b| contains(b, r, 3.0)), "unmasked: {m:?}");
     }
 
     #[test]

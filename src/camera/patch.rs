@@ -1,6 +1,6 @@
 //! The camera settings that change live, on the next frame, without restarting the camera.
 
-use crate::camera::config::CameraConfig;
+use crate::camera::config::{CameraConfig, Zone};
 
 /// Settings that take effect on the next frame, without restarting the camera.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -28,6 +28,9 @@ pub struct CameraPatch {
     /// Classes that raise `object_detected` events; `null` or `[]`: none.
     #[serde(default, with = "double_option")]
     pub object_events: Option<Option<Vec<String>>>,
+    /// The camera's zones, all of them (`[]` or `null`: none).
+    #[serde(default, with = "double_option")]
+    pub zones: Option<Option<Vec<Zone>>>,
 }
 
 mod present {
@@ -61,6 +64,7 @@ impl CameraPatch {
             detect_fps: Some(new.detect_fps),
             models: Some(new.models.clone()),
             object_events: Some(new.object_events.clone()),
+            zones: Some(Some(new.zones.clone())),
         };
         let mut patched = old.clone();
         patch.apply(&mut patched);
@@ -91,6 +95,9 @@ impl CameraPatch {
         }
         if let Some(v) = &self.object_events {
             config.object_events = v.clone().filter(|l| !l.is_empty());
+        }
+        if let Some(v) = &self.zones {
+            config.zones = v.clone().unwrap_or_default();
         }
     }
 }

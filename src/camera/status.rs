@@ -311,6 +311,7 @@ impl CameraStatus {
             loop_video: config.loop_video,
             models: config.model_names(),
             object_events: config.object_event_classes().to_vec(),
+            zones: config.zones.clone(),
             models_stats: self.model_stats(),
             jpeg_quality: config.jpeg_quality,
             resize_width: config.resize_width,
@@ -386,6 +387,8 @@ pub struct CameraStatusView {
     pub models: Vec<String>,
     /// Classes that raise `object_detected` events here.
     pub object_events: Vec<String>,
+    /// The camera's zones (the setting; PATCH changes them live).
+    pub zones: Vec<crate::zones::Zone>,
     /// Each model's passes over this camera's frames: how many, the last one's time and findings.
     pub models_stats: BTreeMap<String, ModelStats>,
     pub jpeg_quality: u8,

@@ -18,6 +18,7 @@ mod fall_model;
 mod lifecycle;
 mod objects;
 mod person;
+mod zones;
 
 /// A box within this share of the frame's width from its left or right edge is at the edge: a person
 /// lost there walked out of view. (The top and bottom are not: a person near the camera is cut off
@@ -51,6 +52,8 @@ pub struct EventEngine {
     fall_looks_at: f64,
     /// The frame's size (width, height): people lost at its edges walked out of view.
     frame_size: (f32, f32),
+    /// The camera's zones (`no_falls`, `watch`: `engine/zones.rs`).
+    zones: Arc<Vec<crate::zones::Zone>>,
 }
 
 impl EventEngine {
@@ -75,6 +78,7 @@ impl EventEngine {
             fall_looks_left: FALL_LOOKS_BURST,
             fall_looks_at: f64::NEG_INFINITY,
             frame_size: (0.0, 0.0),
+            zones: Arc::default(),
         }
     }
 
@@ -264,7 +268,8 @@ impl EventEngine {
     fn start_person_if_due(&mut self, track: &TrackedPerson, t: f64, jpeg: Option<&[u8]>) -> Option<Event> {
         let due = self.people.get(&track.track_id).is_some_and(|p| p.person.is_none())
             && track.age_secs + 1e-9 >= self.settings.person_min_secs
-            && track.hits >= 2;
+            && track.hits >= 2
+            && self.may_start(EventKind::PersonDetected, &track.keypoints, &track.bbox);
         if !due {
             return None;
         }
@@ -278,6 +283,9 @@ impl EventEngine {
     /// the fall model's agreement in its reason where the story had asked it.
     fn raise_pose_fall(&mut self, track: &TrackedPerson, fell: FallUpdate, t: f64, jpeg: Option<&[u8]>) -> Option<Event> {
         let FallUpdate::Fell { started_at, score, keypoints, bbox, mut reason } = fell else { return None };
+        if !self.may_start(EventKind::Fall, &keypoints, &bbox) {
+            return None;
+        }
         let state = self.people.entry(track.track_id).or_default();
         if state.fall_event.is_some() {
             return None; // the story raised it already

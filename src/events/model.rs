@@ -115,6 +115,9 @@ pub struct Event {
     /// Unix seconds (frame time): when it became a long lie.
     #[serde(default)]
     pub long_lie_at: Option<f64>,
+    /// The camera's zones (`no_falls`, `watch`) its person or object was in when it started.
+    #[serde(default)]
+    pub zones: Vec<String>,
 }
 
 /// What changed in a stored event: what a cluster node tells the others.

@@ -79,7 +79,7 @@ pub const ID_RANGE: i64 = 1 << 32;
 
 const COLUMNS: &str = "id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path, \
                        clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, model, class, node, \
-                       raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at";
+                       raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at, zones";
 
 /// What a clip left by a run that stopped before finishing it is marked with.
 pub const CLIP_INTERRUPTED: &str = "the server stopped before the clip was complete";
@@ -126,6 +126,7 @@ fn from_row(row: &Row) -> rusqlite::Result<Event> {
         ack_note: row.get(23)?,
         long_lie: row.get::<_, i64>(24)? != 0,
         long_lie_at: row.get(25)?,
+        zones: row.get::<_, Option<String>>(26)?.and_then(|z| serde_json::from_str(&z).ok()).unwrap_or_default(),
     })
 }
 
@@ -201,9 +202,9 @@ impl EventStore {
         let n = self.conn.execute(
             "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, clip_path,
                  clip_frames, clip_fps, clip_started_at, snapshot_path, clip_error, recording, node, model, class, bytes,
-                 raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at)
+                 raised_at, reason, acknowledged_at, acknowledged_by, ack_note, long_lie, long_lie_at, zones)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 0, ?20, ?21,
-                     ?22, ?23, ?24, ?25, ?26)
+                     ?22, ?23, ?24, ?25, ?26, ?27)
              ON CONFLICT(id) DO UPDATE SET
                  ended_at = COALESCE(events.ended_at, excluded.ended_at),
                  clip_path = COALESCE(excluded.clip_path, events.clip_path),
@@ -246,6 +247,7 @@ impl EventStore {
                 ev.ack_note,
                 ev.long_lie as i64,
                 ev.long_lie_at,
+                serde_json::to_string(&ev.zones)?,
             ],
         )?;
         Ok(n == 1)
@@ -271,10 +273,10 @@ impl EventStore {
         };
         self.conn.execute(
             "INSERT INTO events (id, camera_id, kind, track_id, started_at, ended_at, score, bbox, keypoints, recording,
-                 node, model, class, raised_at, reason)
+                 node, model, class, raised_at, reason, zones)
              VALUES (CASE WHEN ?10 IS NULL THEN NULL
                           ELSE (SELECT COALESCE(MAX(id), ?10) + 1 FROM events WHERE id > ?10 AND id < ?10 + ?12) END,
-                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14, ?15, ?16)",
+                     ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?13, ?14, ?15, ?16, ?17)",
             params![
                 ev.camera_id,
                 ev.kind.as_str(),
@@ -292,6 +294,7 @@ impl EventStore {
                 ev.class,
                 ev.raised_at,
                 reason_json(ev)?,
+                serde_json::to_string(&ev.zones)?,
             ],
         )?;
         Ok(self.conn.last_insert_rowid())

@@ -531,7 +531,7 @@ test('poses drawn by the browser: the overlay toggle, and skeletons, boxes and l
   assert.equal(sockets.length, sockets0, 'still no new socket');
   // The choice is the browser's: kept over a reload.
   assert.deepEqual(JSON.parse(await page.evaluate(() => localStorage.getItem('haven.view'))),
-    { clientOverlay: true, skeletons: true, boxes: true, labels: true, saver: false });
+    { clientOverlay: true, skeletons: true, boxes: true, labels: true, saver: false, showZones: false });
 
   // Off: the server draws again, the canvas goes away.
   const seen2 = streams.length;

@@ -16,3 +16,4 @@ mod process;
 mod rtsp;
 mod structure;
 mod support;
+mod zones;

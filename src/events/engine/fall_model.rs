@@ -100,7 +100,7 @@ impl EventEngine {
         let keypoints = state.keypoints.clone();
         let already = state.fall_event.is_some()
             || self.people.iter().any(|(other, p)| *other != id && p.fall_event.as_ref().is_some_and(|e| story::overlap(&e.bbox, &bbox) >= SAME_FALL_OVERLAP));
-        if already {
+        if already || !self.may_start(EventKind::Fall, &keypoints, &bbox) {
             return None;
         }
         let mut ev = self.new_event(EventKind::Fall, id, "person", since, t, mean_fall, &keypoints, bbox);

@@ -37,6 +37,7 @@ impl EventEngine {
             ack_note: None,
             long_lie: false,
             long_lie_at: None,
+            zones: self.zones_at(keypoints, &bbox),
         }
     }
 

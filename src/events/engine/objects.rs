@@ -33,7 +33,8 @@ impl EventEngine {
         for track in tracks.iter().filter(|tr| tr.seen_now()) {
             let start = !self.object_events.contains_key(&track.track_id)
                 && track.age_secs + 1e-9 >= self.settings.objects.min_secs
-                && track.hits >= 2;
+                && track.hits >= 2
+                && self.may_start(EventKind::ObjectDetected, &[], &track.bbox);
             if start {
                 let mut ev = self.new_event(EventKind::ObjectDetected, track.track_id, &track.class, track.first_seen, t, track.score, &[], track.bbox);
                 ev.model = Some(model.to_string());

@@ -313,3 +313,47 @@ fn no_long_lie_while_it_is_off_or_the_person_gets_up_in_time() {
         assert!(!stored.long_lie && stored.long_lie_at.is_none() && stored.ended_at.is_some(), "long_lie_secs {secs}: {stored:?}");
     }
 }
+
+/// The fall story of `a_fall_gives_one_fall_event_with_a_snapshot_and_a_playable_clip` on a camera
+/// (640x480) with `zones`: the events it raised, (kind, phase, zones).
+fn fall_with_zones(name: &str, zones: Vec<crate::zones::Zone>) -> Vec<(EventKind, EventPhase, Vec<String>)> {
+    let dir = TempDir::new(name);
+    let hub = hub(&dir.0, false);
+    let mut engine = hub.engine("cam");
+    engine.set_frame_size(640, 480);
+    engine.set_zones(&Arc::new(zones));
+    let poses = std::iter::repeat_n(pivoted(300.0, 0.0), 30).chain(fall(0.8)).chain(std::iter::repeat_n(pivoted(300.0, 90.0), 50));
+    let t0 = now().floor();
+    let mut events = Vec::new();
+    for (i, k) in poses.enumerate() {
+        events.extend(engine.on_frame(&synthetic_frame(i), None, &[det(k)], t0 + i as f64 / FPS));
+    }
+    events.extend(engine.finish());
+    events.into_iter().map(|e| (e.kind, e.phase, e.zones)).collect()
+}
+
+fn zone(name: &str, kind: crate::zones::ZoneKind, x: (f64, f64)) -> crate::zones::Zone {
+    crate::zones::Zone { name: name.into(), kind, points: vec![[x.0, 0.0], [x.1, 0.0], [x.1, 1.0], [x.0, 1.0]] }
+}
+
+#[test]
+fn a_fall_in_a_no_falls_zone_is_not_raised_and_one_elsewhere_is() {
+    use crate::zones::ZoneKind::*;
+    let kinds = |v: &[(EventKind, EventPhase, Vec<String>)]| v.iter().map(|e| e.0).collect::<Vec<_>>();
+    let bed = fall_with_zones("zones-bed", vec![zone("bed", NoFalls, (0.0, 1.0))]);
+    assert_eq!(kinds(&bed), [EventKind::PersonDetected, EventKind::PersonDetected], "{bed:?}");
+    assert_eq!(bed[0].2, ["bed"], "the person event names the zone they are in");
+    let aside = fall_with_zones("zones-aside", vec![zone("bed", NoFalls, (0.0, 0.2))]);
+    assert!(kinds(&aside).contains(&EventKind::Fall), "a bed elsewhere: the fall is raised: {aside:?}");
+    assert!(aside.iter().all(|e| e.2.is_empty()), "{aside:?}");
+}
+
+#[test]
+fn with_watch_zones_events_start_only_inside_one_and_name_it() {
+    use crate::zones::ZoneKind::*;
+    let outside = fall_with_zones("zones-watch-out", vec![zone("door", Watch, (0.0, 0.2)), zone("tv", MotionMask, (0.0, 1.0))]);
+    assert!(outside.is_empty(), "nobody in the watched zone: no event: {outside:?}");
+    let inside = fall_with_zones("zones-watch-in", vec![zone("room", Watch, (0.0, 1.0)), zone("tv", MotionMask, (0.0, 1.0))]);
+    assert!(inside.iter().any(|e| e.0 == EventKind::Fall), "{inside:?}");
+    assert!(inside.iter().all(|e| e.2 == ["room"]), "a motion mask is no place: {inside:?}");
+}

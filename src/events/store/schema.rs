@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { what: "why a fall was raised", sql: "ALTER TABLE events ADD COLUMN reason TEXT", adds_column: Some("reason") },
     // Versioned from here on: no HAVEN before versions had these columns.
     Migration { what: "acknowledgement and long lie", sql: ACK_AND_LONG_LIE, adds_column: None },
+    Migration { what: "the zones an event started in (JSON)", sql: "ALTER TABLE events ADD COLUMN zones TEXT", adds_column: None },
 ];
 
 /// Who acknowledged an event, when and with what note (`POST /api/events/{id}/ack`), and whether a
@@ -170,6 +171,7 @@ mod tests {
         let id = store.insert(&fall, false).unwrap();
         let got = store.get(id).unwrap().unwrap();
         assert_eq!((got.model, got.class, got.raised_at, got.reason), (fall.model, fall.class, fall.raised_at, fall.reason));
+        assert_eq!(got.zones, ["hall"]);
     }
 
     #[test]
@@ -182,6 +184,7 @@ mod tests {
         let old = store.get(1).unwrap().unwrap();
         assert_eq!((old.camera_id.as_str(), old.kind, old.ended_at, old.bbox), ("cam1", EventKind::Fall, Some(12.0), [0.0, 0.0, 1.0, 1.0]));
         assert_eq!((old.model, old.class, old.node, old.raised_at, old.reason, old.clip_status), (None, None, None, None, None, ClipStatus::None));
+        assert!(old.zones.is_empty());
         // The new columns take new events whole.
         let fall = event("cam1", EventKind::Fall, 20.0);
         let id = store.insert(&fall, false).unwrap();

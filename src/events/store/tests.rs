@@ -57,6 +57,7 @@ pub fn event(camera: &str, kind: EventKind, started_at: f64) -> Event {
         ack_note: None,
         long_lie: false,
         long_lie_at: None,
+        zones: vec!["hall".into()],
     }
 }
 
