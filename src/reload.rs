@@ -85,6 +85,7 @@ impl WatchedFile {
             ("capture", json(&old.capture), json(&new.capture)),
             ("models", json(&old.models), json(&new.models)),
             ("cluster", json(&old.cluster), json(&new.cluster)),
+            ("notify", json(&old.notify), json(&new.notify)),
         ] {
             needs_restart.extend(changed_keys(section, &before, &after));
         }

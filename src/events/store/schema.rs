@@ -52,7 +52,25 @@ const MIGRATIONS: &[Migration] = &[
     Migration { what: "the cluster node that raised it", sql: "ALTER TABLE events ADD COLUMN node TEXT", adds_column: Some("node") },
     Migration { what: "when it was raised", sql: "ALTER TABLE events ADD COLUMN raised_at REAL", adds_column: Some("raised_at") },
     Migration { what: "why a fall was raised", sql: "ALTER TABLE events ADD COLUMN reason TEXT", adds_column: Some("reason") },
+    Migration { what: "the notifications' outbox", sql: OUTBOX, adds_column: None },
 ];
+
+/// The notifications not yet delivered (`crate::notify`): one row per notification and target,
+/// sent oldest first per target, deleted once delivered or given up.
+const OUTBOX: &str = "
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    change_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX outbox_target ON outbox (target, id);
+";
 
 /// The version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -199,7 +217,10 @@ mod tests {
         old_store(&path, &["clip_error", "model", "class", "node", "raised_at", "reason"]);
         let before = schema_and_rows(&path);
         EventStore::open(&path).unwrap();
-        assert_eq!((user_version(&path), schema_and_rows(&path)), (LATEST, before));
+        // The events table as it was; only the tables that came after it are added.
+        let (mut after, rows) = schema_and_rows(&path);
+        after.retain(|sql| !sql.contains("outbox"));
+        assert_eq!((user_version(&path), (after, rows)), (LATEST, before));
     }
 
     #[test]
