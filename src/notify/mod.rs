@@ -166,40 +166,34 @@ impl Notifier {
     }
 
     /// Told by the event hub (on the thread that changed the event): into the outbox, for each
-    /// target that wants it.
-    fn changed(&self, id: i64, change: EventChange, event: Option<Event>) {
-        let event = match event {
-            Some(e) => e,
-            None => match self.events.upgrade().map(|hub| hub.store().get(id)) {
-                Some(Ok(Some(e))) => e,
-                Some(Err(e)) => return log::warn!("notify: event {id} unreadable: {e}; not notified"),
-                _ => return,
-            },
+    /// target that wants it. The event is read from the store (as `/api/events` gives it), under
+    /// `last`'s lock, so that changes told from different threads (a camera's, its snapshot
+    /// writer's) go into the outbox in one order, each `before` the previous `after`.
+    fn changed(&self, id: i64, change: EventChange, given: Option<Event>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.events.upgrade().map(|hub| hub.store().get(id));
+        let event = match (stored, given) {
+            (Some(Ok(Some(e))), _) | (_, Some(e)) => e,
+            (Some(Err(e)), None) => return log::warn!("notify: event {id} unreadable: {e}; not notified"),
+            _ => return,
         };
         let kind = match change {
             EventChange::Start => ChangeType::New,
             EventChange::End => ChangeType::End,
+            // A snapshot written before its event's start was told: the `new` to come reads it.
+            EventChange::Snapshot | EventChange::Clip if event.is_active() && !last.contains_key(&id) => return,
             EventChange::Snapshot | EventChange::Clip => ChangeType::Update,
         };
-        let before = self.remember(id, &event);
+        // Kept as the next change's `before` until nothing more can change (ended, clip settled).
+        let after = serde_json::to_value(&event).unwrap_or(Value::Null);
+        let settled = !event.is_active() && event.clip_status != crate::events::ClipStatus::Recording;
+        let before = if settled { last.remove(&id) } else { last.insert(id, after) };
         if kind == ChangeType::New && event.kind == EventKind::Fall && self.settings.escalate_after_secs > 0 {
             let due = event.started_at + self.settings.escalate_after_secs as f64;
             self.escalations.lock().unwrap_or_else(|p| p.into_inner()).push((due, id));
         }
         let before = if kind == ChangeType::New { None } else { before };
         self.enqueue(Notification::new(kind, before, &event, &self.settings.public_url));
-    }
-
-    /// Keeps `event` as the next change's `before`; returns the one it replaces. Forgotten once
-    /// nothing more can change (ended, its clip settled).
-    fn remember(&self, id: i64, event: &Event) -> Option<Value> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let settled = !event.is_active() && event.clip_status != crate::events::ClipStatus::Recording;
-        let value = serde_json::to_value(event).unwrap_or(Value::Null);
-        match settled {
-            true => last.remove(&id),
-            false => last.insert(id, value),
-        }
     }
 
     /// Writes `n` once for each target that wants it (none while its camera is snoozed) and wakes
