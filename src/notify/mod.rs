@@ -17,6 +17,9 @@ pub mod outbox;
 pub mod target;
 pub mod webhook;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};

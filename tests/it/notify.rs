@@ -90,11 +90,15 @@ async fn a_fall_reaches_two_webhooks_signed_in_order_once_each_one_failing_first
     write_fall_video_lying(&video, 4.0, false);
     let secret_file = s.path("hook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let (steady_l, flaky_l) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
-    let (steady_port, flaky_port) = (steady_l.local_addr().unwrap().port(), flaky_l.local_addr().unwrap().port());
+    let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let (steady_port, flaky_port, oncall_port) = (ports[0], ports[1], ports[2]);
     let steady = Inbox::default();
     let flaky = Inbox { fail_first: 2, ..Default::default() };
-    let receivers = [start_receiver(steady_l, steady.clone()), start_receiver(flaky_l, flaky.clone())];
+    let oncall = Inbox::default();
+    let mut listeners = listeners.into_iter();
+    let mut next = || listeners.next().unwrap();
+    let receivers = [start_receiver(next(), steady.clone()), start_receiver(next(), flaky.clone()), start_receiver(next(), oncall.clone())];
 
     let mut cam = camera("ward", &video);
     cam.ai_enabled = true;
@@ -102,7 +106,10 @@ async fn a_fall_reaches_two_webhooks_signed_in_order_once_each_one_failing_first
     let mut settings = settings(vec![cam]);
     settings.events.post_roll_secs = 1.0;
     settings.notify.public_url = "http://haven.example:8000/".into();
-    settings.notify.webhooks = vec![hook("steady", steady_port, &["fall"], Some(&secret_file)), hook("flaky", flaky_port, &["fall"], None)];
+    settings.notify.escalate_after_secs = 2;
+    // On call: nothing but escalations (it wants no fall itself).
+    let on_call = WebhookSettings { escalation: true, ..hook("oncall", oncall_port, &["object_detected"], None) };
+    settings.notify.webhooks = vec![hook("steady", steady_port, &["fall"], Some(&secret_file)), hook("flaky", flaky_port, &["fall"], None), on_call];
     let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
 
     // The fall: new, its snapshot and clip as updates, its end; the clip may come after the end.
@@ -135,6 +142,10 @@ async fn a_fall_reaches_two_webhooks_signed_in_order_once_each_one_failing_first
         assert_eq!(sig.as_deref(), Some(signature(SECRET.as_bytes(), body).as_str()));
     }
     assert!(flaky.got.lock().unwrap().iter().all(|(sig, _)| sig.is_none()));
+    // Not acknowledged 2 s after it started: escalated once, to the on-call target only.
+    let escalations = oncall.bodies();
+    assert_eq!(summary(&escalations), [("escalation".to_string(), id, "fall".to_string())]);
+    assert!(got.iter().all(|n| n["type"] != "escalation"));
 
     let (code, notify) = server.get("/api/notify").await;
     assert_eq!(code, 200);
