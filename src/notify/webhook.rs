@@ -1,6 +1,7 @@
 //! `[[notify.webhooks]]`: each notification POSTed as JSON, signed with HMAC-SHA256 when the
 //! webhook has a `secret_file`. Any 2xx is delivered; any other answer, or none, is retried.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
@@ -34,11 +35,42 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", mac.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// The TLS settings of https webhooks: ring, the system's root certificates (those it cannot read
+/// are logged and skipped). Built once per process.
+fn tls() -> Option<Arc<rustls::ClientConfig>> {
+    static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            log::warn!("webhooks: a root certificate could not be read: {e}");
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            log::warn!("webhooks: no root certificates found: https webhooks will fail");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(builder) => {
+                let mut config = builder.with_root_certificates(roots).with_no_client_auth();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(Arc::new(config))
+            }
+            Err(e) => {
+                log::error!("webhooks: no TLS: {e}");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
 /// One webhook. The secret is kept only here (never in `Debug`, logs or answers).
 pub struct Webhook {
     settings: WebhookSettings,
     kinds: Vec<EventKind>,
     secret: Option<Vec<u8>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Webhook {
@@ -58,11 +90,17 @@ impl Webhook {
                 Some(secret)
             }
         };
-        Ok(Self { kinds: settings.event_kinds(), settings: settings.clone(), secret })
+        let tls = if settings.url.starts_with("https://") { tls() } else { None };
+        Ok(Self { kinds: settings.event_kinds(), settings: settings.clone(), secret, tls })
     }
 
     async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
-        let client = awc::Client::builder().timeout(Duration::from_secs(self.settings.timeout_secs)).disable_redirects().finish();
+        let timeout = Duration::from_secs(self.settings.timeout_secs);
+        let mut connector = awc::Connector::new().timeout(timeout);
+        if let Some(tls) = &self.tls {
+            connector = connector.rustls_0_23(tls.clone());
+        }
+        let client = awc::Client::builder().connector(connector).timeout(timeout).disable_redirects().finish();
         let mut request = client.post(&self.settings.url).insert_header(("Content-Type", "application/json"));
         if let Some(secret) = &self.secret {
             request = request.insert_header((SIGNATURE_HEADER, signature(secret, &body)));

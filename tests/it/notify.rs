@@ -295,3 +295,81 @@ fn bad_webhook_settings_stop_start_up_naming_the_field() {
         assert!(!stderr.contains(":pw@"), "{stderr}");
     }
 }
+
+/// A one-connection-at-a-time HTTPS receiver (rustls, a certificate made by `openssl` for
+/// 127.0.0.1) on a thread: answers 200 to each request, keeps the bodies.
+fn start_tls_receiver(dir: &Path) -> Option<(u16, Arc<Mutex<Vec<Value>>>, std::path::PathBuf)> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "openssl is needed to make the test's certificate: {made:?}");
+        eprintln!("SKIPPED: openssl cannot make a certificate: {made:?}");
+        return None;
+    }
+    let certs = vec![CertificateDer::from_pem_file(&cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_no_client_auth().with_single_cert(certs, key).unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let bodies = got.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+            let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            if length == 0 || reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            bodies.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let stream = reader.get_mut();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+    });
+    Some((port, got, cert))
+}
+
+#[actix_web::test]
+async fn an_https_webhook_is_delivered_over_tls_trusting_the_system_roots() {
+    let s = Scratch::new("notify-https");
+    let Some((port, got, cert)) = start_tls_receiver(&s.0) else { return };
+    // The system's roots, as rustls-native-certs reads them: here, the test's own certificate.
+    std::env::set_var("SSL_CERT_FILE", &cert);
+    let video = s.path("fall.mp4");
+    write_fall_video_lying(&video, 2.0, false);
+    let mut cam = camera("ward", &video);
+    cam.ai_enabled = true;
+    cam.loop_video = false;
+    let mut settings = settings(vec![cam]);
+    settings.notify.webhooks = vec![WebhookSettings { url: format!("https://127.0.0.1:{port}/hook"), ..hook("tls", port, &["person_detected"], None) }];
+    let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
+    wait_until(60, "a notification over https", || got.lock().unwrap().iter().any(|n| n["type"] == "end")).await;
+    assert_eq!(got.lock().unwrap()[0]["type"], "new");
+    let (_, notify) = server.get("/api/notify").await;
+    assert_eq!(notify["targets"][0]["pending"], 0, "{notify}");
+    server.stop().await;
+}
