@@ -22,15 +22,15 @@ const SECRET: &str = "s3cret-do-not-show";
 
 /// What a receiver got: each accepted POST's signature header and body, and how many it was sent.
 #[derive(Clone, Default)]
-struct Inbox {
-    got: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>,
-    calls: Arc<AtomicUsize>,
+pub struct Inbox {
+    pub got: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>,
+    pub calls: Arc<AtomicUsize>,
     /// The first this many POSTs are answered 500.
-    fail_first: usize,
+    pub fail_first: usize,
 }
 
 impl Inbox {
-    fn bodies(&self) -> Vec<Value> {
+    pub fn bodies(&self) -> Vec<Value> {
         self.got.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
     }
 }
@@ -45,7 +45,7 @@ async fn receive(inbox: web::Data<Inbox>, req: HttpRequest, body: web::Bytes) ->
 }
 
 /// A webhook receiver on `listener`, in this test's actix system.
-fn start_receiver(listener: TcpListener, inbox: Inbox) -> ServerHandle {
+pub fn start_receiver(listener: TcpListener, inbox: Inbox) -> ServerHandle {
     let server = HttpServer::new(move || App::new().app_data(web::Data::new(inbox.clone())).route("/hook", web::post().to(receive)))
         .workers(1)
         .disable_signals()
