@@ -154,6 +154,34 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_shows_its_url_masked_and_wants_its_kinds_and_cameras() {
+        let settings = WebhookSettings {
+            name: "pager".into(),
+            url: "https://user:pw@hooks.example.org/x".into(),
+            kinds: vec!["fall".into()],
+            cameras: vec!["ward".into()],
+            secret_file: None,
+            timeout_secs: 10,
+            escalation: false,
+        };
+        let hook = Webhook::new(&settings, 0).unwrap();
+        assert_eq!(hook.address(), "https://user:***@hooks.example.org/x");
+        let mut event = crate::events::store::tests::event("ward", EventKind::Fall, 1.0);
+        event.id = Some(1);
+        let n = |change, event: &crate::events::Event| Notification::new(change, None, event, "http://h");
+        assert!(hook.wants(&n(ChangeType::New, &event)));
+        assert!(!hook.wants(&n(ChangeType::Escalation, &event)), "escalation = false");
+        event.kind = EventKind::PersonDetected;
+        assert!(!hook.wants(&n(ChangeType::New, &event)), "kinds");
+        event.kind = EventKind::Fall;
+        event.camera_id = "hall".into();
+        assert!(!hook.wants(&n(ChangeType::New, &event)), "cameras");
+        let missing = WebhookSettings { secret_file: Some("/nonexistent/secret".into()), ..settings };
+        let err = Webhook::new(&missing, 2).err().unwrap().to_string();
+        assert!(err.starts_with("notify.webhooks[2].secret_file cannot read /nonexistent/secret"), "{err}");
+    }
+
+    #[test]
     fn hmac_matches_rfc_4231() {
         // Test cases 2 (a short key) and 6 (a key longer than a block).
         assert_eq!(
