@@ -225,7 +225,7 @@ async fn pending_deliveries_survive_a_kill_9_and_all_arrive_once_the_receiver_is
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let settings = one_camera_settings(&s.0, port, &secret_file);
     let data_dir = s.path("events");
-    let env = [("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__EVENTS__DATA_DIR", data_dir.to_str().unwrap()), ("RUST_LOG", "debug")];
+    let env = [("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__EVENTS__DATA_DIR", data_dir.to_str().unwrap())];
     let mut first = Running::start(settings.to_str().unwrap(), &env);
     let api = first.port();
     let deadline = Instant::now() + Duration::from_secs(90);
