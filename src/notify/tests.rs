@@ -68,3 +68,46 @@ fn snoozed_cameras_and_other_nodes_events_are_not_notified_and_unacknowledged_fa
     assert_eq!(notifier.snooze("quiet", 0), None);
     assert_eq!(notifier.snoozed_until("quiet"), None);
 }
+
+/// Never takes anything.
+struct Down;
+
+impl Target for Down {
+    fn name(&self) -> &str {
+        "down"
+    }
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn address(&self) -> String {
+        String::new()
+    }
+    fn wants(&self, _: &Notification) -> bool {
+        true
+    }
+    fn deliver<'a>(&'a self, _: &'a Notification) -> LocalBoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async { Err(DeliveryError::Unreachable("connection refused".into())) })
+    }
+}
+
+#[test]
+fn a_row_never_delivered_is_given_up_after_max_age_and_counted_while_another_target_goes_on() {
+    let dir = TempDir::new("notify-give-up");
+    let hub = hub(&dir.0, false);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let settings = NotifySettings { max_age_secs: 1, ..Default::default() };
+    let notifier = Notifier::start(&settings, vec![Arc::new(Down), Arc::new(Recorder(got.clone()))], &hub).unwrap();
+    let mut ev = store::tests::event("cam1", EventKind::PersonDetected, now());
+    ev.id = Some(hub.store().insert(&ev, false).unwrap());
+    hub.publish(&ev);
+    assert_eq!(wait_for(&got, 1), [(ChangeType::New, "cam1".to_string())], "the other target is not held back");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while notifier.targets()[0].failed == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let down = &notifier.targets()[0];
+    assert_eq!((down.delivered, down.pending, down.failed), (0, 0, 1), "{down:?}");
+    assert_eq!(down.last_error.as_deref(), Some("no answer: connection refused"));
+    let outbox = Outbox::open(&dir.0.join(DB_FILE)).unwrap();
+    assert_eq!(outbox.pending("down").unwrap(), 0, "given up: gone from the outbox");
+}
