@@ -14,6 +14,7 @@ pub mod hub;
 pub mod inference;
 pub mod jpeg;
 pub mod memory;
+pub mod notify;
 pub mod redact;
 pub mod reload;
 pub mod settings;
@@ -40,6 +41,7 @@ use crate::hub::{Register, SettingsFile, StartAll, StopAll, StreamHub};
 use crate::hub::ModelCatalog;
 use crate::inference::scheduler::Scheduler;
 use crate::inference::Engines;
+use crate::notify::Notifier;
 use crate::settings::Settings;
 
 /// The most a connection's kernel send buffer holds before the socket counts as full.
@@ -71,6 +73,8 @@ pub enum AppError {
     Hub(#[from] hub::HubError),
     #[error("event store: {0}")]
     Events(String),
+    #[error("{0}")]
+    Notify(#[from] notify::NotifyError),
     #[error("cluster: {0}")]
     Cluster(#[from] cluster::ClusterError),
     #[error("the camera registry stopped during start-up")]
@@ -119,6 +123,7 @@ impl Application {
 
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
+        let notifier = Notifier::start(&settings.notify, Notifier::webhooks(&settings.notify)?, &events)?;
         let live = LiveSections::new(&settings, events.live_settings());
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
@@ -126,7 +131,7 @@ impl Application {
         let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
         let cluster = start_cameras(&settings, &hub, &events).await?;
-        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone() };
+        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), notify: notifier };
         let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {
             Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),

@@ -13,6 +13,7 @@ pub use crate::camera::config::{CameraConfig, CaptureSettings, DetectionSettings
 pub use crate::cluster::config::{ClusterSettings, NatsUrls};
 use crate::config::ConfigError;
 use crate::events::EventSettings;
+pub use crate::notify::{NotifySettings, WebhookSettings};
 pub use crate::inference::config::ModelSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub struct Settings {
     pub detection: DetectionSettings,
     #[serde(default)]
     pub events: EventSettings,
+    /// `[notify]`: webhooks and the other places event changes are sent to.
+    #[serde(default)]
+    pub notify: NotifySettings,
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
     /// `[cluster]`: run as one node of a HAVEN cluster on NATS; without it, a single server.
@@ -141,6 +145,7 @@ impl Settings {
         }
         self.capture.validate()?;
         self.events.validate()?;
+        self.notify.validate()?;
         self.detection.validate()?;
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;

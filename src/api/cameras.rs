@@ -7,13 +7,19 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::camera::CameraPatch;
+use crate::camera::{CameraPatch, CameraStatusView};
 use crate::hub::{CheckModels, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
 use crate::api::config::ApiSettings;
 use crate::camera::config::{CameraConfig, SourceType};
 
+/// The status with what the notifier knows of the camera (its snooze).
+fn with_snooze(state: &AppState, mut view: CameraStatusView) -> CameraStatusView {
+    view.snoozed_until = state.notify.snoozed_until(&view.camera_id);
+    view
+}
+
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let cameras = state.hub.send(Statuses).await?;
+    let cameras: Vec<_> = state.hub.send(Statuses).await?.into_iter().map(|v| with_snooze(&state, v)).collect();
     if let Some(cluster) = &state.cluster {
         let cameras = cluster.list(cameras);
         return Ok(HttpResponse::Ok().json(json!({ "total_cameras": cameras.len(), "cameras": cameras })));
@@ -22,7 +28,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let status = state.hub.send(GetStatus(path.into_inner())).await??;
+    let status = with_snooze(&state, state.hub.send(GetStatus(path.into_inner())).await??);
     match &state.cluster {
         Some(cluster) => Ok(HttpResponse::Ok().json(cluster.list(vec![status]).pop())),
         None => Ok(HttpResponse::Ok().json(status)),
@@ -82,12 +88,37 @@ pub async fn update(
             })
             .await?;
         cluster.sync().await?;
-        let status = state.hub.send(GetStatus(id)).await??;
+        let status = with_snooze(&state, state.hub.send(GetStatus(id)).await??);
         return Ok(HttpResponse::Ok().json(cluster.list(vec![status]).pop()));
     }
-    let status = state.hub.send(Update(id, patch)).await??;
+    let status = with_snooze(&state, state.hub.send(Update(id, patch)).await??);
     Ok(HttpResponse::Ok().json(status))
 }
+
+/// `POST /api/cameras/{id}/snooze` `{"minutes": N}`: no notifications for the camera for N
+/// minutes (0 ends a snooze; its events go on). Kept in memory: a restart ends every snooze.
+pub async fn snooze(state: web::Data<AppState>, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Snooze {
+        minutes: u32,
+    }
+    let Snooze { minutes } = read_json(body, state.api.max_body_bytes).await?;
+    if minutes > MAX_SNOOZE_MINUTES {
+        return Err(ApiError::BadRequest(format!("minutes must lie in 0..={MAX_SNOOZE_MINUTES} (a week), got {minutes}")));
+    }
+    let id = path.into_inner();
+    state.hub.send(GetStatus(id.clone())).await??;
+    let until = state.notify.snooze(&id, minutes);
+    log::info!("camera {id:?}: notifications {}", match until {
+        Some(t) => format!("snoozed for {minutes} min (until {t})"),
+        None => "no longer snoozed".into(),
+    });
+    Ok(HttpResponse::Ok().json(json!({ "camera_id": id, "snoozed_until": until })))
+}
+
+/// The longest snooze: a week.
+pub const MAX_SNOOZE_MINUTES: u32 = 7 * 24 * 60;
 
 /// `DELETE /api/cameras/{id}`: stops it and closes its viewers.
 pub async fn remove(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

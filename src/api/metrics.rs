@@ -132,7 +132,24 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if let Some(cluster) = &state.cluster {
         render_cluster(&mut out, &cluster.view());
     }
+    render_notify(&mut out, &state.notify.targets());
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
+}
+
+/// Each notification target's deliveries (no address, no secret: only its name).
+fn render_notify(out: &mut String, targets: &[crate::notify::TargetView]) {
+    type Value = fn(&crate::notify::TargetView) -> u64;
+    let metrics: [(&str, &str, &str, Value); 3] = [
+        ("haven_notify_delivered_total", "counter", "Notifications the target took, since this process started.", |t| t.delivered),
+        ("haven_notify_pending", "gauge", "Notifications waiting in the outbox for the target (retried with backoff).", |t| t.pending),
+        ("haven_notify_failed_total", "counter", "Notifications given up after [notify] max_age_secs, since this process started.", |t| t.failed),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for t in targets {
+            let _ = writeln!(out, "{name}{{target=\"{}\"}} {}", label(&t.name), value(t));
+        }
+    }
 }
 
 /// A cluster node's health: its NATS connection, its leases, its relays.

@@ -4,6 +4,7 @@ pub mod ack;
 pub mod cameras;
 pub mod config;
 pub mod events;
+pub mod notify;
 pub mod media;
 pub mod metrics;
 pub mod overlay;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub api: ApiSettings,
     /// `Some` on a node of a cluster (`[cluster]`).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// Where event changes are notified (`GET /api/notify`, snoozes).
+    pub notify: std::sync::Arc<crate::notify::Notifier>,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -190,6 +193,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(write(delete().to(cameras::remove)))
                     .default_service(allow("GET, PATCH, DELETE")),
             )
+            .service(resource("/cameras/{camera_id}/snooze").route(write(post().to(cameras::snooze))).default_service(allow("POST")))
+            .service(resource("/notify").route(get().to(notify::status)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/mjpeg").route(get().to(media::mjpeg)).default_service(allow("GET")))
             .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))

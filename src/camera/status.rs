@@ -317,6 +317,7 @@ impl CameraStatus {
             resize_width: config.resize_width,
             max_fps: config.max_fps,
             last_error: self.last_error.lock().unwrap().clone(),
+            snoozed_until: None,
         }
     }
 }
@@ -395,6 +396,9 @@ pub struct CameraStatusView {
     pub resize_width: Option<u32>,
     pub max_fps: Option<f64>,
     pub last_error: Option<String>,
+    /// Until when the camera's notifications are snoozed (unix seconds; its events go on): the
+    /// camera does not know, the API fills it in from the notifier.
+    pub snoozed_until: Option<f64>,
 }
 
 #[cfg(test)]

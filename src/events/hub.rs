@@ -31,6 +31,8 @@ pub struct EventHub {
     unstored: Mutex<i64>,
     /// On a cluster node: its name and where changes go (`join_cluster`).
     cluster: OnceLock<(String, EventSink)>,
+    /// Where this node's changes are notified (`crate::notify`, through `notify_to`).
+    notify: OnceLock<EventSink>,
 }
 
 impl EventHub {
@@ -48,6 +50,7 @@ impl EventHub {
             active: Mutex::new(BTreeMap::new()),
             unstored: Mutex::new(0),
             cluster: OnceLock::new(),
+            notify: OnceLock::new(),
         });
         hub.enforce_retention();
         Ok(hub)
@@ -96,8 +99,19 @@ impl EventHub {
         self.cluster.get().map(|(n, _)| n.as_str())
     }
 
-    /// Tells the cluster (if any) that event `id` changed (to `event`, if given).
+    /// Every change to an event this node owns goes to `sink` too (the notifier): other nodes'
+    /// events, which come in through `receive`, do not (each event is notified once, by its
+    /// owner). The sink runs on the thread that made the change, with no lock of the hub held.
+    pub fn notify_to(&self, sink: EventSink) {
+        let _ = self.notify.set(sink);
+    }
+
+    /// Tells the cluster (if any) and the notifier (if any) that event `id` changed (to `event`,
+    /// if given).
     pub fn changed(&self, id: i64, change: EventChange, event: Option<&Event>) {
+        if let Some(sink) = self.notify.get() {
+            sink(id, change, event.cloned());
+        }
         if let Some((_, sink)) = self.cluster.get() {
             sink(id, change, event.cloned());
         }
@@ -302,7 +316,9 @@ pub(super) fn clip_done(hub: &EventHub, id: i64, rel: String, path: &Path, resul
         }
         Err(e) => {
             log::warn!("event {id}: no clip: {e}");
-            match hub.store().set_clip_failed(id, &e) {
+            // The store's guard must be gone before `changed`: a sink may read the store.
+            let failed = hub.store().set_clip_failed(id, &e);
+            match failed {
                 Ok(()) => hub.changed(id, EventChange::Clip, None),
                 Err(stored) => log::warn!("event {id}: {stored}"),
             }

@@ -858,3 +858,57 @@ fn wait_for_jetstream_leader(monitor_ports: &[u16]) {
         }
     }
 }
+
+#[actix_web::test]
+async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it() {
+    let Some(nats_bin) = nats_server() else { return };
+    let s = Scratch::new("cluster-notify");
+    let nats_dir = s.path("nats");
+    std::fs::create_dir_all(&nats_dir).unwrap();
+    let nats = Nats::start(&nats_bin, &nats_dir);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = listener.local_addr().unwrap().port();
+    let inbox = crate::notify::Inbox::default();
+    let receiver = crate::notify::start_receiver(listener, inbox.clone());
+    // A person falls every 8.8 s: the video loops, AI on. Both nodes send falls to one receiver.
+    let video = s.path("fall.mp4");
+    crate::events::write_fall_video_lying(&video, 4.0, false);
+    let ward = haven::settings::CameraConfig { ai_enabled: true, loop_video: true, ..camera("ward", &video) };
+    let with_hook = |doc: &mut toml_edit::DocumentMut| {
+        doc["model"]["enabled"] = toml_edit::value(true);
+        doc["events"]["post_roll_secs"] = toml_edit::value(1.0);
+        let mut hook = toml_edit::Table::new();
+        hook["name"] = toml_edit::value("pager");
+        hook["url"] = toml_edit::value(format!("http://127.0.0.1:{hook_port}/hook"));
+        let mut hooks = toml_edit::ArrayOfTables::new();
+        hooks.push(hook);
+        doc["notify"]["webhooks"] = toml_edit::Item::ArrayOfTables(hooks);
+    };
+    let a = Node::start("a", node_settings_doc(&s, "a", &[nats.port], &[ward], with_hook));
+    let b = Node::start("b", node_settings_doc(&s, "b", &[nats.port], &[], with_hook));
+    settled(&[&a, &b], &["ward".to_string()], &["a", "b"], Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let first_done = |bodies: &[Value]| {
+        let first = bodies.iter().find(|n| n["type"] == "new").map(|n| n["after"]["id"].clone());
+        first.is_some_and(|id| bodies.iter().any(|n| n["after"]["id"] == id && n["type"] == "end"))
+    };
+    while !first_done(&inbox.bodies()) {
+        assert!(Instant::now() < deadline, "no fall notified start to end: {:?}", inbox.bodies().iter().map(|n| n["type"].clone()).collect::<Vec<_>>());
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let bodies = inbox.bodies();
+    let mut seen = HashSet::new();
+    for n in &bodies {
+        assert!(seen.insert(n.to_string()), "notified twice: {} of event {}", n["type"], n["after"]["id"]);
+    }
+    let id = bodies.iter().find(|n| n["type"] == "new").unwrap()["after"]["id"].clone();
+    let types: Vec<&str> = bodies.iter().filter(|n| n["after"]["id"] == id).map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!((types.iter().filter(|t| **t == "new").count(), types.iter().filter(|t| **t == "end").count()), (1, 1), "{types:?}");
+    let delivered = |v: &Value| v["targets"][0]["delivered"].as_u64().unwrap();
+    let (na, nb) = (delivered(&get_json(&a.url("/api/notify")).await), delivered(&get_json(&b.url("/api/notify")).await));
+    assert!(na == 0 || nb == 0, "only the owner notifies: a {na}, b {nb}");
+    receiver.stop(false).await;
+    drop(nats);
+}
+

@@ -11,6 +11,7 @@ mod live_view;
 mod manage;
 mod media;
 mod models;
+mod notify;
 mod pose;
 mod process;
 mod rtsp;

@@ -55,6 +55,7 @@ const MIGRATIONS: &[Migration] = &[
     // Versioned from here on: no HAVEN before versions had these columns.
     Migration { what: "acknowledgement and long lie", sql: ACK_AND_LONG_LIE, adds_column: None },
     Migration { what: "the zones an event started in (JSON)", sql: "ALTER TABLE events ADD COLUMN zones TEXT", adds_column: None },
+    Migration { what: "the notifications' outbox", sql: OUTBOX, adds_column: None },
 ];
 
 /// Who acknowledged an event, when and with what note (`POST /api/events/{id}/ack`), and whether a
@@ -65,6 +66,23 @@ ALTER TABLE events ADD COLUMN acknowledged_by TEXT;
 ALTER TABLE events ADD COLUMN ack_note TEXT;
 ALTER TABLE events ADD COLUMN long_lie INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN long_lie_at REAL;
+";
+
+/// The notifications not yet delivered (`crate::notify`): one row per notification and target,
+/// sent oldest first per target, deleted once delivered or given up.
+const OUTBOX: &str = "
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    change_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX outbox_target ON outbox (target, id);
 ";
 
 /// The version this build writes.
@@ -215,7 +233,8 @@ mod tests {
         assert_eq!(version(&Connection::open(&path).unwrap()).unwrap(), (7, false), "recognised by its columns");
         let (before, rows) = schema_and_rows(&path);
         EventStore::open(&path).unwrap();
-        let (after, rows_after) = schema_and_rows(&path);
+        let (mut after, rows_after) = schema_and_rows(&path);
+        after.retain(|sql| !sql.contains("outbox"));
         assert_eq!((user_version(&path), rows_after), (LATEST, rows));
         // The table gained the later columns; nothing else changed.
         assert_eq!(after.len(), before.len());
