@@ -31,6 +31,8 @@ pub struct AppState {
     pub api: ApiSettings,
     /// `Some` on a node of a cluster (`[cluster]`).
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    /// `Some` with `[mqtt] url` set.
+    pub mqtt: Option<std::sync::Arc<crate::mqtt::MqttLink>>,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -194,6 +196,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))
             .service(resource("/overlay").route(get().to(overlay::get)).default_service(allow("GET")))
             .service(resource("/cluster").route(get().to(cameras::cluster)).default_service(allow("GET")))
+            .service(resource("/mqtt").route(get().to(metrics::mqtt)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
             .service(resource("/events/{id}/snapshot.jpg").route(get().to(events::snapshot)).default_service(allow("GET")))

@@ -31,6 +31,8 @@ pub struct EventHub {
     unstored: Mutex<i64>,
     /// On a cluster node: its name and where changes go (`join_cluster`).
     cluster: OnceLock<(String, EventSink)>,
+    /// Others told of every change to an event this node owns (MQTT; `watch`).
+    watchers: Mutex<Vec<EventSink>>,
 }
 
 impl EventHub {
@@ -48,6 +50,7 @@ impl EventHub {
             active: Mutex::new(BTreeMap::new()),
             unstored: Mutex::new(0),
             cluster: OnceLock::new(),
+            watchers: Mutex::new(Vec::new()),
         });
         hub.enforce_retention();
         Ok(hub)
@@ -96,9 +99,18 @@ impl EventHub {
         self.cluster.get().map(|(n, _)| n.as_str())
     }
 
-    /// Tells the cluster (if any) that event `id` changed (to `event`, if given).
+    /// `sink` is told of every change to a stored event this node owns, as the cluster is (it must
+    /// not block: it runs on camera and clip threads).
+    pub fn watch(&self, sink: EventSink) {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(sink);
+    }
+
+    /// Tells the cluster (if any) and the watchers that event `id` changed (to `event`, if given).
     pub fn changed(&self, id: i64, change: EventChange, event: Option<&Event>) {
         if let Some((_, sink)) = self.cluster.get() {
+            sink(id, change, event.cloned());
+        }
+        for sink in self.watchers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             sink(id, change, event.cloned());
         }
     }

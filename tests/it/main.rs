@@ -10,6 +10,7 @@ mod live_view;
 mod manage;
 mod media;
 mod models;
+mod mqtt;
 mod pose;
 mod process;
 mod rtsp;
