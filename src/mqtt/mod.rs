@@ -155,7 +155,9 @@ impl MqttLink {
         if queue.waiting.len() + queue.unacked.len() >= QUEUE_LIMIT {
             queue.waiting.pop_front();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            log::warn!("mqtt: {QUEUE_LIMIT} event changes wait for the broker; the oldest is dropped ({dropped} so far)");
+            if dropped == 1 || dropped % 1000 == 0 {
+                log::warn!("mqtt: {QUEUE_LIMIT} event changes wait for the broker; the oldest is dropped ({dropped} so far)");
+            }
         }
         queue.waiting.push_back(Outgoing { topic: self.topics.events(), payload });
         drop(queue);
@@ -199,3 +201,31 @@ impl MqttLink {
 }
 
 pub use run::start;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_change_and_counts_it() {
+        let settings = MqttSettings { url: "mqtt://127.0.0.1:1".into(), ..MqttSettings::default() };
+        let (link, _eventloop) = MqttLink::new(&settings).unwrap();
+        for n in 0..=QUEUE_LIMIT {
+            link.publish_event_change(&EventMessage { kind: "new", before: None, after: serde_json::json!({ "id": n }) });
+        }
+        let view = link.view();
+        assert_eq!((view.queued, view.dropped, view.connected), (QUEUE_LIMIT as u64, 1, false));
+        let first: Value = serde_json::from_slice(&link.queue().waiting[0].payload).unwrap();
+        assert_eq!(first, serde_json::json!({ "type": "new", "before": null, "after": { "id": 1 } }));
+    }
+
+    #[test]
+    fn a_snooze_lasts_its_minutes_and_zero_ends_it() {
+        let snoozes = Snoozes::default();
+        snoozes.set("door", 15.0, 1000.0);
+        assert_eq!(snoozes.until("door", 1000.0), Some(1900.0));
+        assert_eq!(snoozes.until("door", 1900.0), None);
+        snoozes.set("door", 0.0, 1000.0);
+        assert_eq!(snoozes.until("door", 1000.0), None);
+    }
+}

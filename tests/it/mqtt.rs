@@ -41,11 +41,13 @@ fn free_port() -> u16 {
 /// `mosquitto_passwd -b`); killed on drop.
 struct Broker {
     child: Child,
+    passwords: PathBuf,
 }
 
 impl Broker {
     fn start(bin: &Path, dir: &Path, port: u16, user: Option<(&str, &str)>) -> Self {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
+        let passwords = dir.join(format!("passwd-{port}"));
         let mut text = format!("listener {port} 127.0.0.1\npersistence false\n");
         if std::env::var("USER").as_deref() == Ok("root") || Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
             text += "user root\n"; // else mosquitto drops to a user that cannot read the scratch files
@@ -53,10 +55,9 @@ impl Broker {
         match user {
             None => text += "allow_anonymous true\n",
             Some((name, password)) => {
-                let file = dir.join(format!("passwd-{port}"));
-                let made = Command::new("mosquitto_passwd").arg("-c").arg("-b").arg(&file).args([name, password]).status().expect("mosquitto_passwd runs");
+                let made = Command::new("mosquitto_passwd").arg("-c").arg("-b").arg(&passwords).args([name, password]).status().expect("mosquitto_passwd runs");
                 assert!(made.success(), "mosquitto_passwd failed");
-                text += &format!("allow_anonymous false\npassword_file {}\n", file.display());
+                text += &format!("allow_anonymous false\npassword_file {}\n", passwords.display());
             }
         }
         std::fs::write(&conf, text).unwrap();
@@ -66,7 +67,14 @@ impl Broker {
             assert!(Instant::now() < deadline, "mosquitto did not listen on {port} within 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Broker { child }
+        Broker { child, passwords }
+    }
+
+    /// Lets another user in: into the password file, which mosquitto reads again on SIGHUP.
+    fn add_user(&self, name: &str, password: &str) {
+        let added = Command::new("mosquitto_passwd").arg("-b").arg(&self.passwords).args([name, password]).status().expect("mosquitto_passwd runs");
+        assert!(added.success(), "mosquitto_passwd failed");
+        assert!(Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap().success());
     }
 }
 
@@ -133,20 +141,36 @@ impl Watcher {
 
     /// The first message (seen so far or to come) on `topic` for which `pred` holds.
     async fn expect(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
+        match self.find(topic, timeout, pred).await {
+            Some(m) => m,
+            None => {
+                let on: Vec<String> = self.seen.iter().filter(|m| m.topic == topic).map(|m| m.text().chars().take(300).collect()).collect();
+                panic!("no such message on {topic} within {timeout:?}; seen there: {on:#?}")
+            }
+        }
+    }
+
+    async fn find(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
         let deadline = Instant::now() + timeout;
         let mut checked = 0;
         loop {
             if let Some(m) = self.seen[checked..].iter().find(|m| m.topic == topic && pred(m)) {
-                return m.clone();
+                return Some(m.clone());
             }
             checked = self.seen.len();
-            let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| {
-                let on: Vec<String> = self.seen.iter().filter(|m| m.topic == topic).map(|m| m.text().chars().take(300).collect()).collect();
-                panic!("no such message on {topic} within {timeout:?}; seen there: {on:#?}")
-            });
+            let left = deadline.checked_duration_since(Instant::now())?;
             if let Ok(Some(m)) = tokio::time::timeout(left.min(SECOND), self.rx.recv()).await {
                 self.seen.push(m);
             }
+        }
+    }
+
+    /// Returns once the watcher's subscription works: it hears its own probe.
+    async fn subscribed(&mut self) {
+        let deadline = Instant::now() + 30 * SECOND;
+        while self.find("probe", Duration::from_millis(500), |_| true).await.is_none() {
+            assert!(Instant::now() < deadline, "the watcher did not hear its own probe within 30 s");
+            self.send("probe", "1").await;
         }
     }
 
@@ -187,6 +211,7 @@ async fn home_assistant_sees_haven_its_cameras_states_and_events_and_switches_ai
     let port = free_port();
     let _broker = Broker::start(&bin, &s.0, port, None);
     let mut watcher = Watcher::connect(port, None);
+    watcher.subscribed().await;
     let mut settings = settings(cameras(&s));
     settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
     let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
@@ -234,6 +259,45 @@ async fn home_assistant_sees_haven_its_cameras_states_and_events_and_switches_ai
     // A clean stop says so.
     server.stop().await;
     watcher.expect("haven/available", 30 * SECOND, |m| m.text() == "offline").await;
+}
+
+#[actix_web::test]
+async fn event_changes_while_the_broker_refuses_haven_wait_and_go_out_once_it_lets_haven_in() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-queue");
+    let port = free_port();
+    let broker = Broker::start(&bin, &s.0, port, Some(("ha", "ha-password")));
+    let mut watcher = Watcher::connect(port, Some(("ha", "ha-password")));
+    watcher.subscribed().await;
+    let password_file = s.path("haven-password");
+    std::fs::write(&password_file, "haven-password").unwrap();
+    let mut settings = settings(cameras(&s).into_iter().take(1).collect());
+    settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
+    settings.mqtt.username = "haven".into();
+    settings.mqtt.password_file = Some(password_file);
+    let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
+
+    // The person is seen while the broker refuses HAVEN: the change waits in HAVEN's queue.
+    let deadline = Instant::now() + 60 * SECOND;
+    let id = loop {
+        let (_, found) = server.get("/api/events?camera=lobby&kind=person_detected").await;
+        if let Some(id) = found["events"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no person_detected event within 60 s");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, link) = server.get("/api/mqtt").await;
+    assert!(link["connected"] == false && link["queued"].as_u64() >= Some(1), "{link}");
+
+    // Let in, HAVEN reconnects (with backoff) and sends it, in order, nothing dropped.
+    broker.add_user("haven", "haven-password");
+    watcher.expect("haven/available", 90 * SECOND, |m| m.text() == "online").await;
+    let new = watcher.expect("haven/events", 30 * SECOND, |m| m.json()["type"] == "new").await.json();
+    assert_eq!(new["after"]["id"], id, "the first change sent is the one that waited: {new}");
+    let (_, link) = server.get("/api/mqtt").await;
+    assert_eq!((link["connected"].as_bool(), link["dropped"].as_u64()), (Some(true), Some(0)), "{link}");
+    server.stop().await;
 }
 
 /// The shipped settings (three demo cameras, AI off) with `[mqtt]` from the environment.
