@@ -133,6 +133,9 @@ impl Application {
         // Before the cameras: their first events go out too.
         let mqtt = mqtt::start(&settings.mqtt, hub.clone(), events.clone())?;
         let cluster = start_cameras(&settings, &hub, &events).await?;
+        if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
+            mqtt.join_cluster(cluster.clone());
+        }
         let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), mqtt: mqtt.clone() };
         let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {

@@ -111,6 +111,8 @@ pub struct MqttLink {
     published: AtomicU64,
     dropped: AtomicU64,
     pub snoozes: Arc<Snoozes>,
+    /// On a cluster node: commands change the inventory, as the API's PATCH does there.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl MqttLink {
@@ -139,6 +141,7 @@ impl MqttLink {
             published: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             snoozes: Arc::default(),
+            cluster: std::sync::OnceLock::new(),
         });
         Ok((link, events))
     }
@@ -162,6 +165,11 @@ impl MqttLink {
         queue.waiting.push_back(Outgoing { topic: self.topics.events(), payload });
         drop(queue);
         self.wake.notify_one();
+    }
+
+    /// A cluster node: the owner of a camera carries out its commands, through the inventory.
+    pub fn join_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     pub fn connected(&self) -> bool {
@@ -191,9 +199,15 @@ impl MqttLink {
         if !self.connected() {
             return;
         }
+        // The publisher takes the cameras' last changes first; the broker acknowledges them.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let flushed_by = tokio::time::Instant::now() + timeout / 2;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.view().queued > 0 && self.connected() && tokio::time::Instant::now() < flushed_by {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = self.client.try_publish(self.topics.available(), QoS::AtLeastOnce, true, "offline");
         let _ = self.client.try_disconnect();
-        let deadline = tokio::time::Instant::now() + timeout;
         while self.connected() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 
 use super::topics::{on_off, parse_on_off, ENTITIES};
 use super::{EventMessage, MqttError, MqttLink, MqttSettings};
-use crate::camera::{CameraPatch, CameraStatusView};
+use crate::camera::{CameraPatch, CameraState, CameraStatusView};
 use crate::events::{Event, EventChange, EventHub, EventKind};
-use crate::hub::{Statuses, StreamHub, Update};
+use crate::hub::{GetStatus, Statuses, StreamHub, Update};
 
 /// Reconnection waits: from the first, doubled up to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
@@ -226,7 +226,7 @@ impl Publisher {
     /// Every camera's discovery configs (new cameras, or all after a reconnection), their removal
     /// for cameras gone, and each camera's retained states where they changed.
     async fn refresh(&mut self) {
-        if !self.link.connected() {
+        if !self.link.connected() || self.link.stopping.load(Ordering::Relaxed) {
             return;
         }
         let Ok(statuses) = self.hub.send(Statuses).await else { return };
@@ -234,11 +234,15 @@ impl Publisher {
         for gone in self.known.difference(&current).cloned().collect::<Vec<_>>() {
             self.forget(&gone);
         }
+        // A cluster node speaks for the cameras it runs; the others' states come from their owners.
+        let in_cluster = self.events.node().is_some();
         for status in &statuses {
             if self.rediscover || !self.known.contains(&status.camera_id) {
                 self.discover(&status.camera_id);
             }
-            self.publish_states(status);
+            if !(in_cluster && status.state == CameraState::Stopped) {
+                self.publish_states(status);
+            }
         }
         self.known = current;
         self.rediscover = false;
@@ -298,20 +302,10 @@ impl Publisher {
         let Some((camera, command)) = self.link.topics.command(topic) else { return };
         let text = String::from_utf8_lossy(payload);
         match command {
-            "ai" => {
-                let Some(on) = parse_on_off(&text) else {
-                    return log::warn!("mqtt: {topic}: {text:?} is not ON or OFF; ignored");
-                };
-                let patch = CameraPatch { ai_enabled: Some(on), ..CameraPatch::default() };
-                match self.hub.send(Update(camera.to_string(), patch)).await {
-                    Ok(Ok(status)) => {
-                        log::info!("mqtt: camera {camera}: AI {} (from {topic})", on_off(on));
-                        self.retain(self.link.topics.camera(camera, "ai"), on_off(status.ai_enabled).into());
-                    }
-                    Ok(Err(e)) => log::warn!("mqtt: {topic}: {e}"),
-                    Err(e) => log::warn!("mqtt: {topic}: the camera registry did not answer: {e}"),
-                }
-            }
+            "ai" => match parse_on_off(&text) {
+                Some(on) => self.set_ai(camera, on, topic).await,
+                None => log::warn!("mqtt: {topic}: {text:?} is not ON or OFF; ignored"),
+            },
             "snooze" => match text.trim().parse::<f64>() {
                 Ok(minutes) if minutes.is_finite() && self.known.contains(camera) => {
                     self.link.snoozes.set(camera, minutes, crate::events::now());
@@ -321,6 +315,41 @@ impl Publisher {
                 _ => log::warn!("mqtt: {topic}: {text:?} is not a number of minutes; ignored"),
             },
             _ => {}
+        }
+    }
+}
+
+impl Publisher {
+    /// `ai/set`: as PATCH `ai_enabled`. A single server through the camera registry (written back
+    /// to the settings file); a cluster node, owner of the camera, through the inventory.
+    async fn set_ai(&mut self, camera: &str, on: bool, topic: &str) {
+        let patch = CameraPatch { ai_enabled: Some(on), ..CameraPatch::default() };
+        let done = match self.link.cluster.get() {
+            None => match self.hub.send(Update(camera.to_string(), patch)).await {
+                Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the camera registry did not answer: {e}")),
+            },
+            Some(cluster) => {
+                let owned = self.hub.send(GetStatus(camera.to_string())).await.ok().and_then(Result::ok).is_some_and(|s| s.state != CameraState::Stopped);
+                if !owned {
+                    return log::debug!("mqtt: {topic}: left to the node that runs {camera}");
+                }
+                let changed = cluster.update_camera(camera, |config| {
+                    patch.apply(config);
+                    config.validate().map_err(|e| e.to_string())
+                });
+                match changed.await {
+                    Ok(_) => cluster.sync().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        match done {
+            Ok(()) => {
+                log::info!("mqtt: camera {camera}: AI {} (from {topic})", on_off(on));
+                self.retain(self.link.topics.camera(camera, "ai"), on_off(on).into());
+            }
+            Err(e) => log::warn!("mqtt: {topic}: {e}"),
         }
     }
 }
