@@ -206,7 +206,7 @@ impl MqttLink {
         while self.view().queued > 0 && self.connected() && tokio::time::Instant::now() < flushed_by {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = self.client.try_publish(self.topics.available(), QoS::AtLeastOnce, true, "offline");
+        let _ = self.client.try_publish(self.topics.available(), QoS::AtMostOnce, true, "offline");
         let _ = self.client.try_disconnect();
         while self.connected() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -100,6 +100,8 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
 }
 
 /// Publishes what HAVEN has to say, and carries out commands. Runs on the actix system thread.
+/// Only event changes go at QoS 1: each acknowledgement the broker sends is then one of theirs, in
+/// order (what `drive` counts on to know which were delivered).
 struct Publisher {
     link: Arc<MqttLink>,
     hub: Addr<StreamHub>,
@@ -140,7 +142,7 @@ impl Publisher {
     /// discovery config and retained state again.
     async fn connected(&mut self) {
         let client = &self.link.client;
-        let _ = client.try_publish(self.link.topics.available(), QoS::AtLeastOnce, true, "online");
+        let _ = client.try_publish(self.link.topics.available(), QoS::AtMostOnce, true, "online");
         for topic in self.link.topics.commands() {
             let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
         }
@@ -269,7 +271,7 @@ impl Publisher {
         }
         for topic in gone {
             self.retained.remove(&topic);
-            let _ = self.link.client.try_publish(topic, QoS::AtLeastOnce, true, Vec::new());
+            let _ = self.link.client.try_publish(topic, QoS::AtMostOnce, true, Vec::new());
         }
         log::info!("mqtt: camera {camera} removed: its topics and discovery configs cleared");
     }
