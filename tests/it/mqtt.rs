@@ -165,6 +165,12 @@ impl Watcher {
         }
     }
 
+    /// Forgets every message seen or received so far.
+    fn forget(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+        self.seen.clear();
+    }
+
     /// Returns once the watcher's subscription works: it hears its own probe.
     async fn subscribed(&mut self) {
         let deadline = Instant::now() + 30 * SECOND;
@@ -310,7 +316,7 @@ fn start_haven(s: &Scratch, port: u16, extra: &[(&str, &str)]) -> Running {
 }
 
 #[actix_web::test]
-async fn a_broker_started_late_with_a_password_gets_everything_and_the_last_will_on_kill_9() {
+async fn a_broker_started_late_or_restarted_gets_everything_again_and_the_last_will_on_kill_9() {
     let Some(bin) = mosquitto() else { return };
     let s = Scratch::new("mqtt-late");
     let port = free_port();
@@ -329,7 +335,7 @@ async fn a_broker_started_late_with_a_password_gets_everything_and_the_last_will
     assert_eq!(link["connected"], false, "{link}");
 
     // The broker comes: HAVEN connects and publishes availability, discovery and states.
-    let _broker = Broker::start(&bin, &s.0, port, Some(("haven", secret)));
+    let broker = Broker::start(&bin, &s.0, port, Some(("haven", secret)));
     let mut watcher = Watcher::connect(port, Some(("haven", secret)));
     watcher.expect("haven/available", 60 * SECOND, |m| m.text() == "online").await;
     expect_discovery(&mut watcher, "cam1").await;
@@ -342,6 +348,14 @@ async fn a_broker_started_late_with_a_password_gets_everything_and_the_last_will
     for shown in [get("/api/mqtt").await, get("/metrics").await, haven.log_so_far(Duration::from_millis(300))] {
         assert!(!shown.contains(secret), "the password leaked: {shown}");
     }
+
+    // The broker restarts, every retained message lost: HAVEN reconnects and publishes them again.
+    drop(broker);
+    watcher.forget();
+    let _broker = Broker::start(&bin, &s.0, port, Some(("haven", secret)));
+    watcher.expect("haven/available", 60 * SECOND, |m| m.text() == "online").await;
+    expect_discovery(&mut watcher, "cam2").await;
+    watcher.expect("haven/cam2/status", 30 * SECOND, |m| m.json()["camera_id"] == "cam2").await;
 
     // Killed with -9: the broker publishes the last will.
     haven.child.kill().unwrap();
