@@ -158,7 +158,7 @@ impl MqttLink {
         if queue.waiting.len() + queue.unacked.len() >= QUEUE_LIMIT {
             queue.waiting.pop_front();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped == 1 || dropped % 1000 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(1000) {
                 log::warn!("mqtt: {QUEUE_LIMIT} event changes wait for the broker; the oldest is dropped ({dropped} so far)");
             }
         }

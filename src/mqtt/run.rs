@@ -80,12 +80,7 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
                     break;
                 }
                 let was = link.connected.swap(false, Ordering::Relaxed);
-                let mut queue = link.queue();
-                while let Some(sent) = queue.unacked.pop_back() {
-                    queue.waiting.push_front(sent);
-                }
-                let waiting = queue.waiting.len();
-                drop(queue);
+                let waiting = requeue_unacked(&link);
                 match was {
                     true => log::warn!("mqtt: lost the broker {shown}: {e}; reconnecting ({waiting} event changes wait)"),
                     false if backoff == BACKOFF.0 => log::warn!("mqtt: cannot reach the broker {shown}: {e}; retrying with backoff"),
@@ -97,6 +92,16 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
         }
     }
     link.connected.store(false, Ordering::Relaxed);
+}
+
+/// The connection dropped: what the broker had not acknowledged goes back in front of the queue
+/// (the next session forgets it). Returns how many changes wait.
+fn requeue_unacked(link: &MqttLink) -> usize {
+    let mut queue = link.queue();
+    while let Some(sent) = queue.unacked.pop_back() {
+        queue.waiting.push_front(sent);
+    }
+    queue.waiting.len()
 }
 
 /// Publishes what HAVEN has to say, and carries out commands. Runs on the actix system thread.
