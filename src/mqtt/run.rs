@@ -195,7 +195,9 @@ impl Publisher {
                 Err(e) => return log::warn!("mqtt: event {id}: cannot read it: {e}"),
             },
         };
-        let after = serde_json::to_value(&event).unwrap_or(Value::Null);
+        // Through its text, as the API writes it: `to_value` would widen its f32s (0.85904461145401
+        // where the API says 0.8590446).
+        let after: Value = serde_json::to_vec(&event).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or(Value::Null);
         let kind = match change {
             EventChange::Start => "new",
             EventChange::End => "end",

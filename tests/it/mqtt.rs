@@ -12,7 +12,7 @@ use rumqttc::{AsyncClient, Event as Net, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::events::{person_at, write_video};
+use crate::events::{person_at, write_fall_video_lying, write_video};
 use crate::pose::pose_engine;
 use crate::support::*;
 
@@ -141,8 +141,13 @@ impl Watcher {
 
     /// The first message (seen so far or to come) on `topic` for which `pred` holds.
     async fn expect(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
-        match self.find(topic, timeout, pred).await {
-            Some(m) => m,
+        self.expect_from(0, topic, timeout, pred).await.1
+    }
+
+    /// The first such message from the `from`th seen on, with its place.
+    async fn expect_from(&mut self, from: usize, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> (usize, Msg) {
+        match self.find(from, topic, timeout, pred).await {
+            Some(at) => (at, self.seen[at].clone()),
             None => {
                 let on: Vec<String> = self.seen.iter().filter(|m| m.topic == topic).map(|m| m.text().chars().take(300).collect()).collect();
                 panic!("no such message on {topic} within {timeout:?}; seen there: {on:#?}")
@@ -150,14 +155,14 @@ impl Watcher {
         }
     }
 
-    async fn find(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Option<Msg> {
+    async fn find(&mut self, from: usize, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Option<usize> {
         let deadline = Instant::now() + timeout;
-        let mut checked = 0;
+        let mut checked = from;
         loop {
-            if let Some(m) = self.seen[checked..].iter().find(|m| m.topic == topic && pred(m)) {
-                return Some(m.clone());
+            if let Some(i) = self.seen.iter().skip(checked).position(|m| m.topic == topic && pred(m)) {
+                return Some(checked + i);
             }
-            checked = self.seen.len();
+            checked = checked.max(self.seen.len());
             let left = deadline.checked_duration_since(Instant::now())?;
             if let Ok(Some(m)) = tokio::time::timeout(left.min(SECOND), self.rx.recv()).await {
                 self.seen.push(m);
@@ -174,7 +179,7 @@ impl Watcher {
     /// Returns once the watcher's subscription works: it hears its own probe.
     async fn subscribed(&mut self) {
         let deadline = Instant::now() + 30 * SECOND;
-        while self.find("probe", Duration::from_millis(500), |_| true).await.is_none() {
+        while self.find(0, "probe", Duration::from_millis(500), |_| true).await.is_none() {
             assert!(Instant::now() < deadline, "the watcher did not hear its own probe within 30 s");
             self.send("probe", "1").await;
         }
@@ -303,6 +308,42 @@ async fn event_changes_while_the_broker_refuses_haven_wait_and_go_out_once_it_le
     assert_eq!(new["after"]["id"], id, "the first change sent is the one that waited: {new}");
     let (_, link) = server.get("/api/mqtt").await;
     assert_eq!((link["connected"].as_bool(), link["dropped"].as_u64()), (Some(true), Some(0)), "{link}");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_fall_turns_its_sensor_on_then_off_and_each_of_its_changes_follows_the_last() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-fall");
+    let port = free_port();
+    let _broker = Broker::start(&bin, &s.0, port, None);
+    let mut watcher = Watcher::connect(port, None);
+    watcher.subscribed().await;
+    let video = s.path("fall.mp4");
+    write_fall_video_lying(&video, 4.0, false);
+    let mut ward = camera("ward", &video);
+    ward.ai_enabled = true;
+    ward.loop_video = false;
+    let mut settings = settings(vec![ward]);
+    settings.events.pre_roll_secs = 2.0;
+    settings.events.post_roll_secs = 1.0;
+    settings.mqtt.url = format!("mqtt://127.0.0.1:{port}");
+    let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
+
+    let (on, _) = watcher.expect_from(0, "haven/ward/fall", 90 * SECOND, |m| m.text() == "ON").await;
+    watcher.expect_from(on + 1, "haven/ward/fall", 60 * SECOND, |m| m.text() == "OFF").await;
+    // The fall: new, then updates (snapshot, clip) and its end, each `before` the previous `after`.
+    let is_fall = |m: &Msg| m.json()["after"]["kind"] == "fall";
+    watcher.expect("haven/events", 60 * SECOND, |m| is_fall(m) && m.json()["after"]["clip_status"] == "ready").await;
+    let changes: Vec<Value> = watcher.seen.iter().filter(|m| m.topic == "haven/events" && is_fall(m)).map(Msg::json).collect();
+    let types: Vec<&str> = changes.iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!((types[0], types.contains(&"end")), ("new", true), "{changes:#?}");
+    assert!(changes[0]["before"].is_null(), "{changes:#?}");
+    for pair in changes.windows(2) {
+        assert_eq!(pair[1]["before"], pair[0]["after"], "{changes:#?}");
+    }
+    let (_, stored) = server.get(&format!("/api/events/{}", changes[0]["after"]["id"])).await;
+    assert_eq!(changes.last().unwrap()["after"], stored, "the last change is the event as the API gives it");
     server.stop().await;
 }
 
