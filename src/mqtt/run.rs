@@ -198,14 +198,22 @@ impl Publisher {
         // Through its text, as the API writes it: `to_value` would widen its f32s (0.85904461145401
         // where the API says 0.8590446).
         let after: Value = serde_json::to_vec(&event).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or(Value::Null);
+        // The snapshot is written on another thread and may be told before the start: the first
+        // change of an active event is its `new` (with the store's fresher copy), and a start told
+        // after it adds nothing.
+        let known = self.before.contains_key(&id);
         let kind = match change {
-            EventChange::Start => "new",
+            EventChange::Start if known => "",
             EventChange::End => "end",
+            _ if !known && event.ended_at.is_none() => "new",
+            EventChange::Start => "new",
             EventChange::Snapshot | EventChange::Clip => "update",
         };
-        let before = if kind == "new" { None } else { self.before.get(&id).cloned() };
-        self.link.publish_event_change(&EventMessage { kind, before, after: after.clone() });
-        self.before.insert(id, after);
+        if !kind.is_empty() {
+            let before = if kind == "new" { None } else { self.before.get(&id).cloned() };
+            self.link.publish_event_change(&EventMessage { kind, before, after: after.clone() });
+            self.before.insert(id, after);
+        }
         while self.before.len() > REMEMBERED {
             self.before.pop_first();
         }
