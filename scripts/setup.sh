@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for HAVEN; safe to run again (every step is skipped when done).
-#  1. system packages the opencv crate and the demo need (and nats-server, for the cluster tests)
+#  1. system packages the opencv crate and the demo need (and nats-server, for the cluster tests;
+#     mosquitto, for the MQTT tests, which start their own on a free port)
 #  2. the demo videos data/1.mp4 data/2.mp4 data/3.mp4 (OpenCV's pedestrian clip from Debian's opencv-doc)
 #     and data/still.mp4 (one frame of it held for 20 s: a scene where nothing moves)
 #  3. the pose weights (scripts/fetch-weights.sh)
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-packages=(libopencv-dev clang libclang-dev ffmpeg unzip python3 python3-pip pkg-config nats-server
+packages=(libopencv-dev clang libclang-dev ffmpeg unzip python3 python3-pip pkg-config nats-server mosquitto
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 missing=()
 for p in "${packages[@]}"; do
@@ -20,6 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The tests start their own mosquitto on a free port; the system service Debian starts with the
+  # package would hold 1883 for nothing, so one installed here is stopped and not started at boot.
+  if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
 fi
 
 mkdir -p data

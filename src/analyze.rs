@@ -115,19 +115,7 @@ impl Analyzer {
         config.source = path.clone();
         config.source_type = SourceType::VideoFile;
         config.loop_video = false;
-        // A clear error before anything starts: missing, unreadable, or not a video.
-        if !video.exists() {
-            return Err(input("no such file".into()));
-        }
-        if let Err(e) = std::fs::File::open(video) {
-            return Err(input(e.to_string()));
-        }
-        let mut probe = VideoSource::open(&config, &self.settings.capture).map_err(|e| input(source_message(&e)))?;
-        let mut first = Mat::default();
-        if !probe.read(&mut first).unwrap_or(false) {
-            return Err(input("not a video: no frame could be decoded".into()));
-        }
-        drop(probe);
+        probe(video, &config, &self.settings.capture).map_err(input)?;
 
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("haven-analyze-{}-{n}", std::process::id()));
@@ -157,38 +145,63 @@ impl Analyzer {
             return Err(input(message));
         }
 
-        let stored = hub
-            .store()
-            .list(&EventFilter { limit: Some(usize::MAX >> 1), ..EventFilter::default() })
-            .map_err(|e| AnalyzeError::Store(e.to_string()))?;
-        let secs = |t: f64| ((t - SIM_EPOCH) * 1000.0).round() / 1000.0;
-        let mut events: Vec<AnalyzedEvent> = stored
-            .into_iter()
-            .map(|e| AnalyzedEvent {
-                kind: e.kind.as_str().to_string(),
-                track_id: e.track_id,
-                start_s: secs(e.started_at),
-                raised_s: secs(e.raised_at.unwrap_or(e.started_at)),
-                end_s: e.ended_at.map(secs),
-                score: (e.score * 1000.0).round() / 1000.0,
-                long_lie: e.long_lie,
-                long_lie_s: e.long_lie_at.map(secs),
-                model: e.model,
-                class: e.class,
-                reason: e.reason,
-                zones: e.zones,
-            })
-            .collect();
-        events.sort_by(|a, b| a.raised_s.total_cmp(&b.raised_s).then(a.kind.cmp(&b.kind)));
+        let events = analysed_events(&hub)?;
         let status = &ctx.status;
         Ok(FileReport {
             file: path,
-            duration_s: secs(clock.wall()),
+            duration_s: sim_secs(clock.wall()),
             frames: status.frames_processed.load(Ordering::Relaxed),
             looks: status.model_stats().into_iter().map(|(name, s)| (name, s.inferences)).collect(),
             events,
         })
     }
+}
+
+/// A clear error before anything starts: missing, unreadable, or not a video.
+fn probe(video: &Path, config: &CameraConfig, capture: &crate::camera::config::CaptureSettings) -> Result<(), String> {
+    if !video.exists() {
+        return Err("no such file".into());
+    }
+    std::fs::File::open(video).map_err(|e| e.to_string())?;
+    let mut probe = VideoSource::open(config, capture).map_err(|e| source_message(&e))?;
+    let mut first = Mat::default();
+    match probe.read(&mut first).unwrap_or(false) {
+        true => Ok(()),
+        false => Err("not a video: no frame could be decoded".into()),
+    }
+}
+
+/// Seconds of the video: a simulated wall time less the clock's epoch, to the millisecond.
+fn sim_secs(t: f64) -> f64 {
+    ((t - SIM_EPOCH) * 1000.0).round() / 1000.0
+}
+
+/// The events the run left in its store, in the order they were raised.
+fn analysed_events(hub: &EventHub) -> Result<Vec<AnalyzedEvent>, AnalyzeError> {
+    let stored = hub
+        .store()
+        .list(&EventFilter { limit: Some(usize::MAX >> 1), ..EventFilter::default() })
+        .map_err(|e| AnalyzeError::Store(e.to_string()))?;
+    let secs = sim_secs;
+    let mut events: Vec<AnalyzedEvent> = stored
+        .into_iter()
+        .map(|e| AnalyzedEvent {
+            kind: e.kind.as_str().to_string(),
+            track_id: e.track_id,
+            start_s: secs(e.started_at),
+            raised_s: secs(e.raised_at.unwrap_or(e.started_at)),
+            end_s: e.ended_at.map(secs),
+            score: (e.score * 1000.0).round() / 1000.0,
+            long_lie: e.long_lie,
+            long_lie_s: e.long_lie_at.map(secs),
+            model: e.model,
+            class: e.class,
+            reason: e.reason,
+            zones: e.zones,
+        })
+        .collect();
+    events.sort_by(|a, b| a.raised_s.total_cmp(&b.raised_s).then(a.kind.cmp(&b.kind)));
+    Ok(events)
 }
 
 /// What a failed open says, without repeating the path (the caller's message names it).

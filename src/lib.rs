@@ -14,6 +14,7 @@ pub mod hub;
 pub mod inference;
 pub mod jpeg;
 pub mod memory;
+pub mod mqtt;
 pub mod notify;
 pub mod redact;
 pub mod reload;
@@ -64,6 +65,8 @@ fn limit_unsent_bytes(connection: &dyn std::any::Any, _: &mut actix_web::dev::Ex
 
 /// How long shutdown waits for camera threads to let go of their sources.
 const CAMERA_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the MQTT broker to take the last event changes and `offline`.
+const MQTT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -82,6 +85,8 @@ pub enum AppError {
     /// A camera names classes no loaded model has (`object_events`), or models the server lacks.
     #[error("{0}")]
     Models(String),
+    #[error("{0}")]
+    Mqtt(#[from] mqtt::MqttError),
 }
 
 /// Process-wide defaults OpenCV reads from the environment: quiet logs, RTSP over TCP (UDP loses
@@ -105,6 +110,7 @@ pub struct Application {
     hub: Addr<StreamHub>,
     settings_file: Option<PathBuf>,
     cluster: Option<Arc<Cluster>>,
+    mqtt: Option<Arc<mqtt::MqttLink>>,
 }
 
 impl Application {
@@ -130,14 +136,19 @@ impl Application {
         let settings_file = if settings.cluster.is_some() { None } else { settings.file.clone() };
         let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
+        // Before the cameras: their first events go out too.
+        let mqtt = mqtt::start(&settings.mqtt, hub.clone(), events.clone(), notifier.clone())?;
         let cluster = start_cameras(&settings, &hub, &events).await?;
-        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), notify: notifier };
+        if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
+            mqtt.join_cluster(cluster.clone());
+        }
+        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), mqtt: mqtt.clone(), notify: notifier };
         let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {
             Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),
             None => log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len()),
         }
-        Ok(Self { server, port, hub, settings_file, cluster })
+        Ok(Self { server, port, hub, settings_file, cluster, mqtt })
     }
 
     pub fn port(&self) -> u16 {
@@ -150,7 +161,7 @@ impl Application {
 
     /// A handle that stops the whole application as SIGTERM would.
     pub fn stopper(&self) -> Stopper {
-        Stopper { hub: self.hub.clone(), server: self.server.handle(), cluster: self.cluster.clone() }
+        Stopper { hub: self.hub.clone(), server: self.server.handle(), cluster: self.cluster.clone(), mqtt: self.mqtt.clone() }
     }
 
     /// Serves until SIGINT or SIGTERM, then stops cleanly. SIGHUP, or a change of the settings file
@@ -231,6 +242,7 @@ pub struct Stopper {
     hub: Addr<StreamHub>,
     server: ServerHandle,
     cluster: Option<Arc<Cluster>>,
+    mqtt: Option<Arc<mqtt::MqttLink>>,
 }
 
 impl Stopper {
@@ -240,6 +252,10 @@ impl Stopper {
         let _ = self.hub.send(StopAll { timeout: CAMERA_STOP_TIMEOUT }).await;
         if let Some(cluster) = &self.cluster {
             cluster.drain().await;
+        }
+        // The cameras' last event changes, then `offline` (retained) and a clean disconnect.
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.shutdown(MQTT_STOP_TIMEOUT).await;
         }
         // Give sessions a moment to flush their close frames.
         tokio::time::sleep(Duration::from_millis(100)).await;

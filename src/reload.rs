@@ -86,6 +86,7 @@ impl WatchedFile {
             ("models", json(&old.models), json(&new.models)),
             ("cluster", json(&old.cluster), json(&new.cluster)),
             ("notify", json(&old.notify), json(&new.notify)),
+            ("mqtt", json(&old.mqtt), json(&new.mqtt)),
         ] {
             needs_restart.extend(changed_keys(section, &before, &after));
         }
@@ -211,11 +212,12 @@ mod tests {
             .replacen("\ndetect_fps = 5\n", "\ndetect_fps = 2\n", 1)
             .replacen("\nfps_limit = 10", "\nfps_limit = 5", 1)
             .replacen("bind = \"127.0.0.1:8000\"", "bind = \"127.0.0.1:8001\"", 1)
-            .replacen("escalate_after_secs = 0", "escalate_after_secs = 60", 1);
+            .replacen("escalate_after_secs = 0", "escalate_after_secs = 60", 1)
+            .replacen("topic_prefix = \"haven\"", "topic_prefix = \"home\"", 1);
         std::fs::write(&path, edited).unwrap();
         let reloaded = file.reload().unwrap();
         assert_eq!(reloaded.applied, ["detection", "stream"]);
-        assert_eq!(reloaded.needs_restart, ["server.bind", "notify.escalate_after_secs"]);
+        assert_eq!(reloaded.needs_restart, ["server.bind", "notify.escalate_after_secs", "mqtt.topic_prefix"]);
         assert_eq!((live.detection.get().detect_fps, live.stream.get().fps_limit), (2.0, 5.0));
         assert!(live.detection.version() > detection && live.stream.version() > stream);
         assert_eq!(file.reload().unwrap().applied, Vec::<String>::new(), "the same file again changes nothing");

@@ -15,6 +15,7 @@ use crate::config::ConfigError;
 use crate::events::EventSettings;
 pub use crate::notify::{NotifySettings, WebhookSettings};
 pub use crate::inference::config::ModelSettings;
+pub use crate::mqtt::MqttSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -54,6 +55,9 @@ pub struct Settings {
     /// `[cluster]`: run as one node of a HAVEN cluster on NATS; without it, a single server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterSettings>,
+    /// `[mqtt]`: events and states to an MQTT broker, Home Assistant's way (off while `url` is empty).
+    #[serde(default)]
+    pub mqtt: MqttSettings,
     /// The file these settings came from (for messages); not part of the file itself.
     #[serde(skip)]
     pub origin: String,
@@ -151,6 +155,7 @@ impl Settings {
             cluster.validate()?;
         }
         self.api.validate()?;
+        self.mqtt.validate()?;
         self.check_cameras()
     }
 

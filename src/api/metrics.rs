@@ -133,6 +133,9 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         render_cluster(&mut out, &cluster.view());
     }
     render_notify(&mut out, &state.notify.targets());
+    if let Some(mqtt) = &state.mqtt {
+        render_mqtt(&mut out, &mqtt.view());
+    }
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
 
@@ -150,6 +153,23 @@ fn render_notify(out: &mut String, targets: &[crate::notify::TargetView]) {
             let _ = writeln!(out, "{name}{{target=\"{}\"}} {}", label(&t.name), value(t));
         }
     }
+}
+
+/// The MQTT link: connected, messages published, event changes dropped (never the credentials).
+fn render_mqtt(out: &mut String, v: &crate::mqtt::MqttView) {
+    for (name, kind, help, value) in [
+        ("haven_mqtt_connected", "gauge", "1 while HAVEN is connected to its MQTT broker.", v.connected as u8 as u64),
+        ("haven_mqtt_published_total", "counter", "MQTT messages handed to the broker (event changes once acknowledged).", v.published),
+        ("haven_mqtt_dropped_total", "counter", "Event changes dropped from the full queue while the MQTT broker was away.", v.dropped),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+}
+
+/// `GET /api/mqtt`: the broker link (its URL with credentials masked), or `enabled: false`.
+pub async fn mqtt(state: web::Data<AppState>) -> HttpResponse {
+    let view = state.mqtt.as_ref().map_or_else(crate::mqtt::MqttLink::off_view, |m| m.view());
+    HttpResponse::Ok().json(view)
 }
 
 /// A cluster node's health: its NATS connection, its leases, its relays.

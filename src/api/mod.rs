@@ -35,6 +35,8 @@ pub struct AppState {
     pub cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Where event changes are notified (`GET /api/notify`, snoozes).
     pub notify: std::sync::Arc<crate::notify::Notifier>,
+    /// `Some` with `[mqtt] url` set.
+    pub mqtt: Option<std::sync::Arc<crate::mqtt::MqttLink>>,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -200,6 +202,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/engine").route(get().to(cameras::engine)).default_service(allow("GET")))
             .service(resource("/overlay").route(get().to(overlay::get)).default_service(allow("GET")))
             .service(resource("/cluster").route(get().to(cameras::cluster)).default_service(allow("GET")))
+            .service(resource("/mqtt").route(get().to(metrics::mqtt)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
             .service(resource("/events/{id}/ack").route(write(post().to(ack::ack))).default_service(allow("POST")))

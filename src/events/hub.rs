@@ -33,6 +33,8 @@ pub struct EventHub {
     cluster: OnceLock<(String, EventSink)>,
     /// Where this node's changes are notified (`crate::notify`, through `notify_to`).
     notify: OnceLock<EventSink>,
+    /// Others told of every change to an event this node owns (MQTT; `watch`).
+    watchers: Mutex<Vec<EventSink>>,
 }
 
 impl EventHub {
@@ -51,6 +53,7 @@ impl EventHub {
             unstored: Mutex::new(0),
             cluster: OnceLock::new(),
             notify: OnceLock::new(),
+            watchers: Mutex::new(Vec::new()),
         });
         hub.enforce_retention();
         Ok(hub)
@@ -106,13 +109,22 @@ impl EventHub {
         let _ = self.notify.set(sink);
     }
 
-    /// Tells the cluster (if any) and the notifier (if any) that event `id` changed (to `event`,
-    /// if given).
+    /// `sink` is told of every change to a stored event this node owns, as the cluster is (it must
+    /// not block: it runs on camera and clip threads).
+    pub fn watch(&self, sink: EventSink) {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(sink);
+    }
+
+    /// Tells the cluster (if any), the notifier (if any) and the watchers that event `id` changed
+    /// (to `event`, if given).
     pub fn changed(&self, id: i64, change: EventChange, event: Option<&Event>) {
         if let Some(sink) = self.notify.get() {
             sink(id, change, event.cloned());
         }
         if let Some((_, sink)) = self.cluster.get() {
+            sink(id, change, event.cloned());
+        }
+        for sink in self.watchers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             sink(id, change, event.cloned());
         }
     }

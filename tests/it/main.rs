@@ -12,6 +12,7 @@ mod manage;
 mod media;
 mod models;
 mod notify;
+mod mqtt;
 mod pose;
 mod process;
 mod rtsp;

@@ -1,0 +1,380 @@
+//! The link's two tasks: `drive` polls the connection (reconnecting with backoff, acknowledgements,
+//! incoming commands); `Publisher` publishes what HAVEN has to say (event changes, each camera's
+//! states and discovery configs) and carries out the commands.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use rumqttc::{Event as Net, EventLoop, Outgoing as Out, Packet, QoS};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::topics::{on_off, parse_on_off, ENTITIES};
+use super::{EventMessage, MqttError, MqttLink, MqttSettings};
+use crate::camera::{CameraPatch, CameraState, CameraStatusView};
+use crate::events::{Event, EventChange, EventHub, EventKind};
+use crate::hub::{GetStatus, Statuses, StreamHub, Update};
+
+/// Reconnection waits: from the first, doubled up to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+/// How often states (people, AI, status) are compared with what was published; the status is
+/// therefore published at most once a second.
+const REFRESH: Duration = Duration::from_secs(1);
+/// Events remembered for the `before` of their next change.
+const REMEMBERED: usize = 1000;
+
+/// What the connection tells the publisher.
+enum Link {
+    Connected,
+    Command(String, Vec<u8>),
+}
+
+/// Starts MQTT if `[mqtt] url` is set: the link and its tasks, and the event hub's changes into it.
+/// Call before the cameras start, inside the actix system.
+pub fn start(settings: &MqttSettings, hub: Addr<StreamHub>, events: Arc<EventHub>, notifier: Arc<crate::notify::Notifier>) -> Result<Option<Arc<MqttLink>>, MqttError> {
+    if !settings.enabled() {
+        return Ok(None);
+    }
+    settings.validate()?;
+    let (link, eventloop) = MqttLink::new(settings, notifier)?;
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    events.watch(Box::new(move |id, change, event| {
+        let _ = changes_tx.send((id, change, event));
+    }));
+    let (link_tx, link_rx) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(drive(link.clone(), eventloop, link_tx));
+    let publisher = Publisher { link: link.clone(), hub, events, known: BTreeSet::new(), rediscover: false, retained: HashMap::new(), before: BTreeMap::new() };
+    actix_web::rt::spawn(publisher.run(changes, link_rx));
+    log::info!("mqtt: publishing to {} under {}/", crate::redact::redact_url(&settings.url), settings.topic_prefix);
+    Ok(Some(link))
+}
+
+/// Polls the connection until shutdown: a broker down or gone is retried with backoff; the event
+/// changes it had not acknowledged go back in front of the queue.
+async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Link>) {
+    let shown = crate::redact::redact_url(&link.settings.url);
+    let mut backoff = BACKOFF.0;
+    loop {
+        match eventloop.poll().await {
+            Ok(Net::Incoming(Packet::ConnAck(_))) => {
+                log::info!("mqtt: connected to {shown}");
+                link.connected.store(true, Ordering::Relaxed);
+                backoff = BACKOFF.0;
+                let _ = tx.send(Link::Connected);
+            }
+            Ok(Net::Incoming(Packet::Publish(p))) => {
+                let _ = tx.send(Link::Command(p.topic, p.payload.to_vec()));
+            }
+            Ok(Net::Incoming(Packet::PubAck(_))) => {
+                if link.queue().unacked.pop_front().is_some() {
+                    link.published.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Net::Outgoing(Out::Disconnect)) if link.stopping.load(Ordering::Relaxed) => break,
+            Ok(_) => {}
+            Err(e) => {
+                if link.stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                let was = link.connected.swap(false, Ordering::Relaxed);
+                let waiting = requeue_unacked(&link);
+                match was {
+                    true => log::warn!("mqtt: lost the broker {shown}: {e}; reconnecting ({waiting} event changes wait)"),
+                    false if backoff == BACKOFF.0 => log::warn!("mqtt: cannot reach the broker {shown}: {e}; retrying with backoff"),
+                    false => log::debug!("mqtt: cannot reach the broker {shown}: {e}"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+        }
+    }
+    link.connected.store(false, Ordering::Relaxed);
+}
+
+/// The connection dropped: what the broker had not acknowledged goes back in front of the queue
+/// (the next session forgets it). Returns how many changes wait.
+fn requeue_unacked(link: &MqttLink) -> usize {
+    let mut queue = link.queue();
+    while let Some(sent) = queue.unacked.pop_back() {
+        queue.waiting.push_front(sent);
+    }
+    queue.waiting.len()
+}
+
+/// Publishes what HAVEN has to say, and carries out commands. Runs on the actix system thread.
+/// Only event changes go at QoS 1: each acknowledgement the broker sends is then one of theirs, in
+/// order (what `drive` counts on to know which were delivered).
+struct Publisher {
+    link: Arc<MqttLink>,
+    hub: Addr<StreamHub>,
+    events: Arc<EventHub>,
+    /// Cameras whose discovery configs are published.
+    known: BTreeSet<String>,
+    /// Publish every camera's discovery configs again (a new connection).
+    rediscover: bool,
+    /// Retained states as last published, by topic (cleared on a new connection: all go again).
+    retained: HashMap<String, Vec<u8>>,
+    /// Each recent event as last published, for the `before` of its next change.
+    before: BTreeMap<i64, Value>,
+}
+
+type Changes = mpsc::UnboundedReceiver<(i64, EventChange, Option<Event>)>;
+
+impl Publisher {
+    async fn run(mut self, mut changes: Changes, mut link: mpsc::UnboundedReceiver<Link>) {
+        let mut tick = tokio::time::interval(REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.link.clone();
+        loop {
+            tokio::select! {
+                Some((id, change, event)) = changes.recv() => self.event_changed(id, change, event),
+                Some(message) = link.recv() => match message {
+                    Link::Connected => self.connected().await,
+                    Link::Command(topic, payload) => self.command(&topic, &payload).await,
+                },
+                _ = tick.tick() => self.refresh().await,
+                _ = wake.wake.notified() => {}
+                else => break,
+            }
+            self.flush();
+        }
+    }
+
+    /// A new connection (a new session): availability, command subscriptions, then every
+    /// discovery config and retained state again.
+    async fn connected(&mut self) {
+        let client = &self.link.client;
+        let _ = client.try_publish(self.link.topics.available(), QoS::AtMostOnce, true, "online");
+        for topic in self.link.topics.commands() {
+            let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+        }
+        self.retained.clear();
+        self.rediscover = true;
+        self.refresh().await;
+    }
+
+    /// Hands waiting event changes to the connection, in order, while it takes them.
+    fn flush(&self) {
+        if !self.link.connected() {
+            return;
+        }
+        let mut queue = self.link.queue();
+        while let Some(next) = queue.waiting.pop_front() {
+            match self.link.client.try_publish(next.topic.clone(), QoS::AtLeastOnce, false, next.payload.clone()) {
+                Ok(()) => queue.unacked.push_back(next),
+                Err(_) => {
+                    queue.waiting.push_front(next);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A retained message, published only if it differs from the last one on `topic`.
+    fn retain(&mut self, topic: String, payload: Vec<u8>) {
+        if !self.link.connected() || self.retained.get(&topic) == Some(&payload) {
+            return;
+        }
+        if self.link.client.try_publish(topic.clone(), QoS::AtMostOnce, true, payload.clone()).is_ok() {
+            self.link.published.fetch_add(1, Ordering::Relaxed);
+            self.retained.insert(topic, payload);
+        }
+    }
+
+    /// One change of an event this node owns: on `haven/events`, and its camera's fall state and
+    /// snapshot.
+    fn event_changed(&mut self, id: i64, change: EventChange, event: Option<Event>) {
+        let event = match event {
+            Some(e) => e,
+            None => match self.events.store().get(id) {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => return log::warn!("mqtt: event {id}: cannot read it: {e}"),
+            },
+        };
+        // Through its text, as the API writes it: `to_value` would widen its f32s (0.85904461145401
+        // where the API says 0.8590446).
+        let after: Value = serde_json::to_vec(&event).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or(Value::Null);
+        // The snapshot is written on another thread and may be told before the start: the first
+        // change of an active event is its `new` (with the store's fresher copy), and a start told
+        // after it adds nothing.
+        let known = self.before.contains_key(&id);
+        let kind = match change {
+            EventChange::Start if known => "",
+            EventChange::End => "end",
+            _ if !known && event.ended_at.is_none() => "new",
+            EventChange::Start => "new",
+            EventChange::Snapshot | EventChange::Clip | EventChange::Ack | EventChange::LongLie => "update",
+        };
+        if !kind.is_empty() {
+            let before = if kind == "new" { None } else { self.before.get(&id).cloned() };
+            self.link.publish_event_change(&EventMessage { kind, before, after: after.clone() });
+            self.before.insert(id, after);
+        }
+        while self.before.len() > REMEMBERED {
+            self.before.pop_first();
+        }
+        if event.kind == EventKind::Fall {
+            self.publish_fall(&event.camera_id);
+        }
+        if change == EventChange::Snapshot {
+            self.publish_snapshot(&event);
+        }
+    }
+
+    fn publish_fall(&mut self, camera: &str) {
+        let falling = self.events.active(Some(camera)).iter().any(|e| e.kind == EventKind::Fall);
+        self.retain(self.link.topics.camera(camera, "fall"), on_off(falling).into());
+    }
+
+    /// The event's snapshot JPEG on `haven/<camera>/snapshot` (Home Assistant's camera entity).
+    fn publish_snapshot(&mut self, event: &Event) {
+        let Some(rel) = &event.snapshot_path else { return };
+        let path = self.events.store().resolve(rel);
+        match std::fs::read(&path) {
+            Ok(jpeg) => self.retain(self.link.topics.camera(&event.camera_id, "snapshot"), jpeg),
+            Err(e) => log::warn!("mqtt: event {:?}: cannot read its snapshot {}: {e}", event.id, path.display()),
+        }
+    }
+
+    /// Every camera's discovery configs (new cameras, or all after a reconnection), their removal
+    /// for cameras gone, and each camera's retained states where they changed.
+    async fn refresh(&mut self) {
+        if !self.link.connected() || self.link.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(statuses) = self.hub.send(Statuses).await else { return };
+        let current: BTreeSet<String> = statuses.iter().map(|s| s.camera_id.clone()).collect();
+        for gone in self.known.difference(&current).cloned().collect::<Vec<_>>() {
+            self.forget(&gone);
+        }
+        // A cluster node speaks for the cameras it runs; the others' states come from their owners.
+        let in_cluster = self.events.node().is_some();
+        for status in &statuses {
+            if self.rediscover || !self.known.contains(&status.camera_id) {
+                self.discover(&status.camera_id);
+            }
+            if !(in_cluster && status.state == CameraState::Stopped) {
+                self.publish_states(status);
+            }
+        }
+        self.known = current;
+        self.rediscover = false;
+    }
+
+    fn discover(&mut self, camera: &str) {
+        if !self.link.settings.discovery {
+            return;
+        }
+        let topics = self.link.topics.clone();
+        for (component, thing) in ENTITIES {
+            let config = topics.discovery_config(component, camera, thing);
+            self.retain(topics.discovery(component, camera, thing), config.to_string().into_bytes());
+        }
+    }
+
+    /// A camera removed: its discovery configs and retained states are cleared (empty retained
+    /// messages), so that Home Assistant drops its entities.
+    fn forget(&mut self, camera: &str) {
+        let topics = self.link.topics.clone();
+        let mut gone: Vec<String> = ["fall", "people", "ai", "status", "snapshot"].iter().map(|w| topics.camera(camera, w)).collect();
+        if self.link.settings.discovery {
+            gone.extend(ENTITIES.iter().map(|(component, thing)| topics.discovery(component, camera, thing)));
+        }
+        for topic in gone {
+            self.retained.remove(&topic);
+            let _ = self.link.client.try_publish(topic, QoS::AtMostOnce, true, Vec::new());
+        }
+        log::info!("mqtt: camera {camera} removed: its topics and discovery configs cleared");
+    }
+
+    fn publish_states(&mut self, status: &CameraStatusView) {
+        let camera = &status.camera_id;
+        let topics = self.link.topics.clone();
+        let people = people(status);
+        self.publish_fall(camera);
+        self.retain(topics.camera(camera, "people"), people.to_string().into_bytes());
+        self.retain(topics.camera(camera, "ai"), on_off(status.ai_enabled).into());
+        let summary = json!({
+            "camera_id": camera,
+            "state": status.state,
+            "connected": status.connected,
+            "ai_enabled": status.ai_enabled,
+            "ai_active": status.ai_active,
+            "width": status.width,
+            "height": status.height,
+            "people": people,
+            "snoozed_until": self.link.notifier.snoozed_until(camera),
+            "last_error": status.last_error,
+        });
+        self.retain(topics.camera(camera, "status"), summary.to_string().into_bytes());
+    }
+
+    /// `<camera>/ai/set` (`ON`/`OFF`: as PATCH `ai_enabled`, written back to the settings file) and
+    /// `<camera>/snooze/set` (minutes; 0 wakes).
+    async fn command(&mut self, topic: &str, payload: &[u8]) {
+        let Some((camera, command)) = self.link.topics.command(topic) else { return };
+        let text = String::from_utf8_lossy(payload);
+        match command {
+            "ai" => match parse_on_off(&text) {
+                Some(on) => self.set_ai(camera, on, topic).await,
+                None => log::warn!("mqtt: {topic}: {text:?} is not ON or OFF; ignored"),
+            },
+            "snooze" => match text.trim().parse::<f64>() {
+                Ok(minutes) if minutes.is_finite() && self.known.contains(camera) => {
+                    self.link.notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                    log::info!("mqtt: camera {camera}: notifications snoozed for {minutes} minutes (from {topic})");
+                }
+                Ok(_) if !self.known.contains(camera) => log::warn!("mqtt: {topic}: no such camera: {camera}"),
+                _ => log::warn!("mqtt: {topic}: {text:?} is not a number of minutes; ignored"),
+            },
+            _ => {}
+        }
+    }
+}
+
+impl Publisher {
+    /// `ai/set`: as PATCH `ai_enabled`. A single server through the camera registry (written back
+    /// to the settings file); a cluster node, owner of the camera, through the inventory.
+    async fn set_ai(&mut self, camera: &str, on: bool, topic: &str) {
+        let patch = CameraPatch { ai_enabled: Some(on), ..CameraPatch::default() };
+        let done = match self.link.cluster.get() {
+            None => match self.hub.send(Update(camera.to_string(), patch)).await {
+                Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the camera registry did not answer: {e}")),
+            },
+            Some(cluster) => {
+                let owned = self.hub.send(GetStatus(camera.to_string())).await.ok().and_then(Result::ok).is_some_and(|s| s.state != CameraState::Stopped);
+                if !owned {
+                    return log::debug!("mqtt: {topic}: left to the node that runs {camera}");
+                }
+                let changed = cluster.update_camera(camera, |config| {
+                    patch.apply(config);
+                    config.validate().map_err(|e| e.to_string())
+                });
+                match changed.await {
+                    Ok(_) => cluster.sync().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        match done {
+            Ok(()) => {
+                log::info!("mqtt: camera {camera}: AI {} (from {topic})", on_off(on));
+                self.retain(self.link.topics.camera(camera, "ai"), on_off(on).into());
+            }
+            Err(e) => log::warn!("mqtt: {topic}: {e}"),
+        }
+    }
+}
+
+/// The people in the camera's newest pose pass (0 while its AI is off).
+fn people(status: &CameraStatusView) -> u64 {
+    match status.ai_active {
+        true => status.models_stats.get("pose").map_or(0, |m| m.detections),
+        false => 0,
+    }
+}
