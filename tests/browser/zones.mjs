@@ -8,16 +8,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { BIN, openPage, ROOT, startHaven, stopAll } from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const WAIT_MS = 60_000;
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-zones-'));
@@ -73,41 +68,12 @@ async function getJson(p) {
 before(async () => {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: build it first (cargo build -p haven)`);
   writeSettings();
-  child = spawn(BIN, ['--settings', settings], {
-    cwd: ROOT,
-    env: { ...process.env, HAVEN__SERVER__BIND: '127.0.0.1:0', HAVEN__EVENTS__DATA_DIR: path.join(scratch, 'events') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const log = [];
-  base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 90_000);
-    const onData = (chunk) => {
-      log.push(chunk.toString());
-      const m = /HAVEN listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log.join(''));
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited (${code}):\n${log.join('')}`)));
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: !process.env.HEADED, args: ['--no-sandbox', '--disable-gpu'] });
-  page = await (await browser.newContext({ viewport: { width: 1180, height: 900 } })).newPage();
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/WebSocket|Failed to load resource/.test(m.text())) errors.push(`console: ${m.text()}`);
-  });
+  ({ child, base } = await startHaven(settings, { HAVEN__EVENTS__DATA_DIR: path.join(scratch, 'events') }));
+  ({ browser, page } = await openPage(errors));
 });
 
 after(async () => {
-  await browser?.close().catch(() => {});
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await stopAll(browser, child);
 });
 
 /** Where the picture lies on the page (the media box letterboxes it): page pixels of a frame point. */

@@ -537,7 +537,9 @@ async fn malformed_settings_on_reload_change_nothing() {
     let bad: Vec<(&str, String)> = vec![
         ("not TOML", "this is [not toml".into()),
         ("empty file", String::new()),
-        ("cut in the middle", good[..good.len() / 2].to_string()),
+        // Cut in the middle of a key of the cameras' part (half the file can end at a line where
+        // what precedes it is a whole, valid file without cameras, since [notify] and [mqtt] grew it).
+        ("cut in the middle", good[..good.rfind("jpeg_quality").unwrap() + 6].to_string()),
         ("binary", String::from_utf8_lossy(&[0u8, 159, 146, 150, 0xff, 0x00, 0x1b]).into_owned()),
         ("wrong type", good.replace("jpeg_quality = 80", "jpeg_quality = \"high\"")),
         ("out of range", good.replacen("jpeg_quality = 80", "jpeg_quality = 101", 1)),
