@@ -10,6 +10,23 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
+/** Polls `fn` every 250 ms until it gives something truthy (returned), or fails after `timeout` ms
+ * naming `what` and the last answer or error. */
+export async function until(what, fn, timeout = 60_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Starts `haven --settings settings` with `env` over the process's; resolves to the child and the
  * base URL it says it listens on (fails with its log if it exits or is silent for 90 s). */
 export async function startHaven(settings, env) {

@@ -11,10 +11,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, until } from './harness.mjs';
 
 const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-detect-random.safetensors';
-const WAIT_MS = 60_000;
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-models-'));
 let child;
@@ -51,21 +50,6 @@ models = ["pose", "objects"]
 object_events = ["person", "bicycle", "car", "dog", "cat", "bird", "chair", "bottle", "cup", "tv", "book", "clock"]
 `);
   return file;
-}
-
-async function until(what, fn, timeout = WAIT_MS) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function getJson(p) {

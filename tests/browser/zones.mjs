@@ -11,9 +11,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, until } from './harness.mjs';
 
-const WAIT_MS = 60_000;
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-zones-'));
 const settings = path.join(scratch, 'zones.toml');
@@ -43,21 +42,6 @@ source = "data/1.mp4"
 source_type = "video_file"
 ai_enabled = false
 `);
-}
-
-async function until(what, fn, timeout = WAIT_MS) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 async function getJson(p) {
