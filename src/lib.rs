@@ -129,7 +129,11 @@ impl Application {
 
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
-        let notifier = Notifier::start(&settings.notify, Notifier::webhooks(&settings.notify)?, &events)?;
+        // MQTT's event changes are one of the notifier's targets: prepared first, started later.
+        let mqtt = mqtt::MqttLink::prepare(&settings.mqtt)?;
+        let mut targets = Notifier::webhooks(&settings.notify)?;
+        targets.extend(mqtt.as_ref().map(mqtt::Prepared::target));
+        let notifier = Notifier::start(&settings.notify, targets, &events)?;
         let live = LiveSections::new(&settings, events.live_settings());
         // In a cluster the settings file only seeds the inventory, which lives in NATS from then on:
         // camera changes are not written back to the file, nor read from it again.
@@ -137,7 +141,7 @@ impl Application {
         let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
         // Before the cameras: their first events go out too.
-        let mqtt = mqtt::start(&settings.mqtt, hub.clone(), events.clone(), notifier.clone())?;
+        let mqtt = mqtt.map(|prepared| mqtt::start(prepared, hub.clone(), events.clone(), notifier.clone()));
         let cluster = start_cameras(&settings, &hub, &events).await?;
         if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
             mqtt.join_cluster(cluster.clone());

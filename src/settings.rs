@@ -89,9 +89,9 @@ impl Settings {
                 path: origin.clone(),
                 message: e.to_string(),
             })?;
-        let mut settings: Settings = raw.try_deserialize().map_err(|e| SettingsError::Invalid {
+        let mut settings: Settings = raw.clone().try_deserialize().map_err(|e| SettingsError::Invalid {
             path: origin.clone(),
-            message: e.to_string(),
+            message: name_camera(&e.to_string(), &raw),
         })?;
         settings.origin = origin;
         settings.file = Some(path.to_path_buf());
@@ -215,6 +215,21 @@ pub fn save_cameras(path: &Path, cameras: &[CameraConfig]) -> Result<(), Setting
         let _ = std::fs::remove_file(&tmp);
         fail(format!("cannot save cameras: {e}"))
     })
+}
+
+/// A message about `cameras[N]…` (the TOML reader's: "… for key `cameras[0]zones[0]kind`") with
+/// the camera named as the validators name it: `camera "ward": zones[0].kind: …`.
+fn name_camera(message: &str, raw: &config::Config) -> String {
+    let named = || {
+        let (what, key) = message.split_once(" for key `")?;
+        let key = key.strip_suffix('`').unwrap_or(key);
+        let (index, field) = key.strip_prefix("cameras[")?.split_once(']')?;
+        let id = raw.get_string(&format!("cameras[{index}].camera_id")).ok()?;
+        // `zones[0]kind` as the validators write it: `zones[0].kind`.
+        let field = field.trim_start_matches('.').replace("]", "].").replace("].[", "][").replace("]..", "].");
+        Some(format!("camera \"{id}\": {}: {what}", field.trim_end_matches('.')))
+    };
+    named().unwrap_or_else(|| message.to_string())
 }
 
 #[cfg(test)]

@@ -15,12 +15,28 @@ pub const MAX_ZONES: usize = 32;
 /// ...and this many points per zone.
 pub const MAX_POINTS: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZoneKind {
     NoFalls,
     MotionMask,
     Watch,
+}
+
+impl ZoneKind {
+    const NAMES: [(&'static str, ZoneKind); 3] = [("no_falls", ZoneKind::NoFalls), ("motion_mask", ZoneKind::MotionMask), ("watch", ZoneKind::Watch)];
+}
+
+/// Read from a name, with one message whatever the reader (the settings file's, a PATCH's JSON):
+/// `unknown zone kind "bedroom": no_falls, motion_mask or watch`.
+impl<'de> Deserialize<'de> for ZoneKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        match ZoneKind::NAMES.iter().find(|(n, _)| *n == name) {
+            Some((_, kind)) => Ok(*kind),
+            None => Err(serde::de::Error::custom(format!("unknown zone kind {name:?}: no_falls, motion_mask or watch"))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +156,6 @@ mod tests {
     #[test]
     fn an_unknown_kind_is_refused_when_read() {
         let err = toml::from_str::<Zone>("name = \"x\"\nkind = \"bedroom\"\npoints = [[0, 0], [1, 0], [1, 1]]").unwrap_err();
-        assert!(err.to_string().contains("unknown variant `bedroom`"), "{err}");
+        assert!(err.to_string().contains("unknown zone kind \"bedroom\": no_falls, motion_mask or watch"), "{err}");
     }
 }

@@ -70,8 +70,11 @@ pub async fn update(
     path: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await?;
     let id = path.into_inner();
+    let patch: CameraPatch = read_json(body, state.api.max_body_bytes).await.map_err(|e| match e {
+        ApiError::BadRequest(message) => ApiError::BadRequest(format!("camera \"{id}\": {message}")),
+        other => other,
+    })?;
     if let Some(cluster) = &state.cluster {
         // The models and classes it names, against this node's (every node loads the same settings).
         if patch.models.is_some() || patch.object_events.is_some() {
@@ -96,7 +99,7 @@ pub async fn update(
 }
 
 /// `POST /api/cameras/{id}/snooze` `{"minutes": N}`: no notifications for the camera for N
-/// minutes (0 ends a snooze; its events go on). Kept in memory: a restart ends every snooze.
+/// minutes (0 ends a snooze; its events go on). Kept in the event store: a restart keeps it.
 pub async fn snooze(state: web::Data<AppState>, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -2,32 +2,34 @@
 //! AI switch, status and newest event snapshot, published to a broker (`[mqtt]`, docs/mqtt.md), and
 //! the commands HAVEN takes from it (`<camera>/ai/set`, `<camera>/snooze/set`).
 //!
-//! `MqttLink` is the connection's state (queue, counters) and its one way in for event changes,
-//! `publish_event_change`; the tasks that drive it live in `run.rs`. A broker that is down at start
-//! or goes away never stops HAVEN: the link reconnects with backoff, republishes availability,
-//! discovery and the retained states, and sends the event changes queued meanwhile.
+//! `MqttLink` is the connection's state; the tasks that drive it live in `run.rs`. Event changes
+//! reach `haven/events` as a notification target (`target.rs`): through the notifier's persistent
+//! outbox, so that a broker down at start, gone mid-fall or a HAVEN killed with -9 loses none of
+//! them. A broker that is down never stops HAVEN: the link reconnects with backoff, republishes
+//! availability, discovery and the retained states, and the outbox sends what waited.
 
 pub mod config;
 mod run;
+mod target;
 pub mod topics;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
+use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, QoS};
 use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::Notify;
 
 pub use config::MqttSettings;
+pub use target::MqttTarget;
 use topics::Topics;
 
-/// Event changes kept while the broker is away; past this the oldest is dropped (counted, logged).
-pub const QUEUE_LIMIT: usize = 10_000;
+use crate::notify::{DeliveryError, Notifier};
+
 /// The largest message HAVEN sends or takes (event snapshots are JPEGs of a few hundred KB at most).
 const MAX_PACKET_BYTES: usize = 16 << 20;
+/// How long an event change waits for the broker's acknowledgement before the outbox retries it.
+const ACK_PATIENCE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -35,30 +37,14 @@ pub enum MqttError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// One change of an event, as `haven/events` carries it (and, later, the notification outbox):
-/// `type` is `new`, `update` or `end`; `before` the event as it was (null for `new`), `after` as it is
-/// now, each as `GET /api/events/{id}` gives it.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventMessage {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub before: Option<Value>,
-    pub after: Value,
-}
-
-/// A message waiting for the broker: an event change (QoS 1).
-#[derive(Debug, Clone)]
-struct Outgoing {
-    topic: String,
-    payload: Vec<u8>,
-}
-
-/// Event changes not yet acknowledged by the broker: waiting, and sent but not acknowledged (put
-/// back in front of the waiting ones when the connection drops: a new session forgets them).
-#[derive(Debug, Default)]
-struct Queue {
-    waiting: VecDeque<Outgoing>,
-    unacked: VecDeque<Outgoing>,
+/// What the broker has acknowledged: `session` counts connections made and lost (an
+/// acknowledgement from another session is not one of this publish's), `acked` the QoS 1
+/// publishes it acknowledged. Only event changes go at QoS 1, one at a time (the outbox sends a
+/// target's rows in order, each after the last was taken), so the next acknowledgement is theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Acks {
+    session: u64,
+    acked: u64,
 }
 
 /// The broker connection as `GET /api/mqtt` shows it.
@@ -70,80 +56,113 @@ pub struct MqttView {
     pub broker: Option<String>,
     /// Messages handed to the broker (event changes counted once acknowledged).
     pub published: u64,
-    /// Event changes dropped from a full queue while the broker was away.
+    /// Event changes given up after `[notify] max_age_secs` without the broker.
     pub dropped: u64,
-    /// Event changes waiting for the broker.
+    /// Event changes waiting in the outbox for the broker.
     pub queued: u64,
 }
 
-/// The link to the broker, shared by its tasks, the event hub's sink and the API.
+/// The link to the broker, shared by its tasks, its notification target and the API.
 pub struct MqttLink {
     settings: MqttSettings,
     topics: Topics,
     client: AsyncClient,
-    queue: Mutex<Queue>,
-    /// Wakes the publishing task: a change queued, the connection (re)made.
-    wake: Notify,
+    acks: tokio::sync::watch::Sender<Acks>,
     connected: AtomicBool,
     stopping: AtomicBool,
     published: AtomicU64,
-    dropped: AtomicU64,
-    /// Where `<camera>/snooze/set` snoozes the camera's notifications (as POST …/snooze does).
-    pub notifier: Arc<crate::notify::Notifier>,
+    /// Set by `start`: snoozes (`<camera>/snooze/set`), the outbox's counts, retries on connection.
+    notifier: OnceLock<Arc<Notifier>>,
     /// On a cluster node: commands change the inventory, as the API's PATCH does there.
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    cluster: OnceLock<Arc<crate::cluster::Cluster>>,
+}
+
+/// A link made but not started: its notification target goes to the notifier first.
+pub struct Prepared {
+    pub link: Arc<MqttLink>,
+    eventloop: EventLoop,
+}
+
+impl Prepared {
+    /// `haven/events` as a notification target.
+    pub fn target(&self) -> Arc<dyn crate::notify::Target> {
+        Arc::new(MqttTarget::new(self.link.clone()))
+    }
 }
 
 impl MqttLink {
-    /// The client and its event loop (not connected yet: `run::start` drives it).
-    fn new(settings: &MqttSettings, notifier: Arc<crate::notify::Notifier>) -> Result<(Arc<Self>, rumqttc::EventLoop), MqttError> {
-        let broker = settings.broker()?.expect("start is called only with a url");
+    /// The client and its event loop if `[mqtt] url` is set (not connected yet: `start` drives it).
+    pub fn prepare(settings: &MqttSettings) -> Result<Option<Prepared>, MqttError> {
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        settings.validate()?;
+        let broker = settings.broker()?.expect("enabled means a url");
         let topics = Topics::new(settings);
         let mut options = MqttOptions::new(settings.client_id.clone(), broker.host, broker.port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         options.set_last_will(LastWill::new(topics.available(), "offline", QoS::AtLeastOnce, true));
+        // A clean session: nothing is resent by the client on reconnecting; the outbox resends.
+        options.set_clean_session(true);
         if let Some(password) = settings.password()? {
             options.set_credentials(settings.username.clone(), password);
         } else if !settings.username.is_empty() {
             options.set_credentials(settings.username.clone(), String::new());
         }
-        let (client, events) = AsyncClient::new(options, 1024);
+        let (client, eventloop) = AsyncClient::new(options, 1024);
         let link = Arc::new(Self {
             settings: settings.clone(),
             topics,
             client,
-            queue: Mutex::new(Queue::default()),
-            wake: Notify::new(),
+            acks: tokio::sync::watch::Sender::new(Acks::default()),
             connected: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             published: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            notifier,
-            cluster: std::sync::OnceLock::new(),
+            notifier: OnceLock::new(),
+            cluster: OnceLock::new(),
         });
-        Ok((link, events))
+        Ok(Some(Prepared { link, eventloop }))
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection was made or lost: a publish waiting for its acknowledgement gives up.
+    fn new_session(&self) {
+        self.acks.send_modify(|a| a.session += 1);
     }
 
-    /// Queues one event change for `haven/events` (QoS 1, in order); sent now if connected, else
-    /// after reconnecting. A full queue drops its oldest change (logged, counted).
-    pub fn publish_event_change(&self, message: &EventMessage) {
-        let payload = serde_json::to_vec(message).unwrap_or_default();
-        let mut queue = self.queue();
-        if queue.waiting.len() + queue.unacked.len() >= QUEUE_LIMIT {
-            queue.waiting.pop_front();
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped == 1 || dropped.is_multiple_of(1000) {
-                log::warn!("mqtt: {QUEUE_LIMIT} event changes wait for the broker; the oldest is dropped ({dropped} so far)");
-            }
+    /// The broker acknowledged a QoS 1 publish (an event change).
+    fn acknowledged(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        self.acks.send_modify(|a| a.acked += 1);
+    }
+
+    /// Publishes one event change on `haven/events` (QoS 1) and waits for the broker to take it:
+    /// `Ok` only then, so that the outbox keeps it until it is delivered.
+    async fn publish_event_change(&self, payload: Vec<u8>) -> Result<(), DeliveryError> {
+        let mut acks = self.acks.subscribe();
+        let before = *acks.borrow_and_update();
+        if !self.connected() {
+            return Err(DeliveryError::Unreachable("not connected to the broker".into()));
         }
-        queue.waiting.push_back(Outgoing { topic: self.topics.events(), payload });
-        drop(queue);
-        self.wake.notify_one();
+        let sent = self.client.publish(self.topics.events(), QoS::AtLeastOnce, false, payload);
+        sent.await.map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+        let answer = async {
+            loop {
+                acks.changed().await.map_err(|_| "the link is gone")?;
+                let now = *acks.borrow_and_update();
+                if now.session != before.session {
+                    return Err("the connection was lost before the broker acknowledged it");
+                }
+                if now.acked > before.acked {
+                    return Ok(());
+                }
+            }
+        };
+        match tokio::time::timeout(ACK_PATIENCE, answer).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(DeliveryError::Unreachable(why.into())),
+            Err(_) => Err(DeliveryError::Unreachable(format!("no acknowledgement from the broker in {} s", ACK_PATIENCE.as_secs()))),
+        }
     }
 
     /// A cluster node: the owner of a camera carries out its commands, through the inventory.
@@ -156,14 +175,14 @@ impl MqttLink {
     }
 
     pub fn view(&self) -> MqttView {
-        let queue = self.queue();
+        let outbox = self.notifier.get().and_then(|n| n.targets().into_iter().find(|t| t.name == target::NAME));
         MqttView {
             enabled: true,
             connected: self.connected(),
             broker: Some(crate::redact::redact_url(&self.settings.url)),
             published: self.published.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            queued: (queue.waiting.len() + queue.unacked.len()) as u64,
+            dropped: outbox.as_ref().map_or(0, |t| t.failed),
+            queued: outbox.as_ref().map_or(0, |t| t.pending),
         }
     }
 
@@ -178,7 +197,8 @@ impl MqttLink {
         if !self.connected() {
             return;
         }
-        // The publisher takes the cameras' last changes first; the broker acknowledges them.
+        // The outbox takes the cameras' last changes first; what it has not sent waits for the next
+        // start.
         let deadline = tokio::time::Instant::now() + timeout;
         let flushed_by = tokio::time::Instant::now() + timeout / 2;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -195,23 +215,3 @@ impl MqttLink {
 
 pub use run::start;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_queue_drops_its_oldest_change_and_counts_it() {
-        let settings = MqttSettings { url: "mqtt://127.0.0.1:1".into(), ..MqttSettings::default() };
-        let dir = crate::events::store::tests::TempDir::new("mqtt-queue");
-        let events = crate::events::hub::tests::hub(&dir.0, false);
-        let notifier = crate::notify::Notifier::start(&Default::default(), Vec::new(), &events).unwrap();
-        let (link, _eventloop) = MqttLink::new(&settings, notifier).unwrap();
-        for n in 0..=QUEUE_LIMIT {
-            link.publish_event_change(&EventMessage { kind: "new", before: None, after: serde_json::json!({ "id": n }) });
-        }
-        let view = link.view();
-        assert_eq!((view.queued, view.dropped, view.connected), (QUEUE_LIMIT as u64, 1, false));
-        let first: Value = serde_json::from_slice(&link.queue().waiting[0].payload).unwrap();
-        assert_eq!(first, serde_json::json!({ "type": "new", "before": null, "after": { "id": 1 } }));
-    }
-}

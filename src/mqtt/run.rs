@@ -1,19 +1,19 @@
 //! The link's two tasks: `drive` polls the connection (reconnecting with backoff, acknowledgements,
-//! incoming commands); `Publisher` publishes what HAVEN has to say (event changes, each camera's
-//! states and discovery configs) and carries out the commands.
+//! incoming commands); `Publisher` publishes each camera's states, snapshots and discovery configs
+//! and carries out the commands. Event changes go out through the notifier's outbox (`target.rs`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use rumqttc::{Event as Net, EventLoop, Outgoing as Out, Packet, QoS};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::topics::{on_off, parse_on_off, ENTITIES};
-use super::{EventMessage, MqttError, MqttLink, MqttSettings};
+use super::{MqttLink, Prepared};
 use crate::camera::{CameraPatch, CameraState, CameraStatusView};
 use crate::events::{Event, EventChange, EventHub, EventKind};
 use crate::hub::{GetStatus, Statuses, StreamHub, Update};
@@ -23,8 +23,6 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 /// How often states (people, AI, status) are compared with what was published; the status is
 /// therefore published at most once a second.
 const REFRESH: Duration = Duration::from_secs(1);
-/// Events remembered for the `before` of their next change.
-const REMEMBERED: usize = 1000;
 
 /// What the connection tells the publisher.
 enum Link {
@@ -32,28 +30,25 @@ enum Link {
     Command(String, Vec<u8>),
 }
 
-/// Starts MQTT if `[mqtt] url` is set: the link and its tasks, and the event hub's changes into it.
-/// Call before the cameras start, inside the actix system.
-pub fn start(settings: &MqttSettings, hub: Addr<StreamHub>, events: Arc<EventHub>, notifier: Arc<crate::notify::Notifier>) -> Result<Option<Arc<MqttLink>>, MqttError> {
-    if !settings.enabled() {
-        return Ok(None);
-    }
-    settings.validate()?;
-    let (link, eventloop) = MqttLink::new(settings, notifier)?;
+/// Starts a prepared link's tasks (the notifier already has its target), and the event hub's changes
+/// into its camera states. Call before the cameras start, inside the actix system.
+pub fn start(prepared: Prepared, hub: Addr<StreamHub>, events: Arc<EventHub>, notifier: Arc<crate::notify::Notifier>) -> Arc<MqttLink> {
+    let Prepared { link, eventloop } = prepared;
+    let _ = link.notifier.set(notifier);
     let (changes_tx, changes) = mpsc::unbounded_channel();
     events.watch(Box::new(move |id, change, event| {
         let _ = changes_tx.send((id, change, event));
     }));
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     actix_web::rt::spawn(drive(link.clone(), eventloop, link_tx));
-    let publisher = Publisher { link: link.clone(), hub, events, known: BTreeSet::new(), rediscover: false, retained: HashMap::new(), before: BTreeMap::new() };
+    let publisher = Publisher { link: link.clone(), hub, events, known: BTreeSet::new(), rediscover: false, retained: HashMap::new() };
     actix_web::rt::spawn(publisher.run(changes, link_rx));
-    log::info!("mqtt: publishing to {} under {}/", crate::redact::redact_url(&settings.url), settings.topic_prefix);
-    Ok(Some(link))
+    log::info!("mqtt: publishing to {} under {}/", crate::redact::redact_url(&link.settings.url), link.settings.topic_prefix);
+    link
 }
 
-/// Polls the connection until shutdown: a broker down or gone is retried with backoff; the event
-/// changes it had not acknowledged go back in front of the queue.
+/// Polls the connection until shutdown: a broker down or gone is retried with backoff; once it is
+/// back the outbox sends what waited at once.
 async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Link>) {
     let shown = crate::redact::redact_url(&link.settings.url);
     let mut backoff = BACKOFF.0;
@@ -62,17 +57,17 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
             Ok(Net::Incoming(Packet::ConnAck(_))) => {
                 log::info!("mqtt: connected to {shown}");
                 link.connected.store(true, Ordering::Relaxed);
+                link.new_session();
                 backoff = BACKOFF.0;
+                if let Some(notifier) = link.notifier.get() {
+                    notifier.retry_now(super::target::NAME);
+                }
                 let _ = tx.send(Link::Connected);
             }
             Ok(Net::Incoming(Packet::Publish(p))) => {
                 let _ = tx.send(Link::Command(p.topic, p.payload.to_vec()));
             }
-            Ok(Net::Incoming(Packet::PubAck(_))) => {
-                if link.queue().unacked.pop_front().is_some() {
-                    link.published.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            Ok(Net::Incoming(Packet::PubAck(_))) => link.acknowledged(),
             Ok(Net::Outgoing(Out::Disconnect)) if link.stopping.load(Ordering::Relaxed) => break,
             Ok(_) => {}
             Err(e) => {
@@ -80,9 +75,9 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
                     break;
                 }
                 let was = link.connected.swap(false, Ordering::Relaxed);
-                let waiting = requeue_unacked(&link);
+                link.new_session();
                 match was {
-                    true => log::warn!("mqtt: lost the broker {shown}: {e}; reconnecting ({waiting} event changes wait)"),
+                    true => log::warn!("mqtt: lost the broker {shown}: {e}; reconnecting (event changes wait in the outbox)"),
                     false if backoff == BACKOFF.0 => log::warn!("mqtt: cannot reach the broker {shown}: {e}; retrying with backoff"),
                     false => log::debug!("mqtt: cannot reach the broker {shown}: {e}"),
                 }
@@ -94,19 +89,9 @@ async fn drive(link: Arc<MqttLink>, mut eventloop: EventLoop, tx: mpsc::Unbounde
     link.connected.store(false, Ordering::Relaxed);
 }
 
-/// The connection dropped: what the broker had not acknowledged goes back in front of the queue
-/// (the next session forgets it). Returns how many changes wait.
-fn requeue_unacked(link: &MqttLink) -> usize {
-    let mut queue = link.queue();
-    while let Some(sent) = queue.unacked.pop_back() {
-        queue.waiting.push_front(sent);
-    }
-    queue.waiting.len()
-}
-
-/// Publishes what HAVEN has to say, and carries out commands. Runs on the actix system thread.
-/// Only event changes go at QoS 1: each acknowledgement the broker sends is then one of theirs, in
-/// order (what `drive` counts on to know which were delivered).
+/// Publishes each camera's states and snapshots, and carries out commands. Runs on the actix system
+/// thread. Nothing here goes at QoS 1: each acknowledgement the broker sends is then an event
+/// change's (what the outbox's deliveries count on).
 struct Publisher {
     link: Arc<MqttLink>,
     hub: Addr<StreamHub>,
@@ -115,10 +100,8 @@ struct Publisher {
     known: BTreeSet<String>,
     /// Publish every camera's discovery configs again (a new connection).
     rediscover: bool,
-    /// Retained states as last published, by topic (cleared on a new connection: all go again).
+    /// Retained states as last published, by topic (all published again on a new connection).
     retained: HashMap<String, Vec<u8>>,
-    /// Each recent event as last published, for the `before` of its next change.
-    before: BTreeMap<i64, Value>,
 }
 
 type Changes = mpsc::UnboundedReceiver<(i64, EventChange, Option<Event>)>;
@@ -127,7 +110,6 @@ impl Publisher {
     async fn run(mut self, mut changes: Changes, mut link: mpsc::UnboundedReceiver<Link>) {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let wake = self.link.clone();
         loop {
             tokio::select! {
                 Some((id, change, event)) = changes.recv() => self.event_changed(id, change, event),
@@ -136,41 +118,25 @@ impl Publisher {
                     Link::Command(topic, payload) => self.command(&topic, &payload).await,
                 },
                 _ = tick.tick() => self.refresh().await,
-                _ = wake.wake.notified() => {}
                 else => break,
             }
-            self.flush();
         }
     }
 
     /// A new connection (a new session): availability, command subscriptions, then every
-    /// discovery config and retained state again.
+    /// retained message again (a restarted broker may have lost them: the newest snapshots too),
+    /// and every discovery config and state as it is now.
     async fn connected(&mut self) {
         let client = &self.link.client;
         let _ = client.try_publish(self.link.topics.available(), QoS::AtMostOnce, true, "online");
         for topic in self.link.topics.commands() {
             let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
         }
-        self.retained.clear();
+        for (topic, payload) in std::mem::take(&mut self.retained) {
+            self.retain(topic, payload);
+        }
         self.rediscover = true;
         self.refresh().await;
-    }
-
-    /// Hands waiting event changes to the connection, in order, while it takes them.
-    fn flush(&self) {
-        if !self.link.connected() {
-            return;
-        }
-        let mut queue = self.link.queue();
-        while let Some(next) = queue.waiting.pop_front() {
-            match self.link.client.try_publish(next.topic.clone(), QoS::AtLeastOnce, false, next.payload.clone()) {
-                Ok(()) => queue.unacked.push_back(next),
-                Err(_) => {
-                    queue.waiting.push_front(next);
-                    break;
-                }
-            }
-        }
     }
 
     /// A retained message, published only if it differs from the last one on `topic`.
@@ -184,8 +150,8 @@ impl Publisher {
         }
     }
 
-    /// One change of an event this node owns: on `haven/events`, and its camera's fall state and
-    /// snapshot.
+    /// One change of an event: its camera's fall state and snapshot (`haven/events` is the
+    /// outbox's).
     fn event_changed(&mut self, id: i64, change: EventChange, event: Option<Event>) {
         let event = match event {
             Some(e) => e,
@@ -195,28 +161,6 @@ impl Publisher {
                 Err(e) => return log::warn!("mqtt: event {id}: cannot read it: {e}"),
             },
         };
-        // Through its text, as the API writes it: `to_value` would widen its f32s (0.85904461145401
-        // where the API says 0.8590446).
-        let after: Value = serde_json::to_vec(&event).ok().and_then(|text| serde_json::from_slice(&text).ok()).unwrap_or(Value::Null);
-        // The snapshot is written on another thread and may be told before the start: the first
-        // change of an active event is its `new` (with the store's fresher copy), and a start told
-        // after it adds nothing.
-        let known = self.before.contains_key(&id);
-        let kind = match change {
-            EventChange::Start if known => "",
-            EventChange::End => "end",
-            _ if !known && event.ended_at.is_none() => "new",
-            EventChange::Start => "new",
-            EventChange::Snapshot | EventChange::Clip | EventChange::Ack | EventChange::LongLie => "update",
-        };
-        if !kind.is_empty() {
-            let before = if kind == "new" { None } else { self.before.get(&id).cloned() };
-            self.link.publish_event_change(&EventMessage { kind, before, after: after.clone() });
-            self.before.insert(id, after);
-        }
-        while self.before.len() > REMEMBERED {
-            self.before.pop_first();
-        }
         if event.kind == EventKind::Fall {
             self.publish_fall(&event.camera_id);
         }
@@ -307,7 +251,7 @@ impl Publisher {
             "width": status.width,
             "height": status.height,
             "people": people,
-            "snoozed_until": self.link.notifier.snoozed_until(camera),
+            "snoozed_until": self.link.notifier.get().and_then(|n| n.snoozed_until(camera)),
             "last_error": status.last_error,
         });
         self.retain(topics.camera(camera, "status"), summary.to_string().into_bytes());
@@ -325,7 +269,9 @@ impl Publisher {
             },
             "snooze" => match text.trim().parse::<f64>() {
                 Ok(minutes) if minutes.is_finite() && self.known.contains(camera) => {
-                    self.link.notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                    if let Some(notifier) = self.link.notifier.get() {
+                        notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                    }
                     log::info!("mqtt: camera {camera}: notifications snoozed for {minutes} minutes (from {topic})");
                 }
                 Ok(_) if !self.known.contains(camera) => log::warn!("mqtt: {topic}: no such camera: {camera}"),

@@ -109,6 +109,9 @@ impl NotifySettings {
         let mut names = std::collections::HashSet::new();
         for (i, hook) in self.webhooks.iter().enumerate() {
             hook.validate().map_err(|e| e.within(&format!("webhooks[{i}]")))?;
+            if hook.name == "mqtt" {
+                return Err(ConfigError::new(format!("webhooks[{i}].name"), "\"mqtt\" is the name of MQTT's own target (haven/events); choose another"));
+            }
             if !names.insert(hook.name.as_str()) {
                 return Err(ConfigError::new(format!("webhooks[{i}].name"), format!("{:?} is taken by another target", hook.name)));
             }
@@ -145,5 +148,9 @@ mod tests {
         let e = hook("http://h/x", &["falls"]).validate().unwrap_err();
         assert_eq!(e.field, "notify.webhooks[0].kinds");
         assert!(e.to_string().contains("falls"), "{e}");
+        let mut taken = hook("http://h/x", &["fall"]);
+        taken.webhooks[0].name = "mqtt".into();
+        let e = taken.validate().unwrap_err();
+        assert_eq!(e.field, "notify.webhooks[0].name", "MQTT's own target is called mqtt in the outbox");
     }
 }

@@ -82,10 +82,10 @@ pub struct Notifier {
     events: Weak<EventHub>,
     /// Each event as last notified, while it may still change: the next notification's `before`.
     last: Mutex<HashMap<i64, Value>>,
-    /// Cameras whose notifications are snoozed, until when (unix seconds). In memory only: a
-    /// restart ends every snooze.
+    /// Cameras whose notifications are snoozed, until when (unix seconds); kept in the store too,
+    /// so that a restart keeps them.
     snoozed: Mutex<HashMap<String, f64>>,
-    /// Falls to escalate: (when, event id). In memory only: a restart forgets them.
+    /// Falls to escalate: (when, event id); kept in the store too.
     escalations: Mutex<Vec<(f64, i64)>>,
 }
 
@@ -108,6 +108,11 @@ impl Notifier {
         for (target, n) in outbox.orphans(&names)? {
             log::warn!("notify: {n} notifications of target {target:?} wait in the outbox, but no target has that name now; kept");
         }
+        let snoozed: HashMap<String, f64> = outbox.snoozes(now())?.into_iter().collect();
+        let escalations = outbox.escalations()?;
+        if !snoozed.is_empty() || !escalations.is_empty() {
+            log::info!("notify: {} cameras still snoozed and {} falls to escalate, from before the restart", snoozed.len(), escalations.len());
+        }
         let mut slots = Vec::new();
         for target in targets {
             let stats = TargetStats { pending: AtomicU64::new(outbox.pending(target.name())?), ..Default::default() };
@@ -119,8 +124,8 @@ impl Notifier {
             outbox,
             events: Arc::downgrade(events),
             last: Mutex::default(),
-            snoozed: Mutex::default(),
-            escalations: Mutex::default(),
+            snoozed: Mutex::new(snoozed),
+            escalations: Mutex::new(escalations),
         });
         if !notifier.slots.is_empty() {
             let hooked = Arc::downgrade(&notifier);
@@ -150,16 +155,28 @@ impl Notifier {
             .collect()
     }
 
+    /// `target` is reachable again (a broker reconnected): what it has waiting goes now, not after
+    /// its backoff.
+    pub fn retry_now(&self, target: &str) {
+        let Some(slot) = self.slots.iter().find(|s| s.target.name() == target) else { return };
+        if let Err(e) = self.outbox.retry_now(target, now()) {
+            log::warn!("notify {target}: the outbox cannot be updated: {e}");
+        }
+        slot.wake.notify_one();
+    }
+
     /// Snoozes `camera`'s notifications for `minutes` (0: ends the snooze); returns until when.
     pub fn snooze(&self, camera: &str, minutes: u32) -> Option<f64> {
         let mut snoozed = self.snoozed.lock().unwrap_or_else(|p| p.into_inner());
-        if minutes == 0 {
-            snoozed.remove(camera);
-            return None;
+        let until = (minutes > 0).then(|| (now() + minutes as f64 * 60.0).floor());
+        match until {
+            Some(until) => snoozed.insert(camera.to_string(), until),
+            None => snoozed.remove(camera),
+        };
+        if let Err(e) = self.outbox.save_snooze(camera, until) {
+            log::warn!("notify: camera {camera:?}: the snooze holds, but only until a restart: {e}");
         }
-        let until = (now() + minutes as f64 * 60.0).floor();
-        snoozed.insert(camera.to_string(), until);
-        Some(until)
+        until
     }
 
     /// Until when `camera`'s notifications are snoozed (unix seconds), if they are.
@@ -190,12 +207,15 @@ impl Notifier {
             EventChange::Ack | EventChange::LongLie => ChangeType::Update,
         };
         // Kept as the next change's `before` until nothing more can change (ended, clip settled).
-        let after = serde_json::to_value(&event).unwrap_or(Value::Null);
+        let after = target::api_json(&event);
         let settled = !event.is_active() && event.clip_status != crate::events::ClipStatus::Recording;
         let before = if settled { last.remove(&id) } else { last.insert(id, after) };
         if kind == ChangeType::New && event.kind == EventKind::Fall && self.settings.escalate_after_secs > 0 {
             let due = event.started_at + self.settings.escalate_after_secs as f64;
             self.escalations.lock().unwrap_or_else(|p| p.into_inner()).push((due, id));
+            if let Err(e) = self.outbox.add_escalation(id, due) {
+                log::warn!("notify: fall {id} will be escalated, but not after a restart: {e}");
+            }
         }
         let before = if kind == ChangeType::New { None } else { before };
         self.enqueue(Notification::new(kind, before, &event, &self.settings.public_url));
@@ -235,18 +255,23 @@ impl Notifier {
             due.into_iter().map(|(_, id)| id).collect()
         };
         let Some(hub) = self.events.upgrade() else { return false };
-        for id in due {
+        if due.is_empty() {
+            return true;
+        }
+        for &id in &due {
             let event = match hub.store().get(id) {
                 Ok(Some(e)) => e,
                 _ => continue,
             };
-            // `acknowledged_at`, once events carry it; an event without it was never acknowledged.
-            let value = serde_json::to_value(&event).unwrap_or(Value::Null);
-            if value.get("acknowledged_at").is_some_and(|v| !v.is_null()) {
+            if event.acknowledged_at.is_some() {
                 continue;
             }
             log::warn!("notify: fall {id} on camera {:?} not acknowledged after {} s: escalated", event.camera_id, self.settings.escalate_after_secs);
             self.enqueue(Notification::new(ChangeType::Escalation, None, &event, &self.settings.public_url));
+        }
+        // Only once sent (or found acknowledged): a kill before this sends them again, never none.
+        if let Err(e) = self.outbox.remove_escalations(&due) {
+            log::warn!("notify: escalations {due:?} stay in the store ({e}): a restart would send them again");
         }
         true
     }

@@ -2,6 +2,7 @@
 //! store's SQLite (table `outbox`, created by the store's schema). A row is written before anything
 //! is sent and deleted once delivered or given up, so a restart (a kill -9 included) resumes where
 //! the last process stopped: a row delivered but not yet deleted is sent again (at least once).
+//! Beside it, what else the notifier must not forget in a restart: snoozes and escalations to come.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -96,6 +97,53 @@ impl Outbox {
             .map(drop)
     }
 
+    /// `target` is reachable again: its rows waiting out a backoff are due now.
+    pub fn retry_now(&self, target: &str, now: f64) -> rusqlite::Result<usize> {
+        self.conn().execute("UPDATE outbox SET next_attempt_at = ?2 WHERE target = ?1 AND next_attempt_at > ?2", params![target, now])
+    }
+
+    /// Snoozes `camera` until `until` (unix seconds); `None` ends its snooze.
+    pub fn save_snooze(&self, camera: &str, until: Option<f64>) -> rusqlite::Result<()> {
+        let conn = self.conn();
+        match until {
+            Some(until) => conn.execute("INSERT OR REPLACE INTO snoozes (camera_id, until) VALUES (?1, ?2)", params![camera, until]),
+            None => conn.execute("DELETE FROM snoozes WHERE camera_id = ?1", [camera]),
+        }
+        .map(drop)
+    }
+
+    /// The snoozes still running at `now` (those past are deleted).
+    pub fn snoozes(&self, now: f64) -> rusqlite::Result<Vec<(String, f64)>> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM snoozes WHERE until <= ?1", [now])?;
+        let mut stmt = conn.prepare("SELECT camera_id, until FROM snoozes ORDER BY camera_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// A fall to escalate at `due` unless acknowledged first.
+    pub fn add_escalation(&self, event_id: i64, due: f64) -> rusqlite::Result<()> {
+        self.conn().execute("INSERT OR REPLACE INTO escalations (event_id, due) VALUES (?1, ?2)", params![event_id, due]).map(drop)
+    }
+
+    /// Escalated, or found acknowledged: forgotten.
+    pub fn remove_escalations(&self, event_ids: &[i64]) -> rusqlite::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in event_ids {
+            tx.execute("DELETE FROM escalations WHERE event_id = ?1", [id])?;
+        }
+        tx.commit()
+    }
+
+    /// Every escalation to come, as (due, event id), soonest first.
+    pub fn escalations(&self) -> rusqlite::Result<Vec<(f64, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT due, event_id FROM escalations ORDER BY due, event_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
     /// Rows pending for `target`.
     pub fn pending(&self, target: &str) -> rusqlite::Result<u64> {
         self.conn().query_row("SELECT COUNT(*) FROM outbox WHERE target = ?1", [target], |r| r.get::<_, i64>(0)).map(|n| n as u64)
@@ -153,5 +201,25 @@ mod tests {
         drop(outbox);
         let reopened = Outbox::open(&db).unwrap();
         assert_eq!(reopened.next("a").unwrap().unwrap().id, first_a.id);
+    }
+
+    #[test]
+    fn snoozes_and_escalations_outlive_the_connection_and_past_snoozes_are_dropped() {
+        let dir = TempDir::new("outbox-snoozes");
+        let db = dir.0.join("events.db");
+        drop(EventStore::open(&db).unwrap());
+        let outbox = Outbox::open(&db).unwrap();
+        outbox.save_snooze("hall", Some(500.0)).unwrap();
+        outbox.save_snooze("door", Some(50.0)).unwrap();
+        outbox.save_snooze("hall", Some(600.0)).unwrap();
+        outbox.add_escalation(9, 300.0).unwrap();
+        outbox.add_escalation(4, 200.0).unwrap();
+        drop(outbox);
+        let reopened = Outbox::open(&db).unwrap();
+        assert_eq!(reopened.snoozes(100.0).unwrap(), [("hall".to_string(), 600.0)], "door's snooze had ended");
+        assert_eq!(reopened.escalations().unwrap(), [(200.0, 4), (300.0, 9)]);
+        reopened.remove_escalations(&[4]).unwrap();
+        reopened.save_snooze("hall", None).unwrap();
+        assert_eq!((reopened.snoozes(100.0).unwrap(), reopened.escalations().unwrap()), (vec![], vec![(300.0, 9)]));
     }
 }

@@ -111,3 +111,31 @@ fn a_row_never_delivered_is_given_up_after_max_age_and_counted_while_another_tar
     let outbox = Outbox::open(&dir.0.join(DB_FILE)).unwrap();
     assert_eq!(outbox.pending("down").unwrap(), 0, "given up: gone from the outbox");
 }
+
+#[test]
+fn a_snooze_and_a_fall_to_escalate_outlive_a_restart() {
+    let dir = TempDir::new("notify-restart");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let settings = NotifySettings { escalate_after_secs: 3600, ..Default::default() };
+    {
+        let hub = hub(&dir.0, false);
+        let notifier = Notifier::start(&settings, vec![Arc::new(Recorder(got.clone()))], &hub).unwrap();
+        notifier.snooze("quiet", 60);
+        let mut fall = store::tests::event("loud", EventKind::Fall, now());
+        fall.id = Some(hub.store().insert(&fall, false).unwrap());
+        hub.publish(&fall);
+        assert_eq!(wait_for(&got, 1), [(ChangeType::New, "loud".to_string())]);
+    }
+    // An hour later nobody has acknowledged the fall, and HAVEN starts again.
+    rusqlite::Connection::open(dir.0.join(DB_FILE)).unwrap().execute("UPDATE escalations SET due = due - 3600", []).unwrap();
+    let hub = hub(&dir.0, false);
+    let notifier = Notifier::start(&settings, vec![Arc::new(Recorder(got.clone()))], &hub).unwrap();
+    assert!(notifier.snoozed_until("quiet").is_some_and(|until| until > now() + 3000.0), "still snoozed");
+    assert_eq!(wait_for(&got, 2)[1], (ChangeType::Escalation, "loud".to_string()));
+    let outbox = Outbox::open(&dir.0.join(DB_FILE)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !outbox.escalations().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(outbox.escalations().unwrap(), [], "escalated once: forgotten");
+}

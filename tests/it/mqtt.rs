@@ -429,3 +429,57 @@ fn a_bad_mqtt_url_or_an_unreadable_password_file_stops_start_up_naming_it() {
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("mqtt.password_file"), "{stderr}");
 }
+
+/// The outbox's rows waiting for MQTT, oldest first.
+fn mqtt_outbox(db: &Path) -> Vec<Value> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT payload FROM outbox WHERE target = 'mqtt' ORDER BY id").unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(|r| serde_json::from_str(&r.unwrap()).unwrap()).collect()
+}
+
+#[actix_web::test]
+async fn event_changes_waiting_for_a_broker_survive_a_kill_9_and_arrive_once_in_order() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-kill");
+    let port = free_port();
+    // One camera with people walking and AI on; the broker is not there yet.
+    let text = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
+    let head = &text[..text.find("\n[[cameras]]\n").unwrap()];
+    let settings = s.path("settings.toml");
+    std::fs::write(&settings, format!("{head}\n[[cameras]]\ncamera_id = \"cam1\"\nsource = \"data/1.mp4\"\nsource_type = \"video_file\"\nloop_video = true\nai_enabled = true\n")).unwrap();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let data_dir = s.path("events");
+    let env = [("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__EVENTS__DATA_DIR", data_dir.to_str().unwrap()), ("HAVEN__MQTT__URL", url.as_str())];
+    let mut first = Running::start(settings.to_str().unwrap(), &env);
+    let api = first.port();
+    let deadline = Instant::now() + 90 * SECOND;
+    loop {
+        let link: Value = awc::Client::new().get(format!("http://127.0.0.1:{api}/api/mqtt")).send().await.unwrap().json().await.unwrap();
+        if link["queued"].as_u64() >= Some(3) {
+            assert_eq!(link["connected"], false, "{link}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no event changes waiting for the broker: {link}");
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(Command::new("kill").args(["-KILL", &first.child.id().to_string()]).status().unwrap().success());
+    first.child.wait().unwrap();
+    let waiting = mqtt_outbox(&data_dir.join("events.db"));
+    assert!(waiting.len() >= 3 && waiting[0]["type"] == "new", "{waiting:#?}");
+
+    // The broker comes, HAVEN is started again: what waited arrives first, in order, each once.
+    let _broker = Broker::start(&bin, &s.0, port, None);
+    let mut watcher = Watcher::connect(port, None);
+    watcher.subscribed().await;
+    let _second = Running::start(settings.to_str().unwrap(), &env);
+    let last = waiting.last().unwrap().clone();
+    watcher.expect("haven/events", 120 * SECOND, |m| m.json() == last).await;
+    let got: Vec<Value> = watcher.seen.iter().filter(|m| m.topic == "haven/events").map(Msg::json).collect();
+    assert!(got[..waiting.len()] == waiting[..], "oldest first, as written before the kill: {got:#?}");
+    let distinct: std::collections::HashSet<String> = got.iter().map(Value::to_string).collect();
+    assert_eq!(distinct.len(), got.len(), "each once: {got:#?}");
+    for pair in got.windows(2).filter(|p| p[0]["after"]["id"] == p[1]["after"]["id"]) {
+        assert_ne!(pair[1]["type"], "new", "a `new` only first: {got:#?}");
+    }
+}

@@ -65,7 +65,7 @@ async fn zones_saved_by_patch_are_shown_written_to_the_file_and_kept_across_a_re
         (json!([bed, {"name": "tv", "kind": "motion_mask", "points": [[0, 0], [1, 1]]}]), "camera \"door\": zones[1].points must have at least 3 points, got 2"),
         (json!([{"name": "bed", "kind": "no_falls", "points": [[0, 0], [1.5, 0], [1, 1]]}]), "camera \"door\": zones[0].points[1] must lie in [0, 1], got [1.5, 0]"),
         (json!([bed, bed]), "camera \"door\": zones[1].name \"bed\" is the name of another zone of this camera"),
-        (json!([{"name": "bed", "kind": "bedroom", "points": [[0, 0], [1, 0], [1, 1]]}]), "zones[0].kind: unknown variant `bedroom`"),
+        (json!([{"name": "bed", "kind": "bedroom", "points": [[0, 0], [1, 0], [1, 1]]}]), "camera \"door\": invalid zones[0].kind: unknown zone kind \"bedroom\": no_falls, motion_mask or watch"),
     ];
     for (zones, message) in bad {
         let (code, body) = patch(&server, "door", json!({"zones": zones})).await;
@@ -162,7 +162,7 @@ fn bad_zones_stop_start_up_naming_the_camera_and_the_field() {
     let cases = [
         ("points = [[0, 0], [1, 1]]\nkind = \"watch\"", "camera \"door\": zones[0].points must have at least 3 points, got 2"),
         ("points = [[0, 0], [1, 0], [1, 1.2]]\nkind = \"watch\"", "camera \"door\": zones[0].points[2] must lie in [0, 1], got [1, 1.2]"),
-        ("points = [[0, 0], [1, 0], [1, 1]]\nkind = \"bed\"", "enum ZoneKind does not have variant constructor bed for key `cameras[0]zones[0]kind`"),
+        ("points = [[0, 0], [1, 0], [1, 1]]\nkind = \"bed\"", "camera \"door\": zones[0].kind: unknown zone kind \"bed\": no_falls, motion_mask or watch"),
     ];
     for (zone, message) in cases {
         let file = settings_file(&s, &format!("{}[[cameras.zones]]\nname = \"z\"\n{zone}\n", camera_toml("door", &clip, "")));

@@ -56,6 +56,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { what: "acknowledgement and long lie", sql: ACK_AND_LONG_LIE, adds_column: None },
     Migration { what: "the zones an event started in (JSON)", sql: "ALTER TABLE events ADD COLUMN zones TEXT", adds_column: None },
     Migration { what: "the notifications' outbox", sql: OUTBOX, adds_column: None },
+    Migration { what: "snoozes and escalations to come", sql: SNOOZES_AND_ESCALATIONS, adds_column: None },
 ];
 
 /// Who acknowledged an event, when and with what note (`POST /api/events/{id}/ack`), and whether a
@@ -83,6 +84,19 @@ CREATE TABLE outbox (
     last_error TEXT
 );
 CREATE INDEX outbox_target ON outbox (target, id);
+";
+
+/// What the notifier must remember across a restart: cameras snoozed until when, and falls to
+/// escalate when, unless acknowledged first.
+const SNOOZES_AND_ESCALATIONS: &str = "
+CREATE TABLE snoozes (
+    camera_id TEXT PRIMARY KEY,
+    until REAL NOT NULL
+);
+CREATE TABLE escalations (
+    event_id INTEGER PRIMARY KEY,
+    due REAL NOT NULL
+);
 ";
 
 /// The version this build writes.
@@ -234,9 +248,10 @@ mod tests {
         let (before, rows) = schema_and_rows(&path);
         EventStore::open(&path).unwrap();
         let (mut after, rows_after) = schema_and_rows(&path);
-        after.retain(|sql| !sql.contains("outbox"));
+        // Beside the later tables (the notifier's), ...
+        after.retain(|sql| !["outbox", "snoozes", "escalations"].iter().any(|table| sql.contains(table)));
         assert_eq!((user_version(&path), rows_after), (LATEST, rows));
-        // The table gained the later columns; nothing else changed.
+        // ... the table gained the later columns; nothing else changed.
         assert_eq!(after.len(), before.len());
         assert!(after[0].contains("acknowledged_at") && !before[0].contains("acknowledged_at"), "{after:?}");
         assert_eq!(after[1..], before[1..]);
