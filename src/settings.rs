@@ -295,7 +295,7 @@ max_body_bytes = 65536
         let err = with_cameras(&format!("{cam}{bed}{two}")).unwrap_err().to_string();
         assert_eq!(err, "test.toml: camera \"door\": zones[1].points must have at least 3 points, got 2");
         let err = with_cameras(&format!("{cam}{}", bed.replace("no_falls", "bedroom"))).unwrap_err().to_string();
-        assert!(err.contains("unknown variant `bedroom`"), "{err}");
+        assert!(err.contains("unknown zone kind \"bedroom\": no_falls, motion_mask or watch"), "{err}");
     }
 
     #[test]
