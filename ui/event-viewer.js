@@ -1,9 +1,10 @@
 // The events page's viewer: one event's details and its clip in the player.
 
+import { ackMarks } from './ack.js';
 import { getJson, withToken } from './api.js';
 import { $, el, toast } from './dom.js';
 import { clipState, eventLabel, reasonLabel } from './event-labels.js';
-import { CLIP_WAIT_MS, schedulePoll } from './events-list.js';
+import { CLIP_WAIT_MS, onAlert, schedulePoll } from './events-list.js';
 import { page } from './events-state.js';
 import { placeMarkers, renderTime, video } from './clip-player.js';
 import { fmt } from './format.js';
@@ -22,6 +23,7 @@ export function eventDetails(ev) {
     ['Score', Number.isFinite(ev.score) ? ev.score.toFixed(2) : '–'],
     ...(Number.isFinite(ev.raised_at) ? [['Raised', `${fmt.dateTime(ev.raised_at)} (${fmt.secs(Math.max(0, ev.raised_at - ev.started_at))} after it began)`]] : []),
     ...(ev.reason ? [['Why', ev.reason.summary ?? reasonLabel(ev)]] : []),
+    ...(ev.zones?.length ? [['Zones', ev.zones.join(', ')]] : []),
     ['Clip', {
       ready: `${ev.clip_frames ?? '?'} frames at ${Number.isFinite(ev.clip_fps) ? ev.clip_fps.toFixed(2) : '?'} fps`,
       recording: ev.phase === 'start' ? 'recording…' : 'being finished…',
@@ -38,6 +40,20 @@ export function eventDetails(ev) {
     details.push(['Acknowledged', 'not yet']);
   }
   return details;
+}
+
+/** The details, and the long-lie and acknowledgement marks with the Acknowledge button while the
+ * event needs one; an acknowledgement updates the list and the player at once. */
+function renderMarks(ev) {
+  $('#v-details').replaceChildren(...eventDetails(ev).map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) }))));
+  $('#v-ack').replaceChildren(...ackMarks(ev, (acked) => {
+    const now = { ...ev, ...acked };
+    onAlert(now);
+    if (page.selected?.id === now.id) {
+      page.selected = now;
+      renderMarks(now);
+    }
+  }));
 }
 
 /** The player without a clip: why there is none (yet). */
@@ -80,7 +96,7 @@ export function showEvent(ev) {
     el('span', { class: 'kind', dataset: { kind: ev.kind }, text: eventLabel(ev) }),
     ` ${ev.camera_id} · ${fmt.dateTime(ev.started_at)}`,
   );
-  $('#v-details').replaceChildren(...eventDetails(ev).map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) }))));
+  renderMarks(ev);
 
   const v = video();
   const url = ev.clip_path ? withToken(`/api/events/${ev.id}/clip.mp4`) : null;

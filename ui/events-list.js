@@ -14,11 +14,12 @@ const CLIP_POLL_MS = 2500; // while a listed event waits for its clip
 export const CLIP_WAIT_MS = 120000; // how long after the last alert the page keeps waiting for clips
 const RETRY_MS = 3000;
 
-/** Whether the filters ({ camera, kind, cls, since: seconds back }) keep the event, at `now` (s). */
+/** Whether the filters ({ camera, kind, cls, zone, since: seconds back }) keep the event, at `now` (s). */
 export function matchesFilters(ev, f, now = Date.now() / 1000) {
   if (f.camera && ev.camera_id !== f.camera) return false;
   if (f.kind && ev.kind !== f.kind) return false;
   if (f.cls && ev.class !== f.cls) return false;
+  if (f.zone && !(ev.zones ?? []).includes(f.zone)) return false;
   if (f.since && ev.started_at < now - Number(f.since)) return false;
   return true;
 }
@@ -29,16 +30,17 @@ export function listQuery(f, now = Date.now() / 1000) {
   if (f.camera) q.set('camera', f.camera);
   if (f.kind) q.set('kind', f.kind);
   if (f.cls) q.set('class', f.cls);
+  if (f.zone) q.set('zone', f.zone);
   if (f.since) q.set('since', String(Math.floor(now - Number(f.since))));
   q.set('limit', String(LIST_LIMIT));
   return q;
 }
 
-/** The page's summary: "3 falls on door", "200 of 512 events (car)". */
+/** The page's summary: "3 falls on door in bed", "200 of 512 events (car)". */
 export function summaryText(shown, total, f) {
   const n = Math.max(shown, total);
   const noun = { fall: ['fall', 'falls'], person_detected: ['person event', 'person events'], object_detected: ['object event', 'object events'] }[f.kind] ?? ['event', 'events'];
-  const what = `${noun[n === 1 ? 0 : 1]}${f.cls ? ` (${f.cls})` : ''}${f.camera ? ` on ${f.camera}` : ''}`;
+  const what = `${noun[n === 1 ? 0 : 1]}${f.cls ? ` (${f.cls})` : ''}${f.camera ? ` on ${f.camera}` : ''}${f.zone ? ` in ${f.zone}` : ''}`;
   return total > shown ? `${shown} of ${total} ${what}` : `${shown} ${what}`;
 }
 
@@ -99,7 +101,10 @@ export function schedulePoll() {
 export async function fetchCameras() {
   try {
     const data = await getJson('/api/cameras');
-    for (const c of data?.cameras ?? []) page.cameras.add(c.camera_id);
+    for (const c of data?.cameras ?? []) {
+      page.cameras.add(c.camera_id);
+      for (const z of c.zones ?? []) page.zones.add(z.name);
+    }
     renderCameraOptions();
   } catch { /* the list fetch reports the outage */ }
 }
@@ -115,6 +120,21 @@ export function renderCameraOptions() {
   }
   select.value = page.filters.camera;
   renderClassOptions();
+  renderZoneOptions();
+}
+
+/** The zone filter: every zone of the cameras and of the events listed (and the one chosen). */
+function renderZoneOptions() {
+  for (const ev of page.events) for (const z of ev.zones ?? []) page.zones.add(z);
+  if (page.filters.zone) page.zones.add(page.filters.zone);
+  const select = $('#f-zone');
+  if (!select) return;
+  const names = ['', ...[...page.zones].sort((a, b) => a.localeCompare(b))];
+  const have = [...select.options].map((o) => o.value);
+  if (names.join('\n') !== have.join('\n')) {
+    select.replaceChildren(...names.map((z) => el('option', { value: z, text: z || 'All zones' })));
+  }
+  select.value = page.filters.zone;
 }
 
 /** The class filter: every class seen in the events listed (and the one chosen). */
@@ -174,6 +194,7 @@ function fillRow(li, ev) {
         el('span', { class: 'ev-duration', text: duration }),
         el('span', { class: 'ev-score', text: Number.isFinite(ev.score) ? `score ${ev.score.toFixed(2)}` : '' }),
         ev.reason ? el('span', { class: 'ev-reason', title: ev.reason.summary ?? '', text: reasonLabel(ev) }) : null,
+        ev.zones?.length ? el('span', { class: 'ev-zones', title: 'The zones it started in', text: `in ${ev.zones.join(', ')}` }) : null,
         el('span', { class: 'ev-clip', dataset: { clip: clipState(ev) }, text: clipLabel(ev), title: ev.clip_error ?? '' }),
         ...ackMarks(ev, onAlert))),
   );

@@ -71,6 +71,7 @@ function readUrl() {
   page.filters.camera = q.get('camera') ?? '';
   page.filters.kind = q.get('kind') ?? '';
   page.filters.cls = q.get('class') ?? '';
+  page.filters.zone = q.get('zone') ?? '';
   page.filters.since = q.get('since') ?? '';
   $('#f-kind').value = page.filters.kind;
   $('#f-since').value = page.filters.since;
@@ -80,7 +81,7 @@ function readUrl() {
 
 function writeUrl() {
   const url = new URL(location.href);
-  for (const [k, key] of [['camera', 'camera'], ['kind', 'kind'], ['class', 'cls'], ['since', 'since']]) {
+  for (const [k, key] of [['camera', 'camera'], ['kind', 'kind'], ['class', 'cls'], ['zone', 'zone'], ['since', 'since']]) {
     if (page.filters[key]) url.searchParams.set(k, page.filters[key]);
     else url.searchParams.delete(k);
   }
@@ -98,11 +99,12 @@ export function initEventsPage() {
     page.filters.camera = $('#f-camera').value;
     page.filters.kind = $('#f-kind').value;
     page.filters.cls = $('#f-class').value;
+    page.filters.zone = $('#f-zone').value;
     page.filters.since = $('#f-since').value;
     writeUrl();
     fetchList();
   };
-  for (const id of ['#f-camera', '#f-kind', '#f-class', '#f-since']) $(id).addEventListener('change', onFilter);
+  for (const id of ['#f-camera', '#f-kind', '#f-class', '#f-zone', '#f-since']) $(id).addEventListener('change', onFilter);
   $('#filters').addEventListener('submit', (e) => e.preventDefault());
   $('#f-refresh').addEventListener('click', () => { fetchCameras(); fetchList(); });
 

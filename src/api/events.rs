@@ -35,7 +35,7 @@ fn unix_time(query: &HashMap<String, String>, name: &str) -> Result<Option<f64>,
     }
 }
 
-/// The filter `?camera=&kind=&class=&since=&until=&limit=&offset=` stands for.
+/// The filter `?camera=&kind=&class=&zone=&since=&until=&limit=&offset=` stands for.
 pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
     let kind = match query.get("kind").map(String::as_str).filter(|s| !s.is_empty()) {
         None => None,
@@ -62,6 +62,7 @@ pub fn parse_filter(query: &HashMap<String, String>) -> Result<EventFilter, ApiE
         camera_id: query.get("camera").filter(|s| !s.is_empty()).cloned(),
         kind,
         class: query.get("class").filter(|s| !s.is_empty()).cloned(),
+        zone: query.get("zone").filter(|s| !s.is_empty()).cloned(),
         since: unix_time(query, "since")?,
         until: unix_time(query, "until")?,
         limit: Some(limit),
@@ -96,7 +97,7 @@ async fn find(hub: &Hub, raw: &str) -> Result<Event, ApiError> {
     with_store(hub, move |s| s.get(id)).await?.ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
 }
 
-/// `GET /api/events?camera=&kind=&class=&since=&until=&limit=&offset=`: newest first; `total` counts every
+/// `GET /api/events?camera=&kind=&class=&zone=&since=&until=&limit=&offset=`: newest first; `total` counts every
 /// event the filter selects, so a client pages with `offset` until it has them all.
 pub async fn list(hub: Hub, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;

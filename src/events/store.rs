@@ -36,6 +36,8 @@ pub struct EventFilter {
     pub kind: Option<EventKind>,
     /// Only events about this class ("person", "car", …).
     pub class: Option<String>,
+    /// Only events that started in this zone of their camera.
+    pub zone: Option<String>,
     /// Events that started at or after this (unix seconds)...
     pub since: Option<f64>,
     /// ...and at or before this.
@@ -149,6 +151,10 @@ fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
     if let Some(c) = &filter.class {
         args.push(c.clone().into());
         sql += &format!(" AND class = ?{}", args.len());
+    }
+    if let Some(z) = &filter.zone {
+        args.push(z.clone().into());
+        sql += &format!(" AND EXISTS (SELECT 1 FROM json_each(events.zones) WHERE json_each.value = ?{})", args.len());
     }
     if let Some(s) = filter.since {
         args.push(s.into());

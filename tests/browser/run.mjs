@@ -1089,13 +1089,21 @@ test('events: a person falling raises the alert banner on the live page and on t
   await ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`).waitFor({ timeout: API_WAIT_MS });
   await ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"][data-kind="fall"]`).waitFor({ timeout: API_WAIT_MS });
 
-  // Acknowledged from the events page's banner: asked for a name once (kept in this browser), then
-  // both pages' banners and the list say who; the button is gone, the store has it.
+  // Opened in the player and acknowledged there: asked for a name once (kept in this browser), then
+  // the player, both pages' banners and the list say who; the buttons are gone, the store has it.
   const ackItem = ev.events.locator(`#alert-banner .alert-item[data-event-id="${ev.fallId}"]`);
+  assert.equal(await ackItem.locator('.ack-button').count(), 1, 'the banner offers it too');
+  await ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"] .ev-main`).click();
+  const playerAck = ev.events.locator('#v-ack .ack-button');
+  await playerAck.waitFor({ timeout: API_WAIT_MS });
   ev.events.once('dialog', (d) => d.accept('  Ann Nurse '));
-  await ackItem.locator('.ack-button').click();
+  await playerAck.click();
+  await until('the player to say who acknowledged', async () => /acknowledged by Ann Nurse at /.test(await ev.events.locator('#v-ack').textContent()), API_WAIT_MS);
+  assert.equal(await playerAck.count(), 0, 'no button in the player once acknowledged');
+  assert.match(await ev.events.locator('#v-details').textContent(), /AcknowledgedBy Ann Nurse at /i);
   await until('the events page banner to say who acknowledged', async () => /acknowledged by Ann Nurse at /.test(await ackItem.textContent()), API_WAIT_MS);
   assert.equal(await ackItem.locator('.ack-button').count(), 0, 'no button once acknowledged');
+  await ev.events.locator('#v-close').click();
   assert.equal(await ev.events.evaluate(() => localStorage.getItem('haven.ack-name')), 'Ann Nurse');
   const ackRow = ev.events.locator(`#event-list .event[data-event-id="${ev.fallId}"]`);
   await until('the list row to say who acknowledged', async () => (await ackRow.locator('.ack-by').count()) === 1, API_WAIT_MS);

@@ -8,7 +8,7 @@ import { clipLabel, clipState, eventLabel, reasonLabel } from '../../ui/event-la
 import { eventDetails } from '../../ui/event-viewer.js';
 import { listQuery, matchesFilters, summaryText } from '../../ui/events-list.js';
 
-const NONE = { camera: '', kind: '', cls: '', since: '' };
+const NONE = { camera: '', kind: '', cls: '', zone: '', since: '' };
 const fall = { id: 4, kind: 'fall', camera_id: 'door', started_at: 1000, phase: 'start' };
 const car = { id: 5, kind: 'object_detected', class: 'car', camera_id: 'yard', started_at: 1100 };
 
@@ -21,12 +21,15 @@ test('an event pushed by the alerts socket joins the list only if the filters ke
   assert.ok(!matchesFilters(car, { ...NONE, cls: 'truck' }));
   assert.ok(matchesFilters(fall, { ...NONE, since: '3600' }, 1000 + 3600), 'an hour back, to the second');
   assert.ok(!matchesFilters(fall, { ...NONE, since: '3600' }, 1001 + 3600));
+  assert.ok(matchesFilters({ ...fall, zones: ['door', 'bed'] }, { ...NONE, zone: 'bed' }));
+  assert.ok(!matchesFilters(fall, { ...NONE, zone: 'bed' }), 'an event in no zone is not in bed');
 });
 
 test('the list asks the store for the filters, the last 200 at most', () => {
   assert.equal(listQuery(NONE).toString(), 'limit=200');
   assert.equal(listQuery({ camera: 'door', kind: 'fall', cls: 'car', since: '60' }, 1000.5).toString(),
     'camera=door&kind=fall&class=car&since=940&limit=200');
+  assert.equal(listQuery({ ...NONE, zone: 'bed' }).toString(), 'zone=bed&limit=200');
 });
 
 test('the summary counts what is shown, in the filters\' words', () => {
@@ -34,6 +37,7 @@ test('the summary counts what is shown, in the filters\' words', () => {
   assert.equal(summaryText(3, 3, { ...NONE, kind: 'fall', camera: 'door' }), '3 falls on door');
   assert.equal(summaryText(200, 512, { ...NONE, kind: 'object_detected', cls: 'car' }), '200 of 512 object events (car)');
   assert.equal(summaryText(0, 0, NONE), '0 events');
+  assert.equal(summaryText(2, 2, { ...NONE, kind: 'fall', camera: 'ward', zone: 'bed' }), '2 falls on ward in bed');
 });
 
 test('events are named by kind (objects by class) and by what raised a fall', () => {
@@ -55,6 +59,8 @@ test('a clip is none, recording, ready or failed, whatever else the server says'
 test('the viewer lists the event\'s details, and where the fall is in its clip', () => {
   const details = new Map(eventDetails({ ...fall, score: 0.912, clip_status: 'ready', clip_frames: 90, clip_fps: 15, clip_started_at: 997.5 }));
   assert.equal(details.get('Camera'), 'door');
+  assert.equal(details.get('Zones'), undefined, 'no zones, no line');
+  assert.equal(new Map(eventDetails({ ...fall, zones: ['bed', 'door'] })).get('Zones'), 'bed, door');
   assert.equal(details.get('Ended'), 'ongoing');
   assert.equal(details.get('Score'), '0.91');
   assert.equal(details.get('Clip'), '90 frames at 15.00 fps');

@@ -105,7 +105,13 @@ fn insert_get_update_and_list_with_filters() {
     assert_eq!(
         ids(EventFilter { camera_id: Some("cam1".into()), kind: Some(EventKind::Fall), since: Some(200.0), ..Default::default() }),
         [b]
-    );
+    );    // By the zones an event started in.
+    let mut in_bed = event("cam1", EventKind::PersonDetected, 400.0);
+    in_bed.zones = vec!["door".into(), "bed".into()];
+    let d = store.insert(&in_bed, false).unwrap();
+    assert_eq!(ids(EventFilter { zone: Some("bed".into()), ..Default::default() }), [d]);
+    assert_eq!(ids(EventFilter { zone: Some("be".into()), ..Default::default() }), Vec::<i64>::new(), "whole names only");
+
 }
 
 #[test]
