@@ -130,7 +130,7 @@ impl Application {
         // The store is always open (past events stay browsable); cameras feed it only when events are on.
         let events = EventHub::open(&settings.events).map_err(|e| AppError::Events(e.to_string()))?;
         // MQTT's event changes are one of the notifier's targets: prepared first, started later.
-        let mqtt = mqtt::MqttLink::prepare(&settings.mqtt)?;
+        let mqtt = mqtt::MqttLink::prepare(&settings.mqtt, settings.cluster.as_ref().map(|c| c.node_name.as_str()))?;
         let mut targets = Notifier::webhooks(&settings.notify)?;
         targets.extend(mqtt.as_ref().map(mqtt::Prepared::target));
         let notifier = Notifier::start(&settings.notify, targets, &events)?;
@@ -142,7 +142,7 @@ impl Application {
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
         // Before the cameras: their first events go out too.
         let mqtt = mqtt.map(|prepared| mqtt::start(prepared, hub.clone(), events.clone(), notifier.clone()));
-        let cluster = start_cameras(&settings, &hub, &events).await?;
+        let cluster = start_cameras(&settings, &hub, &events, &notifier).await?;
         if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
             mqtt.join_cluster(cluster.clone());
         }
@@ -206,7 +206,7 @@ fn camera_deps(settings: &Settings, engines: Engines, events: &Arc<EventHub>, li
 
 /// A single server registers and starts its cameras; a cluster node joins the cluster, which
 /// registers the inventory and starts cameras only where this node holds their lease.
-async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<EventHub>) -> Result<Option<Arc<Cluster>>, AppError> {
+async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<EventHub>, notifier: &Arc<Notifier>) -> Result<Option<Arc<Cluster>>, AppError> {
     let Some(cluster) = &settings.cluster else {
         for camera in &settings.cameras {
             hub.send(Register { config: camera.clone(), persist: false }).await??;
@@ -216,6 +216,8 @@ async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<
     };
     let cluster = Cluster::join(cluster, &settings.cameras, hub.clone()).await?;
     cluster.link_events(events.clone(), &settings.events).await?;
+    let notifier = notifier.clone();
+    cluster.share_snoozes(Box::new(move |camera, until| notifier.hold_snooze(camera, until))).await?;
     cluster.sync().await?;
     actix_web::rt::spawn(cluster.clone().run());
     Ok(Some(cluster))

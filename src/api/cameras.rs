@@ -99,7 +99,8 @@ pub async fn update(
 }
 
 /// `POST /api/cameras/{id}/snooze` `{"minutes": N}`: no notifications for the camera for N
-/// minutes (0 ends a snooze; its events go on). Kept in the event store: a restart keeps it.
+/// minutes (0 ends a snooze; its events go on). Kept in the event store: a restart keeps it; in a
+/// cluster, shared with every node.
 pub async fn snooze(state: web::Data<AppState>, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -113,6 +114,10 @@ pub async fn snooze(state: web::Data<AppState>, path: web::Path<String>, body: w
     let id = path.into_inner();
     state.hub.send(GetStatus(id.clone())).await??;
     let until = state.notify.snooze(&id, minutes);
+    if let Some(cluster) = &state.cluster {
+        // For every node: the one that runs the camera notifies its events, now or after a failover.
+        cluster.snooze(&id, until).await?;
+    }
     log::info!("camera {id:?}: notifications {}", match until {
         Some(t) => format!("snoozed for {minutes} min (until {t})"),
         None => "no longer snoozed".into(),

@@ -31,6 +31,7 @@ mod memory_kv;
 mod nats_kv;
 pub mod relay;
 mod rendezvous;
+mod snoozes;
 mod round;
 #[cfg(test)]
 mod sim;
@@ -60,6 +61,7 @@ use round::Round;
 use statuses::StatusEntry;
 
 pub use rendezvous::rendezvous_winner;
+pub use snoozes::OnSnooze;
 pub use round::Counters;
 pub use view::ClusterView;
 
@@ -126,6 +128,8 @@ pub struct Cluster {
     media: OnceLock<jetstream::object_store::ObjectStore>,
     events: OnceLock<Arc<crate::events::EventHub>>,
     pub event_counters: Arc<events::EventCounters>,
+    /// The cluster's snoozes (`share_snoozes`).
+    snoozes: OnceLock<async_nats::jetstream::kv::Store>,
 }
 
 impl Cluster {
@@ -167,6 +171,7 @@ impl Cluster {
             media: OnceLock::new(),
             events: OnceLock::new(),
             event_counters: Arc::default(),
+            snoozes: OnceLock::new(),
         });
         inventory::seed(cluster.kv.cameras.as_ref(), seed).await?;
         log::info!("Cluster node {} joined NATS at {shown}", cluster.node);
@@ -181,6 +186,23 @@ impl Cluster {
         let _ = self.media.set(media);
         let _ = self.events.set(hub);
         Ok(())
+    }
+
+    /// Snoozes cluster-wide: `on` is told every camera's snooze the cluster holds, now and as they
+    /// change (`snooze` puts one). Call after `join`, before any camera starts.
+    pub async fn share_snoozes(&self, on: snoozes::OnSnooze) -> Result<(), ClusterError> {
+        let store = snoozes::open(&self.js, self.settings.replicas).await?;
+        actix_web::rt::spawn(snoozes::watch(store.clone(), Arc::new(on)));
+        let _ = self.snoozes.set(store);
+        Ok(())
+    }
+
+    /// A camera's snooze (`None`: ended) for every node: the one that owns the camera notifies.
+    pub async fn snooze(&self, camera: &str, until: Option<f64>) -> Result<(), ClusterError> {
+        match self.snoozes.get() {
+            Some(store) => snoozes::put(store, camera, until).await,
+            None => Ok(()),
+        }
     }
 
     /// A snapshot or clip (its path relative to `events.data_dir`) from the cluster's media store.

@@ -16,6 +16,7 @@ pub const LEASES: &str = "haven_leases";
 pub const NODES: &str = "haven_nodes";
 pub const STATUS: &str = "haven_status";
 pub const SHARED: &str = "haven_cluster";
+pub const SNOOZES: &str = "haven_snoozes";
 
 pub struct NatsBucket(kv::Store);
 
@@ -91,8 +92,17 @@ pub async fn open(js: &jetstream::Context, settings: &ClusterSettings) -> Result
 }
 
 async fn bucket(js: &jetstream::Context, name: &'static str, description: &str, max_age: Duration, replicas: usize) -> Result<NatsBucket, ClusterError> {
+    store(js, name, description, max_age, replicas).await.map(NatsBucket)
+}
+
+/// A bucket whose values never expire, as NATS's own client reads it.
+pub async fn open_plain(js: &jetstream::Context, name: &'static str, description: &str, replicas: usize) -> Result<kv::Store, ClusterError> {
+    store(js, name, description, Duration::ZERO, replicas).await
+}
+
+async fn store(js: &jetstream::Context, name: &'static str, description: &str, max_age: Duration, replicas: usize) -> Result<kv::Store, ClusterError> {
     if let Ok(store) = js.get_key_value(name).await {
-        return Ok(NatsBucket(store));
+        return Ok(store);
     }
     // The stream a KV bucket is, made directly: `create_key_value` first reads the account's limits
     // in a form nats-server 2.9 (Debian's) does not send. Same settings as the NATS KV convention.
@@ -119,5 +129,5 @@ async fn bucket(js: &jetstream::Context, name: &'static str, description: &str, 
             return Err(fail(&e));
         }
     }
-    js.get_key_value(name).await.map(NatsBucket).map_err(|e| fail(&e))
+    js.get_key_value(name).await.map_err(|e| fail(&e))
 }

@@ -92,14 +92,20 @@ impl Prepared {
 
 impl MqttLink {
     /// The client and its event loop if `[mqtt] url` is set (not connected yet: `start` drives it).
-    pub fn prepare(settings: &MqttSettings) -> Result<Option<Prepared>, MqttError> {
+    /// A cluster `node` connects as `<client_id>-<node>`: a broker drops a client whose id another
+    /// connection takes.
+    pub fn prepare(settings: &MqttSettings, node: Option<&str>) -> Result<Option<Prepared>, MqttError> {
         if !settings.enabled() {
             return Ok(None);
         }
         settings.validate()?;
         let broker = settings.broker()?.expect("enabled means a url");
         let topics = Topics::new(settings);
-        let mut options = MqttOptions::new(settings.client_id.clone(), broker.host, broker.port);
+        let client_id = match node {
+            Some(node) => format!("{}-{node}", settings.client_id),
+            None => settings.client_id.clone(),
+        };
+        let mut options = MqttOptions::new(client_id, broker.host, broker.port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         options.set_last_will(LastWill::new(topics.available(), "offline", QoS::AtLeastOnce, true));

@@ -132,6 +132,8 @@ impl Publisher {
         for topic in self.link.topics.commands() {
             let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
         }
+        // To answer a last will that is not this process's (see `command`).
+        let _ = client.try_subscribe(self.link.topics.available(), QoS::AtMostOnce);
         for (topic, payload) in std::mem::take(&mut self.retained) {
             self.retain(topic, payload);
         }
@@ -260,6 +262,9 @@ impl Publisher {
     /// `<camera>/ai/set` (`ON`/`OFF`: as PATCH `ai_enabled`, written back to the settings file) and
     /// `<camera>/snooze/set` (minutes; 0 wakes).
     async fn command(&mut self, topic: &str, payload: &[u8]) {
+        if topic == self.link.topics.available() {
+            return self.still_online(payload);
+        }
         let Some((camera, command)) = self.link.topics.command(topic) else { return };
         let text = String::from_utf8_lossy(payload);
         match command {
@@ -270,7 +275,12 @@ impl Publisher {
             "snooze" => match text.trim().parse::<f64>() {
                 Ok(minutes) if minutes.is_finite() && self.known.contains(camera) => {
                     if let Some(notifier) = self.link.notifier.get() {
-                        notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                        let until = notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                        if let Some(cluster) = self.link.cluster.get() {
+                            if let Err(e) = cluster.snooze(camera, until).await {
+                                log::warn!("mqtt: {topic}: the snooze holds on this node only: {e}");
+                            }
+                        }
                     }
                     log::info!("mqtt: camera {camera}: notifications snoozed for {minutes} minutes (from {topic})");
                 }
@@ -313,6 +323,18 @@ impl Publisher {
                 self.retain(self.link.topics.camera(camera, "ai"), on_off(on).into());
             }
             Err(e) => log::warn!("mqtt: {topic}: {e}"),
+        }
+    }
+}
+
+impl Publisher {
+    /// `offline` on the availability topic while this process is connected: the last will of
+    /// another node of the cluster that died, or of this server's previous process (killed, its
+    /// will published by the broker only after this one came): HAVEN is still here, so `online`.
+    fn still_online(&self, payload: &[u8]) {
+        if payload == b"offline" && self.link.connected() && !self.link.stopping.load(Ordering::Relaxed) {
+            log::info!("mqtt: {} said offline (a last will), but this node is up: online again", self.link.topics.available());
+            let _ = self.link.client.try_publish(self.link.topics.available(), QoS::AtMostOnce, true, "online");
         }
     }
 }

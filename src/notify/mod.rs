@@ -167,8 +167,18 @@ impl Notifier {
 
     /// Snoozes `camera`'s notifications for `minutes` (0: ends the snooze); returns until when.
     pub fn snooze(&self, camera: &str, minutes: u32) -> Option<f64> {
-        let mut snoozed = self.snoozed.lock().unwrap_or_else(|p| p.into_inner());
         let until = (minutes > 0).then(|| (now() + minutes as f64 * 60.0).floor());
+        self.hold_snooze(camera, until);
+        until
+    }
+
+    /// Holds `camera`'s snooze until `until` (unix seconds; `None` ends it): as another node of the
+    /// cluster took it.
+    pub fn hold_snooze(&self, camera: &str, until: Option<f64>) {
+        let mut snoozed = self.snoozed.lock().unwrap_or_else(|p| p.into_inner());
+        if snoozed.get(camera).copied() == until {
+            return;
+        }
         match until {
             Some(until) => snoozed.insert(camera.to_string(), until),
             None => snoozed.remove(camera),
@@ -176,7 +186,6 @@ impl Notifier {
         if let Err(e) = self.outbox.save_snooze(camera, until) {
             log::warn!("notify: camera {camera:?}: the snooze holds, but only until a restart: {e}");
         }
-        until
     }
 
     /// Until when `camera`'s notifications are snoozed (unix seconds), if they are.

@@ -860,8 +860,9 @@ fn wait_for_jetstream_leader(monitor_ports: &[u16]) {
 }
 
 #[actix_web::test]
-async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it() {
+async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it_a_snooze_holds_everywhere_and_mqtt_stays_online() {
     let Some(nats_bin) = nats_server() else { return };
+    let Some(mosquitto) = crate::mqtt::mosquitto() else { return };
     let s = Scratch::new("cluster-notify");
     let nats_dir = s.path("nats");
     std::fs::create_dir_all(&nats_dir).unwrap();
@@ -870,7 +871,12 @@ async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it() {
     let hook_port = listener.local_addr().unwrap().port();
     let inbox = crate::notify::Inbox::default();
     let receiver = crate::notify::start_receiver(listener, inbox.clone());
-    // A person falls every 8.8 s: the video loops, AI on. Both nodes send falls to one receiver.
+    let mqtt_port = free_port();
+    let _broker = crate::mqtt::Broker::start(&mosquitto, &s.0, mqtt_port, None);
+    let mut watcher = crate::mqtt::Watcher::connect(mqtt_port, None);
+    watcher.subscribed().await;
+    // A person falls every 8.8 s: the video loops, AI on. Both nodes send falls to one receiver,
+    // and to one MQTT broker.
     let video = s.path("fall.mp4");
     crate::events::write_fall_video_lying(&video, 4.0, false);
     let ward = haven::settings::CameraConfig { ai_enabled: true, loop_video: true, ..camera("ward", &video) };
@@ -883,6 +889,7 @@ async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it() {
         let mut hooks = toml_edit::ArrayOfTables::new();
         hooks.push(hook);
         doc["notify"]["webhooks"] = toml_edit::Item::ArrayOfTables(hooks);
+        doc["mqtt"]["url"] = toml_edit::value(format!("mqtt://127.0.0.1:{mqtt_port}"));
     };
     let a = Node::start("a", node_settings_doc(&s, "a", &[nats.port], &[ward], with_hook));
     let b = Node::start("b", node_settings_doc(&s, "b", &[nats.port], &[], with_hook));
@@ -908,6 +915,32 @@ async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it() {
     let delivered = |v: &Value| v["targets"][0]["delivered"].as_u64().unwrap();
     let (na, nb) = (delivered(&get_json(&a.url("/api/notify")).await), delivered(&get_json(&b.url("/api/notify")).await));
     assert!(na == 0 || nb == 0, "only the owner notifies: a {na}, b {nb}");
+
+    // On MQTT too: the same changes, each once, by the owner.
+    let last = bodies.iter().rfind(|n| n["after"]["id"] == id).unwrap().clone();
+    watcher.expect("haven/events", Duration::from_secs(30), |m| m.json()["type"] == last["type"] && m.json()["after"]["id"] == id).await;
+    let published: Vec<Value> = watcher.seen.iter().filter(|m| m.topic == "haven/events").map(|m| m.json()).collect();
+    let mut once = HashSet::new();
+    for n in &published {
+        assert!(once.insert(n.to_string()), "published twice: {} of event {}", n["type"], n["after"]["id"]);
+    }
+    let on_mqtt: Vec<&str> = published.iter().filter(|n| n["after"]["id"] == id).map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!(on_mqtt, types, "MQTT has what the webhook has, in the same order");
+
+    // A snooze taken by the node that does not run the camera holds on the one that does.
+    let (owner, other) = if owners(&a).await.get("ward").cloned().flatten().as_deref() == Some("a") { (&a, &b) } else { (&b, &a) };
+    let snoozed = awc::Client::new().post(other.url("/api/cameras/ward/snooze")).send_json(&serde_json::json!({"minutes": 30})).await.unwrap().json::<Value>().await.unwrap();
+    let until = snoozed["snoozed_until"].as_f64().expect("snoozed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&owner.url("/api/cameras/ward")).await["snoozed_until"].as_f64() != Some(until) {
+        assert!(Instant::now() < deadline, "the owner never heard of the snooze");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The other node dies: its last will says offline, the node still up says online again.
+    other.signal("-KILL");
+    let (will, _) = watcher.expect_from(0, "haven/available", Duration::from_secs(60), |m| m.text() == "offline").await;
+    watcher.expect_from(will + 1, "haven/available", Duration::from_secs(30), |m| m.text() == "online").await;
     receiver.stop(false).await;
     drop(nats);
 }

@@ -19,7 +19,7 @@ use crate::support::*;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// `mosquitto`'s path, or `None` with the reason printed (a failure when `CI` is set).
-fn mosquitto() -> Option<PathBuf> {
+pub(crate) fn mosquitto() -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -39,13 +39,13 @@ fn free_port() -> u16 {
 
 /// A mosquitto on loopback, anonymous or with one user (a password file made by
 /// `mosquitto_passwd -b`); killed on drop.
-struct Broker {
+pub(crate) struct Broker {
     child: Child,
     passwords: PathBuf,
 }
 
 impl Broker {
-    fn start(bin: &Path, dir: &Path, port: u16, user: Option<(&str, &str)>) -> Self {
+    pub(crate) fn start(bin: &Path, dir: &Path, port: u16, user: Option<(&str, &str)>) -> Self {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         let passwords = dir.join(format!("passwd-{port}"));
         let mut text = format!("listener {port} 127.0.0.1\npersistence false\n");
@@ -87,31 +87,31 @@ impl Drop for Broker {
 
 /// One message the watcher saw.
 #[derive(Debug, Clone)]
-struct Msg {
-    topic: String,
-    payload: Vec<u8>,
+pub(crate) struct Msg {
+    pub(crate) topic: String,
+    pub(crate) payload: Vec<u8>,
 }
 
 impl Msg {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
     }
 }
 
 /// A real MQTT client subscribed to every topic, as Home Assistant is to its part; it keeps
 /// reconnecting while the broker is away.
-struct Watcher {
+pub(crate) struct Watcher {
     client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Msg>,
-    seen: Vec<Msg>,
+    pub(crate) seen: Vec<Msg>,
 }
 
 impl Watcher {
-    fn connect(port: u16, user: Option<(&str, &str)>) -> Self {
+    pub(crate) fn connect(port: u16, user: Option<(&str, &str)>) -> Self {
         let mut options = MqttOptions::new(format!("watcher-{port}"), "127.0.0.1", port);
         options.set_max_packet_size(16 << 20, 16 << 20);
         if let Some((name, password)) = user {
@@ -140,12 +140,12 @@ impl Watcher {
     }
 
     /// The first message (seen so far or to come) on `topic` for which `pred` holds.
-    async fn expect(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
+    pub(crate) async fn expect(&mut self, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> Msg {
         self.expect_from(0, topic, timeout, pred).await.1
     }
 
     /// The first such message from the `from`th seen on, with its place.
-    async fn expect_from(&mut self, from: usize, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> (usize, Msg) {
+    pub(crate) async fn expect_from(&mut self, from: usize, topic: &str, timeout: Duration, pred: impl Fn(&Msg) -> bool) -> (usize, Msg) {
         match self.find(from, topic, timeout, pred).await {
             Some(at) => (at, self.seen[at].clone()),
             None => {
@@ -177,7 +177,7 @@ impl Watcher {
     }
 
     /// Returns once the watcher's subscription works: it hears its own probe.
-    async fn subscribed(&mut self) {
+    pub(crate) async fn subscribed(&mut self) {
         let deadline = Instant::now() + 30 * SECOND;
         while self.find(0, "probe", Duration::from_millis(500), |_| true).await.is_none() {
             assert!(Instant::now() < deadline, "the watcher did not hear its own probe within 30 s");
@@ -185,7 +185,7 @@ impl Watcher {
         }
     }
 
-    async fn send(&self, topic: &str, payload: &str) {
+    pub(crate) async fn send(&self, topic: &str, payload: &str) {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.unwrap();
     }
 }
