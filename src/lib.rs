@@ -20,6 +20,7 @@ pub mod redact;
 pub mod reload;
 pub mod settings;
 pub mod text;
+pub mod tls;
 pub mod zones;
 
 use std::net::TcpListener;

@@ -43,6 +43,8 @@ impl Default for MqttSettings {
 pub struct BrokerAddr {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: TLS, the broker's certificate checked against the system's roots.
+    pub tls: bool,
 }
 
 impl MqttSettings {
@@ -57,19 +59,24 @@ impl MqttSettings {
         }
         let shown = crate::redact::redact_url(&self.url);
         let bad = |why: &str| ConfigError::new("url", format!("{shown:?} {why}"));
-        let rest = self.url.trim().strip_prefix("mqtt://").ok_or_else(|| bad("must start with mqtt:// (TLS is not supported)"))?;
+        let url = self.url.trim();
+        let (rest, tls) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(bad("must start with mqtt:// or mqtts:// (TLS)")),
+        };
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.contains('@') {
             return Err(bad("must not hold credentials: use mqtt.username and mqtt.password_file"));
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad("has a port that is not a number in 1-65535"))?),
-            None => (authority, 1883),
+            None => (authority, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() || port == 0 {
             return Err(bad("names no host and port (mqtt://host:1883)"));
         }
-        Ok(Some(BrokerAddr { host: host.to_string(), port }))
+        Ok(Some(BrokerAddr { host: host.to_string(), port, tls }))
     }
 
     /// The rules of `[mqtt]` (the password file is read when MQTT starts).
@@ -112,9 +119,10 @@ mod tests {
     #[test]
     fn urls_are_read_or_refused_naming_mqtt_url() {
         assert_eq!(with_url("").broker().unwrap(), None);
-        assert_eq!(with_url("mqtt://127.0.0.1:1884").broker().unwrap(), Some(BrokerAddr { host: "127.0.0.1".into(), port: 1884 }));
+        assert_eq!(with_url("mqtt://127.0.0.1:1884").broker().unwrap(), Some(BrokerAddr { host: "127.0.0.1".into(), port: 1884, tls: false }));
         assert_eq!(with_url("mqtt://broker").broker().unwrap().unwrap().port, 1883);
-        for bad in ["http://x:1883", "mqtt://x:port", "mqtt://:1883", "mqtts://x"] {
+        assert_eq!(with_url("mqtts://broker").broker().unwrap(), Some(BrokerAddr { host: "broker".into(), port: 8883, tls: true }));
+        for bad in ["http://x:1883", "mqtt://x:port", "mqtt://:1883", "mqtts://:8883", "tls://x"] {
             let e = with_url(bad).validate().unwrap_err().to_string();
             assert!(e.starts_with("mqtt.url "), "{e}");
         }

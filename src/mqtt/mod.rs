@@ -111,6 +111,12 @@ impl MqttLink {
         options.set_last_will(LastWill::new(topics.available(), "offline", QoS::AtLeastOnce, true));
         // A clean session: nothing is resent by the client on reconnecting; the outbox resends.
         options.set_clean_session(true);
+        if broker.tls {
+            let Some(tls) = crate::tls::client_config("mqtt") else {
+                return Err(MqttError::Config(crate::config::ConfigError::new("mqtt.url", "is mqtts://, but TLS cannot be set up here (see the log)")));
+            };
+            options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls))));
+        }
         if let Some(password) = settings.password()? {
             options.set_credentials(settings.username.clone(), password);
         } else if !settings.username.is_empty() {

@@ -35,32 +35,13 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", mac.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// The TLS settings of https webhooks: ring, the system's root certificates (those it cannot read
-/// are logged and skipped). Built once per process.
+/// The TLS settings of https webhooks (`crate::tls`, HTTP/1.1 by ALPN). Built once per process.
 fn tls() -> Option<Arc<rustls::ClientConfig>> {
     static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
     TLS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            log::warn!("webhooks: a root certificate could not be read: {e}");
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
-            log::warn!("webhooks: no root certificates found: https webhooks will fail");
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
-            Ok(builder) => {
-                let mut config = builder.with_root_certificates(roots).with_no_client_auth();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Some(Arc::new(config))
-            }
-            Err(e) => {
-                log::error!("webhooks: no TLS: {e}");
-                None
-            }
-        }
+        let mut config = crate::tls::client_config("webhooks")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(Arc::new(config))
     })
     .clone()
 }

@@ -483,3 +483,70 @@ async fn event_changes_waiting_for_a_broker_survive_a_kill_9_and_arrive_once_in_
         assert_ne!(pair[1]["type"], "new", "a `new` only first: {got:#?}");
     }
 }
+
+/// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem` under `dir/name`), made by openssl;
+/// `None` (a failure when `CI` is set) without it.
+fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "openssl is needed to make the test's certificate: {made:?}");
+        eprintln!("SKIPPED: openssl cannot make a certificate: {made:?}");
+        return None;
+    }
+    Some((cert, key))
+}
+
+#[actix_web::test]
+async fn haven_reaches_a_broker_over_tls_and_refuses_one_whose_certificate_it_does_not_trust() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-tls");
+    let (Some((cert, key)), Some((other, _))) = (certificate(&s.0, "broker"), certificate(&s.0, "other")) else { return };
+    // One broker, two listeners: plain for the watcher, TLS for HAVEN.
+    let (plain, tls) = (free_port(), free_port());
+    let conf = s.path("mosquitto-tls.conf");
+    let user = if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") { "user root\n" } else { "" };
+    let text = format!(
+        "{user}persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut broker = Command::new(&bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + 20 * SECOND;
+    while TcpStream::connect(("127.0.0.1", tls)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {tls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut watcher = Watcher::connect(plain, None);
+    watcher.subscribed().await;
+
+    // The system's roots (as rustls-native-certs reads them) are another certificate: no connection.
+    std::env::set_var("SSL_CERT_FILE", &other);
+    let mut settings = settings(vec![]);
+    settings.mqtt.url = format!("mqtts://127.0.0.1:{tls}");
+    let untrusting = TestServer::start(settings.clone(), None).await;
+    actix_web::rt::time::sleep(3 * SECOND).await;
+    let (_, link) = untrusting.get("/api/mqtt").await;
+    assert_eq!(link["connected"], false, "{link}");
+    assert!(watcher.seen.iter().all(|m| m.topic != "haven/available"), "nothing published over an untrusted connection");
+    untrusting.stop().await;
+
+    // They are the broker's: connected, online, over TLS.
+    std::env::set_var("SSL_CERT_FILE", &cert);
+    let server = TestServer::start(settings, None).await;
+    watcher.expect("haven/available", 30 * SECOND, |m| m.text() == "online").await;
+    let (_, link) = server.get("/api/mqtt").await;
+    assert_eq!((link["connected"].as_bool(), link["broker"].as_str()), (Some(true), Some(format!("mqtts://127.0.0.1:{tls}").as_str())), "{link}");
+    server.stop().await;
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
