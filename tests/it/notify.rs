@@ -302,19 +302,7 @@ fn start_tls_receiver(dir: &Path) -> Option<(u16, Arc<Mutex<Vec<Value>>>, std::p
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::io::{BufRead, BufReader, Read, Write};
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    if !made.as_ref().is_ok_and(|o| o.status.success()) {
-        assert!(std::env::var_os("CI").is_none(), "openssl is needed to make the test's certificate: {made:?}");
-        eprintln!("SKIPPED: openssl cannot make a certificate: {made:?}");
-        return None;
-    }
+    let (cert, key) = certificate(dir, "receiver")?;
     let certs = vec![CertificateDer::from_pem_file(&cert).unwrap()];
     let key = PrivateKeyDer::from_pem_file(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());

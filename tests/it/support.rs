@@ -315,3 +315,23 @@ impl Drop for Running {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem` under `dir/name`), made by openssl;
+/// `None` (a failure when `CI` is set) without it.
+pub fn certificate(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(std::env::var_os("CI").is_none(), "openssl is needed to make the test's certificate: {made:?}");
+        eprintln!("SKIPPED: openssl cannot make a certificate: {made:?}");
+        return None;
+    }
+    Some((cert, key))
+}
