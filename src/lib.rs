@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod api;
+pub mod auth;
 pub mod camera;
 pub mod cluster;
 pub mod config;

@@ -122,6 +122,19 @@ enum Command {
         #[arg(value_name = "OUT.safetensors", required_unless_present = "check")]
         output: Option<PathBuf>,
     },
+    /// Manage the people who may sign in (accounts in <events.data_dir>/accounts.db); works while
+    /// the server runs
+    #[command(after_help = EXIT_CODES)]
+    User {
+        #[command(subcommand)]
+        command: haven::auth::cli::UserCommand,
+    },
+    /// Manage API tokens for integrations (Authorization: Bearer TOKEN); works while the server runs
+    #[command(after_help = EXIT_CODES)]
+    Token {
+        #[command(subcommand)]
+        command: haven::auth::cli::TokenCommand,
+    },
 }
 
 /// Why a command failed, and so its exit code.
@@ -168,6 +181,8 @@ fn main() -> ExitCode {
         Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
         Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
         Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
+        Command::User { command } => accounts(&cli.settings, |dir, out| haven::auth::cli::user(dir, &command, out)),
+        Command::Token { command } => accounts(&cli.settings, |dir, out| haven::auth::cli::token(dir, &command, out)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +229,23 @@ fn serve(settings_path: &Path) -> Result<(), Failure> {
         let app = Application::build(settings, engines).await?;
         app.run_until_stopped().await.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
         Ok(())
+    })
+}
+
+/// `haven user …`, `haven token …` on the accounts beside the settings' event store: a refused
+/// change (a name taken or unknown, a bad password) is a bad command line (2).
+fn accounts(
+    settings_path: &Path,
+    run: impl FnOnce(&Path, &mut std::io::Stdout) -> Result<(), haven::auth::cli::CliError>,
+) -> Result<(), Failure> {
+    use haven::auth::cli::CliError;
+    use haven::auth::StoreError;
+    let settings = Settings::load(settings_path)?;
+    run(&settings.events.data_dir, &mut std::io::stdout()).map_err(|e| match e {
+        CliError::Store(StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::TooNew { .. } | StoreError::Random(_)) => {
+            Failure::Run(anyhow::Error::new(e))
+        }
+        other => Failure::Usage(other.to_string()),
     })
 }
 
