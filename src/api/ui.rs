@@ -12,6 +12,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
     ("events.html", "text/html; charset=utf-8", include_str!("../../ui/events.html")),
+    ("login.html", "text/html; charset=utf-8", include_str!("../../ui/login.html")),
     ("ack.js", JS, include_str!("../../ui/ack.js")),
     ("alerts.js", JS, include_str!("../../ui/alerts.js")),
     ("api.js", JS, include_str!("../../ui/api.js")),
@@ -30,6 +31,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("frames.js", JS, include_str!("../../ui/frames.js")),
     ("grid.js", JS, include_str!("../../ui/grid.js")),
     ("live-state.js", JS, include_str!("../../ui/live-state.js")),
+    ("login.js", JS, include_str!("../../ui/login.js")),
     ("motion.js", JS, include_str!("../../ui/motion.js")),
     ("overlay.js", JS, include_str!("../../ui/overlay.js")),
     ("player.js", JS, include_str!("../../ui/player.js")),
@@ -58,6 +60,11 @@ pub async fn index() -> Result<HttpResponse, ApiError> {
 
 pub async fn events() -> Result<HttpResponse, ApiError> {
     serve("events.html")
+}
+
+/// `GET /login`: the one page open to everyone once accounts exist.
+pub async fn login() -> Result<HttpResponse, ApiError> {
+    serve("login.html")
 }
 
 pub async fn file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
