@@ -1,8 +1,8 @@
 // The login page: POST /api/session {name, password}; the server answers with an HttpOnly session
 // cookie the page never sees, and the browser sends it with every request, sockets and <img> too.
 
-const form = document.getElementById('login-form');
-const error = document.getElementById('login-error');
+const form = globalThis.document?.getElementById('login-form');
+const error = globalThis.document?.getElementById('login-error');
 
 /** The message a refused sign-in shows (the server's own words for 401, 429 and 400). */
 export function refusal(status, body) {

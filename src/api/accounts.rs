@@ -91,11 +91,15 @@ fn shown_address(address: Option<std::net::IpAddr>) -> String {
     address.map_or_else(|| "an unknown address".into(), |a| a.to_string())
 }
 
-/// `GET /api/session`: who the caller is (401 when nobody), and whether this server has accounts.
+/// `GET /api/session`: who the caller is, and whether this server has accounts (also in the 401
+/// for nobody, so that a page knows to show the login page rather than ask for a token).
 pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let who = state.access.identify(&req)?.ok_or_else(|| ApiError::Unauthorized("not signed in".into()))?;
     let accounts = state.access.has_accounts()?;
-    Ok(HttpResponse::Ok().json(json!({ "name": who.name, "role": who.role, "cameras": who.cameras, "via": who.via, "accounts": accounts })))
+    match state.access.identify(&req) {
+        Ok(Some(who)) => Ok(HttpResponse::Ok().json(json!({ "name": who.name, "role": who.role, "cameras": who.cameras, "via": who.via, "accounts": accounts }))),
+        Ok(None) | Err(ApiError::Unauthorized(_)) => Ok(HttpResponse::Unauthorized().json(json!({ "error": "not signed in", "accounts": accounts }))),
+        Err(e) => Err(e),
+    }
 }
 
 /// `DELETE /api/session`: ends the cookie's session (204 whether or not it was alive).

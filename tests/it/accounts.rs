@@ -360,6 +360,13 @@ async fn tokens_made_shown_once_used_and_revoked() {
     assert_eq!(status(port, "GET", "/api/cameras", &Who::bearer(&expired)).await, 401, "expired");
     let (code, _, _) = call(port, "POST", "/api/tokens", &ann, Some(json!({ "name": "x", "role": "god" }))).await;
     assert_eq!(code, 400);
+    // The routes are described where clients look for them.
+    let (_, doc, _) = call(port, "GET", "/api/openapi.json", &ann, None).await;
+    for (path, methods) in [("/api/session", &["get", "post", "delete"][..]), ("/api/users", &["get", "post"]), ("/api/users/{name}", &["patch", "delete"]), ("/api/tokens", &["get", "post"]), ("/api/tokens/{name}", &["delete"]), ("/api/audit", &["get"])] {
+        for m in methods {
+            assert!(doc["paths"][path].get(m).is_some(), "openapi lacks {m} {path}");
+        }
+    }
     w.server.stop().await;
 }
 
