@@ -208,7 +208,12 @@ pub async fn gate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<S
         return Ok(req.into_response(e.error_response()).map_into_right_body());
     };
     let pattern = req.match_pattern();
-    let need = need(req.method(), pattern.as_deref());
+    let mut need = need(req.method(), pattern.as_deref());
+    // The pages hold no data: without accounts they load for everyone (the page then asks for
+    // api.token where reads need it); with accounts, a browser without a session goes to /login.
+    if matches!(pattern.as_deref(), Some("/" | "/events")) && !state.access.has_accounts().unwrap_or(true) {
+        need = Need::Open;
+    }
     let who = match state.access.admit(req.request(), need) {
         Ok(who) => who,
         Err(e) => return Ok(refuse(req, pattern.as_deref(), e)),

@@ -520,8 +520,17 @@ async fn an_open_server_refuses_to_bind_beyond_loopback() {
     assert!(err.to_string().contains("haven user add") && err.to_string().contains("not a loopback address"), "{err}");
     let mut with_token = open;
     with_token.api.token = "some-token".into();
-    let server = TestServer::start(with_token, None).await;
+    let server = TestServer::start(with_token.clone(), None).await;
     assert_eq!(status(server.port, "GET", "/api/engine", &Who::nobody()).await, 200, "reads stay open with api.token alone");
+    server.stop().await;
+    // Protected reads without accounts: the pages still load (they ask for the token), not /login.
+    let mut protected = with_token;
+    protected.api.protect_reads = true;
+    let server = TestServer::start(protected, None).await;
+    assert_eq!(status(server.port, "GET", "/api/engine", &Who::nobody()).await, 401);
+    for page in ["/", "/events"] {
+        assert_eq!(status(server.port, "GET", page, &Who::nobody()).await, 200, "{page}");
+    }
     server.stop().await;
 }
 
