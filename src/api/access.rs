@@ -86,9 +86,10 @@ impl Access {
     }
 
     fn credentials(req: &HttpRequest, query_allowed: bool) -> Credentials {
-        let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok());
-        if let Some(h) = header {
-            return Credentials::Bearer(h.strip_prefix("Bearer ").unwrap_or("").to_string());
+        // Another scheme (`Basic …` from a proxy) is no credential of ours, as before accounts.
+        let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(t) = header {
+            return Credentials::Bearer(t.to_string());
         }
         if query_allowed {
             let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();

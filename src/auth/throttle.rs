@@ -29,7 +29,8 @@ impl Throttle {
     }
 
     fn keys(name: &str, address: Option<IpAddr>) -> Vec<Key> {
-        let mut keys = vec![Key::Account(name.to_string())];
+        // A name is at most 64 characters; a longer one is cut so that no key holds megabytes.
+        let mut keys = vec![Key::Account(name.chars().take(64).collect())];
         keys.extend(address.map(Key::Address));
         keys
     }

@@ -522,6 +522,9 @@ async fn an_open_server_refuses_to_bind_beyond_loopback() {
     with_token.api.token = "some-token".into();
     let server = TestServer::start(with_token.clone(), None).await;
     assert_eq!(status(server.port, "GET", "/api/engine", &Who::nobody()).await, 200, "reads stay open with api.token alone");
+    let basic = Who { cookie: None, authorization: Some("Basic YTpi".into()) };
+    assert_eq!(status(server.port, "GET", "/api/engine", &basic).await, 200, "another scheme's header is not a wrong token");
+    assert_eq!(status(server.port, "POST", "/api/cameras/x/snooze", &basic).await, 401);
     server.stop().await;
     // Protected reads without accounts: the pages still load (they ask for the token), not /login.
     let mut protected = with_token;
