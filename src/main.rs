@@ -1,6 +1,7 @@
 //! `haven [serve]` runs the server; `haven detect` runs the pose engine on still images; `haven
 //! analyze` runs a camera's pipeline over video files and `haven evaluate` judges falls on labelled clips;
-//! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads.
+//! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads;
+//! `haven user …` and `haven token …` manage accounts and API tokens (docs/security.md).
 //! `haven --help` (and `haven SUB-COMMAND --help`) describe them, with the exit codes.
 
 use std::path::{Path, PathBuf};
@@ -494,6 +495,8 @@ mod tests {
             (&["haven", "convert-weights", "--help"], "pose or detect"),
             (&["haven", "analyze", "--help"], "--hold-last <SECS>"),
             (&["haven", "evaluate", "--help"], "labels.json"),
+            (&["haven", "user", "--help"], "passwd"),
+            (&["haven", "token", "--help"], "revoke"),
         ] {
             let err = Cli::try_parse_from(args.iter().copied()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
@@ -501,6 +504,14 @@ mod tests {
             assert!(text.contains(wants) && text.contains("Exit codes:"), "{args:?}:\n{text}");
         }
         assert_eq!(Cli::try_parse_from(["haven", "--version"]).unwrap_err().kind(), ErrorKind::DisplayVersion);
+        // Accounts: the password is never an argument; the roles are listed.
+        let help = Cli::try_parse_from(["haven", "user", "add", "--help"]).unwrap_err().render().to_string();
+        assert!(help.contains("never from the command line") && help.contains("operator"), "{help}");
+        let cli = Cli::try_parse_from(["haven", "user", "add", "ann", "--role", "viewer", "--cameras", "ward-a-*"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::User { command: haven::auth::cli::UserCommand::Add { ref name, role: haven::auth::Role::Viewer, cameras: Some(_) } }) if name == "ann"));
+        for bad in [&["haven", "user", "add", "ann", "--role", "root"][..], &["haven", "user", "add", "ann", "--role", "admin", "--password", "x"], &["haven", "token", "create", "t", "--role", "admin", "--expires-in-days", "0"]] {
+            assert_eq!(Cli::try_parse_from(bad.iter().copied()).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]
