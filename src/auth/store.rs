@@ -99,6 +99,9 @@ impl AccountStore {
         let path = dir.join("accounts.db");
         let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // As the event store: a commit waits for the WAL write, not for a sync of the disk (the
+        // gate records changes on the request's own thread).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > MIGRATIONS.len() as i64 {
