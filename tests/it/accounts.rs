@@ -518,6 +518,12 @@ async fn an_open_server_refuses_to_bind_beyond_loopback() {
     open.server.bind = "0.0.0.0:0".into();
     let err = haven::Application::build(open.clone(), None::<std::sync::Arc<dyn haven::inference::AiEngine>>).await.err().expect("refused");
     assert!(err.to_string().contains("haven user add") && err.to_string().contains("not a loopback address"), "{err}");
+    // Open on loopback: a token it does not know changes nothing, as before accounts.
+    let mut local = open.clone();
+    local.server.bind = "127.0.0.1:0".into();
+    let server = TestServer::start(local, None).await;
+    assert_eq!(status(server.port, "POST", "/api/cameras/x/snooze", &Who::bearer("stale")).await, 400, "past the gate: the body is checked");
+    server.stop().await;
     let mut with_token = open;
     with_token.api.token = "some-token".into();
     let server = TestServer::start(with_token.clone(), None).await;
