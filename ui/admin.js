@@ -27,7 +27,15 @@ function showError(e) {
   p.hidden = !e;
 }
 
-function row(cells, onRemove, label) {
+function button(label, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.addEventListener('click', () => onClick().then(refresh, showError));
+  return b;
+}
+
+function row(cells, onRemove, label, extra) {
   const tr = document.createElement('tr');
   for (const text of cells) {
     const td = document.createElement('td');
@@ -35,11 +43,9 @@ function row(cells, onRemove, label) {
     tr.append(td);
   }
   const td = document.createElement('td');
-  const b = document.createElement('button');
-  b.type = 'button';
+  if (extra) td.append(extra, ' ');
+  const b = button(label, onRemove);
   b.className = 'danger';
-  b.textContent = label;
-  b.addEventListener('click', () => onRemove().then(refresh, showError));
   td.append(b);
   tr.append(td);
   return tr;
@@ -50,7 +56,8 @@ const cams = (list) => (list.length ? list.join(', ') : 'all');
 async function refresh() {
   const [{ users }, { tokens }] = await Promise.all([call('GET', '/api/users'), call('GET', '/api/tokens')]);
   $('#users tbody').replaceChildren(...users.map((u) => row([u.name, u.role, cams(u.cameras)],
-    () => call('DELETE', `/api/users/${encodeURIComponent(u.name)}`), 'Remove')));
+    () => call('DELETE', `/api/users/${encodeURIComponent(u.name)}`), 'Remove',
+    button('Sign out everywhere', () => call('DELETE', `/api/users/${encodeURIComponent(u.name)}/sessions`)))));
   $('#tokens tbody').replaceChildren(...tokens.map((t) => row(
     [t.name, t.role, cams(t.cameras), t.expires_at ? new Date(t.expires_at * 1000).toLocaleDateString() : 'never'],
     () => call('DELETE', `/api/tokens/${encodeURIComponent(t.name)}`), 'Revoke')));

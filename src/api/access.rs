@@ -54,7 +54,7 @@ pub fn need(method: &Method, pattern: Option<&str>) -> Need {
     let read = matches!(*method, Method::GET | Method::HEAD);
     match (method.as_str(), pattern) {
         (_, "/ui/{file}" | "/login" | "/api/session") => Need::Open,
-        (_, "/api/users" | "/api/users/{name}" | "/api/tokens" | "/api/tokens/{name}" | "/api/audit") => Need::Role(Admin),
+        (_, "/api/users" | "/api/users/{name}" | "/api/users/{name}/sessions" | "/api/tokens" | "/api/tokens/{name}" | "/api/audit") => Need::Role(Admin),
         (_, "/api/cluster" | "/api/notify" | "/api/mqtt") if read => Need::AllCameras,
         _ if read => Need::Role(Viewer),
         ("POST", "/api/events/{id}/ack" | "/api/cameras/{camera_id}/snooze") => Need::Role(Operator),
@@ -300,6 +300,7 @@ mod tests {
         assert_eq!(n("PATCH", "/api/cameras/{camera_id}"), Need::Role(R::Admin));
         assert_eq!(n("GET", "/api/users"), Need::Role(R::Admin));
         assert_eq!(n("GET", "/api/audit"), Need::Role(R::Admin));
+        assert_eq!(n("DELETE", "/api/users/{name}/sessions"), Need::Role(R::Admin));
         assert_eq!(n("GET", "/api/cluster"), AllCameras);
         assert_eq!(n("POST", "/api/session"), Open);
         assert_eq!(n("GET", "/ui/{file}"), Open);

@@ -173,6 +173,12 @@ pub async fn remove_user(state: web::Data<AppState>, path: web::Path<String>) ->
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `DELETE /api/users/{name}/sessions`: signs the account out everywhere (its tokens are apart).
+pub async fn end_sessions(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let ended = state.access.store.end_sessions_of(&path)?;
+    Ok(HttpResponse::Ok().json(json!({ "name": path.into_inner(), "sessions_ended": ended })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewToken {

@@ -164,6 +164,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(delete().to(accounts::remove_user))
                     .default_service(allow("PATCH, DELETE")),
             )
+            .service(resource("/users/{name}/sessions").route(delete().to(accounts::end_sessions)).default_service(allow("DELETE")))
             .service(resource("/tokens").route(get().to(accounts::tokens)).route(post().to(accounts::add_token)).default_service(allow("GET, POST")))
             .service(resource("/tokens/{name}").route(delete().to(accounts::revoke_token)).default_service(allow("DELETE")))
             .service(resource("/audit").route(get().to(accounts::audit)).default_service(allow("GET")))

@@ -232,6 +232,14 @@ impl AccountStore {
             .optional()?)
     }
 
+    /// Ends every session of `user` (a lost phone, a shared computer): how many there were.
+    pub fn end_sessions_of(&self, user: &str) -> Result<usize, StoreError> {
+        if self.user(user)?.is_none() {
+            return Err(StoreError::NotFound(format!("no account named {user}")));
+        }
+        Ok(self.conn().execute("DELETE FROM sessions WHERE user = ?1", [user])?)
+    }
+
     pub fn end_session(&self, secret: &str) -> Result<(), StoreError> {
         self.conn().execute("DELETE FROM sessions WHERE id_hash = ?1", [secret_hash(secret)])?;
         Ok(())

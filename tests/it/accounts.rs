@@ -362,7 +362,7 @@ async fn tokens_made_shown_once_used_and_revoked() {
     assert_eq!(code, 400);
     // The routes are described where clients look for them.
     let (_, doc, _) = call(port, "GET", "/api/openapi.json", &ann, None).await;
-    for (path, methods) in [("/api/session", &["get", "post", "delete"][..]), ("/api/users", &["get", "post"]), ("/api/users/{name}", &["patch", "delete"]), ("/api/tokens", &["get", "post"]), ("/api/tokens/{name}", &["delete"]), ("/api/audit", &["get"])] {
+    for (path, methods) in [("/api/session", &["get", "post", "delete"][..]), ("/api/users", &["get", "post"]), ("/api/users/{name}", &["patch", "delete"]), ("/api/users/{name}/sessions", &["delete"]), ("/api/tokens", &["get", "post"]), ("/api/tokens/{name}", &["delete"]), ("/api/audit", &["get"])] {
         for m in methods {
             assert!(doc["paths"][path].get(m).is_some(), "openapi lacks {m} {path}");
         }
@@ -413,6 +413,13 @@ async fn hostile_sign_ins_and_sessions_are_refused() {
     other.server.stop().await;
     let made_up = Who { cookie: Some("haven_session=' OR 1=1 --".into()), authorization: None };
     assert_eq!(status(port, "GET", "/api/cameras", &made_up).await, 401);
+    // An admin signs an account out everywhere.
+    let vic = sign_in(port, "vic", PASSWORD).await;
+    assert_eq!(status(port, "DELETE", "/api/users/vic/sessions", &vic).await, 403);
+    let (code, body, _) = call(port, "DELETE", "/api/users/vic/sessions", &ann, None).await;
+    assert_eq!((code, body["sessions_ended"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(status(port, "GET", "/api/cameras", &vic).await, 401, "revoked by an admin");
+    assert_eq!(status(port, "DELETE", "/api/users/nobody/sessions", &ann).await, 404);
     // A new password ends the sessions made with the old one.
     let vic = sign_in(port, "vic", PASSWORD).await;
     assert_eq!(call(port, "PATCH", "/api/users/vic", &ann, Some(json!({ "password": "a new one, long" }))).await.0, 200);
