@@ -97,6 +97,15 @@ impl AccountStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         let path = dir.join("accounts.db");
+        // The file holds password hashes: readable by its owner only, from its creation (SQLite
+        // gives its -wal and -shm files the database's own permissions).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let io = |source| StoreError::Io { path: path.clone(), source };
+            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(io)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
         let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // As the event store: a commit waits for the WAL write, not for a sync of the disk (the
@@ -112,12 +121,6 @@ impl AccountStore {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
-        }
-        // The file holds password hashes: readable by its owner only.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -368,6 +371,14 @@ mod tests {
         s.audit("ann", "DELETE /api/tokens/{name}", "/api/tokens/ha", "204");
         let (total, log) = s.audit_log(10, 0).unwrap();
         assert_eq!((total, log[0].who.as_str()), (1, "ann"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for f in ["accounts.db", "accounts.db-wal"] {
+                let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{f}");
+            }
+        }
         // Nothing secret in the file.
         drop(s);
         let bytes = std::fs::read(dir.join("accounts.db")).unwrap();
