@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod api;
+pub mod auth;
 pub mod camera;
 pub mod cluster;
 pub mod config;
@@ -88,6 +89,11 @@ pub enum AppError {
     Models(String),
     #[error("{0}")]
     Mqtt(#[from] mqtt::MqttError),
+    #[error("{0}")]
+    Accounts(#[from] auth::StoreError),
+    /// No account and no `api.token`: anyone reaching the server could do anything.
+    #[error("server.bind {0} is not a loopback address, and this server has no account and no api.token: anyone reaching it could watch every camera and change everything. Add an account (haven user add NAME --role admin), or set api.token, or bind 127.0.0.1")]
+    OpenOutsideLoopback(String),
 }
 
 /// Process-wide defaults OpenCV reads from the environment: quiet logs, RTSP over TCP (UDP loses
@@ -123,6 +129,7 @@ impl Application {
         for camera in &settings.cameras {
             catalog.check(camera).map_err(|e| AppError::Models(format!("{}: {e}", settings.origin)))?;
         }
+        let access = open_access(&settings)?;
         // Bind first: a taken port should fail before any camera thread starts.
         let bind_error = |source| AppError::Bind { bind: settings.server.bind.clone(), source };
         let listener = TcpListener::bind(&settings.server.bind).map_err(bind_error)?;
@@ -147,7 +154,7 @@ impl Application {
         if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
             mqtt.join_cluster(cluster.clone());
         }
-        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), mqtt: mqtt.clone(), notify: notifier };
+        let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), mqtt: mqtt.clone(), notify: notifier, access };
         let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {
             Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),
@@ -188,6 +195,25 @@ impl Application {
         }
         self.server.await
     }
+}
+
+/// The accounts beside the event store. A server with neither accounts nor `api.token` is open to
+/// whoever reaches it, so it binds loopback addresses only, and says so.
+fn open_access(settings: &Settings) -> Result<Arc<api::access::Access>, AppError> {
+    let store = Arc::new(auth::AccountStore::open(&settings.events.data_dir)?);
+    let access = api::access::Access::new(store, &settings.api, settings.auth.clone());
+    if access.is_open().map_err(|e| AppError::Events(e.to_string()))? {
+        use std::net::ToSocketAddrs;
+        let bind = &settings.server.bind;
+        let loopback = bind.to_socket_addrs().is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback()));
+        if !loopback {
+            return Err(AppError::OpenOutsideLoopback(bind.clone()));
+        }
+        log::warn!("no account and no api.token: the API is open to anyone on this machine (loopback only); add an account with `haven user add NAME --role admin`");
+    } else if access.has_accounts().unwrap_or(false) {
+        log::info!("accounts: every route but the login page needs a session or a token");
+    }
+    Ok(Arc::new(access))
 }
 
 /// What every camera is given: the shared models, the live `[detection]`, the events, the real
@@ -232,7 +258,7 @@ fn serve_http(settings: &Settings, listener: TcpListener, state: AppState, event
         App::new()
             .app_data(state.clone())
             .app_data(events.clone())
-            .wrap(actix_web::middleware::from_fn(api::guard_reads))
+            .wrap(actix_web::middleware::from_fn(api::access::gate))
             .configure(api::routes)
     })
     .on_connect(limit_unsent_bytes)

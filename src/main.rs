@@ -1,6 +1,7 @@
 //! `haven [serve]` runs the server; `haven detect` runs the pose engine on still images; `haven
 //! analyze` runs a camera's pipeline over video files and `haven evaluate` judges falls on labelled clips;
-//! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads.
+//! `haven convert-weights` turns an Ultralytics `.pt` into the safetensors the engine loads;
+//! `haven user …` and `haven token …` manage accounts and API tokens (docs/security.md).
 //! `haven --help` (and `haven SUB-COMMAND --help`) describe them, with the exit codes.
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,19 @@ enum Command {
         #[arg(value_name = "OUT.safetensors", required_unless_present = "check")]
         output: Option<PathBuf>,
     },
+    /// Manage the people who may sign in (accounts in <events.data_dir>/accounts.db); works while
+    /// the server runs
+    #[command(after_help = EXIT_CODES)]
+    User {
+        #[command(subcommand)]
+        command: haven::auth::cli::UserCommand,
+    },
+    /// Manage API tokens for integrations (Authorization: Bearer TOKEN); works while the server runs
+    #[command(after_help = EXIT_CODES)]
+    Token {
+        #[command(subcommand)]
+        command: haven::auth::cli::TokenCommand,
+    },
 }
 
 /// Why a command failed, and so its exit code.
@@ -168,6 +182,8 @@ fn main() -> ExitCode {
         Command::ConvertWeights { check: Some(weights), .. } => check_weights(&weights),
         Command::ConvertWeights { input: Some(input), output: Some(output), .. } => convert(&input, &output),
         Command::ConvertWeights { .. } => unreachable!("clap requires IN.pt and OUT.safetensors without --check"),
+        Command::User { command } => accounts(&cli.settings, |dir, out| haven::auth::cli::user(dir, &command, out)),
+        Command::Token { command } => accounts(&cli.settings, |dir, out| haven::auth::cli::token(dir, &command, out)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +230,23 @@ fn serve(settings_path: &Path) -> Result<(), Failure> {
         let app = Application::build(settings, engines).await?;
         app.run_until_stopped().await.map_err(|e| anyhow::anyhow!("the server stopped: {e}"))?;
         Ok(())
+    })
+}
+
+/// `haven user …`, `haven token …` on the accounts beside the settings' event store: a refused
+/// change (a name taken or unknown, a bad password) is a bad command line (2).
+fn accounts(
+    settings_path: &Path,
+    run: impl FnOnce(&Path, &mut std::io::Stdout) -> Result<(), haven::auth::cli::CliError>,
+) -> Result<(), Failure> {
+    use haven::auth::cli::CliError;
+    use haven::auth::StoreError;
+    let settings = Settings::load(settings_path)?;
+    run(&settings.events.data_dir, &mut std::io::stdout()).map_err(|e| match e {
+        CliError::Store(StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::TooNew { .. } | StoreError::Random(_)) => {
+            Failure::Run(anyhow::Error::new(e))
+        }
+        other => Failure::Usage(other.to_string()),
     })
 }
 
@@ -462,6 +495,8 @@ mod tests {
             (&["haven", "convert-weights", "--help"], "pose or detect"),
             (&["haven", "analyze", "--help"], "--hold-last <SECS>"),
             (&["haven", "evaluate", "--help"], "labels.json"),
+            (&["haven", "user", "--help"], "passwd"),
+            (&["haven", "token", "--help"], "revoke"),
         ] {
             let err = Cli::try_parse_from(args.iter().copied()).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
@@ -469,6 +504,14 @@ mod tests {
             assert!(text.contains(wants) && text.contains("Exit codes:"), "{args:?}:\n{text}");
         }
         assert_eq!(Cli::try_parse_from(["haven", "--version"]).unwrap_err().kind(), ErrorKind::DisplayVersion);
+        // Accounts: the password is never an argument; the roles are listed.
+        let help = Cli::try_parse_from(["haven", "user", "add", "--help"]).unwrap_err().render().to_string();
+        assert!(help.contains("never from the command line") && help.contains("operator"), "{help}");
+        let cli = Cli::try_parse_from(["haven", "user", "add", "ann", "--role", "viewer", "--cameras", "ward-a-*"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::User { command: haven::auth::cli::UserCommand::Add { ref name, role: haven::auth::Role::Viewer, cameras: Some(_) } }) if name == "ann"));
+        for bad in [&["haven", "user", "add", "ann", "--role", "root"][..], &["haven", "user", "add", "ann", "--role", "admin", "--password", "x"], &["haven", "token", "create", "t", "--role", "admin", "--expires-in-days", "0"]] {
+            assert_eq!(Cli::try_parse_from(bad.iter().copied()).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

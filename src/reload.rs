@@ -87,6 +87,7 @@ impl WatchedFile {
             ("cluster", json(&old.cluster), json(&new.cluster)),
             ("notify", json(&old.notify), json(&new.notify)),
             ("mqtt", json(&old.mqtt), json(&new.mqtt)),
+            ("auth", json(&old.auth), json(&new.auth)),
         ] {
             needs_restart.extend(changed_keys(section, &before, &after));
         }

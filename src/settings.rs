@@ -58,6 +58,9 @@ pub struct Settings {
     /// `[mqtt]`: events and states to an MQTT broker, Home Assistant's way (off while `url` is empty).
     #[serde(default)]
     pub mqtt: MqttSettings,
+    /// `[auth]`: sessions and sign-in throttling (accounts themselves live in the accounts file).
+    #[serde(default)]
+    pub auth: crate::auth::AuthSettings,
     /// The file these settings came from (for messages); not part of the file itself.
     #[serde(skip)]
     pub origin: String,
@@ -156,6 +159,7 @@ impl Settings {
         }
         self.api.validate()?;
         self.mqtt.validate()?;
+        self.auth.validate()?;
         self.check_cameras()
     }
 

@@ -64,7 +64,7 @@ export function ackMarks(ev, onAcked = () => {}) {
   const label = ackLabel(ev);
   if (label) out.push(el('span', { class: 'ack-by', title: ev.ack_note ?? '', text: label }));
   if (needsAck(ev)) {
-    const button = el('button', { type: 'button', class: 'ack-button', text: 'Acknowledge' });
+    const button = el('button', { type: 'button', class: 'ack-button operator-only', text: 'Acknowledge' });
     button.addEventListener('click', async (e) => {
       e.stopPropagation();
       button.disabled = true;

@@ -66,6 +66,11 @@ export async function fetchWithToken(path, init = {}, reason = 'This server need
     if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch(path, { ...init, headers });
     if (res.status !== 401) return res;
+    // With accounts, a session that ended signs in again rather than asking for a token.
+    if (globalThis.document?.body?.dataset.accounts === 'true') {
+      location.assign('/login');
+      return res;
+    }
     if (token) {
       sessionStorage.removeItem(TOKEN_KEY);
       window.dispatchEvent(new Event('haven-token'));

@@ -15,6 +15,7 @@ import { $, toast } from './dom.js';
 import { focusFromHash, initGrid, onVisibility, refresh, schedulePoll, setFocus, step, toggleFullscreen } from './grid.js';
 import { tiles, view } from './live-state.js';
 import { loadPrefs } from './prefs.js';
+import { loadSession } from './session.js';
 
 function updateTokenButton() {
   $('#token-btn').hidden = !storedToken();
@@ -59,7 +60,8 @@ function onAlert(ev) {
   t.el.dataset.alarm = String(ev.phase === 'start');
 }
 
-function init() {
+async function init() {
+  await loadSession();
   loadPrefs();
   initGrid({ confirmRemove });
   for (const dialog of document.querySelectorAll('dialog')) {

@@ -5,9 +5,10 @@
 // re-exported here for anything that still imports them from events.js.
 
 import { initEventsPage } from './events-page.js';
+import { loadSession } from './session.js';
 
 export { askToken, fetchWithToken, storedToken, TOKEN_KEY, withToken } from './api.js';
 export { AlertSocket, startAlerts } from './alerts.js';
 export { eventLabel, KIND_LABEL, REASON_LABEL, reasonLabel } from './event-labels.js';
 
-if (globalThis.document?.body?.dataset.page === 'events') initEventsPage();
+if (globalThis.document?.body?.dataset.page === 'events') loadSession().then(initEventsPage);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 use serde_json::{Map, Value};
 
+use crate::api::access::Caller;
 use crate::api::ApiError;
 use crate::events::{now, EventHub};
 
@@ -66,9 +67,11 @@ fn note(fields: &Map<String, Value>) -> Result<Option<String>, String> {
 
 /// `POST /api/events/{id}/ack` (a write: the token when one is set): 200 with the event,
 /// acknowledged (by this request, or by the first one); 404 for an unknown id; 400 naming the field.
-pub async fn ack(hub: web::Data<Arc<EventHub>>, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn ack(hub: web::Data<Arc<EventHub>>, caller: Caller, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let id: i64 = path.parse().map_err(|_| ApiError::NotFound(format!("no such event: {path}")))?;
     let ack = parse(&body).map_err(ApiError::BadRequest)?;
+    // Another camera's event is "no such event".
+    super::events::find(&hub, &path, &caller).await?;
     let hub = hub.get_ref().clone();
     let done = web::block(move || hub.acknowledge(id, now(), &ack.by, ack.note.as_deref()))
         .await

@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::access::Caller;
 use super::{ApiError, AppState};
 use crate::camera::{CameraPatch, CameraStatusView};
 use crate::hub::{CheckModels, GetEngineInfo, GetStatus, Register, Remove, Statuses, Update};
@@ -18,8 +19,9 @@ fn with_snooze(state: &AppState, mut view: CameraStatusView) -> CameraStatusView
     view
 }
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let cameras: Vec<_> = state.hub.send(Statuses).await?.into_iter().map(|v| with_snooze(&state, v)).collect();
+/// `GET /api/cameras`: the caller's cameras only.
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let cameras: Vec<_> = state.hub.send(Statuses).await?.into_iter().filter(|v| caller.0.sees(&v.camera_id)).map(|v| with_snooze(&state, v)).collect();
     if let Some(cluster) = &state.cluster {
         let cameras = cluster.list(cameras);
         return Ok(HttpResponse::Ok().json(json!({ "total_cameras": cameras.len(), "cameras": cameras })));
@@ -140,7 +142,7 @@ pub async fn remove(state: web::Data<AppState>, path: web::Path<String>) -> Resu
 }
 
 /// Reads a JSON body of at most `limit` bytes; errors name the offending field.
-async fn read_json<T: DeserializeOwned>(mut body: web::Payload, limit: usize) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(mut body: web::Payload, limit: usize) -> Result<T, ApiError> {
     use futures_util::StreamExt;
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {

@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::ws::{close_reason, send_text, upgrade, Liveness, Step, Timeouts};
+use crate::api::access::Caller;
 use crate::api::{ApiError, AppState};
 use crate::events::{ClipStatus, Event, EventFilter, EventHub, EventKind};
 
@@ -92,23 +93,36 @@ async fn with_store<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn find(hub: &Hub, raw: &str) -> Result<Event, ApiError> {
+/// The event numbered `raw`, if the caller sees its camera: another camera's event is "no such
+/// event", as one that does not exist.
+pub(crate) async fn find(hub: &Hub, raw: &str, caller: &Caller) -> Result<Event, ApiError> {
     let id = event_id(raw)?;
-    with_store(hub, move |s| s.get(id)).await?.ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
+    with_store(hub, move |s| s.get(id)).await?.filter(|e| caller.0.sees(&e.camera_id)).ok_or_else(|| ApiError::NotFound(format!("no such event: {id}")))
 }
 
 /// `GET /api/events?camera=&kind=&class=&zone=&since=&until=&limit=&offset=`: newest first; `total` counts every
 /// event the filter selects, so a client pages with `offset` until it has them all.
-pub async fn list(hub: Hub, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
+/// A caller limited to some cameras gets their events only: all the filter selects are read and
+/// those of other cameras left out before paging (the store filters by one camera at most).
+pub async fn list(hub: Hub, caller: Caller, query: web::Query<HashMap<String, String>>) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;
     let offset = filter.offset.unwrap_or(0);
-    let (total, events) = with_store(&hub, move |s| Ok((s.count(&filter)?, s.list(&filter)?))).await?;
-    Ok(HttpResponse::Ok().json(json!({ "total": total, "offset": offset, "events": events })))
+    if caller.0.cameras.is_all() {
+        let (total, events) = with_store(&hub, move |s| Ok((s.count(&filter)?, s.list(&filter)?))).await?;
+        return Ok(HttpResponse::Ok().json(json!({ "total": total, "offset": offset, "events": events })));
+    }
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+    let every = EventFilter { limit: Some(i64::MAX as usize), offset: Some(0), ..filter };
+    let mut events = with_store(&hub, move |s| s.list(&every)).await?;
+    events.retain(|e| caller.0.sees(&e.camera_id));
+    let total = events.len();
+    let page: Vec<Event> = events.into_iter().skip(offset).take(limit).collect();
+    Ok(HttpResponse::Ok().json(json!({ "total": total, "offset": offset, "events": page })))
 }
 
 /// `GET /api/events/{id}`.
-pub async fn get(hub: Hub, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&hub, &path).await?))
+pub async fn get(hub: Hub, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(find(&hub, &path, &caller).await?))
 }
 
 /// A snapshot or clip, whole: from this node's disk, else (on a cluster node: another node wrote
@@ -127,8 +141,8 @@ async fn read_media(hub: &Hub, state: Option<&web::Data<AppState>>, rel: &str, w
 }
 
 /// `GET /api/events/{id}/snapshot.jpg`.
-pub async fn snapshot(hub: Hub, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let event = find(&hub, &path).await?;
+pub async fn snapshot(hub: Hub, caller: Caller, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let event = find(&hub, &path, &caller).await?;
     let rel = event.snapshot_path.ok_or_else(|| ApiError::NotFound(format!("event {path} has no snapshot")))?;
     let bytes = read_media(&hub, state.as_ref(), &rel, "snapshot", &path).await?;
     Ok(HttpResponse::Ok()
@@ -199,8 +213,8 @@ fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<V
 
 /// `GET /api/events/{id}/clip.mp4`, with single-range requests: 206 and `Content-Range`, 416 when
 /// the range starts past the end.
-pub async fn clip(req: HttpRequest, hub: Hub, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let event = find(&hub, &path).await?;
+pub async fn clip(req: HttpRequest, hub: Hub, caller: Caller, state: Option<web::Data<AppState>>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let event = find(&hub, &path, &caller).await?;
     let rel = event.clip_path.ok_or_else(|| {
         ApiError::NotFound(match (event.clip_status, &event.clip_error) {
             (ClipStatus::Recording, _) => format!("event {path}: the clip is still being recorded"),
@@ -262,19 +276,37 @@ pub async fn alerts(
     hub: Hub,
     state: web::Data<AppState>,
     query: web::Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Result<HttpResponse, actix_web::Error> {
     let camera = query.get("camera").filter(|c| !c.is_empty()).cloned();
+    if let Some(c) = camera.as_ref().filter(|c| !caller.0.sees(c)) {
+        return Err(ApiError::NotFound(format!("unknown camera: {c}")).into());
+    }
     let (response, session, messages, pending) = upgrade(&req, body).await?;
-    let (active, rx) = hub.subscribe(camera.as_deref());
+    let (mut active, rx) = hub.subscribe(camera.as_deref());
+    active.retain(|e| caller.0.sees(&e.camera_id));
     let timeouts = Timeouts::from(&*state.alerts.get());
-    actix_web::rt::spawn(run_alerts(session, messages, camera, active, rx, pending, timeouts));
+    let wanted = Wanted { camera, scope: caller.0.cameras };
+    actix_web::rt::spawn(run_alerts(session, messages, wanted, active, rx, pending, timeouts));
     Ok(response)
+}
+
+/// The alerts a socket gets: one camera's (`?camera=`) or all, within the caller's cameras.
+struct Wanted {
+    camera: Option<String>,
+    scope: crate::auth::Scope,
+}
+
+impl Wanted {
+    fn admits(&self, event: &Event) -> bool {
+        self.camera.as_ref().is_none_or(|c| *c == event.camera_id) && self.scope.admits(&event.camera_id)
+    }
 }
 
 async fn run_alerts(
     mut session: actix_ws::Session,
     mut messages: actix_ws::MessageStream,
-    camera: Option<String>,
+    wanted: Wanted,
     active: Vec<Event>,
     mut rx: tokio::sync::broadcast::Receiver<Event>,
     pending: Arc<AtomicUsize>,
@@ -292,7 +324,7 @@ async fn run_alerts(
     while matches!(step, Step::Continue) {
         step = tokio::select! {
             event = rx.recv() => match event {
-                Ok(event) if camera.as_ref().is_some_and(|c| *c != event.camera_id) => Step::Continue,
+                Ok(event) if !wanted.admits(&event) => Step::Continue,
                 Ok(event) => send_text(&mut session, text(&event), timeouts.send_timeout).await,
                 Err(RecvError::Lagged(n)) => {
                     log::warn!("alerts viewer fell behind: {n} alerts skipped");

@@ -67,8 +67,10 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (cameras, engine) = state.hub.send(GetMetrics).await?;
+/// `GET /metrics`: the caller's cameras' only (the engine and process lines are no camera's).
+pub async fn render(state: web::Data<AppState>, caller: super::access::Caller) -> Result<HttpResponse, ApiError> {
+    let (mut cameras, engine) = state.hub.send(GetMetrics).await?;
+    cameras.retain(|c| caller.0.sees(&c.view.camera_id));
     let mut out = String::with_capacity(4096);
     for m in METRICS {
         let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", m.name, m.help, m.name, m.kind);
@@ -128,6 +130,11 @@ pub async fn render(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             }
             (None, other) => unreachable!("metric {other} has no renderer"),
         }
+    }
+    // The node's own health and the notification targets name no camera but the relay counters
+    // do; all of it is for callers who see every camera.
+    if !caller.0.cameras.is_all() {
+        return Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out));
     }
     if let Some(cluster) = &state.cluster {
         render_cluster(&mut out, &cluster.view());

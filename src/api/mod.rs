@@ -1,5 +1,7 @@
 //! HTTP and WebSocket routes.
 
+pub mod access;
+pub mod accounts;
 pub mod ack;
 pub mod cameras;
 pub mod config;
@@ -13,11 +15,8 @@ pub mod ui;
 pub mod ws;
 
 use actix::Addr;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::hub::{HubError, StreamHub};
@@ -37,6 +36,8 @@ pub struct AppState {
     pub notify: std::sync::Arc<crate::notify::Notifier>,
     /// `Some` with `[mqtt] url` set.
     pub mqtt: Option<std::sync::Arc<crate::mqtt::MqttLink>>,
+    /// Accounts, tokens, sessions: who may do what (`access::gate`).
+    pub access: std::sync::Arc<access::Access>,
 }
 
 /// Every failure the API reports, as a status code and a JSON body `{"error": "…"}`.
@@ -50,6 +51,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed sign-ins: try again after this many seconds.
+    #[error("too many failed sign-ins: try again in {0} s")]
+    TooMany(u64),
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -98,6 +104,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -108,94 +116,28 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let ApiError::TooMany(secs) = self {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
         res.json(json!({ "error": self.to_string() }))
     }
 }
 
-/// Requests need `Authorization: Bearer <token>` when a token is configured (or `?token=` where
-/// `query_allowed`, for clients that cannot set a header).
-pub fn authorize(req: &HttpRequest, api: &ApiSettings, query_allowed: bool) -> Result<(), ApiError> {
-    if api.token.is_empty() {
-        return Ok(());
-    }
-    let header = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let query = || {
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.get("token").cloned())
-    };
-    let given = header.map(str::to_string).or_else(|| query_allowed.then(query).flatten());
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized("invalid bearer token".into())),
-        None => Err(ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into())),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// With `api.protect_reads`, every read (GET) but the UI's own files needs the token (from the
-/// header or `?token=`).
-pub async fn guard_reads(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let path = req.path();
-    let ui_file = path == "/" || path == "/events" || path.starts_with("/ui/");
-    let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
-    let protected = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.api.protect_reads);
-    guarded(req, next, protected && is_read && !ui_file, true).await
-}
-
-/// Every write route (`write(...)` in [`routes`]) needs the token whenever one is configured, from
-/// the `Authorization` header only: a token in a URL ends up in logs and histories.
-pub async fn guard_writes(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    guarded(req, next, true, false).await
-}
-
-/// Calls `next` if the request need not or does carry the token; a 401 otherwise (which never
-/// echoes a token, given or configured).
-async fn guarded(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-    needs_token: bool,
-    query_allowed: bool,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if needs_token {
-        let checked = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => authorize(req.request(), &state.api, query_allowed),
-            None => Err(ApiError::Internal("the API settings are missing".into())),
-        };
-        if let Err(e) = checked {
-            return Ok(req.into_response(e.error_response()).map_into_right_body());
-        }
-    }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
-}
-
-/// A route that changes something: it goes through [`guard_writes`].
-fn write(route: actix_web::Route) -> actix_web::Route {
-    route.wrap(actix_web::middleware::from_fn(guard_writes))
-}
-
+/// Every route; what each needs from its caller is decided in one place, `access::need` (the gate
+/// wraps the whole app).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post, resource};
     cfg.service(
         web::scope("/api")
-            .service(resource("/cameras").route(get().to(cameras::list)).route(write(post().to(cameras::create))).default_service(allow("GET, POST")))
+            .service(resource("/cameras").route(get().to(cameras::list)).route(post().to(cameras::create)).default_service(allow("GET, POST")))
             .service(
                 resource("/cameras/{camera_id}")
                     .route(get().to(cameras::get))
-                    .route(write(patch().to(cameras::update)))
-                    .route(write(delete().to(cameras::remove)))
+                    .route(patch().to(cameras::update))
+                    .route(delete().to(cameras::remove))
                     .default_service(allow("GET, PATCH, DELETE")),
             )
-            .service(resource("/cameras/{camera_id}/snooze").route(write(post().to(cameras::snooze))).default_service(allow("POST")))
+            .service(resource("/cameras/{camera_id}/snooze").route(post().to(cameras::snooze)).default_service(allow("POST")))
             .service(resource("/notify").route(get().to(notify::status)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/snapshot.jpg").route(get().to(media::snapshot)).default_service(allow("GET")))
             .service(resource("/cameras/{camera_id}/mjpeg").route(get().to(media::mjpeg)).default_service(allow("GET")))
@@ -205,14 +147,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/mqtt").route(get().to(metrics::mqtt)).default_service(allow("GET")))
             .service(resource("/events").route(get().to(events::list)).default_service(allow("GET")))
             .service(resource("/events/{id}").route(get().to(events::get)).default_service(allow("GET")))
-            .service(resource("/events/{id}/ack").route(write(post().to(ack::ack))).default_service(allow("POST")))
+            .service(resource("/events/{id}/ack").route(post().to(ack::ack)).default_service(allow("POST")))
             .service(resource("/events/{id}/snapshot.jpg").route(get().to(events::snapshot)).default_service(allow("GET")))
             .service(resource("/events/{id}/clip.mp4").route(get().to(events::clip)).default_service(allow("GET")))
+            .service(
+                resource("/session")
+                    .route(get().to(accounts::whoami))
+                    .route(post().to(accounts::sign_in))
+                    .route(delete().to(accounts::sign_out))
+                    .default_service(allow("GET, POST, DELETE")),
+            )
+            .service(resource("/users").route(get().to(accounts::users)).route(post().to(accounts::add_user)).default_service(allow("GET, POST")))
+            .service(
+                resource("/users/{name}")
+                    .route(patch().to(accounts::update_user))
+                    .route(delete().to(accounts::remove_user))
+                    .default_service(allow("PATCH, DELETE")),
+            )
+            .service(resource("/users/{name}/sessions").route(delete().to(accounts::end_sessions)).default_service(allow("DELETE")))
+            .service(resource("/tokens").route(get().to(accounts::tokens)).route(post().to(accounts::add_token)).default_service(allow("GET, POST")))
+            .service(resource("/tokens/{name}").route(delete().to(accounts::revoke_token)).default_service(allow("DELETE")))
+            .service(resource("/audit").route(get().to(accounts::audit)).default_service(allow("GET")))
             .service(resource("/openapi.json").route(get().to(openapi)).default_service(allow("GET"))),
     )
     .service(resource("/metrics").route(get().to(metrics::render)).default_service(allow("GET")))
     .service(resource("/").route(get().to(ui::index)).default_service(allow("GET")))
     .service(resource("/events").route(get().to(ui::events)).default_service(allow("GET")))
+    .service(resource("/login").route(get().to(ui::login)).default_service(allow("GET")))
     .service(resource("/ui/{file}").route(get().to(ui::file)).default_service(allow("GET")))
     .service(resource("/ws/alerts").route(get().to(events::alerts)).default_service(allow("GET")))
     .service(resource("/ws/stream").route(get().to(stream::legacy)).default_service(allow("GET")))

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use super::ws::{close_reason, send_binary, send_text, upgrade, Liveness, Step, Throttle, Timeouts};
+use super::access::Caller;
 use super::{ApiError, AppState};
 use crate::camera::packet::Message as FrameMessage;
 use crate::camera::rendition::{Format, Rendition};
@@ -46,8 +47,18 @@ pub async fn legacy(
     body: web::Payload,
     state: web::Data<AppState>,
     query: web::Query<HashMap<String, String>>,
+    caller: Caller,
 ) -> Result<HttpResponse, actix_web::Error> {
-    open(req, body, state, None, query.into_inner()).await
+    // A caller limited to some cameras gets the first of theirs.
+    let camera = match caller.0.cameras.is_all() {
+        true => None,
+        false => {
+            let statuses = state.hub.send(crate::hub::Statuses).await.map_err(ApiError::from)?;
+            let first = statuses.into_iter().find(|s| caller.0.sees(&s.camera_id));
+            Some(first.ok_or_else(|| ApiError::NotFound("no cameras are configured".into()))?.camera_id)
+        }
+    };
+    open(req, body, state, camera, query.into_inner()).await
 }
 
 async fn open(

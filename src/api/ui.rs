@@ -12,6 +12,9 @@ const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
     ("events.html", "text/html; charset=utf-8", include_str!("../../ui/events.html")),
+    ("login.html", "text/html; charset=utf-8", include_str!("../../ui/login.html")),
+    ("admin.html", "text/html; charset=utf-8", include_str!("../../ui/admin.html")),
+    ("admin.js", JS, include_str!("../../ui/admin.js")),
     ("ack.js", JS, include_str!("../../ui/ack.js")),
     ("alerts.js", JS, include_str!("../../ui/alerts.js")),
     ("api.js", JS, include_str!("../../ui/api.js")),
@@ -30,11 +33,13 @@ const FILES: &[(&str, &str, &str)] = &[
     ("frames.js", JS, include_str!("../../ui/frames.js")),
     ("grid.js", JS, include_str!("../../ui/grid.js")),
     ("live-state.js", JS, include_str!("../../ui/live-state.js")),
+    ("login.js", JS, include_str!("../../ui/login.js")),
     ("motion.js", JS, include_str!("../../ui/motion.js")),
     ("overlay.js", JS, include_str!("../../ui/overlay.js")),
     ("player.js", JS, include_str!("../../ui/player.js")),
     ("prefs.js", JS, include_str!("../../ui/prefs.js")),
     ("renditions.js", JS, include_str!("../../ui/renditions.js")),
+    ("session.js", JS, include_str!("../../ui/session.js")),
     ("tile-models.js", JS, include_str!("../../ui/tile-models.js")),
     ("tile-status.js", JS, include_str!("../../ui/tile-status.js")),
     ("tile.js", JS, include_str!("../../ui/tile.js")),
@@ -58,6 +63,11 @@ pub async fn index() -> Result<HttpResponse, ApiError> {
 
 pub async fn events() -> Result<HttpResponse, ApiError> {
     serve("events.html")
+}
+
+/// `GET /login`: the one page open to everyone once accounts exist.
+pub async fn login() -> Result<HttpResponse, ApiError> {
+    serve("login.html")
 }
 
 pub async fn file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -1,5 +1,6 @@
 //! One integration binary: the real server on loopback, real clients, real video.
 
+mod accounts;
 mod ack;
 mod cluster;
 mod core;

@@ -186,6 +186,20 @@ impl Viewer {
         Viewer { framed, answers_pings: true }
     }
 
+    /// A socket opened with one extra header (a session cookie, a bearer token): the HTTP status
+    /// when the upgrade is refused.
+    pub async fn connect_with(url: &str, header: Option<(&str, &str)>) -> Result<Self, u16> {
+        let mut req = awc::Client::new().ws(url).max_frame_size(16 << 20);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        match req.connect().await {
+            Ok((_, framed)) => Ok(Viewer { framed, answers_pings: true }),
+            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
+            Err(e) => panic!("websocket {url}: {e}"),
+        }
+    }
+
     /// The next frame message or close, within `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         let deadline = tokio::time::Instant::now() + timeout;
