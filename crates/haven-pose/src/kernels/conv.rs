@@ -12,7 +12,8 @@ use rayon::prelude::*;
 
 use super::depthwise::{depthwise, Depthwise};
 use super::gemm::{gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, Dst, Kernel, KC, MR, NR};
-use super::options::{KernelOptions, Winograd4};
+use super::int8::{I8Kernel, QConv};
+use super::options::{KernelOptions, Precision, Winograd4};
 use super::planes::phase_planes;
 use super::pool::{PBuf, SendPtr};
 use super::winograd::Wino;
@@ -52,6 +53,16 @@ pub(crate) struct Conv {
     opts: KernelOptions,
     /// the GEMM micro-kernel, selected once from `opts` and the CPU
     kernel: Kernel,
+    /// `Precision::Int8` and a layer that takes it ([`int8_takes`]): the quantized weights
+    q: Option<QConv>,
+}
+
+/// Which layers the 8-bit path takes: dense convolutions followed by SiLU with more than 3 input
+/// channels. The first convolution (the image, K = 27: cheap, and the image's error would reach
+/// everything), the depthwise ones, the attention's projections and the heads' last convolutions
+/// (no SiLU: their outputs are the boxes, scores and keypoints themselves) stay f32.
+pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool) -> bool {
+    groups == 1 && act && cin > 3
 }
 
 impl Conv {
@@ -81,6 +92,11 @@ impl Conv {
             (Vec::new(), Vec::new())
         };
         let wino = (groups == 1 && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
+        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act)).then(|| {
+            let mut q = QConv::new((cin, cout, k, stride), &w, &b, act, I8Kernel::select(opts.wide_kernel));
+            q.profile = opts.conv_profile;
+            q
+        });
         Self {
             cin,
             cout,
@@ -97,8 +113,10 @@ impl Conv {
             wino4: std::sync::OnceLock::new(),
             opts,
             kernel: Kernel::select(opts.wide_kernel),
+            q,
         }
     }
+
 
     /// The kernel paths this convolution was made with.
     pub fn options(&self) -> KernelOptions {
@@ -145,6 +163,9 @@ impl Conv {
     /// pixels need form one contiguous run (output rows are computed W2 >= ow wide, the extra columns
     /// are discarded). Packing B is then a plain vector copy instead of a gather.
     fn dense(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        if let Some(q) = &self.q {
+            return q.forward_into(x, h, w, out);
+        }
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -365,6 +386,7 @@ mod tests {
                     winograd4,
                     wide_kernel: kernel.is_wide(),
                     conv_profile: false,
+                    precision: Precision::F32,
                 };
                 options.push((format!("{name}, {wname}"), opts));
             }
