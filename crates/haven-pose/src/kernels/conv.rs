@@ -59,8 +59,8 @@ pub(crate) struct Conv {
 
 /// Which layers the 8-bit path takes: dense convolutions followed by SiLU with more than 3 input
 /// channels. The first convolution (the image, K = 27: cheap, and the image's error would reach
-/// everything), the depthwise ones, the attention's projections and the heads' last convolutions
-/// (no SiLU: their outputs are the boxes, scores and keypoints themselves) stay f32.
+/// everything), the depthwise ones and the attention's projections (no SiLU) stay f32; so does the
+/// whole head, which the network loads with `Precision::F32` (`net::Net::load`).
 pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool) -> bool {
     groups == 1 && act && cin > 3
 }
