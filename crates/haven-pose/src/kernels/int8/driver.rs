@@ -64,7 +64,7 @@ impl QConv {
         kernel: I8Kernel,
     ) -> Self {
         let kk = cin * k * k;
-        let (q, mut wscale) = quantize_weights(w, cout, kk);
+        let (q, mut wscale) = quantize_weights(w, cout, kk, kernel.qmax_w());
         let mp = cout.div_ceil(MR) * MR;
         let mut wsum: Vec<i32> = q.chunks_exact(kk).map(|r| r.iter().map(|&v| v as i32).sum()).collect();
         let mut bias = b.to_vec();
@@ -222,6 +222,7 @@ mod tests {
     /// f32 epilogue's rounding and the fast SiLU.
     #[allow(clippy::too_many_arguments)]
     fn qconv_ref(
+        qmax: i32,
         (cin, cout, k, s): (usize, usize, usize, usize),
         w: &[f32],
         b: &[f32],
@@ -231,7 +232,7 @@ mod tests {
         wd: usize,
     ) -> Vec<f32> {
         let kk = cin * k * k;
-        let (qw, ws) = quantize_weights(w, cout, kk);
+        let (qw, ws) = quantize_weights(w, cout, kk, qmax);
         let q = ActQ::of(x);
         let inv = 1.0 / q.scale;
         let xd: Vec<f32> = x.iter().map(|&v| (q.q(inv, v) as f32 - q.zp as f32) * q.scale).collect();
@@ -279,8 +280,8 @@ mod tests {
             let (wt, b) = (pseudo(cout * cin * k * k, 1), pseudo(cout, 2));
             // an input with a negative tail, as after SiLU, and a wide positive range
             let x: Vec<f32> = pseudo(cin * h * w, 3).iter().map(|v| v * 2.0 + 0.7).collect();
-            let want = qconv_ref((cin, cout, k, s), &wt, &b, act, &x, h, w);
             for kernel in I8Kernel::available() {
+                let want = qconv_ref(kernel.qmax_w(), (cin, cout, k, s), &wt, &b, act, &x, h, w);
                 let c = QConv::new((cin, cout, k, s), &wt, &b, act, kernel);
                 for threads in [1, 3] {
                     let mut got = vec![f32::NAN; want.len()];

@@ -5,7 +5,7 @@
 //!   row one broadcast of its 4 weights and two `vpdpbusd` (u8 x i8, four products summed into each
 //!   i32 lane without intermediate saturation).
 //! * AVX2: four passes of 4 rows x 16 columns (8 ymm accumulators); `vpmaddubsw` sums two u8 x i8
-//!   products into a saturating i16, which the 7-bit weights keep exact (see the module header), and
+//!   products into a saturating i16, which its 7-bit weights keep exact (see the module header), and
 //!   `vpmaddwd` by ones adds the pairs into i32.
 //! * Scalar: the plain loops (portable fallback and the tests' reference).
 //!
@@ -145,8 +145,9 @@ unsafe fn tile_avx2(kq: usize, a: *const i8, b: *const u8, init: &[i32; MR], out
 mod tests {
     use super::*;
 
-    /// Every kernel this CPU runs gives the scalar loops' integers exactly, at the extremes of the
-    /// ranges (u8 255 against weights ±63: the AVX2 i16 pairs at their largest) and on random data.
+    /// Every kernel this CPU runs gives the scalar loops' integers exactly, over its weight range, at
+    /// the extremes (u8 255 against the largest weights: the AVX2 i16 pairs at their largest) and on
+    /// random data.
     #[test]
     fn kernels_match_scalar_exactly() {
         let mut s = 12345u32;
@@ -156,25 +157,26 @@ mod tests {
             s ^= s << 5;
             s
         };
-        for kq in [1, 2, 7, 64, 300] {
-            for case in 0..3 {
-                let a: Vec<i8> = (0..kq * MR * 4)
-                    .map(|i| match case {
-                        0 => 63,
-                        1 => if i % 2 == 0 { -63 } else { 63 },
-                        _ => (rnd() % 127) as i8 - 63,
-                    })
-                    .collect();
-                let b: Vec<u8> = (0..kq * NR * 4)
-                    .map(|_| if case < 2 { 255 } else { rnd() as u8 })
-                    .collect();
-                let init: [i32; MR] = std::array::from_fn(|r| r as i32 * 1000 - 3000);
-                let mut want = [0i32; MR * NR];
-                tile_scalar(kq, &a, &b, &init, &mut want);
-                for k in I8Kernel::available() {
+        for kernel in I8Kernel::available() {
+            let qm = kernel.qmax_w();
+            for kq in [1, 2, 7, 64, 300] {
+                for case in 0..3 {
+                    let a: Vec<i8> = (0..kq * MR * 4)
+                        .map(|i| match case {
+                            0 => qm as i8,
+                            1 => if i % 2 == 0 { -qm as i8 } else { qm as i8 },
+                            _ => ((rnd() % (2 * qm as u32 + 1)) as i32 - qm) as i8,
+                        })
+                        .collect();
+                    let b: Vec<u8> = (0..kq * NR * 4)
+                        .map(|_| if case < 2 { 255 } else { rnd() as u8 })
+                        .collect();
+                    let init: [i32; MR] = std::array::from_fn(|r| r as i32 * 1000 - 3000);
+                    let mut want = [0i32; MR * NR];
+                    tile_scalar(kq, &a, &b, &init, &mut want);
                     let mut got = [7i32; MR * NR];
-                    tile(k, kq, &a, &b, &init, &mut got);
-                    assert_eq!(got, want, "{k:?} kq {kq} case {case}");
+                    tile(kernel, kq, &a, &b, &init, &mut got);
+                    assert_eq!(got, want, "{kernel:?} kq {kq} case {case}");
                 }
             }
         }

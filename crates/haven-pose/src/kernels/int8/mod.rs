@@ -5,12 +5,15 @@
 //! ([`micro`]: AVX512-VNNI `vpdpbusd`, AVX2 `vpmaddubsw` + `vpmaddwd`, portable scalar) and the
 //! driver ([`driver`]: tiles, threads, the dequantizing epilogue).
 //!
-//! Saturation: `vpmaddubsw` adds two u8 x i8 products into a *saturating* i16, and 2 x 255 x 127
-//! overflows it. The weights are therefore kept in 7 bits (|q| <= 63: 2 x 255 x 63 = 32130 fits),
-//! on every instruction set, so that VNNI, AVX2 and the scalar kernel give the same integers
-//! (onnxruntime's `reduce_range` does the same for the same reason). The i32 sums cannot overflow
-//! below K = 2^31 / (255 x 63) = 133 000.
-//!
+//! Saturation: `vpmaddubsw` (AVX2) adds two u8 x i8 products into a *saturating* i16, and
+//! 2 x 255 x 127 overflows it. On the AVX2 kernel the weights are therefore kept in 7 bits (|q| <=
+//! 63: 2 x 255 x 63 = 32130 fits; onnxruntime's `reduce_range` does the same for the same reason);
+//! VNNI's `vpdpbusd` sums four products into i32 without intermediate saturation and the scalar
+//! kernel is exact, so they take full 8-bit weights (|q| <= 127): on the fall clips that halved the
+//! keypoint error of 7 bits (docs/pose.md, "8-bit path"). The quantization is chosen with the kernel
+//! when a layer is loaded ([`I8Kernel::qmax_w`]). The i32 sums cannot overflow below
+//! K = 2^31 / (255 x 127) = 66 000.
+
 //! Layouts: K is padded to a multiple of 4 (groups of 4 consecutive k, the unit of `vpdpbusd`);
 //! A is packed once at load as [M / MR panels][K / 4][MR rows][4] i8, B per tile as
 //! [N / NR panels][K / 4][NR columns][4] u8.
@@ -28,8 +31,6 @@ pub(crate) use driver::QConv;
 pub(crate) const MR: usize = 8;
 /// Columns (output pixels) of a packed B panel and of a micro-kernel tile.
 pub(crate) const NR: usize = 32;
-/// Largest weight magnitude (7 bits, see the header).
-pub(crate) const QMAX_W: i32 = 63;
 
 /// Which 8-bit micro-kernel runs. Only [`I8Kernel::select`] and [`I8Kernel::available`] make the
 /// SIMD ones, and only where the CPU has their instructions, so holding one proves it may run.
@@ -51,6 +52,14 @@ impl I8Kernel {
             .into_iter()
             .find(|k| allow_avx512 || *k != I8Kernel::Vnni)
             .unwrap_or(I8Kernel::Scalar)
+    }
+
+    /// The largest weight magnitude this kernel takes exactly (see the header).
+    pub(crate) fn qmax_w(self) -> i32 {
+        match self {
+            I8Kernel::Avx2 => 63,
+            I8Kernel::Vnni | I8Kernel::Scalar => 127,
+        }
     }
 
     /// Every kernel this CPU (and build) can run, fastest first; always ends with `Scalar`.

@@ -6,19 +6,17 @@
 
 use rayon::prelude::*;
 
-use super::QMAX_W;
-
-/// Weights [m, k] -> (i8 [m, k] with |q| <= [`QMAX_W`], per-row scales): w ≈ q · scale[row].
-pub(crate) fn quantize_weights(w: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
+/// Weights [m, k] -> (i8 [m, k] with |q| <= `qmax`, per-row scales): w ≈ q · scale[row].
+pub(crate) fn quantize_weights(w: &[f32], m: usize, k: usize, qmax: i32) -> (Vec<i8>, Vec<f32>) {
     assert_eq!(w.len(), m * k);
     let mut q = vec![0i8; m * k];
     let mut scales = vec![0f32; m];
     for (r, (row, qrow)) in w.chunks_exact(k).zip(q.chunks_exact_mut(k)).enumerate() {
         let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let s = if amax > 0.0 { amax / QMAX_W as f32 } else { 1.0 };
+        let s = if amax > 0.0 { amax / qmax as f32 } else { 1.0 };
         scales[r] = s;
         for (d, v) in qrow.iter_mut().zip(row) {
-            *d = (v / s).round_ties_even().clamp(-QMAX_W as f32, QMAX_W as f32) as i8;
+            *d = (v / s).round_ties_even().clamp(-qmax as f32, qmax as f32) as i8;
         }
     }
     (q, scales)
@@ -157,15 +155,17 @@ mod tests {
         let (m, k) = (5, 37);
         let mut w = pseudo(m * k, 7);
         w[k..2 * k].fill(0.0); // an all-zero channel
-        let (q, s) = quantize_weights(&w, m, k);
+        for qmax in [63, 127] {
+        let (q, s) = quantize_weights(&w, m, k, qmax);
         for r in 0..m {
             for i in 0..k {
                 let (v, qv) = (w[r * k + i], q[r * k + i] as i32);
-                assert!(qv.abs() <= QMAX_W);
+                assert!(qv.abs() <= qmax);
                 assert!((qv as f32 * s[r] - v).abs() <= 0.5 * s[r] + 1e-7, "{r} {i}");
             }
             let amax = q[r * k..(r + 1) * k].iter().map(|v| v.abs()).max();
-            assert!(r == 1 || amax == Some(QMAX_W as i8));
+            assert!(r == 1 || amax == Some(qmax as i8));
+        }
         }
     }
 
