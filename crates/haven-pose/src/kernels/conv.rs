@@ -84,19 +84,23 @@ impl Conv {
         );
         assert_eq!(w.len(), cout * cin / groups * k * k);
         assert_eq!(b.len(), cout);
-        let (pa, bpad) = if groups == 1 {
+        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act)).then(|| {
+            let kernel = I8Kernel::select(opts.wide_kernel);
+            let mut q = QConv::new((cin, cout, k, stride), &w, &b, act, kernel);
+            q.profile = opts.conv_profile;
+            q
+        });
+        // the f32 GEMM and Winograd weights only where the f32 paths can run (an 8-bit layer never
+        // takes them: a quarter of the memory)
+        let f32_dense = groups == 1 && q.is_none();
+        let (pa, bpad) = if f32_dense {
             let mut bpad = b.clone();
             bpad.resize(cout.div_ceil(MR) * MR, 0.0);
             (pack_a(&w, cout, cin * k * k), bpad)
         } else {
             (Vec::new(), Vec::new())
         };
-        let wino = (groups == 1 && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
-        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act)).then(|| {
-            let mut q = QConv::new((cin, cout, k, stride), &w, &b, act, I8Kernel::select(opts.wide_kernel));
-            q.profile = opts.conv_profile;
-            q
-        });
+        let wino = (f32_dense && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
         Self {
             cin,
             cout,
