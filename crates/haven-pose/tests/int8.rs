@@ -74,12 +74,25 @@ fn zidane_against_golden(engine: EngineOptions, what: &str) {
     for (score, bbox, kpts) in &gold {
         let d = dets
             .iter()
-            .max_by(|a, b| haven_pose::iou(&a.bbox, bbox).total_cmp(&haven_pose::iou(&b.bbox, bbox)))
+            .max_by(|a, b| {
+                haven_pose::iou(&a.bbox, bbox).total_cmp(&haven_pose::iou(&b.bbox, bbox))
+            })
             .unwrap();
         let iou = haven_pose::iou(&d.bbox, bbox);
-        eprintln!("{what}: person: IoU {iou:.4}, score {:.4} vs {score:.4}", d.score);
-        assert!(iou >= MIN_IOU, "{what}: box IoU {iou} < {MIN_IOU}: int8 {:?} golden {bbox:?}", d.bbox);
-        assert!((d.score - score).abs() <= 0.05, "{what}: score {} vs {score}", d.score);
+        eprintln!(
+            "{what}: person: IoU {iou:.4}, score {:.4} vs {score:.4}",
+            d.score
+        );
+        assert!(
+            iou >= MIN_IOU,
+            "{what}: box IoU {iou} < {MIN_IOU}: int8 {:?} golden {bbox:?}",
+            d.bbox
+        );
+        assert!(
+            (d.score - score).abs() <= 0.05,
+            "{what}: score {} vs {score}",
+            d.score
+        );
         for (a, b) in d.keypoints.iter().zip(kpts).filter(|(_, b)| b[2] >= 0.5) {
             // in pixels of the 640 input (the source is scaled by lb.scale)
             errs.push(((a[0] - b[0]).hypot(a[1] - b[1])) * lb.scale);
@@ -87,9 +100,18 @@ fn zidane_against_golden(engine: EngineOptions, what: &str) {
     }
     errs.sort_by(f32::total_cmp);
     let (median, worst) = (errs[errs.len() / 2], errs[errs.len() - 1]);
-    eprintln!("{what}: {} confident keypoints: median {median:.2} px, worst {worst:.2} px (640 input)", errs.len());
-    assert!(median <= 2.0, "{what}: median keypoint error {median} px > 2");
-    assert!(worst <= 24.0, "{what}: worst keypoint error {worst} px > 24");
+    eprintln!(
+        "{what}: {} confident keypoints: median {median:.2} px, worst {worst:.2} px (640 input)",
+        errs.len()
+    );
+    assert!(
+        median <= 2.0,
+        "{what}: median keypoint error {median} px > 2"
+    );
+    assert!(
+        worst <= 24.0,
+        "{what}: worst keypoint error {worst} px > 24"
+    );
 }
 
 const MIN_IOU: f32 = 0.85;
@@ -124,7 +146,9 @@ fn int8_raw_scores_stay_near_onnxruntime() {
         .unwrap();
     assert_eq!(a.len(), b.len());
     let n = 8400;
-    let worst = (0..n).map(|i| (a[4 * n + i] - b[4 * n + i]).abs()).fold(0f32, f32::max);
+    let worst = (0..n)
+        .map(|i| (a[4 * n + i] - b[4 * n + i]).abs())
+        .fold(0f32, f32::max);
     eprintln!("raw person scores: worst |int8 - onnxruntime fp32| {worst:.4}");
     assert!(worst <= 0.1, "raw score off by {worst}");
 }
@@ -143,6 +167,8 @@ fn int8_is_refused_off_haven_kernels() {
     assert!(matches!(err, PoseError::BadInput(_)), "{err}");
     assert!(err.to_string().contains("precision \"int8\""), "{err}");
     assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
-    assert!("fp16".parse::<Precision>().unwrap_err().contains("\"f32\" or \"int8\""));
+    assert!("fp16"
+        .parse::<Precision>()
+        .unwrap_err()
+        .contains("\"f32\" or \"int8\""));
 }
-

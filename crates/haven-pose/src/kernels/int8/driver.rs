@@ -66,7 +66,10 @@ impl QConv {
         let kk = cin * k * k;
         let (q, mut wscale) = quantize_weights(w, cout, kk, kernel.qmax_w());
         let mp = cout.div_ceil(MR) * MR;
-        let mut wsum: Vec<i32> = q.chunks_exact(kk).map(|r| r.iter().map(|&v| v as i32).sum()).collect();
+        let mut wsum: Vec<i32> = q
+            .chunks_exact(kk)
+            .map(|r| r.iter().map(|&v| v as i32).sum())
+            .collect();
         let mut bias = b.to_vec();
         wscale.resize(mp, 0.0);
         wsum.resize(mp, 0);
@@ -102,7 +105,12 @@ impl QConv {
                 }
             }
         }
-        let g = Geo { wp, oh, ow, n: oh * wp };
+        let g = Geo {
+            wp,
+            oh,
+            ow,
+            n: oh * wp,
+        };
         let total = self.cin * s * s * hp * wp;
         let need = offs.iter().max().copied().unwrap_or(0) + g.n.div_ceil(NR) * NR;
         let t0 = self.profile.then(std::time::Instant::now);
@@ -160,7 +168,14 @@ impl QConv {
                     let init: [i32; MR] =
                         std::array::from_fn(|r| -(q.zp as i32) * self.wsum[mp * MR + r]);
                     for pi in 0..len.div_ceil(NR) {
-                        tile(self.kernel, kq, a, &bp[pi * plen..(pi + 1) * plen], &init, &mut acc);
+                        tile(
+                            self.kernel,
+                            kq,
+                            a,
+                            &bp[pi * plen..(pi + 1) * plen],
+                            &init,
+                            &mut acc,
+                        );
                         let cols = (p0 + pi * NR)..(p0 + pi * NR + NR).min(p0 + len);
                         self.store_tile(&acc, mp * MR, cols, q, g, dst);
                     }
@@ -177,7 +192,15 @@ impl QConv {
 
     /// Dequantizes a tile (rows m0.., wide pixels `cols`) with bias and SiLU into `dst`, dropping
     /// the wide rows' junk columns.
-    fn store_tile(&self, acc: &[i32; MR * NR], m0: usize, cols: std::ops::Range<usize>, q: ActQ, g: &Geo, dst: SendPtr) {
+    fn store_tile(
+        &self,
+        acc: &[i32; MR * NR],
+        m0: usize,
+        cols: std::ops::Range<usize>,
+        q: ActQ,
+        g: &Geo,
+        dst: SendPtr,
+    ) {
         let mut vals = [0f32; NR];
         let plane = g.oh * g.ow;
         for r in 0..MR.min(self.cout - m0) {
@@ -202,7 +225,11 @@ impl QConv {
                     // inside `out` (cout x oh x ow, asserted in `forward_into`, borrowed mutably for
                     // the parallel section); each (channel, wide pixel) belongs to exactly one task.
                     unsafe {
-                        std::ptr::copy_nonoverlapping(vals.as_ptr().add(i), dst.0.add(co * plane + oy * g.ow + ox), run)
+                        std::ptr::copy_nonoverlapping(
+                            vals.as_ptr().add(i),
+                            dst.0.add(co * plane + oy * g.ow + ox),
+                            run,
+                        )
                     };
                     i += run;
                 } else {
@@ -235,7 +262,10 @@ mod tests {
         let (qw, ws) = quantize_weights(w, cout, kk, qmax);
         let q = ActQ::of(x);
         let inv = 1.0 / q.scale;
-        let xd: Vec<f32> = x.iter().map(|&v| (q.q(inv, v) as f32 - q.zp as f32) * q.scale).collect();
+        let xd: Vec<f32> = x
+            .iter()
+            .map(|&v| (q.q(inv, v) as f32 - q.zp as f32) * q.scale)
+            .collect();
         let wd_: Vec<f32> = (0..cout * kk).map(|i| qw[i] as f32 * ws[i / kk]).collect();
         let p = k / 2;
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
@@ -247,7 +277,10 @@ mod tests {
                     for ci in 0..cin {
                         for ky in 0..k {
                             for kx in 0..k {
-                                let (iy, ix) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
+                                let (iy, ix) = (
+                                    (oy * s + ky) as isize - p as isize,
+                                    (ox * s + kx) as isize - p as isize,
+                                );
                                 if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
                                     acc += wd_[((co * cin + ci) * k + ky) * k + kx] as f64
                                         * xd[(ci * h + iy as usize) * wd + ix as usize] as f64;
@@ -279,7 +312,10 @@ mod tests {
         ] {
             let (wt, b) = (pseudo(cout * cin * k * k, 1), pseudo(cout, 2));
             // an input with a negative tail, as after SiLU, and a wide positive range
-            let x: Vec<f32> = pseudo(cin * h * w, 3).iter().map(|v| v * 2.0 + 0.7).collect();
+            let x: Vec<f32> = pseudo(cin * h * w, 3)
+                .iter()
+                .map(|v| v * 2.0 + 0.7)
+                .collect();
             for kernel in I8Kernel::available() {
                 let want = qconv_ref(kernel.qmax_w(), (cin, cout, k, s), &wt, &b, act, &x, h, w);
                 let c = QConv::new((cin, cout, k, s), &wt, &b, act, kernel);

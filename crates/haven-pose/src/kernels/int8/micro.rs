@@ -24,7 +24,10 @@ pub(crate) fn tile(
     init: &[i32; MR],
     out: &mut [i32; MR * NR],
 ) {
-    assert!(a.len() >= kq * MR * 4 && b.len() >= kq * NR * 4, "int8 panels");
+    assert!(
+        a.len() >= kq * MR * 4 && b.len() >= kq * NR * 4,
+        "int8 panels"
+    );
     match kernel {
         #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
         // SAFETY: an `I8Kernel::Vnni` is only made where the CPU has AVX-512F/BW/VNNI
@@ -38,7 +41,13 @@ pub(crate) fn tile(
 }
 
 /// The plain loops.
-pub(crate) fn tile_scalar(kq: usize, a: &[i8], b: &[u8], init: &[i32; MR], out: &mut [i32; MR * NR]) {
+pub(crate) fn tile_scalar(
+    kq: usize,
+    a: &[i8],
+    b: &[u8],
+    init: &[i32; MR],
+    out: &mut [i32; MR * NR],
+) {
     for r in 0..MR {
         for n in 0..NR {
             let mut s = init[r];
@@ -68,7 +77,13 @@ unsafe fn w4(a: *const i8, g: usize, r: usize) -> i32 {
 /// kq·NR·4.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_vnni(kq: usize, a: *const i8, b: *const u8, init: &[i32; MR], out: &mut [i32; MR * NR]) {
+unsafe fn tile_vnni(
+    kq: usize,
+    a: *const i8,
+    b: *const u8,
+    init: &[i32; MR],
+    out: &mut [i32; MR * NR],
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_si512(); 2]; MR];
     for r in 0..MR {
@@ -102,7 +117,13 @@ unsafe fn tile_vnni(kq: usize, a: *const i8, b: *const u8, init: &[i32; MR], out
 /// The CPU must have AVX2; `a` must hold kq·MR·4 bytes, `b` kq·NR·4.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2(kq: usize, a: *const i8, b: *const u8, init: &[i32; MR], out: &mut [i32; MR * NR]) {
+unsafe fn tile_avx2(
+    kq: usize,
+    a: *const i8,
+    b: *const u8,
+    init: &[i32; MR],
+    out: &mut [i32; MR * NR],
+) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
     let o = out.as_mut_ptr();
@@ -164,7 +185,13 @@ mod tests {
                     let a: Vec<i8> = (0..kq * MR * 4)
                         .map(|i| match case {
                             0 => qm as i8,
-                            1 => if i % 2 == 0 { -qm as i8 } else { qm as i8 },
+                            1 => {
+                                if i % 2 == 0 {
+                                    -qm as i8
+                                } else {
+                                    qm as i8
+                                }
+                            }
                             _ => ((rnd() % (2 * qm as u32 + 1)) as i32 - qm) as i8,
                         })
                         .collect();

@@ -116,7 +116,10 @@ mod tests {
         for r in 0..2 * MR {
             for kk in 0..4 * kq {
                 let want = if r < m && kk < k { q[r * k + kk] } else { 0 };
-                assert_eq!(a[(((r / MR) * kq + kk / 4) * MR + r % MR) * 4 + kk % 4], want);
+                assert_eq!(
+                    a[(((r / MR) * kq + kk / 4) * MR + r % MR) * 4 + kk % 4],
+                    want
+                );
             }
         }
         // B: 7 rows at scattered offsets, 45 columns from p0 = 3 (two panels, the second partial)
@@ -128,7 +131,11 @@ mod tests {
         let plen = b_panel_len(offs.len());
         for n in 0..2 * NR {
             for r in 0..4 * k4(offs.len()) {
-                let want = if r < offs.len() && n < len { src[offs[r] + p0 + n] } else { 0 };
+                let want = if r < offs.len() && n < len {
+                    src[offs[r] + p0 + n]
+                } else {
+                    0
+                };
                 let got = out[(n / NR) * plen + (r / 4) * NR * 4 + (n % NR) * 4 + r % 4];
                 assert_eq!(got, want, "col {n} row {r}");
             }

@@ -57,7 +57,9 @@ impl ActQ {
     /// One value quantized (round half to even, as `vcvtps2dq`).
     #[inline(always)]
     pub(crate) fn q(self, inv: f32, v: f32) -> u8 {
-        v.mul_add(inv, self.zp as f32).round_ties_even().clamp(0.0, 255.0) as u8
+        v.mul_add(inv, self.zp as f32)
+            .round_ties_even()
+            .clamp(0.0, 255.0) as u8
     }
 }
 
@@ -156,16 +158,16 @@ mod tests {
         let mut w = pseudo(m * k, 7);
         w[k..2 * k].fill(0.0); // an all-zero channel
         for qmax in [63, 127] {
-        let (q, s) = quantize_weights(&w, m, k, qmax);
-        for r in 0..m {
-            for i in 0..k {
-                let (v, qv) = (w[r * k + i], q[r * k + i] as i32);
-                assert!(qv.abs() <= qmax);
-                assert!((qv as f32 * s[r] - v).abs() <= 0.5 * s[r] + 1e-7, "{r} {i}");
+            let (q, s) = quantize_weights(&w, m, k, qmax);
+            for r in 0..m {
+                for i in 0..k {
+                    let (v, qv) = (w[r * k + i], q[r * k + i] as i32);
+                    assert!(qv.abs() <= qmax);
+                    assert!((qv as f32 * s[r] - v).abs() <= 0.5 * s[r] + 1e-7, "{r} {i}");
+                }
+                let amax = q[r * k..(r + 1) * k].iter().map(|v| v.abs()).max();
+                assert!(r == 1 || amax == Some(qmax as i8));
             }
-            let amax = q[r * k..(r + 1) * k].iter().map(|v| v.abs()).max();
-            assert!(r == 1 || amax == Some(qmax as i8));
-        }
         }
     }
 
@@ -185,7 +187,15 @@ mod tests {
 
     #[test]
     fn planes_hold_every_pixel_and_pad_with_the_zero_point() {
-        for &(c, h, w, s, p) in &[(2, 5, 7, 1, 1), (3, 6, 9, 2, 1), (1, 4, 4, 1, 0), (2, 7, 5, 2, 1), (2, 3, 70, 1, 1), (1, 2, 75, 2, 1), (2, 3, 40, 1, 0)] {
+        for &(c, h, w, s, p) in &[
+            (2, 5, 7, 1, 1),
+            (3, 6, 9, 2, 1),
+            (1, 4, 4, 1, 0),
+            (2, 7, 5, 2, 1),
+            (2, 3, 70, 1, 1),
+            (1, 2, 75, 2, 1),
+            (2, 3, 40, 1, 0),
+        ] {
             let x = pseudo(c * h * w, 11);
             let q = ActQ::of(&x);
             let inv = 1.0 / q.scale;
