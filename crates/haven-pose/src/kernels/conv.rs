@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::depthwise::{depthwise, Depthwise};
 use super::gemm::{gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, Dst, Kernel, KC, MR, NR};
+use super::int8::driver::MAX_K;
 use super::int8::{I8Kernel, QConv};
 use super::options::{KernelOptions, Precision, Winograd4};
 use super::planes::phase_planes;
@@ -61,8 +62,9 @@ pub(crate) struct Conv {
 /// channels. The first convolution (the image, K = 27: cheap, and the image's error would reach
 /// everything), the depthwise ones and the attention's projections (no SiLU) stay f32; so does the
 /// whole head, which the network loads with `Precision::F32` (`net::Net::load`).
-pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool) -> bool {
-    groups == 1 && act && cin > 3
+/// Layers whose K would let the i32 sums overflow stay f32 as well.
+pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool, k: usize) -> bool {
+    groups == 1 && act && cin > 3 && cin * k * k <= MAX_K
 }
 
 impl Conv {
@@ -84,7 +86,7 @@ impl Conv {
         );
         assert_eq!(w.len(), cout * cin / groups * k * k);
         assert_eq!(b.len(), cout);
-        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act)).then(|| {
+        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act, k)).then(|| {
             let kernel = I8Kernel::select(opts.wide_kernel);
             let mut q = QConv::new((cin, cout, k, stride), &w, &b, act, kernel);
             q.profile = opts.conv_profile;

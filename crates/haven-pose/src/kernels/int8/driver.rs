@@ -18,6 +18,10 @@ use super::{I8Kernel, MR, NR};
 use crate::kernels::pool::SendPtr;
 use crate::kernels::simd::silu;
 
+/// The largest K whose i32 sums cannot overflow: 2^31 / (2 x 255 x 127) (the zero-point term, up to
+/// 255 x 127 x K, starts the sum).
+pub(crate) const MAX_K: usize = 33_000;
+
 thread_local! {
     /// packed B of the current tile
     static BPACK8: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -54,8 +58,8 @@ struct Geo {
 }
 
 impl QConv {
-    /// From folded f32 weights [cout, cin, k, k] and bias [cout].
-    #[allow(clippy::too_many_arguments)]
+    /// From folded f32 weights [cout, cin, k, k] and bias [cout]. K = cin·k·k must stay below
+    /// 33 000 (the i32 sums: see the module header; `conv::int8_takes` keeps larger layers f32).
     pub(crate) fn new(
         (cin, cout, k, stride): (usize, usize, usize, usize),
         w: &[f32],
@@ -64,6 +68,7 @@ impl QConv {
         kernel: I8Kernel,
     ) -> Self {
         let kk = cin * k * k;
+        assert!(kk <= MAX_K, "an 8-bit layer with K = {kk} could overflow its i32 sums");
         let (q, mut wscale) = quantize_weights(w, cout, kk, kernel.qmax_w());
         let mp = cout.div_ceil(MR) * MR;
         let mut wsum: Vec<i32> = q

@@ -11,9 +11,9 @@
 //! VNNI's `vpdpbusd` sums four products into i32 without intermediate saturation and the scalar
 //! kernel is exact, so they take full 8-bit weights (|q| <= 127): on the fall clips that halved the
 //! keypoint error of 7 bits (docs/pose.md, "8-bit path"). The quantization is chosen with the kernel
-//! when a layer is loaded ([`I8Kernel::qmax_w`]). The i32 sums cannot overflow below
-//! K = 2^31 / (255 x 127) = 66 000.
-
+//! when a layer is loaded ([`I8Kernel::qmax_w`]). The i32 sums (the zero-point term included) cannot
+//! overflow below K = 2^31 / (2 x 255 x 127) = 33 000 (`driver::MAX_K`; larger layers stay f32).
+//!
 //! Layouts: K is padded to a multiple of 4 (groups of 4 consecutive k, the unit of `vpdpbusd`);
 //! A is packed once at load as [M / MR panels][K / 4][MR rows][4] i8, B per tile as
 //! [N / NR panels][K / 4][NR columns][4] u8.
