@@ -38,7 +38,7 @@ pub struct ModelSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
     /// The dense convolutions' arithmetic: "f32" (the default) or "int8" (8-bit weights and
-    /// activations on HAVEN's CPU kernels, about 0.7x the CPU time; docs/pose.md, "8-bit path").
+    /// activations on HAVEN's CPU kernels, 0.6-0.85x the CPU time; docs/pose.md, "8-bit path").
     #[serde(default = "default_precision")]
     pub precision: String,
 }
