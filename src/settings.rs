@@ -416,6 +416,19 @@ max_body_bytes = 65536
         assert_eq!(m.pose_options().device, haven_pose::DeviceSpec::Cpu);
     }
 
+    /// `model.precision`: "f32" by default, "int8" reaches the engine, anything else is refused naming
+    /// the setting and the two values it takes.
+    #[test]
+    fn model_precision_is_checked_and_reaches_the_engine() {
+        let with_precision = |p: &str| Settings::from_toml(&BASE.replace("iou_threshold = 0.7", &format!("iou_threshold = 0.7\nprecision = \"{p}\"")), "test.toml");
+        let m = with_model_device("cpu").unwrap().models["pose"].clone();
+        assert_eq!((m.precision.as_str(), m.pose_options().precision), ("f32", haven_pose::Precision::F32));
+        let m = with_precision("int8").unwrap().models["pose"].clone();
+        assert_eq!(m.pose_options().precision, haven_pose::Precision::Int8);
+        let err = with_precision("fp16").unwrap_err().to_string();
+        assert!(err.contains("model.precision") && err.contains("\"fp16\" is not a precision: use \"f32\" or \"int8\""), "{err}");
+    }
+
     fn with_model_device(device: &str) -> Result<Settings, SettingsError> {
         Settings::from_toml(&BASE.replace("iou_threshold = 0.7", &format!("iou_threshold = 0.7\ndevice = \"{device}\"")), "test.toml")
     }

@@ -262,7 +262,7 @@ impl AiEngine for Counting {
             Task::Pose => vec!["person".to_string()],
             Task::Detect => haven_pose::COCO_NAMES.iter().map(|s| s.to_string()).collect(),
         };
-        ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into() }
+        ModelInfo { task: self.task, arch: None, scale: None, class_names: names, input: "any".into(), device: "cpu".into(), precision: "f32".into() }
     }
 
     fn detect(&self, _frame: &Mat) -> Result<Vec<Detection>, EngineError> {

@@ -37,6 +37,10 @@ pub struct ModelSettings {
     /// none: every class. Checked against the model's names when it is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
+    /// The dense convolutions' arithmetic: "f32" (the default) or "int8" (8-bit weights and
+    /// activations on HAVEN's CPU kernels, 0.6-0.85x the CPU time; docs/pose.md, "8-bit path").
+    #[serde(default = "default_precision")]
+    pub precision: String,
 }
 
 impl ModelSettings {
@@ -72,7 +76,14 @@ impl ModelSettings {
             }
         }
         // A device this build cannot drive fails here, at start-up; one the machine lacks, at load.
-        self.device_spec().and_then(|d| d.built_in()).map_err(|e| ConfigError::from_message(e.to_string()))?;
+        let device = self.device_spec().and_then(|d| d.built_in().map(|()| d)).map_err(|e| ConfigError::from_message(e.to_string()))?;
+        let precision = self.precision_of().map_err(|e| ConfigError::new("precision", e))?;
+        if precision != haven_pose::Precision::F32 && device != haven_pose::DeviceSpec::Cpu {
+            return Err(ConfigError::new(
+                "precision",
+                format!("\"{precision}\" runs only on the CPU (device = \"cpu\"), not on device \"{}\": use \"f32\" there", self.device),
+            ));
+        }
         // The engine's own rules, should they ever be stricter than the ones above.
         self.pose_options().validate().map_err(|e| ConfigError::new("", format!(": {e}")))
     }
@@ -100,8 +111,14 @@ impl ModelSettings {
             conf_threshold: self.conf_threshold,
             iou_threshold: self.iou_threshold,
             device: self.device_spec().unwrap_or_default(),
+            precision: self.precision_of().unwrap_or_default(),
             ..haven_pose::PoseOptions::default()
         }
+    }
+
+    /// `model.precision` parsed (validated with the rest by [`ModelSettings::validate`]).
+    pub fn precision_of(&self) -> Result<haven_pose::Precision, String> {
+        self.precision.parse()
     }
 
     /// `model.device` parsed (validated with the rest by [`ModelSettings::validate`]).
@@ -128,6 +145,10 @@ pub(crate) fn default_input_size() -> usize {
 
 fn default_device() -> String {
     "cpu".into()
+}
+
+fn default_precision() -> String {
+    "f32".into()
 }
 
 /// The shipped settings file's pose model (`[model]`), for tests below the loader.

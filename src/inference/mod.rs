@@ -53,6 +53,8 @@ pub struct ModelInfo {
     /// The network input: "640 fitted to the frame" or "640x640".
     pub input: String,
     pub device: String,
+    /// "f32" or "int8" (`model.precision`).
+    pub precision: String,
 }
 
 /// Detections of one model, as a frame's metadata, snapshots and events carry them.
@@ -112,7 +114,7 @@ pub trait AiEngine: Send + Sync + 'static {
 
     /// What the model finds and how it is built (for `GET /api/engine`).
     fn info(&self) -> ModelInfo {
-        ModelInfo { task: Task::Pose, arch: None, scale: None, class_names: vec!["person".into()], input: String::new(), device: "cpu".into() }
+        ModelInfo { task: Task::Pose, arch: None, scale: None, class_names: vec!["person".into()], input: String::new(), device: "cpu".into(), precision: "f32".into() }
     }
 
     fn task(&self) -> Task {

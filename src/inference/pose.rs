@@ -85,7 +85,11 @@ impl PoseEngine {
             InputSize::Fixed(w, h) => format!("{w}x{h}"),
             InputSize::Fitted(side) => format!("{side} fitted to the frame"),
         };
-        let name = format!("{} ({:?}-{} {}, {size})", stem, model.arch(), model.task(), model.scale_name());
+        let precision = match model.options().precision {
+            haven_pose::Precision::F32 => String::new(),
+            p => format!(", {p}"),
+        };
+        let name = format!("{} ({:?}-{} {}{precision}, {size})", stem, model.arch(), model.task(), model.scale_name());
         Ok(Self { model, name, input, device: settings.device.clone() })
     }
 
@@ -154,6 +158,7 @@ impl AiEngine for PoseEngine {
                 InputSize::Fitted(side) => format!("{side} fitted to the frame"),
             },
             device: self.device.clone(),
+            precision: self.model.options().precision.to_string(),
         }
     }
 

@@ -99,6 +99,7 @@ async fn pose_and_objects_on_one_camera_reach_viewers_raise_object_events_and_sw
     let (pose, objects) = (model("pose"), model("objects"));
     assert_eq!((pose["task"].as_str(), objects["task"].as_str()), (Some("pose"), Some("detect")), "{engine}");
     assert_eq!((pose["classes"].as_u64(), objects["classes"].as_u64()), (Some(1), Some(80)), "{engine}");
+    assert_eq!((pose["precision"].as_str(), objects["precision"].as_str()), (Some("f32"), Some("f32")), "{engine}");
     assert_eq!(objects["cameras"], json!(["yard"]));
     // Both look at the whole first frame at 640x480: letterboxed once for the two.
     assert!(engine["shared_inputs"].as_u64().unwrap() >= 1, "{engine}");

@@ -106,3 +106,30 @@ async fn five_viewers_share_one_inference_per_frame() {
     assert_eq!(det["keypoints"].as_array().unwrap().len(), 17);
     server.stop().await;
 }
+
+/// `model.precision = "int8"` reaches the engine: it says so in its name and `info()` (what
+/// `GET /api/engine` shows), and finds the golden image's people where the f32 engine does.
+#[test]
+fn an_int8_model_from_the_settings_says_so_and_finds_the_same_people() {
+    let mut m = model_settings(640, 640);
+    m.precision = "int8".into();
+    m.validate().unwrap();
+    let int8 = PoseEngine::load(&m).unwrap();
+    let f32 = PoseEngine::load(&model_settings(640, 640)).unwrap();
+    assert_eq!((int8.info().precision.as_str(), f32.info().precision.as_str()), ("int8", "f32"));
+    assert!(int8.name().contains(", int8,") && !f32.name().contains("int8"), "{} / {}", int8.name(), f32.name());
+    let frame = imgcodecs::imread(repo().join("tests/fixtures/pose/zidane.jpg").to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+    let (a, b) = (f32.detect(&frame).unwrap(), int8.detect(&frame).unwrap());
+    assert_eq!(a.len(), b.len(), "f32 {a:?}\nint8 {b:?}");
+    for d in &a {
+        let best = b.iter().map(|e| iou(&d.bbox, &e.bbox)).fold(0f32, f32::max);
+        assert!(best >= 0.85, "an f32 person has no int8 match at IoU 0.85 (best {best}): {d:?}");
+    }
+    // int8 off the CPU is a settings error naming the setting (checked only in a build with the
+    // metal feature: without it the device itself is refused first)
+    m.device = "metal".into();
+    if m.device_spec().and_then(|d| d.built_in()).is_ok() {
+        let err = m.validate().unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("runs only on the CPU"), "{err}");
+    }
+}

@@ -5,7 +5,7 @@
 //! WEIGHTS defaults to weights/yolo11n-pose.safetensors, RUNS to 20. Thread count: RAYON_NUM_THREADS
 //! (default: all cores). "engine" = letterboxed BGR u8 frame -> detections (conversion, network, decode, NMS).
 //! `BENCH_SIZES=640x640,320x320` picks the sizes; `BENCH_DEVICE=cuda:0` (a build with `--features cuda`)
-//! the device (default cpu); `BENCH_BATCH=1,4,16` the batch sizes (default 1): each run then is one
+//! the device (default cpu); `BENCH_PRECISION=int8` the precision (default f32); `BENCH_BATCH=1,4,16` the batch sizes (default 1): each run then is one
 //! `detect_batch` of that many frames, reported per batch and per frame.
 
 use std::path::PathBuf;
@@ -56,13 +56,18 @@ fn main() {
                 .expect("BENCH_BATCH: batch sizes like 1,4,16")
         })
         .collect();
+    let precision: haven_pose::Precision = std::env::var("BENCH_PRECISION")
+        .unwrap_or_else(|_| "f32".into())
+        .parse()
+        .unwrap_or_else(|e: String| fail(haven_pose::PoseError::BadInput(e)));
     let opts = PoseOptions {
         device,
+        precision,
         ..PoseOptions::default()
     };
     let model = PoseModel::load(&weights, opts).unwrap_or_else(|e| fail(e));
     println!(
-        "model {} ({:?}-pose {}), device {device} ({}), threads {}, runs {runs}",
+        "model {} ({:?}-pose {}), precision {precision}, device {device} ({}), threads {}, runs {runs}",
         weights.display(),
         model.arch(),
         model.scale_name(),

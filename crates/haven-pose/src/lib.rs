@@ -49,7 +49,7 @@ mod store;
 pub use convert::{convert_pt_to_safetensors, ConvertSummary};
 pub use device::DeviceSpec;
 pub use error::PoseError;
-pub use kernels::{pooled_bytes, KernelOptions, Winograd4};
+pub use kernels::{pooled_bytes, KernelOptions, Precision, Winograd4};
 pub use post::{
     default_class_names, iou, postprocess_raw, postprocess_raw_with, Decode, Detection, Letterbox,
     COCO_NAMES,
@@ -108,6 +108,9 @@ pub struct PoseOptions {
     /// Keep only these class ids (Ultralytics `classes=`: the best class of a box must be listed;
     /// applied before NMS). `None` (default): every class.
     pub classes: Option<Vec<usize>>,
+    /// The dense convolutions' arithmetic on HAVEN's CPU kernels (default `F32`; `Int8`: 8-bit
+    /// weights and activations, refused on any other device or ops).
+    pub precision: Precision,
 }
 
 /// [`PoseOptions`] under the name that fits a detect model as well.
@@ -122,6 +125,7 @@ impl Default for PoseOptions {
             iou_threshold: 0.7,
             device: DeviceSpec::Cpu,
             classes: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -271,6 +275,17 @@ impl YoloModel {
     ) -> Result<Self, PoseError> {
         opts.validate()?;
         let device = opts.device.open()?;
+        if opts.precision != Precision::F32 && (!device.is_cpu() || engine.candle_cpu_ops) {
+            return Err(PoseError::BadInput(format!(
+                "precision \"{}\" runs only on HAVEN's CPU kernels (device \"cpu\", without HAVEN_CPU_OPS=candle); this model is on {}",
+                opts.precision,
+                if engine.candle_cpu_ops { "Candle's CPU ops".to_string() } else { format!("{:?}", opts.device) }
+            )));
+        }
+        let engine = EngineOptions {
+            kernels: KernelOptions { precision: opts.precision, ..engine.kernels },
+            ..engine
+        };
         let st = store::Store::load(path)?;
         let net = net::Net::load(&st, &engine, device)?;
         let nc = net.head().nc;

@@ -12,7 +12,9 @@ use rayon::prelude::*;
 
 use super::depthwise::{depthwise, Depthwise};
 use super::gemm::{gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, Dst, Kernel, KC, MR, NR};
-use super::options::{KernelOptions, Winograd4};
+use super::int8::driver::MAX_K;
+use super::int8::{I8Kernel, QConv};
+use super::options::{KernelOptions, Precision, Winograd4};
 use super::planes::phase_planes;
 use super::pool::{PBuf, SendPtr};
 use super::winograd::Wino;
@@ -52,6 +54,17 @@ pub(crate) struct Conv {
     opts: KernelOptions,
     /// the GEMM micro-kernel, selected once from `opts` and the CPU
     kernel: Kernel,
+    /// `Precision::Int8` and a layer that takes it ([`int8_takes`]): the quantized weights
+    q: Option<QConv>,
+}
+
+/// Which layers the 8-bit path takes: dense convolutions followed by SiLU with more than 3 input
+/// channels. The first convolution (the image, K = 27: cheap, and the image's error would reach
+/// everything), the depthwise ones and the attention's projections (no SiLU) stay f32; so does the
+/// whole head, which the network loads with `Precision::F32` (`net::Net::load`).
+/// Layers whose K would let the i32 sums overflow stay f32 as well.
+pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool, k: usize) -> bool {
+    groups == 1 && act && cin > 3 && cin * k * k <= MAX_K
 }
 
 impl Conv {
@@ -73,14 +86,23 @@ impl Conv {
         );
         assert_eq!(w.len(), cout * cin / groups * k * k);
         assert_eq!(b.len(), cout);
-        let (pa, bpad) = if groups == 1 {
+        let q = (opts.precision == Precision::Int8 && int8_takes(cin, groups, act, k)).then(|| {
+            let kernel = I8Kernel::select(opts.wide_kernel);
+            let mut q = QConv::new((cin, cout, k, stride), &w, &b, act, kernel);
+            q.profile = opts.conv_profile;
+            q
+        });
+        // the f32 GEMM and Winograd weights only where the f32 paths can run (an 8-bit layer never
+        // takes them: a quarter of the memory)
+        let f32_dense = groups == 1 && q.is_none();
+        let (pa, bpad) = if f32_dense {
             let mut bpad = b.clone();
             bpad.resize(cout.div_ceil(MR) * MR, 0.0);
             (pack_a(&w, cout, cin * k * k), bpad)
         } else {
             (Vec::new(), Vec::new())
         };
-        let wino = (groups == 1 && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
+        let wino = (f32_dense && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
         Self {
             cin,
             cout,
@@ -97,8 +119,10 @@ impl Conv {
             wino4: std::sync::OnceLock::new(),
             opts,
             kernel: Kernel::select(opts.wide_kernel),
+            q,
         }
     }
+
 
     /// The kernel paths this convolution was made with.
     pub fn options(&self) -> KernelOptions {
@@ -145,6 +169,9 @@ impl Conv {
     /// pixels need form one contiguous run (output rows are computed W2 >= ow wide, the extra columns
     /// are discarded). Packing B is then a plain vector copy instead of a gather.
     fn dense(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, out: &mut [f32]) {
+        if let Some(q) = &self.q {
+            return q.forward_into(x, h, w, out);
+        }
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
@@ -365,6 +392,7 @@ mod tests {
                     winograd4,
                     wide_kernel: kernel.is_wide(),
                     conv_profile: false,
+                    precision: Precision::F32,
                 };
                 options.push((format!("{name}, {wname}"), opts));
             }

@@ -7,6 +7,7 @@
 //! | `pool.rs` | the feature-map buffer pool (`PBuf`, [`pooled_bytes`]) and `SendPtr` |
 //! | `simd.rs` | AVX2 loads/stores, fast exp / sigmoid / SiLU (scalar and 8-wide) |
 //! | `gemm/` | packing, the 4x24 and 8x24 micro-kernels, the GEMM driver and threaded `matmul` |
+//! | `int8/` | the 8-bit path: quantization, packing, VNNI / AVX2 / scalar micro-kernels, driver |
 //! | `elementwise.rs` | add, copy, exp, sigmoid, bias + SiLU, column softmax |
 //! | `pooling.rs` | max-pool (SPPF) and 2x nearest upsampling |
 //! | `planes.rs` | zero-padded, stride-phase-split input planes (implicit im2col) |
@@ -23,6 +24,7 @@ pub(crate) mod conv;
 pub(crate) mod depthwise;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
+pub(crate) mod int8;
 pub(crate) mod options;
 pub(crate) mod planes;
 pub(crate) mod pool;
@@ -33,5 +35,5 @@ pub(crate) mod winograd;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use options::{KernelOptions, Winograd4};
+pub use options::{KernelOptions, Precision, Winograd4};
 pub use pool::pooled_bytes;

@@ -1,7 +1,7 @@
 //! The kernels' switches, read once when a model is loaded and passed down (never read from the
 //! environment inside a kernel).
 //!
-//! Owns: [`KernelOptions`] and [`Winograd4`]. Imports nothing from the crate (the bottom layer).
+//! Owns: [`KernelOptions`], [`Winograd4`] and [`Precision`]. Imports nothing from the crate (the bottom layer).
 
 /// Which convolution paths the kernels take. [`KernelOptions::default`] is the tuned engine;
 /// [`KernelOptions::from_env`] applies the `HAVEN_*` environment switches on top (the model
@@ -17,6 +17,49 @@ pub struct KernelOptions {
     pub wide_kernel: bool,
     /// Print every dense convolution's time and GFLOP/s to stderr (`HAVEN_CONV_PROFILE=1`).
     pub conv_profile: bool,
+    /// The arithmetic of the dense convolutions (the one switch here that changes the numbers):
+    /// set from [`crate::PoseOptions::precision`] at load, never from the environment.
+    pub precision: Precision,
+}
+
+/// The arithmetic of the dense convolutions on HAVEN's CPU kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats everywhere (the default; the goldens' precision).
+    #[default]
+    F32,
+    /// 8-bit integer dot products for the dense convolutions followed by SiLU (weights per output
+    /// channel, activations per tensor); the first convolution, the depthwise ones, attention and
+    /// the heads' last convolutions stay f32 (docs/pose.md, "8-bit path").
+    Int8,
+}
+
+impl Precision {
+    /// `"f32"` / `"int8"`, as in the settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(format!("\"{s}\" is not a precision: use \"f32\" or \"int8\"")),
+        }
+    }
 }
 
 /// When the Winograd path uses F(4x4, 3x3).
@@ -37,6 +80,7 @@ impl Default for KernelOptions {
             winograd4: Winograd4::Auto,
             wide_kernel: true,
             conv_profile: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -61,6 +105,7 @@ impl KernelOptions {
             },
             wide_kernel: off("HAVEN_WIDE_KERNEL", d.wide_kernel),
             conv_profile: off("HAVEN_CONV_PROFILE", d.conv_profile),
+            precision: d.precision,
         }
     }
 }
@@ -83,6 +128,7 @@ mod tests {
                 winograd4: Winograd4::Never,
                 wide_kernel: false,
                 conv_profile: true,
+                precision: Precision::F32,
             }
         );
         let w4 = KernelOptions::from_lookup(|n| (n == "HAVEN_WINOGRAD4").then(|| "1".into()));

@@ -128,7 +128,16 @@ impl Net {
             } else {
                 "the Detect head"
             };
-            let vb = root.pp(body.len()).with_what(what.into());
+            // The head stays f32 in every precision: its outputs are the boxes, scores and keypoints
+            // themselves, and in 8 bits it alone doubled the keypoint error (docs/pose.md, "8-bit path").
+            let head_ops = match ops {
+                Ops::Haven(k) => Ops::Haven(KernelOptions {
+                    precision: crate::Precision::F32,
+                    ..k
+                }),
+                o => o,
+            };
+            let vb = Vb::new(st, &device, head_ops, eps).pp("model").pp(body.len()).with_what(what.into());
             let chs: Vec<usize> = head_from.iter().map(|&f| chans[f]).collect();
             let pose = task == Task::Pose;
             Head::load(&vb, &chs, spec.dw_class_branch, pose, engine.layer_profile)?
