@@ -72,7 +72,11 @@ mod tests {
             (1, 6, 6, 1),
             (3, 20, 20, 5),
         ] {
-            let x = pseudo(c * h * w, 7);
+            // all-negative values too: the padding must never win a window
+            let mut x = pseudo(c * h * w, 7);
+            if k == 5 {
+                x.iter_mut().for_each(|v| *v -= 2.0);
+            }
             let mut got = vec![f32::NAN; c * h * w];
             maxpool_same(&x, h, w, k, &mut got);
             let r = (k / 2) as isize;
