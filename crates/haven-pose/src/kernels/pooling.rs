@@ -12,31 +12,33 @@ use rayon::prelude::*;
 /// scalar, per-pixel clipped window (1 thread), against onnxruntime's 0.10 ms.
 pub(crate) fn maxpool_same(x: &[f32], h: usize, w: usize, k: usize, out: &mut [f32]) {
     let r = k / 2;
-    out.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).for_each_init(
-        || (vec![f32::NEG_INFINITY; w + 2 * r], vec![0f32; h * w]),
-        |(pad, tmp), (o, xc)| {
-            for (t, row) in tmp.chunks_exact_mut(w).zip(xc.chunks_exact(w)) {
-                pad[r..r + w].copy_from_slice(row);
-                t.copy_from_slice(&pad[..w]);
-                for j in 1..2 * r + 1 {
-                    for (d, v) in t.iter_mut().zip(&pad[j..j + w]) {
-                        *d = d.max(*v);
+    out.par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .for_each_init(
+            || (vec![f32::NEG_INFINITY; w + 2 * r], vec![0f32; h * w]),
+            |(pad, tmp), (o, xc)| {
+                for (t, row) in tmp.chunks_exact_mut(w).zip(xc.chunks_exact(w)) {
+                    pad[r..r + w].copy_from_slice(row);
+                    t.copy_from_slice(&pad[..w]);
+                    for j in 1..2 * r + 1 {
+                        for (d, v) in t.iter_mut().zip(&pad[j..j + w]) {
+                            *d = d.max(*v);
+                        }
                     }
                 }
-            }
-            for y in 0..h {
-                let lo = y.saturating_sub(r);
-                let hi = (y + r).min(h - 1);
-                let orow = &mut o[y * w..(y + 1) * w];
-                orow.copy_from_slice(&tmp[lo * w..(lo + 1) * w]);
-                for yy in lo + 1..=hi {
-                    for (d, v) in orow.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
-                        *d = d.max(*v);
+                for y in 0..h {
+                    let lo = y.saturating_sub(r);
+                    let hi = (y + r).min(h - 1);
+                    let orow = &mut o[y * w..(y + 1) * w];
+                    orow.copy_from_slice(&tmp[lo * w..(lo + 1) * w]);
+                    for yy in lo + 1..=hi {
+                        for (d, v) in orow.iter_mut().zip(&tmp[yy * w..(yy + 1) * w]) {
+                            *d = d.max(*v);
+                        }
                     }
                 }
-            }
-        },
-    );
+            },
+        );
 }
 
 /// Nearest-neighbour 2x upsampling into `out` ([c, 2h, 2w]).
