@@ -14,3 +14,4 @@ bash tests/browser/setup.sh
 node tests/browser/run.mjs
 node tests/browser/models.mjs
 node tests/browser/zones.mjs
+node tests/browser/accounts.mjs
