@@ -4,7 +4,7 @@
 //! a warm-up, where the resident pages lie (from /proc/PID/smaps, by mapping) and what the viewers got.
 //!
 //! `cargo build && cargo run --example demo_memory -- [--warmup 60] [--window 60] [--rounds 1]
-//!   [--readers 30] [--never-read 1] [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
+//!   [--readers 30] [--never-read 1] [--skip-this] [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
 //!
 //! Each `--exe` (another build, with its checkout's settings) and `--variant` (this tree's build with
 //! environment added, `MALLOC_ARENA_MAX=2`, say) runs in turn with this tree's build, round by round,
@@ -46,6 +46,8 @@ fn parse_args() -> Args {
             "--rounds" => a.rounds = value().parse().expect("--rounds N"),
             "--readers" => a.readers = value().parse().expect("--readers N"),
             "--never-read" => a.never_read = value().parse().expect("--never-read N"),
+            // only the other builds (a profiler's wrapper around this tree's build, say)
+            "--skip-this" => a.builds.retain(|(b, _)| b.label != "this tree"),
             "--exe" => a.builds.push((Build::parse(&value()), Vec::new())),
             "--variant" => {
                 let v = value();

@@ -5,7 +5,8 @@
 //! writer thread. glibc's allocator gives every thread an arena of its own and keeps what is freed
 //! there for reuse rather than returning it to the system, so with buffers that change size from
 //! frame to frame the arenas fragment and the resident size drifts up although the live data does
-//! not grow (`docs/soak.md`). Fewer arenas and a periodic `malloc_trim` give it back.
+//! not grow (`docs/soak.md`). Fewer arenas and a periodic `malloc_trim` give it back; the pose
+//! engine's buffer pool is trimmed of buffers no pass has wanted for a while first.
 
 use std::time::Duration;
 
@@ -13,17 +14,28 @@ use std::time::Duration;
 const MAX_ARENAS: i32 = 4;
 /// How often freed memory is handed back to the system.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// The pose engine's idle buffers that no pass has taken for this long are freed (sizes only an
+/// earlier pass needed: another model's, larger regions'); the rest stay for the next passes.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 /// Limits the allocator's arenas and starts a thread that returns freed memory every `TRIM_EVERY`.
 /// Call once, early in `main`, before other threads start.
 pub fn keep_tidy() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt and malloc_trim are thread-safe glibc calls with plain integer arguments.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS) };
+        // glibc's own variables (MALLOC_ARENA_MAX=…), when set, win: they are how a setting is measured.
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt and malloc_trim are thread-safe glibc calls with plain integer arguments.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS) };
+        }
         let spawned = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
             for round in 1u64.. {
                 std::thread::sleep(TRIM_EVERY);
+                let freed = haven_pose::trim_pool(POOL_IDLE);
+                if freed > 0 {
+                    log::trace!("freed {:.1} MiB of idle pose buffers", freed as f64 / 1048576.0);
+                }
+                // SAFETY: malloc_trim is a thread-safe glibc call with a plain integer argument.
                 unsafe { libc::malloc_trim(0) };
                 if round % 6 == 0 && log::log_enabled!(log::Level::Debug) {
                     // SAFETY: mallinfo2 only reads the allocator's counters.

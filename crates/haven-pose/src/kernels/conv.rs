@@ -65,6 +65,14 @@ pub(crate) struct Conv {
     kernel: Kernel,
 }
 
+/// The widest layer (cin x cout) that gets F(4x4, 3x3) weights by default (`Winograd4::Auto`).
+/// They are 4x the layer's own weights (F(2x2)'s 1.78x) and most of them lie in the widest layers,
+/// where F(4x4) gains least (maps of 20x20-40x40: 4-14 % of the layer against F(2x2), docs/pose.md).
+/// 256 x 128 keeps every layer of yolo11n-pose on the paths it took before (its widest, the merged
+/// head convolution at P5, is 256 x 115) and caps the fall model's (YOLOv8s: 256 x 256 and 512 x 128
+/// layers) F(4x4) weights at 45 instead of 90 MiB (issue 25).
+pub(crate) const F4_MAX_CIN_COUT: usize = 256 * 128;
+
 /// Whether a dense layer of this shape always runs Winograd with these options (never the GEMM):
 /// 3x3, stride 1, at least 16 channels on each side (below that the transforms outweigh the saved
 /// multiplications: measured at 160x160 with 8 -> 16 and 16 -> 8 channels, 10-40 % slower; 16 -> 32
@@ -204,12 +212,15 @@ impl Conv {
 
     /// Whether F(4x4, 3x3) is expected to beat F(2x2, 3x3) for this layer: on 40x40 and larger maps
     /// it is 15-35 % faster, at 20x20 (25 tiles) ~5 %; smaller maps (e.g. 10x10 at 320x320 input, where
-    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured).
+    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured). Layers wider than
+    /// [`F4_MAX_CIN_COUT`] keep F(2x2) by default too: see there.
     fn winograd4_pays(&self, h: usize, w: usize) -> bool {
         match self.opts.winograd4 {
             Winograd4::Never => false,
             Winograd4::Always => true,
-            Winograd4::Auto => h.div_ceil(4) * w.div_ceil(4) >= 25,
+            Winograd4::Auto => {
+                h.div_ceil(4) * w.div_ceil(4) >= 25 && self.cin * self.cout <= F4_MAX_CIN_COUT
+            }
         }
     }
 
@@ -498,6 +509,31 @@ mod tests {
                 "F(2x2) only, made on use"
             );
         }
+    }
+
+    /// By default F(4x4) serves layers up to `F4_MAX_CIN_COUT` on maps of 25 tiles and more; wider
+    /// layers stay on F(2x2) (no F(4x4) weights made), unless F(4x4) is forced.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    fn only_layers_up_to_the_width_cap_make_f4_weights() {
+        let x = |cin: usize| pseudo(cin * 20 * 20, 3);
+        let narrow = conv((256, 128, 3, 1, 1), true, KernelOptions::default());
+        let _ = narrow.forward(&x(256), 20, 20);
+        assert!(narrow.wino4.get().is_some() && narrow.wino.get().is_none());
+        let wide = conv((256, 129, 3, 1, 1), true, KernelOptions::default());
+        let _ = wide.forward(&x(256), 20, 20);
+        assert!(wide.wino4.get().is_none() && wide.wino.get().is_some());
+        let always = KernelOptions {
+            winograd4: Winograd4::Always,
+            ..KernelOptions::default()
+        };
+        let forced = conv((256, 129, 3, 1, 1), true, always);
+        let _ = forced.forward(&x(256), 20, 20);
+        assert!(forced.wino4.get().is_some());
     }
 
     /// The options a model is loaded with reach its layers, and the micro-kernel they choose is

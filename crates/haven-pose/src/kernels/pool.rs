@@ -12,8 +12,11 @@
 /// zero-fill it again)
 pub(crate) struct PBuf(Vec<f32>, usize);
 
-static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+/// The idle buffers, each with the time it was given back (for [`trim_pool`]).
+static POOL: std::sync::Mutex<Vec<(Vec<f32>, Instant)>> = std::sync::Mutex::new(Vec::new());
 pub(crate) const POOL_MIN: usize = 16 * 1024; // floats; smaller buffers come from malloc
+use std::time::{Duration, Instant};
+
 /// Upper bound of the recycled memory (the working set at 640x640 is ~60 MB per concurrent frame).
 const POOL_MAX_BYTES: usize = 256 << 20;
 
@@ -22,8 +25,25 @@ pub fn pooled_bytes() -> usize {
     POOL.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .map(|b| b.capacity() * 4)
+        .map(|(b, _)| b.capacity() * 4)
         .sum()
+}
+
+/// Frees the idle buffers that nothing has taken for `idle` or longer and returns their bytes. The
+/// pool keeps what recent passes used; sizes only an earlier pass needed (another model's, larger
+/// regions') would otherwise stay resident until the process ends (issue 25).
+pub fn trim_pool(idle: Duration) -> usize {
+    let now = Instant::now();
+    let stale: Vec<Vec<f32>> = {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let (keep, stale) = std::mem::take(&mut *pool)
+            .into_iter()
+            .partition(|(_, at)| now.saturating_duration_since(*at) < idle);
+        *pool = keep;
+        stale.into_iter().map(|(v, _)| v).collect()
+    };
+    // freed outside the lock
+    stale.iter().map(|v| v.capacity() * 4).sum()
 }
 
 impl PBuf {
@@ -33,11 +53,11 @@ impl PBuf {
             let best = pool
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 4 * len)
-                .min_by_key(|(_, v)| v.capacity())
+                .filter(|(_, (v, _))| v.capacity() >= len && v.capacity() <= 4 * len)
+                .min_by_key(|(_, (v, _))| v.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let mut v = pool.swap_remove(i);
+                let (mut v, _) = pool.swap_remove(i);
                 drop(pool);
                 if v.len() < len {
                     v.resize(len, 0.0);
@@ -68,9 +88,9 @@ impl Drop for PBuf {
 pub(crate) fn recycle(v: Vec<f32>) {
     if v.capacity() >= POOL_MIN {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = pool.iter().map(|b| b.capacity() * 4).sum();
+        let total: usize = pool.iter().map(|(b, _)| b.capacity() * 4).sum();
         if total + v.capacity() * 4 <= POOL_MAX_BYTES {
-            pool.push(v);
+            pool.push((v, Instant::now()));
         }
     }
 }
@@ -120,5 +140,31 @@ mod tests {
         let small = PBuf::new(10);
         assert_eq!(&small[..], &[0.0; 10]);
         recycle(vec![1.0, 2.0, 3.0]);
+    }
+
+    /// `trim_pool` frees the buffers idle for at least its age and keeps the fresher ones; other
+    /// tests share the pool, so only this test's own buffers are counted (64 MiB each: no other
+    /// test asks for a quarter of that, so none takes them; calloc'd, never touched).
+    #[test]
+    fn trim_pool_frees_only_buffers_idle_long_enough() {
+        let n = 1 << 24;
+        let mine = || {
+            POOL.lock()
+                .unwrap()
+                .iter()
+                .filter(|(v, _)| v.capacity() == n)
+                .count()
+        };
+        recycle(vec![0.0; n]);
+        assert!(mine() >= 1);
+        trim_pool(Duration::from_secs(3600));
+        assert!(mine() >= 1, "a fresh buffer stays");
+        std::thread::sleep(Duration::from_millis(20));
+        recycle(vec![0.0; n]);
+        let before = mine();
+        assert!(trim_pool(Duration::from_millis(10)) >= n * 4);
+        assert_eq!(mine(), before - 1, "only the older buffer went");
+        trim_pool(Duration::ZERO);
+        assert_eq!(mine(), 0);
     }
 }
