@@ -4,7 +4,7 @@
 //! a warm-up, where the resident pages lie (from /proc/PID/smaps, by mapping) and what the viewers got.
 //!
 //! `cargo build && cargo run --example demo_memory -- [--warmup 60] [--window 60] [--rounds 1]
-//!   [--readers 30] [--never-read 1] [--skip-this] [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
+//!   [--readers 30] [--never-read 1] [--skip-this] [--this COPY] [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...`
 //!
 //! Each `--exe` (another build, with its checkout's settings) and `--variant` (this tree's build with
 //! environment added, `MALLOC_ARENA_MAX=2`, say) runs in turn with this tree's build, round by round,
@@ -37,6 +37,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut a = Args { warmup: 60.0, window: 60.0, rounds: 1, readers: 30, never_read: 1, builds: vec![(Build::current(), Vec::new())] };
     a.builds[0].0.label = "this tree".into();
+    let mut this: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -48,6 +49,15 @@ fn parse_args() -> Args {
             "--never-read" => a.never_read = value().parse().expect("--never-read N"),
             // only the other builds (a profiler's wrapper around this tree's build, say)
             "--skip-this" => a.builds.retain(|(b, _)| b.label != "this tree"),
+            // a copy of this tree's build to run as "this tree" and its variants (so that building
+            // while it measures changes nothing)
+            "--this" => {
+                let exe = PathBuf::from(value());
+                for (b, _) in a.builds.iter_mut().filter(|(b, _)| b.exe == Build::current().exe) {
+                    b.exe = exe.clone();
+                }
+                this = Some(exe);
+            }
             "--exe" => a.builds.push((Build::parse(&value()), Vec::new())),
             "--variant" => {
                 let v = value();
@@ -58,6 +68,9 @@ fn parse_args() -> Args {
                     .collect();
                 let mut build = Build::current();
                 build.label = label.to_string();
+                if let Some(exe) = &this {
+                    build.exe = exe.clone();
+                }
                 a.builds.push((build, env));
             }
             other => panic!("unknown argument {other} (see the comment at the top of examples/demo_memory.rs)"),
@@ -157,6 +170,8 @@ fn never_reader(port: u16, cam: &str) -> std::net::TcpStream {
 struct Round {
     rss: [f64; 3],
     max_rss: f64,
+    /// Medians of VmRSS over the window's first and last tenth (at least one sample each): drift.
+    drift: (f64, f64),
     smaps: BTreeMap<String, f64>,
     viewer_fps: f64,
     /// The server's last glibc figures (`haven::memory` logs them every minute at debug level).
@@ -191,6 +206,11 @@ async fn round(build: &Build, env: &[(String, String)], args: &Args) -> Round {
     let out = Round {
         rss: [0, 1, 2].map(|k| median(samples.iter().map(|s| s[k]).collect())),
         max_rss: samples.iter().map(|s| s[0]).fold(0.0, f64::max),
+        drift: {
+            let tenth = (samples.len() / 10).max(1);
+            let rss: Vec<f64> = samples.iter().map(|s| s[0]).collect();
+            (median(rss[..tenth].to_vec()), median(rss[rss.len() - tenth..].to_vec()))
+        },
         smaps: smaps(pid),
         viewer_fps,
         heap: std::fs::read_to_string(&log).ok().and_then(|t| t.lines().rev().find(|l| l.contains("heap:")).map(|l| l[l.find("heap:").unwrap()..].to_string())),
@@ -221,17 +241,19 @@ async fn main() {
             results[b].push(got);
         }
     }
-    println!("\n| build | RSS MiB (median of rounds) | anonymous | file-backed | max RSS | each reading viewer's fps |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| build | RSS MiB (median of rounds) | anonymous | file-backed | max RSS | RSS first → last tenth of the window (drift) | each reading viewer's fps |");
+    println!("|---|---|---|---|---|---|---|");
     for (b, (build, _)) in args.builds.iter().enumerate() {
         let m = |f: &dyn Fn(&Round) -> f64| median(results[b].iter().map(f).collect());
+        let (a, z) = (m(&|r| r.drift.0), m(&|r| r.drift.1));
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {a:.1} → {z:.1} ({:+.2} %) | {:.1} |",
             build.label,
             m(&|r| r.rss[0]),
             m(&|r| r.rss[1]),
             m(&|r| r.rss[2]),
             m(&|r| r.max_rss),
+            (z - a) / a * 100.0,
             m(&|r| r.viewer_fps)
         );
     }

@@ -10,8 +10,13 @@
 
 use std::time::Duration;
 
-/// Arenas glibc may create (its default is 8 per core).
-const MAX_ARENAS: i32 = 4;
+/// Arenas glibc may create (its default is 8 per core; 4 until issue 25, where 2 held the README's
+/// demo 19 MiB lower, docs/performance.md "Memory").
+const MAX_ARENAS: i32 = 2;
+/// The pose engine's idle buffers held at most (the engine's own default is 256 MiB): one pose pass
+/// at 640x480 leaves 36 MiB of them; what a rarer, larger pass (the fall model's) needs beyond this is
+/// allocated afresh for it. `HAVEN_POOL_MAX_MIB` overrides it.
+const POOL_MAX_MIB: usize = 48;
 /// How often freed memory is handed back to the system.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// The pose engine's idle buffers that no pass has taken for this long are freed (sizes only an
@@ -28,6 +33,8 @@ pub fn keep_tidy() {
             // SAFETY: mallopt and malloc_trim are thread-safe glibc calls with plain integer arguments.
             unsafe { libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS) };
         }
+        let mib = std::env::var("HAVEN_POOL_MAX_MIB").ok().and_then(|v| v.trim().parse::<usize>().ok());
+        haven_pose::set_pool_limit(mib.unwrap_or(POOL_MAX_MIB) << 20);
         let spawned = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
             for round in 1u64.. {
                 std::thread::sleep(TRIM_EVERY);

@@ -37,6 +37,11 @@ pub struct ModelSettings {
     /// none: every class. Checked against the model's names when it is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<Vec<String>>,
+    /// On HAVEN's CPU kernels, 3x3 convolutions by Winograd (faster, but each such layer keeps its
+    /// weights transformed, 1.8x and up to 4x more of them); false: the direct path only, every
+    /// layer's weights held once (for a model asked a few times a minute, like the fall model).
+    #[serde(default = "default_true")]
+    pub winograd: bool,
 }
 
 impl ModelSettings {
@@ -102,6 +107,14 @@ impl ModelSettings {
             device: self.device_spec().unwrap_or_default(),
             ..haven_pose::PoseOptions::default()
         }
+    }
+
+    /// How the engine runs this model: the `HAVEN_*` switches of the environment, with Winograd
+    /// off where `winograd = false`.
+    pub fn engine_options(&self) -> haven_pose::EngineOptions {
+        let mut engine = haven_pose::EngineOptions::from_env();
+        engine.kernels.winograd &= self.winograd;
+        engine
     }
 
     /// `model.device` parsed (validated with the rest by [`ModelSettings::validate`]).

@@ -34,4 +34,4 @@ pub(crate) mod winograd;
 pub(crate) mod testutil;
 
 pub use options::{KernelOptions, Winograd4};
-pub use pool::{pooled_bytes, trim_pool};
+pub use pool::{pooled_bytes, set_pool_limit, trim_pool};
