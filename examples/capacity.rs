@@ -169,6 +169,10 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
         let source = if *still { "data/still.mp4".to_string() } else { format!("data/{}.mp4", i % 3 + 1) };
         s.push_str(&format!("[[cameras]]\ncamera_id = \"{id}\"\nsource = \"{source}\"\nsource_type = \"video_file\"\n{models}\n"));
     }
+    // The events in a scratch directory of their own, never the checkout's (another server may hold
+    // its database).
+    let events = std::env::temp_dir().join(format!("haven-capacity-events-{}", std::process::id()));
+    let s = s.replace("data_dir = \"data/events\"", &format!("data_dir = \"{}\"", events.display()));
     let settings = std::env::temp_dir().join(format!("haven-capacity-{}.toml", std::process::id()));
     std::fs::write(&settings, s).unwrap();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -235,6 +239,7 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
     }
     haven.stop();
     let _ = std::fs::remove_file(settings);
+    let _ = std::fs::remove_dir_all(events);
     (rows, cores, rss)
 }
 

@@ -41,6 +41,11 @@ pub struct ModelSettings {
     /// activations on HAVEN's CPU kernels, 0.6-0.85x the CPU time; docs/pose.md, "8-bit path").
     #[serde(default = "default_precision")]
     pub precision: String,
+    /// On HAVEN's CPU kernels, 3x3 convolutions by Winograd (faster, but each such layer keeps its
+    /// weights transformed, 1.8x and up to 4x more of them); false: the direct path only, every
+    /// layer's weights held once (for a model asked a few times a minute, like the fall model).
+    #[serde(default = "default_true")]
+    pub winograd: bool,
 }
 
 impl ModelSettings {
@@ -119,6 +124,14 @@ impl ModelSettings {
     /// `model.precision` parsed (validated with the rest by [`ModelSettings::validate`]).
     pub fn precision_of(&self) -> Result<haven_pose::Precision, String> {
         self.precision.parse()
+    }
+
+    /// How the engine runs this model: the `HAVEN_*` switches of the environment, with Winograd
+    /// off where `winograd = false`.
+    pub fn engine_options(&self) -> haven_pose::EngineOptions {
+        let mut engine = haven_pose::EngineOptions::from_env();
+        engine.kernels.winograd &= self.winograd;
+        engine
     }
 
     /// `model.device` parsed (validated with the rest by [`ModelSettings::validate`]).

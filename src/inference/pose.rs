@@ -65,7 +65,7 @@ impl PoseEngine {
     pub fn load(settings: &ModelSettings) -> Result<Self, EngineError> {
         let input = settings.input();
         let load = |opts| {
-            PoseModel::load(&settings.weights, opts).map_err(|e| match e {
+            PoseModel::load_with_engine(&settings.weights, opts, settings.engine_options()).map_err(|e| match e {
                 e @ haven_pose::PoseError::Device { .. } => EngineError::Device(e),
                 e => e.into(),
             })

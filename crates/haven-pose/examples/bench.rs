@@ -23,6 +23,18 @@ fn cpu_ns() -> Option<u64> {
     Some(total)
 }
 
+/// The process's resident size (VmRSS), as /proc says it.
+fn rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l[6..].trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -114,9 +126,11 @@ fn main() {
             let med = t[t.len() / 2];
             if batch == 1 {
                 println!(
-                    "{w}x{h}: median {med:.1} ms/frame (min {:.1}, max {:.1}{cpu})",
+                    "{w}x{h}: median {med:.1} ms/frame (min {:.1}, max {:.1}{cpu}); idle buffer pool {:.1} MiB, RSS {}",
                     t[0],
-                    t[t.len() - 1]
+                    t[t.len() - 1],
+                    haven_pose::pooled_bytes() as f64 / 1048576.0,
+                    rss()
                 );
             } else {
                 println!(

@@ -6,12 +6,16 @@
 //! Unsafe boundary: `dense_gemm` hands each rayon task a disjoint block of the output through a
 //! [`SendPtr`] and calls the GEMM tile functions on it.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::depthwise::{depthwise, Depthwise};
-use super::gemm::{gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, Dst, Kernel, KC, MR, NR};
+use super::gemm::{
+    gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, unpack_a, Dst, Kernel, KC, MR, NR,
+};
 use super::int8::driver::MAX_K;
 use super::int8::{I8Kernel, QConv};
 use super::options::{KernelOptions, Precision, Winograd4};
@@ -31,6 +35,12 @@ thread_local! {
 }
 
 /// A convolution with BatchNorm folded in: weight [cout, cin/groups, k, k], bias [cout], optional SiLU.
+///
+/// It keeps its weights only in the layouts its paths use (issue 25: the two demo models' layers
+/// held every layout, ~200 MiB for 56 MB of weights): a layer that always takes Winograd keeps the
+/// plain weights and makes each Winograd layout on its first use (no GEMM panels); a layer that always
+/// takes the GEMM keeps only its packed panels ([`Conv::weights`] unpacks them when asked); a
+/// depthwise layer keeps the plain weights.
 pub(crate) struct Conv {
     pub cin: usize,
     pub cout: usize,
@@ -39,17 +49,18 @@ pub(crate) struct Conv {
     pub pad: usize,
     /// 1 (dense) or cin == cout (depthwise)
     pub groups: usize,
-    /// [cout, cin/groups, k, k]
-    pub w: Vec<f32>,
+    /// [cout, cin/groups, k, k]; empty for a layer that only runs the GEMM (see [`Conv::weights`])
+    w: Vec<f32>,
     pub b: Vec<f32>,
     pub act: bool,
-    /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height
+    /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height (empty for
+    /// a layer that always takes Winograd)
     pa: Vec<f32>,
     bpad: Vec<f32>,
-    /// dense 3x3 stride 1: Winograd F(2x2, 3x3) weights
-    wino: Option<Wino>,
+    /// Winograd F(2x2, 3x3) weights, made on first use
+    wino: OnceLock<Wino>,
     /// Winograd F(4x4, 3x3) weights, made on first use
-    wino4: std::sync::OnceLock<Wino>,
+    wino4: OnceLock<Wino>,
     /// the paths this convolution takes (from the model's options)
     opts: KernelOptions,
     /// the GEMM micro-kernel, selected once from `opts` and the CPU
@@ -65,6 +76,37 @@ pub(crate) struct Conv {
 /// Layers whose K would let the i32 sums overflow stay f32 as well.
 pub(crate) fn int8_takes(cin: usize, groups: usize, act: bool, k: usize) -> bool {
     groups == 1 && act && cin > 3 && cin * k * k <= MAX_K
+}
+
+/// The widest layer (cin x cout) that gets F(4x4, 3x3) weights by default (`Winograd4::Auto`).
+/// They are 4x the layer's own weights (F(2x2)'s 1.78x) and most of them lie in the widest layers,
+/// where F(4x4) gains least (maps of 20x20-40x40: 4-14 % of the layer against F(2x2), docs/pose.md).
+/// 256 x 128 keeps every layer of yolo11n-pose on the paths it took before (its widest, the merged
+/// head convolution at P5, is 256 x 115) and caps the fall model's (YOLOv8s: 256 x 256 and 512 x 128
+/// layers) F(4x4) weights at 45 instead of 90 MiB (issue 25).
+pub(crate) const F4_MAX_CIN_COUT: usize = 256 * 128;
+
+/// Whether a dense layer of this shape always runs Winograd with these options (never the GEMM):
+/// 3x3, stride 1, at least 16 channels on each side (below that the transforms outweigh the saved
+/// multiplications: measured at 160x160 with 8 -> 16 and 16 -> 8 channels, 10-40 % slower; 16 -> 32
+/// and 32 -> 16 at 80x80, 20 % faster), on a build with the AVX2 Winograd kernels.
+fn always_winograd(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    opts: KernelOptions,
+) -> bool {
+    cfg!(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )) && opts.winograd
+        && groups == 1
+        && k == 3
+        && stride == 1
+        && cin.min(cout) >= 16
 }
 
 impl Conv {
@@ -92,17 +134,15 @@ impl Conv {
             q.profile = opts.conv_profile;
             q
         });
-        // the f32 GEMM and Winograd weights only where the f32 paths can run (an 8-bit layer never
-        // takes them: a quarter of the memory)
-        let f32_dense = groups == 1 && q.is_none();
-        let (pa, bpad) = if f32_dense {
+        // An 8-bit layer keeps its plain weights only (never the f32 GEMM panels or Winograd's).
+        let winograd = always_winograd(cin, cout, k, stride, groups, opts);
+        let (w, pa, bpad) = if groups != 1 || q.is_some() || winograd {
+            (w, Vec::new(), Vec::new())
+        } else {
             let mut bpad = b.clone();
             bpad.resize(cout.div_ceil(MR) * MR, 0.0);
-            (pack_a(&w, cout, cin * k * k), bpad)
-        } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), pack_a(&w, cout, cin * k * k), bpad)
         };
-        let wino = (f32_dense && k == 3 && stride == 1).then(|| Wino::new(&w, cin, cout));
         Self {
             cin,
             cout,
@@ -115,14 +155,23 @@ impl Conv {
             act,
             pa,
             bpad,
-            wino,
-            wino4: std::sync::OnceLock::new(),
+            wino: OnceLock::new(),
+            wino4: OnceLock::new(),
             opts,
             kernel: Kernel::select(opts.wide_kernel),
             q,
         }
     }
 
+    /// The weights [cout, cin/groups, k, k], unpacked from the GEMM panels for a layer that keeps
+    /// only those (a load-time need: merging the head's convolutions, tests).
+    pub fn weights(&self) -> Cow<'_, [f32]> {
+        if self.pa.is_empty() {
+            Cow::Borrowed(&self.w)
+        } else {
+            Cow::Owned(unpack_a(&self.pa, self.cout, self.cin * self.k * self.k))
+        }
+    }
 
     /// The kernel paths this convolution was made with.
     pub fn options(&self) -> KernelOptions {
@@ -177,33 +226,28 @@ impl Conv {
             target_feature = "avx2",
             target_feature = "fma"
         ))]
-        if self.wino.is_some() && self.opts.winograd && self.winograd_pays(h, w) {
+        if self.pa.is_empty() {
             return self.winograd(x, h, w, out);
         }
         self.dense_gemm(x, h, w, oh, ow, out)
     }
 
-    /// Whether the Winograd path is expected to beat the direct GEMM for this layer: with fewer than 16
-    /// input or output channels the transforms (which scale with cin and cout, not cin x cout) outweigh
-    /// the saved multiplications (measured at 160x160 with 8 -> 16 and 16 -> 8 channels: 10-40 % slower;
-    /// 16 -> 32 and 32 -> 16 at 80x80: 20 % faster).
-    fn winograd_pays(&self, _h: usize, _w: usize) -> bool {
-        self.cin.min(self.cout) >= 16
-    }
-
     /// Whether F(4x4, 3x3) is expected to beat F(2x2, 3x3) for this layer: on 40x40 and larger maps
     /// it is 15-35 % faster, at 20x20 (25 tiles) ~5 %; smaller maps (e.g. 10x10 at 320x320 input, where
-    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured).
+    /// 4 x 4 tiles would compute 12x12) keep F(2x2, 3x3) (not measured). Layers wider than
+    /// [`F4_MAX_CIN_COUT`] keep F(2x2) by default too: see there.
     fn winograd4_pays(&self, h: usize, w: usize) -> bool {
         match self.opts.winograd4 {
             Winograd4::Never => false,
             Winograd4::Always => true,
-            Winograd4::Auto => h.div_ceil(4) * w.div_ceil(4) >= 25,
+            Winograd4::Auto => {
+                h.div_ceil(4) * w.div_ceil(4) >= 25 && self.cin * self.cout <= F4_MAX_CIN_COUT
+            }
         }
     }
 
     /// Dense 3x3 stride-1 convolution by Winograd (see `kernels::winograd`): F(4x4, 3x3) where it
-    /// pays (weights made on first use), else F(2x2, 3x3).
+    /// pays, else F(2x2, 3x3) (each one's weights made on first use).
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -224,7 +268,9 @@ impl Conv {
                 .get_or_init(|| Wino::new4(&self.w, self.cin, self.cout));
             winograd::<4>(&layer(u), x, h, w, out, kernel, profile)
         } else {
-            let u = self.wino.as_ref().expect("winograd weights");
+            let u = self
+                .wino
+                .get_or_init(|| Wino::new(&self.w, self.cin, self.cout));
             winograd::<2>(&layer(u), x, h, w, out, kernel, profile)
         }
     }
@@ -421,7 +467,7 @@ mod tests {
             let shape = (cin, cout, k, stride, groups);
             let x = pseudo(cin * h * w, 3);
             let c0 = conv(shape, true, KernelOptions::default());
-            let want = conv_ref(shape, &c0.w, &c0.b, true, &x, h, w);
+            let want = conv_ref(shape, &c0.weights(), &c0.b, true, &x, h, w);
             for (what, opts) in &options {
                 let c = conv(shape, true, *opts);
                 let got = c.forward(&x, h, w);
@@ -433,6 +479,84 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Each layer keeps only the weight layouts its path uses (issue 25): a Winograd layer its plain
+    /// weights (the transforms made on first use, the F(2x2) one only once a small map needs it), a
+    /// GEMM layer its panels, a depthwise layer its plain weights; `weights()` gives the same
+    /// values back whichever it keeps.
+    #[test]
+    fn layers_keep_only_the_layouts_their_path_uses() {
+        let no_wino = KernelOptions {
+            winograd: false,
+            ..KernelOptions::default()
+        };
+        let f2_only = KernelOptions {
+            winograd4: Winograd4::Never,
+            ..KernelOptions::default()
+        };
+        let wino_path = cfg!(all(target_feature = "avx2", target_feature = "fma"));
+        for (shape, opts, panels, plain) in [
+            (
+                (16, 24, 3, 1, 1),
+                KernelOptions::default(),
+                !wino_path,
+                wino_path,
+            ),
+            ((16, 24, 3, 1, 1), no_wino, true, false),
+            ((8, 24, 3, 1, 1), KernelOptions::default(), true, false),
+            ((16, 24, 3, 2, 1), KernelOptions::default(), true, false),
+            ((16, 24, 1, 1, 1), KernelOptions::default(), true, false),
+            ((16, 16, 3, 1, 16), KernelOptions::default(), false, true),
+        ] {
+            let (cin, cout, k, _, groups) = shape;
+            let c = conv(shape, true, opts);
+            assert_eq!(!c.pa.is_empty(), panels, "{shape:?} {opts:?}: GEMM panels");
+            assert_eq!(!c.w.is_empty(), plain, "{shape:?} {opts:?}: plain weights");
+            assert_eq!(
+                c.weights(),
+                pseudo(cout * cin / groups * k * k, 1),
+                "{shape:?}"
+            );
+            assert!(
+                c.wino.get().is_none() && c.wino4.get().is_none(),
+                "{shape:?}: Winograd weights made at load"
+            );
+        }
+        if wino_path {
+            let c = conv((16, 24, 3, 1, 1), true, f2_only);
+            let x = pseudo(16 * 12 * 10, 3);
+            let _ = c.forward(&x, 12, 10);
+            assert!(
+                c.wino.get().is_some() && c.wino4.get().is_none(),
+                "F(2x2) only, made on use"
+            );
+        }
+    }
+
+    /// By default F(4x4) serves layers up to `F4_MAX_CIN_COUT` on maps of 25 tiles and more; wider
+    /// layers stay on F(2x2) (no F(4x4) weights made), unless F(4x4) is forced.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    fn only_layers_up_to_the_width_cap_make_f4_weights() {
+        let x = |cin: usize| pseudo(cin * 20 * 20, 3);
+        let narrow = conv((256, 128, 3, 1, 1), true, KernelOptions::default());
+        let _ = narrow.forward(&x(256), 20, 20);
+        assert!(narrow.wino4.get().is_some() && narrow.wino.get().is_none());
+        let wide = conv((256, 129, 3, 1, 1), true, KernelOptions::default());
+        let _ = wide.forward(&x(256), 20, 20);
+        assert!(wide.wino4.get().is_none() && wide.wino.get().is_some());
+        let always = KernelOptions {
+            winograd4: Winograd4::Always,
+            ..KernelOptions::default()
+        };
+        let forced = conv((256, 129, 3, 1, 1), true, always);
+        let _ = forced.forward(&x(256), 20, 20);
+        assert!(forced.wino4.get().is_some());
     }
 
     /// The options a model is loaded with reach its layers, and the micro-kernel they choose is
@@ -480,6 +604,12 @@ mod tests {
             (32, 32, 40, 40),
         ] {
             let c = conv((cin, cout, 3, 1, 1), true, KernelOptions::default());
+            // the same layer without Winograd: a layer keeps only the weights its path uses
+            let no_wino = KernelOptions {
+                winograd: false,
+                ..KernelOptions::default()
+            };
+            let d = conv((cin, cout, 3, 1, 1), true, no_wino);
             let x = pseudo(cin * h * w, 3);
             let mut o = vec![0f32; cout * h * w];
             let time = |f: &dyn Fn(&mut [f32])| {
@@ -493,7 +623,7 @@ mod tests {
                 best * 1e3
             };
             let tw = time(&|o| c.winograd(&x, h, w, o));
-            let td = time(&|o| c.dense_gemm(&x, h, w, h, w, o));
+            let td = time(&|o| d.dense_gemm(&x, h, w, h, w, o));
             o[0] = tw as f32;
             eprintln!(
                 "{cin:>3}->{cout:<3} {h:>3}x{w:<3}: winograd {tw:.3} ms, direct {td:.3} ms, ratio {:.2}",

@@ -36,4 +36,4 @@ pub(crate) mod winograd;
 pub(crate) mod testutil;
 
 pub use options::{KernelOptions, Precision, Winograd4};
-pub use pool::pooled_bytes;
+pub use pool::{pooled_bytes, set_pool_limit, trim_pool};

@@ -33,7 +33,7 @@ fn merge_convs(a: &Conv, b: &Conv) -> Option<Conv> {
     {
         return None;
     }
-    let w = [a.w.as_slice(), b.w.as_slice()].concat();
+    let w = [a.weights(), b.weights()].concat();
     let bias = [a.b.as_slice(), b.b.as_slice()].concat();
     Some(Conv::new(
         a.cin,

@@ -17,7 +17,7 @@ pub(crate) mod pack;
 
 pub(crate) use driver::{gemm_tile, gemm_tile_offs, gemm_tile_to, matmul};
 pub(crate) use micro::Dst;
-pub(crate) use pack::{pack_a, pack_b_row};
+pub(crate) use pack::{pack_a, pack_b_row, unpack_a};
 
 pub(crate) const MR: usize = 4;
 pub(crate) const NR: usize = 24;

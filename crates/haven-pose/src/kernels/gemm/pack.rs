@@ -26,6 +26,19 @@ pub(crate) fn pack_a_strided(a: &[f32], m: usize, k: usize, lda: usize) -> Vec<f
     out
 }
 
+/// The inverse of [`pack_a`]: A [m, k] from its panels.
+pub(crate) fn unpack_a(pa: &[f32], m: usize, k: usize) -> Vec<f32> {
+    assert_eq!(pa.len(), m.div_ceil(MR) * k * MR, "packed A's length");
+    let mut a = vec![0f32; m * k];
+    for (row, dst) in a.chunks_exact_mut(k.max(1)).enumerate().take(m) {
+        let (p, r) = (row / MR, row % MR);
+        for (kk, v) in dst.iter_mut().enumerate() {
+            *v = pa[(p * k + kk) * MR + r];
+        }
+    }
+    a
+}
+
 /// Scatters one row (index `r` of K) of a tile's B values into the packed layout [n/NR][k][NR].
 #[inline]
 pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, bp: &mut [f32]) {
@@ -77,6 +90,12 @@ mod tests {
         let a: Vec<f32> = (0..m * lda).map(|i| i as f32 + 1.0).collect();
         let pa = pack_a_strided(&a, m, k, lda);
         assert_eq!(pa.len(), m.div_ceil(MR) * k * MR);
+        let compact: Vec<f32> = a.chunks(lda).flat_map(|r| r[..k].to_vec()).collect();
+        assert_eq!(
+            unpack_a(&pack_a(&compact, m, k), m, k),
+            compact,
+            "unpack_a inverts pack_a"
+        );
         for p in 0..m.div_ceil(MR) {
             for kk in 0..k {
                 for r in 0..MR {
