@@ -118,6 +118,8 @@ pub struct Application {
     settings_file: Option<PathBuf>,
     cluster: Option<Arc<Cluster>>,
     mqtt: Option<Arc<mqtt::MqttLink>>,
+    /// The accounts, for the audit log of reloads.
+    accounts: Arc<auth::AccountStore>,
 }
 
 impl Application {
@@ -149,18 +151,19 @@ impl Application {
         let file = settings_file.clone().map(|path| Box::new(WatchedFile::new(path, settings.clone(), live.clone())) as Box<dyn SettingsFile>);
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
         // Before the cameras: their first events go out too.
-        let mqtt = mqtt.map(|prepared| mqtt::start(prepared, hub.clone(), events.clone(), notifier.clone()));
+        let mqtt = mqtt.map(|prepared| mqtt::start(prepared, hub.clone(), events.clone(), notifier.clone(), access.store.clone()));
         let cluster = start_cameras(&settings, &hub, &events, &notifier).await?;
         if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
             mqtt.join_cluster(cluster.clone());
         }
+        let accounts = access.store.clone();
         let state = AppState { hub: hub.clone(), stream: live.stream.clone(), alerts: live.alerts.clone(), api: settings.api.clone(), cluster: cluster.clone(), mqtt: mqtt.clone(), notify: notifier, access };
         let server = serve_http(&settings, listener, state, events).map_err(bind_error)?;
         match &cluster {
             Some(c) => log::info!("HAVEN listening on http://127.0.0.1:{port} (cluster node {})", c.node),
             None => log::info!("HAVEN listening on http://127.0.0.1:{port} ({} cameras)", settings.cameras.len()),
         }
-        Ok(Self { server, port, hub, settings_file, cluster, mqtt })
+        Ok(Self { server, port, hub, settings_file, cluster, mqtt, accounts })
     }
 
     pub fn port(&self) -> u16 {
@@ -191,7 +194,7 @@ impl Application {
     /// Serves until stopped through a `Stopper`; watches the settings file it was loaded from.
     pub async fn run(self) -> std::io::Result<()> {
         if let Some(path) = self.settings_file.clone() {
-            actix_web::rt::spawn(reload::watch(path, self.hub.clone()));
+            actix_web::rt::spawn(reload::watch(path, self.hub.clone(), Some(self.accounts.clone())));
         }
         self.server.await
     }

@@ -3,7 +3,7 @@
 //! `[alerts]`, the cameras); a changed setting that cannot is named in the log and in the answer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use actix::Addr;
@@ -154,7 +154,16 @@ pub async fn reload(hub: &Addr<StreamHub>) -> Option<ReloadAnswer> {
     }
 }
 
-pub async fn watch(path: PathBuf, hub: Addr<StreamHub>) {
+/// Reloads the file on SIGHUP or when it changes on disk; each reload that changed something goes
+/// into the audit log (`accounts`), by "settings file".
+pub async fn watch(path: PathBuf, hub: Addr<StreamHub>, accounts: Option<Arc<crate::auth::AccountStore>>) {
+    let audit = |answer: Option<ReloadAnswer>| {
+        if let (Some(answer), Some(accounts)) = (answer, &accounts) {
+            if let Some(detail) = audit_detail(&answer) {
+                accounts.audit("settings file", "reload", &path.display().to_string(), &detail);
+            }
+        }
+    };
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -169,23 +178,50 @@ pub async fn watch(path: PathBuf, hub: Addr<StreamHub>) {
             _ = hangup.recv() => {
                 log::info!("SIGHUP: reloading {}", path.display());
                 last = modified(&path);
-                reload(&hub).await;
+                audit(reload(&hub).await);
             }
             _ = tick.tick() => {
                 let now = modified(&path);
                 if now != last {
                     last = now;
                     log::info!("{} changed: reloading", path.display());
-                    reload(&hub).await;
+                    audit(reload(&hub).await);
                 }
             }
         }
     }
 }
 
+/// What a reload changed, for the audit log: `cameras added [a], updated [b]; applied [stream.fps]`
+/// (`None`: nothing).
+fn audit_detail(answer: &ReloadAnswer) -> Option<String> {
+    let c = &answer.cameras;
+    let mut parts = Vec::new();
+    for (what, ids) in [("added", &c.added), ("removed", &c.removed), ("restarted", &c.restarted), ("updated", &c.updated)] {
+        if !ids.is_empty() {
+            parts.push(format!("cameras {what} {ids:?}"));
+        }
+    }
+    for (what, keys) in [("applied", &answer.applied), ("needing a restart", &answer.needs_restart)] {
+        if !keys.is_empty() {
+            parts.push(format!("settings {what} {keys:?}"));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_is_audited_by_what_it_changed_and_not_at_all_when_nothing_did() {
+        let mut answer = ReloadAnswer { cameras: Default::default(), applied: vec![], needs_restart: vec![] };
+        assert_eq!(audit_detail(&answer), None);
+        answer.cameras.added = vec!["yard".into()];
+        answer.needs_restart = vec!["server.bind".into()];
+        assert_eq!(audit_detail(&answer).unwrap(), r#"cameras added ["yard"]; settings needing a restart ["server.bind"]"#);
+    }
 
     #[test]
     fn a_changed_setting_is_named_with_its_section() {

@@ -75,6 +75,8 @@ pub struct MqttLink {
     notifier: OnceLock<Arc<Notifier>>,
     /// On a cluster node: commands change the inventory, as the API's PATCH does there.
     cluster: OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Set by `start`: commands carried out go into the audit log, by "mqtt".
+    accounts: OnceLock<Arc<crate::auth::AccountStore>>,
 }
 
 /// A link made but not started: its notification target goes to the notifier first.
@@ -133,6 +135,7 @@ impl MqttLink {
             published: AtomicU64::new(0),
             notifier: OnceLock::new(),
             cluster: OnceLock::new(),
+            accounts: OnceLock::new(),
         });
         Ok(Some(Prepared { link, eventloop }))
     }

@@ -32,9 +32,10 @@ enum Link {
 
 /// Starts a prepared link's tasks (the notifier already has its target), and the event hub's changes
 /// into its camera states. Call before the cameras start, inside the actix system.
-pub fn start(prepared: Prepared, hub: Addr<StreamHub>, events: Arc<EventHub>, notifier: Arc<crate::notify::Notifier>) -> Arc<MqttLink> {
+pub fn start(prepared: Prepared, hub: Addr<StreamHub>, events: Arc<EventHub>, notifier: Arc<crate::notify::Notifier>, accounts: Arc<crate::auth::AccountStore>) -> Arc<MqttLink> {
     let Prepared { link, eventloop } = prepared;
     let _ = link.notifier.set(notifier);
+    let _ = link.accounts.set(accounts);
     let (changes_tx, changes) = mpsc::unbounded_channel();
     events.watch(Box::new(move |id, change, event| {
         let _ = changes_tx.send((id, change, event));
@@ -276,6 +277,7 @@ impl Publisher {
                 Ok(minutes) if minutes.is_finite() && self.known.contains(camera) => {
                     if let Some(notifier) = self.link.notifier.get() {
                         let until = notifier.snooze(camera, minutes.clamp(0.0, 10080.0).round() as u32);
+                        self.audit("snooze/set", camera, &format!("{minutes} minutes"));
                         if let Some(cluster) = self.link.cluster.get() {
                             if let Err(e) = cluster.snooze(camera, until).await {
                                 log::warn!("mqtt: {topic}: the snooze holds on this node only: {e}");
@@ -320,6 +322,7 @@ impl Publisher {
         match done {
             Ok(()) => {
                 log::info!("mqtt: camera {camera}: AI {} (from {topic})", on_off(on));
+                self.audit("ai/set", camera, on_off(on));
                 self.retain(self.link.topics.camera(camera, "ai"), on_off(on).into());
             }
             Err(e) => log::warn!("mqtt: {topic}: {e}"),
@@ -328,6 +331,13 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// A command carried out, in the audit log: by "mqtt" (the broker does not say who sent it).
+    fn audit(&self, command: &str, camera: &str, detail: &str) {
+        if let Some(accounts) = self.link.accounts.get() {
+            accounts.audit("mqtt", command, &format!("/api/cameras/{camera}"), detail);
+        }
+    }
+
     /// `offline` on the availability topic while this process is connected: the last will of
     /// another node of the cluster that died, or of this server's previous process (killed, its
     /// will published by the broker only after this one came): HAVEN is still here, so `online`.

@@ -251,6 +251,9 @@ async fn home_assistant_sees_haven_its_cameras_states_and_events_and_switches_ai
     watcher.send("haven/lobby/ai/set", "OFF").await;
     server.wait_for("lobby", 30 * SECOND, "AI off", |st| st["ai_enabled"] == false).await;
     watcher.expect("haven/lobby/ai", 30 * SECOND, |m| m.text() == "OFF").await;
+    let (_, audit) = server.get("/api/audit").await;
+    let by_mqtt = audit["entries"].as_array().unwrap().iter().find(|e| e["who"] == "mqtt" && e["action"] == "ai/set");
+    assert_eq!(by_mqtt.map(|e| (e["target"].clone(), e["detail"].clone())), Some(("/api/cameras/lobby".into(), "OFF".into())), "{audit}");
     // Snooze is kept (and shown in the status) for the notifications.
     watcher.send("haven/door/snooze/set", "15").await;
     watcher.expect("haven/door/status", 30 * SECOND, |m| m.json()["snoozed_until"].is_number()).await;

@@ -146,7 +146,9 @@ async fn sighup_reloads_the_cameras_from_the_settings_file() {
     let shipped = std::fs::read_to_string(repo().join("settings/default.toml")).unwrap();
     let one_camera: String = shipped.split("[[cameras]]").take(2).collect::<Vec<_>>().join("[[cameras]]");
     std::fs::write(&path, &one_camera).unwrap();
-    let mut haven = Running::start(&path.display().to_string(), &[("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__MODEL__ENABLED", "false")]);
+    let events = s.path("events").display().to_string();
+    let env = [("HAVEN__SERVER__BIND", "127.0.0.1:0"), ("HAVEN__MODEL__ENABLED", "false"), ("HAVEN__EVENTS__DATA_DIR", events.as_str())];
+    let mut haven = Running::start(&path.display().to_string(), &env);
     let port = haven.port();
     haven.expect_log("[cam1] Opened", Duration::from_secs(10));
     // Write the file with its modification time unchanged, so that only the signal can reveal it.
@@ -158,6 +160,12 @@ async fn sighup_reloads_the_cameras_from_the_settings_file() {
     let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras")).send().await.unwrap();
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["total_cameras"], 3);
+    // In the audit log, by the file, with what it changed.
+    let mut res = awc::Client::new().get(format!("http://127.0.0.1:{port}/api/audit")).send().await.unwrap();
+    let audit: serde_json::Value = res.json().await.unwrap();
+    let entry = &audit["entries"][0];
+    assert_eq!((entry["who"].as_str(), entry["action"].as_str()), (Some("settings file"), Some("reload")), "{audit}");
+    assert_eq!(entry["detail"], r#"cameras added ["cam2", "cam3"]"#, "{audit}");
 }
 
 #[actix_web::test]
