@@ -9,12 +9,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, until } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-accounts-'));
+const scratch = suiteScratch('accounts', 4);
 const settings = path.join(scratch, 'accounts.toml');
 const PASSWORD = 'correct horse battery';
 let child;
@@ -23,14 +22,6 @@ let browser;
 let page;
 const errors = [];
 
-process.on('exit', () => {
-  try { child?.kill('SIGKILL'); } catch { /* gone */ }
-  rmSync(scratch, { recursive: true, force: true });
-});
-setTimeout(() => {
-  console.error('accounts browser tests: global timeout (4 min)');
-  process.exit(1);
-}, 4 * 60_000).unref();
 
 /** The shipped settings without their cameras, plus two cameras (AI off), events in the scratch dir. */
 function writeSettings() {

@@ -2,6 +2,8 @@
 // file and environment overrides, a headless chromium page that records page errors, and both
 // stopped at the end.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -9,6 +11,25 @@ import { chromium } from 'playwright-core';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+/** Servers started and not yet exited: killed when the suite's process exits, however it ends. */
+const running = new Set();
+
+/** A scratch directory for the suite `name`, removed when the process exits (every server still
+ * running killed first); the whole suite fails after `minutes`. */
+export function suiteScratch(name, minutes) {
+  const scratch = mkdtempSync(path.join(tmpdir(), `haven-ui-${name}-`));
+  process.on('exit', () => {
+    for (const child of running) {
+      try { child.kill('SIGKILL'); } catch { /* gone */ }
+    }
+    rmSync(scratch, { recursive: true, force: true });
+  });
+  setTimeout(() => {
+    console.error(`${name} browser tests: global timeout (${minutes} min)`);
+    process.exit(1);
+  }, minutes * 60_000).unref();
+  return scratch;
+}
 
 /** Polls `fn` every 250 ms until it gives something truthy (returned), or fails after `timeout` ms
  * naming `what` and the last answer or error. */
@@ -35,6 +56,8 @@ export async function startHaven(settings, env) {
     env: { ...process.env, HAVEN__SERVER__BIND: '127.0.0.1:0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const log = [];
   const base = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join('')}`)), 90_000);

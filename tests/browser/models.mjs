@@ -8,28 +8,19 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, until } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
 
 const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-detect-random.safetensors';
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-models-'));
+const scratch = suiteScratch('models', 6);
 let child;
 let base;
 let browser;
 let page;
 const errors = [];
 
-process.on('exit', () => {
-  try { child?.kill('SIGKILL'); } catch { /* gone */ }
-  rmSync(scratch, { recursive: true, force: true });
-});
-setTimeout(() => {
-  console.error('models browser tests: global timeout (6 min)');
-  process.exit(1);
-}, 6 * 60_000).unref();
 
 /** The shipped settings without their cameras, plus the objects model and one camera running both. */
 function settingsFile() {

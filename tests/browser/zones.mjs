@@ -8,13 +8,12 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, until } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
 
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'haven-ui-zones-'));
+const scratch = suiteScratch('zones', 4);
 const settings = path.join(scratch, 'zones.toml');
 let child;
 let base;
@@ -22,14 +21,6 @@ let browser;
 let page;
 const errors = [];
 
-process.on('exit', () => {
-  try { child?.kill('SIGKILL'); } catch { /* gone */ }
-  rmSync(scratch, { recursive: true, force: true });
-});
-setTimeout(() => {
-  console.error('zones browser tests: global timeout (4 min)');
-  process.exit(1);
-}, 4 * 60_000).unref();
 
 /** The shipped settings without their cameras, plus one camera (AI off: nothing but its picture is needed). */
 function writeSettings() {
