@@ -134,9 +134,11 @@ impl Conv {
             q.profile = opts.conv_profile;
             q
         });
-        // An 8-bit layer keeps its plain weights only (never the f32 GEMM panels or Winograd's).
+        // An 8-bit layer keeps no f32 weights at all (its 8-bit ones are in `q`).
         let winograd = always_winograd(cin, cout, k, stride, groups, opts);
-        let (w, pa, bpad) = if groups != 1 || q.is_some() || winograd {
+        let (w, pa, bpad) = if q.is_some() {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else if groups != 1 || winograd {
             (w, Vec::new(), Vec::new())
         } else {
             let mut bpad = b.clone();
@@ -164,8 +166,10 @@ impl Conv {
     }
 
     /// The weights [cout, cin/groups, k, k], unpacked from the GEMM panels for a layer that keeps
-    /// only those (a load-time need: merging the head's convolutions, tests).
+    /// only those (a load-time need: merging the head's convolutions, which stay f32, and tests).
+    /// An 8-bit layer has none.
     pub fn weights(&self) -> Cow<'_, [f32]> {
+        assert!(self.q.is_none(), "an 8-bit layer keeps no f32 weights");
         if self.pa.is_empty() {
             Cow::Borrowed(&self.w)
         } else {
@@ -523,6 +527,13 @@ mod tests {
                 "{shape:?}: Winograd weights made at load"
             );
         }
+        // An 8-bit layer: its 8-bit weights only, no f32 copy of any layout.
+        let int8 = KernelOptions {
+            precision: Precision::Int8,
+            ..KernelOptions::default()
+        };
+        let c = conv((16, 24, 3, 1, 1), true, int8);
+        assert!(c.q.is_some() && c.w.is_empty() && c.pa.is_empty() && c.bpad.is_empty());
         if wino_path {
             let c = conv((16, 24, 3, 1, 1), true, f2_only);
             let x = pseudo(16 * 12 * 10, 3);
