@@ -9,9 +9,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
+import { BIN, openPage, ROOT, startHaven, stopAll, shippedWithoutCameras, suiteScratch, until } from './harness.mjs';
 
 const scratch = suiteScratch('accounts', 4);
 const settings = path.join(scratch, 'accounts.toml');
@@ -25,8 +25,7 @@ const errors = [];
 
 /** The shipped settings without their cameras, plus two cameras (AI off), events in the scratch dir. */
 function writeSettings() {
-  const text = readFileSync(path.join(ROOT, 'settings/default.toml'), 'utf8');
-  const head = text.slice(0, text.search(/^\[\[cameras\]\]/m)).replace(/^data_dir = .*$/m, `data_dir = ${JSON.stringify(path.join(scratch, 'events'))}`);
+  const head = shippedWithoutCameras().replace(/^data_dir = .*$/m, `data_dir = ${JSON.stringify(path.join(scratch, 'events'))}`);
   const cam = (id, n) => `[[cameras]]\ncamera_id = "${id}"\nsource = "data/${n}.mp4"\nsource_type = "video_file"\nai_enabled = false\n`;
   writeFileSync(settings, `${head}\n${cam('ward-a-1', 1)}\n${cam('door', 2)}`);
 }

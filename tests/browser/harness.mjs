@@ -2,7 +2,7 @@
 // file and environment overrides, a headless chromium page that records page errors, and both
 // stopped at the end.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,9 +31,9 @@ export function suiteScratch(name, minutes) {
   return scratch;
 }
 
-/** Polls `fn` every 250 ms until it gives something truthy (returned), or fails after `timeout` ms
- * naming `what` and the last answer or error. */
-export async function until(what, fn, timeout = 60_000) {
+/** Polls `fn` every `every` ms until it gives something truthy (returned), or fails after `timeout`
+ * ms naming `what` and the last answer or error. */
+export async function until(what, fn, timeout = 60_000, every = 250) {
   const end = Date.now() + timeout;
   let last;
   for (;;) {
@@ -43,9 +43,17 @@ export async function until(what, fn, timeout = 60_000) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 250));
+    if (Date.now() > end) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await new Promise((r) => setTimeout(r, every));
   }
+}
+
+/** The shipped settings (settings/default.toml) up to their first camera: every section, no camera. */
+export function shippedWithoutCameras() {
+  const text = readFileSync(path.join(ROOT, 'settings/default.toml'), 'utf8');
+  return text.slice(0, text.search(/^\[\[cameras\]\]/m));
 }
 
 /** Starts `haven --settings settings` with `env` over the process's; resolves to the child and the

@@ -8,9 +8,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
+import { BIN, openPage, startHaven, stopAll, shippedWithoutCameras, suiteScratch, until } from './harness.mjs';
 
 const DETECT = process.env.HAVEN_DETECT_WEIGHTS ?? 'tests/fixtures/detect/yolov8n-detect-random.safetensors';
 
@@ -24,8 +24,7 @@ const errors = [];
 
 /** The shipped settings without their cameras, plus the objects model and one camera running both. */
 function settingsFile() {
-  const text = readFileSync(path.join(ROOT, 'settings/default.toml'), 'utf8');
-  const head = text.slice(0, text.search(/^\[\[cameras\]\]/m));
+  const head = shippedWithoutCameras();
   const file = path.join(scratch, 'models.toml');
   writeFileSync(file, `${head}
 [models.objects]

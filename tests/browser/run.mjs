@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { until as untilIn } from './harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.resolve(ROOT, process.env.HAVEN_BIN ?? 'target/debug/haven');
@@ -139,22 +140,8 @@ async function getJson(base, p) {
   return { status: res.status, body: text ? JSON.parse(text) : null };
 }
 
-async function until(what, fn, timeout = API_WAIT_MS, every = 250) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    }
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
+/** The harness's `until`, waiting `API_WAIT_MS` unless told otherwise. */
+const until = (what, fn, timeout = API_WAIT_MS, every = 250) => untilIn(what, fn, timeout, every);
 
 async function camera(base, id) {
   const r = await getJson(base, `/api/cameras/${encodeURIComponent(id)}`);

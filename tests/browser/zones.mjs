@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, openPage, ROOT, startHaven, stopAll, suiteScratch, until } from './harness.mjs';
+import { BIN, openPage, startHaven, stopAll, shippedWithoutCameras, suiteScratch, until } from './harness.mjs';
 
 
 const scratch = suiteScratch('zones', 4);
@@ -24,8 +24,7 @@ const errors = [];
 
 /** The shipped settings without their cameras, plus one camera (AI off: nothing but its picture is needed). */
 function writeSettings() {
-  const text = readFileSync(path.join(ROOT, 'settings/default.toml'), 'utf8');
-  const head = text.slice(0, text.search(/^\[\[cameras\]\]/m));
+  const head = shippedWithoutCameras();
   writeFileSync(settings, `${head}
 [[cameras]]
 camera_id = "room"
