@@ -33,6 +33,9 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub camera_id: Option<String>,
+    /// Only events of cameras matching one of these patterns (`*` any run, `?` one character: an
+    /// account's camera scope; SQLite's GLOB, case-sensitive); empty: every camera.
+    pub camera_globs: Vec<String>,
     pub kind: Option<EventKind>,
     /// Only events about this class ("person", "car", …).
     pub class: Option<String>,
@@ -143,6 +146,14 @@ fn where_clause(filter: &EventFilter) -> (String, Vec<rusqlite::types::Value>) {
     if let Some(c) = &filter.camera_id {
         args.push(c.clone().into());
         sql += &format!(" AND camera_id = ?{}", args.len());
+    }
+    if !filter.camera_globs.is_empty() {
+        let mut any = Vec::with_capacity(filter.camera_globs.len());
+        for g in &filter.camera_globs {
+            args.push(g.clone().into());
+            any.push(format!("camera_id GLOB ?{}", args.len()));
+        }
+        sql += &format!(" AND ({})", any.join(" OR "));
     }
     if let Some(k) = filter.kind {
         args.push(k.as_str().to_string().into());

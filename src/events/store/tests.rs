@@ -93,6 +93,15 @@ fn insert_get_update_and_list_with_filters() {
     assert_eq!(ids(EventFilter::default()), [c, b, a]);
     assert_eq!(ids(EventFilter { camera_id: Some("cam1".into()), ..Default::default() }), [b, a]);
     assert_eq!(ids(EventFilter { kind: Some(EventKind::Fall), ..Default::default() }), [c, b]);
+    // An account's camera patterns (names and globs, case-sensitive); paging and counting within them.
+    let globs = |g: &[&str]| EventFilter { camera_globs: g.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    assert_eq!(ids(globs(&["cam2"])), [c]);
+    assert_eq!(ids(globs(&["cam?"])), [c, b, a]);
+    assert_eq!(ids(globs(&["*1", "nothing-*"])), [b, a]);
+    assert_eq!(ids(globs(&["CAM*", "cam"])), Vec::<i64>::new());
+    assert_eq!(ids(EventFilter { limit: Some(1), offset: Some(1), ..globs(&["cam1"]) }), [a]);
+    assert_eq!(store.count(&globs(&["cam1", "cam1"])).unwrap(), 2);
+    assert_eq!(ids(EventFilter { camera_id: Some("cam2".into()), ..globs(&["cam1"]) }), Vec::<i64>::new());
     assert_eq!(ids(EventFilter { since: Some(150.0), until: Some(250.0), ..Default::default() }), [b]);
     assert_eq!(ids(EventFilter { limit: Some(1), ..Default::default() }), [c]);
     // Paging: the next page starts where the last ended; the count ignores limit and offset.
