@@ -19,6 +19,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, Respon
 
 use super::{ApiError, AppState};
 use crate::auth::throttle::Throttle;
+use crate::auth::proxies::TrustedProxies;
 use crate::auth::{constant_time_eq, AccountStore, AuthSettings, Identity, Role};
 
 /// The session cookie's name.
@@ -33,6 +34,7 @@ pub struct Access {
     protect_reads: bool,
     pub settings: AuthSettings,
     pub throttle: Throttle,
+    proxies: TrustedProxies,
 }
 
 /// What a request needs.
@@ -73,7 +75,9 @@ enum Credentials {
 impl Access {
     pub fn new(store: Arc<AccountStore>, api: &super::config::ApiSettings, settings: AuthSettings) -> Self {
         let throttle = Throttle::new(settings.failed_sign_ins_per_minute);
-        Self { store, legacy_token: api.token.clone(), protect_reads: api.protect_reads, settings, throttle }
+        // validated at start-up with the rest of the settings
+        let proxies = TrustedProxies::parse(&settings.trusted_proxies).unwrap_or_default();
+        Self { store, legacy_token: api.token.clone(), protect_reads: api.protect_reads, settings, throttle, proxies }
     }
 
     /// Whether anyone may do anything without credentials: no account, no `api.token`.
@@ -165,9 +169,12 @@ impl Access {
         }
     }
 
-    /// The peer's address, for throttling sign-ins (the connection's, not a header a client sets).
-    pub fn address(req: &HttpRequest) -> Option<IpAddr> {
-        req.peer_addr().map(|a| a.ip())
+    /// The client's address, for throttling sign-ins and the audit log: the connection's, or, from a
+    /// trusted proxy (`[auth] trusted_proxies`), the client its `X-Forwarded-For` names.
+    pub fn address(&self, req: &HttpRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr()?.ip();
+        let forwarded: Vec<&str> = req.headers().get_all("X-Forwarded-For").filter_map(|v| v.to_str().ok()).collect();
+        Some(self.proxies.client(peer, &forwarded))
     }
 
     pub fn now() -> Instant {

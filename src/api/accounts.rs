@@ -49,7 +49,7 @@ struct SignIn {
 pub async fn sign_in(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let SignIn { name, password } = read_json(body, state.api.max_body_bytes).await?;
     let access = state.access.clone();
-    let address = Access::address(&req);
+    let address = access.address(&req);
     if let Err(wait) = access.throttle.check(&name, address, Access::now()) {
         log::warn!("sign-in refused (too many failures): account {:?} from {}", crate::text::shown(&name), shown_address(address));
         return Err(ApiError::TooMany(wait));

@@ -1,4 +1,5 @@
-//! `[auth]`: how long a session lasts and how many failed sign-ins a minute are let through.
+//! `[auth]`: how long a session lasts, how many failed sign-ins a minute are let through, and which
+//! reverse proxies' `X-Forwarded-For` is believed.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,11 +12,14 @@ pub struct AuthSettings {
     pub session_hours: f64,
     /// Failed sign-ins a minute let through per account and per address; the next ones get 429.
     pub failed_sign_ins_per_minute: u32,
+    /// Addresses or networks of reverse proxies in front of HAVEN whose `X-Forwarded-For` names the
+    /// client (for the throttle and the audit log); empty: the connection's address, always.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { session_hours: 12.0, failed_sign_ins_per_minute: 10 }
+        Self { session_hours: 12.0, failed_sign_ins_per_minute: 10, trusted_proxies: Vec::new() }
     }
 }
 
@@ -28,6 +32,7 @@ impl AuthSettings {
         if !(1..=1000).contains(&self.failed_sign_ins_per_minute) {
             return Err(ConfigError::new("auth.failed_sign_ins_per_minute", format!("{} is out of range 1-1000", self.failed_sign_ins_per_minute)));
         }
+        super::proxies::TrustedProxies::parse(&self.trusted_proxies).map_err(|e| ConfigError::new("auth.trusted_proxies", e))?;
         Ok(())
     }
 }

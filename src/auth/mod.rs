@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod password;
+pub mod proxies;
 pub mod scope;
 pub mod store;
 pub mod throttle;

@@ -111,6 +111,10 @@ fn add_accounts(dir: &std::path::Path) {
 }
 
 async fn ward(name: &str, token: &str) -> Ward {
+    ward_with(name, token, |_| {}).await
+}
+
+async fn ward_with(name: &str, token: &str, adjust: impl FnOnce(&mut haven::settings::Settings)) -> Ward {
     let s = Scratch::new(name);
     let clip = s.path("a.mp4");
     make_clip(&clip, 0.0, 4.0, Some(320));
@@ -120,6 +124,7 @@ async fn ward(name: &str, token: &str) -> Ward {
     }
     let mut settings = settings(cameras);
     settings.api.token = token.into();
+    adjust(&mut settings);
     let dir = settings.events.data_dir.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let store = EventStore::open(&dir.join("events.db")).unwrap();
@@ -443,6 +448,49 @@ async fn the_eleventh_failed_sign_in_in_a_minute_is_refused() {
     assert!(headers.get("retry-after").unwrap().to_str().unwrap().parse::<u64>().unwrap() >= 1);
     // The address has used up its failures too: another account from it waits as well.
     assert_eq!(post(json!({ "name": "vic", "password": PASSWORD })).await.0, 429);
+    w.server.stop().await;
+}
+
+/// A sign-in through the proxy HAVEN trusts (`[auth] trusted_proxies`), which names the client in
+/// `X-Forwarded-For`.
+async fn sign_in_from(port: u16, client: &str, name: &str, password: &str) -> u16 {
+    let res = awc::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/session"))
+        .insert_header(("X-Forwarded-For", client))
+        .send_json(&json!({ "name": name, "password": password }))
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
+/// Behind a reverse proxy every client arrives from the proxy's address: with the proxy trusted, the
+/// throttle counts each client by the address the proxy forwards, so one client's failures do not
+/// lock out the others; a server that trusts no proxy ignores the header (a client cannot choose
+/// the address it is counted by).
+#[actix_web::test]
+async fn behind_a_trusted_proxy_the_throttle_counts_each_client() {
+    let w = ward_with("proxy", "", |s| s.auth.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let port = w.server.port;
+    for i in 0..10 {
+        // different (unknown) accounts: only the address's count grows
+        assert_eq!(sign_in_from(port, "203.0.113.7", &format!("guess{i}"), "nope").await, 401);
+    }
+    assert_eq!(sign_in_from(port, "203.0.113.7", "vic", PASSWORD).await, 429, "the guesser's address is refused");
+    assert_eq!(sign_in_from(port, "198.51.100.2", "vic", PASSWORD).await, 200, "another client through the same proxy");
+    // A forged left-most entry does not help the guesser: the proxy appends the real address.
+    assert_eq!(sign_in_from(port, "198.51.100.2, 203.0.113.7", "vic", PASSWORD).await, 429);
+    let ann = sign_in(port, "ann", PASSWORD).await;
+    let (_, audit, _) = call(port, "GET", "/api/audit?limit=100", &ann, None).await;
+    let signed = audit["entries"].as_array().unwrap().iter().any(|e| e["who"] == "vic" && e["target"].as_str().is_some_and(|t| t.contains("198.51.100.2")));
+    assert!(signed, "the audit log names the client, not the proxy: {audit}");
+    w.server.stop().await;
+
+    let w = ward("no-proxy", "").await;
+    let port = w.server.port;
+    for i in 0..10 {
+        assert_eq!(sign_in_from(port, &format!("203.0.113.{i}"), &format!("guess{i}"), "nope").await, 401);
+    }
+    assert_eq!(sign_in_from(port, "198.51.100.2", "vic", PASSWORD).await, 429, "an untrusted header is ignored");
     w.server.stop().await;
 }
 
