@@ -19,6 +19,12 @@ pub struct MqttSettings {
     pub username: String,
     /// A file holding the password (read at start; its content is never logged or shown).
     pub password_file: Option<PathBuf>,
+    /// `mqtts://` only: a PEM file of CA certificates trusted besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://` only: a PEM client certificate (chain) for a broker that asks for one, and its
+    /// private key (read at start; never logged).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     /// Publish Home Assistant discovery configs.
     pub discovery: bool,
     pub discovery_prefix: String,
@@ -32,6 +38,9 @@ impl Default for MqttSettings {
             client_id: "haven".into(),
             username: String::new(),
             password_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             discovery: true,
             discovery_prefix: "homeassistant".into(),
         }
@@ -94,9 +103,40 @@ impl MqttSettings {
             if self.password_file.is_some() && self.username.is_empty() {
                 return Err(ConfigError::new("password_file", "needs mqtt.username"));
             }
-            Ok(())
+            self.check_tls_files()
         };
         checked().map_err(|e| e.within("mqtt"))
+    }
+
+    fn check_tls_files(&self) -> Result<(), ConfigError> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => return Err(ConfigError::new("client_cert_file", "needs mqtt.client_key_file")),
+            (None, Some(_)) => return Err(ConfigError::new("client_key_file", "needs mqtt.client_cert_file")),
+            _ => {}
+        }
+        let tls = self.broker()?.is_some_and(|b| b.tls);
+        let given = [("ca_file", &self.ca_file), ("client_cert_file", &self.client_cert_file)];
+        match given.iter().find(|(_, f)| f.is_some()) {
+            Some((field, _)) if !tls => Err(ConfigError::new(*field, "needs an mqtts:// url")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The CA certificates of `ca_file` and the client identity of `client_cert_file` /
+    /// `client_key_file`, read now (errors name the setting and the file, never its content).
+    pub fn tls_files(&self) -> Result<(Vec<rustls_pki_types::CertificateDer<'static>>, Option<crate::tls::ClientIdentity>), ConfigError> {
+        let roots = match &self.ca_file {
+            Some(path) => crate::tls::read_certificates(path).map_err(|e| ConfigError::new("mqtt.ca_file", e))?,
+            None => Vec::new(),
+        };
+        let identity = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some((
+                crate::tls::read_certificates(cert).map_err(|e| ConfigError::new("mqtt.client_cert_file", e))?,
+                crate::tls::read_private_key(key).map_err(|e| ConfigError::new("mqtt.client_key_file", e))?,
+            )),
+            _ => None,
+        };
+        Ok((roots, identity))
     }
 
     /// The password, read from `password_file` (its last line break dropped).
@@ -128,6 +168,25 @@ mod tests {
         }
         let e = with_url("mqtt://me:s3cret@x:1883").validate().unwrap_err().to_string();
         assert!(e.starts_with("mqtt.url ") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn certificate_files_go_with_mqtts_and_a_client_certificate_with_its_key() {
+        let file = || Some(PathBuf::from("/etc/haven/x.pem"));
+        let err = |s: MqttSettings| s.validate().unwrap_err().to_string();
+        let e = err(MqttSettings { ca_file: file(), ..with_url("mqtt://x") });
+        assert!(e.starts_with("mqtt.ca_file") && e.contains("mqtts://"), "{e}");
+        let e = err(MqttSettings { client_cert_file: file(), client_key_file: file(), ..with_url("mqtt://x") });
+        assert!(e.starts_with("mqtt.client_cert_file") && e.contains("mqtts://"), "{e}");
+        let e = err(MqttSettings { client_cert_file: file(), ..with_url("mqtts://x") });
+        assert!(e.starts_with("mqtt.client_cert_file") && e.contains("client_key_file"), "{e}");
+        let e = err(MqttSettings { client_key_file: file(), ..with_url("mqtts://x") });
+        assert!(e.starts_with("mqtt.client_key_file"), "{e}");
+        let ok = MqttSettings { ca_file: file(), client_cert_file: file(), client_key_file: file(), ..with_url("mqtts://x") };
+        assert!(ok.validate().is_ok());
+        // Read when MQTT starts: a missing file is named with its setting.
+        let e = ok.tls_files().unwrap_err().to_string();
+        assert!(e.starts_with("mqtt.ca_file") && e.contains("/etc/haven/x.pem"), "{e}");
     }
 
     #[test]

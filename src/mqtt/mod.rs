@@ -114,7 +114,8 @@ impl MqttLink {
         // A clean session: nothing is resent by the client on reconnecting; the outbox resends.
         options.set_clean_session(true);
         if broker.tls {
-            let Some(tls) = crate::tls::client_config("mqtt") else {
+            let (roots, identity) = settings.tls_files()?;
+            let Some(tls) = crate::tls::client_config_with("mqtt", roots, identity) else {
                 return Err(MqttError::Config(crate::config::ConfigError::new("mqtt.url", "is mqtts://, but TLS cannot be set up here (see the log)")));
             };
             options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls))));

@@ -532,3 +532,54 @@ async fn haven_reaches_a_broker_over_tls_and_refuses_one_whose_certificate_it_do
     let _ = broker.kill();
     let _ = broker.wait();
 }
+
+/// A broker with a private CA that asks every client for a certificate (mosquitto's
+/// `require_certificate`): HAVEN trusts it through `mqtt.ca_file` alone (no system root), is refused
+/// without a client certificate, and is let in with `client_cert_file` / `client_key_file`.
+#[actix_web::test]
+async fn haven_shows_its_client_certificate_to_a_broker_that_asks_for_one() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-mtls");
+    let (Some((cert, key)), Some((client_cert, client_key))) = (certificate(&s.0, "broker"), certificate(&s.0, "client")) else { return };
+    let (plain, tls) = (free_port(), free_port());
+    let conf = s.path("mosquitto-mtls.conf");
+    let user = if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") { "user root\n" } else { "" };
+    let text = format!(
+        "{user}persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true\n",
+        cert.display(),
+        key.display(),
+        client_cert.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut broker = Command::new(&bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + 20 * SECOND;
+    while TcpStream::connect(("127.0.0.1", tls)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on {tls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut watcher = Watcher::connect(plain, None);
+    watcher.subscribed().await;
+
+    let mut settings = settings(vec![]);
+    settings.mqtt.url = format!("mqtts://127.0.0.1:{tls}");
+    settings.mqtt.ca_file = Some(cert.clone());
+    let anonymous = TestServer::start(settings.clone(), None).await;
+    actix_web::rt::time::sleep(3 * SECOND).await;
+    let (_, link) = anonymous.get("/api/mqtt").await;
+    assert_eq!(link["connected"], false, "no client certificate, no connection: {link}");
+    assert!(watcher.seen.iter().all(|m| m.topic != "haven/available"), "nothing published without a certificate");
+    anonymous.stop().await;
+
+    settings.mqtt.client_cert_file = Some(client_cert);
+    settings.mqtt.client_key_file = Some(client_key.clone());
+    let server = TestServer::start(settings, None).await;
+    watcher.expect("haven/available", 30 * SECOND, |m| m.text() == "online").await;
+    let (_, link) = server.get("/api/mqtt").await;
+    assert_eq!(link["connected"], true, "{link}");
+    let key_text = std::fs::read_to_string(&client_key).unwrap();
+    let key_body = key_text.lines().nth(1).unwrap();
+    assert!(!link.to_string().contains(key_body), "the key is never shown");
+    server.stop().await;
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
