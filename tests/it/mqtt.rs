@@ -487,27 +487,33 @@ async fn event_changes_waiting_for_a_broker_survive_a_kill_9_and_arrive_once_in_
     }
 }
 
-#[actix_web::test]
-async fn haven_reaches_a_broker_over_tls_and_refuses_one_whose_certificate_it_does_not_trust() {
-    let Some(bin) = mosquitto() else { return };
-    let s = Scratch::new("mqtt-tls");
-    let (Some((cert, key)), Some((other, _))) = (certificate(&s.0, "broker"), certificate(&s.0, "other")) else { return };
-    // One broker, two listeners: plain for the watcher, TLS for HAVEN.
+/// One mosquitto, two listeners: plain for the test's watcher, TLS (`cert`, `key`, then the
+/// listener options `tls_options`) for HAVEN; listening on both when it returns (child, plain, tls).
+fn tls_broker(bin: &Path, s: &Scratch, cert: &Path, key: &Path, tls_options: &str) -> (Child, u16, u16) {
     let (plain, tls) = (free_port(), free_port());
     let conf = s.path("mosquitto-tls.conf");
     let user = if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") { "user root\n" } else { "" };
     let text = format!(
-        "{user}persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+        "{user}persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\n{tls_options}",
         cert.display(),
         key.display()
     );
     std::fs::write(&conf, text).unwrap();
-    let mut broker = Command::new(&bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let broker = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + 20 * SECOND;
     while TcpStream::connect(("127.0.0.1", tls)).is_err() {
         assert!(Instant::now() < deadline, "mosquitto did not listen on {tls}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (broker, plain, tls)
+}
+
+#[actix_web::test]
+async fn haven_reaches_a_broker_over_tls_and_refuses_one_whose_certificate_it_does_not_trust() {
+    let Some(bin) = mosquitto() else { return };
+    let s = Scratch::new("mqtt-tls");
+    let (Some((cert, key)), Some((other, _))) = (certificate(&s.0, "broker"), certificate(&s.0, "other")) else { return };
+    let (mut broker, plain, tls) = tls_broker(&bin, &s, &cert, &key, "");
     let mut watcher = Watcher::connect(plain, None);
     watcher.subscribed().await;
 
@@ -541,22 +547,8 @@ async fn haven_shows_its_client_certificate_to_a_broker_that_asks_for_one() {
     let Some(bin) = mosquitto() else { return };
     let s = Scratch::new("mqtt-mtls");
     let (Some((cert, key)), Some((client_cert, client_key))) = (certificate(&s.0, "broker"), certificate(&s.0, "client")) else { return };
-    let (plain, tls) = (free_port(), free_port());
-    let conf = s.path("mosquitto-mtls.conf");
-    let user = if Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") { "user root\n" } else { "" };
-    let text = format!(
-        "{user}persistence false\nallow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncertfile {}\nkeyfile {}\ncafile {}\nrequire_certificate true\n",
-        cert.display(),
-        key.display(),
-        client_cert.display()
-    );
-    std::fs::write(&conf, text).unwrap();
-    let mut broker = Command::new(&bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + 20 * SECOND;
-    while TcpStream::connect(("127.0.0.1", tls)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on {tls}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let asks = format!("cafile {}\nrequire_certificate true\n", client_cert.display());
+    let (mut broker, plain, tls) = tls_broker(&bin, &s, &cert, &key, &asks);
     let mut watcher = Watcher::connect(plain, None);
     watcher.subscribed().await;
 
