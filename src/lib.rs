@@ -152,7 +152,7 @@ impl Application {
         let hub = StreamHub::new(camera_deps(&settings, engines, &events, &live), file).with_catalog(catalog).start();
         // Before the cameras: their first events go out too.
         let mqtt = mqtt.map(|prepared| mqtt::start(prepared, hub.clone(), events.clone(), notifier.clone(), access.store.clone()));
-        let cluster = start_cameras(&settings, &hub, &events, &notifier).await?;
+        let cluster = start_cameras(&settings, &hub, &events, &notifier, &access.store).await?;
         if let (Some(mqtt), Some(cluster)) = (&mqtt, &cluster) {
             mqtt.join_cluster(cluster.clone());
         }
@@ -236,7 +236,7 @@ fn camera_deps(settings: &Settings, engines: Engines, events: &Arc<EventHub>, li
 
 /// A single server registers and starts its cameras; a cluster node joins the cluster, which
 /// registers the inventory and starts cameras only where this node holds their lease.
-async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<EventHub>, notifier: &Arc<Notifier>) -> Result<Option<Arc<Cluster>>, AppError> {
+async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<EventHub>, notifier: &Arc<Notifier>, accounts: &Arc<auth::AccountStore>) -> Result<Option<Arc<Cluster>>, AppError> {
     let Some(cluster) = &settings.cluster else {
         for camera in &settings.cameras {
             hub.send(Register { config: camera.clone(), persist: false }).await??;
@@ -248,6 +248,7 @@ async fn start_cameras(settings: &Settings, hub: &Addr<StreamHub>, events: &Arc<
     cluster.link_events(events.clone(), &settings.events).await?;
     let notifier = notifier.clone();
     cluster.share_snoozes(Box::new(move |camera, until| notifier.hold_snooze(camera, until))).await?;
+    cluster.share_accounts(accounts.clone()).await?;
     cluster.sync().await?;
     actix_web::rt::spawn(cluster.clone().run());
     Ok(Some(cluster))

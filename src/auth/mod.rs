@@ -10,6 +10,7 @@ pub mod config;
 pub mod password;
 pub mod proxies;
 pub mod scope;
+pub mod shared;
 pub mod store;
 pub mod throttle;
 

@@ -38,6 +38,22 @@ const MIGRATIONS: &[&str] = &[
                           created_at REAL NOT NULL, expires_at REAL, created_by TEXT NOT NULL);
      CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
                          target TEXT NOT NULL, detail TEXT NOT NULL);",
+    // 2: what a cluster node has still to share (`auth::shared`): every change of an account or a
+    // token, by whatever process made it (the server, `haven user|token`), noted by triggers;
+    // the accounts and tokens there were before are noted once, so a node that joins shares them.
+    "CREATE TABLE replicate (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL);
+     CREATE TRIGGER users_added AFTER INSERT ON users BEGIN INSERT INTO replicate (kind, name) VALUES ('user', NEW.name); END;
+     CREATE TRIGGER users_changed AFTER UPDATE ON users
+       WHEN OLD.password IS NOT NEW.password OR OLD.role IS NOT NEW.role OR OLD.cameras IS NOT NEW.cameras
+       BEGIN INSERT INTO replicate (kind, name) VALUES ('user', NEW.name); END;
+     CREATE TRIGGER users_removed AFTER DELETE ON users BEGIN INSERT INTO replicate (kind, name) VALUES ('user', OLD.name); END;
+     CREATE TRIGGER tokens_added AFTER INSERT ON tokens BEGIN INSERT INTO replicate (kind, name) VALUES ('token', NEW.name); END;
+     CREATE TRIGGER tokens_changed AFTER UPDATE ON tokens
+       WHEN OLD.hash IS NOT NEW.hash OR OLD.role IS NOT NEW.role OR OLD.cameras IS NOT NEW.cameras OR OLD.expires_at IS NOT NEW.expires_at
+       BEGIN INSERT INTO replicate (kind, name) VALUES ('token', NEW.name); END;
+     CREATE TRIGGER tokens_removed AFTER DELETE ON tokens BEGIN INSERT INTO replicate (kind, name) VALUES ('token', OLD.name); END;
+     INSERT INTO replicate (kind, name) SELECT 'user', name FROM users;
+     INSERT INTO replicate (kind, name) SELECT 'token', name FROM tokens;",
 ];
 
 /// An account as the API shows it (never its password hash).
@@ -125,7 +141,7 @@ impl AccountStore {
         Ok(Self { conn: Mutex::new(conn) })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 

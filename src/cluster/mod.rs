@@ -32,6 +32,7 @@ mod nats_kv;
 pub mod relay;
 mod rendezvous;
 mod snoozes;
+mod accounts;
 mod round;
 #[cfg(test)]
 mod sim;
@@ -195,6 +196,11 @@ impl Cluster {
         actix_web::rt::spawn(snoozes::watch(store.clone(), Arc::new(on)));
         let _ = self.snoozes.set(store);
         Ok(())
+    }
+
+    /// Accounts and API tokens cluster-wide (`cluster::accounts`). Call after `join`.
+    pub async fn share_accounts(&self, store: Arc<crate::auth::AccountStore>) -> Result<(), ClusterError> {
+        accounts::start(&self.js, self.settings.replicas, store).await
     }
 
     /// A camera's snooze (`None`: ended) for every node: the one that owns the camera notifies.

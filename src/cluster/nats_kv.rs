@@ -17,6 +17,7 @@ pub const NODES: &str = "haven_nodes";
 pub const STATUS: &str = "haven_status";
 pub const SHARED: &str = "haven_cluster";
 pub const SNOOZES: &str = "haven_snoozes";
+pub const ACCOUNTS: &str = "haven_accounts";
 
 pub struct NatsBucket(kv::Store);
 

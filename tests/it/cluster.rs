@@ -945,3 +945,90 @@ async fn in_a_cluster_each_event_is_notified_once_by_the_node_that_owns_it_a_sno
     drop(nats);
 }
 
+
+/// Signs in on `node`: the session cookie, or the status that refused it.
+async fn sign_in_on(node: &Node, name: &str, password: &str) -> Result<String, u16> {
+    let res = awc::Client::new().post(node.url("/api/session")).send_json(&serde_json::json!({ "name": name, "password": password })).await.unwrap();
+    match res.status().as_u16() {
+        200 => Ok(res.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string()),
+        code => Err(code),
+    }
+}
+
+/// `GET path` on `node` with a header (`Cookie` or `Authorization`): the status.
+async fn status_with(node: &Node, path: &str, header: (&str, &str)) -> u16 {
+    awc::Client::new().get(node.url(path)).insert_header(header).send().await.unwrap().status().as_u16()
+}
+
+/// Polls `check` until it holds, failing with `what` after 20 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Accounts and API tokens hold on every node: those a node had before it joined, and those made,
+/// changed and revoked through any node's API or `haven user` on any node's machine; a new
+/// password ends the account's sessions on every node.
+#[actix_web::test]
+async fn an_account_or_token_made_changed_or_revoked_on_any_node_holds_on_every_node() {
+    use haven::auth::{password, AccountStore, Role, Scope};
+    const PASSWORD: &str = "correct horse battery";
+    let Some(Setup { s, nats, .. }) = setup("cluster-accounts", 0, 1.0) else { return };
+    // `a` had an admin before it was a cluster node; `b` had no account.
+    let store = AccountStore::open(&s.path("events-a")).unwrap();
+    store.add_user("ann", &password::hash(PASSWORD).unwrap(), Role::Admin, &Scope::all()).unwrap();
+    drop(store);
+    let a = Node::start("a", node_settings(&s, "a", nats.port, &[]));
+    let b = Node::start("b", node_settings(&s, "b", nats.port, &[]));
+    eventually("ann signs in on b", || async { sign_in_on(&b, "ann", PASSWORD).await.is_ok() }).await;
+    let ann_b = sign_in_on(&b, "ann", PASSWORD).await.unwrap();
+
+    // An account made on b signs in on a.
+    let made = awc::Client::new()
+        .post(b.url("/api/users"))
+        .insert_header(("Cookie", ann_b.as_str()))
+        .send_json(&serde_json::json!({ "name": "vic", "password": PASSWORD, "role": "viewer", "cameras": ["ward-*"] }))
+        .await
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 201);
+    eventually("vic signs in on a", || async { sign_in_on(&a, "vic", PASSWORD).await.is_ok() }).await;
+    let vic_a = sign_in_on(&a, "vic", PASSWORD).await.unwrap();
+    let vic_b = sign_in_on(&b, "vic", PASSWORD).await.unwrap();
+
+    // A token made on a works on b, and revoked on b stops on a.
+    let ann_a = sign_in_on(&a, "ann", PASSWORD).await.unwrap();
+    let mut res = awc::Client::new()
+        .post(a.url("/api/tokens"))
+        .insert_header(("Cookie", ann_a.as_str()))
+        .send_json(&serde_json::json!({ "name": "ha", "role": "viewer" }))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let token: Value = res.json().await.unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    eventually("the token works on b", || async { status_with(&b, "/api/cameras", ("Authorization", bearer.as_str())).await == 200 }).await;
+    let revoked = awc::Client::new().delete(b.url("/api/tokens/ha")).insert_header(("Cookie", ann_b.as_str())).send().await.unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    eventually("the token stops on a", || async { status_with(&a, "/api/cameras", ("Authorization", bearer.as_str())).await == 401 }).await;
+
+    // A new password given on a ends vic's sessions on both nodes; the new one works on b.
+    let changed = awc::Client::new()
+        .patch(a.url("/api/users/vic"))
+        .insert_header(("Cookie", ann_a.as_str()))
+        .send_json(&serde_json::json!({ "password": "a new one, long enough" }))
+        .await
+        .unwrap();
+    assert_eq!(changed.status().as_u16(), 200);
+    assert_eq!(status_with(&a, "/api/cameras", ("Cookie", vic_a.as_str())).await, 401);
+    eventually("vic's session on b ends", || async { status_with(&b, "/api/cameras", ("Cookie", vic_b.as_str())).await == 401 }).await;
+    assert!(sign_in_on(&b, "vic", "a new one, long enough").await.is_ok());
+
+    // `haven user remove` on a's machine, while a runs: vic can sign in nowhere.
+    let out = Command::new(env!("CARGO_BIN_EXE_haven")).args(["--settings", &a.settings, "user", "remove", "vic"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually("vic is gone from b", || async { sign_in_on(&b, "vic", "a new one, long enough").await == Err(401) }).await;
+    drop((a, b));
+}
