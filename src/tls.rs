@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A client configuration trusting the system's roots, read now (those it cannot read are logged
 /// and skipped); `None`, logged, if rustls refuses the protocol versions. `who` names the user in

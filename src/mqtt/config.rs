@@ -124,7 +124,7 @@ impl MqttSettings {
 
     /// The CA certificates of `ca_file` and the client identity of `client_cert_file` /
     /// `client_key_file`, read now (errors name the setting and the file, never its content).
-    pub fn tls_files(&self) -> Result<(Vec<rustls_pki_types::CertificateDer<'static>>, Option<crate::tls::ClientIdentity>), ConfigError> {
+    pub fn tls_files(&self) -> Result<(Vec<rustls::pki_types::CertificateDer<'static>>, Option<crate::tls::ClientIdentity>), ConfigError> {
         let roots = match &self.ca_file {
             Some(path) => crate::tls::read_certificates(path).map_err(|e| ConfigError::new("mqtt.ca_file", e))?,
             None => Vec::new(),

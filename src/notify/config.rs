@@ -44,6 +44,10 @@ pub struct WebhookSettings {
     /// A file holding the HMAC secret: each POST then carries `X-Haven-Signature: sha256=<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
+    /// `https://` only: a PEM file of CA certificates trusted besides the system's (a receiver
+    /// with a private CA's or its own certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     /// Also receives escalations of unacknowledged falls.
@@ -89,6 +93,9 @@ impl WebhookSettings {
         if self.kinds.is_empty() {
             return Err(ConfigError::new("kinds", "is empty: the webhook would never be called"));
         }
+        if self.ca_file.is_some() && !self.url.starts_with("https://") {
+            return Err(ConfigError::new("ca_file", "needs an https:// url"));
+        }
         if !(1..=300).contains(&self.timeout_secs) {
             return Err(ConfigError::new("timeout_secs", format!("must lie in 1..=300, got {}", self.timeout_secs)));
         }
@@ -131,6 +138,7 @@ mod tests {
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
             cameras: vec![],
             secret_file: None,
+            ca_file: None,
             timeout_secs: 10,
             escalation: false,
         };
@@ -152,5 +160,10 @@ mod tests {
         taken.webhooks[0].name = "mqtt".into();
         let e = taken.validate().unwrap_err();
         assert_eq!(e.field, "notify.webhooks[0].name", "MQTT's own target is called mqtt in the outbox");
+        let mut plain_ca = hook("http://h/x", &["fall"]);
+        plain_ca.webhooks[0].ca_file = Some("/etc/haven/ca.pem".into());
+        assert_eq!(plain_ca.validate().unwrap_err().field, "notify.webhooks[0].ca_file");
+        plain_ca.webhooks[0].url = "https://h/x".into();
+        assert!(plain_ca.validate().is_ok());
     }
 }

@@ -35,7 +35,7 @@ use crate::events::{now, Event, EventChange, EventHub, EventKind, DB_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// A webhook's secret file cannot be used (the secret itself is never shown).
+    /// A webhook's secret file or CA file cannot be used (the file's content is never shown).
     #[error("{field} {reason}")]
     Secret { field: String, reason: String },
     #[error("notify outbox: {0}")]

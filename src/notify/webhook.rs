@@ -46,6 +46,15 @@ fn tls() -> Option<Arc<rustls::ClientConfig>> {
     .clone()
 }
 
+/// As [`tls`], trusting the CA certificates of `path` too (`ca_file`; read now).
+fn tls_trusting(path: &std::path::Path, index: usize) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
+    let field = format!("notify.webhooks[{index}].ca_file");
+    let roots = crate::tls::read_certificates(path).map_err(|reason| NotifyError::Secret { field: field.clone(), reason })?;
+    let mut config = crate::tls::client_config_with("webhooks", roots, None).ok_or_else(|| NotifyError::Secret { field, reason: "TLS cannot be set up here (see the log)".into() })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// One webhook. The secret is kept only here (never in `Debug`, logs or answers).
 pub struct Webhook {
     settings: WebhookSettings,
@@ -71,7 +80,11 @@ impl Webhook {
                 Some(secret)
             }
         };
-        let tls = if settings.url.starts_with("https://") { tls() } else { None };
+        let tls = match (&settings.ca_file, settings.url.starts_with("https://")) {
+            (Some(path), true) => Some(tls_trusting(path, index)?),
+            (None, true) => tls(),
+            _ => None,
+        };
         Ok(Self { kinds: settings.event_kinds(), settings: settings.clone(), secret, tls })
     }
 
@@ -142,6 +155,7 @@ mod tests {
             kinds: vec!["fall".into()],
             cameras: vec!["ward".into()],
             secret_file: None,
+            ca_file: None,
             timeout_secs: 10,
             escalation: false,
         };

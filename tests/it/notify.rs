@@ -64,6 +64,7 @@ fn hook(name: &str, port: u16, kinds: &[&str], secret_file: Option<&Path>) -> We
         kinds: kinds.iter().map(|k| k.to_string()).collect(),
         cameras: vec![],
         secret_file: secret_file.map(Path::to_path_buf),
+        ca_file: None,
         timeout_secs: 5,
         escalation: false,
     }
@@ -296,13 +297,13 @@ fn bad_webhook_settings_stop_start_up_naming_the_field() {
     }
 }
 
-/// A one-connection-at-a-time HTTPS receiver (rustls, a certificate made by `openssl` for
-/// 127.0.0.1) on a thread: answers 200 to each request, keeps the bodies.
-fn start_tls_receiver(dir: &Path) -> Option<(u16, Arc<Mutex<Vec<Value>>>, std::path::PathBuf)> {
+/// A one-connection-at-a-time HTTPS receiver (rustls, its own certificate `name` made by `openssl`
+/// for 127.0.0.1) on a thread: answers 200 to each request, keeps the bodies.
+fn start_tls_receiver(dir: &Path, name: &str) -> Option<(u16, Arc<Mutex<Vec<Value>>>, std::path::PathBuf)> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use std::io::{BufRead, BufReader, Read, Write};
-    let (cert, key) = certificate(dir, "receiver")?;
+    let (cert, key) = certificate(dir, name)?;
     let certs = vec![CertificateDer::from_pem_file(&cert).unwrap()];
     let key = PrivateKeyDer::from_pem_file(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -341,11 +342,13 @@ fn start_tls_receiver(dir: &Path) -> Option<(u16, Arc<Mutex<Vec<Value>>>, std::p
     Some((port, got, cert))
 }
 
+/// Two https receivers: one whose certificate is among the system's roots, one trusted through the
+/// webhook's own `ca_file` only; both get every notification, over TLS.
 #[actix_web::test]
-async fn an_https_webhook_is_delivered_over_tls_trusting_the_system_roots() {
+async fn an_https_webhook_is_delivered_over_tls_trusting_the_system_roots_or_its_ca_file() {
     let s = Scratch::new("notify-https");
-    let Some((port, got, cert)) = start_tls_receiver(&s.0) else { return };
-    // The system's roots, as rustls-native-certs reads them: here, the test's own certificate.
+    let (Some((port, got, cert)), Some((private_port, private_got, private_cert))) = (start_tls_receiver(&s.0, "receiver"), start_tls_receiver(&s.0, "private")) else { return };
+    // The system's roots, as rustls-native-certs reads them: here, the first receiver's certificate.
     std::env::set_var("SSL_CERT_FILE", &cert);
     let video = s.path("fall.mp4");
     write_fall_video_lying(&video, 2.0, false);
@@ -353,11 +356,18 @@ async fn an_https_webhook_is_delivered_over_tls_trusting_the_system_roots() {
     cam.ai_enabled = true;
     cam.loop_video = false;
     let mut settings = settings(vec![cam]);
-    settings.notify.webhooks = vec![WebhookSettings { url: format!("https://127.0.0.1:{port}/hook"), ..hook("tls", port, &["person_detected"], None) }];
+    settings.notify.webhooks = vec![
+        WebhookSettings { url: format!("https://127.0.0.1:{port}/hook"), ..hook("tls", port, &["person_detected"], None) },
+        WebhookSettings { url: format!("https://127.0.0.1:{private_port}/hook"), ca_file: Some(private_cert), ..hook("private", private_port, &["person_detected"], None) },
+    ];
     let server = TestServer::start(settings, Some(pose_engine(640, 480))).await;
-    wait_until(60, "a notification over https", || got.lock().unwrap().iter().any(|n| n["type"] == "end")).await;
-    assert_eq!(got.lock().unwrap()[0]["type"], "new");
+    for (what, got) in [("the system's roots", &got), ("its ca_file", &private_got)] {
+        wait_until(60, &format!("a notification over https trusting {what}"), || got.lock().unwrap().iter().any(|n| n["type"] == "end")).await;
+        assert_eq!(got.lock().unwrap()[0]["type"], "new");
+    }
     let (_, notify) = server.get("/api/notify").await;
-    assert_eq!(notify["targets"][0]["pending"], 0, "{notify}");
+    for target in notify["targets"].as_array().unwrap() {
+        assert_eq!(target["pending"], 0, "{notify}");
+    }
     server.stop().await;
 }
