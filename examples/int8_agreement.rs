@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example int8_agreement -- [--weights weights/yolo11n-pose.safetensors]
 //!   [--video-frames 200] [--video-every 5] [--falls ../shared/falls] [--falls-every 15]
-//!   [--golden ../shared/golden/yolo11n-pose] [--dump FILE]`
+//!   [--golden ../shared/golden/yolo11n-pose] [--dump FILE] [--sweep 1,2,3,...]`
 //!
 //! Sets: the golden images (zidane, messi5, basketball1, vtest_frame50), `--video-frames` frames of
 //! data/1.mp4, 2.mp4, 3.mp4 together (every `--video-every`th, the same number from each), and every
@@ -15,12 +15,16 @@
 //! distance of each keypoint f32 sees with visibility >= 0.5; both in 640-input pixels. `--dump FILE`
 //! writes every letterboxed frame (640x640x3 BGR u8, one after another) for
 //! scripts/int8_onnxruntime.py, which runs onnxruntime fp32 and its own int8 on the same frames.
+//! `--sweep LIST` (body layer numbers, `+` joining layers kept f32 together: `2,16,2+16`): the
+//! per-layer sensitivity sweep; f32 runs once, then the 8-bit path once with every layer it takes
+//! and once per item with those layers kept f32 (`EngineOptions::int8_f32_layers`), one line each:
+//! people matched per set.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use haven::inference::pose::letterbox;
-use haven_pose::{Detection, PoseModel, PoseOptions, Precision};
+use haven_pose::{Detection, EngineOptions, PoseModel, PoseOptions, Precision};
 use opencv::prelude::*;
 use opencv::{imgcodecs, videoio};
 
@@ -36,6 +40,9 @@ struct Stats {
     /// f32 people scoring >= 0.5, and how many of them are matched
     confident: usize,
     confident_matched: usize,
+    /// f32 people scoring >= 0.3 (clear of the 0.25 threshold's flips), and how many are matched
+    clear: usize,
+    clear_matched: usize,
     /// int8 people with no f32 person at IoU >= 0.5
     extra: usize,
     box_err: Vec<f64>,
@@ -56,6 +63,7 @@ impl Stats {
         self.frames += 1;
         self.people += f.len();
         self.confident += f.iter().filter(|a| a.score >= 0.5).count();
+        self.clear += f.iter().filter(|a| a.score >= 0.3).count();
         let mut used = vec![false; q.len()];
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (i, a) in f.iter().enumerate() {
@@ -73,6 +81,7 @@ impl Stats {
             self.matched += 1;
             let (a, b) = (&f[i], &q[j]);
             self.confident_matched += usize::from(a.score >= 0.5);
+            self.clear_matched += usize::from(a.score >= 0.3);
             let be: f32 = a.bbox.iter().zip(&b.bbox).map(|(x, y)| (x - y).abs()).sum::<f32>() / 4.0;
             self.box_err.push(be as f64 * scale);
             self.score_shift.push((b.score - a.score) as f64);
@@ -178,6 +187,10 @@ fn main() {
         arg(&args, "--video-every", 5usize),
         arg(&args, "--falls-every", 15usize),
     );
+    if let Some(i) = args.iter().position(|a| a == "--sweep") {
+        let frames = gather(&golden, &falls, (vframes, vevery, fevery));
+        return sweep(&weights, &frames, &args[i + 1]);
+    }
     let t0 = std::time::Instant::now();
     let mut rows = Vec::new();
     let mut g = Stats::default();
@@ -210,5 +223,79 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
+    }
+}
+
+/// Every frame of the three sets, letterboxed: (set 0 golden / 1 videos / 2 falls, BGR, letterbox).
+type Frames = Vec<(usize, Vec<u8>, haven_pose::Letterbox)>;
+
+fn gather(golden: &Path, falls: &Path, (vframes, vevery, fevery): (usize, usize, usize)) -> Frames {
+    let mut out = Frames::new();
+    let mut add = |set: usize, m: &Mat| {
+        let (boxed, lb) = letterbox(m, (640, 640)).expect("letterbox");
+        out.push((set, boxed.data_bytes().expect("continuous frame").to_vec(), lb));
+    };
+    for img in ["zidane.jpg", "messi5.jpg", "basketball1.png", "vtest_frame50.png"] {
+        let m = imgcodecs::imread(golden.join(img).to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
+        assert!(!m.empty(), "cannot read {img} (the golden images, ../shared)");
+        add(0, &m);
+    }
+    let mut each = |path: &Path, set: usize, every: usize, max: usize| {
+        let mut cap = videoio::VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_ANY).unwrap();
+        assert!(cap.is_opened().unwrap_or(false), "cannot open {}", path.display());
+        let (mut i, mut taken, mut m) = (0, 0, Mat::default());
+        while taken < max && cap.read(&mut m).unwrap_or(false) && !m.empty() {
+            if i % every == 0 {
+                add(set, &m);
+                taken += 1;
+            }
+            i += 1;
+        }
+    };
+    for n in 1..=3 {
+        each(&repo().join(format!("data/{n}.mp4")), 1, vevery, vframes / 3 + usize::from(n <= vframes % 3));
+    }
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(falls)
+        .unwrap_or_else(|e| panic!("{}: {e} (the fall clips, ../shared/falls)", falls.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+        .collect();
+    clips.sort();
+    for c in &clips {
+        each(c, 2, fevery, usize::MAX);
+    }
+    out
+}
+
+/// The sensitivity sweep (`--sweep`): one line per set of layers kept f32.
+fn sweep(weights: &Path, frames: &Frames, list: &str) {
+    let load = |precision, mask: u64| {
+        let engine = EngineOptions { int8_f32_layers: mask, ..EngineOptions::from_env() };
+        PoseModel::load_with_engine(weights, PoseOptions { precision, ..PoseOptions::default() }, engine)
+            .unwrap_or_else(|e| panic!("{}: {e}", weights.display()))
+    };
+    let f32m = load(Precision::F32, 0);
+    let want: Vec<Vec<Detection>> =
+        frames.iter().map(|(_, bgr, lb)| f32m.detect_letterboxed_bgr(bgr, lb).expect("f32 pass")).collect();
+    drop(f32m);
+    println!("| kept f32 | golden matched | videos matched | falls matched | videos / falls scoring >= 0.3 matched | videos / falls scoring >= 0.5 matched | keypoint median videos / falls (px) |");
+    println!("|---|---|---|---|---|---|---|");
+    for item in std::iter::once("none").chain(list.split(',')) {
+        let mask = item.split('+').filter_map(|t| t.parse::<u32>().ok()).fold(0u64, |m, i| m | 1 << i);
+        let m = load(Precision::Int8, mask);
+        let mut st: [Stats; 3] = Default::default();
+        for ((set, bgr, lb), f) in frames.iter().zip(&want) {
+            let q = m.detect_letterboxed_bgr(bgr, lb).expect("int8 pass");
+            st[*set].add(f, &q, lb.scale as f64);
+        }
+        let pc = |s: &Stats| 100.0 * s.matched as f64 / s.people.max(1) as f64;
+        let cc = |s: &Stats| 100.0 * s.confident_matched as f64 / s.confident.max(1) as f64;
+        let c3 = |s: &Stats| 100.0 * s.clear_matched as f64 / s.clear.max(1) as f64;
+        let [g, v, fa] = &mut st;
+        println!(
+            "| {item} | {} of {} | {} of {} ({:.1} %) | {} of {} ({:.1} %) | {:.1} / {:.1} % | {:.1} / {:.1} % | {:.2} / {:.2} |",
+            g.matched, g.people, v.matched, v.people, pc(v), fa.matched, fa.people, pc(fa), c3(v), c3(fa), cc(v), cc(fa),
+            pct(&mut v.kpt_err, 0.5), pct(&mut fa.kpt_err, 0.5)
+        );
     }
 }

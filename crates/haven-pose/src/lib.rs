@@ -164,6 +164,10 @@ pub struct EngineOptions {
     /// On the CPU device, run Candle's own CPU ops instead of HAVEN's kernels (`HAVEN_CPU_OPS=candle`):
     /// much slower, the reference the kernels are tested against.
     pub candle_cpu_ops: bool,
+    /// Body layers (bit i: `model.i`) that stay f32 on the 8-bit path
+    /// (`HAVEN_INT8_F32_LAYERS=2,16`): the per-layer sensitivity sweep of docs/pose.md ("8-bit
+    /// path"); 0 (every layer the path takes) by default.
+    pub int8_f32_layers: u64,
 }
 
 impl EngineOptions {
@@ -173,8 +177,17 @@ impl EngineOptions {
             kernels: KernelOptions::from_env(),
             layer_profile: std::env::var_os("HAVEN_POSE_PROFILE").is_some_and(|v| v != "0"),
             candle_cpu_ops: std::env::var("HAVEN_CPU_OPS").is_ok_and(|v| v == "candle"),
+            int8_f32_layers: std::env::var("HAVEN_INT8_F32_LAYERS").map_or(0, |v| layer_mask(&v)),
         }
     }
+}
+
+/// "2,16,19" -> bits 2, 16 and 19; anything that is not a layer number below 64 is ignored.
+fn layer_mask(list: &str) -> u64 {
+    list.split(',')
+        .filter_map(|t| t.trim().parse::<u32>().ok())
+        .filter(|&i| i < 64)
+        .fold(0, |m, i| m | 1 << i)
 }
 
 /// COCO keypoint names, in the model's output order.
@@ -584,4 +597,15 @@ fn hwc_u8_to_chw_into(img: &[u8], w: usize, h: usize, swap_rb: bool, out: &mut [
                 *bv = UNIT[px[bi] as usize];
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    /// `HAVEN_INT8_F32_LAYERS`' list: numbers below 64 become bits, the rest is ignored.
+    #[test]
+    fn layer_mask_reads_a_list_of_layers() {
+        assert_eq!(super::layer_mask("2,16, 19"), 1 << 2 | 1 << 16 | 1 << 19);
+        assert_eq!(super::layer_mask(""), 0);
+        assert_eq!(super::layer_mask("x,64,3"), 1 << 3);
+    }
 }

@@ -172,8 +172,7 @@ fn v11n_every_engine_path_matches_onnxruntime() {
         eprintln!("{kernels:?}");
         let engine = EngineOptions {
             kernels,
-            layer_profile: false,
-            candle_cpu_ops: false,
+            ..EngineOptions::default()
         };
         let m =
             PoseModel::load_with_engine(&real_weights(), PoseOptions::default(), engine).unwrap();

@@ -172,3 +172,28 @@ fn int8_is_refused_off_haven_kernels() {
         .unwrap_err()
         .contains("\"f32\" or \"int8\""));
 }
+
+/// The sensitivity sweep's switch (`EngineOptions::int8_f32_layers`, `HAVEN_INT8_F32_LAYERS`): with
+/// every body layer kept f32 the 8-bit model computes exactly what the f32 one does (the head is f32
+/// in both); keeping one layer f32 changes the output, so the switch reaches the layer.
+#[test]
+fn int8_with_every_layer_kept_f32_is_the_f32_model() {
+    let io = common::load_safetensors(&common::fixture_in("pose", "zidane_640_io.safetensors"));
+    let input = letterboxed_input(&io);
+    let raw = |precision, mask: u64| {
+        let engine = EngineOptions {
+            int8_f32_layers: mask,
+            ..EngineOptions::default()
+        };
+        let opts = PoseOptions {
+            precision,
+            ..PoseOptions::default()
+        };
+        let m = PoseModel::load_with_engine(&real_weights(), opts, engine).unwrap();
+        m.forward_raw(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let f32_out = raw(Precision::F32, 0);
+    assert_eq!(raw(Precision::Int8, u64::MAX), f32_out);
+    let all_but_2 = raw(Precision::Int8, u64::MAX & !(1 << 2));
+    assert_ne!(all_but_2, f32_out, "layer 2 in 8 bits must change the output");
+}

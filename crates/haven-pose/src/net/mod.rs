@@ -113,7 +113,15 @@ impl Net {
                 "layer {i} ({}) of the {arch:?} {task} model",
                 layer_name(l.kind, &spec)
             );
-            let vb = root.pp(i).with_what(what);
+            let vb = match ops {
+                // a layer the sensitivity sweep keeps f32 (`HAVEN_INT8_F32_LAYERS`)
+                Ops::Haven(k) if engine.int8_f32_layers >> i & 1 == 1 => {
+                    let k = KernelOptions { precision: crate::Precision::F32, ..k };
+                    Vb::new(st, &device, Ops::Haven(k), eps).pp("model")
+                }
+                _ => root.clone(),
+            };
+            let vb = vb.pp(i).with_what(what);
             let (layer, cout) = Layer::load(&vb, l.kind, cin, &l.from, &chans)?;
             chans.push(cout);
             body.push(Node {

@@ -120,6 +120,13 @@ pub(crate) fn quant_planes(
             .for_each(|(d, src)| quant_row(q, inv, src, d));
         return (buf, hp, wp);
     }
+    if s == 2 {
+        buf[..total]
+            .par_chunks_mut(4 * plane)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(dst, xc)| quant_phases2(xc, w, (p, plane, wp), q, dst));
+        return (buf, hp, wp);
+    }
     buf[..total]
         .par_chunks_mut(s * s * plane)
         .zip(x.par_chunks(h * w))
@@ -145,6 +152,32 @@ pub(crate) fn quant_planes(
             }
         });
     (buf, hp, wp)
+}
+
+/// One channel of [`quant_planes`] at stride 2: each row split into its even and odd columns (f32,
+/// 8 lanes at a time with AVX2), each half quantized straight into its phase plane's row (contiguous
+/// there), instead of quantizing the row and scattering every other byte (a third of the time).
+fn quant_phases2(xc: &[f32], w: usize, (p, plane, wp): (usize, usize, usize), q: ActQ, dst: &mut [u8]) {
+    let inv = 1.0 / q.scale;
+    let (mut ev, mut od) = (vec![0f32; w.div_ceil(2)], vec![0f32; w / 2]);
+    for (y, src) in xc.chunks_exact(w).enumerate() {
+        let (py, iy) = ((y + p) % 2, (y + p) / 2);
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+        let done = {
+            crate::kernels::simd::avx2::deinterleave2(src, &mut ev, &mut od);
+            w / 16 * 16
+        };
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+        let done = 0;
+        for (i, &v) in src.iter().enumerate().skip(done) {
+            if i % 2 == 0 { ev[i / 2] = v } else { od[i / 2] = v }
+        }
+        // column x0 = first + 2 i sits in phase (first + p) % 2 at ix = (first + p) / 2 + i
+        for (first, half) in [(0, &ev), (1, &od)] {
+            let base = (py * 2 + (first + p) % 2) * plane + iy * wp + (first + p) / 2;
+            quant_row(q, inv, half, &mut dst[base..base + half.len()]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +228,9 @@ mod tests {
             (2, 3, 70, 1, 1),
             (1, 2, 75, 2, 1),
             (2, 3, 40, 1, 0),
+            (2, 4, 32, 2, 1),
+            (1, 3, 33, 2, 0),
+            (3, 5, 48, 2, 1),
         ] {
             let x = pseudo(c * h * w, 11);
             let q = ActQ::of(&x);
