@@ -270,7 +270,7 @@ fn gather(golden: &Path, falls: &Path, (vframes, vevery, fevery): (usize, usize,
 /// The sensitivity sweep (`--sweep`): one line per set of layers kept f32.
 fn sweep(weights: &Path, frames: &Frames, list: &str) {
     let load = |precision, mask: u64| {
-        let engine = EngineOptions { int8_f32_layers: mask, ..EngineOptions::from_env() };
+        let engine = EngineOptions { int8_f32_layers: Some(mask), ..EngineOptions::from_env() };
         PoseModel::load_with_engine(weights, PoseOptions { precision, ..PoseOptions::default() }, engine)
             .unwrap_or_else(|e| panic!("{}: {e}", weights.display()))
     };

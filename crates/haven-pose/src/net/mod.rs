@@ -107,6 +107,7 @@ impl Net {
         let table = spec.table();
         let mut body = Vec::with_capacity(table.layers.len());
         let mut chans: Vec<usize> = Vec::with_capacity(table.layers.len());
+        let kept_f32 = engine.int8_f32_layers.unwrap_or(if task == Task::Pose { crate::POSE_INT8_F32_LAYERS } else { 0 });
         for (i, l) in table.layers.into_iter().enumerate() {
             let cin = l.from.first().map_or(3, |&f| chans[f]);
             let what = format!(
@@ -114,8 +115,8 @@ impl Net {
                 layer_name(l.kind, &spec)
             );
             let vb = match ops {
-                // a layer the sensitivity sweep keeps f32 (`HAVEN_INT8_F32_LAYERS`)
-                Ops::Haven(k) if engine.int8_f32_layers >> i & 1 == 1 => {
+                // a layer kept f32 on the 8-bit path (`int8_f32_layers`)
+                Ops::Haven(k) if kept_f32 >> i & 1 == 1 => {
                     let k = KernelOptions { precision: crate::Precision::F32, ..k };
                     Vb::new(st, &device, Ops::Haven(k), eps).pp("model")
                 }
