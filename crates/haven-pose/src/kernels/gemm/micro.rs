@@ -533,6 +533,193 @@ pub(crate) unsafe fn micro8(
     }
 }
 
+/// The k step of the 8 x 48 kernel after its three B loads (16 floats each): eight broadcasts
+/// of A (rows 0-3 at `{a}`, rows 4-7 `{d}` bytes further) into `{t}`/`{s}` in turn, 24
+/// multiply-adds on zmm registers.
+macro_rules! fma_8x48 {
+    () => {
+        concat!(
+            "vbroadcastss {t}, dword ptr [{a}]\n",
+            "vfmadd231ps {c00}, {t}, {b0}\n",
+            "vfmadd231ps {c01}, {t}, {b1}\n",
+            "vfmadd231ps {c02}, {t}, {b2}\n",
+            "vbroadcastss {s}, dword ptr [{a} + 4]\n",
+            "vfmadd231ps {c10}, {s}, {b0}\n",
+            "vfmadd231ps {c11}, {s}, {b1}\n",
+            "vfmadd231ps {c12}, {s}, {b2}\n",
+            "vbroadcastss {t}, dword ptr [{a} + 8]\n",
+            "vfmadd231ps {c20}, {t}, {b0}\n",
+            "vfmadd231ps {c21}, {t}, {b1}\n",
+            "vfmadd231ps {c22}, {t}, {b2}\n",
+            "vbroadcastss {s}, dword ptr [{a} + 12]\n",
+            "vfmadd231ps {c30}, {s}, {b0}\n",
+            "vfmadd231ps {c31}, {s}, {b1}\n",
+            "vfmadd231ps {c32}, {s}, {b2}\n",
+            "vbroadcastss {t}, dword ptr [{a} + {d}]\n",
+            "vfmadd231ps {c40}, {t}, {b0}\n",
+            "vfmadd231ps {c41}, {t}, {b1}\n",
+            "vfmadd231ps {c42}, {t}, {b2}\n",
+            "vbroadcastss {s}, dword ptr [{a} + {d} + 4]\n",
+            "vfmadd231ps {c50}, {s}, {b0}\n",
+            "vfmadd231ps {c51}, {s}, {b1}\n",
+            "vfmadd231ps {c52}, {s}, {b2}\n",
+            "vbroadcastss {t}, dword ptr [{a} + {d} + 8]\n",
+            "vfmadd231ps {c60}, {t}, {b0}\n",
+            "vfmadd231ps {c61}, {t}, {b1}\n",
+            "vfmadd231ps {c62}, {t}, {b2}\n",
+            "vbroadcastss {s}, dword ptr [{a} + {d} + 12]\n",
+            "vfmadd231ps {c70}, {s}, {b0}\n",
+            "vfmadd231ps {c71}, {s}, {b1}\n",
+            "vfmadd231ps {c72}, {s}, {b2}\n"
+        )
+    };
+}
+
+/// The 8 x 48 kernel on 512-bit registers: two A panels (rows 0-3 at `a`, rows 4-7 at `a` +
+/// `panel` floats; `panel` 0 for a last single panel, whose rows 4-7 are then computed and
+/// dropped) over one B panel of [`super::NR_ZMM`] columns, 24 zmm accumulators. The epilogue is
+/// [`finish`] on each 4 x 24 quarter (ymm halves of the accumulators), so the stores, the junk
+/// column dropping and bias + SiLU are those of the ymm kernels.
+///
+/// # Safety
+/// * The CPU has AVX-512F (hold a [`super::Kernel::Zmm`]).
+/// * As for [`micro`] with NR_ZMM columns and `mr` <= 2 MR: `b`'s rows are 48 readable floats,
+///   A rows 4-7 at `a + panel` (`[kc][MR]` floats there too), `bias` has `mr` floats, `plans`
+///   are the six 8-column plans of the panel, the stores cover rows 0 .. mr of `dst`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn micro_zmm(
+    kc: usize,
+    a: *const f32,
+    panel: usize,
+    b: BSrc,
+    dst: Dst,
+    plans: &[VPlan; 6],
+    first: bool,
+    last: bool,
+    bias: *const f32,
+    act: bool,
+    mr: usize,
+    nr: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm512_setzero_ps(); 24];
+    let dbytes = panel * 4;
+    if kc > 0 {
+        // the k loop: three B loads (from `{p}`), then fma_8x48; the B pointer steps per variant
+        macro_rules! k_loop {
+            ([$($pre:literal),*], [$($post:literal),*], $($b_ops:tt)*) => {
+                std::arch::asm!(
+                    "2:",
+                    $($pre,)*
+                    "vmovups {b0}, zmmword ptr [{p}]",
+                    "vmovups {b1}, zmmword ptr [{p} + 64]",
+                    "vmovups {b2}, zmmword ptr [{p} + 128]",
+                    fma_8x48!(),
+                    "add {a}, 16",
+                    $($post,)*
+                    "dec {k}",
+                    "jnz 2b",
+                    $($b_ops)*
+                    a = inout(reg) a => _,
+                    d = in(reg) dbytes,
+                    k = inout(reg) kc => _,
+                    b0 = out(zmm_reg) _,
+                    b1 = out(zmm_reg) _,
+                    b2 = out(zmm_reg) _,
+                    t = out(zmm_reg) _,
+                    s = out(zmm_reg) _,
+                    c00 = inout(zmm_reg) c[0],
+                    c01 = inout(zmm_reg) c[1],
+                    c02 = inout(zmm_reg) c[2],
+                    c10 = inout(zmm_reg) c[3],
+                    c11 = inout(zmm_reg) c[4],
+                    c12 = inout(zmm_reg) c[5],
+                    c20 = inout(zmm_reg) c[6],
+                    c21 = inout(zmm_reg) c[7],
+                    c22 = inout(zmm_reg) c[8],
+                    c30 = inout(zmm_reg) c[9],
+                    c31 = inout(zmm_reg) c[10],
+                    c32 = inout(zmm_reg) c[11],
+                    c40 = inout(zmm_reg) c[12],
+                    c41 = inout(zmm_reg) c[13],
+                    c42 = inout(zmm_reg) c[14],
+                    c50 = inout(zmm_reg) c[15],
+                    c51 = inout(zmm_reg) c[16],
+                    c52 = inout(zmm_reg) c[17],
+                    c60 = inout(zmm_reg) c[18],
+                    c61 = inout(zmm_reg) c[19],
+                    c62 = inout(zmm_reg) c[20],
+                    c70 = inout(zmm_reg) c[21],
+                    c71 = inout(zmm_reg) c[22],
+                    c72 = inout(zmm_reg) c[23],
+                    options(nostack, readonly),
+                )
+            };
+        }
+        match b {
+            BSrc::Packed(b) => k_loop!([], ["add {p}, 192"], p = inout(reg) b => _,),
+            BSrc::Offs(base, offs) => k_loop!(
+                ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
+                ["add {o}, 8"],
+                base = in(reg) base,
+                o = inout(reg) offs => _,
+                p = out(reg) _,
+            ),
+        }
+    }
+    let (lo, hi) = (
+        |v: __m512| _mm512_castps512_ps256(v),
+        |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+    );
+    let (p0, p1) = plans.split_at(3);
+    let halves: [(&[VPlan; 3], usize); 2] = [
+        (p0.try_into().unwrap(), nr.min(NR)),
+        (p1.try_into().unwrap(), nr.saturating_sub(NR)),
+    ];
+    for g in 0..2 {
+        let rows = mr.saturating_sub(g * MR).min(MR);
+        if rows == 0 {
+            break;
+        }
+        for (h, &(hp, hnr)) in halves.iter().enumerate() {
+            if hnr == 0 {
+                continue;
+            }
+            // the 4 x 24 quarter: columns 0-23 are vectors 0, 1 (low half); 24-47 are 1 (high
+            // half), 2
+            let q: [__m256; 12] = std::array::from_fn(|i| {
+                let (r, j) = (g * MR + i / 3, i % 3);
+                let v = &c[r * 3..r * 3 + 3];
+                match (h, j) {
+                    (0, 0) => lo(v[0]),
+                    (0, 1) => hi(v[0]),
+                    (0, _) => lo(v[1]),
+                    (_, 0) => hi(v[1]),
+                    (_, 1) => lo(v[2]),
+                    _ => hi(v[2]),
+                }
+            });
+            finish(
+                q,
+                dst.at(g * MR, h * NR),
+                hp,
+                first,
+                last,
+                bias.wrapping_add(g * MR),
+                act,
+                rows,
+                hnr,
+            );
+        }
+    }
+}
+
 #[cfg(not(all(
     target_arch = "x86_64",
     target_feature = "avx2",

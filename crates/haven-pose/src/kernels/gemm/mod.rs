@@ -19,35 +19,100 @@ pub(crate) use driver::{gemm_tile, gemm_tile_offs, gemm_tile_to, matmul};
 pub(crate) use micro::Dst;
 pub(crate) use pack::{pack_a, pack_b_row, unpack_a};
 
+use crate::kernels::options::{KernelOptions, ZmmKernel};
+
 pub(crate) const MR: usize = 4;
+/// Columns of the ymm kernels' B panels (4 x 24 and 8 x 24).
 pub(crate) const NR: usize = 24;
+/// Columns of the zmm kernel's B panels (8 x 48: three 16-float vectors).
+pub(crate) const NR_ZMM: usize = 48;
+/// The widest B panel of any kernel: the slack a caller leaves after implicit-im2col input planes.
+pub(crate) const NR_MAX: usize = NR_ZMM;
 /// K block: a B sub-panel (KC x NR floats, 18 KiB) stays in L1 while every A panel passes over it.
 pub(crate) const KC: usize = 192;
 
-/// Which micro-kernel the driver uses. Only [`Kernel::select`] makes a wide one, and only on a CPU
-/// with AVX-512F and AVX-512VL, so holding `Kernel { wide: true }` proves the 8 x 24 kernel (which
-/// uses ymm16-31) may run.
+/// Which micro-kernel the driver uses (and so the width of the B panels callers pack). Only
+/// [`Kernel::select`] makes a `Wide` or `Zmm` one, and only on a CPU that can run it, so holding
+/// one proves its instructions may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Kernel {
-    wide: bool,
+pub(crate) enum Kernel {
+    /// 4 x 24 (AVX2/FMA, or the portable scalar one).
+    Narrow,
+    /// 8 x 24 on ymm0-31 (AVX-512F/VL): two A panels over one B panel.
+    Wide,
+    /// 8 x 48 on zmm registers (AVX-512F): 24 accumulators of 16 floats, B panels of 48 columns.
+    Zmm,
 }
 
 impl Kernel {
+    #[cfg(test)]
     /// The 4 x 24 kernel (AVX2/FMA, or the portable scalar one).
-    pub(crate) const NARROW: Kernel = Kernel { wide: false };
+    pub(crate) const NARROW: Kernel = Kernel::Narrow;
 
+    #[cfg(test)]
     /// The 8 x 24 kernel if `want_wide` and the CPU has AVX-512VL (32 vector registers: two A
     /// panels over one B panel, half the B loads per multiply-add of the 4 x 24 kernel), else narrow.
     pub(crate) fn select(want_wide: bool) -> Kernel {
-        if want_wide && cpu_has_wide() {
-            Kernel { wide: true }
+        Self::select_with(want_wide, ZmmKernel::Never)
+    }
+
+    /// The kernel `opts` asks for on this CPU: the zmm one where `opts.zmm_kernel` allows it (see
+    /// [`zmm_by_default`]) and `opts.wide_kernel` (`HAVEN_WIDE_KERNEL=0` keeps the 4 x 24 one), else
+    /// as [`Kernel::select`].
+    pub(crate) fn from_options(opts: &KernelOptions) -> Kernel {
+        Self::select_with(opts.wide_kernel, opts.zmm_kernel)
+    }
+
+    fn select_with(want_wide: bool, zmm: ZmmKernel) -> Kernel {
+        let want_zmm = match zmm {
+            ZmmKernel::Never => false,
+            ZmmKernel::Always => true,
+            ZmmKernel::Auto => zmm_by_default(),
+        };
+        if want_wide && want_zmm && cpu_has_zmm() {
+            Kernel::Zmm
+        } else if want_wide && cpu_has_wide() {
+            Kernel::Wide
         } else {
-            Self::NARROW
+            Kernel::Narrow
         }
     }
 
+    #[cfg(test)]
+    /// Whether this is a kernel over two A panels (8 rows).
     pub(crate) fn is_wide(self) -> bool {
-        self.wide
+        self != Kernel::Narrow
+    }
+
+    /// The columns of this kernel's B panels: callers pack B and size their tiles in these.
+    pub(crate) fn nr(self) -> usize {
+        match self {
+            Kernel::Zmm => NR_ZMM,
+            _ => NR,
+        }
+    }
+
+    /// The K block of packed B: a KC x NR sub-panel stays in L1 (the zmm kernel's panels are
+    /// twice as wide, so its blocks are shorter: 128 x 48 floats = 24 KiB).
+    pub(crate) fn kc(self) -> usize {
+        match self {
+            Kernel::Zmm => 128,
+            _ => KC,
+        }
+    }
+
+    #[cfg(test)]
+    /// The options that select this kernel (where the CPU allows it).
+    pub(crate) fn options(self, base: KernelOptions) -> KernelOptions {
+        KernelOptions {
+            wide_kernel: self.is_wide(),
+            zmm_kernel: if self == Kernel::Zmm {
+                ZmmKernel::Always
+            } else {
+                ZmmKernel::Never
+            },
+            ..base
+        }
     }
 }
 
@@ -68,4 +133,71 @@ pub(crate) fn cpu_has_wide() -> bool {
         target_feature = "fma"
     )))]
     false
+}
+
+/// Whether this build and CPU can run the 8 x 48 zmm kernel (AVX-512F; its epilogue is the ymm
+/// one, so the same build features as the others).
+pub(crate) fn cpu_has_zmm() -> bool {
+    cpu_has_wide()
+}
+
+/// Whether `ZmmKernel::Auto` takes the zmm kernel on this CPU: it has AVX-512F and is known to
+/// execute 512-bit FMAs at full width ([`full_width_fma512`]).
+pub(crate) fn zmm_by_default() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cpu_has_zmm()
+            && full_width_fma512(
+                &cpu_vendor(),
+                std::arch::is_x86_feature_detected!("avx512vp2intersect"),
+            )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The selection rule (docs/pose.md, "512-bit micro-kernel"), for a CPU with AVX-512F: Intel's
+/// cores with AVX-512 run a zmm FMA on the fused port 0+1 and, on server parts, on a second unit
+/// (port 5), so 512-bit code reaches at least the 256-bit peak and up to twice it; AMD's Zen 4
+/// splits each zmm operation into two 256-bit halves (same peak, and measured no faster), while
+/// Zen 5 has full 512-bit data paths, and of AMD's cores only Zen 5 has AVX512_VP2INTERSECT.
+pub(crate) fn full_width_fma512(vendor: &[u8; 12], vp2intersect: bool) -> bool {
+    match vendor {
+        b"GenuineIntel" => true,
+        b"AuthenticAMD" => vp2intersect,
+        _ => false,
+    }
+}
+
+/// The CPU vendor string of CPUID leaf 0 ("GenuineIntel", "AuthenticAMD", ...).
+#[cfg(target_arch = "x86_64")]
+fn cpu_vendor() -> [u8; 12] {
+    // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the instruction is baseline there).
+    #[allow(unused_unsafe)]
+    let r = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule: Intel always, AMD only with VP2INTERSECT (Zen 5), nobody else.
+    #[test]
+    fn zmm_default_rule() {
+        assert!(full_width_fma512(b"GenuineIntel", false));
+        assert!(!full_width_fma512(b"AuthenticAMD", false));
+        assert!(full_width_fma512(b"AuthenticAMD", true));
+        assert!(!full_width_fma512(b"HygonGenuine", true));
+        #[cfg(target_arch = "x86_64")]
+        eprintln!(
+            "this CPU: {}, zmm kernel by default: {}",
+            String::from_utf8_lossy(&cpu_vendor()),
+            zmm_by_default()
+        );
+    }
 }
