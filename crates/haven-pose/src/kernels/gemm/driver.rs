@@ -95,7 +95,7 @@ unsafe fn gemm_packed(
     let nr = kernel.nr();
     let npanels = ncols.div_ceil(nr);
     assert!(bp.len() >= npanels * k * nr);
-    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * nr..].as_ptr());
+    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * nr..].as_ptr(), nr);
     // SAFETY: every packed B panel the kernels read (npanels x k x nr floats) is in `bp`
     // (asserted); the destination is the caller's contract.
     unsafe {
@@ -290,6 +290,12 @@ unsafe fn tile(
     kc: usize,
     p: &Panel,
 ) -> usize {
+    // a zmm panel of at most 24 columns (a tile's last): the 8 x 24 kernel on its first 24
+    // (half the work; the CPU has AVX-512VL, as `cpu_has_zmm` requires)
+    let kernel = match kernel {
+        Kernel::Zmm if p.nr <= NR => Kernel::Wide,
+        kernel => kernel,
+    };
     let (first, last) = (kb == 0, kb + kc == k);
     let a = ap[(mp * k + kb) * MR..].as_ptr();
     let bias = bias[mp * MR..].as_ptr();
@@ -692,18 +698,28 @@ mod tests {
     }
 
     /// The micro-kernel's throughput on cached data (a 3x3 convolution's tile: M = 128, K = 576,
-    /// 120 columns): `KERNEL_REPS=20000 cargo test -p haven-pose --lib kernel_speed -- --ignored --nocapture`.
+    /// 120 and 144 columns): `KERNEL_REPS=20000 cargo test -p haven-pose --lib kernel_speed -- --ignored --nocapture`.
     /// ~110 GFLOP/s on the development machine's core (FMA peak ~116).
     #[test]
     #[ignore]
     fn kernel_speed_on_cached_data() {
-        let (m, k, n) = (128, 576, 120);
-        let (a, b, bias) = operands(m, n, k);
-        let ap = pack_a(&a, m, k);
         let reps: usize = std::env::var("KERNEL_REPS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(100);
+        // 120 columns: 5 panels of 24, 3 of 48 (a sixth of the zmm kernel's columns junk); 144:
+        // whole panels for both widths
+        for n in [120, 144] {
+            kernel_speed(128, 576, n, reps, false);
+        }
+        // a 1x1 convolution's tile (48 -> 64 at 160x160: K = 48, 1008 columns), weight panel by
+        // weight panel (the order of packed B into a feature map)
+        kernel_speed(64, 48, 1008, reps, true);
+    }
+
+    fn kernel_speed(m: usize, k: usize, n: usize, reps: usize, rows_first: bool) {
+        let (a, b, bias) = operands(m, n, k);
+        let ap = pack_a(&a, m, k);
         for (name, kernel) in kernels_to_test() {
             let bp = pack_b(&b, n, k, kernel);
             let mut c = vec![0f32; m * n];
@@ -711,12 +727,14 @@ mod tests {
             for _ in 0..reps {
                 let t0 = std::time::Instant::now();
                 // SAFETY: c is m x n.
-                unsafe { gemm_tile(m, n, k, &ap, &bp, &bias, true, c.as_mut_ptr(), n, kernel) };
+                let dst = Dst::plain(c.as_mut_ptr(), n);
+                unsafe { gemm_packed(m, n, k, &ap, &bp, &bias, true, dst, rows_first, kernel) };
                 best = best.min(t0.elapsed().as_secs_f64());
             }
             assert!(c.iter().all(|v| v.is_finite()));
             println!(
-                "micro-kernel ({name}): {:.1} GFLOP/s (best of {reps})",
+                "micro-kernel ({name}), {m}x{k}x{n}{}: {:.1} GFLOP/s (best of {reps})",
+                if rows_first { " rows first" } else { "" },
                 2.0 * (m * n * k) as f64 / best / 1e9
             );
         }

@@ -18,8 +18,9 @@ use crate::kernels::simd::silu;
 /// Where the micro-kernel reads B from.
 #[derive(Clone, Copy)]
 pub(crate) enum BSrc {
-    /// packed panel: k-th row of the panel at ptr + k * NR
-    Packed(*const f32),
+    /// packed panel: k-th row of the panel at ptr + k * row (row: the panel's width, 24 or 48
+    /// floats; a ymm kernel reads the first 24 of a 48-wide row)
+    Packed(*const f32, usize),
     /// implicit im2col: k-th row at base + offs[k] (24 contiguous floats)
     Offs(*const f32, *const usize),
 }
@@ -139,7 +140,7 @@ impl VPlan {
 ///
 /// # Safety
 /// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
-/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
+/// * `b`: `Packed(p, row)`: `kc` rows of NR floats at `p + k row`; `Offs(base, offs)`: `offs` has `kc`
 ///   entries and `base + offs[k] .. + NR` is readable for each.
 /// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
 /// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
@@ -227,7 +228,12 @@ pub(crate) unsafe fn micro(
             };
         }
         match b {
-            BSrc::Packed(b) => k_loop!([], ["add {p}, 96"], p = inout(reg) b => _,),
+            BSrc::Packed(b, row) => k_loop!(
+                [],
+                ["add {p}, {bs}"],
+                p = inout(reg) b => _,
+                bs = in(reg) row * 4,
+            ),
             BSrc::Offs(base, offs) => k_loop!(
                 ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
                 ["add {o}, 8"],
@@ -505,7 +511,12 @@ pub(crate) unsafe fn micro8(
             };
         }
         match b {
-            BSrc::Packed(b) => k_loop!([], ["add {p}, 96"], p = inout(reg) b => _,),
+            BSrc::Packed(b, row) => k_loop!(
+                [],
+                ["add {p}, {bs}"],
+                p = inout(reg) b => _,
+                bs = in(reg) row * 4,
+            ),
             BSrc::Offs(base, offs) => k_loop!(
                 ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
                 ["add {o}, 8"],
@@ -663,7 +674,12 @@ pub(crate) unsafe fn micro_zmm(
             };
         }
         match b {
-            BSrc::Packed(b) => k_loop!([], ["add {p}, 192"], p = inout(reg) b => _,),
+            BSrc::Packed(b, row) => k_loop!(
+                [],
+                ["add {p}, {bs}"],
+                p = inout(reg) b => _,
+                bs = in(reg) row * 4,
+            ),
             BSrc::Offs(base, offs) => k_loop!(
                 ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
                 ["add {o}, 8"],
@@ -731,7 +747,7 @@ pub(crate) unsafe fn micro_zmm(
 ///
 /// # Safety
 /// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
-/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
+/// * `b`: `Packed(p, row)`: `kc` rows of NR floats at `p + k row`; `Offs(base, offs)`: `offs` has `kc`
 ///   entries and `base + offs[k] .. + NR` is readable for each.
 /// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
 /// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
@@ -753,7 +769,7 @@ pub(crate) unsafe fn micro(
     let mut tmp = [0f32; MR * NR];
     for kk in 0..kc {
         let brow = match b {
-            BSrc::Packed(p) => p.add(kk * NR),
+            BSrc::Packed(p, row) => p.add(kk * row),
             BSrc::Offs(base, offs) => base.add(*offs.add(kk)),
         };
         for r in 0..MR {
