@@ -689,49 +689,31 @@ pub(crate) unsafe fn micro_zmm(
             ),
         }
     }
-    let (lo, hi) = (
-        |v: __m512| _mm512_castps512_ps256(v),
-        |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
-    );
+    let hi = |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
     let (p0, p1) = plans.split_at(3);
-    let halves: [(&[VPlan; 3], usize); 2] = [
-        (p0.try_into().unwrap(), nr.min(NR)),
-        (p1.try_into().unwrap(), nr.saturating_sub(NR)),
-    ];
+    let (p0, p1): (&[VPlan; 3], &[VPlan; 3]) = (p0.try_into().unwrap(), p1.try_into().unwrap());
     for g in 0..2 {
         let rows = mr.saturating_sub(g * MR).min(MR);
         if rows == 0 {
             break;
         }
-        for (h, &(hp, hnr)) in halves.iter().enumerate() {
-            if hnr == 0 {
-                continue;
-            }
-            // the 4 x 24 quarter: columns 0-23 are vectors 0, 1 (low half); 24-47 are 1 (high
-            // half), 2
-            let q: [__m256; 12] = std::array::from_fn(|i| {
-                let (r, j) = (g * MR + i / 3, i % 3);
-                let v = &c[r * 3..r * 3 + 3];
-                match (h, j) {
-                    (0, 0) => lo(v[0]),
-                    (0, 1) => hi(v[0]),
-                    (0, _) => lo(v[1]),
-                    (_, 0) => hi(v[1]),
-                    (_, 1) => lo(v[2]),
-                    _ => hi(v[2]),
-                }
-            });
-            finish(
-                q,
-                dst.at(g * MR, h * NR),
-                hp,
-                first,
-                last,
-                bias.wrapping_add(g * MR),
-                act,
-                rows,
-                hnr,
-            );
+        // the two 4 x 24 quarters of rows g MR ..: columns 0-23 are vectors 0 and the low half
+        // of 1, columns 24-47 the high half of 1 and vector 2
+        let mut q0 = [_mm256_setzero_ps(); 12];
+        let mut q1 = [_mm256_setzero_ps(); 12];
+        for i in 0..MR {
+            let v = &c[(g * MR + i) * 3..(g * MR + i) * 3 + 3];
+            q0[i * 3] = _mm512_castps512_ps256(v[0]);
+            q0[i * 3 + 1] = hi(v[0]);
+            q0[i * 3 + 2] = _mm512_castps512_ps256(v[1]);
+            q1[i * 3] = hi(v[1]);
+            q1[i * 3 + 1] = _mm512_castps512_ps256(v[2]);
+            q1[i * 3 + 2] = hi(v[2]);
+        }
+        let (dst, bias) = (dst.at(g * MR, 0), bias.wrapping_add(g * MR));
+        finish(q0, dst, p0, first, last, bias, act, rows, nr.min(NR));
+        if nr > NR {
+            finish(q1, dst.at(0, NR), p1, first, last, bias, act, rows, nr - NR);
         }
     }
 }
