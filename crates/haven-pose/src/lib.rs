@@ -49,9 +49,7 @@ mod store;
 pub use convert::{convert_pt_to_safetensors, ConvertSummary};
 pub use device::DeviceSpec;
 pub use error::PoseError;
-pub use kernels::{
-    pooled_bytes, set_pool_limit, trim_pool, KernelOptions, Precision, Winograd4, ZmmKernel,
-};
+pub use kernels::{pooled_bytes, set_pool_limit, trim_pool, KernelOptions, Precision, Winograd4};
 pub use post::{
     default_class_names, iou, postprocess_raw, postprocess_raw_with, Decode, Detection, Letterbox,
     COCO_NAMES,

@@ -18,8 +18,6 @@ use super::gemm::{
 };
 use super::int8::driver::MAX_K;
 use super::int8::{I8Kernel, QConv};
-#[cfg(test)]
-use super::options::ZmmKernel;
 use super::options::{KernelOptions, Precision, Winograd4};
 use super::planes::phase_planes;
 use super::pool::{PBuf, SendPtr};
@@ -589,18 +587,20 @@ mod tests {
         assert!(!c.kernel.is_wide());
         let c = conv((16, 16, 3, 1, 1), true, KernelOptions::default());
         assert_eq!(c.kernel.is_wide(), crate::kernels::gemm::cpu_has_wide());
-        let zmm_by_default = crate::kernels::gemm::zmm_by_default();
-        assert_eq!(c.kernel == Kernel::Zmm, zmm_by_default);
-        for (zmm, want) in [
-            (ZmmKernel::Never, false),
-            (ZmmKernel::Always, crate::kernels::gemm::cpu_has_zmm()),
-        ] {
+        let has_zmm = crate::kernels::gemm::cpu_has_zmm();
+        assert_eq!(
+            c.kernel == Kernel::Zmm,
+            has_zmm,
+            "the zmm kernel by default"
+        );
+        for (zmm, want) in [(false, false), (true, has_zmm)] {
             let opts = KernelOptions {
                 zmm_kernel: zmm,
                 ..KernelOptions::default()
             };
             let c = conv((16, 16, 3, 1, 1), true, opts);
-            assert_eq!(c.kernel == Kernel::Zmm, want, "{zmm:?}");
+            assert_eq!(c.kernel == Kernel::Zmm, want, "zmm_kernel {zmm}");
+            assert_eq!(c.kernel.is_wide(), crate::kernels::gemm::cpu_has_wide());
             // HAVEN_WIDE_KERNEL=0 keeps the 4 x 24 kernel whatever the zmm switch says
             let narrow = conv(
                 (16, 16, 3, 1, 1),

@@ -35,5 +35,5 @@ pub(crate) mod winograd;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use options::{KernelOptions, Precision, Winograd4, ZmmKernel};
+pub use options::{KernelOptions, Precision, Winograd4};
 pub use pool::{pooled_bytes, set_pool_limit, trim_pool};

@@ -1,7 +1,7 @@
 //! The kernels' switches, read once when a model is loaded and passed down (never read from the
 //! environment inside a kernel).
 //!
-//! Owns: [`KernelOptions`], [`Winograd4`], [`ZmmKernel`] and [`Precision`]. Imports nothing from the crate (the bottom layer).
+//! Owns: [`KernelOptions`], [`Winograd4`] and [`Precision`]. Imports nothing from the crate (the bottom layer).
 
 /// Which convolution paths the kernels take. [`KernelOptions::default`] is the tuned engine;
 /// [`KernelOptions::from_env`] applies the `HAVEN_*` environment switches on top (the model
@@ -15,10 +15,10 @@ pub struct KernelOptions {
     /// The 8 x 24 GEMM micro-kernel where the CPU has AVX-512F and AVX-512VL
     /// (`HAVEN_WIDE_KERNEL=0`: always the 4 x 24 one). Without AVX-512 this request is ignored.
     pub wide_kernel: bool,
-    /// When the 8 x 48 zmm (512-bit) micro-kernel replaces the 8 x 24 one (`HAVEN_ZMM_KERNEL=0` /
-    /// `1`; default: on CPUs known to execute 512-bit FMAs at full width, docs/pose.md "512-bit
-    /// micro-kernel"). Needs `wide_kernel` and AVX-512F; ignored otherwise.
-    pub zmm_kernel: ZmmKernel,
+    /// The 8 x 48 zmm (512-bit) micro-kernel instead of the 8 x 24 one where the CPU has AVX-512F/VL
+    /// and `wide_kernel` is on (`HAVEN_ZMM_KERNEL=0`: the 8 x 24 one; docs/pose.md "512-bit
+    /// micro-kernel"). Without AVX-512 this request is ignored.
+    pub zmm_kernel: bool,
     /// Print every dense convolution's time and GFLOP/s to stderr (`HAVEN_CONV_PROFILE=1`).
     pub conv_profile: bool,
     /// The arithmetic of the dense convolutions (the one switch here that changes the numbers):
@@ -66,17 +66,6 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// When the GEMM uses the 512-bit (zmm) micro-kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZmmKernel {
-    /// Where the CPU executes 512-bit FMAs at full width (the default).
-    Auto,
-    /// Never (`HAVEN_ZMM_KERNEL=0`).
-    Never,
-    /// Wherever the CPU has AVX-512F (`HAVEN_ZMM_KERNEL=1`).
-    Always,
-}
-
 /// When the Winograd path uses F(4x4, 3x3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Winograd4 {
@@ -94,7 +83,7 @@ impl Default for KernelOptions {
             winograd: true,
             winograd4: Winograd4::Auto,
             wide_kernel: true,
-            zmm_kernel: ZmmKernel::Auto,
+            zmm_kernel: true,
             conv_profile: false,
             precision: Precision::F32,
         }
@@ -120,11 +109,7 @@ impl KernelOptions {
                 Some(_) => Winograd4::Always,
             },
             wide_kernel: off("HAVEN_WIDE_KERNEL", d.wide_kernel),
-            zmm_kernel: match get("HAVEN_ZMM_KERNEL") {
-                None => ZmmKernel::Auto,
-                Some(v) if v == "0" => ZmmKernel::Never,
-                Some(_) => ZmmKernel::Always,
-            },
+            zmm_kernel: off("HAVEN_ZMM_KERNEL", d.zmm_kernel),
             conv_profile: off("HAVEN_CONV_PROFILE", d.conv_profile),
             precision: d.precision,
         }
@@ -148,14 +133,14 @@ mod tests {
                 winograd: false,
                 winograd4: Winograd4::Never,
                 wide_kernel: false,
-                zmm_kernel: ZmmKernel::Never,
+                zmm_kernel: false,
                 conv_profile: true,
                 precision: Precision::F32,
             }
         );
         let w4 = KernelOptions::from_lookup(|n| (n == "HAVEN_WINOGRAD4").then(|| "1".into()));
         assert_eq!(w4.winograd4, Winograd4::Always);
-        let z = KernelOptions::from_lookup(|n| (n == "HAVEN_ZMM_KERNEL").then(|| "1".into()));
-        assert_eq!(z.zmm_kernel, ZmmKernel::Always);
+        let z = KernelOptions::from_lookup(|n| (n == "HAVEN_ZMM_KERNEL").then(|| "0".into()));
+        assert!(!z.zmm_kernel && z.wide_kernel);
     }
 }

@@ -5,11 +5,13 @@
 //! M = output channels, K = cin·k·k, N = output pixels (C row-major with row stride `ldc`, the feature
 //! map's H·W). A (the weights, BatchNorm folded) is packed once at load time in panels of MR rows; B (the
 //! im2col of a tile of output pixels, or the input itself for 1x1 convolutions) is packed per tile in
-//! panels of NR columns, or read in place through per-row offsets (implicit im2col). The AVX2/FMA
-//! micro-kernel keeps a 4 x 24 block of C in 12 ymm registers (8 x 24 in 24 registers with AVX-512VL)
-//! and applies bias and SiLU before its single store, so every output value is written exactly once.
+//! panels of the kernel's width (`Kernel::nr`: 24, 48 for the zmm kernel), or read in place through
+//! per-row offsets (implicit im2col). The AVX2/FMA micro-kernel keeps a 4 x 24 block of C in 12 ymm
+//! registers (8 x 24 in 24 registers with AVX-512VL, 8 x 48 in 24 zmm registers with AVX-512F) and
+//! applies bias and SiLU before its single store, so every output value is written exactly once.
 //!
-//! Layering: imports only `kernels::{simd, pool}`; used by `conv`, `winograd` and the attention block.
+//! Layering: imports only `kernels::{simd, pool, options}`; used by `conv`, `winograd` and the
+//! attention block.
 
 pub(crate) mod driver;
 pub(crate) mod micro;
@@ -19,7 +21,7 @@ pub(crate) use driver::{gemm_tile, gemm_tile_offs, gemm_tile_to, matmul};
 pub(crate) use micro::Dst;
 pub(crate) use pack::{pack_a, pack_b_row, unpack_a};
 
-use crate::kernels::options::{KernelOptions, ZmmKernel};
+use crate::kernels::options::KernelOptions;
 
 pub(crate) const MR: usize = 4;
 /// Columns of the ymm kernels' B panels (4 x 24 and 8 x 24).
@@ -53,22 +55,17 @@ impl Kernel {
     /// The 8 x 24 kernel if `want_wide` and the CPU has AVX-512VL (32 vector registers: two A
     /// panels over one B panel, half the B loads per multiply-add of the 4 x 24 kernel), else narrow.
     pub(crate) fn select(want_wide: bool) -> Kernel {
-        Self::select_with(want_wide, ZmmKernel::Never)
+        Self::select_with(want_wide, false)
     }
 
-    /// The kernel `opts` asks for on this CPU: the zmm one where `opts.zmm_kernel` allows it (see
-    /// [`zmm_by_default`]) and `opts.wide_kernel` (`HAVEN_WIDE_KERNEL=0` keeps the 4 x 24 one), else
-    /// as [`Kernel::select`].
+    /// The kernel `opts` asks for on this CPU: the zmm one if `opts.zmm_kernel` and
+    /// `opts.wide_kernel` (`HAVEN_WIDE_KERNEL=0` keeps the 4 x 24 one) and the CPU has AVX-512F/VL,
+    /// else as [`Kernel::select`].
     pub(crate) fn from_options(opts: &KernelOptions) -> Kernel {
         Self::select_with(opts.wide_kernel, opts.zmm_kernel)
     }
 
-    fn select_with(want_wide: bool, zmm: ZmmKernel) -> Kernel {
-        let want_zmm = match zmm {
-            ZmmKernel::Never => false,
-            ZmmKernel::Always => true,
-            ZmmKernel::Auto => zmm_by_default(),
-        };
+    fn select_with(want_wide: bool, want_zmm: bool) -> Kernel {
         if want_wide && want_zmm && cpu_has_zmm() {
             Kernel::Zmm
         } else if want_wide && cpu_has_wide() {
@@ -108,11 +105,7 @@ impl Kernel {
     pub(crate) fn options(self, base: KernelOptions) -> KernelOptions {
         KernelOptions {
             wide_kernel: self.is_wide(),
-            zmm_kernel: if self == Kernel::Zmm {
-                ZmmKernel::Always
-            } else {
-                ZmmKernel::Never
-            },
+            zmm_kernel: self == Kernel::Zmm,
             ..base
         }
     }
@@ -141,65 +134,4 @@ pub(crate) fn cpu_has_wide() -> bool {
 /// one, so the same build features as the others).
 pub(crate) fn cpu_has_zmm() -> bool {
     cpu_has_wide()
-}
-
-/// Whether `ZmmKernel::Auto` takes the zmm kernel on this CPU: it has AVX-512F and is known to
-/// execute 512-bit FMAs at full width ([`full_width_fma512`]).
-pub(crate) fn zmm_by_default() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cpu_has_zmm()
-            && full_width_fma512(
-                &cpu_vendor(),
-                std::arch::is_x86_feature_detected!("avx512vp2intersect"),
-            )
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// The selection rule (docs/pose.md, "512-bit micro-kernel"), for a CPU with AVX-512F: Intel's
-/// cores with AVX-512 run a zmm FMA on the fused port 0+1 and, on server parts, on a second unit
-/// (port 5), so 512-bit code reaches at least the 256-bit peak and up to twice it; AMD's Zen 4
-/// splits each zmm operation into two 256-bit halves (same peak, and measured no faster), while
-/// Zen 5 has full 512-bit data paths, and of AMD's cores only Zen 5 has AVX512_VP2INTERSECT.
-pub(crate) fn full_width_fma512(vendor: &[u8; 12], vp2intersect: bool) -> bool {
-    match vendor {
-        b"GenuineIntel" => true,
-        b"AuthenticAMD" => vp2intersect,
-        _ => false,
-    }
-}
-
-/// The CPU vendor string of CPUID leaf 0 ("GenuineIntel", "AuthenticAMD", ...).
-#[cfg(target_arch = "x86_64")]
-fn cpu_vendor() -> [u8; 12] {
-    // SAFETY: CPUID leaf 0 exists on every x86_64 CPU (the instruction is baseline there).
-    #[allow(unused_unsafe)]
-    let r = unsafe { std::arch::x86_64::__cpuid(0) };
-    let mut v = [0u8; 12];
-    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
-    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
-    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The rule: Intel always, AMD only with VP2INTERSECT (Zen 5), nobody else.
-    #[test]
-    fn zmm_default_rule() {
-        assert!(full_width_fma512(b"GenuineIntel", false));
-        assert!(!full_width_fma512(b"AuthenticAMD", false));
-        assert!(full_width_fma512(b"AuthenticAMD", true));
-        assert!(!full_width_fma512(b"HygonGenuine", true));
-        #[cfg(target_arch = "x86_64")]
-        eprintln!(
-            "this CPU: {}, zmm kernel by default: {}",
-            String::from_utf8_lossy(&cpu_vendor()),
-            zmm_by_default()
-        );
-    }
 }
