@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-use super::gemm::{gemm_tile, Kernel, NR};
-use super::gemm::{pack_a, MR};
+use super::gemm::{gemm_tile, Kernel};
+use super::gemm::{pack_a, MR, NR};
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",

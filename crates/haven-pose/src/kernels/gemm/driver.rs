@@ -292,6 +292,11 @@ unsafe fn tile(
 ) -> usize {
     // a zmm panel of at most 24 columns (a tile's last): the 8 x 24 kernel on its first 24
     // (half the work; the CPU has AVX-512VL, as `cpu_has_zmm` requires)
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     let kernel = match kernel {
         Kernel::Zmm if p.nr <= NR => Kernel::Wide,
         kernel => kernel,
@@ -300,11 +305,6 @@ unsafe fn tile(
     let a = ap[(mp * k + kb) * MR..].as_ptr();
     let bias = bias[mp * MR..].as_ptr();
     let dst = p.dst.at(mp * MR, 0);
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -350,6 +350,12 @@ unsafe fn tile(
         };
         return 2;
     }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    let _ = kernel; // only the portable 4 x 24 kernel exists here
     let (mr, _) = panel_step(m, mp, false);
     // SAFETY: the caller's contract, rows mp MR .. mp MR + mr (<= MR).
     let plans = p.plans.first_chunk().unwrap();

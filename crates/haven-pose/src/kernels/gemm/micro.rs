@@ -547,6 +547,11 @@ pub(crate) unsafe fn micro8(
 /// The k step of the 8 x 48 kernel after its three B loads (16 floats each): eight broadcasts
 /// of A (rows 0-3 at `{a}`, rows 4-7 `{d}` bytes further) into `{t}`/`{s}` in turn, 24
 /// multiply-adds on zmm registers.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 macro_rules! fma_8x48 {
     () => {
         concat!(
