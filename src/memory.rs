@@ -13,12 +13,10 @@ use std::time::Duration;
 /// Arenas glibc may create (its default is 8 per core; 4 until issue 25, where 2 held the README's
 /// demo 19 MiB lower, docs/performance.md "Memory").
 const MAX_ARENAS: i32 = 2;
-/// The pose engine's idle buffers held at most (the engine's own default is 256 MiB). One pose pass
-/// at 640x480 leaves 36 MiB of them, and the fall model's passes and regions of other sizes leave
-/// others: at 48 MiB the pool of the README's demo held 24-44 MiB, at 32 it holds 19-26 and the demo
-/// 15 MiB less, for no change in looks per second (issue 25, docs/performance.md "Memory"); what a
-/// pass needs beyond it is mapped afresh (`MMAP_THRESHOLD`). `HAVEN_POOL_MAX_MIB` overrides it.
-const POOL_MAX_MIB: usize = 32;
+/// The pose engine's idle buffers held at most (the engine's own default is 256 MiB): one pose pass
+/// at 640x480 leaves 36 MiB of them; what a rarer, larger pass (the fall model's) needs beyond this is
+/// allocated afresh for it. `HAVEN_POOL_MAX_MIB` overrides it.
+const POOL_MAX_MIB: usize = 48;
 /// Blocks this large or larger are mapped on their own and unmapped when freed. glibc starts at
 /// 128 KiB and raises its threshold to the largest mapped block freed (up to 32 MiB), so within
 /// seconds frames, messages and feature maps all came from the arenas, where the gaps they left
@@ -47,13 +45,6 @@ fn allocator_settings(is_set: impl Fn(&str) -> bool) -> Vec<(libc::c_int, libc::
         .collect()
 }
 
-/// Bytes of idle pose buffers to keep: `HAVEN_POOL_MAX_MIB` when it is a number of MiB, else
-/// `POOL_MAX_MIB`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn pool_limit(var: Option<String>) -> usize {
-    var.and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(POOL_MAX_MIB) << 20
-}
-
 /// Limits the allocator's arenas, maps large blocks on their own and starts a thread that returns
 /// freed memory every `TRIM_EVERY`. Call once, early in `main`, before other threads start.
 pub fn keep_tidy() {
@@ -63,7 +54,8 @@ pub fn keep_tidy() {
             // SAFETY: mallopt is a thread-safe glibc call with plain integer arguments.
             unsafe { libc::mallopt(param, value) };
         }
-        haven_pose::set_pool_limit(pool_limit(std::env::var("HAVEN_POOL_MAX_MIB").ok()));
+        let mib = std::env::var("HAVEN_POOL_MAX_MIB").ok().and_then(|v| v.trim().parse::<usize>().ok());
+        haven_pose::set_pool_limit(mib.unwrap_or(POOL_MAX_MIB) << 20);
         let spawned = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
             let mut slowest = Duration::ZERO;
             for round in 1u64.. {
@@ -100,14 +92,6 @@ pub fn keep_tidy() {
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     use super::*;
-
-    /// The pose buffers' cap is 32 MiB unless `HAVEN_POOL_MAX_MIB` names another.
-    #[test]
-    fn the_pose_pool_holds_32_mib_unless_told_otherwise() {
-        assert_eq!(pool_limit(None), 32 << 20);
-        assert_eq!(pool_limit(Some(" 48 ".into())), 48 << 20);
-        assert_eq!(pool_limit(Some("lots".into())), 32 << 20);
-    }
 
     /// glibc's own variables win over HAVEN's choices, each on its own.
     #[test]
