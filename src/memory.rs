@@ -21,7 +21,8 @@ const POOL_MAX_MIB: usize = 48;
 /// 128 KiB and raises its threshold to the largest mapped block freed (up to 32 MiB), so within
 /// seconds frames, messages and feature maps all came from the arenas, where the gaps they left
 /// stayed resident: 47 MiB free in the arenas of the README's demo, 10 MiB with this (issue 25,
-/// docs/performance.md "Memory"). Smaller blocks (JPEGs, JSON) stay in the arenas.
+/// docs/performance.md "Memory"). Smaller blocks (JPEGs, JSON) stay in the arenas. The price: each
+/// decoded frame is mapped and faulted in afresh (about 5 % more CPU per model pass at 12 cameras).
 const MMAP_THRESHOLD: i32 = 256 << 10;
 /// How often freed memory is handed back to the system. Every 2 s held the README's demo no lower
 /// within the noise, and a trim can hold an arena's lock for tens of milliseconds on a loaded
