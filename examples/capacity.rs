@@ -3,16 +3,18 @@
 //! how often its poses were refreshed, its inferences per second and its own thread's CPU.
 //!
 //! `cargo build && cargo run --example capacity -- [--demo 6] [--still 6] [--window 30] [--rounds 1]
-//!   [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]... [--with-objects LABEL:WEIGHTS]...`
+//!   [--this COPY] [--skip-this] [--exe PATH[=LABEL]]... [--variant LABEL:KEY=VALUE[,KEY=VALUE]]...
+//!   [--with-objects LABEL:WEIGHTS]...`
 //!
 //! Each `--exe` is another build of the server (an older commit's `target/debug/haven` in a worktree,
 //! say, with that tree's `settings/default.toml`) run on the same set-up, round after round in turn
 //! with this tree's build, so that before and after are measured side by side on the same machine.
 //! Each `--variant` runs this tree's build with environment overrides (`HAVEN__DETECTION__WORKERS=2`,
-//! say) in the same rotation. Each `--with-objects` runs this tree's build with a second model,
-//! `[models.objects]` with these detect weights, on every camera (`models = ["pose", "objects"]`): pose
-//! alone against pose plus objects, side by side (docs/performance.md). `data/still.mp4` is made by
-//! `scripts/setup.sh`.
+//! or `HAVEN__MODEL__PRECISION=int8,HAVEN__MODELS__FALL__PRECISION=int8` for both models in 8 bits)
+//! in the same rotation; `--this` runs a copy of this tree's build in its place (examples/support).
+//! Each `--with-objects` runs this tree's build with a second model, `[models.objects]` with these
+//! detect weights, on every camera (`models = ["pose", "objects"]`): pose alone against pose plus
+//! objects, side by side (docs/performance.md). `data/still.mp4` is made by `scripts/setup.sh`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -23,19 +25,21 @@ use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{cpu_seconds, median, repo, rss_mib, shipped_settings_with_cameras, Haven};
+use support::{cpu_seconds, median, minor_faults, repo, rss_mib, Build, Builds};
 
 struct Args {
     demo: usize,
     still: usize,
     window: f64,
     rounds: usize,
-    /// (server binary, label, environment added, detect weights to run beside pose on every camera)
-    builds: Vec<(PathBuf, String, Vec<(String, String)>, Option<PathBuf>)>,
+    /// (build, environment added, detect weights to run beside pose on every camera)
+    builds: Vec<(Build, Vec<(String, String)>, Option<PathBuf>)>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: vec![(repo().join("target/debug/haven"), "this tree".into(), Vec::new(), None)] };
+    let mut a = Args { demo: 6, still: 6, window: 30.0, rounds: 1, builds: Vec::new() };
+    let mut builds = Builds::new();
+    let mut objects: Vec<(String, PathBuf)> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -44,28 +48,17 @@ fn parse_args() -> Args {
             "--still" => a.still = value().parse().expect("--still N"),
             "--window" => a.window = value().parse().expect("--window SECONDS"),
             "--rounds" => a.rounds = value().parse().expect("--rounds N"),
-            "--exe" => {
-                let v = value();
-                let (path, label) = v.split_once('=').map_or((v.as_str(), v.as_str()), |(p, l)| (p, l));
-                a.builds.push((PathBuf::from(path), label.to_string(), Vec::new(), None));
-            }
-            "--variant" => {
-                let v = value();
-                let (label, env) = v.split_once(':').expect("--variant LABEL:KEY=VALUE[,KEY=VALUE]");
-                let env = env
-                    .split(',')
-                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("KEY=VALUE"))
-                    .collect();
-                a.builds.push((repo().join("target/debug/haven"), label.to_string(), env, None));
-            }
             "--with-objects" => {
                 let v = value();
                 let (label, weights) = v.split_once(':').expect("--with-objects LABEL:WEIGHTS");
-                a.builds.push((repo().join("target/debug/haven"), label.to_string(), Vec::new(), Some(repo().join(weights))));
+                objects.push((label.to_string(), repo().join(weights)));
             }
+            other if builds.parse(other, &mut value) => {}
             other => panic!("unknown argument {other} (see the comment at the top of examples/capacity.rs)"),
         }
     }
+    let with_objects: Vec<_> = objects.into_iter().map(|(label, w)| (builds.this(&label), Vec::new(), Some(w))).collect();
+    a.builds = builds.list.into_iter().map(|(b, env)| (b, env, None)).chain(with_objects).collect();
     a
 }
 
@@ -146,17 +139,28 @@ struct Row {
     models: Vec<(String, f64, Option<f64>)>,
 }
 
-/// One build's round: per-camera rows, the process's CPU (cores) and RSS.
-async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<&std::path::Path>, args: &Args) -> (Vec<Row>, f64, f64) {
+/// One build's round: per-camera rows and the process's figures.
+struct Round {
+    rows: Vec<Row>,
+    /// CPU over the window, in cores.
+    cores: f64,
+    rss_mib: f64,
+    /// Minor page faults a second over the window (memory mapped afresh and touched).
+    faults_per_s: f64,
+}
+
+impl Round {
+    /// The process's CPU per model pass of any camera, in ms: what a look costs, less sensitive to
+    /// the machine's other load than looks a second.
+    fn cpu_ms_per_pass(&self) -> f64 {
+        let passes: f64 = self.rows.iter().flat_map(|r| r.models.iter().map(|m| m.1)).sum();
+        self.cores * 1000.0 / passes
+    }
+}
+
+async fn round(build: &Build, env: &[(String, String)], objects: Option<&std::path::Path>, args: &Args) -> Round {
     // Each build reads its own shipped settings (an older one refuses sections it does not know).
-    let root = exe.ancestors().nth(3).filter(|r| r.join("settings/default.toml").is_file());
-    let mut s = match root {
-        Some(root) if root != repo() => {
-            let text = std::fs::read_to_string(root.join("settings/default.toml")).unwrap();
-            text.split("[[cameras]]").next().unwrap().to_string()
-        }
-        _ => shipped_settings_with_cameras(0),
-    };
+    let mut s = build.settings_with_cameras(0);
     if let Some(weights) = objects {
         s.push_str(&format!("[models.objects]\nweights = \"{}\"\nconf_threshold = 0.25\niou_threshold = 0.7\n\n", weights.display()));
     }
@@ -176,7 +180,7 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
     let settings = std::env::temp_dir().join(format!("haven-capacity-{}.toml", std::process::id()));
     std::fs::write(&settings, s).unwrap();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let haven = Haven::start_exe(exe, &settings, &env, None);
+    let haven = build.start(&settings, &env, None);
     let (pid, port) = (haven.pid(), haven.port);
     let seen: Vec<Arc<Mutex<Seen>>> = cams.iter().map(|_| Arc::default()).collect();
     let mut tasks = Vec::new();
@@ -185,7 +189,7 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
     }
     actix_web::rt::time::sleep(Duration::from_secs(10)).await; // warm-up: first checks, queues settle
     let before = statuses(port).await;
-    let cpu0 = cpu_seconds(pid);
+    let (cpu0, faults0) = (cpu_seconds(pid), minor_faults(pid));
     seen.iter().for_each(|s| s.lock().unwrap().counting = true);
     let t0 = Instant::now();
     let mut cpu_samples: Vec<Vec<f64>> = vec![Vec::new(); cams.len()];
@@ -206,6 +210,7 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
     seen.iter().for_each(|s| s.lock().unwrap().counting = false);
     let elapsed = t0.elapsed().as_secs_f64();
     let cores = (cpu_seconds(pid) - cpu0) / elapsed;
+    let faults_per_s = (minor_faults(pid) - faults0) as f64 / elapsed;
     let rss = rss_mib(pid);
     let after = statuses(port).await;
     let rows = cams
@@ -240,7 +245,7 @@ async fn round(exe: &std::path::Path, env: &[(String, String)], objects: Option<
     haven.stop();
     let _ = std::fs::remove_file(settings);
     let _ = std::fs::remove_dir_all(events);
-    (rows, cores, rss)
+    Round { rows, cores, rss_mib: rss, faults_per_s }
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -254,29 +259,41 @@ async fn main() {
         "# capacity: {} demo + {} still cameras, AI on, one viewer each, {} s window after 10 s warm-up, {} round(s)",
         args.demo, args.still, args.window, args.rounds
     );
-    let mut results: Vec<Vec<(Vec<Row>, f64, f64)>> = args.builds.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Round>> = args.builds.iter().map(|_| Vec::new()).collect();
     for r in 0..args.rounds {
-        for (b, (exe, label, env, objects)) in args.builds.iter().enumerate() {
-            eprintln!("round {} of {}: {label}", r + 1, args.rounds);
-            results[b].push(round(exe, env, objects.as_deref(), &args).await);
+        for (b, (build, env, objects)) in args.builds.iter().enumerate() {
+            eprintln!("round {} of {}: {}", r + 1, args.rounds, build.label);
+            let got = round(build, env, objects.as_deref(), &args).await;
+            let demo: Vec<f64> = got.rows.iter().filter(|r| !r.still).map(|r| r.pose_fps).collect();
+            eprintln!(
+                "  demo poses refreshed /s {:.2}-{:.2}; process CPU {:.2} cores, {:.1} ms per model pass; {:.0} minor faults /s; RSS {:.0} MiB",
+                demo.iter().cloned().fold(f64::INFINITY, f64::min),
+                demo.iter().cloned().fold(0.0, f64::max),
+                got.cores,
+                got.cpu_ms_per_pass(),
+                got.faults_per_s,
+                got.rss_mib
+            );
+            results[b].push(got);
         }
     }
-    for (b, (_, label, _, _)) in args.builds.iter().enumerate() {
+    for (b, (build, _, _)) in args.builds.iter().enumerate() {
+        let label = &build.label;
         println!("\n## {label}\n");
         println!("| camera | viewer fps | poses refreshed /s | inferences /s | camera thread CPU % | per model: passes /s, median ms |");
         println!("|---|---|---|---|---|---|");
-        let n = results[b][0].0.len();
-        let med = |f: &dyn Fn(&Row) -> f64, i: usize| median(results[b].iter().map(|r| f(&r.0[i])).collect());
+        let n = results[b][0].rows.len();
+        let med = |f: &dyn Fn(&Row) -> f64, i: usize| median(results[b].iter().map(|r| f(&r.rows[i])).collect());
         for i in 0..n {
-            let row = &results[b][0].0[i];
-            let cpu: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].cpu_percent).collect();
+            let row = &results[b][0].rows[i];
+            let cpu: Vec<f64> = results[b].iter().filter_map(|r| r.rows[i].cpu_percent).collect();
             let models: Vec<String> = row
                 .models
                 .iter()
                 .enumerate()
                 .map(|(k, (name, _, _))| {
-                    let rate = median(results[b].iter().filter_map(|r| r.0[i].models.get(k).map(|m| m.1)).collect());
-                    let ms: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].models.get(k).and_then(|m| m.2)).collect();
+                    let rate = median(results[b].iter().filter_map(|r| r.rows[i].models.get(k).map(|m| m.1)).collect());
+                    let ms: Vec<f64> = results[b].iter().filter_map(|r| r.rows[i].models.get(k).and_then(|m| m.2)).collect();
                     format!("{name} {rate:.2}, {} ms", fmt_opt((!ms.is_empty()).then(|| median(ms))))
                 })
                 .collect();
@@ -291,7 +308,7 @@ async fn main() {
             );
         }
         let pick = |still: bool, f: &dyn Fn(&Row) -> f64| -> Vec<f64> {
-            (0..n).filter(|&i| results[b][0].0[i].still == still).map(|i| med(f, i)).collect()
+            (0..n).filter(|&i| results[b][0].rows[i].still == still).map(|i| med(f, i)).collect()
         };
         let min = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = |v: &[f64]| v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -299,22 +316,24 @@ async fn main() {
         let demo_poses = pick(false, &|r| r.pose_fps);
         let still_inf = pick(true, &|r| r.inferences_per_s);
         let still_cpu: Vec<f64> = (0..n)
-            .filter(|&i| results[b][0].0[i].still)
+            .filter(|&i| results[b][0].rows[i].still)
             .filter_map(|i| {
-                let v: Vec<f64> = results[b].iter().filter_map(|r| r.0[i].cpu_percent).collect();
+                let v: Vec<f64> = results[b].iter().filter_map(|r| r.rows[i].cpu_percent).collect();
                 (!v.is_empty()).then(|| median(v))
             })
             .collect();
         println!(
-            "\nsummary ({label}): viewer fps min {:.1}; demo poses refreshed /s min {:.2}, max {:.2} (spread {:.0} %); still inferences /s max {:.2}; still camera thread CPU max {}; process CPU {:.2} cores, RSS {:.0} MiB",
+            "\nsummary ({label}): viewer fps min {:.1}; demo poses refreshed /s min {:.2}, max {:.2} (spread {:.0} %); still inferences /s max {:.2}; still camera thread CPU max {}; process CPU {:.2} cores, {:.1} ms per model pass, {:.0} minor faults /s; RSS {:.0} MiB",
             min(&viewer),
             min(&demo_poses),
             max(&demo_poses),
             if min(&demo_poses) > 0.0 { (max(&demo_poses) / min(&demo_poses) - 1.0) * 100.0 } else { f64::NAN },
             max(&still_inf),
             if still_cpu.is_empty() { "–".into() } else { format!("{:.1} %", max(&still_cpu)) },
-            median(results[b].iter().map(|r| r.1).collect()),
-            median(results[b].iter().map(|r| r.2).collect()),
+            median(results[b].iter().map(|r| r.cores).collect()),
+            median(results[b].iter().map(Round::cpu_ms_per_pass).collect()),
+            median(results[b].iter().map(|r| r.faults_per_s).collect()),
+            median(results[b].iter().map(|r| r.rss_mib).collect()),
         );
     }
 }

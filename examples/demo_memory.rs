@@ -9,7 +9,7 @@
 //! Each `--exe` (another build, with its checkout's settings) and `--variant` (this tree's build with
 //! environment added, `MALLOC_ARENA_MAX=2`, say) runs in turn with this tree's build, round by round,
 //! so that before and after are measured side by side on the same machine (docs/performance.md,
-//! "Memory").
+//! "Memory"); these options are shared with examples/capacity.rs (examples/support, `Builds`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,7 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{median, repo, Build};
+use support::{median, repo, rss, Build, Builds};
 
 struct Args {
     warmup: f64,
@@ -30,14 +30,11 @@ struct Args {
     rounds: usize,
     readers: usize,
     never_read: usize,
-    /// (build, environment added)
-    builds: Vec<(Build, Vec<(String, String)>)>,
+    builds: Builds,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { warmup: 60.0, window: 60.0, rounds: 1, readers: 30, never_read: 1, builds: vec![(Build::current(), Vec::new())] };
-    a.builds[0].0.label = "this tree".into();
-    let mut this: Option<PathBuf> = None;
+    let mut a = Args { warmup: 60.0, window: 60.0, rounds: 1, readers: 30, never_read: 1, builds: Builds::new() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -47,32 +44,7 @@ fn parse_args() -> Args {
             "--rounds" => a.rounds = value().parse().expect("--rounds N"),
             "--readers" => a.readers = value().parse().expect("--readers N"),
             "--never-read" => a.never_read = value().parse().expect("--never-read N"),
-            // only the other builds (a profiler's wrapper around this tree's build, say)
-            "--skip-this" => a.builds.retain(|(b, _)| b.label != "this tree"),
-            // a copy of this tree's build to run as "this tree" and its variants (so that building
-            // while it measures changes nothing)
-            "--this" => {
-                let exe = PathBuf::from(value());
-                for (b, _) in a.builds.iter_mut().filter(|(b, _)| b.exe == Build::current().exe) {
-                    b.exe = exe.clone();
-                }
-                this = Some(exe);
-            }
-            "--exe" => a.builds.push((Build::parse(&value()), Vec::new())),
-            "--variant" => {
-                let v = value();
-                let (label, env) = v.split_once(':').expect("--variant LABEL:KEY=VALUE[,KEY=VALUE]");
-                let env = env
-                    .split(',')
-                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("KEY=VALUE"))
-                    .collect();
-                let mut build = Build::current();
-                build.label = label.to_string();
-                if let Some(exe) = &this {
-                    build.exe = exe.clone();
-                }
-                a.builds.push((build, env));
-            }
+            other if a.builds.parse(other, &mut value) => {}
             other => panic!("unknown argument {other} (see the comment at the top of examples/demo_memory.rs)"),
         }
     }
@@ -92,16 +64,6 @@ fn settings_for(build: &Build, scratch: &Path) -> PathBuf {
     let path = scratch.join("haven.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// VmRSS, RssAnon and RssFile in MiB.
-fn rss(pid: u32) -> [f64; 3] {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> f64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
-    };
-    [field("VmRSS:"), field("RssAnon:"), field("RssFile:")]
 }
 
 /// Resident MiB by what is mapped: the heap, thread stacks, other anonymous memory (glibc's other
@@ -231,9 +193,9 @@ async fn main() {
         "# demo memory: the shipped settings (3 demo cameras), {} reading viewers + {} never reading; {} s warm-up, RSS sampled every 5 s for {} s; {} round(s)",
         args.readers, args.never_read, args.warmup, args.window, args.rounds
     );
-    let mut results: Vec<Vec<Round>> = args.builds.iter().map(|_| Vec::new()).collect();
+    let mut results: Vec<Vec<Round>> = args.builds.list.iter().map(|_| Vec::new()).collect();
     for r in 0..args.rounds {
-        for (b, (build, env)) in args.builds.iter().enumerate() {
+        for (b, (build, env)) in args.builds.list.iter().enumerate() {
             eprintln!("round {} of {}: {}", r + 1, args.rounds, build.label);
             let got = round(build, env, &args).await;
             eprintln!("  RSS {:.1} MiB (anon {:.1}, file {:.1}), viewers {:.1} fps", got.rss[0], got.rss[1], got.rss[2], got.viewer_fps);
@@ -243,7 +205,7 @@ async fn main() {
     }
     println!("\n| build | RSS MiB (median of rounds) | anonymous | file-backed | max RSS | RSS first → last tenth of the window (drift) | each reading viewer's fps |");
     println!("|---|---|---|---|---|---|---|");
-    for (b, (build, _)) in args.builds.iter().enumerate() {
+    for (b, (build, _)) in args.builds.list.iter().enumerate() {
         let m = |f: &dyn Fn(&Round) -> f64| median(results[b].iter().map(f).collect());
         let (a, z) = (m(&|r| r.drift.0), m(&|r| r.drift.1));
         println!(
@@ -258,7 +220,7 @@ async fn main() {
         );
     }
     println!();
-    for (b, (build, _)) in args.builds.iter().enumerate() {
+    for (b, (build, _)) in args.builds.list.iter().enumerate() {
         for (r, got) in results[b].iter().enumerate() {
             println!("{} round {}: {}", build.label, r + 1, got.heap.as_deref().unwrap_or("no heap figures (under a minute)"));
         }
@@ -270,7 +232,7 @@ async fn main() {
     let last = |b: usize, n: &str| results[b].last().unwrap().smaps.get(n).copied().unwrap_or(0.0);
     names.retain(|n| (0..results.len()).any(|b| last(b, n) >= 1.0));
     names.sort_by(|x, y| last(0, y).total_cmp(&last(0, x)));
-    let labels: Vec<&str> = args.builds.iter().map(|(b, _)| b.label.as_str()).collect();
+    let labels: Vec<&str> = args.builds.list.iter().map(|(b, _)| b.label.as_str()).collect();
     println!("\n| resident MiB by mapping (last round) | {} |", labels.join(" | "));
     println!("|---|{}", "---|".repeat(labels.len()));
     for n in &names {

@@ -17,6 +17,13 @@ const MAX_ARENAS: i32 = 2;
 /// at 640x480 leaves 36 MiB of them; what a rarer, larger pass (the fall model's) needs beyond this is
 /// allocated afresh for it. `HAVEN_POOL_MAX_MIB` overrides it.
 const POOL_MAX_MIB: usize = 48;
+/// Blocks this large or larger are mapped on their own and unmapped when freed. glibc starts at
+/// 128 KiB and raises its threshold to the largest mapped block freed (up to 32 MiB), so within
+/// seconds frames, messages and feature maps all came from the arenas, where the gaps they left
+/// stayed resident: 47 MiB free in the arenas of the README's demo, 10 MiB with this (issue 25,
+/// docs/performance.md "Memory"). Smaller blocks (JPEGs, JSON) stay in the arenas. The price: each
+/// decoded frame is mapped and faulted in afresh (about 5 % more CPU per model pass at 12 cameras).
+const MMAP_THRESHOLD: i32 = 256 << 10;
 /// How often freed memory is handed back to the system. Every 2 s held the README's demo no lower
 /// within the noise, and a trim can hold an arena's lock for tens of milliseconds on a loaded
 /// machine (the slowest of each minute is logged with glibc's figures; issue 25).
@@ -27,15 +34,26 @@ const LOG_EVERY: u64 = 6;
 /// earlier pass needed: another model's, larger regions'); the rest stay for the next passes.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-/// Limits the allocator's arenas and starts a thread that returns freed memory every `TRIM_EVERY`.
-/// Call once, early in `main`, before other threads start.
+/// The `mallopt` calls to make: each of HAVEN's choices unless glibc's own environment variable for
+/// it (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`) is set: those win, they are how a choice is
+/// measured.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn allocator_settings(is_set: impl Fn(&str) -> bool) -> Vec<(libc::c_int, libc::c_int)> {
+    [("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, MAX_ARENAS), ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD)]
+        .into_iter()
+        .filter(|(name, ..)| !is_set(name))
+        .map(|(_, param, value)| (param, value))
+        .collect()
+}
+
+/// Limits the allocator's arenas, maps large blocks on their own and starts a thread that returns
+/// freed memory every `TRIM_EVERY`. Call once, early in `main`, before other threads start.
 pub fn keep_tidy() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // glibc's own variables (MALLOC_ARENA_MAX=…), when set, win: they are how a setting is measured.
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // SAFETY: mallopt and malloc_trim are thread-safe glibc calls with plain integer arguments.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS) };
+        for (param, value) in allocator_settings(|name| std::env::var_os(name).is_some()) {
+            // SAFETY: mallopt is a thread-safe glibc call with plain integer arguments.
+            unsafe { libc::mallopt(param, value) };
         }
         let mib = std::env::var("HAVEN_POOL_MAX_MIB").ok().and_then(|v| v.trim().parse::<usize>().ok());
         haven_pose::set_pool_limit(mib.unwrap_or(POOL_MAX_MIB) << 20);
@@ -69,5 +87,43 @@ pub fn keep_tidy() {
         if let Err(e) = spawned {
             log::warn!("cannot start the memory trimmer: {e}");
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// glibc's own variables win over HAVEN's choices, each on its own.
+    #[test]
+    fn the_environment_wins_over_each_allocator_choice() {
+        let all = allocator_settings(|_| false);
+        assert_eq!(all, [(libc::M_ARENA_MAX, MAX_ARENAS), (libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD)]);
+        assert_eq!(allocator_settings(|n| n == "MALLOC_ARENA_MAX"), [(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD)]);
+        assert_eq!(allocator_settings(|n| n == "MALLOC_MMAP_THRESHOLD_"), [(libc::M_ARENA_MAX, MAX_ARENAS)]);
+        assert!(allocator_settings(|_| true).is_empty());
+    }
+
+    /// With the threshold fixed, a block over it is mapped on its own even after a larger mapped
+    /// block was freed (glibc's own rule would have raised its threshold to that block's size and
+    /// served this one from an arena, where what it leaves when freed stays resident). Other tests
+    /// allocate meanwhile, so the mapped bytes are read while the block is held, a few times over.
+    #[test]
+    fn blocks_over_the_threshold_are_mapped_even_after_a_larger_one_was_freed() {
+        for (param, value) in allocator_settings(|_| false) {
+            // SAFETY: mallopt is a thread-safe glibc call with plain integer arguments.
+            unsafe { libc::mallopt(param, value) };
+        }
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mapped = || unsafe { libc::mallinfo2() }.hblkhd;
+        let mapped_on_its_own = (0..5).any(|_| {
+            drop(std::hint::black_box(vec![1u8; 16 << 20]));
+            let before = mapped();
+            let block = std::hint::black_box(vec![1u8; 4 << 20]);
+            let grew = mapped().saturating_sub(before) >= 4 << 20;
+            drop(block);
+            grew
+        });
+        assert!(mapped_on_its_own, "a 4 MiB block after a 16 MiB one was freed came from an arena");
     }
 }

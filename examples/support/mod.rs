@@ -111,6 +111,57 @@ impl Build {
     }
 }
 
+/// The builds a benchmark runs side by side, round by round, each with environment added: this
+/// tree's build ("this tree") and, from the command line, `--exe PATH[=LABEL]` (another checkout's
+/// build, with that checkout's settings), `--variant LABEL:KEY=VALUE[,KEY=VALUE]` (this tree's build
+/// with environment added: `HAVEN__MODEL__PRECISION=int8`, say), `--this COPY` (a copy of this tree's
+/// build to run as this tree and its variants, so that building while it measures changes nothing)
+/// and `--skip-this` (only the variants and other builds).
+pub struct Builds {
+    pub list: Vec<(Build, Vec<(String, String)>)>,
+    this: PathBuf,
+}
+
+impl Builds {
+    pub fn new() -> Self {
+        let mut this = Build::current();
+        this.label = "this tree".into();
+        Builds { this: this.exe.clone(), list: vec![(this, Vec::new())] }
+    }
+
+    /// This tree's build (or its `--this` copy), under `label`.
+    pub fn this(&self, label: &str) -> Build {
+        Build { exe: self.this.clone(), label: label.to_string() }
+    }
+
+    /// Takes `arg` and, where it has one, its value when it is one of the options above; false when
+    /// it is not.
+    pub fn parse(&mut self, arg: &str, value: impl FnOnce() -> String) -> bool {
+        match arg {
+            "--skip-this" => self.list.retain(|(b, _)| b.label != "this tree"),
+            "--this" => {
+                let exe = PathBuf::from(value());
+                for (b, _) in self.list.iter_mut().filter(|(b, _)| b.exe == self.this) {
+                    b.exe = exe.clone();
+                }
+                self.this = exe;
+            }
+            "--exe" => self.list.push((Build::parse(&value()), Vec::new())),
+            "--variant" => {
+                let v = value();
+                let (label, env) = v.split_once(':').expect("--variant LABEL:KEY=VALUE[,KEY=VALUE]");
+                let env = env
+                    .split(',')
+                    .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("KEY=VALUE"))
+                    .collect();
+                self.list.push((self.this(label), env));
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// CPU seconds (user + system) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -119,10 +170,25 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0 // USER_HZ
 }
 
-pub fn rss_mib(pid: u32) -> f64 {
+/// Minor page faults a process has taken so far.
+pub fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
+/// VmRSS, RssAnon and RssFile in MiB.
+pub fn rss(pid: u32) -> [f64; 3] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    let field = |name: &str| -> f64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+    };
+    [field("VmRSS:"), field("RssAnon:"), field("RssFile:")]
+}
+
+/// VmRSS in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    rss(pid)[0]
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
