@@ -28,7 +28,7 @@
 //!
 //! Engine switches ([`EngineOptions`]): read once from the environment by [`PoseModel::load`]
 //! (`HAVEN_POSE_PROFILE=1` prints each layer's time, `HAVEN_CONV_PROFILE=1` each convolution's time
-//! and GFLOP/s (stderr); `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`, `HAVEN_WIDE_KERNEL`, `HAVEN_ZMM_KERNEL` pick kernel paths;
+//! and GFLOP/s (stderr); `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`, `HAVEN_WIDE_KERNEL` pick kernel paths;
 //! `HAVEN_CPU_OPS=candle` runs Candle's stock CPU ops instead of HAVEN's kernels), or given in code to
 //! [`PoseModel::load_with_engine`].
 

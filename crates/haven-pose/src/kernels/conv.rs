@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::depthwise::{depthwise, Depthwise};
 use super::gemm::{
-    gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, unpack_a, Dst, Kernel, KC, MR, NR, NR_MAX,
+    gemm_tile_offs, gemm_tile_to, pack_a, pack_b_row, unpack_a, Dst, Kernel, KC, MR, NR,
 };
 use super::int8::driver::MAX_K;
 use super::int8::{I8Kernel, QConv};
@@ -160,7 +160,7 @@ impl Conv {
             wino: OnceLock::new(),
             wino4: OnceLock::new(),
             opts,
-            kernel: Kernel::from_options(&opts),
+            kernel: Kernel::select(opts.wide_kernel),
             q,
         }
     }
@@ -289,7 +289,7 @@ impl Conv {
         let (src, w2, offs): (&[f32], usize, Vec<usize>) = if direct {
             (x, w, (0..kk).map(|r| r * h * w).collect())
         } else {
-            let (buf, hp, wp) = phase_planes(x, self.cin, h, w, s, p, k * (w + 2 * p) + k + NR_MAX);
+            let (buf, hp, wp) = phase_planes(x, self.cin, h, w, s, p, k * (w + 2 * p) + k + NR);
             let mut offs = Vec::with_capacity(kk);
             for ci in 0..self.cin {
                 for ky in 0..k {
@@ -313,27 +313,23 @@ impl Conv {
         let cp = SendPtr(out.as_mut_ptr());
         let threads = rayon::current_num_threads().max(1);
         let (tn, ntiles);
-        // tiles are whole panels of the kernel's width `nr`; the bounds below are in 24-column
-        // units (the same tile widths for every kernel)
-        let nr = self.kernel.nr();
-        let panels = |lo: usize, hi: usize, want: usize| want.clamp(lo * NR / nr, hi * NR / nr);
         if direct {
             // Tile the output pixels so that one tile's packed B (kk x tn floats) stays in L2.
-            let mut t = panels(1, 42, (160 * 1024 / 4) / kk / nr).max(1) * nr;
+            let mut t = ((160 * 1024 / 4) / kk / NR).clamp(1, 42) * NR;
             if n.div_ceil(t) < 2 * threads {
-                t = n.div_ceil(2 * threads).div_ceil(nr).max(1) * nr;
+                t = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
             }
             tn = t;
         } else if pack_strided {
             // one tile's packed B (kk x tn floats) within half of L2
-            let mut t = panels(4, 42, (512 * 1024 / 4) / kk / nr) * nr;
+            let mut t = ((512 * 1024 / 4) / kk / NR).clamp(4, 42) * NR;
             if n.div_ceil(t) < 2 * threads {
-                t = n.div_ceil(2 * threads).div_ceil(nr).max(1) * nr;
+                t = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
             }
             tn = t;
         } else {
             // implicit im2col: tiles only split the work
-            tn = panels(4, 16, n.div_ceil(8 * threads).div_ceil(nr)) * nr;
+            tn = n.div_ceil(8 * threads).div_ceil(NR).clamp(4, 16) * NR;
         }
         ntiles = n.div_ceil(tn);
         // Small maps give few pixel tiles: split the output channels too, so that both threads get work.
@@ -390,12 +386,12 @@ impl Conv {
             }
             BPACK.with(|bp| {
                 let mut bp = bp.borrow_mut();
-                let need = len.div_ceil(nr) * nr * kk;
+                let need = len.div_ceil(NR) * NR * kk;
                 if bp.len() < need {
                     bp.resize(need, 0.0);
                 }
                 for (r, &o) in offs.iter().enumerate() {
-                    pack_b_row(&src[o + p0..o + p1], r, kk, nr, &mut bp);
+                    pack_b_row(&src[o + p0..o + p1], r, kk, &mut bp);
                 }
                 // SAFETY: see above.
                 unsafe { gemm_tile_to(mlen, len, kk, ap, &bp, bias, self.act, dst, self.kernel) };
@@ -441,13 +437,13 @@ mod tests {
                 ("winograd F(4,3)", true, Winograd4::Always),
                 ("winograd by size", true, Winograd4::Auto),
             ] {
-                let opts = kernel.options(KernelOptions {
+                let opts = KernelOptions {
                     winograd,
                     winograd4,
+                    wide_kernel: kernel.is_wide(),
                     conv_profile: false,
                     precision: Precision::F32,
-                    ..KernelOptions::default()
-                });
+                };
                 options.push((format!("{name}, {wname}"), opts));
             }
         }
@@ -587,31 +583,6 @@ mod tests {
         assert!(!c.kernel.is_wide());
         let c = conv((16, 16, 3, 1, 1), true, KernelOptions::default());
         assert_eq!(c.kernel.is_wide(), crate::kernels::gemm::cpu_has_wide());
-        let has_zmm = crate::kernels::gemm::cpu_has_zmm();
-        assert_eq!(
-            c.kernel == Kernel::Zmm,
-            has_zmm,
-            "the zmm kernel by default"
-        );
-        for (zmm, want) in [(false, false), (true, has_zmm)] {
-            let opts = KernelOptions {
-                zmm_kernel: zmm,
-                ..KernelOptions::default()
-            };
-            let c = conv((16, 16, 3, 1, 1), true, opts);
-            assert_eq!(c.kernel == Kernel::Zmm, want, "zmm_kernel {zmm}");
-            assert_eq!(c.kernel.is_wide(), crate::kernels::gemm::cpu_has_wide());
-            // HAVEN_WIDE_KERNEL=0 keeps the 4 x 24 kernel whatever the zmm switch says
-            let narrow = conv(
-                (16, 16, 3, 1, 1),
-                true,
-                KernelOptions {
-                    wide_kernel: false,
-                    ..opts
-                },
-            );
-            assert_eq!(narrow.kernel, Kernel::Narrow);
-        }
     }
 
     /// Per-layer timing of the Winograd and direct paths (best of WINO_REPS, default 50), on

@@ -15,10 +15,6 @@ pub struct KernelOptions {
     /// The 8 x 24 GEMM micro-kernel where the CPU has AVX-512F and AVX-512VL
     /// (`HAVEN_WIDE_KERNEL=0`: always the 4 x 24 one). Without AVX-512 this request is ignored.
     pub wide_kernel: bool,
-    /// The 8 x 48 zmm (512-bit) micro-kernel instead of the 8 x 24 one where the CPU has AVX-512F/VL
-    /// and `wide_kernel` is on (`HAVEN_ZMM_KERNEL=0`: the 8 x 24 one; docs/pose.md "512-bit
-    /// micro-kernel"). Without AVX-512 this request is ignored.
-    pub zmm_kernel: bool,
     /// Print every dense convolution's time and GFLOP/s to stderr (`HAVEN_CONV_PROFILE=1`).
     pub conv_profile: bool,
     /// The arithmetic of the dense convolutions (the one switch here that changes the numbers):
@@ -83,7 +79,6 @@ impl Default for KernelOptions {
             winograd: true,
             winograd4: Winograd4::Auto,
             wide_kernel: true,
-            zmm_kernel: true,
             conv_profile: false,
             precision: Precision::F32,
         }
@@ -92,7 +87,7 @@ impl Default for KernelOptions {
 
 impl KernelOptions {
     /// The defaults with the environment switches applied: `HAVEN_WINOGRAD`, `HAVEN_WINOGRAD4`,
-    /// `HAVEN_WIDE_KERNEL`, `HAVEN_ZMM_KERNEL`, `HAVEN_CONV_PROFILE` (see docs/pose.md).
+    /// `HAVEN_WIDE_KERNEL`, `HAVEN_CONV_PROFILE` (see docs/pose.md).
     pub fn from_env() -> Self {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -109,7 +104,6 @@ impl KernelOptions {
                 Some(_) => Winograd4::Always,
             },
             wide_kernel: off("HAVEN_WIDE_KERNEL", d.wide_kernel),
-            zmm_kernel: off("HAVEN_ZMM_KERNEL", d.zmm_kernel),
             conv_profile: off("HAVEN_CONV_PROFILE", d.conv_profile),
             precision: d.precision,
         }
@@ -133,14 +127,11 @@ mod tests {
                 winograd: false,
                 winograd4: Winograd4::Never,
                 wide_kernel: false,
-                zmm_kernel: false,
                 conv_profile: true,
                 precision: Precision::F32,
             }
         );
         let w4 = KernelOptions::from_lookup(|n| (n == "HAVEN_WINOGRAD4").then(|| "1".into()));
         assert_eq!(w4.winograd4, Winograd4::Always);
-        let z = KernelOptions::from_lookup(|n| (n == "HAVEN_ZMM_KERNEL").then(|| "0".into()));
-        assert!(!z.zmm_kernel && z.wide_kernel);
     }
 }

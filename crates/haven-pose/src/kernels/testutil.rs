@@ -1,6 +1,6 @@
 //! Shared test helpers: deterministic data, plain references, the kernel paths this CPU can run.
 
-use super::gemm::{cpu_has_wide, cpu_has_zmm, Kernel};
+use super::gemm::{cpu_has_wide, Kernel};
 
 /// Deterministic values in [-1, 1].
 pub(crate) fn pseudo(n: usize, seed: u32) -> Vec<f32> {
@@ -28,9 +28,9 @@ pub(crate) fn silu_ref(x: f32) -> f32 {
     (x as f64 / (1.0 + (-x as f64).exp())) as f32
 }
 
-/// The GEMM micro-kernels to test on this machine: always the 4 x 24 one, the 8 x 24 one and the
-/// 8 x 48 zmm one where the CPU has AVX-512F/VL (otherwise says why they are skipped; the row
-/// split is covered portably by `panel_steps_cover_every_row_once`).
+/// The GEMM micro-kernels to test on this machine: always the 4 x 24 one, the 8 x 24 one where the
+/// CPU has AVX-512F/VL (otherwise says why it is skipped; its row split is covered portably by
+/// `panel_steps_cover_every_row_once`).
 pub(crate) fn kernels_to_test() -> Vec<(&'static str, Kernel)> {
     let mut v = vec![("narrow 4x24", Kernel::NARROW)];
     if cpu_has_wide() {
@@ -42,14 +42,6 @@ pub(crate) fn kernels_to_test() -> Vec<(&'static str, Kernel)> {
             "a wide kernel selected without AVX-512VL"
         );
         eprintln!("skipping the wide 8x24 kernel: this CPU (or build) lacks AVX-512F/VL; testing the narrow 4x24 kernel only");
-    }
-    let zmm = Kernel::from_options(&Kernel::Zmm.options(Default::default()));
-    if cpu_has_zmm() {
-        assert_eq!(zmm, Kernel::Zmm);
-        v.push(("zmm 8x48 (AVX-512F)", zmm));
-    } else {
-        assert_ne!(zmm, Kernel::Zmm, "a zmm kernel selected without AVX-512F");
-        eprintln!("skipping the zmm 8x48 kernel: this CPU (or build) lacks AVX-512F");
     }
     v
 }

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-use super::gemm::{gemm_tile, Kernel};
-use super::gemm::{pack_a, MR, NR};
+use super::gemm::{gemm_tile, Kernel, NR};
+use super::gemm::{pack_a, MR};
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -463,7 +463,7 @@ pub(crate) struct WinoLayer<'a> {
 /// How a layer's tiles and output channels are split into tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// tiles per chunk (a multiple of the kernel's panel width)
+    /// tiles per chunk (a multiple of NR)
     pub tc: usize,
     pub nchunks: usize,
     /// output-channel chunks of `mcp` weight panels each
@@ -474,17 +474,10 @@ pub(crate) struct Plan {
     pub shared: bool,
 }
 
-/// The task split for `nt` tiles of a cin -> cout layer with `nx` transformed values per tile,
-/// in chunks of whole B panels of `nr` columns (at most 240 tiles, as with 24-column panels).
-pub(crate) fn plan(
-    nx: usize,
-    cin: usize,
-    cout: usize,
-    nt: usize,
-    threads: usize,
-    nr: usize,
-) -> Plan {
-    let mut tc = (WINO_V_FLOATS / nx / cin / nr).clamp(1, (10 * NR / nr).max(1)) * nr;
+/// The task split for `nt` tiles of a cin -> cout layer with `nx` transformed values per tile.
+pub(crate) fn plan(nx: usize, cin: usize, cout: usize, nt: usize, threads: usize) -> Plan {
+    let nr = super::gemm::NR;
+    let mut tc = (WINO_V_FLOATS / nx / cin / nr).clamp(1, 10) * nr;
     if nt.div_ceil(tc) < 2 * threads {
         tc = nt.div_ceil(2 * threads).div_ceil(nr).max(1) * nr;
     }
@@ -522,18 +515,15 @@ struct Grid<'a> {
     wp: usize,
     /// tiles per row
     tw: usize,
-    /// the GEMM kernel's B panel width (the operands' layout)
-    nr: usize,
     h: usize,
     w: usize,
 }
 
 /// Step 1: input transform of tiles t0 .. t1, channels c0 .. c1, channel by channel, straight into
-/// the packed GEMM operands (`[n/nr][cin][nr]` per transformed value xi, `vst` apart, n = t1 - t0,
-/// nr = `g.nr`).
+/// the packed GEMM operands (`[n/NR][cin][NR]` per transformed value xi, `vst` apart, n = t1 - t0).
 ///
 /// # Safety
-/// `vp .. + nx vst` must be writable (vst >= (t1 - t0).div_ceil(nr) nr cin), rows (panel, c) for
+/// `vp .. + nx vst` must be writable (vst >= (t1 - t0).div_ceil(NR) NR cin), rows (panel, c) for
 /// c in c0 .. c1 not written by other threads meanwhile; `g.src` must cover every tile's reads
 /// (checked by [`winograd`]).
 #[cfg(all(
@@ -554,7 +544,6 @@ unsafe fn input_transform<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     let nx = (R + 2) * (R + 2);
-    let nr = g.nr;
     // tiles are processed in increasing order, so the junk lanes past a tile row's end land
     // on tiles that are written afterwards (or on padding)
     static HEAD: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -564,8 +553,8 @@ unsafe fn input_transform<const R: usize>(
             let mut tx = txa;
             while tx < txb {
                 let t = tl + tx - txa;
-                let (panel, off) = (t / nr, t % nr);
-                let d = vp.wrapping_add((panel * cin + c) * nr + off);
+                let (panel, off) = (t / NR, t % NR);
+                let d = vp.wrapping_add((panel * cin + c) * NR + off);
                 let pt = pc.wrapping_add(R * ty * g.wp + R * tx);
                 let mut v = [_mm256_setzero_ps(); 36];
                 // SAFETY: the tile group's R + 2 rows of 8 R + 2 (+ rounding) floats lie in the
@@ -580,21 +569,21 @@ unsafe fn input_transform<const R: usize>(
                 // SAFETY (stores): lane l goes to tile t + l of row (panel, c): a whole vector when
                 // it fits the panel's row (lanes past the tile row's end land on later tiles or
                 // padding of the same row), else masked into this panel's row and, for tiles that
-                // exist, the next panel's (panel + 1 < n.div_ceil(nr) then): all inside the
+                // exist, the next panel's (panel + 1 < n.div_ceil(NR) then): all inside the
                 // caller's `vp` region, in rows of channel c only.
                 unsafe {
-                    if off + 8 <= nr {
+                    if off + 8 <= NR {
                         for (xi, vv) in v.iter().enumerate().take(nx) {
                             super::simd::avx2::st(d.wrapping_add(xi * vst), *vv);
                         }
                     } else {
-                        // lanes 0 .. nr - off end this panel's row, the rest start the next
-                        let k = nr - off;
+                        // lanes 0 .. NR - off end this panel's row, the rest start the next
+                        let k = NR - off;
                         let m1 = _mm256_loadu_si256(HEAD.as_ptr().add(8 - k) as *const __m256i);
-                        let second = off + (txb - tx).min(8) > nr;
+                        let second = off + (txb - tx).min(8) > NR;
                         let m2 = _mm256_xor_si256(m1, _mm256_set1_epi32(-1));
                         // lane l of the second part goes to (panel + 1, c, l - k)
-                        let d2 = d.wrapping_add(cin * nr - nr);
+                        let d2 = d.wrapping_add(cin * NR - NR);
                         for (xi, vv) in v.iter().enumerate().take(nx) {
                             _mm256_maskstore_ps(d.wrapping_add(xi * vst), m1, *vv);
                             if second {
@@ -629,8 +618,7 @@ fn batched_gemm(
     kernel: Kernel,
 ) {
     let cin = l.cin;
-    let nr = kernel.nr();
-    let vsz = n.div_ceil(nr) * nr * cin;
+    let vsz = n.div_ceil(NR) * NR * cin;
     assert!(ml * n <= mstride && mb.len() >= nx * mstride);
     for xi in 0..nx {
         let c = mb[xi * mstride..].as_mut_ptr();
@@ -773,9 +761,8 @@ pub(crate) fn winograd<const R: usize>(
         mchunks,
         mcp,
         shared,
-    } = plan(nx, cin, cout, nt, threads, kernel.nr());
+    } = plan(nx, cin, cout, nt, threads);
     let g = Grid {
-        nr: kernel.nr(),
         src: &planes[..],
         plane,
         wp,
@@ -816,7 +803,7 @@ pub(crate) fn winograd<const R: usize>(
     };
     // distance between the 16 (36) operands: not a multiple of 4 KiB, so that the streams of the
     // transforms do not all map to the same L1 sets
-    let vstride = |n: usize| n.div_ceil(g.nr) * g.nr * cin + 32;
+    let vstride = |n: usize| n.div_ceil(NR) * NR * cin + 32;
     if shared {
         // Few tiles for the threads: transform the whole input once (split by channels), then
         // split the GEMMs and output transform by output channels. Splitting tiles and output
@@ -899,7 +886,7 @@ pub(crate) fn winograd<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::gemm::{NR, NR_ZMM};
+    use crate::kernels::gemm::NR;
 
     /// The task split covers every tile and output channel, in whole micro-kernel panels.
     #[test]
@@ -912,14 +899,10 @@ mod tests {
                 (32, 115, 1600),
                 (512, 256, 25),
             ] {
-                for (threads, nr) in [1, 2, 3, 8]
-                    .into_iter()
-                    .flat_map(|t| [(t, NR), (t, NR_ZMM)])
-                {
-                    let p = plan(nx, cin, cout, nt, threads, nr);
-                    let what =
-                        format!("nx {nx} {cin}->{cout} nt {nt} threads {threads} nr {nr}: {p:?}");
-                    assert!(p.tc % nr == 0 && p.tc > 0, "{what}");
+                for threads in [1, 2, 3, 8] {
+                    let p = plan(nx, cin, cout, nt, threads);
+                    let what = format!("nx {nx} {cin}->{cout} nt {nt} threads {threads}: {p:?}");
+                    assert!(p.tc % NR == 0 && p.tc > 0, "{what}");
                     assert!(
                         p.nchunks * p.tc >= nt && (p.nchunks - 1) * p.tc < nt,
                         "{what}"

@@ -38,7 +38,7 @@ impl Attention {
         let proj = ConvBn::load(&vb.pp("proj"), dim, 1, false)?;
         let pe = ConvBn::load(&vb.pp("pe"), dim, 1, false)?;
         let kernel = match vb.ops {
-            Ops::Haven(o) => Some(Kernel::from_options(&o)),
+            Ops::Haven(o) => Some(Kernel::select(o.wide_kernel)),
             Ops::Candle => None,
         };
         Ok(Self {

@@ -6,19 +6,19 @@
 //! callers split C between threads); they check A, B, bias and the implicit-im2col reads against
 //! their slices before any kernel runs. [`matmul`] is the safe wrapper over a `&mut [f32]` C.
 
-use super::micro::{micro, BSrc, VPlan};
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
-use super::micro::{micro8, micro_zmm};
+use super::micro::micro8;
+use super::micro::{micro, BSrc, VPlan};
 use super::pack::{pack_a_strided, pack_b_row};
-use super::{Dst, Kernel, MR, NR};
+use super::{Dst, Kernel, KC, MR, NR};
 use crate::kernels::pool::{PBuf, SendPtr};
 
 /// C[m, ncols] (row stride ldc) = act(A·B + bias) for one packed tile: `ap` packed A ([m/MR][k][MR]),
-/// `bp` packed B ([ncols/nr][k][nr], nr = `kernel.nr()`), `bias` of length >= m rounded up to MR (all checked).
+/// `bp` packed B ([ncols/NR][k][NR]), `bias` of length >= m rounded up to MR (all checked).
 ///
 /// # Safety
 /// For each row r < m and each column j < ncols that the plain destination `(c, ldc)` keeps (all of them for a plain the plain destination `(c, ldc)`;
@@ -92,32 +92,21 @@ unsafe fn gemm_packed(
     rows_first: bool,
     kernel: Kernel,
 ) {
-    let nr = kernel.nr();
-    let npanels = ncols.div_ceil(nr);
-    assert!(bp.len() >= npanels * k * nr);
-    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * nr..].as_ptr(), nr);
-    // SAFETY: every packed B panel the kernels read (npanels x k x nr floats) is in `bp`
+    let npanels = ncols.div_ceil(NR);
+    assert!(bp.len() >= npanels * k * NR);
+    let bsrc = |np, kb| BSrc::Packed(bp[(np * k + kb) * NR..].as_ptr());
+    // SAFETY: every packed B panel the kernels read (npanels x k x NR floats) is in `bp`
     // (asserted); the destination is the caller's contract.
     unsafe {
         gemm_generic(
-            m,
-            ncols,
-            k,
-            kernel.kc(),
-            ap,
-            bsrc,
-            bias,
-            act,
-            dst,
-            rows_first,
-            kernel,
+            m, ncols, k, KC, ap, bsrc, bias, act, dst, rows_first, kernel,
         )
     }
 }
 
 /// Like [`gemm_tile`] but without packing B: row r of B (for the tile's columns) is the contiguous run
 /// `base[offs[r] ..]`, as produced by the padded phase planes of a convolution input.
-/// Reads up to `kernel.nr()` - 1 floats past the last column (junk columns, discarded by the caller).
+/// Reads up to NR - 1 floats past the last column (junk columns, discarded by the caller).
 /// `dst.q` is the wide column of the tile's first column.
 ///
 /// # Safety
@@ -138,16 +127,15 @@ pub(crate) unsafe fn gemm_tile_offs(
     kernel: Kernel,
 ) {
     assert!(offs.len() == k);
-    let nr = kernel.nr();
-    let npanels = ncols.div_ceil(nr);
+    let npanels = ncols.div_ceil(NR);
     let maxo = offs.iter().copied().max().unwrap_or(0);
     assert!(
-        maxo + npanels * nr <= base.len(),
+        maxo + npanels * NR <= base.len(),
         "implicit im2col reads past the input planes"
     );
     // No K blocking: the rows come from many places in the planes anyway, and each extra block
     // costs a load and store of the C tile (whole K: strided layers 3-5 % faster than blocks of 192).
-    // SAFETY: each B row the kernels read, base[offs[r] + np nr ..][..nr], lies in `base`
+    // SAFETY: each B row the kernels read, base[offs[r] + np NR ..][..NR], lies in `base`
     // (asserted above); the destination is the caller's contract.
     unsafe {
         gemm_generic(
@@ -156,7 +144,7 @@ pub(crate) unsafe fn gemm_tile_offs(
             k,
             k,
             ap,
-            |np, kb| BSrc::Offs(base.as_ptr().wrapping_add(np * nr), offs[kb..].as_ptr()),
+            |np, kb| BSrc::Offs(base.as_ptr().wrapping_add(np * NR), offs[kb..].as_ptr()),
             bias,
             act,
             dst,
@@ -170,7 +158,7 @@ pub(crate) unsafe fn gemm_tile_offs(
 ///
 /// # Safety
 /// `bsrc(np, kb)` must give B sources the micro-kernel may read for K rows kb .. k of pixel panel
-/// np (`kernel.nr()` floats each); `dst` as for [`gemm_tile_to`].
+/// np (NR floats each); `dst` as for [`gemm_tile_to`].
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gemm_generic(
@@ -187,8 +175,9 @@ unsafe fn gemm_generic(
     kernel: Kernel,
 ) {
     let mpanels = m.div_ceil(MR);
-    let npanels = ncols.div_ceil(kernel.nr());
+    let npanels = ncols.div_ceil(NR);
     assert!(ap.len() >= mpanels * k * MR && bias.len() >= mpanels * MR);
+    let wide = kernel.is_wide();
     if rows_first {
         // Packed B into a feature map: weight panel by weight panel over the whole K, so that each
         // writes its 4 (8) output rows left to right; pixel panel by pixel panel (below) writes to
@@ -199,15 +188,15 @@ unsafe fn gemm_generic(
         // the implicit-im2col path (scattered B rows) and the Winograd GEMMs (into small scratch)
         // are faster in the other order.
         let panels: Vec<_> = (0..npanels)
-            .map(|np| Panel::new(&bsrc, dst, ncols, np, 0, kernel))
+            .map(|np| Panel::new(&bsrc, dst, ncols, np, 0))
             .collect();
         let mut mp = 0;
         while mp < mpanels {
             let mut step = 1;
             for p in &panels {
-                // SAFETY: A and bias checked above, B and dst by the caller; the wide and zmm
-                // kernels only from a `Kernel` that says so, i.e. on a CPU with AVX-512.
-                step = unsafe { tile(m, k, ap, bias, act, kernel, mp, 0, k, p) };
+                // SAFETY: A and bias checked above, B and dst by the caller; `wide` only from a
+                // wide `Kernel`, i.e. on a CPU with AVX-512VL.
+                step = unsafe { tile(m, k, ap, bias, act, wide, mp, 0, k, p) };
             }
             mp += step;
         }
@@ -217,18 +206,14 @@ unsafe fn gemm_generic(
     while kb < k {
         let kc = kblock.min(k - kb);
         // each pixel panel (B, in L1) meets every weight panel (A, streamed from L2); the 8-row
-        // kernel only where B is read through the tap offsets (with packed B in L1 it was slower;
-        // the zmm kernel is 8 x 48 everywhere, its panels being packed for it)
+        // kernel only where B is read through the tap offsets (with packed B in L1 it was slower)
         for np in 0..npanels {
-            let p = Panel::new(&bsrc, dst, ncols, np, kb, kernel);
+            let p = Panel::new(&bsrc, dst, ncols, np, kb);
             let mut mp = 0;
             while mp < mpanels {
-                let kern = match kernel {
-                    Kernel::Wide if !matches!(p.b, BSrc::Offs(..)) => Kernel::Narrow,
-                    kern => kern,
-                };
+                let pair = wide && matches!(p.b, BSrc::Offs(..));
                 // SAFETY: as in the rows-first loop above.
-                mp += unsafe { tile(m, k, ap, bias, act, kern, mp, kb, kc, &p) };
+                mp += unsafe { tile(m, k, ap, bias, act, pair, mp, kb, kc, &p) };
             }
         }
         kb += kc;
@@ -239,8 +224,7 @@ unsafe fn gemm_generic(
 struct Panel {
     b: BSrc,
     dst: Dst,
-    /// one per 8 columns of the kernel's panel width (the ymm kernels use the first three)
-    plans: [VPlan; 6],
+    plans: [VPlan; 3],
     nr: usize,
 }
 
@@ -252,13 +236,14 @@ impl Panel {
         ncols: usize,
         np: usize,
         kb: usize,
-        kernel: Kernel,
     ) -> Self {
-        let knr = kernel.nr();
-        let nr = knr.min(ncols - np * knr);
-        let dst = dst.at(0, np * knr);
-        // columns past `nr` (and past a ymm kernel's 24) get empty plans
-        let plans = std::array::from_fn(|v| VPlan::new(dst, 8 * v, nr));
+        let nr = NR.min(ncols - np * NR);
+        let dst = dst.at(0, np * NR);
+        let plans = [
+            VPlan::new(dst, 0, nr),
+            VPlan::new(dst, 8, nr),
+            VPlan::new(dst, 16, nr),
+        ];
         Panel {
             b: bsrc(np, kb),
             dst,
@@ -268,13 +253,11 @@ impl Panel {
     }
 }
 
-/// The micro-tile of weight panel `mp` (and `mp + 1` with an 8-row `kernel`) over one pixel panel
-/// (of `kernel.nr()` columns) for the k block kb .. kb + kc; returns how many weight panels it
-/// covered.
+/// The micro-tile of weight panel `mp` (and `mp + 1` with the 8-row kernel when `pair`) over one
+/// pixel panel for the k block kb .. kb + kc; returns how many weight panels it covered.
 ///
 /// # Safety
-/// `kernel` one that [`Kernel::select`] gave or `Narrow` (so the CPU can run it), and the one
-/// `p` was made for, or `Narrow` for a `Wide` panel; `ap` holds all panels of `m` rows over `k`, `bias` all
+/// `pair` only on a CPU with AVX-512F/VL; `ap` holds all panels of `m` rows over `k`, `bias` all
 /// panels' rows; `p.b` readable and `p.dst` writable as for [`gemm_generic`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -284,23 +267,12 @@ unsafe fn tile(
     ap: &[f32],
     bias: &[f32],
     act: bool,
-    kernel: Kernel,
+    pair: bool,
     mp: usize,
     kb: usize,
     kc: usize,
     p: &Panel,
 ) -> usize {
-    // a zmm panel of at most 24 columns (a tile's last): the 8 x 24 kernel on its first 24
-    // (half the work; the CPU has AVX-512VL, as `cpu_has_zmm` requires)
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    let kernel = match kernel {
-        Kernel::Zmm if p.nr <= NR => Kernel::Wide,
-        kernel => kernel,
-    };
     let (first, last) = (kb == 0, kb + kc == k);
     let a = ap[(mp * k + kb) * MR..].as_ptr();
     let bias = bias[mp * MR..].as_ptr();
@@ -310,26 +282,7 @@ unsafe fn tile(
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    if kernel == Kernel::Zmm {
-        let (mr, step) = panel_step(m, mp, true);
-        // a last single panel: rows 4-7 computed from the same A panel and not stored
-        let panel = if step == 2 { k * MR } else { 0 };
-        // SAFETY: the caller's contract (a zmm `kernel` only on a CPU with AVX-512F, `p` made
-        // with 48-column panels); rows mp MR .. mp MR + mr of A (`step` panels, `panel` floats
-        // apart) and bias exist.
-        unsafe {
-            micro_zmm(
-                kc, a, panel, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr,
-            )
-        };
-        return step;
-    }
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    if let (mr, 2) = panel_step(m, mp, kernel == Kernel::Wide) {
+    if let (mr, 2) = panel_step(m, mp, pair) {
         // SAFETY: the caller's contract; rows mp MR .. mp MR + mr of A (two panels, `k MR` floats
         // apart) and bias exist as `(mp + 1) MR < m`.
         unsafe {
@@ -339,7 +292,7 @@ unsafe fn tile(
                 k * MR,
                 p.b,
                 dst,
-                p.plans.first_chunk().unwrap(),
+                &p.plans,
                 first,
                 last,
                 bias,
@@ -350,16 +303,9 @@ unsafe fn tile(
         };
         return 2;
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    let _ = kernel; // only the portable 4 x 24 kernel exists here
     let (mr, _) = panel_step(m, mp, false);
     // SAFETY: the caller's contract, rows mp MR .. mp MR + mr (<= MR).
-    let plans = p.plans.first_chunk().unwrap();
-    unsafe { micro(kc, a, p.b, dst, plans, first, last, bias, act, mr, p.nr) };
+    unsafe { micro(kc, a, p.b, dst, &p.plans, first, last, bias, act, mr, p.nr) };
     1
 }
 
@@ -400,10 +346,9 @@ pub(crate) fn matmul(
     let pa = pack_a_strided(a, m, k, lda);
     let bias = vec![0f32; m.div_ceil(MR) * MR];
     let threads = rayon::current_num_threads().max(1);
-    let nr = kernel.nr();
-    let mut tn = ((160 * 1024 / 4) / k / nr).clamp(1, 42 * NR / nr) * nr;
+    let mut tn = ((160 * 1024 / 4) / k / NR).clamp(1, 42) * NR;
     if n.div_ceil(tn) < 2 * threads {
-        tn = n.div_ceil(2 * threads).div_ceil(nr).max(1) * nr;
+        tn = n.div_ceil(2 * threads).div_ceil(NR).max(1) * NR;
     }
     // tasks own disjoint column ranges p0 .. p1 of every row: rows must not overlap
     assert!(m == 1 || ldc >= n, "matmul: ldc {ldc} < n {n}");
@@ -413,9 +358,9 @@ pub(crate) fn matmul(
         let p0 = t * tn;
         let p1 = (p0 + tn).min(n);
         let len = p1 - p0;
-        let mut bp = PBuf::new(len.div_ceil(nr) * nr * k);
+        let mut bp = PBuf::new(len.div_ceil(NR) * NR * k);
         for r in 0..k {
-            pack_b_row(&b[r * ldb + p0..r * ldb + p1], r, k, nr, &mut bp);
+            pack_b_row(&b[r * ldb + p0..r * ldb + p1], r, k, &mut bp);
         }
         // SAFETY: this task writes rows 0 .. m, columns p0 .. p1 of C: inside `c` (asserted
         // length) and, as ldc >= n, disjoint from every other task's columns; `c` is borrowed
@@ -484,11 +429,7 @@ mod tests {
 
     /// Awkward shapes: M not a multiple of 4 or 8 (one or two weight panels, a partial pair), N not a
     /// multiple of 24 (partial pixel panels and vectors), K of 1, not a multiple of KC, over 2 KC.
-    /// With the zmm kernel (48-column panels, K blocks of 128): one column past half a panel (25),
-    /// a partial second half (40, 71), one column of a second panel (49), two blocks (130, 193).
-    const SHAPES: [(usize, usize, usize); 11] = [
-        (6, 40, 130),
-        (16, 47, 260),
+    const SHAPES: [(usize, usize, usize); 9] = [
         (1, 1, 1),
         (3, 7, 5),
         (4, 24, 8),
@@ -504,11 +445,10 @@ mod tests {
         (pseudo(m * k, 1), pseudo(k * n, 2), pseudo(m, 3))
     }
 
-    fn pack_b(b: &[f32], n: usize, k: usize, kernel: Kernel) -> Vec<f32> {
-        let nr = kernel.nr();
-        let mut bp = vec![f32::NAN; n.div_ceil(nr) * nr * k];
+    fn pack_b(b: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut bp = vec![f32::NAN; n.div_ceil(NR) * NR * k];
         for r in 0..k {
-            pack_b_row(&b[r * n..(r + 1) * n], r, k, nr, &mut bp);
+            pack_b_row(&b[r * n..(r + 1) * n], r, k, &mut bp);
         }
         bp
     }
@@ -520,7 +460,7 @@ mod tests {
             for &(m, n, k) in &SHAPES {
                 for act in [false, true] {
                     let (a, b, bias) = operands(m, n, k);
-                    let (ap, bp) = (pack_a(&a, m, k), pack_b(&b, n, k, kernel));
+                    let (ap, bp) = (pack_a(&a, m, k), pack_b(&b, n, k));
                     let mut bpad = bias.clone();
                     bpad.resize(m.div_ceil(MR) * MR, 0.0);
                     let mut c = vec![f32::NAN; m * n];
@@ -552,7 +492,7 @@ mod tests {
                 let (a, b, bias) = operands(m, n, k);
                 let mut bpad = bias.clone();
                 bpad.resize(m.div_ceil(MR) * MR, 0.0);
-                let (ap, bp) = (pack_a(&a, m, k), pack_b(&b, n, k, kernel));
+                let (ap, bp) = (pack_a(&a, m, k), pack_b(&b, n, k));
                 let want = gemm_ref(m, n, k, &a, &b, &bias, true);
                 let mut c = vec![-7f32; m * oh * ow];
                 let dst = Dst {
@@ -601,7 +541,7 @@ mod tests {
                 let (a, b, bias) = operands(m, n, k);
                 // row r of B at base[offs[r] ..]: rows spaced n + 3 apart in reverse order
                 let stride = n + 3;
-                let mut base = vec![0f32; k * stride + kernel.nr()];
+                let mut base = vec![0f32; k * stride + NR];
                 let offs: Vec<usize> = (0..k).map(|r| (k - 1 - r) * stride).collect();
                 for r in 0..k {
                     base[offs[r]..offs[r] + n].copy_from_slice(&b[r * n..(r + 1) * n]);
@@ -704,43 +644,30 @@ mod tests {
     }
 
     /// The micro-kernel's throughput on cached data (a 3x3 convolution's tile: M = 128, K = 576,
-    /// 120 and 144 columns): `KERNEL_REPS=20000 cargo test -p haven-pose --lib kernel_speed -- --ignored --nocapture`.
+    /// 120 columns): `KERNEL_REPS=20000 cargo test -p haven-pose --lib kernel_speed -- --ignored --nocapture`.
     /// ~110 GFLOP/s on the development machine's core (FMA peak ~116).
     #[test]
     #[ignore]
     fn kernel_speed_on_cached_data() {
+        let (m, k, n) = (128, 576, 120);
+        let (a, b, bias) = operands(m, n, k);
+        let (ap, bp) = (pack_a(&a, m, k), pack_b(&b, n, k));
         let reps: usize = std::env::var("KERNEL_REPS")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(100);
-        // 120 columns: 5 panels of 24, 3 of 48 (a sixth of the zmm kernel's columns junk); 144:
-        // whole panels for both widths
-        for n in [120, 144] {
-            kernel_speed(128, 576, n, reps, false);
-        }
-        // a 1x1 convolution's tile (48 -> 64 at 160x160: K = 48, 1008 columns), weight panel by
-        // weight panel (the order of packed B into a feature map)
-        kernel_speed(64, 48, 1008, reps, true);
-    }
-
-    fn kernel_speed(m: usize, k: usize, n: usize, reps: usize, rows_first: bool) {
-        let (a, b, bias) = operands(m, n, k);
-        let ap = pack_a(&a, m, k);
         for (name, kernel) in kernels_to_test() {
-            let bp = pack_b(&b, n, k, kernel);
             let mut c = vec![0f32; m * n];
             let mut best = f64::MAX;
             for _ in 0..reps {
                 let t0 = std::time::Instant::now();
                 // SAFETY: c is m x n.
-                let dst = Dst::plain(c.as_mut_ptr(), n);
-                unsafe { gemm_packed(m, n, k, &ap, &bp, &bias, true, dst, rows_first, kernel) };
+                unsafe { gemm_tile(m, n, k, &ap, &bp, &bias, true, c.as_mut_ptr(), n, kernel) };
                 best = best.min(t0.elapsed().as_secs_f64());
             }
             assert!(c.iter().all(|v| v.is_finite()));
             println!(
-                "micro-kernel ({name}), {m}x{k}x{n}{}: {:.1} GFLOP/s (best of {reps})",
-                if rows_first { " rows first" } else { "" },
+                "micro-kernel ({name}): {:.1} GFLOP/s (best of {reps})",
                 2.0 * (m * n * k) as f64 / best / 1e9
             );
         }

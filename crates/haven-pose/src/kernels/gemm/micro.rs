@@ -18,9 +18,8 @@ use crate::kernels::simd::silu;
 /// Where the micro-kernel reads B from.
 #[derive(Clone, Copy)]
 pub(crate) enum BSrc {
-    /// packed panel: k-th row of the panel at ptr + k * row (row: the panel's width, 24 or 48
-    /// floats; a ymm kernel reads the first 24 of a 48-wide row)
-    Packed(*const f32, usize),
+    /// packed panel: k-th row of the panel at ptr + k * NR
+    Packed(*const f32),
     /// implicit im2col: k-th row at base + offs[k] (24 contiguous floats)
     Offs(*const f32, *const usize),
 }
@@ -140,7 +139,7 @@ impl VPlan {
 ///
 /// # Safety
 /// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
-/// * `b`: `Packed(p, row)`: `kc` rows of NR floats at `p + k row`; `Offs(base, offs)`: `offs` has `kc`
+/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
 ///   entries and `base + offs[k] .. + NR` is readable for each.
 /// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
 /// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
@@ -228,12 +227,7 @@ pub(crate) unsafe fn micro(
             };
         }
         match b {
-            BSrc::Packed(b, row) => k_loop!(
-                [],
-                ["add {p}, {bs}"],
-                p = inout(reg) b => _,
-                bs = in(reg) row * 4,
-            ),
+            BSrc::Packed(b) => k_loop!([], ["add {p}, 96"], p = inout(reg) b => _,),
             BSrc::Offs(base, offs) => k_loop!(
                 ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
                 ["add {o}, 8"],
@@ -511,12 +505,7 @@ pub(crate) unsafe fn micro8(
             };
         }
         match b {
-            BSrc::Packed(b, row) => k_loop!(
-                [],
-                ["add {p}, {bs}"],
-                p = inout(reg) b => _,
-                bs = in(reg) row * 4,
-            ),
+            BSrc::Packed(b) => k_loop!([], ["add {p}, 96"], p = inout(reg) b => _,),
             BSrc::Offs(base, offs) => k_loop!(
                 ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
                 ["add {o}, 8"],
@@ -544,185 +533,6 @@ pub(crate) unsafe fn micro8(
     }
 }
 
-/// The k step of the 8 x 48 kernel after its three B loads (16 floats each): eight broadcasts
-/// of A (rows 0-3 at `{a}`, rows 4-7 `{d}` bytes further) into `{t}`/`{s}` in turn, 24
-/// multiply-adds on zmm registers.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-macro_rules! fma_8x48 {
-    () => {
-        concat!(
-            "vbroadcastss {t}, dword ptr [{a}]\n",
-            "vfmadd231ps {c00}, {t}, {b0}\n",
-            "vfmadd231ps {c01}, {t}, {b1}\n",
-            "vfmadd231ps {c02}, {t}, {b2}\n",
-            "vbroadcastss {s}, dword ptr [{a} + 4]\n",
-            "vfmadd231ps {c10}, {s}, {b0}\n",
-            "vfmadd231ps {c11}, {s}, {b1}\n",
-            "vfmadd231ps {c12}, {s}, {b2}\n",
-            "vbroadcastss {t}, dword ptr [{a} + 8]\n",
-            "vfmadd231ps {c20}, {t}, {b0}\n",
-            "vfmadd231ps {c21}, {t}, {b1}\n",
-            "vfmadd231ps {c22}, {t}, {b2}\n",
-            "vbroadcastss {s}, dword ptr [{a} + 12]\n",
-            "vfmadd231ps {c30}, {s}, {b0}\n",
-            "vfmadd231ps {c31}, {s}, {b1}\n",
-            "vfmadd231ps {c32}, {s}, {b2}\n",
-            "vbroadcastss {t}, dword ptr [{a} + {d}]\n",
-            "vfmadd231ps {c40}, {t}, {b0}\n",
-            "vfmadd231ps {c41}, {t}, {b1}\n",
-            "vfmadd231ps {c42}, {t}, {b2}\n",
-            "vbroadcastss {s}, dword ptr [{a} + {d} + 4]\n",
-            "vfmadd231ps {c50}, {s}, {b0}\n",
-            "vfmadd231ps {c51}, {s}, {b1}\n",
-            "vfmadd231ps {c52}, {s}, {b2}\n",
-            "vbroadcastss {t}, dword ptr [{a} + {d} + 8]\n",
-            "vfmadd231ps {c60}, {t}, {b0}\n",
-            "vfmadd231ps {c61}, {t}, {b1}\n",
-            "vfmadd231ps {c62}, {t}, {b2}\n",
-            "vbroadcastss {s}, dword ptr [{a} + {d} + 12]\n",
-            "vfmadd231ps {c70}, {s}, {b0}\n",
-            "vfmadd231ps {c71}, {s}, {b1}\n",
-            "vfmadd231ps {c72}, {s}, {b2}\n"
-        )
-    };
-}
-
-/// The 8 x 48 kernel on 512-bit registers: two A panels (rows 0-3 at `a`, rows 4-7 at `a` +
-/// `panel` floats; `panel` 0 for a last single panel, whose rows 4-7 are then computed and
-/// dropped) over one B panel of [`super::NR_ZMM`] columns, 24 zmm accumulators. The epilogue is
-/// [`finish`] on each 4 x 24 quarter (ymm halves of the accumulators), so the stores, the junk
-/// column dropping and bias + SiLU are those of the ymm kernels.
-///
-/// # Safety
-/// * The CPU has AVX-512F (hold a [`super::Kernel::Zmm`]).
-/// * As for [`micro`] with NR_ZMM columns and `mr` <= 2 MR: `b`'s rows are 48 readable floats,
-///   A rows 4-7 at `a + panel` (`[kc][MR]` floats there too), `bias` has `mr` floats, `plans`
-///   are the six 8-column plans of the panel, the stores cover rows 0 .. mr of `dst`.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn micro_zmm(
-    kc: usize,
-    a: *const f32,
-    panel: usize,
-    b: BSrc,
-    dst: Dst,
-    plans: &[VPlan; 6],
-    first: bool,
-    last: bool,
-    bias: *const f32,
-    act: bool,
-    mr: usize,
-    nr: usize,
-) {
-    use std::arch::x86_64::*;
-    let mut c = [_mm512_setzero_ps(); 24];
-    let dbytes = panel * 4;
-    if kc > 0 {
-        // the k loop: three B loads (from `{p}`), then fma_8x48; the B pointer steps per variant
-        macro_rules! k_loop {
-            ([$($pre:literal),*], [$($post:literal),*], $($b_ops:tt)*) => {
-                std::arch::asm!(
-                    "2:",
-                    $($pre,)*
-                    "vmovups {b0}, zmmword ptr [{p}]",
-                    "vmovups {b1}, zmmword ptr [{p} + 64]",
-                    "vmovups {b2}, zmmword ptr [{p} + 128]",
-                    fma_8x48!(),
-                    "add {a}, 16",
-                    $($post,)*
-                    "dec {k}",
-                    "jnz 2b",
-                    $($b_ops)*
-                    a = inout(reg) a => _,
-                    d = in(reg) dbytes,
-                    k = inout(reg) kc => _,
-                    b0 = out(zmm_reg) _,
-                    b1 = out(zmm_reg) _,
-                    b2 = out(zmm_reg) _,
-                    t = out(zmm_reg) _,
-                    s = out(zmm_reg) _,
-                    c00 = inout(zmm_reg) c[0],
-                    c01 = inout(zmm_reg) c[1],
-                    c02 = inout(zmm_reg) c[2],
-                    c10 = inout(zmm_reg) c[3],
-                    c11 = inout(zmm_reg) c[4],
-                    c12 = inout(zmm_reg) c[5],
-                    c20 = inout(zmm_reg) c[6],
-                    c21 = inout(zmm_reg) c[7],
-                    c22 = inout(zmm_reg) c[8],
-                    c30 = inout(zmm_reg) c[9],
-                    c31 = inout(zmm_reg) c[10],
-                    c32 = inout(zmm_reg) c[11],
-                    c40 = inout(zmm_reg) c[12],
-                    c41 = inout(zmm_reg) c[13],
-                    c42 = inout(zmm_reg) c[14],
-                    c50 = inout(zmm_reg) c[15],
-                    c51 = inout(zmm_reg) c[16],
-                    c52 = inout(zmm_reg) c[17],
-                    c60 = inout(zmm_reg) c[18],
-                    c61 = inout(zmm_reg) c[19],
-                    c62 = inout(zmm_reg) c[20],
-                    c70 = inout(zmm_reg) c[21],
-                    c71 = inout(zmm_reg) c[22],
-                    c72 = inout(zmm_reg) c[23],
-                    options(nostack, readonly),
-                )
-            };
-        }
-        match b {
-            BSrc::Packed(b, row) => k_loop!(
-                [],
-                ["add {p}, {bs}"],
-                p = inout(reg) b => _,
-                bs = in(reg) row * 4,
-            ),
-            BSrc::Offs(base, offs) => k_loop!(
-                ["mov {p}, qword ptr [{o}]", "lea {p}, [{base} + 4 * {p}]"],
-                ["add {o}, 8"],
-                base = in(reg) base,
-                o = inout(reg) offs => _,
-                p = out(reg) _,
-            ),
-        }
-    }
-    let hi = |v: __m512| _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-    let (p0, p1) = plans.split_at(3);
-    let (p0, p1): (&[VPlan; 3], &[VPlan; 3]) = (p0.try_into().unwrap(), p1.try_into().unwrap());
-    for g in 0..2 {
-        let rows = mr.saturating_sub(g * MR).min(MR);
-        if rows == 0 {
-            break;
-        }
-        // the two 4 x 24 quarters of rows g MR ..: columns 0-23 are vectors 0 and the low half
-        // of 1, columns 24-47 the high half of 1 and vector 2
-        let mut q0 = [_mm256_setzero_ps(); 12];
-        let mut q1 = [_mm256_setzero_ps(); 12];
-        for i in 0..MR {
-            let v = &c[(g * MR + i) * 3..(g * MR + i) * 3 + 3];
-            q0[i * 3] = _mm512_castps512_ps256(v[0]);
-            q0[i * 3 + 1] = hi(v[0]);
-            q0[i * 3 + 2] = _mm512_castps512_ps256(v[1]);
-            q1[i * 3] = hi(v[1]);
-            q1[i * 3 + 1] = _mm512_castps512_ps256(v[2]);
-            q1[i * 3 + 2] = hi(v[2]);
-        }
-        let (dst, bias) = (dst.at(g * MR, 0), bias.wrapping_add(g * MR));
-        finish(q0, dst, p0, first, last, bias, act, rows, nr.min(NR));
-        if nr > NR {
-            finish(q1, dst.at(0, NR), p1, first, last, bias, act, rows, nr - NR);
-        }
-    }
-}
-
 #[cfg(not(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -734,7 +544,7 @@ pub(crate) unsafe fn micro_zmm(
 ///
 /// # Safety
 /// * `a` points to `kc` packed A rows of MR floats (`[kc][MR]`).
-/// * `b`: `Packed(p, row)`: `kc` rows of NR floats at `p + k row`; `Offs(base, offs)`: `offs` has `kc`
+/// * `b`: `Packed(p)`: `kc` rows of NR floats at `p + k NR`; `Offs(base, offs)`: `offs` has `kc`
 ///   entries and `base + offs[k] .. + NR` is readable for each.
 /// * `bias` points to `mr` floats (`mr` <= MR, `nr` <= NR valid rows and columns).
 /// * For each of the `mr` rows r, every column `plans` (built by [`VPlan::new`] for `dst`, `nr`)
@@ -756,7 +566,7 @@ pub(crate) unsafe fn micro(
     let mut tmp = [0f32; MR * NR];
     for kk in 0..kc {
         let brow = match b {
-            BSrc::Packed(p, row) => p.add(kk * row),
+            BSrc::Packed(p) => p.add(kk * NR),
             BSrc::Offs(base, offs) => base.add(*offs.add(kk)),
         };
         for r in 0..MR {

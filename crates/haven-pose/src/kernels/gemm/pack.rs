@@ -1,9 +1,7 @@
 //! Packing for the GEMM: A (weights) into [m/MR][k][MR] panels once at load time, B rows into
 //! [n/NR][k][NR] panels per tile. Safe functions over slices (the AVX2 copy checks its bounds first).
 
-use super::MR;
-#[cfg(test)]
-use super::{NR, NR_ZMM};
+use super::{MR, NR};
 
 /// Packs A [m, k] (row-major) into panels [m/MR][k][MR], zero-padded rows.
 pub(crate) fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
@@ -41,30 +39,29 @@ pub(crate) fn unpack_a(pa: &[f32], m: usize, k: usize) -> Vec<f32> {
     a
 }
 
-/// Scatters one row (index `r` of K) of a tile's B values into the packed layout [n/nr][k][nr]
-/// (`nr`: the kernel's panel width, a multiple of 8).
+/// Scatters one row (index `r` of K) of a tile's B values into the packed layout [n/NR][k][NR].
 #[inline]
-pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, nr: usize, bp: &mut [f32]) {
+pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, bp: &mut [f32]) {
     let len = row.len();
-    let full = len / nr;
-    assert!(bp.len() >= len.div_ceil(nr) * k * nr && r < k && nr % 8 == 0);
+    let full = len / NR;
+    assert!(bp.len() >= len.div_ceil(NR) * k * NR && r < k);
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: panel p reads row[p nr .. (p + 1) nr] (p < full = len / nr) and writes
-    // bp[(p k + r) nr .. +nr], within bp since r < k and p < len.div_ceil(nr) (asserted above).
+    // SAFETY: panel p reads row[p NR .. (p + 1) NR] (p < full = len / NR) and writes
+    // bp[(p k + r) NR .. +NR], within bp since r < k and p < len.div_ceil(NR) (asserted above).
     unsafe {
         use crate::kernels::simd::avx2::{ld, st};
         let s = row.as_ptr();
         let d = bp.as_mut_ptr();
         for p in 0..full {
-            let sp = s.wrapping_add(p * nr);
-            let dp = d.wrapping_add((p * k + r) * nr);
-            for v in (0..nr).step_by(8) {
-                st(dp.wrapping_add(v), ld(sp.wrapping_add(v)));
-            }
+            let sp = s.wrapping_add(p * NR);
+            let dp = d.wrapping_add((p * k + r) * NR);
+            st(dp, ld(sp));
+            st(dp.wrapping_add(8), ld(sp.wrapping_add(8)));
+            st(dp.wrapping_add(16), ld(sp.wrapping_add(16)));
         }
     }
     #[cfg(not(all(
@@ -73,11 +70,11 @@ pub(crate) fn pack_b_row(row: &[f32], r: usize, k: usize, nr: usize, bp: &mut [f
         target_feature = "fma"
     )))]
     for p in 0..full {
-        bp[(p * k + r) * nr..(p * k + r + 1) * nr].copy_from_slice(&row[p * nr..(p + 1) * nr]);
+        bp[(p * k + r) * NR..(p * k + r + 1) * NR].copy_from_slice(&row[p * NR..(p + 1) * NR]);
     }
-    if full * nr < len {
-        let dst = &mut bp[(full * k + r) * nr..(full * k + r + 1) * nr];
-        let src = &row[full * nr..];
+    if full * NR < len {
+        let dst = &mut bp[(full * k + r) * NR..(full * k + r + 1) * NR];
+        let src = &row[full * NR..];
         dst[..src.len()].copy_from_slice(src);
         dst[src.len()..].fill(0.0);
     }
@@ -108,33 +105,26 @@ mod tests {
                 }
             }
         }
-        // B: a 53-column tile (two full 24-wide panels and a partial one; one full 48-wide and
-        // a partial one), K = 3
+        // B: a 53-column tile (two full panels and a partial one), K = 3
         let (n, k) = (53usize, 3usize);
-        for nr in [NR, NR_ZMM] {
-            let mut bp = vec![f32::NAN; n.div_ceil(nr) * k * nr];
-            for r in 0..k {
-                let row: Vec<f32> = (0..n).map(|j| (r * 1000 + j) as f32).collect();
-                pack_b_row(&row, r, k, nr, &mut bp);
-            }
-            check_b_panels(&bp, n, k, nr);
+        let mut bp = vec![f32::NAN; n.div_ceil(NR) * k * NR];
+        for r in 0..k {
+            let row: Vec<f32> = (0..n).map(|j| (r * 1000 + j) as f32).collect();
+            pack_b_row(&row, r, k, &mut bp);
         }
-    }
-
-    fn check_b_panels(bp: &[f32], n: usize, k: usize, nr: usize) {
-        for np in 0..n.div_ceil(nr) {
+        for np in 0..n.div_ceil(NR) {
             for r in 0..k {
-                for j in 0..nr {
-                    let col = np * nr + j;
+                for j in 0..NR {
+                    let col = np * NR + j;
                     let want = if col < n {
                         (r * 1000 + col) as f32
                     } else {
                         0.0
                     };
                     assert_eq!(
-                        bp[(np * k + r) * nr + j],
+                        bp[(np * k + r) * NR + j],
                         want,
-                        "nr {nr} panel {np} row {r} col {j}"
+                        "panel {np} row {r} col {j}"
                     );
                 }
             }
