@@ -208,12 +208,7 @@ fn main() {
     }
     rows.push(v.row("demo videos data/1-3.mp4"));
     let mut f = Stats::default();
-    let mut clips: Vec<PathBuf> = std::fs::read_dir(&falls)
-        .unwrap_or_else(|e| panic!("{}: {e} (the fall clips, ../shared/falls)", falls.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
-        .collect();
-    clips.sort();
+    let clips = fall_clips(&falls);
     for c in &clips {
         run.video(c, fevery, usize::MAX, &mut f);
     }
@@ -255,16 +250,21 @@ fn gather(golden: &Path, falls: &Path, (vframes, vevery, fevery): (usize, usize,
     for n in 1..=3 {
         each(&repo().join(format!("data/{n}.mp4")), 1, vevery, vframes / 3 + usize::from(n <= vframes % 3));
     }
-    let mut clips: Vec<PathBuf> = std::fs::read_dir(falls)
-        .unwrap_or_else(|e| panic!("{}: {e} (the fall clips, ../shared/falls)", falls.display()))
+    for c in &fall_clips(falls) {
+        each(c, 2, fevery, usize::MAX);
+    }
+    out
+}
+
+/// The fall clips (`*.mp4`) of `dir`, sorted.
+fn fall_clips(dir: &Path) -> Vec<PathBuf> {
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (the fall clips, ../shared/falls)", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
         .collect();
     clips.sort();
-    for c in &clips {
-        each(c, 2, fevery, usize::MAX);
-    }
-    out
+    clips
 }
 
 /// The sensitivity sweep (`--sweep`): one line per set of layers kept f32.
