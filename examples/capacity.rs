@@ -21,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -87,38 +86,23 @@ struct PosesMeta {
 }
 
 async fn connect(port: u16, id: &str, seen: Arc<Mutex<Seen>>) -> actix_web::rt::task::JoinHandle<()> {
-    let (_, mut ws) = awc::Client::new()
-        .ws(format!("ws://127.0.0.1:{port}/ws/stream/{id}"))
-        .max_frame_size(16 << 20)
-        .connect()
-        .await
-        .expect("viewer connects");
-    actix_web::rt::spawn(async move {
-        while let Some(Ok(frame)) = ws.next().await {
-            match frame {
-                awc::ws::Frame::Text(bytes) => {
-                    // Only the metadata is read: the clients share the server's cores.
-                    let text = std::str::from_utf8(&bytes).unwrap_or("");
-                    let Some(at) = text.find(r#""metadata":"#) else { continue };
-                    let Ok(m) = serde_json::from_str::<Meta>(&text[at + 11..text.len() - 1]) else { continue };
-                    let mut s = seen.lock().unwrap();
-                    if s.counting {
-                        s.frames += 1;
-                        // Builds from before the detect rate inferred every frame they showed.
-                        match (m.poses, m.inference_ms) {
-                            (Some(p), _) => s.pose_frames.insert(p.timestamp.to_bits()),
-                            (None, Some(_)) => s.pose_frames.insert(m.timestamp.to_bits()),
-                            _ => false,
-                        };
-                    }
-                }
-                awc::ws::Frame::Ping(p) => {
-                    let _ = ws.send(awc::ws::Message::Pong(p)).await;
-                }
-                _ => {}
-            }
+    support::viewer(port, id, move |bytes| {
+        // Only the metadata is read: the clients share the server's cores.
+        let text = std::str::from_utf8(bytes).unwrap_or("");
+        let Some(at) = text.find(r#""metadata":"#) else { return };
+        let Ok(m) = serde_json::from_str::<Meta>(&text[at + 11..text.len() - 1]) else { return };
+        let mut s = seen.lock().unwrap();
+        if s.counting {
+            s.frames += 1;
+            // Builds from before the detect rate inferred every frame they showed.
+            match (m.poses, m.inference_ms) {
+                (Some(p), _) => s.pose_frames.insert(p.timestamp.to_bits()),
+                (None, Some(_)) => s.pose_frames.insert(m.timestamp.to_bits()),
+                _ => false,
+            };
         }
     })
+    .await
 }
 
 async fn statuses(port: u16) -> Vec<serde_json::Value> {

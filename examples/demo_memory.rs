@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -94,25 +93,10 @@ fn smaps(pid: u32) -> BTreeMap<String, f64> {
 }
 
 async fn reader(port: u16, cam: &str, frames: Arc<AtomicU64>) -> actix_web::rt::task::JoinHandle<()> {
-    let (_, mut ws) = awc::Client::new()
-        .ws(format!("ws://127.0.0.1:{port}/ws/stream/{cam}"))
-        .max_frame_size(16 << 20)
-        .connect()
-        .await
-        .expect("viewer connects");
-    actix_web::rt::spawn(async move {
-        while let Some(Ok(frame)) = ws.next().await {
-            match frame {
-                awc::ws::Frame::Text(_) | awc::ws::Frame::Binary(_) => {
-                    frames.fetch_add(1, Ordering::Relaxed);
-                }
-                awc::ws::Frame::Ping(p) => {
-                    let _ = ws.send(awc::ws::Message::Pong(p)).await;
-                }
-                _ => {}
-            }
-        }
+    support::viewer(port, cam, move |_| {
+        frames.fetch_add(1, Ordering::Relaxed);
     })
+    .await
 }
 
 /// A socket that completes the upgrade and never reads a byte.

@@ -199,3 +199,26 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
+
+/// A WebSocket viewer of `cam` that reads every frame as a browser would (answering pings) and
+/// hands each frame message's payload (text or binary) to `on_frame`, until the server closes.
+pub async fn viewer(port: u16, cam: &str, mut on_frame: impl FnMut(&[u8]) + 'static) -> actix_web::rt::task::JoinHandle<()> {
+    use futures_util::{SinkExt, StreamExt};
+    let (_, mut ws) = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{port}/ws/stream/{cam}"))
+        .max_frame_size(16 << 20)
+        .connect()
+        .await
+        .expect("viewer connects");
+    actix_web::rt::spawn(async move {
+        while let Some(Ok(frame)) = ws.next().await {
+            match frame {
+                awc::ws::Frame::Text(bytes) | awc::ws::Frame::Binary(bytes) => on_frame(&bytes),
+                awc::ws::Frame::Ping(p) => {
+                    let _ = ws.send(awc::ws::Message::Pong(p)).await;
+                }
+                _ => {}
+            }
+        }
+    })
+}
