@@ -241,13 +241,20 @@ impl AccountStore {
     /// Who a session cookie's secret belongs to, if the session lives and its account exists (its
     /// role and cameras as they are now).
     pub fn session(&self, secret: &str) -> Result<Option<Identity>, StoreError> {
+        self.identity(
+            "SELECT u.name, u.role, u.cameras FROM sessions s JOIN users u ON u.name = s.user WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+            secret,
+            "session",
+        )
+    }
+
+    /// The identity `sql` selects (name, role, cameras) for the hash of `secret` (?1) at this moment (?2).
+    fn identity(&self, sql: &str, secret: &str, via: &'static str) -> Result<Option<Identity>, StoreError> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT u.name, u.role, u.cameras FROM sessions s JOIN users u ON u.name = s.user WHERE s.id_hash = ?1 AND s.expires_at > ?2",
-                params![secret_hash(secret), now()],
-                |r| Ok(Identity { name: r.get(0)?, role: role_of(r.get(1)?)?, cameras: scope_of(r.get(2)?)?, via: "session" }),
-            )
+            .query_row(sql, params![secret_hash(secret), now()], |r| {
+                Ok(Identity { name: r.get(0)?, role: role_of(r.get(1)?)?, cameras: scope_of(r.get(2)?)?, via })
+            })
             .optional()?)
     }
 
@@ -291,14 +298,7 @@ impl AccountStore {
 
     /// Who a bearer token belongs to, if it exists and has not expired.
     pub fn token(&self, secret: &str) -> Result<Option<Identity>, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT name, role, cameras FROM tokens WHERE hash = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-                params![secret_hash(secret), now()],
-                |r| Ok(Identity { name: r.get(0)?, role: role_of(r.get(1)?)?, cameras: scope_of(r.get(2)?)?, via: "token" }),
-            )
-            .optional()?)
+        self.identity("SELECT name, role, cameras FROM tokens WHERE hash = ?1 AND (expires_at IS NULL OR expires_at > ?2)", secret, "token")
     }
 
     pub fn remove_token(&self, name: &str) -> Result<(), StoreError> {
