@@ -35,24 +35,25 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", mac.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// The TLS settings of https webhooks (`crate::tls`, HTTP/1.1 by ALPN). Built once per process.
-fn tls() -> Option<Arc<rustls::ClientConfig>> {
-    static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    TLS.get_or_init(|| {
-        let mut config = crate::tls::client_config("webhooks")?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Some(Arc::new(config))
-    })
-    .clone()
+/// The TLS settings of https webhooks (`crate::tls`, HTTP/1.1 by ALPN), trusting `extra_roots`
+/// besides the system's.
+fn http1_tls(extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Option<Arc<rustls::ClientConfig>> {
+    let mut config = crate::tls::client_config_with("webhooks", extra_roots, None)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(Arc::new(config))
 }
 
-/// As [`tls`], trusting the CA certificates of `path` too (`ca_file`; read now).
+/// [`http1_tls`] with the system's roots only, built once per process.
+fn tls() -> Option<Arc<rustls::ClientConfig>> {
+    static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    TLS.get_or_init(|| http1_tls(Vec::new())).clone()
+}
+
+/// [`http1_tls`] trusting the CA certificates of `path` too (`ca_file`; read now).
 fn tls_trusting(path: &std::path::Path, index: usize) -> Result<Arc<rustls::ClientConfig>, NotifyError> {
     let field = format!("notify.webhooks[{index}].ca_file");
     let roots = crate::tls::read_certificates(path).map_err(|reason| NotifyError::Secret { field: field.clone(), reason })?;
-    let mut config = crate::tls::client_config_with("webhooks", roots, None).ok_or_else(|| NotifyError::Secret { field, reason: "TLS cannot be set up here (see the log)".into() })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    http1_tls(roots).ok_or_else(|| NotifyError::Secret { field, reason: "TLS cannot be set up here (see the log)".into() })
 }
 
 /// One webhook. The secret is kept only here (never in `Debug`, logs or answers).
