@@ -106,10 +106,23 @@ mod tests {
 
     /// With the threshold fixed, a block over it is mapped on its own even after a larger mapped
     /// block was freed (glibc's own rule would have raised its threshold to that block's size and
-    /// served this one from an arena, where what it leaves when freed stays resident). Read from the
-    /// block's own chunk header, not from the process-wide counters other tests move meanwhile.
+    /// served this one from an arena, where what it leaves when freed stays resident). Checked in a
+    /// process of its own: in this one, blocks other tests freed into the arenas may serve it.
     #[test]
     fn blocks_over_the_threshold_are_mapped_even_after_a_larger_one_was_freed() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "memory::tests::a_block_over_the_threshold_in_a_fresh_process", "--include-ignored", "--test-threads=1"])
+            .env("HAVEN_MEMORY_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && log.contains("1 passed"), "{log}{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    #[ignore = "run by blocks_over_the_threshold_are_mapped_even_after_a_larger_one_was_freed, alone in its process"]
+    fn a_block_over_the_threshold_in_a_fresh_process() {
+        assert!(std::env::var_os("HAVEN_MEMORY_TEST_CHILD").is_some(), "run through its parent test");
         for (param, value) in allocator_settings(|_| false) {
             // SAFETY: mallopt is a thread-safe glibc call with plain integer arguments.
             unsafe { libc::mallopt(param, value) };
