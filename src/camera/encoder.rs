@@ -36,6 +36,9 @@ struct Look {
 pub struct FrameEncoder {
     look: Option<Look>,
     cache: Vec<(JpegSpec, Bytes)>,
+    /// The frames copied or scaled to be drawn on, one per size, their buffers reused from frame to
+    /// frame: a fresh copy of a 768x576 frame (1.3 MB) was mapped and faulted in anew each time.
+    canvases: Vec<Mat>,
 }
 
 impl FrameEncoder {
@@ -61,34 +64,45 @@ impl FrameEncoder {
             return Ok((jpeg.clone(), false));
         }
         let (cols, rows) = (frame.cols(), frame.rows());
-        let scaled;
-        let mut image = if (spec.width, spec.height) == (cols, rows) {
-            if !spec.drawn {
-                let jpeg = Bytes::from(crate::jpeg::encode(frame, spec.quality)?);
-                self.cache.push((spec, jpeg.clone()));
-                return Ok((jpeg, true));
-            }
-            frame.try_clone()?
+        let full = (spec.width, spec.height) == (cols, rows);
+        if full && !spec.drawn {
+            let jpeg = Bytes::from(crate::jpeg::encode(frame, spec.quality)?);
+            self.cache.push((spec, jpeg.clone()));
+            return Ok((jpeg, true));
+        }
+        let image = self.canvas(spec.width, spec.height);
+        if full {
+            frame.copy_to(image)?;
         } else {
-            scaled = {
-                let mut small = Mat::default();
-                imgproc::resize(frame, &mut small, Size::new(spec.width, spec.height), 0.0, 0.0, imgproc::INTER_AREA)?;
-                small
-            };
-            scaled
-        };
+            imgproc::resize(frame, image, Size::new(spec.width, spec.height), 0.0, 0.0, imgproc::INTER_AREA)?;
+        }
         if spec.drawn {
             // Drawn at the JPEG's own size, so that lines stay at least a pixel wide when it is small.
             let factor = spec.width as f32 / cols as f32;
             if factor == 1.0 {
-                draw::annotate(&mut image, detections)?;
+                draw::annotate(image, detections)?;
             } else {
-                draw::annotate(&mut image, &draw::scaled(detections, factor))?;
+                draw::annotate(image, &draw::scaled(detections, factor))?;
             }
         }
-        let jpeg = Bytes::from(crate::jpeg::encode(&image, spec.quality)?);
+        let jpeg = Bytes::from(crate::jpeg::encode(image, spec.quality)?);
         self.cache.push((spec, jpeg.clone()));
         Ok((jpeg, true))
+    }
+
+    /// The canvas of this size (made on first use; sizes a frame no longer needs are kept, at most
+    /// a few: the renditions a camera serves).
+    fn canvas(&mut self, width: i32, height: i32) -> &mut Mat {
+        const MAX_CANVASES: usize = 4;
+        let at = self.canvases.iter().position(|c| (c.cols(), c.rows()) == (width, height));
+        let at = at.unwrap_or_else(|| {
+            if self.canvases.len() == MAX_CANVASES {
+                self.canvases.remove(0);
+            }
+            self.canvases.push(Mat::default());
+            self.canvases.len() - 1
+        });
+        &mut self.canvases[at]
     }
 }
 

@@ -17,6 +17,9 @@ struct Slot {
     index: u64,
     /// Why the reader stopped, once it has.
     failed: Option<SourceError>,
+    /// A frame the camera has finished with, for the reader to decode into: the same buffer again
+    /// instead of a fresh one mapped and faulted in for every frame.
+    spare: Option<Mat>,
 }
 
 struct Shared {
@@ -43,11 +46,13 @@ impl LatestFrame {
                 match outcome {
                     Ok(true) => {
                         status.frames_decoded.fetch_add(1, Ordering::Relaxed);
-                        if slot.frame.is_some() {
+                        let unread = slot.frame.replace(std::mem::take(&mut frame));
+                        if unread.is_some() {
                             // The previous frame was never processed: it is dropped, not queued.
                             status.dropped_frames.fetch_add(1, Ordering::Relaxed);
                         }
-                        slot.frame = Some(std::mem::take(&mut frame));
+                        // the next frame is decoded into the dropped one's buffer, or a spare
+                        frame = unread.or_else(|| slot.spare.take()).unwrap_or_default();
                         slot.index += 1;
                     }
                     Ok(false) => slot.failed = Some(SourceError::stream_ended(source.name())),
@@ -82,6 +87,12 @@ impl LatestFrame {
             Some(e) => Err(e),
             None => Ok(None),
         }
+    }
+
+    /// Gives back a frame taken with [`LatestFrame::next`] once nothing refers to its pixels any
+    /// more (as a file camera reads its next frame into the same buffer), for the reader to reuse.
+    pub fn recycle(&self, frame: Mat) {
+        self.shared.slot.lock().unwrap().spare = Some(frame);
     }
 }
 

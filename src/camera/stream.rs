@@ -79,6 +79,7 @@ pub fn stream_live(ctx: &WorkerContext, pipe: &mut Pipeline, source: Box<dyn Fra
             Ok(Some((mut frame, index))) => {
                 last_frame = ctx.now();
                 finish_frame(ctx, pipe, &id, &mut frame, index);
+                latest.recycle(frame);
             }
             Ok(None) if (ctx.now() - last_frame).as_secs_f64() > watchdog_secs => return Outcome::Failed(stalled),
             Ok(None) => {}

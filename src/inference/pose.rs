@@ -236,9 +236,42 @@ const GPU_BATCH: usize = 8;
 impl PoseEngine {
     /// People in `frame`, letterboxed into a `input_width` x `input_height` network input (multiples of 32).
     pub fn detect_sized(&self, frame: &Mat, size: (usize, usize)) -> Result<Vec<Detection>, EngineError> {
-        let (boxed, lb) = letterbox(frame, size)?;
-        Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, &lb)?)
+        if frame.typ() != core::CV_8UC3 {
+            let (boxed, lb) = letterbox(frame, size)?;
+            return Ok(self.model.detect_letterboxed_bgr(boxed.data_bytes()?, &lb)?);
+        }
+        // Regions come in many sizes: one growing buffer per thread serves them all (a fresh
+        // input per region was mapped and faulted in anew each time).
+        thread_local! {
+            static INPUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // taken, not borrowed: the model's threads may run another camera's region meanwhile
+        let mut input = INPUT.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let found = letterbox_bgr_into(frame, size, &mut input).and_then(|lb| Ok(self.model.detect_letterboxed_bgr(&input, &lb)?));
+        INPUT.with(|b| *b.borrow_mut() = input);
+        found
     }
+}
+
+/// [`letterbox`] of a BGR frame into `input` (resized to the input's bytes; its capacity kept from
+/// call to call).
+fn letterbox_bgr_into(frame: &Mat, (input_width, input_height): (usize, usize), input: &mut Vec<u8>) -> Result<Letterbox, EngineError> {
+    let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
+    if src_w == 0 || src_h == 0 {
+        return Err(EngineError::EmptyFrame);
+    }
+    let lb = Letterbox::new(src_w, src_h, input_width, input_height);
+    let (w, h) = lb.resized_size();
+    input.clear();
+    input.resize(3 * input_width * input_height, PAD as u8);
+    let mut boxed = Mat::new_rows_cols_with_bytes_mut::<core::Vec3b>(input_height as i32, input_width as i32, input)?;
+    let place = core::Rect::new(lb.pad_x as i32, lb.pad_y as i32, w as i32, h as i32);
+    let mut inside = Mat::roi_mut(&mut boxed, place)?;
+    let at = inside.data();
+    imgproc::resize(frame, &mut inside, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+    // an ROI of the right size and type is written in place, never reallocated
+    assert_eq!(at, inside.data(), "resize reallocated its destination");
+    Ok(lb)
 }
 
 /// `frame` letterboxed into a `input_width` x `input_height` network input (BGR, pad 114): resized
@@ -250,20 +283,12 @@ pub fn letterbox(frame: &Mat, (input_width, input_height): (usize, usize)) -> Re
     }
     let lb = Letterbox::new(src_w, src_h, input_width, input_height);
     let (w, h) = lb.resized_size();
-    let mut resized = Mat::default();
-    imgproc::resize(frame, &mut resized, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
-    let (left, top) = (lb.pad_x as i32, lb.pad_y as i32);
-    let mut boxed = Mat::default();
-    core::copy_make_border(
-        &resized,
-        &mut boxed,
-        top,
-        input_height as i32 - h as i32 - top,
-        left,
-        input_width as i32 - w as i32 - left,
-        core::BORDER_CONSTANT,
-        Scalar::all(PAD),
-    )?;
+    // resized straight into its place in the padded input: one frame-sized buffer, not two
+    let mut boxed = Mat::new_rows_cols_with_default(input_height as i32, input_width as i32, frame.typ(), Scalar::all(PAD))?;
+    let place = core::Rect::new(lb.pad_x as i32, lb.pad_y as i32, w as i32, h as i32);
+    let mut inside = Mat::roi_mut(&mut boxed, place)?;
+    imgproc::resize(frame, &mut inside, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
+    drop(inside);
     Ok((boxed, lb))
 }
 
@@ -282,6 +307,34 @@ mod tests {
         assert!(matches!(err, EngineError::Model(haven_pose::PoseError::WeightsNotFound { .. })), "{err:?}");
         assert!(std::error::Error::source(&err).is_some());
         assert!(err.to_string().starts_with("inference failed: pose weights not found at /nonexistent/w.safetensors"), "{err}");
+    }
+
+    /// The frame resized into its place in the padded input is, byte for byte, the frame resized
+    /// on its own and then bordered (the two copies the letterbox used to make).
+    #[test]
+    fn the_letterbox_is_the_resized_frame_inside_its_border() {
+        use opencv::core::{self, Mat, Scalar, Size};
+        use opencv::{imgproc, prelude::*};
+        let mut frame = Mat::new_rows_cols_with_default(576, 768, core::CV_8UC3, Scalar::all(0.0)).unwrap();
+        core::randu(&mut frame, &Scalar::all(0.0), &Scalar::all(255.0)).unwrap();
+        for size in [(640, 480), (640, 640), (320, 256)] {
+            let (boxed, lb) = super::letterbox(&frame, size).unwrap();
+            let (w, h) = lb.resized_size();
+            let (mut resized, mut want) = (Mat::default(), Mat::default());
+            imgproc::resize(&frame, &mut resized, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR).unwrap();
+            let (top, left) = (lb.pad_y as i32, lb.pad_x as i32);
+            let (bottom, right) = (size.1 as i32 - h as i32 - top, size.0 as i32 - w as i32 - left);
+            core::copy_make_border(&resized, &mut want, top, bottom, left, right, core::BORDER_CONSTANT, Scalar::all(super::PAD)).unwrap();
+            assert_eq!((boxed.cols(), boxed.rows()), (size.0 as i32, size.1 as i32));
+            assert!(boxed.data_bytes().unwrap() == want.data_bytes().unwrap(), "{size:?}");
+            // and into a reused buffer, larger or smaller than before
+            let mut input = vec![7u8; 5];
+            for _ in 0..2 {
+                super::letterbox_bgr_into(&frame, size, &mut input).unwrap();
+                assert!(input == want.data_bytes().unwrap(), "{size:?}, reused buffer");
+                input.extend_from_slice(&[1, 2, 3]);
+            }
+        }
     }
 
     #[test]

@@ -470,16 +470,21 @@ impl YoloModel {
     pub fn detect_input(&self, input: &Input) -> Result<Vec<Vec<Detection>>, PoseError> {
         let out = self.net.forward(&input.x.to_device(&self.net.device)?)?;
         let (_, rows, n) = out.dims3()?;
-        let raw = out.flatten_all()?.to_vec1::<f32>()?;
-        // this call's own output: its memory back to the buffer pool
-        fused::reclaim(&out);
+        // this call's own output, read in place (not copied: a fresh frame-sized vector per pass),
+        // then its memory back to the buffer pool
+        let raw = match out.is_contiguous().then(|| fused::take_storage(&out)).flatten() {
+            Some(v) => v,
+            None => out.flatten_all()?.to_vec1::<f32>()?,
+        };
         let decode = self.decode();
-        Ok(input
+        let found = input
             .lbs
             .iter()
-            .zip(raw.chunks_exact(rows * n))
+            .zip(raw[..input.lbs.len() * rows * n].chunks_exact(rows * n))
             .map(|(lb, out)| postprocess_raw_with(out, rows, n, lb, &decode))
-            .collect())
+            .collect();
+        kernels::pool::recycle(raw);
+        Ok(found)
     }
 }
 

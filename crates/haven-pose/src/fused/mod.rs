@@ -173,24 +173,36 @@ impl CustomOp2 for CatOp {
 /// its values, see `PBuf::into_storage`) and that no one reads again. A view that starts inside its
 /// storage is left alone.
 pub(crate) fn reclaim(t: &Tensor) {
-    struct Reclaim;
-    impl InplaceOp1 for Reclaim {
+    if let Some(v) = take_storage(t) {
+        pool::recycle(v);
+    }
+}
+
+/// A CPU tensor's vector itself, its values first (possibly longer), leaving the tensor empty: on
+/// the terms of [`reclaim`], for reading a network output without copying it; `None` on another
+/// device or for a view that starts inside its storage.
+pub(crate) fn take_storage(t: &Tensor) -> Option<Vec<f32>> {
+    struct Take(std::sync::Mutex<Option<Vec<f32>>>);
+    impl InplaceOp1 for Take {
         fn name(&self) -> &'static str {
-            "haven-reclaim"
+            "haven-take-storage"
         }
         fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> CResult<()> {
             if let CpuStorage::F32(v) = s {
                 if l.start_offset() == 0 && l.shape().elem_count() <= v.len() {
-                    pool::recycle(std::mem::take(v));
+                    *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::mem::take(v));
                 }
             }
             Ok(())
         }
     }
-    if t.device().is_cpu() {
-        // the op cannot fail on the CPU
-        let _ = t.inplace_op1(&Reclaim);
+    if !t.device().is_cpu() {
+        return None;
     }
+    let take = Take(std::sync::Mutex::new(None));
+    // the op cannot fail on the CPU
+    let _ = t.inplace_op1(&take);
+    take.0.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 fn chain(convs: &[ConvBn], x: &[f32], h: usize, w: usize) -> PBuf {
