@@ -19,12 +19,16 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::videoio;
 
+#[path = "support/help.rs"]
+mod help;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 fn main() {
+    help::help_if_asked(include_str!("camera_step.rs"));
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut frames_wanted = 40;
     let mut sizes = vec![(640, 640), (640, 480), (320, 320)];

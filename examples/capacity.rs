@@ -238,6 +238,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("capacity.rs"));
     let args = parse_args();
     println!(
         "# capacity: {} demo + {} still cameras, AI on, one viewer each, {} s window after 10 s warm-up, {} round(s)",

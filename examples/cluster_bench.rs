@@ -203,6 +203,7 @@ struct Node {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("cluster_bench.rs"));
     let args = parse_args();
     let dir = std::env::temp_dir().join(format!("haven-cluster-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

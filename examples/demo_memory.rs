@@ -172,6 +172,7 @@ async fn round(build: &Build, env: &[(String, String)], args: &Args) -> Round {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("demo_memory.rs"));
     let args = parse_args();
     println!(
         "# demo memory: the shipped settings (3 demo cameras), {} reading viewers + {} never reading; {} s warm-up, RSS sampled every 5 s for {} s; {} round(s)",

@@ -102,6 +102,7 @@ async fn connect_viewers(port: u16, case: &Case, frames: Arc<AtomicU64>, bytes: 
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("fanout.rs"));
     let args = parse_args();
     println!("# fan-out: one camera (data/1.mp4, 768x576 @ 10 fps), AI {}, window {} s, {} rounds",
         if args.ai { "on" } else { "off" }, args.window, args.rounds);

@@ -300,6 +300,7 @@ fn query_value(rng: &mut Rng) -> String {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("fuzz.rs"));
     let (mut settings_secs, mut api_secs, mut seed) = (60.0, 120.0, 0x2545_f491_4f6c_dd1du64);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

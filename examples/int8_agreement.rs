@@ -168,6 +168,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
 }
 
 fn main() {
+    support::help::help_if_asked(include_str!("int8_agreement.rs"));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let weights: PathBuf = arg(&args, "--weights", repo().join("weights/yolo11n-pose.safetensors"));
     let load = |precision| {

@@ -49,6 +49,7 @@ fn start(build: &Build, ai: bool, log: Option<&std::path::Path>) -> (Haven, Path
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("latency.rs"));
     let mut seconds = 15.0;
     let mut counts = vec![1usize, 100];
     let mut modes = vec![false, true];

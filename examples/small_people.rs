@@ -85,6 +85,7 @@ impl Way {
 }
 
 fn main() {
+    support::help::help_if_asked(include_str!("small_people.rs"));
     let mut video = repo().join("data/vtest.avi");
     let (mut every, mut skip) = (40usize, 40usize);
     let mut scales = vec![1.0f32, 1.4];

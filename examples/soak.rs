@@ -207,6 +207,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("soak.rs"));
     let args = parse_args();
     let scratch = std::env::temp_dir().join(format!("haven-soak-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();

@@ -19,6 +19,7 @@ async fn cameras(port: u16) -> Vec<serde_json::Value> {
 
 #[actix_web::main]
 async fn main() {
+    support::help::help_if_asked(include_str!("throughput.rs"));
     let mut counts = vec![1usize, 3, 6];
     let mut window = 20.0;
     let mut args = std::env::args().skip(1);

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod evaluate;
 pub mod events;
+pub mod frame_pool;
 pub mod hub;
 pub mod inference;
 pub mod jpeg;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each example uses its own part
 
+pub mod help;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

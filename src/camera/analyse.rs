@@ -214,7 +214,7 @@ impl Analyser {
         }
         let Some(lane) = &self.lane else { return Ok(()) };
         let replaced = lane.replaced();
-        lane.submit(Job { frame: lane.copy_frame(&frame.image)?, frame_index: frame.index, timestamp: frame.timestamp, runs });
+        lane.submit(Job { frame: crate::frame_pool::copy_of(&frame.image)?, frame_index: frame.index, timestamp: frame.timestamp, runs });
         ctx.status.inferences_replaced.fetch_add(lane.replaced() - replaced, Ordering::Relaxed);
         if ctx.deps.wait_for_models {
             lane.wait_idle();

@@ -36,9 +36,6 @@ struct Look {
 pub struct FrameEncoder {
     look: Option<Look>,
     cache: Vec<(JpegSpec, Bytes)>,
-    /// The frames copied or scaled to be drawn on, one per size, their buffers reused from frame to
-    /// frame: a fresh copy of a 768x576 frame (1.3 MB) was mapped and faulted in anew each time.
-    canvases: Vec<Mat>,
 }
 
 impl FrameEncoder {
@@ -70,41 +67,36 @@ impl FrameEncoder {
             self.cache.push((spec, jpeg.clone()));
             return Ok((jpeg, true));
         }
-        let image = self.canvas(spec.width, spec.height);
-        if full {
-            frame.copy_to(image)?;
-        } else {
-            imgproc::resize(frame, image, Size::new(spec.width, spec.height), 0.0, 0.0, imgproc::INTER_AREA)?;
-        }
-        if spec.drawn {
-            // Drawn at the JPEG's own size, so that lines stay at least a pixel wide when it is small.
-            let factor = spec.width as f32 / cols as f32;
-            if factor == 1.0 {
-                draw::annotate(image, detections)?;
-            } else {
-                draw::annotate(image, &draw::scaled(detections, factor))?;
-            }
-        }
-        let jpeg = Bytes::from(crate::jpeg::encode(image, spec.quality)?);
+        // drawn on a copy from the shared frame buffers (not a fresh one mapped per frame)
+        let mut image = crate::frame_pool::take(spec.width, spec.height, frame.typ());
+        let encoded = draw_and_encode(frame, spec, detections, &mut image);
+        crate::frame_pool::give_back(image);
+        let jpeg = encoded?;
         self.cache.push((spec, jpeg.clone()));
         Ok((jpeg, true))
     }
-
-    /// The canvas of this size (made on first use; sizes a frame no longer needs are kept, at most
-    /// a few: the renditions a camera serves).
-    fn canvas(&mut self, width: i32, height: i32) -> &mut Mat {
-        const MAX_CANVASES: usize = 4;
-        let at = self.canvases.iter().position(|c| (c.cols(), c.rows()) == (width, height));
-        let at = at.unwrap_or_else(|| {
-            if self.canvases.len() == MAX_CANVASES {
-                self.canvases.remove(0);
-            }
-            self.canvases.push(Mat::default());
-            self.canvases.len() - 1
-        });
-        &mut self.canvases[at]
-    }
 }
+
+/// `frame` copied or scaled into `image`, drawn on if `spec` says so, encoded.
+fn draw_and_encode(frame: &Mat, spec: JpegSpec, detections: &[Detection], image: &mut Mat) -> Result<Bytes, FrameError> {
+    let cols = frame.cols();
+    if (spec.width, spec.height) == (cols, frame.rows()) {
+        frame.copy_to(image)?;
+    } else {
+        imgproc::resize(frame, image, Size::new(spec.width, spec.height), 0.0, 0.0, imgproc::INTER_AREA)?;
+    }
+    if spec.drawn {
+        // Drawn at the JPEG's own size, so that lines stay at least a pixel wide when it is small.
+        let factor = spec.width as f32 / cols as f32;
+        if factor == 1.0 {
+            draw::annotate(image, detections)?;
+        } else {
+            draw::annotate(image, &draw::scaled(detections, factor))?;
+        }
+    }
+    Ok(Bytes::from(crate::jpeg::encode(image, spec.quality)?))
+}
+
 
 #[cfg(test)]
 mod tests {

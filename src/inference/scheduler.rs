@@ -56,7 +56,8 @@ impl Priority {
 
 /// A frame handed to the models: decoded once, looked at by each model it names.
 pub struct Job {
-    /// The decoded BGR frame (owned: the camera goes on with the next one).
+    /// The decoded BGR frame (owned: the camera goes on with the next one; a copy from
+    /// `frame_pool`, given back there once the models are done).
     pub frame: Mat,
     pub frame_index: u64,
     /// Capture time, seconds since the Unix epoch.
@@ -135,21 +136,6 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     next_lane: AtomicU64,
-    /// Frame copies the models are done with, for the next job's copy ([`Lane::copy_frame`]).
-    spare_frames: Mutex<Vec<Mat>>,
-}
-
-/// Spare frame buffers kept: a few cameras' worth; more are freed.
-const MAX_SPARE_FRAMES: usize = 8;
-
-impl Shared {
-    /// A job's frame, once the models are done with it: its buffer for a later copy.
-    fn recycle(&self, frame: Mat) {
-        let mut spare = self.spare_frames.lock().unwrap();
-        if spare.len() < MAX_SPARE_FRAMES {
-            spare.push(frame);
-        }
-    }
 }
 
 /// The lane's side that the workers write to.
@@ -185,7 +171,6 @@ impl Scheduler {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             next_lane: AtomicU64::new(1),
-            spare_frames: Mutex::default(),
         });
         let workers = (0..workers.max(1))
             .map(|i| {
@@ -253,19 +238,6 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// A copy of `frame` for a [`Job`], into the buffer of an earlier job's frame where one is spare
-    /// (a fresh frame-sized copy per look was mapped and faulted in anew each time).
-    pub fn copy_frame(&self, frame: &Mat) -> opencv::Result<Mat> {
-        let spare = {
-            let mut spare = self.shared.spare_frames.lock().unwrap();
-            let same = spare.iter().position(|m| m.size().ok() == frame.size().ok() && m.typ() == frame.typ());
-            same.map(|i| spare.swap_remove(i)).or_else(|| spare.pop())
-        };
-        let mut copy = spare.unwrap_or_default();
-        frame.copy_to(&mut copy)?;
-        Ok(copy)
-    }
-
     /// Hands a frame over; a frame of this camera still waiting is replaced (and counted).
     pub fn submit(&self, job: Job) {
         let replaced = {
@@ -278,7 +250,7 @@ impl Lane {
             old
         };
         if let Some(old) = replaced {
-            self.shared.recycle(old.frame);
+            crate::frame_pool::give_back(old.frame);
             self.inner.replaced.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.wake.notify_one();
@@ -451,7 +423,7 @@ fn work(shared: &Shared) {
                 inference_ms,
                 results,
             });
-            shared.recycle(job.frame);
+            crate::frame_pool::give_back(job.frame);
             ids.push(id);
         }
         let mut state = shared.state.lock().unwrap();

@@ -13,6 +13,9 @@ use std::time::Instant;
 
 use haven_pose::{DeviceSpec, Letterbox, PoseModel, PoseOptions};
 
+#[path = "../../../examples/support/help.rs"]
+mod help;
+
 /// CPU time of all this process's threads in ns (Linux /proc/self/task/*/schedstat), if available.
 fn cpu_ns() -> Option<u64> {
     let mut total = 0;
@@ -36,6 +39,7 @@ fn rss() -> String {
 }
 
 fn main() {
+    help::help_if_asked(include_str!("bench.rs"));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let weights = args

@@ -14,12 +14,16 @@ use std::time::Instant;
 
 use haven_pose::{Input, Letterbox, PoseOptions, YoloModel};
 
+#[path = "../../../examples/support/help.rs"]
+mod help;
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 fn main() {
+    help::help_if_asked(include_str!("multi_model.rs"));
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     // an empty argument takes the default
