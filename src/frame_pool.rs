@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-/// Spare buffers kept; more given back are freed.
+/// Spare buffers kept: giving back one more frees the one given back longest ago.
 pub const MAX_SPARE: usize = 3;
 
 static SPARE: Mutex<Vec<Mat>> = Mutex::new(Vec::new());

@@ -97,7 +97,6 @@ fn draw_and_encode(frame: &Mat, spec: JpegSpec, detections: &[Detection], image:
     Ok(Bytes::from(crate::jpeg::encode(image, spec.quality)?))
 }
 
-
 #[cfg(test)]
 mod tests {
     use opencv::core::{Scalar, CV_8UC3};

@@ -255,41 +255,47 @@ impl PoseEngine {
 
 /// [`letterbox`] of a BGR frame into `input` (resized to the input's bytes; its capacity kept from
 /// call to call).
-fn letterbox_bgr_into(frame: &Mat, (input_width, input_height): (usize, usize), input: &mut Vec<u8>) -> Result<Letterbox, EngineError> {
-    let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
-    if src_w == 0 || src_h == 0 {
-        return Err(EngineError::EmptyFrame);
-    }
-    let lb = Letterbox::new(src_w, src_h, input_width, input_height);
-    let (w, h) = lb.resized_size();
+fn letterbox_bgr_into(frame: &Mat, size: (usize, usize), input: &mut Vec<u8>) -> Result<Letterbox, EngineError> {
+    let lb = letterbox_for(frame, size)?;
     input.clear();
-    input.resize(3 * input_width * input_height, PAD as u8);
-    let mut boxed = Mat::new_rows_cols_with_bytes_mut::<core::Vec3b>(input_height as i32, input_width as i32, input)?;
-    let place = core::Rect::new(lb.pad_x as i32, lb.pad_y as i32, w as i32, h as i32);
-    let mut inside = Mat::roi_mut(&mut boxed, place)?;
-    let at = inside.data();
-    imgproc::resize(frame, &mut inside, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
-    // an ROI of the right size and type is written in place, never reallocated
-    assert_eq!(at, inside.data(), "resize reallocated its destination");
+    input.resize(3 * lb.dst_w * lb.dst_h, PAD as u8);
+    let mut boxed = Mat::new_rows_cols_with_bytes_mut::<core::Vec3b>(lb.dst_h as i32, lb.dst_w as i32, input)?;
+    resize_into_place(frame, &lb, &mut boxed)?;
     Ok(lb)
 }
 
 /// `frame` letterboxed into a `input_width` x `input_height` network input (BGR, pad 114): resized
 /// once, for every model whose input has this size.
-pub fn letterbox(frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<(Mat, Letterbox), EngineError> {
+pub fn letterbox(frame: &Mat, size: (usize, usize)) -> Result<(Mat, Letterbox), EngineError> {
+    let lb = letterbox_for(frame, size)?;
+    let mut boxed = Mat::new_rows_cols_with_default(lb.dst_h as i32, lb.dst_w as i32, frame.typ(), Scalar::all(PAD))?;
+    resize_into_place(frame, &lb, &mut boxed)?;
+    Ok((boxed, lb))
+}
+
+/// Where `frame` goes in a `input_width` x `input_height` input.
+fn letterbox_for(frame: &Mat, (input_width, input_height): (usize, usize)) -> Result<Letterbox, EngineError> {
     let (src_w, src_h) = (frame.cols() as usize, frame.rows() as usize);
     if src_w == 0 || src_h == 0 {
         return Err(EngineError::EmptyFrame);
     }
-    let lb = Letterbox::new(src_w, src_h, input_width, input_height);
+    Ok(Letterbox::new(src_w, src_h, input_width, input_height))
+}
+
+/// `frame` resized straight into its place inside `boxed` (already the input's size, filled with the
+/// pad): one input-sized buffer, not a resized frame and then a bordered copy.
+fn resize_into_place(frame: &Mat, lb: &Letterbox, boxed: &mut impl MatTrait) -> Result<(), EngineError> {
     let (w, h) = lb.resized_size();
-    // resized straight into its place in the padded input: one frame-sized buffer, not two
-    let mut boxed = Mat::new_rows_cols_with_default(input_height as i32, input_width as i32, frame.typ(), Scalar::all(PAD))?;
     let place = core::Rect::new(lb.pad_x as i32, lb.pad_y as i32, w as i32, h as i32);
-    let mut inside = Mat::roi_mut(&mut boxed, place)?;
+    let mut inside = Mat::roi_mut(boxed, place)?;
+    let at = inside.data();
     imgproc::resize(frame, &mut inside, Size::new(w as i32, h as i32), 0.0, 0.0, imgproc::INTER_LINEAR)?;
-    drop(inside);
-    Ok((boxed, lb))
+    // an ROI of the right size and type is written in place; were it ever reallocated, the input
+    // would not hold the frame
+    if inside.data() != at {
+        return Err(EngineError::Prepare("the letterbox's resize did not write in place".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
