@@ -46,6 +46,12 @@ pub struct ModelSettings {
     /// layer's weights held once (for a model asked a few times a minute, like the fall model).
     #[serde(default = "default_true")]
     pub winograd: bool,
+    /// On HAVEN's CPU kernels, layers on the direct path hold the checkpoint's own 16-bit weights
+    /// (and a scale per channel), widened to the very same f32 numbers at each pass: half the
+    /// memory of those layers for a little CPU. Layers whose weights are not 16-bit values, and
+    /// Winograd's transformed copies, stay f32.
+    #[serde(default)]
+    pub half_weights: bool,
 }
 
 impl ModelSettings {
@@ -127,10 +133,11 @@ impl ModelSettings {
     }
 
     /// How the engine runs this model: the `HAVEN_*` switches of the environment, with Winograd
-    /// off where `winograd = false`.
+    /// off where `winograd = false` and 16-bit weights where `half_weights = true`.
     pub fn engine_options(&self) -> haven_pose::EngineOptions {
         let mut engine = haven_pose::EngineOptions::from_env();
         engine.kernels.winograd &= self.winograd;
+        engine.kernels.half_weights = self.half_weights;
         engine
     }
 

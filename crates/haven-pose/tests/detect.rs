@@ -398,3 +398,27 @@ fn detect_goldens_on_the_device_named_by_haven_test_device() {
         }
     }
 }
+
+/// The fall model (a YOLOv8s saved in half precision) run as the shipped settings run it, its
+/// direct-path weights held in 16 bits (`half_weights`), gives the raw output of the f32-held model
+/// bit for bit, at 1 and 2 threads.
+#[test]
+fn the_fall_model_with_16_bit_weights_gives_the_same_numbers() {
+    let weights = root().join("weights/fall-yolov8s.safetensors");
+    assert!(weights.exists(), "{} is missing: run scripts/fetch-weights.sh before running the tests", weights.display());
+    let input = input_of(&common::load_safetensors(&common::fixture_in("pose", "zidane_640_io.safetensors")));
+    let raw = |half_weights: bool, threads: usize| {
+        let mut engine = EngineOptions::default();
+        engine.kernels.winograd = false;
+        engine.kernels.half_weights = half_weights;
+        let m = YoloModel::load_with_engine(&weights, PoseOptions::default(), engine).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| m.forward_raw(&input).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+    };
+    for threads in [1, 2] {
+        let (held_f32, held_16) = (raw(false, threads), raw(true, threads));
+        assert_eq!(held_f32.len(), held_16.len());
+        let differ = held_f32.iter().zip(&held_16).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{threads} threads: {differ} of {} outputs differ", held_f32.len());
+    }
+}

@@ -56,6 +56,8 @@ pub(crate) struct Conv {
     /// dense: weights packed for the GEMM micro-kernel, bias padded to the panel height (empty for
     /// a layer that always takes Winograd)
     pa: Vec<f32>,
+    /// instead of `pa`: the panels as 16-bit values and a scale per row (`opts.half_weights`)
+    half: Option<HalfPanels>,
     bpad: Vec<f32>,
     /// Winograd F(2x2, 3x3) weights, made on first use
     wino: OnceLock<Wino>,
@@ -109,6 +111,46 @@ fn always_winograd(
         && cin.min(cout) >= 16
 }
 
+/// GEMM panels held as 16-bit values: raw weights packed as [`pack_a`] packs the folded ones, and
+/// the fold's scale per row; [`HalfPanels::widen`] gives the folded f32 panels bit for bit.
+struct HalfPanels {
+    raw: Vec<half::f16>,
+    /// per row of the panels (padded to MR, zero there)
+    scale: Vec<f32>,
+}
+
+impl HalfPanels {
+    /// `None` unless every raw weight [m, k] is a 16-bit value (exactly).
+    fn of(raw: &[f32], scale: &[f32], m: usize, k: usize) -> Option<Self> {
+        if !raw.iter().all(|&x| half::f16::from_f32(x).to_f32().to_bits() == x.to_bits()) {
+            return None;
+        }
+        let packed = pack_a(raw, m, k);
+        let mut rows = scale.to_vec();
+        rows.resize(m.div_ceil(MR) * MR, 0.0);
+        Some(Self {
+            raw: packed.iter().map(|&x| half::f16::from_f32(x)).collect(),
+            scale: rows,
+        })
+    }
+
+    /// The folded f32 panels (raw · scale, the multiplication `Conv::new_scaled` folds with), for
+    /// `k` = cin/groups · k · k, in a pooled buffer.
+    fn widen(&self, k: usize) -> PBuf {
+        use half::slice::HalfFloatSliceExt;
+        let mut pa = PBuf::new(self.raw.len());
+        self.raw.convert_to_f32_slice(&mut pa);
+        // [panel][k][MR]: each run of MR values is one k of one panel's rows
+        for (i, run) in pa.chunks_exact_mut(MR).enumerate() {
+            let rows = &self.scale[i / k.max(1) * MR..][..MR];
+            for (x, s) in run.iter_mut().zip(rows) {
+                *x *= s;
+            }
+        }
+        pa
+    }
+}
+
 impl Conv {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -156,6 +198,7 @@ impl Conv {
             b,
             act,
             pa,
+            half: None,
             bpad,
             wino: OnceLock::new(),
             wino4: OnceLock::new(),
@@ -170,11 +213,44 @@ impl Conv {
     /// An 8-bit layer has none.
     pub fn weights(&self) -> Cow<'_, [f32]> {
         assert!(self.q.is_none(), "an 8-bit layer keeps no f32 weights");
-        if self.pa.is_empty() {
+        let kk = self.cin / self.groups * self.k * self.k;
+        if let Some(half) = &self.half {
+            Cow::Owned(unpack_a(&half.widen(kk), self.cout, kk))
+        } else if self.pa.is_empty() {
             Cow::Borrowed(&self.w)
         } else {
-            Cow::Owned(unpack_a(&self.pa, self.cout, self.cin * self.k * self.k))
+            Cow::Owned(unpack_a(&self.pa, self.cout, kk))
         }
+    }
+
+    /// As [`Conv::new`], from unfolded weights `raw` [cout, cin/groups, k, k] and a scale per output
+    /// channel (BatchNorm folded as raw · scale, in f32). With `opts.half_weights` a layer that keeps
+    /// GEMM panels holds them as 16-bit values where every raw weight is one (a checkpoint saved in
+    /// half precision): widened and scaled at each call into exactly the f32 panels it would hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_scaled(
+        (cin, cout, k, stride, groups): (usize, usize, usize, usize, usize),
+        raw: Vec<f32>,
+        scale: &[f32],
+        b: Vec<f32>,
+        act: bool,
+        opts: KernelOptions,
+    ) -> Self {
+        let per = raw.len() / cout.max(1);
+        let mut w = raw.clone();
+        for (row, &s) in w.chunks_exact_mut(per.max(1)).zip(scale) {
+            for x in row {
+                *x *= s;
+            }
+        }
+        let mut c = Self::new(cin, cout, k, stride, groups, w, b, act, opts);
+        if opts.half_weights && !c.pa.is_empty() {
+            if let Some(half) = HalfPanels::of(&raw, scale, cout, per) {
+                c.pa = Vec::new();
+                c.half = Some(half);
+            }
+        }
+        c
     }
 
     /// The kernel paths this convolution was made with.
@@ -230,7 +306,7 @@ impl Conv {
             target_feature = "avx2",
             target_feature = "fma"
         ))]
-        if self.pa.is_empty() {
+        if self.pa.is_empty() && self.half.is_none() {
             return self.winograd(x, h, w, out);
         }
         self.dense_gemm(x, h, w, oh, ow, out)
@@ -342,6 +418,8 @@ impl Conv {
         let mcp = mpanels.div_ceil(mchunks);
         let mchunks = mpanels.div_ceil(mcp);
         let ldc = oh * ow;
+        let widened = self.half.as_ref().map(|h| h.widen(kk));
+        let pa: &[f32] = widened.as_deref().unwrap_or(&self.pa);
         let run = |task: usize| {
             let cp = cp;
             let (t, mi) = (task / mchunks, task % mchunks);
@@ -350,7 +428,7 @@ impl Conv {
             let len = p1 - p0;
             let m0 = mi * mcp * MR;
             let mlen = (mcp * MR).min(self.cout - m0);
-            let (ap, bias) = (&self.pa[m0 * kk..], &self.bpad[m0..]);
+            let (ap, bias) = (&pa[m0 * kk..], &self.bpad[m0..]);
             let dst = if direct {
                 Dst::plain(cp.0.wrapping_add(m0 * n + p0), n)
             } else {
@@ -423,6 +501,35 @@ mod tests {
         Conv::new(cin, cout, k, stride, groups, w, b, act, opts)
     }
 
+    /// A layer holding its panels in 16 bits computes the f32 layer's outputs bit for bit and keeps
+    /// no f32 panels; one whose raw weights are not 16-bit values keeps f32 panels. The GEMM paths
+    /// (1x1, implicit im2col, packed strided), 1 and 3 threads; `weights()` unpacks the same.
+    #[test]
+    fn half_weights_give_the_same_numbers_with_half_the_panels() {
+        use crate::kernels::testutil::thread_pool;
+        let no_wino = KernelOptions { winograd: false, ..KernelOptions::default() };
+        let half = KernelOptions { half_weights: true, ..no_wino };
+        for &(cin, cout, k, stride, h, w) in &[(16, 24, 1, 1, 9, 13), (12, 20, 3, 1, 11, 9), (3, 16, 3, 2, 17, 22), (32, 9, 3, 2, 15, 16)] {
+            // raw weights that a half-precision checkpoint holds, and a BatchNorm scale that is not
+            let raw: Vec<f32> = pseudo(cout * cin * k * k, 1).iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+            let scale: Vec<f32> = pseudo(cout, 4).iter().map(|x| 0.7 + x.abs() / 3.0).collect();
+            let b = pseudo(cout, 2);
+            let x = pseudo(cin * h * w, 3);
+            let dims = (cin, cout, k, stride, 1);
+            let plain = Conv::new_scaled(dims, raw.clone(), &scale, b.clone(), true, no_wino);
+            let held = Conv::new_scaled(dims, raw.clone(), &scale, b.clone(), true, half);
+            assert!(held.half.is_some() && held.pa.is_empty() && !plain.pa.is_empty());
+            assert_eq!(plain.weights().as_ref(), held.weights().as_ref());
+            for threads in [1, 3] {
+                let (want, got) = thread_pool(threads).install(|| (plain.forward(&x, h, w), held.forward(&x, h, w)));
+                assert!(want.iter().zip(got.iter()).all(|(a, b)| a.to_bits() == b.to_bits()), "{dims:?} {threads} threads");
+            }
+            let not_half: Vec<f32> = raw.iter().map(|x| x * 1.000_1).collect();
+            let kept = Conv::new_scaled(dims, not_half, &scale, b, true, half);
+            assert!(kept.half.is_none() && !kept.pa.is_empty(), "{dims:?}: f32 kept for weights that are not 16-bit values");
+        }
+    }
+
     /// Every path a convolution can take, forced through its options: direct GEMM (1x1), implicit
     /// im2col (strided, K over one block), B packed per tile (strided, one K block), Winograd off /
     /// F(2,3) only / F(4,3) always / by size, depthwise (AVX2 and portable strides); both GEMM
@@ -442,6 +549,7 @@ mod tests {
                     winograd4,
                     wide_kernel: kernel.is_wide(),
                     conv_profile: false,
+                    half_weights: false,
                     precision: Precision::F32,
                 };
                 options.push((format!("{name}, {wname}"), opts));

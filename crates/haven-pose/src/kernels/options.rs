@@ -17,6 +17,11 @@ pub struct KernelOptions {
     pub wide_kernel: bool,
     /// Print every dense convolution's time and GFLOP/s to stderr (`HAVEN_CONV_PROFILE=1`).
     pub conv_profile: bool,
+    /// Layers on the direct path hold their GEMM panels as the checkpoint's own 16-bit values and a
+    /// scale per output channel, widened to the very same f32 panels at each call (half the memory
+    /// for a little CPU); set from a model's `half_weights` setting at load, never from the
+    /// environment. Layers whose weights are not 16-bit values keep f32.
+    pub half_weights: bool,
     /// The arithmetic of the dense convolutions (the one switch here that changes the numbers):
     /// set from [`crate::PoseOptions::precision`] at load, never from the environment.
     pub precision: Precision,
@@ -80,6 +85,7 @@ impl Default for KernelOptions {
             winograd4: Winograd4::Auto,
             wide_kernel: true,
             conv_profile: false,
+            half_weights: false,
             precision: Precision::F32,
         }
     }
@@ -105,6 +111,7 @@ impl KernelOptions {
             },
             wide_kernel: off("HAVEN_WIDE_KERNEL", d.wide_kernel),
             conv_profile: off("HAVEN_CONV_PROFILE", d.conv_profile),
+            half_weights: d.half_weights,
             precision: d.precision,
         }
     }
@@ -128,6 +135,7 @@ mod tests {
                 winograd4: Winograd4::Never,
                 wide_kernel: false,
                 conv_profile: true,
+                half_weights: false,
                 precision: Precision::F32,
             }
         );

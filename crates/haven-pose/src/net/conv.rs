@@ -47,17 +47,25 @@ impl ConvBn {
         let b = &vb.get("bn.bias", &shape1)?.data;
         let m = &vb.get("bn.running_mean", &shape1)?.data;
         let v = &vb.get("bn.running_var", &shape1)?.data;
-        let per = cpg * k * k;
-        let mut w = wt.data.clone();
-        let mut bias = vec![0f32; cout];
-        for o in 0..cout {
-            let s = g[o] / (v[o] + vb.eps).sqrt();
-            for x in &mut w[o * per..(o + 1) * per] {
-                *x *= s;
+        let scale: Vec<f32> = (0..cout).map(|o| g[o] / (v[o] + vb.eps).sqrt()).collect();
+        let bias = (0..cout).map(|o| b[o] - m[o] * scale[o]).collect();
+        let dims = [cin, cout, k, stride, groups];
+        match vb.ops {
+            Ops::Haven(opts) => {
+                let conv = Conv::new_scaled((cin, cout, k, stride, groups), wt.data.clone(), &scale, bias, act, opts);
+                Ok(Self { cout, act, imp: ConvImpl::Haven(conv) })
             }
-            bias[o] = b[o] - m[o] * s;
+            Ops::Candle => {
+                let per = cpg * k * k;
+                let mut w = wt.data.clone();
+                for (row, s) in w.chunks_exact_mut(per).zip(&scale) {
+                    for x in row {
+                        *x *= s;
+                    }
+                }
+                Self::new(vb, dims, w, bias, act)
+            }
         }
-        Self::new(vb, [cin, cout, k, stride, groups], w, bias, act)
     }
 
     /// A plain `nn.Conv2d` with (optional) bias at `vb` (`weight`, `bias`), stride 1, no activation.
