@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 #[path = "support/mod.rs"]
@@ -163,34 +162,21 @@ async fn owners(port: u16, n: usize) -> Vec<(String, String)> {
 async fn viewers(port: u16, camera: &str, n: usize, frames: Arc<AtomicU64>, ages: Option<Arc<std::sync::Mutex<Vec<f64>>>>) -> Vec<actix_web::rt::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for _ in 0..n {
-        let (_, mut ws) = awc::Client::new()
-            .ws(format!("ws://127.0.0.1:{port}/ws/stream/{camera}"))
-            .max_frame_size(16 << 20)
-            .connect()
-            .await
-            .expect("viewer connects");
         let (frames, ages) = (frames.clone(), ages.clone());
-        tasks.push(actix_web::rt::spawn(async move {
-            while let Some(Ok(frame)) = ws.next().await {
-                match frame {
-                    awc::ws::Frame::Text(b) => {
-                        frames.fetch_add(1, Ordering::Relaxed);
-                        if let Some(ages) = &ages {
-                            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-                            if let Ok(v) = serde_json::from_slice::<Value>(&b) {
-                                if let Some(t) = v["metadata"]["timestamp"].as_f64() {
-                                    ages.lock().unwrap().push((now - t) * 1000.0);
-                                }
-                            }
+        tasks.push(
+            support::viewer(port, camera, move |b| {
+                frames.fetch_add(1, Ordering::Relaxed);
+                if let Some(ages) = &ages {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+                    if let Ok(v) = serde_json::from_slice::<Value>(b) {
+                        if let Some(t) = v["metadata"]["timestamp"].as_f64() {
+                            ages.lock().unwrap().push((now - t) * 1000.0);
                         }
                     }
-                    awc::ws::Frame::Ping(p) => {
-                        let _ = ws.send(awc::ws::Message::Pong(p)).await;
-                    }
-                    _ => {}
                 }
-            }
-        }));
+            })
+            .await,
+        );
     }
     tasks
 }

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -75,27 +74,12 @@ async fn connect_viewers(port: u16, case: &Case, frames: Arc<AtomicU64>, bytes: 
     let mut tasks = Vec::new();
     for i in 0..case.n {
         let query = case.queries[i % case.queries.len()];
-        let (_, mut ws) = awc::Client::new()
-            .ws(format!("ws://127.0.0.1:{port}/ws/stream/cam1?{query}"))
-            .max_frame_size(16 << 20)
-            .connect()
-            .await
-            .expect("viewer connects");
         let (frames, bytes) = (frames.clone(), bytes.clone());
-        tasks.push(actix_web::rt::spawn(async move {
-            while let Some(Ok(frame)) = ws.next().await {
-                match frame {
-                    awc::ws::Frame::Text(b) | awc::ws::Frame::Binary(b) => {
-                        frames.fetch_add(1, Ordering::Relaxed);
-                        bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    }
-                    awc::ws::Frame::Ping(p) => {
-                        let _ = ws.send(awc::ws::Message::Pong(p)).await;
-                    }
-                    _ => {}
-                }
-            }
-        }));
+        let on_frame = move |b: &[u8]| {
+            frames.fetch_add(1, Ordering::Relaxed);
+            bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        };
+        tasks.push(support::viewer(port, &format!("cam1?{query}"), on_frame).await);
     }
     tasks
 }

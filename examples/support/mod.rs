@@ -202,7 +202,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// A WebSocket viewer of `cam` that reads every frame as a browser would (answering pings) and
+/// A WebSocket viewer of `cam` (with a query string, if any) that reads every frame as a browser would (answering pings) and
 /// hands each frame message's payload (text or binary) to `on_frame`, until the server closes.
 pub async fn viewer(port: u16, cam: &str, mut on_frame: impl FnMut(&[u8]) + 'static) -> actix_web::rt::task::JoinHandle<()> {
     use futures_util::{SinkExt, StreamExt};
