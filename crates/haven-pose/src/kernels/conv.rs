@@ -111,6 +111,18 @@ fn always_winograd(
         && cin.min(cout) >= 16
 }
 
+/// BatchNorm folded into weights [cout, ...]: each output channel's weights times its scale, in f32
+/// (the one multiplication every path, and the 16-bit panels' widening, make).
+pub(crate) fn fold(mut w: Vec<f32>, scale: &[f32]) -> Vec<f32> {
+    let per = w.len() / scale.len().max(1);
+    for (row, &s) in w.chunks_exact_mut(per.max(1)).zip(scale) {
+        for x in row {
+            *x *= s;
+        }
+    }
+    w
+}
+
 /// GEMM panels held as 16-bit values: raw weights packed as [`pack_a`] packs the folded ones, and
 /// the fold's scale per row; [`HalfPanels::widen`] gives the folded f32 panels bit for bit.
 struct HalfPanels {
@@ -237,14 +249,10 @@ impl Conv {
         opts: KernelOptions,
     ) -> Self {
         let per = raw.len() / cout.max(1);
-        let mut w = raw.clone();
-        for (row, &s) in w.chunks_exact_mut(per.max(1)).zip(scale) {
-            for x in row {
-                *x *= s;
-            }
-        }
-        let mut c = Self::new(cin, cout, k, stride, groups, w, b, act, opts);
-        if opts.half_weights && !c.pa.is_empty() {
+        // the raw weights outlive the fold only where they may be held in 16 bits
+        let kept = opts.half_weights.then(|| raw.clone());
+        let mut c = Self::new(cin, cout, k, stride, groups, fold(raw, scale), b, act, opts);
+        if let (Some(raw), false) = (kept, c.pa.is_empty()) {
             if let Some(half) = HalfPanels::of(&raw, scale, cout, per) {
                 c.pa = Vec::new();
                 c.half = Some(half);

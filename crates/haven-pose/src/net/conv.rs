@@ -55,16 +55,7 @@ impl ConvBn {
                 let conv = Conv::new_scaled((cin, cout, k, stride, groups), wt.data.clone(), &scale, bias, act, opts);
                 Ok(Self { cout, act, imp: ConvImpl::Haven(conv) })
             }
-            Ops::Candle => {
-                let per = cpg * k * k;
-                let mut w = wt.data.clone();
-                for (row, s) in w.chunks_exact_mut(per).zip(&scale) {
-                    for x in row {
-                        *x *= s;
-                    }
-                }
-                Self::new(vb, dims, w, bias, act)
-            }
+            Ops::Candle => Self::new(vb, dims, crate::kernels::conv::fold(wt.data.clone(), &scale), bias, act),
         }
     }
 
